@@ -1,0 +1,281 @@
+"""Scenario objects: immutable data, no behaviour (design §3).
+
+A :class:`Scenario` is what the parser produces, the validator checks, the printer prints,
+the model and the probe replay, and the generator builds.  Positions (``pos``) are kept for
+error messages and reports but never take part in equality, so ``parse(print(s)) == s``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Union
+
+from ksmdiff.versions import VersionSet
+
+
+@dataclass(frozen=True)
+class Pos:
+    line: int = 0
+    column: int = 0
+
+
+def _pos() -> Pos:
+    return field(default=Pos(), compare=False, repr=False)
+
+
+# ----------------------------------------------------------------------------- targets
+
+@dataclass(frozen=True)
+class Target:
+    """``R`` (all pages: lo = hi = None), ``R[i]`` (lo = hi = i) or ``R[i..j]``."""
+
+    region: str
+    lo: int | None = None
+    hi: int | None = None
+
+    @property
+    def whole(self) -> bool:
+        return self.lo is None
+
+    def indices(self, npages: int) -> range:
+        if self.lo is None:
+            return range(npages)
+        assert self.hi is not None
+        return range(self.lo, self.hi + 1)
+
+    def __str__(self) -> str:
+        if self.lo is None:
+            return self.region
+        if self.lo == self.hi:
+            return f"{self.region}[{self.lo}]"
+        return f"{self.region}[{self.lo}..{self.hi}]"
+
+
+# ----------------------------------------------------------------------------- statements
+
+@dataclass(frozen=True)
+class Mmap:
+    proc: str
+    region: str
+    npages: int
+    pos: Pos = _pos()
+
+
+@dataclass(frozen=True)
+class Fill:
+    proc: str
+    target: Target
+    byte: int | None          # None: ``zero`` (real zeros, no salt)
+    pos: Pos = _pos()
+
+
+@dataclass(frozen=True)
+class Write:
+    proc: str
+    target: Target
+    byte: int
+    pos: Pos = _pos()
+
+
+@dataclass(frozen=True)
+class Read:
+    proc: str
+    target: Target
+    pos: Pos = _pos()
+
+
+MADVICES = ("mergeable", "unmergeable", "dontneed", "pageout")
+
+
+@dataclass(frozen=True)
+class Madvise:
+    proc: str
+    target: Target
+    advice: str               # one of MADVICES
+    pos: Pos = _pos()
+
+
+@dataclass(frozen=True)
+class Mprotect:
+    proc: str
+    target: Target
+    prot: str                 # "ro" | "rw"
+    pos: Pos = _pos()
+
+
+@dataclass(frozen=True)
+class Munmap:
+    proc: str
+    target: Target
+    pos: Pos = _pos()
+
+
+@dataclass(frozen=True)
+class Fork:
+    proc: str
+    child: str
+    pos: Pos = _pos()
+
+
+@dataclass(frozen=True)
+class Exit:
+    proc: str
+    pos: Pos = _pos()
+
+
+@dataclass(frozen=True)
+class Pin:
+    proc: str
+    target: Target
+    pos: Pos = _pos()
+
+
+@dataclass(frozen=True)
+class Unpin:
+    proc: str
+    target: Target
+    pos: Pos = _pos()
+
+
+@dataclass(frozen=True)
+class Prctl:
+    proc: str
+    on: bool
+    pos: Pos = _pos()
+
+
+@dataclass(frozen=True)
+class KsmSettle:
+    pos: Pos = _pos()
+
+
+@dataclass(frozen=True)
+class KsmScan:
+    scans: int
+    pos: Pos = _pos()
+
+
+KNOBS = ("use_zero_pages", "max_page_sharing", "merge_across_nodes")
+
+
+@dataclass(frozen=True)
+class KsmSet:
+    knob: str                 # one of KNOBS
+    value: int
+    pos: Pos = _pos()
+
+
+# ----------------------------------------------------------------------------- expectations
+
+@dataclass(frozen=True)
+class Content:
+    """Page content: every byte ``fill`` (None: real zeros) except one fixed offset that
+    holds ``write`` when a write happened.  Normalised: a write equal to the fill is no
+    write."""
+
+    fill: int | None
+    write: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.write is not None and self.write == (self.fill or 0):
+            object.__setattr__(self, "write", None)
+
+    def __str__(self) -> str:
+        base = "zero" if self.fill is None else f"0x{self.fill:02x}"
+        return base if self.write is None else f"{base}+0x{self.write:02x}"
+
+    @classmethod
+    def parse(cls, text: str) -> "Content":
+        fill_s, _, write_s = text.partition("+")
+        fill = None if fill_s == "zero" else int(fill_s, 16)
+        write = int(write_s, 16) if write_s else None
+        return cls(fill, write)
+
+
+# Predicates without an argument.
+FLAG_PREDICATES = ("ksm", "reused", "copied", "zero-page", "swapped", "present", "unmapped",
+                   "exclusive")
+
+
+@dataclass(frozen=True)
+class Flag:
+    name: str                 # one of FLAG_PREDICATES
+
+    def __str__(self) -> str:
+        return self.name
+
+
+@dataclass(frozen=True)
+class Mapcount:
+    count: int
+
+    def __str__(self) -> str:
+        return f"mapcount {self.count}"
+
+
+@dataclass(frozen=True)
+class HasContent:
+    content: Content
+
+    def __str__(self) -> str:
+        return f"content {self.content}"
+
+
+@dataclass(frozen=True)
+class SameFrame:
+    proc: str
+    target: Target
+
+    def __str__(self) -> str:
+        return f"same-frame {self.proc} {self.target}"
+
+
+Predicate = Union[Flag, Mapcount, HasContent, SameFrame]
+
+
+@dataclass(frozen=True)
+class ExpectPage:
+    proc: str
+    target: Target
+    negated: bool
+    predicate: Predicate
+    versions: VersionSet | None = None
+    pos: Pos = _pos()
+
+
+@dataclass(frozen=True)
+class ExpectCounter:
+    counter: str
+    delta: int
+    versions: VersionSet | None = None
+    pos: Pos = _pos()
+
+
+Action = Union[Mmap, Fill, Write, Read, Madvise, Mprotect, Munmap, Fork, Exit, Pin, Unpin,
+               Prctl, KsmSettle, KsmScan, KsmSet]
+Expect = Union[ExpectPage, ExpectCounter]
+Statement = Union[Action, Expect]
+
+ACTION_TYPES = (Mmap, Fill, Write, Read, Madvise, Mprotect, Munmap, Fork, Exit, Pin, Unpin,
+                Prctl, KsmSettle, KsmScan, KsmSet)
+EXPECT_TYPES = (ExpectPage, ExpectCounter)
+
+
+def is_action(stmt: Statement) -> bool:
+    return isinstance(stmt, ACTION_TYPES)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    title: str
+    initial: str                                  # the ``process P`` statement
+    statements: tuple[Statement, ...]
+    tags: tuple[str, ...] = ()
+    requires: tuple[str, ...] = ()
+    source: str = field(default="<string>", compare=False)
+    title_pos: Pos = _pos()
+    initial_pos: Pos = _pos()
+
+    @property
+    def actions(self) -> tuple[Action, ...]:
+        return tuple(s for s in self.statements if is_action(s))

@@ -1,0 +1,287 @@
+"""Text → lark tree → :class:`Scenario` (syntax only; the validator checks meaning)."""
+
+from __future__ import annotations
+
+import lark
+from lark import Token, Transformer, v_args
+
+from ksmdiff.errors import InputError, Location
+from ksmdiff.internal.grammar import decode_source, lalr_parser, lark_error
+from ksmdiff.scenario import ast as A
+from ksmdiff.versions import KernelVersion, VersionClause, VersionSet
+
+MAX_FILE_BYTES = 1 << 20
+MAX_INT = 1 << 31
+
+
+def _pos(tok) -> A.Pos:
+    return A.Pos(getattr(tok, "line", 0) or 0, getattr(tok, "column", 0) or 0)
+
+
+class _Build(Transformer):
+    """Builds statement objects; header statements become tagged tuples for ``parse``."""
+
+    def __init__(self, source: str):
+        super().__init__(visit_tokens=False)
+        self.source = source
+
+    def _err(self, tok, message: str, expected: str | None = None) -> InputError:
+        p = _pos(tok)
+        return InputError(message, Location(self.source, p.line, p.column), expected)
+
+    def _int(self, tok: Token, what: str) -> int:
+        text = str(tok)
+        if len(text) > 10 or int(text.lstrip("+-") or "0") >= MAX_INT:
+            raise self._err(tok, f"{what} {text} is too large", f"a {what} below {MAX_INT}")
+        return int(text)
+
+    def _byte(self, tok: Token) -> int:
+        value = int(str(tok), 16) if len(str(tok)) <= 6 else 1 << 20
+        if value > 0xFF:
+            raise self._err(tok, f"byte {tok} is out of range", "a byte 0x00..0xff")
+        return value
+
+    # -- header
+    @v_args(inline=True)
+    def scenario_stmt(self, s):
+        body = str(s)[1:-1].replace('\\"', '"').replace("\\\\", "\\")
+        return ("scenario", body, _pos(s))
+
+    def tags_stmt(self, items):
+        return ("tags", tuple(items), _pos(items[0]))
+
+    def requires_stmt(self, items):
+        return ("requires", tuple(items), _pos(items[0]))
+
+    @v_args(inline=True)
+    def process_stmt(self, name):
+        return ("process", name, _pos(name))
+
+    # -- targets
+    def target(self, items):
+        name = items[0]
+        if len(items) == 1:
+            return A.Target(str(name))
+        lo = self._int(items[1], "page index")
+        hi = self._int(items[3], "page index") if len(items) == 4 else lo
+        if hi < lo:
+            raise self._err(items[1], f"empty range [{lo}..{hi}]",
+                            "a range [i..j] with i <= j")
+        return A.Target(str(name), lo, hi)
+
+    # -- process statements: proc_stmt receives (NAME, partial op)
+    @v_args(inline=True)
+    def proc_stmt(self, name, op):
+        make, args = op
+        return make(str(name), *args, pos=_pos(name))
+
+    @v_args(inline=True)
+    def mmap(self, region, n):
+        return (A.Mmap, (str(region), self._int(n, "page count")))
+
+    @v_args(inline=True)
+    def fill(self, target, value):
+        return (A.Fill, (target, None if value.type == "ZERO" else self._byte(value)))
+
+    @v_args(inline=True)
+    def write(self, target, value):
+        return (A.Write, (target, self._byte(value)))
+
+    @v_args(inline=True)
+    def read(self, target):
+        return (A.Read, (target,))
+
+    @v_args(inline=True)
+    def madvise(self, target, advice):
+        if str(advice) not in A.MADVICES:
+            raise self._err(advice, f"unknown madvise advice {str(advice)!r}",
+                            " or ".join(A.MADVICES))
+        return (A.Madvise, (target, str(advice)))
+
+    @v_args(inline=True)
+    def mprotect(self, target, prot):
+        if str(prot) not in ("ro", "rw"):
+            raise self._err(prot, f"unknown protection {str(prot)!r}", "ro or rw")
+        return (A.Mprotect, (target, str(prot)))
+
+    @v_args(inline=True)
+    def munmap(self, target):
+        return (A.Munmap, (target,))
+
+    @v_args(inline=True)
+    def fork(self, child):
+        return (A.Fork, (str(child),))
+
+    def exit(self, _items):
+        return (A.Exit, ())
+
+    @v_args(inline=True)
+    def pin(self, target):
+        return (A.Pin, (target,))
+
+    @v_args(inline=True)
+    def unpin(self, target):
+        return (A.Unpin, (target,))
+
+    @v_args(inline=True)
+    def prctl(self, onoff):
+        if str(onoff) not in ("on", "off"):
+            raise self._err(onoff, f"unknown prctl merge value {str(onoff)!r}", "on or off")
+        return (A.Prctl, (str(onoff) == "on",))
+
+    # -- ksm statements
+    def ksm_settle(self, items):
+        return A.KsmSettle(pos=_pos(items[0]))
+
+    def ksm_scan(self, items):
+        return A.KsmScan(self._int(items[1], "scan count"), pos=_pos(items[0]))
+
+    def ksm_set(self, items):
+        kw, knob, value = items
+        if str(knob) not in A.KNOBS:
+            raise self._err(knob, f"unknown KSM knob {str(knob)!r}", " or ".join(A.KNOBS))
+        return A.KsmSet(str(knob), self._int(value, "knob value"), pos=_pos(kw))
+
+    # -- expectations
+    def expect_counter(self, items):
+        kw, name, delta = items[0], items[1], items[2]
+        versions = items[3] if len(items) > 3 else None
+        return A.ExpectCounter(str(name), self._int(delta, "counter change"), versions,
+                               pos=_pos(kw))
+
+    def expect_page(self, items):
+        kw, proc, target = items[0], items[1], items[2]
+        rest = items[3:]
+        negated = False
+        if rest and isinstance(rest[0], Token) and rest[0].type == "NOT":
+            negated = True
+            rest = rest[1:]
+        predicate = rest[0]
+        versions = rest[1] if len(rest) > 1 else None
+        return A.ExpectPage(str(proc), target, negated, predicate, versions, pos=_pos(kw))
+
+    @v_args(inline=True)
+    def flag(self, tok):
+        return A.Flag(str(tok))
+
+    @v_args(inline=True)
+    def mapcount(self, n):
+        return A.Mapcount(self._int(n, "mapcount"))
+
+    def content_value(self, items):
+        fill = None if items[0].type == "ZERO" else self._byte(items[0])
+        write = self._byte(items[1]) if len(items) > 1 else None
+        return A.Content(fill, write)
+
+    @v_args(inline=True)
+    def content(self, value):
+        return A.HasContent(value)
+
+    @v_args(inline=True)
+    def same_frame(self, proc, target):
+        return A.SameFrame(str(proc), target)
+
+    # -- versions
+    def _version(self, tok) -> KernelVersion:
+        try:
+            return KernelVersion.parse(str(tok))
+        except ValueError:
+            raise self._err(tok, f"bad kernel version {str(tok)!r}",
+                            "a version such as 5.4 or 6.12.117") from None
+
+    def versions(self, items):
+        return VersionSet(tuple(items))
+
+    @v_args(inline=True)
+    def v_range(self, low, _dots, high):
+        lo, hi = self._version(low), self._version(high)
+        if hi < lo:
+            raise self._err(low, f"empty version range {low}..{high}",
+                            "a range A..B with A <= B")
+        return VersionClause("..", lo, hi)
+
+    @v_args(inline=True)
+    def v_cmp(self, op, version):
+        return VersionClause(str(op), self._version(version))
+
+    @v_args(inline=True)
+    def v_exact(self, version):
+        return VersionClause("==", self._version(version))
+
+    def start(self, items):
+        return items
+
+
+def parse_raw(data: bytes | str, source: str = "<string>") -> A.Scenario:
+    """Parse without semantic validation (the validator runs in :func:`ksmdiff.scenario.parse`)."""
+    text = decode_source(data, source, MAX_FILE_BYTES)
+    parser = lalr_parser("scenario")
+    try:
+        tree = parser.parse(text)
+    except lark.exceptions.LarkError as err:
+        raise lark_error(parser, err, source) from None
+    try:
+        items = _Build(source).transform(tree)
+    except lark.exceptions.VisitError as err:
+        if isinstance(err.orig_exc, InputError):
+            raise err.orig_exc from None
+        raise
+    return _assemble(items, source)
+
+
+def _assemble(items, source: str) -> A.Scenario:
+    title = initial = None
+    title_pos = initial_pos = A.Pos()
+    tags: tuple = ()
+    requires: tuple = ()
+    stmts: list = []
+
+    def err(pos: A.Pos, msg: str, expected: str | None = None) -> InputError:
+        return InputError(msg, Location(source, pos.line or 1, pos.column or 1), expected)
+
+    for i, item in enumerate(items):
+        if isinstance(item, tuple):
+            kind, value, pos = item
+            if kind == "scenario":
+                if i != 0:
+                    raise err(pos, "'scenario' must be the first statement")
+                title, title_pos = value, pos
+            elif kind == "process":
+                if initial is not None:
+                    raise err(pos, f"a second 'process' statement ({value}); the initial "
+                                   f"process is {initial}", "P: fork CHILD to make more processes")
+                if stmts:
+                    raise err(pos, "'process' must come before the first operation")
+                initial, initial_pos = str(value), pos
+            elif kind in ("tags", "requires"):
+                if stmts or initial is not None:
+                    raise err(pos, f"'{kind}' must come before 'process'")
+                if kind == "tags":
+                    if tags:
+                        raise err(pos, "a second 'tags' statement")
+                    tags = tuple(str(t) for t in value)
+                else:
+                    if requires:
+                        raise err(pos, "a second 'requires' statement")
+                    requires = tuple(str(t) for t in value)
+                    for tok in value:
+                        _check_feature(tok, source)
+            continue
+        stmts.append(item)
+    if title is None:
+        first = items[0] if items else None
+        pos = first[2] if isinstance(first, tuple) else getattr(first, "pos", A.Pos(1, 1))
+        raise err(pos, "a scenario must start with its title", 'scenario "TITLE"')
+    if initial is None:
+        raise err(A.Pos(title_pos.line + 1, 1), "no 'process' statement", "process NAME")
+    return A.Scenario(title=title, initial=initial, statements=tuple(stmts), tags=tags,
+                      requires=requires, source=source, title_pos=title_pos,
+                      initial_pos=initial_pos)
+
+
+def _check_feature(tok, source: str) -> None:
+    from ksmdiff.versions import FEATURES
+    if str(tok) not in FEATURES:
+        p = _pos(tok)
+        raise InputError(f"unknown feature {str(tok)!r}", Location(source, p.line, p.column),
+                         " or ".join(FEATURES))

@@ -1,0 +1,68 @@
+"""Scenario → text, in the canonical form (the generator and the prover print scenarios)."""
+
+from __future__ import annotations
+
+from ksmdiff.scenario import ast as A
+
+
+def _byte(b: int | None) -> str:
+    return "zero" if b is None else f"0x{b:02x}"
+
+
+def format_statement(s: A.Statement) -> str:
+    on = ""
+    if isinstance(s, (A.ExpectPage, A.ExpectCounter)) and s.versions is not None:
+        on = f" on {s.versions}"
+    if isinstance(s, A.Mmap):
+        return f"{s.proc}: mmap {s.region} {s.npages}"
+    if isinstance(s, A.Fill):
+        return f"{s.proc}: fill {s.target} {_byte(s.byte)}"
+    if isinstance(s, A.Write):
+        return f"{s.proc}: write {s.target} {_byte(s.byte)}"
+    if isinstance(s, A.Read):
+        return f"{s.proc}: read {s.target}"
+    if isinstance(s, A.Madvise):
+        return f"{s.proc}: madvise {s.target} {s.advice}"
+    if isinstance(s, A.Mprotect):
+        return f"{s.proc}: mprotect {s.target} {s.prot}"
+    if isinstance(s, A.Munmap):
+        return f"{s.proc}: munmap {s.target}"
+    if isinstance(s, A.Fork):
+        return f"{s.proc}: fork {s.child}"
+    if isinstance(s, A.Exit):
+        return f"{s.proc}: exit"
+    if isinstance(s, A.Pin):
+        return f"{s.proc}: pin {s.target}"
+    if isinstance(s, A.Unpin):
+        return f"{s.proc}: unpin {s.target}"
+    if isinstance(s, A.Prctl):
+        return f"{s.proc}: prctl merge {'on' if s.on else 'off'}"
+    if isinstance(s, A.KsmSettle):
+        return "ksm settle"
+    if isinstance(s, A.KsmScan):
+        return f"ksm scan {s.scans}"
+    if isinstance(s, A.KsmSet):
+        return f"ksm set {s.knob} {s.value}"
+    if isinstance(s, A.ExpectPage):
+        neg = "not " if s.negated else ""
+        return f"expect {s.proc} {s.target} {neg}{s.predicate}{on}"
+    if isinstance(s, A.ExpectCounter):
+        return f"expect counter {s.counter} {s.delta:+d}{on}"
+    raise TypeError(f"not a scenario statement: {s!r}")
+
+
+def _quote(title: str) -> str:
+    return '"' + title.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def print_scenario(scn: A.Scenario) -> str:
+    """The canonical text of ``scn``; ``parse(print_scenario(s)) == s``."""
+    lines = [f"scenario {_quote(scn.title)}"]
+    if scn.tags:
+        lines.append("tags " + ", ".join(scn.tags))
+    if scn.requires:
+        lines.append("requires " + ", ".join(scn.requires))
+    lines.append("")
+    lines.append(f"process {scn.initial}")
+    lines.extend(format_statement(s) for s in scn.statements)
+    return "\n".join(lines) + "\n"

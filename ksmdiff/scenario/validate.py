@@ -1,0 +1,248 @@
+"""Semantic checks of a scenario: a symbolic walk over processes, regions and pages.
+
+Everything a kernel run would trip over (unknown process, page out of range, a write to an
+unmapped or read-only page, fork to an existing name, ...) is found here, before anything
+runs, and reported with file:line:column.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ksmdiff.errors import InputError, Location
+from ksmdiff.scenario import ast as A
+from ksmdiff.versions import COUNTERS, FEATURES
+
+# Limits that keep a scenario small enough for the probe and the prover.
+MAX_REGION_PAGES = 1024
+MAX_TOTAL_PAGES = 4096
+MAX_PROCESSES = 16
+MAX_STATEMENTS = 10_000
+MAX_SCANS = 100
+MAX_PINS_PER_PAGE = 8
+MAX_MAPCOUNT = 1 << 16
+KNOB_RANGES = {"use_zero_pages": (0, 1), "merge_across_nodes": (0, 1),
+               "max_page_sharing": (2, 1 << 16)}
+
+
+@dataclass
+class _Region:
+    npages: int
+    mapped: list[bool]
+    prot: list[str]
+    faulted: list[bool]        # a read or write touched the page (reused/copied defined)
+
+
+@dataclass
+class _Proc:
+    alive: bool = True
+    regions: dict[str, _Region] = field(default_factory=dict)
+    pins: dict[tuple[str, int], int] = field(default_factory=dict)
+
+
+def implied_features(scn: A.Scenario) -> tuple[str, ...]:
+    """``requires`` plus what the statements need (pageout needs swap, ...), in FEATURES order."""
+    need = set(scn.requires)
+    for s in scn.statements:
+        if isinstance(s, A.Prctl):
+            need.add("prctl-merge")
+        elif isinstance(s, A.Madvise) and s.advice == "pageout":
+            need.add("swap")
+        elif isinstance(s, A.KsmSet) and s.knob == "use_zero_pages" and s.value:
+            need.add("zero-pages")
+        elif isinstance(s, A.ExpectCounter) and s.counter == "stable_nodes_removed":
+            need.add("tracepoints")
+    return tuple(f for f in FEATURES if f in need)
+
+
+def validate(scn: A.Scenario) -> A.Scenario:
+    """Raise :class:`InputError` at the first semantic error; return ``scn`` unchanged."""
+    _Checker(scn).run()
+    return scn
+
+
+class _Checker:
+    def __init__(self, scn: A.Scenario):
+        self.scn = scn
+        self.procs: dict[str, _Proc] = {}
+        self.names: set[str] = set()
+        self.total_pages = 0
+
+    def err(self, pos: A.Pos, msg: str, expected: str | None = None) -> InputError:
+        return InputError(msg, Location(self.scn.source, pos.line or 1, pos.column or 1),
+                          expected)
+
+    def run(self) -> None:
+        scn = self.scn
+        if "\n" in scn.title or not scn.title.strip():
+            raise self.err(scn.title_pos, "the title must be a non-empty single line")
+        for name in scn.requires:
+            if name not in FEATURES:
+                raise self.err(scn.title_pos, f"unknown feature {name!r}", " or ".join(FEATURES))
+        if len(scn.statements) > MAX_STATEMENTS:
+            raise self.err(scn.statements[MAX_STATEMENTS].pos,
+                           f"more than {MAX_STATEMENTS} statements")
+        self.procs[scn.initial] = _Proc()
+        self.names.add(scn.initial)
+        for s in scn.statements:
+            getattr(self, "do_" + type(s).__name__)(s)
+
+    # -- helpers
+    def proc(self, name: str, pos: A.Pos, *, alive: bool = True) -> _Proc:
+        p = self.procs.get(name)
+        if p is None:
+            known = ", ".join(sorted(self.procs)) or "none"
+            raise self.err(pos, f"unknown process {name!r}", f"one of: {known}")
+        if alive and not p.alive:
+            raise self.err(pos, f"process {name} has exited")
+        return p
+
+    def region(self, p: _Proc, pname: str, target: A.Target, pos: A.Pos) -> tuple[_Region, range]:
+        r = p.regions.get(target.region)
+        if r is None:
+            known = ", ".join(sorted(p.regions)) or "none"
+            raise self.err(pos, f"process {pname} has no region {target.region!r}",
+                           f"a region mapped with 'mmap' (known: {known})")
+        if target.hi is not None and target.hi >= r.npages:
+            raise self.err(pos, f"page {target.hi} is out of range for {target.region}, "
+                                f"which has {r.npages} pages",
+                           f"an index 0..{r.npages - 1}")
+        return r, target.indices(r.npages)
+
+    def mapped_pages(self, s, verb: str, *, writable: bool = False) -> tuple[_Region, range]:
+        p = self.proc(s.proc, s.pos)
+        r, idx = self.region(p, s.proc, s.target, s.pos)
+        for i in idx:
+            if not r.mapped[i]:
+                raise self.err(s.pos, f"{verb} of an unmapped page {s.target.region}[{i}]",
+                               "a page that is still mapped")
+            if writable and r.prot[i] != "rw":
+                raise self.err(s.pos, f"{verb} of a read-only page {s.target.region}[{i}] "
+                                      "would fault (SIGSEGV)", "mprotect ... rw first")
+        return r, idx
+
+    # -- actions
+    def do_Mmap(self, s: A.Mmap) -> None:
+        p = self.proc(s.proc, s.pos)
+        old = p.regions.get(s.region)
+        if old is not None and any(old.mapped):
+            raise self.err(s.pos, f"region {s.region!r} of {s.proc} is already mapped",
+                           "a new region name, or munmap the old one first")
+        if not 1 <= s.npages <= MAX_REGION_PAGES:
+            raise self.err(s.pos, f"mmap of {s.npages} pages",
+                           f"1..{MAX_REGION_PAGES} pages")
+        self.total_pages += s.npages
+        if self.total_pages > MAX_TOTAL_PAGES:
+            raise self.err(s.pos, f"the scenario maps more than {MAX_TOTAL_PAGES} pages in all")
+        p.regions[s.region] = _Region(s.npages, [True] * s.npages, ["rw"] * s.npages,
+                                      [False] * s.npages)
+
+    def do_Fill(self, s: A.Fill) -> None:
+        r, idx = self.mapped_pages(s, "fill", writable=True)
+        for i in idx:
+            r.faulted[i] = True
+
+    def do_Write(self, s: A.Write) -> None:
+        r, idx = self.mapped_pages(s, "write", writable=True)
+        for i in idx:
+            r.faulted[i] = True
+
+    def do_Read(self, s: A.Read) -> None:
+        r, idx = self.mapped_pages(s, "read")
+        for i in idx:
+            r.faulted[i] = True
+
+    def do_Madvise(self, s: A.Madvise) -> None:
+        self.mapped_pages(s, f"madvise {s.advice}")
+
+    def do_Mprotect(self, s: A.Mprotect) -> None:
+        r, idx = self.mapped_pages(s, "mprotect")
+        for i in idx:
+            r.prot[i] = s.prot
+
+    def do_Munmap(self, s: A.Munmap) -> None:
+        p = self.proc(s.proc, s.pos)
+        r, idx = self.region(p, s.proc, s.target, s.pos)
+        for i in idx:
+            r.mapped[i] = False
+            r.faulted[i] = False
+
+    def do_Fork(self, s: A.Fork) -> None:
+        p = self.proc(s.proc, s.pos)
+        if s.child in self.names:
+            raise self.err(s.pos, f"fork to an existing process name {s.child!r}",
+                           "a new process name")
+        if len(self.procs) >= MAX_PROCESSES:
+            raise self.err(s.pos, f"more than {MAX_PROCESSES} processes")
+        self.names.add(s.child)
+        child = _Proc()
+        for name, r in p.regions.items():
+            child.regions[name] = _Region(r.npages, list(r.mapped), list(r.prot),
+                                          [False] * r.npages)
+            self.total_pages += r.npages
+        if self.total_pages > MAX_TOTAL_PAGES:
+            raise self.err(s.pos, f"the scenario maps more than {MAX_TOTAL_PAGES} pages in all")
+        self.procs[s.child] = child
+
+    def do_Exit(self, s: A.Exit) -> None:
+        p = self.proc(s.proc, s.pos)
+        p.alive = False
+        p.pins.clear()
+
+    def do_Pin(self, s: A.Pin) -> None:
+        p = self.proc(s.proc, s.pos)
+        _r, idx = self.mapped_pages(s, "pin")
+        for i in idx:
+            key = (s.target.region, i)
+            if p.pins.get(key, 0) >= MAX_PINS_PER_PAGE:
+                raise self.err(s.pos, f"more than {MAX_PINS_PER_PAGE} pins on one page")
+            p.pins[key] = p.pins.get(key, 0) + 1
+
+    def do_Unpin(self, s: A.Unpin) -> None:
+        p = self.proc(s.proc, s.pos)
+        _r, idx = self.region(p, s.proc, s.target, s.pos)
+        for i in idx:
+            key = (s.target.region, i)
+            if not p.pins.get(key):
+                raise self.err(s.pos, f"unpin of {s.target.region}[{i}], which {s.proc} has "
+                                      "not pinned", "a page pinned with 'pin'")
+            p.pins[key] -= 1
+
+    def do_Prctl(self, s: A.Prctl) -> None:
+        self.proc(s.proc, s.pos)
+
+    def do_KsmSettle(self, s: A.KsmSettle) -> None:
+        pass
+
+    def do_KsmScan(self, s: A.KsmScan) -> None:
+        if not 1 <= s.scans <= MAX_SCANS:
+            raise self.err(s.pos, f"ksm scan {s.scans}", f"1..{MAX_SCANS} scans")
+
+    def do_KsmSet(self, s: A.KsmSet) -> None:
+        lo, hi = KNOB_RANGES[s.knob]
+        if not lo <= s.value <= hi:
+            raise self.err(s.pos, f"{s.knob} {s.value} is out of range", f"{lo}..{hi}")
+
+    # -- expectations
+    def do_ExpectPage(self, s: A.ExpectPage) -> None:
+        p = self.proc(s.proc, s.pos)
+        r, idx = self.region(p, s.proc, s.target, s.pos)
+        pred = s.predicate
+        if isinstance(pred, A.Flag) and pred.name in ("reused", "copied"):
+            for i in idx:
+                if not r.faulted[i]:
+                    raise self.err(s.pos, f"'{pred.name}' of {s.target.region}[{i}], which no "
+                                          "read, write or fill has touched since it was mapped",
+                                   "a page touched by an earlier read, write or fill")
+        if isinstance(pred, A.Mapcount) and pred.count > MAX_MAPCOUNT:
+            raise self.err(s.pos, f"mapcount {pred.count} is out of range", f"0..{MAX_MAPCOUNT}")
+        if isinstance(pred, A.SameFrame):
+            p2 = self.proc(pred.proc, s.pos)
+            _r2, idx2 = self.region(p2, pred.proc, pred.target, s.pos)
+            if len(idx2) != 1 and len(idx2) != len(idx):
+                raise self.err(s.pos, f"same-frame compares {len(idx)} pages with {len(idx2)}",
+                               "one page, or as many pages as the left side")
+
+    def do_ExpectCounter(self, s: A.ExpectCounter) -> None:
+        if s.counter not in COUNTERS:
+            raise self.err(s.pos, f"unknown counter {s.counter!r}", " or ".join(COUNTERS))
