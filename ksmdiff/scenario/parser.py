@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import lark
 from lark import Token, Transformer, v_args
 
@@ -16,6 +18,11 @@ MAX_INT = 1 << 31
 
 def _pos(tok) -> A.Pos:
     return A.Pos(getattr(tok, "line", 0) or 0, getattr(tok, "column", 0) or 0)
+
+
+def _line_start(tok) -> A.Pos:
+    """Header statements are reported at the start of their line."""
+    return A.Pos(getattr(tok, "line", 0) or 0, 1)
 
 
 class _Build(Transformer):
@@ -44,18 +51,18 @@ class _Build(Transformer):
     # -- header
     @v_args(inline=True)
     def scenario_stmt(self, s):
-        body = str(s)[1:-1].replace('\\"', '"').replace("\\\\", "\\")
-        return ("scenario", body, _pos(s))
+        body = re.sub(r'\\(["\\])', r"\1", str(s)[1:-1])
+        return ("scenario", body, _line_start(s))
 
     def tags_stmt(self, items):
-        return ("tags", tuple(items), _pos(items[0]))
+        return ("tags", tuple(items), _line_start(items[0]))
 
     def requires_stmt(self, items):
-        return ("requires", tuple(items), _pos(items[0]))
+        return ("requires", tuple(items), _line_start(items[0]))
 
     @v_args(inline=True)
     def process_stmt(self, name):
-        return ("process", name, _pos(name))
+        return ("process", name, _line_start(name))
 
     # -- targets
     def target(self, items):

@@ -1,0 +1,1 @@
+"""Scenario generation: Hypothesis strategies (and, later, Z3-driven generation)."""

@@ -1,0 +1,152 @@
+"""Comparing two observation streams by allowed-set inclusion (design §4).
+
+``compare(model, kernel)`` is one-sided, like herd's checker: every value the kernel showed
+must be in the model's allowed set; an allowed value that never shows up is not a failure
+(``tally`` counts never / sometimes / always over repeats).  ``compare_equal`` is the strict
+form used between the Z3-predicted sets and the model's sets, which must be equal.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any, Iterable, Sequence
+
+from ksmdiff.observe import ANY, OK, Record
+
+MISSING = "<absent>"
+
+
+@dataclass(frozen=True)
+class Divergence:
+    """One field where the streams disagree, at statement ``stmt`` (source line ``line``)."""
+
+    stmt: int
+    line: int
+    key: str
+    allowed: Any            # the reference side's allowed set (or MISSING)
+    observed: Any           # the other side's values (or MISSING)
+
+    def describe(self) -> str:
+        return (f"line {self.line}: {self.key}: kernel showed {_show(self.observed)}, "
+                f"model allows {_show(self.allowed)}")
+
+    def to_json(self) -> dict:
+        return {"stmt": self.stmt, "line": self.line, "key": self.key,
+                "allowed": _jsonable(self.allowed), "observed": _jsonable(self.observed)}
+
+
+def _jsonable(v: Any) -> Any:
+    if v is ANY:
+        return "*"
+    if v == MISSING:
+        return None
+    return sorted(v, key=lambda x: (type(x).__name__, str(x)))
+
+
+def _show(v: Any) -> str:
+    if v is ANY:
+        return "any value"
+    if v == MISSING:
+        return "no such field"
+    vals = sorted(v, key=lambda x: (type(x).__name__, str(x)))
+    text = ", ".join("none" if x is None else str(x).lower() if isinstance(x, bool) else str(x)
+                     for x in vals)
+    return text if len(vals) == 1 else "{" + text + "}"
+
+
+def _page_of(key: str) -> str | None:
+    return None if key.startswith("counter.") else key.rsplit(".", 1)[0]
+
+
+def compare(reference: Sequence[Record], observed: Sequence[Record]) -> list[Divergence]:
+    """Every field of ``observed`` outside ``reference``'s allowed set, in stream order.
+
+    A page the reference has but ``observed`` lacks (or the reverse) diverges on its
+    ``present`` key; any other field ``observed`` does not report is skipped (a kernel
+    that cannot report a field leaves it absent).  Records whose status is not ``ok`` are
+    not compared (they are results of their own: unsupported, environment, not-run).
+    """
+    ref_by_stmt = {r.stmt: r for r in reference}
+    out: list[Divergence] = []
+    for obs in observed:
+        ref = ref_by_stmt.get(obs.stmt)
+        if ref is None or obs.status != OK or ref.status != OK:
+            continue
+        ref_pages = {_page_of(k) for k in ref.fields if _page_of(k)}
+        obs_pages = {_page_of(k) for k in obs.fields if _page_of(k)}
+        for page in sorted(ref_pages - obs_pages):
+            out.append(Divergence(obs.stmt, obs.line, page + ".present",
+                                  ref.fields.get(page + ".present", MISSING), MISSING))
+        for key, values in obs.fields.items():
+            page = _page_of(key)
+            allowed = ref.fields.get(key, MISSING)
+            if allowed == MISSING:
+                if page is not None and page not in ref_pages and key.endswith(".present"):
+                    out.append(Divergence(obs.stmt, obs.line, key, MISSING, values))
+                continue
+            if allowed is ANY:
+                continue
+            if values is ANY or not set(values) <= set(allowed):
+                out.append(Divergence(obs.stmt, obs.line, key, allowed, values))
+    return out
+
+
+def compare_equal(a: Sequence[Record], b: Sequence[Record]) -> list[Divergence]:
+    """Fields whose allowed sets differ between ``a`` and ``b`` (both directions)."""
+    b_by_stmt = {r.stmt: r for r in b}
+    out: list[Divergence] = []
+    for ra in a:
+        rb = b_by_stmt.get(ra.stmt)
+        if rb is None:
+            out.append(Divergence(ra.stmt, ra.line, "<record>", MISSING, MISSING))
+            continue
+        for key in sorted(set(ra.fields) | set(rb.fields)):
+            va, vb = ra.fields.get(key, MISSING), rb.fields.get(key, MISSING)
+            if va != vb:
+                out.append(Divergence(ra.stmt, ra.line, key, va, vb))
+    return out
+
+
+def first_divergence(divs: Iterable[Divergence]) -> Divergence | None:
+    return min(divs, key=lambda d: d.stmt, default=None)
+
+
+@dataclass(frozen=True)
+class Tally:
+    """How often each allowed value showed up over ``runs`` kernel runs."""
+
+    runs: int
+    counts: dict            # (stmt, key, value) -> number of runs that showed it
+
+    def frequency(self, stmt: int, key: str, value: Any) -> str:
+        n = self.counts.get((stmt, key, value), 0)
+        if n == 0:
+            return "never"
+        return "always" if n == self.runs else "sometimes"
+
+    def unseen(self, reference: Sequence[Record]) -> list[tuple[int, str, Any]]:
+        """Allowed values (of multi-valued sets) that no run showed."""
+        out = []
+        for r in reference:
+            for key, values in r.fields.items():
+                if values is ANY or len(values) < 2:
+                    continue
+                for v in values:
+                    if self.counts.get((r.stmt, key, v), 0) == 0:
+                        out.append((r.stmt, key, v))
+        return out
+
+
+def tally(runs: Sequence[Sequence[Record]]) -> Tally:
+    counts: Counter = Counter()
+    for records in runs:
+        seen = set()
+        for r in records:
+            for key, values in r.fields.items():
+                if values is ANY:
+                    continue
+                for v in values:
+                    seen.add((r.stmt, key, v))
+        counts.update(seen)
+    return Tally(len(runs), dict(counts))

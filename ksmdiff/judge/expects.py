@@ -1,0 +1,191 @@
+"""Evaluating ``expect`` statements against an observation stream (design §3, §4).
+
+On a kernel stream every field holds one value and an expect holds when that value
+satisfies it.  On a model stream an expect holds only when *every* allowed value satisfies
+it: the model guarantees it.  ``on VERSIONS`` that exclude the version under test, and
+counters the version does not have, make an expect *skipped*, with the reason.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+from ksmdiff.observe import ANY, Record, counter_key, page_key
+from ksmdiff.scenario import ast as A
+from ksmdiff.scenario.printer import format_statement
+from ksmdiff.versions import KernelVersion, has_counter
+
+HELD = "held"
+FAILED = "failed"
+SKIPPED = "skipped"
+
+
+@dataclass(frozen=True)
+class ExpectResult:
+    stmt: int
+    line: int
+    text: str                # the expect as printed
+    status: str              # held | failed | skipped
+    reason: str = ""         # why it failed or was skipped; what was observed
+
+    def to_json(self) -> dict:
+        return {"stmt": self.stmt, "line": self.line, "expect": self.text,
+                "status": self.status, "reason": self.reason}
+
+
+def _fmt(values: Any) -> str:
+    if values is ANY:
+        return "any value"
+    if values is None:
+        return "nothing"
+    vals = sorted(values, key=lambda v: (type(v).__name__, str(v)))
+    return "{" + ", ".join("none" if v is None else str(v).lower() if isinstance(v, bool)
+                           else str(v) for v in vals) + "}"
+
+
+def _all(values: Any, pred) -> bool:
+    """Every allowed value satisfies ``pred`` (ANY never guarantees anything)."""
+    if values is ANY or values is None:
+        return False
+    return bool(values) and all(pred(v) for v in values)
+
+
+def _none(values: Any, pred) -> bool:
+    if values is ANY or values is None:
+        return False
+    return bool(values) and not any(pred(v) for v in values)
+
+
+class _PageView:
+    """The fields of one page in one record."""
+
+    def __init__(self, rec: Record | None, proc: str, region: str, index: int):
+        self.rec, self.proc, self.region, self.index = rec, proc, region, index
+
+    def field(self, name: str) -> Any:
+        if self.rec is None:
+            return None
+        return self.rec.get(page_key(self.proc, self.region, self.index, name))
+
+    @property
+    def mapped(self) -> bool:
+        return self.field("present") is not None
+
+    def name(self) -> str:
+        return f"{self.proc} {self.region}[{self.index}]"
+
+
+def _check_page(pred: A.Predicate, page: _PageView, other: _PageView | None,
+                negated: bool) -> tuple[bool, str]:
+    """(holds, what was observed) for one page; ``negated`` flips the predicate."""
+
+    def sat(values, test, observed_field: str) -> tuple[bool, str]:
+        ok = _none(values, test) if negated else _all(values, test)
+        return ok, f"{observed_field} = {_fmt(values)}"
+
+    if isinstance(pred, A.Flag):
+        name = pred.name
+        if name == "unmapped":
+            holds = (page.mapped if negated else not page.mapped)
+            return holds, "mapped" if page.mapped else "unmapped"
+        if not page.mapped:
+            return negated and name != "present", "unmapped"
+        if name in ("ksm", "swapped", "present", "exclusive"):
+            return sat(page.field(name), lambda v: v is True, name)
+        if name == "zero-page":
+            return sat(page.field("frame"), lambda v: v == "Z", "frame")
+        if name in ("reused", "copied"):
+            return sat(page.field("fault"), lambda v: v == name, "fault")
+        raise AssertionError(name)
+    if not page.mapped:
+        return negated, "unmapped"
+    if isinstance(pred, A.Mapcount):
+        return sat(page.field("mapcount"), lambda v: v == pred.count, "mapcount")
+    if isinstance(pred, A.HasContent):
+        want = str(pred.content)
+        return sat(page.field("content"), lambda v: v == want, "content")
+    if isinstance(pred, A.SameFrame):
+        assert other is not None
+        mine, theirs = page.field("frame"), other.field("frame")
+        observed = f"frames {_fmt(mine)} and {_fmt(theirs)}"
+        if not other.mapped:
+            return negated, f"{other.name()} is unmapped"
+        if mine is ANY or theirs is ANY or not mine or not theirs:
+            return False, observed
+        if None in mine or None in theirs:       # not present: no frame to share
+            return negated and None not in (mine & theirs), observed
+        if negated:
+            return not (set(mine) & set(theirs)), observed
+        return len(mine) == 1 and mine == theirs, observed
+    raise AssertionError(pred)
+
+
+def _page_count(scn: A.Scenario, upto: int, proc: str, region: str) -> int:
+    """The size of ``proc``'s region ``region`` as of statement ``upto``."""
+    sizes: dict[tuple[str, str], int] = {}
+    for s in scn.statements[:upto]:
+        if isinstance(s, A.Mmap):
+            sizes[(s.proc, s.region)] = s.npages
+        elif isinstance(s, A.Fork):
+            for (p, r), n in list(sizes.items()):
+                if p == s.proc:
+                    sizes[(s.child, r)] = n
+    return sizes.get((proc, region), 0)
+
+
+def evaluate_expects(scn: A.Scenario, records: Sequence[Record],
+                     version: KernelVersion) -> list[ExpectResult]:
+    """Judge every expect of ``scn`` on ``records`` (one per action, in order)."""
+    by_stmt = {r.stmt: r for r in records}
+    results: list[ExpectResult] = []
+    last: Record | None = None
+    for i, s in enumerate(scn.statements):
+        if not isinstance(s, A.EXPECT_TYPES):
+            last = by_stmt.get(i, last)
+            continue
+        text = format_statement(s)
+        line = s.pos.line
+        if s.versions is not None and not s.versions.contains(version):
+            results.append(ExpectResult(i, line, text, SKIPPED, f"not on {version}"))
+            continue
+        if last is None and any(isinstance(x, A.ACTION_TYPES) for x in scn.statements[:i]):
+            results.append(ExpectResult(i, line, text, FAILED, "no observation recorded"))
+            continue
+        if isinstance(s, A.ExpectCounter):
+            if not has_counter(version, s.counter):
+                results.append(ExpectResult(i, line, text, SKIPPED,
+                                            f"{version} has no counter {s.counter}"))
+                continue
+            values = last.get(counter_key(s.counter)) if last else frozenset([0])
+            if values is None:
+                results.append(ExpectResult(i, line, text, FAILED,
+                                            f"counter {s.counter} was not observed"))
+                continue
+            ok = _all(values, lambda v: v == s.delta)
+            results.append(ExpectResult(i, line, text, HELD if ok else FAILED,
+                                        f"{s.counter} changed by {_fmt(values)}"))
+            continue
+        n = _page_count(scn, i, s.proc, s.target.region)
+        idx = list(s.target.indices(n))
+        others: list[_PageView | None] = [None] * len(idx)
+        if isinstance(s.predicate, A.SameFrame):
+            m = _page_count(scn, i, s.predicate.proc, s.predicate.target.region)
+            idx2 = list(s.predicate.target.indices(m))
+            if len(idx2) == 1:
+                idx2 = idx2 * len(idx)
+            others = [_PageView(last, s.predicate.proc, s.predicate.target.region, j)
+                      for j in idx2]
+        failures = []
+        observed = []
+        for k, j in enumerate(idx):
+            page = _PageView(last, s.proc, s.target.region, j)
+            ok, seen = _check_page(s.predicate, page, others[k], s.negated)
+            observed.append(f"{page.name()}: {seen}")
+            if not ok:
+                failures.append(f"{page.name()}: {seen}")
+        if failures:
+            results.append(ExpectResult(i, line, text, FAILED, "; ".join(failures)))
+        else:
+            results.append(ExpectResult(i, line, text, HELD, "; ".join(observed)))
+    return results

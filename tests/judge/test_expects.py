@@ -1,0 +1,117 @@
+"""Expects judged on hand-made streams: kernel values (one each) and model sets."""
+
+from __future__ import annotations
+
+import pytest
+
+from ksmdiff.judge import FAILED, HELD, SKIPPED, evaluate_expects
+from ksmdiff.observe import ANY, Record
+from ksmdiff.scenario import parse
+from ksmdiff.versions import KernelVersion
+
+V54, V61 = KernelVersion.parse("5.4"), KernelVersion.parse("6.1")
+
+SCN = parse('''scenario "judge"
+process A
+A: mmap buf 2
+A: fill buf 0x5a
+ksm settle
+expect A buf[0] ksm
+expect A buf[0] same-frame A buf[1]
+expect A buf mapcount 2 on 5.1..5.8
+expect counter pages_sharing +1
+A: munmap buf[1]
+A: write buf[0] 0x01
+expect A buf[0] reused on 5.1..5.8
+expect A buf[0] not copied on 5.1..5.8
+expect A buf[0] content 0x5a+0x01
+expect A buf[1] unmapped
+expect A buf[0] not ksm
+expect counter cow_ksm +1
+''')
+
+
+def page(proc, region, i, **f):
+    return {f"{proc}/{region}[{i}].{k}": (v if v is ANY or isinstance(v, frozenset)
+                                          else frozenset([v])) for k, v in f.items()}
+
+
+def stream(after_settle_frames=("F0", "F0"), fault=frozenset(["reused"]), ksm_after=False,
+           sharing=1):
+    r0 = Record(0, 3, {**page("A", "buf", 0, present=False, swapped=False, frame=None),
+                       **page("A", "buf", 1, present=False, swapped=False, frame=None)})
+    r1 = Record(1, 4, {**page("A", "buf", 0, present=True, frame="F0", ksm=False, mapcount=1,
+                              content="0x5a"),
+                       **page("A", "buf", 1, present=True, frame="F1", ksm=False, mapcount=1,
+                              content="0x5a")})
+    r2 = Record(2, 5, {**page("A", "buf", 0, present=True, frame=after_settle_frames[0],
+                              ksm=True, mapcount=2, content="0x5a"),
+                       **page("A", "buf", 1, present=True, frame=after_settle_frames[1],
+                              ksm=True, mapcount=2, content="0x5a"),
+                       "counter.pages_sharing": sharing if sharing is ANY else frozenset([sharing]),
+                       "counter.cow_ksm": frozenset([0])})
+    r3 = Record(7, 10, {**page("A", "buf", 0, present=True, frame="F0", ksm=True, mapcount=1,
+                               content="0x5a"),
+                        "counter.pages_sharing": frozenset([sharing]),
+                        "counter.cow_ksm": frozenset([0])})
+    r4 = Record(8, 11, {**page("A", "buf", 0, present=True, frame="F0", ksm=ksm_after,
+                               mapcount=1, content="0x5a+0x01", fault=fault),
+                        "counter.pages_sharing": frozenset([sharing]),
+                        "counter.cow_ksm": frozenset([0])})
+    return [r0, r1, r2, r3, r4]
+
+
+def by_line(results):
+    return {r.line: r for r in results}
+
+
+def test_all_hold_on_54():
+    res = by_line(evaluate_expects(SCN, stream(), V54))
+    assert {r.status for r in res.values()} == {HELD, SKIPPED}, [
+        r for r in res.values() if r.status == FAILED]
+    assert res[17].status == SKIPPED and "no counter cow_ksm" in res[17].reason
+
+
+def test_version_filter_skips_and_says_so():
+    res = by_line(evaluate_expects(SCN, stream(fault=frozenset(["copied"])), V61))
+    assert res[12].status == SKIPPED and res[12].reason == "not on 6.1"
+    assert res[8].status == SKIPPED
+    assert res[17].status == FAILED and "changed by {0}" in res[17].reason
+
+
+def test_kernel_value_outside_predicate_fails_with_observation():
+    res = by_line(evaluate_expects(SCN, stream(fault=frozenset(["copied"])), V54))
+    assert res[12].status == FAILED
+    assert "fault = {copied}" in res[12].reason
+    assert res[13].status == FAILED
+
+
+def test_model_set_holds_only_when_every_value_satisfies():
+    res = by_line(evaluate_expects(SCN, stream(fault=frozenset(["reused", "copied"])), V54))
+    assert res[12].status == FAILED         # reused is not guaranteed
+    assert res[13].status == FAILED         # nor is "not copied"
+
+
+def test_any_never_guarantees_a_value():
+    res = by_line(evaluate_expects(SCN, stream(sharing=ANY), V54))
+    assert res[9].status == FAILED and "any value" in res[9].reason
+
+
+def test_same_frame_needs_equal_singletons():
+    assert by_line(evaluate_expects(SCN, stream(("F0", "F1")), V54))[7].status == FAILED
+    assert by_line(evaluate_expects(SCN, stream(("F0", frozenset(["F0", "F1"]))),
+                                    V54))[7].status == FAILED
+
+
+def test_unmapped_and_negation():
+    res = by_line(evaluate_expects(SCN, stream(ksm_after=True), V54))
+    assert res[15].status == HELD          # buf[1] has no fields after the munmap
+    assert res[16].status == FAILED        # not ksm, but ksm = {true}
+
+
+@pytest.mark.parametrize("negated", [False, True])
+def test_expect_before_any_record_uses_empty_state(negated):
+    scn = parse(f'scenario "t"\nprocess A\nA: mmap b 1\nexpect A b[0] {"not " if negated else ""}present\n')
+    r = Record(0, 3, {"A/b[0].present": frozenset([False]), "A/b[0].frame": frozenset([None])})
+    (res,) = evaluate_expects(scn, [r], V54)
+    assert res.status == (HELD if negated else FAILED)
