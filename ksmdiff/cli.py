@@ -1,0 +1,221 @@
+"""The ``ksmdiff`` command line (design §7).
+
+Exit codes: 0 everything held; 1 an expect failed, a kernel/model mismatch, or a failed
+proof; 2 usage or input error (nothing ran); 3 the environment could not run what was asked
+(no root for ``--kernel host``, a bounded wait ran out) while nothing failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+from ksmdiff.errors import EnvironmentProblem, InputError, KsmdiffError, UsageError
+from ksmdiff.versions import KernelVersion
+
+# One representative version per era: the default columns of ``ksmdiff run``.
+ERA_VERSIONS = ("4.19", "5.4", "5.10", "5.18", "6.1", "6.12")
+
+EXIT_OK, EXIT_FAIL, EXIT_INPUT, EXIT_ENV = 0, 1, 2, 3
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # usage errors: exit 2, one line, no traceback
+        self.print_usage(sys.stderr)
+        print(f"{self.prog}: error: {message}", file=sys.stderr)
+        raise SystemExit(EXIT_INPUT)
+
+
+def _load(paths: Sequence[str]):
+    from ksmdiff.scenario import find_scenarios, parse_file
+    files = find_scenarios(paths)
+    if not files:
+        raise InputError("no .scenario files found", None)
+    return [parse_file(f) for f in files]
+
+
+# ----------------------------------------------------------------------------- check
+
+def cmd_check(args) -> int:
+    scenarios = _load(args.paths)
+    if not args.quiet:
+        for s in scenarios:
+            print(f"{s.source}: ok ({len(s.statements)} statements)")
+    return EXIT_OK
+
+
+def cmd_format(args) -> int:
+    from ksmdiff.scenario import print_scenario
+    status = EXIT_OK
+    for scn in _load(args.paths):
+        text = print_scenario(scn)
+        if args.check:
+            if Path(scn.source).read_text() != text:
+                print(f"{scn.source}: not in canonical form")
+                status = EXIT_FAIL
+        elif args.in_place:
+            Path(scn.source).write_text(text)
+        else:
+            sys.stdout.write(text)
+    return status
+
+
+# ----------------------------------------------------------------------------- run
+
+def _versions(args) -> list[str]:
+    out = []
+    for v in args.kernel or ERA_VERSIONS:
+        if v == "host":
+            out.append(v)
+            continue
+        try:
+            out.append(str(KernelVersion.parse(v)))
+        except ValueError as e:
+            raise UsageError(f"--kernel {v}: {e}") from None
+    return list(dict.fromkeys(out))
+
+
+def _progress(total_hint: int, quiet: bool):
+    """A rich progress bar on a terminal outside CI; a no-op otherwise."""
+    if quiet or os.environ.get("CI") or not sys.stderr.isatty():
+        return None, None
+    from rich.progress import Progress
+    prog = Progress(transient=True)
+    task = prog.add_task("running", total=total_hint)
+    return prog, task
+
+
+def cmd_run(args) -> int:
+    from ksmdiff import session
+    from ksmdiff.report import print_summary, write_json
+
+    scenarios = _load(args.paths)
+    versions = _versions(args)
+    if args.repeat < 1 or args.repeat > 1000:
+        raise UsageError("--repeat takes 1..1000")
+    started = time.time()
+    cells: dict[tuple[int, str], session.CellResult] = {}
+    total = len(scenarios) * len(versions)
+    prog, task = _progress(total, args.quiet)
+    try:
+        if prog:
+            prog.start()
+        for v in versions:
+            if v == "host":
+                def tick(done, _total):
+                    if prog:
+                        prog.update(task, advance=0, description=f"host {done}/{_total}")
+                for i, cell in enumerate(session.run_host_cells(
+                        scenarios, repeat=args.repeat,
+                        batch=False if args.one_at_a_time else None, progress=tick)):
+                    cells[(i, v)] = cell
+                if prog:
+                    prog.update(task, advance=len(scenarios))
+                continue
+            kv = KernelVersion.parse(v)
+            for i, scn in enumerate(scenarios):
+                cells[(i, v)] = session.run_model_cell(scn, kv)
+                if prog:
+                    prog.update(task, advance=1, description=f"model {v}")
+    finally:
+        if prog:
+            prog.stop()
+    elapsed = time.time() - started
+    print_summary(scenarios, versions, cells, verbose=args.verbose, out=sys.stdout)
+    if args.json:
+        write_json(args.json, scenarios, versions, cells, elapsed, sys.argv[1:])
+    if any(c.failed or c.mismatch or c.violations for c in cells.values()):
+        return EXIT_FAIL
+    if any(c.status in ("environment", "not-run") for c in cells.values()):
+        return EXIT_ENV
+    return EXIT_OK
+
+
+# ----------------------------------------------------------------------------- main
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="ksmdiff", description="Formal spec and differential tests for the "
+                "Linux KSM write-fault path (do_wp_page, reuse_ksm_page, every era).",
+                epilog="exit codes: 0 all held, 1 failed expect / mismatch / failed proof, "
+                       "2 usage or input error, 3 environment could not run it")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    c = sub.add_parser("check", help="parse and validate scenarios; run nothing",
+                       description="Parse and validate scenario files (a directory means every "
+                                   ".scenario below it). Errors name file:line:column.")
+    c.add_argument("paths", nargs="+", metavar="PATH")
+    c.add_argument("-q", "--quiet", action="store_true", help="print only errors")
+    c.set_defaults(func=cmd_check)
+
+    f = sub.add_parser("format", help="print scenarios in canonical form",
+                       description="Print each scenario as the printer writes it "
+                                   "(text -> tree -> text).")
+    f.add_argument("paths", nargs="+", metavar="PATH")
+    g = f.add_mutually_exclusive_group()
+    g.add_argument("--check", action="store_true", help="exit 1 if a file is not canonical")
+    g.add_argument("--in-place", action="store_true", help="rewrite the files")
+    f.set_defaults(func=cmd_format)
+
+    r = sub.add_parser("run", help="run scenarios on the model of kernel versions or on the "
+                                   "host kernel, judge every expect",
+                       description="Run scenarios. --kernel VERSION (repeatable) runs the "
+                                   "reference model of that version; --kernel host replays on "
+                                   "the running kernel through the C probe (root) and compares "
+                                   "with the model of the host's version. Default: one version "
+                                   "per era: " + ", ".join(ERA_VERSIONS) + ".")
+    r.add_argument("paths", nargs="+", metavar="PATH")
+    r.add_argument("--kernel", action="append", metavar="VERSION",
+                   help="a kernel version such as 5.4 or 6.12.117, or 'host' (repeatable)")
+    r.add_argument("--json", metavar="FILE", help="write the JSON run record to FILE")
+    r.add_argument("--repeat", type=int, default=1, metavar="N",
+                   help="run the host kernel N times and count how often each allowed value "
+                        "shows up")
+    r.add_argument("--one-at-a-time", action="store_true",
+                   help="host: run scenarios one at a time instead of in a batch")
+    r.add_argument("-v", "--verbose", action="store_true", help="list every expect")
+    r.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    r.set_defaults(func=cmd_run)
+
+    for mod in ("ksmdiff.probe.cli", "ksmdiff.kspec.cli"):
+        try:
+            module = __import__(mod, fromlist=["register"])
+        except ImportError as e:
+            if e.name and not mod.startswith(e.name):
+                raise
+            continue
+        module.register(sub)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except InputError as e:
+        print(e.render(), file=sys.stderr)
+        return EXIT_INPUT
+    except UsageError as e:
+        print(f"ksmdiff: error: {e}", file=sys.stderr)
+        return EXIT_INPUT
+    except EnvironmentProblem as e:
+        print(f"ksmdiff: cannot run: {e}", file=sys.stderr)
+        return EXIT_ENV
+    except KsmdiffError as e:
+        print(f"ksmdiff: error: {e}", file=sys.stderr)
+        return EXIT_INPUT
+    except KeyboardInterrupt:
+        print("ksmdiff: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

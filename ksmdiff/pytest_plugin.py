@@ -1,0 +1,82 @@
+"""pytest plugin (design §7): ``pytest corpora/`` collects every ``.scenario`` file.
+
+Each file gives one item per model version (``--ksmdiff-kernel``, repeatable; default one
+version per era) and one ``host`` item that replays it on the running kernel (skipped,
+with the reason, without root).  JUnit XML comes from pytest's own ``--junitxml``.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from ksmdiff.cli import ERA_VERSIONS
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup("ksmdiff")
+    group.addoption("--ksmdiff-kernel", action="append", default=None, metavar="VERSION",
+                    help="model version(s) for .scenario items (default: one per era); "
+                         "'host' adds the running kernel")
+    group.addoption("--ksmdiff-no-host", action="store_true",
+                    help="do not add a host-kernel item per scenario")
+
+
+def pytest_collect_file(parent, file_path):
+    if file_path.suffix == ".scenario":
+        return ScenarioFile.from_parent(parent, path=file_path)
+    return None
+
+
+class ScenarioFile(pytest.File):
+    def collect(self):
+        from ksmdiff.scenario import parse_file
+        scn = parse_file(self.path)
+        versions = list(self.config.getoption("--ksmdiff-kernel") or ERA_VERSIONS)
+        if not self.config.getoption("--ksmdiff-no-host") and "host" not in versions:
+            versions.append("host")
+        for v in versions:
+            yield ScenarioItem.from_parent(self, name=f"{'kernel' if v == 'host' else 'model'}"
+                                           f"[{v}]", scenario=scn, version=v)
+
+
+class ScenarioFailure(Exception):
+    pass
+
+
+class ScenarioItem(pytest.Item):
+    def __init__(self, *, scenario, version, **kw):
+        super().__init__(**kw)
+        self.scenario = scenario
+        self.version = version
+        if version == "host":
+            self.add_marker(pytest.mark.kernel)
+
+    def runtest(self):
+        from ksmdiff import session
+        from ksmdiff.versions import KernelVersion
+        if self.version == "host":
+            cell = session.run_host_cells([self.scenario], batch=False)[0]
+            if cell.status == "not-run":
+                pytest.skip(cell.reason)
+        else:
+            cell = session.run_model_cell(self.scenario, KernelVersion.parse(self.version))
+        if cell.status == "unsupported":
+            pytest.skip(f"unsupported on {self.version}: {cell.reason}")
+        if cell.status == "environment":
+            pytest.skip(f"environment: {cell.reason}")
+        problems = [f"line {e.line}: {e.text}\n    observed: {e.reason}" for e in cell.failed]
+        problems += [f"violation: {v}" for v in cell.violations]
+        if cell.mismatch is not None:
+            m = cell.mismatch
+            problems.append(f"mismatch ({m.classification}) at line {m.first.line}: "
+                            f"{m.statement}\n    {m.first.describe()}")
+        if problems:
+            raise ScenarioFailure("\n".join(problems))
+
+    def repr_failure(self, excinfo):
+        if isinstance(excinfo.value, ScenarioFailure):
+            return f"{self.scenario.source} on {self.version}:\n{excinfo.value}"
+        return super().repr_failure(excinfo)
+
+    def reportinfo(self):
+        return self.path, 0, f"{self.scenario.title} [{self.version}]"

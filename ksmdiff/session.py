@@ -1,0 +1,156 @@
+"""One ``ksmdiff run``: scenarios × kernel versions, each run on the model or the kernel and
+judged.  Behaviour only; the results are plain data (:class:`CellResult`) that the CLI
+prints and the JSON run record serialises.
+
+``--kernel VERSION`` means the model of that version: its expects are judged on the model's
+allowed sets.  ``--kernel host`` means the running kernel, through the probe: its expects
+are judged on what the kernel showed, and its stream is compared with the model of the
+host's version; a mismatch is re-run (alone) before it is reported and classified.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+from ksmdiff.internal.audit import pure
+from ksmdiff.judge import (ENVIRONMENT, FAILED, ExpectResult, Mismatch, compare,
+                           evaluate_expects, first_divergence, tally)
+from ksmdiff.judge.classify import classify
+from ksmdiff.observe import ANY, NOT_RUN, OK, UNSUPPORTED, Record, split_page_key
+from ksmdiff.scenario import ast as A
+from ksmdiff.scenario.printer import format_statement
+from ksmdiff.versions import KernelVersion
+
+HOST = "host"
+RERUNS = 2
+
+
+@dataclass
+class CellResult:
+    """One scenario on one version (model) or on the host kernel."""
+
+    scenario: A.Scenario
+    target: str                     # "5.4" (model) or "host" (kernel)
+    version: KernelVersion | None
+    status: str                     # ok | unsupported | environment | not-run
+    reason: str = ""
+    expects: list[ExpectResult] = field(default_factory=list)
+    records: Sequence[Record] = ()
+    model_records: Sequence[Record] = ()
+    mismatch: Mismatch | None = None
+    violations: Sequence = ()
+    ksm_reuse: bool = False          # a fault reused a page that was KSM just before
+    frequencies: list = field(default_factory=list)   # (stmt, key, value, never|sometimes)
+
+    @property
+    def failed(self) -> list[ExpectResult]:
+        return [e for e in self.expects if e.status == FAILED]
+
+    @property
+    def ok(self) -> bool:
+        return (self.status in (OK, UNSUPPORTED) and not self.failed and self.mismatch is None
+                and not self.violations)
+
+    def to_json(self) -> dict:
+        return {
+            "source": self.scenario.source, "title": self.scenario.title,
+            "target": self.target, "version": str(self.version) if self.version else None,
+            "status": self.status, "reason": self.reason, "ksm_reuse": self.ksm_reuse,
+            "expects": [e.to_json() for e in self.expects],
+            "mismatch": self.mismatch.to_json() if self.mismatch else None,
+            "violations": [getattr(v, "__dict__", str(v)) for v in self.violations],
+            "observations": [r.to_json() for r in self.records],
+            **({"model_observations": [r.to_json() for r in self.model_records]}
+               if self.model_records else {}),
+            **({"frequencies": [{"stmt": s, "key": k, "value": v, "seen": f}
+                                for s, k, v, f in self.frequencies]} if self.frequencies else {}),
+        }
+
+
+def ksm_reuse_seen(records: Sequence[Record]) -> bool:
+    """Did a read/write/fill fault keep a frame that was KSM in the record before?"""
+    prev: Record | None = None
+    for r in records:
+        for key, values in r.fields.items():
+            if not key.endswith(".fault") or values is ANY or "reused" not in values:
+                continue
+            if prev is None:
+                continue
+            proc, region, idx, _ = split_page_key(key)
+            was = prev.get(f"{proc}/{region}[{idx}].ksm")
+            if was is not None and was is not ANY and True in was:
+                return True
+        prev = r
+    return False
+
+
+def run_model_cell(scn: A.Scenario, version: KernelVersion, mutant: str | None = None) -> CellResult:
+    from ksmdiff.model import run_model
+    with pure():
+        run = run_model(scn, version, mutant=mutant)
+        if run.status != OK:
+            return CellResult(scn, str(version), version, run.status, run.reason)
+        expects = evaluate_expects(scn, run.records, version)
+        return CellResult(scn, str(version), version, OK, "", expects, run.records,
+                          violations=run.violations, ksm_reuse=ksm_reuse_seen(run.records))
+
+
+def run_host_cells(scenarios: Sequence[A.Scenario], *, repeat: int = 1,
+                   batch: bool | None = None,
+                   progress: Callable[[int, int], None] | None = None) -> list[CellResult]:
+    from ksmdiff.model import run_model
+    from ksmdiff.probe import host_version, is_root, run_kernel
+
+    version = host_version()
+    if not is_root():
+        return [CellResult(s, HOST, version, NOT_RUN,
+                           "not root: kernel results not run (PFNs, kpageflags and the KSM "
+                           "knobs need root)") for s in scenarios]
+    runs = [run_kernel(list(scenarios), batch=batch, progress=progress)
+            for _ in range(max(1, repeat))]
+    cells: list[CellResult] = []
+    for i, scn in enumerate(scenarios):
+        kernel_runs = [r[i] for r in runs]
+        first = kernel_runs[0]
+        with pure():
+            model = run_model(scn, version)
+        if first.status != OK or model.status != OK:
+            status = first.status if first.status != OK else model.status
+            reason = first.reason or model.reason
+            cells.append(CellResult(scn, HOST, version, status, reason,
+                                    records=first.records))
+            continue
+        with pure():
+            expects = evaluate_expects(scn, first.records, version)
+            divs_per_run = [compare(model.records, k.records) if k.status == OK else None
+                            for k in kernel_runs]
+        cell = CellResult(scn, HOST, version, OK, "", expects, first.records, model.records,
+                          ksm_reuse=ksm_reuse_seen(first.records))
+        bad = [(j, d) for j, d in enumerate(divs_per_run) if d]
+        if bad:
+            j, divs = bad[0]
+            div = first_divergence(divs)
+            assert div is not None
+            reruns = []
+            for _ in range(RERUNS):
+                again = run_kernel([scn], batch=False)[0]
+                with pure():
+                    reruns.append(compare(model.records, again.records)
+                                  if again.status == OK else None)
+            kind = classify(div, reruns)
+            stmt = scn.statements[div.stmt] if div.stmt < len(scn.statements) else None
+            cell.mismatch = Mismatch(scn.source, scn.title, str(version),
+                                     format_statement(stmt) if stmt is not None else "",
+                                     div, kind, RERUNS,
+                                     sum(1 for r in reruns if r and any(
+                                         d.stmt == div.stmt and d.key == div.key for d in r)))
+            cell.records = kernel_runs[j].records
+            if kind == ENVIRONMENT:
+                cell.status = ENVIRONMENT
+        if repeat > 1:
+            t = tally([k.records for k in kernel_runs if k.status == OK])
+            for stmt, key, value in t.unseen(model.records):
+                cell.frequencies.append((stmt, key, value, "never"))
+        cells.append(cell)
+    return cells
