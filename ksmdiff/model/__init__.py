@@ -1,0 +1,72 @@
+"""The executable reference model of the KSM write-fault path (design §1, issue 2 item 3).
+
+Usage::
+
+    from ksmdiff.model import run_model, ModelRun, Violation, MUTANTS
+    run = run_model(scenario, KernelVersion.parse("5.4"), mutant=None)
+    run.status        # "ok" | "unsupported" (a required feature is missing: no records)
+    run.records       # one ksmdiff.observe.Record per action statement
+    run.violations    # invariant violations (never, for the unmutated model)
+
+What it is
+----------
+A small, deterministic simulation of the kernel objects a scenario touches, written to be
+read next to ``mm/memory.c`` and ``mm/ksm.c``:
+
+* ``state.py``   data only: ``Frame`` (struct page: refcount, mapcount, PageKsm,
+  PageSwapCache, PG_locked, PageAnonExclusive, mapping = anon or stable node),
+  ``StableNode`` (kpfn, rmap hlist), ``RmapItem``, ``Pte`` (present, writable, dirty, swap
+  entry, zero page), per-process pages with the *logical* content (the isolation oracle).
+* ``memory.py``  mm/memory.c per era: ``do_wp_page`` (<=5.0, 5.1-5.8 with
+  ``reuse_ksm_page`` + ``page_ref_freeze``, 5.9-5.17, 5.18, 5.19-6.6, >=6.7),
+  ``wp_page_copy``, ``wp_page_reuse``, ``do_swap_page`` + ``ksm_might_need_to_copy``,
+  ``reuse_swap_page``, zap, ``copy_pte`` (fork), mprotect, MADV_PAGEOUT reclaim.
+* ``ksm.py``     mm/ksm.c: ``ksm_do_scan_full`` -> ``cmp_and_merge_page`` (checksum,
+  stable tree, unstable tree, ``try_to_merge_two_pages``, ``write_protect_page``'s count
+  check so pinned pages never merge, ``replace_page``, zero pages, max_page_sharing dups),
+  ``get_ksm_page`` and lazy ``remove_node_from_stable_tree``, ``break_ksm`` (a write fault
+  holding a FOLL_GET reference up to 6.1, ``FAULT_FLAG_UNSHARE`` from 6.2).
+* ``invariants.py`` the prover's invariants, checked after every step.
+* ``run.py``     the interpreter and the observation records.
+
+The model predicts a *quiet* system: ksmd runs only inside ``ksm settle`` / ``ksm scan``,
+trylock succeeds, ``pte_same`` holds, nothing is reclaimed without MADV_PAGEOUT and a
+paged-out page stays in the swap cache.  Where a quiet kernel still has a choice the record
+holds every allowed value: a per-CPU LRU-add batch may hold a fresh page (5.9+ refcount
+reuse may copy: ``fault`` {reused, copied}, ``pgreuse`` one less); a pinned page's twin
+churns once per scan (``cow_ksm`` ANY after that settle/scan).
+
+Counters are deltas since the scenario began and appear only on versions that have them
+(``versions.has_counter``).  ``pages_shared``/``pages_sharing``/``stable_nodes_removed``
+change only while ksmd runs (lazily, §c.3); ``cow_ksm``, ``pgreuse``, ``ksm_swpin_copy``
+and ``ksm_zero_pages`` change at fault time.
+
+Mutants (``MUTANTS``), all in 5.1-5.8's ``reuse_ksm_page``/``do_wp_page``:
+
+* ``reuse-mapcount-2``: reuse also at page_count 2 (a KSM page mapped by two ptes), with
+  ``page_ref_freeze(page, 2)``: the other process sees the write (``isolation`` and
+  ``writable-exclusive`` violations).
+* ``freeze-at-2``: ``page_ref_freeze(page, 2)``: never succeeds at the only count that gets
+  there (1), so 5.1-5.8 always copies: an observable change (``reused`` -> ``copied``), no
+  violation.
+* ``no-freeze``: skip the freeze.  The freeze only excludes a concurrent ``get_ksm_page``;
+  with ksmd paused during user operations nothing observable changes.
+* ``no-swapcache-check``: reuse a swap-cache KSM page.  Unobservable at user level: a
+  swap-cache page holds the swap cache's reference, so ``page_count != 1`` already copies.
+* ``no-stable-node-check``: reuse a KSM page without its stable node.  Unobservable: the
+  window (``try_to_merge_one_page`` .. ``stable_tree_insert``) is inside ksmd, which holds
+  a reference (page_count >= 2), and its ``break_cow`` copies anyway.
+
+Left out: THP/large folios, NUMA (merge_across_nodes is accepted and ignored), stable-node
+migration and chain pruning, ``run=2``, smart scan and the advisor (the runner disables
+them), memory pressure and swap-in readahead, the per-VMA-lock ``VM_FAULT_RETRY``, uffd-wp
+and soft-dirty, hwpoison, races (the ``retry`` outcome is never predicted).
+
+This package never touches /sys or /proc and never imports ``ksmdiff.kspec`` or
+``ksmdiff.probe`` (design §2's walls).
+"""
+
+from ksmdiff.model.invariants import Violation
+from ksmdiff.model.run import MUTANTS, ModelRun, run_model
+
+__all__ = ["run_model", "ModelRun", "Violation", "MUTANTS"]

@@ -1,0 +1,401 @@
+"""mm/ksm.c: the ksmd scan and merge path, lazy stable-node removal, unmerging.
+
+Read next to mm/ksm.c; each function is named after the one it mirrors.  Simplifications
+(each one documented where it is made):
+
+* The stable tree is a list of nodes keyed by content; a stable-tree walk visits every
+  node (a real rb-tree walk visits the nodes on one path), so a stale node is dropped by
+  the first search of a scan.  Dups of one content form a chain implicitly (same content).
+* The unstable tree is a dict keyed by content, rebuilt at every full scan
+  (``root_unstable_tree = RB_ROOT`` when ``seqnr`` advances).
+* Address order inside one mm: regions by descending mmap sequence (x86-64 mmap is
+  top-down, so a later mmap usually lies below the earlier ones), pages ascending.
+  mm order: the order in which ``__ksm_enter`` added the mms (the cursor rests on
+  ``ksm_mm_head`` between full scans, so new mms go to the tail).
+* ksmd's transient references are held explicitly (``follow_page(FOLL_GET)`` of the
+  scanned page, ``get_mergeable_page`` of the unstable-tree page, the stable-tree
+  search's ``get_ksm_page``), so ``write_protect_page``'s
+  ``mapcount + 1 + swapped == refcount`` check is the kernel's formula.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from ksmdiff.model import memory as M
+from ksmdiff.model.machine import Machine
+from ksmdiff.model.state import (Frame, PageSlot, Process, RmapItem, StableNode,
+                                 ZERO_CONTENT)
+
+EFAULT = 14
+
+
+def addr_order(key: tuple[int, int]) -> tuple[int, int]:
+    seq, index = key
+    return (-seq, index)
+
+
+# ----------------------------------------------------------------------------- mm slots
+
+
+def ksm_enter(m: Machine, p: Process) -> None:
+    """__ksm_enter(): set MMF_VM_MERGEABLE, add an mm_slot at the tail of ksm_mm_head."""
+    if not p.ksm_entered:
+        p.ksm_entered = True
+        m.ksm.mm_slots.append(p)
+
+
+def ksm_exit(m: Machine, p: Process) -> None:
+    """__ksm_exit(): an mm with no rmap_items is freed at once (easy_to_free); otherwise
+    ksmd finds it dead on its next visit and removes its rmap_items then."""
+    if p.ksm_entered and not p.rmap_items and p in m.ksm.mm_slots:
+        m.ksm.mm_slots.remove(p)
+
+
+# ----------------------------------------------------------------------------- stable tree
+
+
+def get_ksm_page(m: Machine, node: StableNode) -> Optional[Frame]:
+    """get_ksm_page() / ksm_get_folio(): the page if the keyhole still matches, else the
+    node is stale and is removed (``ksm:ksm_remove_ksm_page``)."""
+    page = node.kpfn
+    if page.freed or not page.ksm or page.stable_node is not node:
+        remove_node_from_stable_tree(m, node)
+        return None
+    if page.refcount == 0 and not page.swapcache:
+        # get_page_unless_zero() failed: frozen by reuse_ksm_page -> stale, no spinning
+        remove_node_from_stable_tree(m, node)
+        return None
+    return page
+
+
+def remove_node_from_stable_tree(m: Machine, node: StableNode) -> None:
+    n = len(node.hlist)
+    for i, item in enumerate(node.hlist):
+        # rmap_item->hlist.next ? pages_sharing-- : pages_shared--
+        m.count("pages_sharing" if i < n - 1 else "pages_shared", -1)
+        item.head = None
+    node.hlist.clear()
+    if node in m.ksm.stable_tree:
+        m.ksm.stable_tree.remove(node)
+    # >= 6.4 trace_ksm_remove_ksm_page(kpfn) (739100c88f49): the stable_nodes_removed counter
+    m.count("stable_nodes_removed")
+
+
+def stable_tree_search(m: Machine, page: Frame) -> Optional[Frame]:
+    """stable_tree_search(): the KSM page with this content (a dup that can take one more
+    sharer, the fullest such one: stable_node_dup()), or the page itself if it is already
+    KSM ("ksm page forked")."""
+    if page.ksm and page.stable_node is not None:
+        return page
+    for node in list(m.ksm.stable_tree):      # the walk: stale nodes found on the way go
+        get_ksm_page(m, node)
+    best: Optional[StableNode] = None
+    for node in m.ksm.stable_tree:
+        if node.kpfn.content != page.content:
+            continue
+        # is_page_sharing_candidate(): rmap_hlist_len < ksm_max_page_sharing
+        if node.rmap_hlist_len >= m.ksm.knobs.max_page_sharing:
+            continue
+        if best is None or node.rmap_hlist_len > best.rmap_hlist_len:
+            best = node
+    return best.kpfn if best is not None else None
+
+
+def stable_tree_insert(m: Machine, kpage: Frame) -> StableNode:
+    """stable_tree_insert(): a new node (a new dup in the chain if this content already has
+    full dups), then set_page_stable_node(kpage, node)."""
+    node = StableNode(m.ksm.next_nid, kpage, kpage.content)
+    m.ksm.next_nid += 1
+    kpage.stable_node = node
+    m.ksm.stable_tree.append(node)
+    return node
+
+
+def stable_tree_append(m: Machine, item: RmapItem, node: StableNode) -> None:
+    item.head = node
+    node.hlist.insert(0, item)                 # hlist_add_head
+    m.count("pages_sharing" if len(node.hlist) > 1 else "pages_shared")
+
+
+def remove_rmap_item_from_tree(m: Machine, item: RmapItem) -> None:
+    if item.head is not None:
+        node = item.head
+        page = get_ksm_page(m, node)           # GET_KSM_PAGE_LOCK
+        if page is None:
+            return                             # the node went, and took the item with it
+        node.hlist.remove(item)
+        m.count("pages_sharing" if node.hlist else "pages_shared", -1)
+        item.head = None
+    elif item.unstable:
+        tree = m.ksm.unstable_tree
+        for k, entry in list(tree.items()):
+            if entry[0] is item:
+                del tree[k]
+        item.unstable = False
+
+
+# ----------------------------------------------------------------------------- merging
+
+
+def write_protect_page(m: Machine, slot: PageSlot, page: Frame) -> int:
+    pte = slot.pte
+    if not pte.present or pte.frame is not page:
+        return EFAULT
+    # >= 5.19 also when PageAnonExclusive (the pte may be clean and read-only)
+    if pte.writable or pte.dirty or (m.since(5, 19) and page.anon_exclusive):
+        swapped = int(page.swapcache)
+        # ptep_clear_flush, then: page_mapcount(page) + 1 + swapped != page_count(page)
+        # -> restore the pte, -EFAULT (a pin or O_DIRECT holds the page)
+        if page.mapcount + 1 + swapped != page.refcount:
+            return EFAULT
+        # >= 5.19: page_try_share_anon_rmap() (fails only for FOLL_PIN pins)
+        if m.since(5, 19):
+            page.anon_exclusive = False
+        pte.writable = False
+        pte.dirty = False                      # pte_mkclean(pte_wrprotect()), set_page_dirty
+    return 0
+
+
+def replace_page(m: Machine, slot: PageSlot, page: Frame, kpage: Frame) -> int:
+    pte = slot.pte
+    if kpage.zero:
+        # use_zero_pages: a special zero pte, no refcount; >= 6.6 pte_mkdirty +
+        # ksm_map_zero_page() counts it (e2942062e01d)
+        pte.frame = kpage
+        pte.ksm_zero = m.since(6, 6)
+        if pte.ksm_zero:
+            m.count("ksm_zero_pages")
+    else:
+        m.get_page(kpage)
+        m.page_add_rmap(kpage)                 # page_add_anon_rmap
+        pte.frame = kpage
+    pte.writable = pte.dirty = False
+    m.page_remove_rmap(page)
+    if page.mapcount == 0:
+        M.try_to_free_swap(m, page)
+    m.put_page(page)
+    return 0
+
+
+def try_to_merge_one_page(m: Machine, slot: PageSlot, page: Frame,
+                          kpage: Optional[Frame]) -> int:
+    if page is kpage:                          # ksm page forked
+        return 0
+    if not page.anon:
+        return EFAULT
+    page.locked = True                         # trylock_page succeeds (quiet)
+    err = EFAULT
+    if write_protect_page(m, slot, page) == 0:
+        if kpage is None:
+            # set_page_stable_node(page, NULL): PageKsm with no node yet
+            page.ksm = True
+            page.stable_node = None
+            err = 0
+        elif page.content == kpage.content:   # pages_identical()
+            err = replace_page(m, slot, page, kpage)
+    page.locked = False
+    return err
+
+
+def try_to_merge_with_ksm_page(m: Machine, slot: PageSlot, item: RmapItem, page: Frame,
+                               kpage: Optional[Frame]) -> int:
+    if not slot.mapped or not slot.mergeable:  # find_mergeable_vma()
+        return EFAULT
+    return try_to_merge_one_page(m, slot, page, kpage)
+
+
+def try_to_merge_two_pages(m: Machine, slot: PageSlot, item: RmapItem, page: Frame,
+                           tree_proc: Process, tree_slot: PageSlot, tree_item: RmapItem,
+                           tree_page: Frame) -> Optional[Frame]:
+    err = try_to_merge_with_ksm_page(m, slot, item, page, None)
+    if not err:
+        err = try_to_merge_with_ksm_page(m, tree_slot, tree_item, tree_page, page)
+        # If that fails, we have a ksm page with only one pte pointing to it: break it.
+        if err:
+            m.ksm_churn = True
+            break_cow(m, item.proc, slot)
+    return None if err else page
+
+
+def try_to_merge_with_zero_page(m: Machine, slot: PageSlot, page: Frame) -> int:
+    """use_zero_pages && checksum == zero_checksum -> merge with ZERO_PAGE (>= 4.11)."""
+    if not (m.ksm.knobs.use_zero_pages and page.content == ZERO_CONTENT):
+        return 1
+    if not slot.mergeable:
+        return 0
+    return try_to_merge_one_page(m, slot, page, m.zero_page)
+
+
+def unstable_tree_search_insert(m: Machine, p: Process, item: RmapItem, slot: PageSlot,
+                                page: Frame):
+    entry = m.ksm.unstable_tree.get(page.content)
+    if entry is not None:
+        tree_item, tree_proc, tree_slot = entry
+        tree_page = tree_slot.pte.frame if tree_slot.pte.present else None
+        # get_mergeable_page(): NULL if no longer an anon page -> give up
+        if tree_page is None or tree_page.zero or not tree_page.anon:
+            return None
+        if tree_page is page:
+            return None
+        if tree_page.content != page.content:
+            return None
+        return entry
+    m.ksm.unstable_tree[page.content] = (item, p, slot)
+    item.unstable = True
+    return None
+
+
+def _checksum_changed(item: RmapItem, page: Frame) -> bool:
+    """calc_checksum() differs from rmap_item->oldchecksum: remember it and stop (a new
+    rmap_item starts from 0, so a page needs two scans to reach the unstable tree)."""
+    if item.oldchecksum != page.content:
+        item.oldchecksum = page.content
+        return True
+    return False
+
+
+def cmp_and_merge_page(m: Machine, p: Process, slot: PageSlot, item: RmapItem) -> None:
+    page = slot.pte.frame
+    assert page is not None
+    stable_node = page.stable_node if page.ksm else None
+    if stable_node is not None and item.head is stable_node:
+        return
+    if m.since(6, 11) and not page.ksm:
+        # >= 6.11 cmp_and_merge_page() (d58a361b0350): checksum and the zero page first,
+        # a fast-changing anon page does not search the stable tree
+        if _checksum_changed(item, page):
+            return
+        if try_to_merge_with_zero_page(m, slot, page) == 0:
+            return
+    kpage = stable_tree_search(m, page)
+    if kpage is page and item.head is stable_node:
+        return
+    remove_rmap_item_from_tree(m, item)
+    if kpage is not None:
+        m.get_page(kpage)                      # the search's reference
+        err = try_to_merge_with_ksm_page(m, slot, item, page, kpage)
+        if not err:
+            # max_page_sharing_bypass for a forked KSM page: append anyway
+            stable_tree_append(m, item, kpage.stable_node)
+        m.put_page(kpage)
+        return
+    if not m.since(6, 11):
+        # <= 6.10 cmp_and_merge_page(): checksum after the stable-tree search
+        if _checksum_changed(item, page):
+            return
+        if try_to_merge_with_zero_page(m, slot, page) == 0:
+            return
+    entry = unstable_tree_search_insert(m, p, item, slot, page)
+    if entry is None:
+        return
+    tree_item, tree_proc, tree_slot = entry
+    tree_page = tree_slot.pte.frame
+    m.get_page(tree_page)                      # get_mergeable_page(): follow_page(FOLL_GET)
+    kpage = try_to_merge_two_pages(m, slot, item, page, tree_proc, tree_slot, tree_item,
+                                   tree_page)
+    m.put_page(tree_page)
+    if kpage is None:
+        return
+    remove_rmap_item_from_tree(m, tree_item)
+    node = stable_tree_insert(m, kpage)
+    stable_tree_append(m, tree_item, node)
+    stable_tree_append(m, item, node)
+
+
+# ----------------------------------------------------------------------------- unmerge
+
+
+def break_ksm(m: Machine, p: Process, slot: PageSlot) -> None:
+    pte = slot.pte
+    if not pte.present:
+        return
+    f = pte.frame
+    # >= 6.6 break_ksm(): also KSM-placed zero pages (is_ksm_zero_pte, 79271476b336)
+    if not (f.ksm or (pte.ksm_zero and m.since(6, 6))):
+        return
+    if m.since(6, 2):
+        # >= 6.2 break_ksm() (6cce3314b928): FAULT_FLAG_UNSHARE|FAULT_FLAG_REMOTE: a new
+        # exclusive copy, the pte stays read-only; no page reference held
+        M.handle_mm_fault(m, p, slot, unshare=True)
+    else:
+        # <= 6.1 break_ksm(): follow_page(FOLL_GET) is held across
+        # handle_mm_fault(FAULT_FLAG_WRITE|FAULT_FLAG_REMOTE), so page_count >= 2 and even
+        # 5.1-5.8 copies (no reuse_ksm_page in place); the pte ends up writable
+        M.handle_mm_fault(m, p, slot, write=True, extra_refs=1)
+
+
+def break_cow(m: Machine, p: Process, slot: PageSlot) -> None:
+    if slot.mapped and slot.mergeable:         # find_mergeable_vma()
+        break_ksm(m, p, slot)
+
+
+def unmerge_ksm_pages(m: Machine, p: Process, slots: list[PageSlot]) -> None:
+    for s in slots:
+        break_ksm(m, p, s)
+
+
+# ----------------------------------------------------------------------------- the scan
+
+
+def lru_add_drain_all(m: Machine) -> None:
+    for f in m.frames:
+        f.maybe_pvec = False
+
+
+def ksm_do_scan_full(m: Machine) -> None:
+    """One full scan: scan_get_next_rmap_item() over every mm_slot, cmp_and_merge_page()
+    for each anonymous page of a VM_MERGEABLE vma, dropping the rmap_items of addresses
+    that no longer hold one (get_next_rmap_item / remove_trailing_rmap_items)."""
+    ksm = m.ksm
+    # start of a full scan: lru_add_drain_all(); the unstable tree restarts empty
+    lru_add_drain_all(m)
+    ksm.unstable_tree.clear()
+    for p in list(ksm.mm_slots):
+        for item in p.rmap_items.values():
+            item.unstable = False
+    for p in list(ksm.mm_slots):
+        if not p.alive:
+            # ksm_test_exit(mm): remove_trailing_rmap_items(all), free the mm_slot
+            for key in sorted(p.rmap_items, key=addr_order):
+                remove_rmap_item_from_tree(m, p.rmap_items[key])
+            p.rmap_items.clear()
+            ksm.mm_slots.remove(p)
+            continue
+        cands: dict[tuple[int, int], PageSlot] = {}
+        for r in p.regions.values():
+            for s in r.pages:
+                if s.mapped and s.mergeable:
+                    cands[(r.seq, s.index)] = s
+        for key in sorted(set(cands) | set(p.rmap_items), key=addr_order):
+            s = cands.get(key)
+            page = s.pte.frame if s is not None and s.pte.present else None
+            if page is None or page.zero or not page.anon:
+                # follow_page() found nothing (or not PageAnon): the old item goes
+                item = p.rmap_items.pop(key, None)
+                if item is not None:
+                    remove_rmap_item_from_tree(m, item)
+                continue
+            item = p.rmap_items.get(key)
+            if item is None:
+                item = p.rmap_items[key] = RmapItem(p, key)
+            m.get_page(page)                   # follow_page(FOLL_GET)
+            cmp_and_merge_page(m, p, s, item)
+            m.put_page(page)
+    ksm.full_scans += 1
+
+
+def remove_all_stable_nodes(m: Machine) -> bool:
+    """remove_all_stable_nodes() (sysfs max_page_sharing / merge_across_nodes): succeeds
+    only for nodes whose page is not mapped; such a page keeps PageKsm with a NULL node."""
+    ok = True
+    for node in list(m.ksm.stable_tree):
+        page = get_ksm_page(m, node)
+        if page is None:
+            continue
+        if page.mapcount > 0:
+            ok = False
+            continue
+        page.stable_node = None                # set_page_stable_node(page, NULL)
+        remove_node_from_stable_tree(m, node)
+    return ok

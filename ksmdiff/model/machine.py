@@ -1,0 +1,114 @@
+"""The machine: every piece of model state plus the small primitives shared by memory.py
+and ksm.py (page allocation, ``get_page``/``put_page``, rmap counts, event counters).
+
+Nothing here is era-dependent except through :attr:`Machine.since`.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Optional
+
+from ksmdiff.model.state import Frame, KsmState, PageSlot, Process, ZERO_CONTENT
+from ksmdiff.observe import ANY
+from ksmdiff.scenario.ast import Content
+from ksmdiff.versions import Era, KernelVersion
+
+# A counter's set of possible values is widened to ANY past this size.
+MAX_COUNTER_CHOICES = 64
+
+
+class Machine:
+    def __init__(self, version: KernelVersion, mutant: Optional[str] = None):
+        self.version = version
+        self.era = Era.of(version)
+        self.mutant = mutant
+        self.procs: dict[str, Process] = {}
+        self.ksm = KsmState()
+        self.zero_page = Frame("Z", ZERO_CONTENT, zero=True, anon=False)
+        self.frames: list[Frame] = []          # every frame ever allocated (for invariants)
+        self._next_fid = 0
+        self._next_seq = 0
+        # counter name -> frozenset of possible deltas, or ANY
+        self.counters: dict[str, object] = {}
+        # per-step: slots whose fault outcome may also be something else
+        self.fault_alternatives: dict[int, set[str]] = {}
+        self.notes: list[str] = []
+        self.ksm_churn = False                 # a merge failed on a pinned page (§f.4)
+
+    # ------------------------------------------------------------------ versions
+    def since(self, major: int, minor: int) -> bool:
+        return self.version.mm >= (major, minor)
+
+    # ------------------------------------------------------------------ counters
+    def count(self, name: str, n: int = 1) -> None:
+        self.count_choices(name, (n,))
+
+    def count_choices(self, name: str, choices: Iterable[int]) -> None:
+        cur = self.counters.get(name, frozenset([0]))
+        if cur is ANY:
+            return
+        new = frozenset(a + b for a in cur for b in choices)
+        self.counters[name] = ANY if len(new) > MAX_COUNTER_CHOICES else new
+
+    def count_any(self, name: str) -> None:
+        self.counters[name] = ANY
+
+    def counter(self, name: str):
+        return self.counters.get(name, frozenset([0]))
+
+    # ------------------------------------------------------------------ uncertainty
+    def may_also(self, slot: PageSlot, outcome: str) -> None:
+        self.fault_alternatives.setdefault(id(slot), set()).add(outcome)
+
+    # ------------------------------------------------------------------ pages
+    def next_seq(self) -> int:
+        self._next_seq += 1
+        return self._next_seq
+
+    def alloc_page(self, content: Content) -> Frame:
+        """alloc_page + __SetPageUptodate: refcount 1, held by the caller; the new page
+        goes to a per-CPU LRU-add batch (lru_cache_add / folio_add_lru_vma)."""
+        f = Frame(self._next_fid, content, refcount=1, maybe_pvec=True)
+        self._next_fid += 1
+        self.frames.append(f)
+        return f
+
+    def get_page(self, f: Frame, n: int = 1) -> None:
+        if f.zero:
+            return
+        f.refcount += n
+
+    def put_page(self, f: Frame, n: int = 1) -> None:
+        """put_page; the last reference frees the page (which clears page->mapping, so a
+        stable node naming it becomes stale)."""
+        if f.zero:
+            return
+        f.refcount -= n
+        if f.refcount == 0 and not f.freed:
+            f.freed = True
+            f.ksm = False
+            f.stable_node = None
+            f.anon_exclusive = False
+
+    def page_add_rmap(self, f: Frame) -> None:
+        if not f.zero:
+            f.mapcount += 1
+
+    def page_remove_rmap(self, f: Frame) -> None:
+        if not f.zero:
+            f.mapcount -= 1
+
+    def live_procs(self) -> list[Process]:
+        return [p for p in self.procs.values() if p.alive]
+
+    def ptes_mapping(self, f: Frame) -> list[tuple[Process, PageSlot]]:
+        out = []
+        for p in self.live_procs():
+            for _r, s in p.slots():
+                if s.pte.present and s.pte.frame is f:
+                    out.append((p, s))
+        return out
+
+    def pins_of(self, f: Frame) -> int:
+        return sum(1 for p in self.procs.values() for lst in p.pins.values()
+                   for g in lst if g is f)

@@ -1,0 +1,464 @@
+"""mm/memory.c (and the bits of mm/swapfile.c, mm/rmap.c, mm/mprotect.c, mm/madvise.c and
+mm/vmscan.c the scenarios reach), per era.  Read next to the kernel source: every function
+is named after the kernel function it mirrors and every era-dependent branch says which
+version and function it follows.
+
+A quiet system is assumed: the page lock's trylock succeeds, ``pte_same`` holds (no
+"retry"), swap-cache lookups hit (no memory pressure), and ksmd does not run concurrently.
+Where a quiet system still has a genuine choice (a per-CPU LRU-add batch holding a
+reference), the model takes the quiet branch and records the alternative
+(:meth:`Machine.may_also`, :meth:`Machine.count_choices`).
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from ksmdiff.model.machine import Machine
+from ksmdiff.model.state import Frame, PageSlot, Process, ZERO_CONTENT
+from ksmdiff.versions import Era
+
+# ----------------------------------------------------------------------------- page refs
+
+
+def page_ref_freeze(page: Frame, count: int) -> bool:
+    """include/linux/page_ref.h: ``atomic_cmpxchg(&page->_refcount, count, 0) == count``."""
+    if page.refcount == count:
+        page.refcount = 0
+        return True
+    return False
+
+
+def page_ref_unfreeze(page: Frame, count: int) -> None:
+    assert page.refcount == 0, "page_ref_unfreeze of a page that is not frozen"
+    page.refcount = count
+
+
+def page_move_anon_rmap(m: Machine, page: Frame) -> None:
+    """mm/rmap.c: mapping = vma->anon_vma | PAGE_MAPPING_ANON, so PageKsm becomes false."""
+    page.ksm = False
+    page.stable_node = None
+    page.anon = True
+    # 5.19-6.6 page_move_anon_rmap() also SetPageAnonExclusive (>= 6.7 do_wp_page does it)
+    if m.since(5, 19):
+        page.anon_exclusive = True
+
+
+def delete_from_swap_cache(m: Machine, page: Frame) -> None:
+    page.swapcache = False
+    m.put_page(page)
+
+
+def try_to_free_swap(m: Machine, page: Frame) -> bool:
+    """mm/swapfile.c: drop the page from the swap cache once no swap pte needs it."""
+    if not page.swapcache or page.swap_refs > 0:
+        return False
+    delete_from_swap_cache(m, page)
+    return True
+
+
+def free_swap_cache(m: Machine, page: Frame) -> None:
+    """mm/swap_state.c free_swap_cache(): PageSwapCache && !page_mapped -> try_to_free_swap."""
+    if page.swapcache and page.mapcount == 0:
+        try_to_free_swap(m, page)
+
+
+# ----------------------------------------------------------------------------- faults
+
+
+def handle_mm_fault(m: Machine, p: Process, slot: PageSlot, *, write: bool = False,
+                    unshare: bool = False, extra_refs: int = 0) -> None:
+    """handle_mm_fault -> handle_pte_fault for one small anonymous page."""
+    pte = slot.pte
+    if not pte.present:
+        if pte.swap is not None:
+            do_swap_page(m, p, slot, write=write)
+        else:
+            do_anonymous_page(m, p, slot, write=write or unshare)
+        return
+    if (write or unshare) and not pte.writable:
+        do_wp_page(m, p, slot, unshare=unshare and not write, extra_refs=extra_refs)
+        return
+    if write:
+        pte.dirty = True
+
+
+def do_anonymous_page(m: Machine, p: Process, slot: PageSlot, *, write: bool) -> None:
+    pte = slot.pte
+    if not write:
+        # read fault on an anonymous vma maps the shared zero page (special pte)
+        pte.present, pte.frame, pte.writable, pte.dirty = True, m.zero_page, False, False
+        return
+    page = m.alloc_page(ZERO_CONTENT)          # the pte's reference
+    page.mapcount = 1                          # page_add_new_anon_rmap
+    # >= 5.19: page_add_new_anon_rmap() marks the new page PageAnonExclusive
+    page.anon_exclusive = m.since(5, 19)
+    pte.present, pte.frame, pte.writable, pte.dirty = True, page, True, True
+
+
+def wp_page_reuse(m: Machine, p: Process, slot: PageSlot, page: Frame) -> None:
+    """Same PFN; the pte becomes young, dirty, writable; no refcount change."""
+    slot.pte.writable = True
+    slot.pte.dirty = True
+    # >= 5.9 wp_page_reuse(): count_vm_event(PGREUSE) (798a6b87ecd7)
+    if m.since(5, 9):
+        m.count("pgreuse")
+
+
+def wp_page_copy(m: Machine, p: Process, slot: PageSlot, old: Optional[Frame],
+                 *, unshare: bool = False) -> None:
+    """Allocate a new page (zeroed for the zero page), copy, switch the pte, drop the old
+    page's rmap and the pte's reference (kernel-eras §b.2)."""
+    pte = slot.pte
+    new = m.alloc_page(ZERO_CONTENT if old is None or old.zero else old.content)
+    new.mapcount = 1                           # page_add_new_anon_rmap
+    new.anon_exclusive = m.since(5, 19)
+    if old is None or old.zero:
+        # >= 6.6 wp_page_copy(): ksm_might_unmap_zero_page() for a KSM-placed zero pte
+        if pte.ksm_zero:
+            m.count("ksm_zero_pages", -1)
+    else:
+        m.page_remove_rmap(old)
+        m.put_page(old)                        # the reference the old pte held
+    pte.frame, pte.present = new, True
+    pte.ksm_zero = False
+    # FAULT_FLAG_UNSHARE (>= 5.19, used by break_ksm >= 6.2): the copy stays read-only
+    pte.writable = not unshare
+    pte.dirty = not unshare
+
+
+def _copy(m: Machine, p: Process, slot: PageSlot, page: Frame, unshare: bool) -> None:
+    """do_wp_page's copy tail: get_page, unlock the PTL, (COW_KSM), wp_page_copy, put."""
+    m.get_page(page)
+    # >= 5.19 do_wp_page(): if (PageKsm(page)) count_vm_event(COW_KSM) (94bfe85bde18)
+    if page.ksm and m.since(5, 19):
+        m.count("cow_ksm")
+    wp_page_copy(m, p, slot, page, unshare=unshare)
+    m.put_page(page)
+
+
+def reuse_swap_page(m: Machine, page: Frame) -> bool:
+    """<= 5.18 mm/swapfile.c reuse_swap_page(): mapcount + swapcount based (not refcount)."""
+    if page.ksm:
+        return False
+    count = page.mapcount + page.swap_refs
+    if count == 1 and page.swapcache:
+        delete_from_swap_cache(m, page)        # not under writeback in a quiet system
+    return count <= 1
+
+
+def reuse_ksm_page(m: Machine, page: Frame) -> bool:
+    """5.1-5.8 mm/ksm.c reuse_ksm_page() (52d1e606ee73), with the mutants of §MUTANTS."""
+    mut = m.mutant
+    if page.swapcache and mut != "no-swapcache-check":
+        return False
+    if page.stable_node is None and mut != "no-stable-node-check":
+        return False
+    # Prohibit parallel get_ksm_page()
+    expected = 2 if mut == "freeze-at-2" else 1
+    if mut == "reuse-mapcount-2":
+        expected = page.refcount if page.refcount in (1, 2) else 1
+    if mut != "no-freeze":
+        if not page_ref_freeze(page, expected):
+            return False
+    page_move_anon_rmap(m, page)
+    if mut != "no-freeze":
+        page_ref_unfreeze(page, expected)
+    return True
+
+
+def do_wp_page(m: Machine, p: Process, slot: PageSlot, *, unshare: bool = False,
+               extra_refs: int = 0) -> None:
+    """Write (or unshare) fault on a present, write-protected pte."""
+    page = slot.pte.frame
+    assert page is not None
+    if page.zero:
+        # all eras: vm_normal_page() == NULL -> wp_page_copy() allocates a zeroed page;
+        # no COW_KSM (no folio)
+        wp_page_copy(m, p, slot, None, unshare=unshare)
+        return
+    page.refcount += extra_refs                # e.g. <= 6.1 break_ksm()'s FOLL_GET
+    try:
+        {
+            Era.LE_5_0: _do_wp_page_le_5_0,
+            Era.V5_1_TO_5_8: _do_wp_page_5_1,
+            Era.V5_9_TO_5_17: _do_wp_page_5_9,
+            Era.V5_18: _do_wp_page_5_18,
+            Era.V5_19_TO_6_6: _do_wp_page_5_19,
+            Era.GE_6_7: _do_wp_page_5_19,
+        }[m.era](m, p, slot, page, unshare)
+    finally:
+        if extra_refs:
+            m.put_page(page, extra_refs)
+
+
+def _do_wp_page_le_5_0(m, p, slot, page, unshare):
+    # <= 5.0 do_wp_page(): if (PageAnon(vmf->page) && !PageKsm(vmf->page)) -> reuse_swap_page
+    if page.anon and not page.ksm:
+        page.locked = True                     # trylock_page succeeds (quiet)
+        if reuse_swap_page(m, page):
+            page.locked = False
+            wp_page_reuse(m, p, slot, page)
+            return
+        page.locked = False
+    # <= 5.0: a KSM page always takes get_page + wp_page_copy
+    _copy(m, p, slot, page, unshare)
+
+
+def _do_wp_page_5_1(m, p, slot, page, unshare):
+    rc_ok = page.refcount == 1 or (m.mutant == "reuse-mapcount-2" and page.refcount == 2)
+    sc_blocks = page.swapcache and m.mutant != "no-swapcache-check"
+    # 5.1-5.8 do_wp_page(): PageKsm && (PageSwapCache || page_count != 1) -> copy
+    if page.ksm and (sc_blocks or not rc_ok):
+        _copy(m, p, slot, page, unshare)
+        return
+    page.locked = True                         # trylock_page succeeds (quiet: no retry)
+    if page.ksm:
+        # 5.1-5.8 do_wp_page(): if (PageKsm) reused = reuse_ksm_page(); unlock_page
+        reused = reuse_ksm_page(m, page)
+        page.locked = False
+        if not reused:
+            _copy(m, p, slot, page, unshare)
+            return
+        wp_page_reuse(m, p, slot, page)
+        return
+    # 5.1-5.8 do_wp_page(): non-KSM anon -> reuse_swap_page() (mapcount based)
+    if reuse_swap_page(m, page):
+        page.locked = False
+        wp_page_reuse(m, p, slot, page)
+        return
+    page.locked = False
+    _copy(m, p, slot, page, unshare)
+
+
+def _pvec_uncertain(m: Machine, slot: PageSlot, page: Frame) -> bool:
+    """A refcount test that passes in the model may fail on a kernel whose per-CPU LRU-add
+    batch still holds the page (d4c470970d45's motivation): allow the copy too."""
+    if page.maybe_pvec:
+        m.may_also(slot, "copied")
+        return True
+    return False
+
+
+def _reuse_maybe(m, p, slot, page, uncertain: bool) -> None:
+    wp_page_reuse(m, p, slot, page)
+    if uncertain and m.since(5, 9):
+        m.count_choices("pgreuse", (0, -1))
+
+
+def _do_wp_page_5_9(m, p, slot, page, unshare):
+    # 5.9-5.17 do_wp_page() (09854ba94c6a): PageKsm || page_count != 1 -> copy
+    if page.ksm or page.refcount != 1:
+        _copy(m, p, slot, page, unshare)
+        return
+    uncertain = _pvec_uncertain(m, slot, page)
+    # trylock succeeds; PageKsm || page_mapcount != 1 || page_count != 1 -> copy
+    if page.ksm or page.mapcount != 1 or page.refcount != 1:
+        _copy(m, p, slot, page, unshare)
+        return
+    # be068f29034f: unlock_page before wp_page_reuse
+    _reuse_maybe(m, p, slot, page, uncertain)
+
+
+def _wp_can_reuse_anon_folio(m: Machine, slot: PageSlot, page: Frame) -> tuple[bool, bool]:
+    """5.18 do_wp_page() (d4c470970d45, 53a05ad9f21d) == >= 6.7 wp_can_reuse_anon_folio().
+    Returns (reuse, uncertain)."""
+    # folio_test_ksm || refcount > 3 -> false
+    if page.ksm or page.refcount > 3:
+        return False, False
+    # !PageLRU -> lru_add_drain() (local CPU only: another CPU's batch may still hold it)
+    uncertain = False
+    # refcount > 1 + swapcache -> false
+    if page.refcount > 1 + int(page.swapcache):
+        return False, False
+    # trylock succeeds; swapcache -> try_to_free_swap / folio_free_swap
+    if page.swapcache:
+        try_to_free_swap(m, page)
+    if page.ksm or page.refcount != 1:
+        return False, False
+    uncertain = _pvec_uncertain(m, slot, page)
+    return True, uncertain
+
+
+def _do_wp_page_5_18(m, p, slot, page, unshare):
+    reuse, uncertain = _wp_can_reuse_anon_folio(m, slot, page)
+    if not reuse:
+        _copy(m, p, slot, page, unshare)
+        return
+    page_move_anon_rmap(m, page)
+    _reuse_maybe(m, p, slot, page, uncertain)
+
+
+def _do_wp_page_5_19(m, p, slot, page, unshare):
+    # >= 5.19 do_wp_page(): PageAnonExclusive -> reuse at once (6c287605fd56);
+    # >= 6.7 the rest moved into wp_can_reuse_anon_folio() (same checks as 5.18)
+    uncertain = False
+    if page.anon and not page.anon_exclusive:
+        reuse, uncertain = _wp_can_reuse_anon_folio(m, slot, page)
+        if not reuse:
+            _copy(m, p, slot, page, unshare)
+            return
+        page_move_anon_rmap(m, page)           # sets PageAnonExclusive
+    elif not page.anon:
+        _copy(m, p, slot, page, unshare)
+        return
+    page.anon_exclusive = True
+    if unshare:
+        # FAULT_FLAG_UNSHARE on an exclusive page: nothing to do, pte stays read-only
+        return
+    _reuse_maybe(m, p, slot, page, uncertain)
+
+
+# ----------------------------------------------------------------------------- swap
+
+
+def ksm_might_need_to_copy(m: Machine, p: Process, slot: PageSlot, page: Frame) -> Frame:
+    """mm/ksm.c ksm_might_need_to_copy(): a KSM page with its stable node (and no
+    KSM_RUN_UNMERGE) or a page of our own anon_vma is used as is; else a copy."""
+    if page.ksm:
+        if page.stable_node is not None:
+            return page
+    else:
+        # non-KSM: anon_vma root and index match for pages of this fork family
+        return page
+    new = m.alloc_page(page.content)
+    # >= 5.18 ksm_might_need_to_copy(): count_vm_event(KSM_SWPIN_COPY)
+    if m.since(5, 18):
+        m.count("ksm_swpin_copy")
+    return new
+
+
+def do_swap_page(m: Machine, p: Process, slot: PageSlot, *, write: bool) -> None:
+    pte = slot.pte
+    swapcache = pte.swap
+    assert swapcache is not None
+    # lookup_swap_cache hits: a quiet system still has the page in the swap cache
+    # (kernel-eras §f.5); the lookup reference becomes the pte's
+    m.get_page(swapcache)
+    page = ksm_might_need_to_copy(m, p, slot, swapcache)
+    if page is not swapcache:
+        m.put_page(swapcache)                  # the copy is mapped instead
+    exclusive_entry = pte.swp_exclusive
+    make_writable = False
+    if m.since(5, 19):
+        # >= 5.19 do_swap_page(): exclusive from the swp pte or from a fresh copy
+        exclusive = (not page.ksm) and (exclusive_entry or page is not swapcache)
+        swapcache.swap_refs -= 1               # swap_free(entry)
+        # should_try_to_free_swap(): write && !PageKsm && page_count == 2
+        if write and page is swapcache and not page.ksm and page.refcount == 2:
+            try_to_free_swap(m, page)
+        if not page.ksm and (exclusive or page.refcount == 1):
+            if write:
+                make_writable, write = True, False
+            page.anon_exclusive = True
+    else:
+        # <= 5.18 do_swap_page(): FAULT_FLAG_WRITE && reuse_swap_page(page) -> writable
+        if write and page is swapcache and reuse_swap_page(m, page):
+            make_writable, write = True, False
+        elif write and page is not swapcache:
+            make_writable, write = True, False
+        swapcache.swap_refs -= 1               # swap_free(entry)
+    pte.swap, pte.swp_exclusive = None, False
+    pte.present, pte.frame = True, page
+    pte.writable = pte.dirty = make_writable
+    m.page_add_rmap(page)
+    if page is not swapcache and swapcache.mapcount == 0:
+        pass  # an orphan swap-cache page stays until reclaim (quiet: never)
+    if write:
+        # do_swap_page(): if (vmf->flags & FAULT_FLAG_WRITE) ret |= do_wp_page(vmf)
+        do_wp_page(m, p, slot)
+
+
+# ----------------------------------------------------------------------------- zap / fork
+
+
+def zap_pte(m: Machine, slot: PageSlot) -> None:
+    """zap_pte_range() for one pte (munmap, MADV_DONTNEED, exit_mmap)."""
+    pte = slot.pte
+    if pte.present:
+        f = pte.frame
+        if f.zero:
+            # >= 6.6 zap_pte_range(): ksm_might_unmap_zero_page()
+            if pte.ksm_zero:
+                m.count("ksm_zero_pages", -1)
+        else:
+            m.page_remove_rmap(f)
+            free_swap_cache(m, f)              # free_pages_and_swap_cache()
+            m.put_page(f)
+    elif pte.swap is not None:
+        f = pte.swap
+        f.swap_refs -= 1                       # free_swap_and_cache()
+        if f.swap_refs == 0 and f.swapcache and f.mapcount == 0:
+            delete_from_swap_cache(m, f)       # __try_to_reclaim_swap(TTRS_UNMAPPED)
+    pte.clear()
+
+
+def copy_pte(m: Machine, src: PageSlot, dst: PageSlot) -> None:
+    """copy_page_range -> copy_present_pte / copy_nonpresent_pte for one private pte."""
+    sp, dp = src.pte, dst.pte
+    if sp.present:
+        f = sp.frame
+        if not f.zero:
+            m.get_page(f)
+            m.page_add_rmap(f)                 # page_dup_rmap
+            # >= 5.19 copy_present_pte(): page_try_dup_anon_rmap clears PageAnonExclusive
+            if m.since(5, 19):
+                f.anon_exclusive = False
+        # is_cow_mapping && pte_write -> ptep_set_wrprotect on both sides
+        sp.writable = False
+        dp.present, dp.frame, dp.writable, dp.dirty = True, f, False, sp.dirty
+        dp.ksm_zero = sp.ksm_zero
+    elif sp.swap is not None:
+        sp.swap.swap_refs += 1                 # swap_duplicate
+        # >= 5.19 copy_nonpresent_pte(): pte_swp_clear_exclusive on the parent
+        sp.swp_exclusive = False
+        dp.swap = sp.swap
+
+
+# ----------------------------------------------------------------------------- mprotect
+
+
+def change_pte_range(m: Machine, slot: PageSlot, prot: str) -> None:
+    pte = slot.pte
+    if prot == "ro":
+        pte.writable = False
+        return
+    if not pte.present or pte.writable:
+        return
+    f = pte.frame
+    # >= 5.19 change_pte_range(): MM_CP_TRY_CHANGE_WRITABLE + can_change_pte_writable()
+    # (64fe24a3e05e): only an exclusive anon page; 5.19-6.1 also needs pte_dirty
+    # (">= 6.2 allow clean exclusive anon pages to be writable" [version I])
+    if m.since(5, 19) and not f.zero and f.anon and not f.ksm and f.anon_exclusive \
+            and (pte.dirty or m.since(6, 2)):
+        pte.writable = True
+
+
+# ----------------------------------------------------------------------------- reclaim
+
+
+def madvise_pageout_page(m: Machine, slot: PageSlot) -> None:
+    """madvise_cold_or_pageout_pte_range() + shrink_page_list() for one pte.
+
+    Pages mapped by more than one pte are skipped (``page_mapcount(page) != 1``); the zero
+    page and swapped ptes are skipped.  The page goes to the swap cache, is unmapped
+    (rmap_walk_ksm for a KSM page) and written out; without memory pressure it stays in
+    the swap cache (kernel-eras §f.5)."""
+    pte = slot.pte
+    if not pte.present:
+        return
+    f = pte.frame
+    if f.zero or f.mapcount != 1:
+        return
+    if not f.swapcache:
+        f.swapcache = True                     # add_to_swap
+        m.get_page(f)
+    # try_to_unmap_one(): the pte becomes a swap entry (exclusive if the page was AE)
+    f.swap_refs += 1
+    excl = f.anon_exclusive and m.since(5, 19)
+    f.anon_exclusive = False
+    m.page_remove_rmap(f)
+    m.put_page(f)
+    pte.clear()
+    pte.swap = f
+    pte.swp_exclusive = excl

@@ -1,0 +1,348 @@
+"""The interpreter: one scenario statement at a time, a Record after every action."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+from ksmdiff.model import ksm as K
+from ksmdiff.model import memory as M
+from ksmdiff.model.invariants import Violation, check
+from ksmdiff.model.machine import Machine
+from ksmdiff.model.state import PageSlot, Process, Region, ZERO_CONTENT
+from ksmdiff.observe import ANY, Record, counter_key, label_frames, page_key
+from ksmdiff.scenario import ast as A
+from ksmdiff.scenario.validate import implied_features
+from ksmdiff.versions import COUNTERS, Era, KernelVersion, has_counter, has_feature
+
+MUTANTS = ("no-freeze", "freeze-at-2", "no-swapcache-check", "no-stable-node-check",
+           "reuse-mapcount-2")
+
+# Fault-time counters: they keep moving while a pinned twin churns (§f.4), so a settle's
+# fixpoint ignores them.
+FAULT_COUNTERS = ("cow_ksm", "pgreuse", "ksm_swpin_copy")
+SETTLE_MIN_SCANS = 2
+SETTLE_MAX_SCANS = 64
+
+
+@dataclass(frozen=True)
+class ModelRun:
+    version: KernelVersion
+    era: Era
+    status: str                       # "ok" | "unsupported"
+    reason: str
+    records: tuple[Record, ...]
+    violations: tuple[Violation, ...]
+
+
+def run_model(scenario: A.Scenario, version: KernelVersion, *,
+              mutant: Optional[str] = None) -> ModelRun:
+    """Replay ``scenario`` on the model of kernel ``version``; see the package docstring."""
+    if not isinstance(version, KernelVersion):
+        raise TypeError(f"version must be a KernelVersion, not {type(version).__name__}")
+    if mutant is not None and mutant not in MUTANTS:
+        raise ValueError(f"unknown mutant {mutant!r}; expected one of {', '.join(MUTANTS)}")
+    era = Era.of(version)
+    missing = [f for f in implied_features(scenario) if not has_feature(version, f)]
+    if missing:
+        return ModelRun(version, era, "unsupported",
+                        f"kernel {version} lacks {', '.join(missing)}", (), ())
+    interp = Interpreter(scenario, version, mutant)
+    interp.run()
+    return ModelRun(version, era, "ok", "", tuple(interp.records), tuple(interp.violations))
+
+
+class Interpreter:
+    def __init__(self, scn: A.Scenario, version: KernelVersion, mutant: Optional[str]):
+        self.scn = scn
+        self.m = Machine(version, mutant)
+        self.records: list[Record] = []
+        self.violations: list[Violation] = []
+        self.m.procs[scn.initial] = Process(scn.initial)
+
+    # ------------------------------------------------------------------ driver
+    def run(self) -> None:
+        for i, s in enumerate(self.scn.statements):
+            if not A.is_action(s):
+                continue
+            m = self.m
+            m.fault_alternatives = {}
+            m.ksm_churn = False
+            touched: list[tuple[Process, Region, PageSlot]] = []
+            before = {}
+            handler = getattr(self, "do_" + type(s).__name__)
+            if isinstance(s, (A.Fill, A.Write, A.Read)):
+                p = m.procs[s.proc]
+                r = p.regions[s.target.region]
+                for idx in s.target.indices(len(r.pages)):
+                    slot = r.pages[idx]
+                    touched.append((p, r, slot))
+                    before[id(slot)] = self._known_frame(slot)
+            handler(s)
+            faults = {}
+            for p, r, slot in touched:
+                after = slot.pte.frame if slot.pte.present else None
+                prev = before[id(slot)]
+                if prev is None:
+                    out = {"fresh"}
+                elif after is prev:
+                    out = {"reused"}
+                else:
+                    out = {"copied"}
+                out |= m.fault_alternatives.get(id(slot), set())
+                faults[(p.name, r.name, slot.index)] = frozenset(out)
+            for p in m.procs.values():
+                for _r, slot in p.slots():
+                    slot.last_frame = self._known_frame(slot)
+            self.records.append(Record(i, s.pos.line, self.fields(faults)))
+            self.violations.extend(check(m, i, s.pos.line))
+
+    @staticmethod
+    def _known_frame(slot: PageSlot):
+        """The page's last known frame: the mapped one, or the swap-cache page a pageout
+        left (the frame survives a pageout), else what the previous step saw."""
+        pte = slot.pte
+        if pte.present:
+            return pte.frame
+        if pte.swap is not None:
+            return pte.swap
+        return slot.last_frame
+
+    # ------------------------------------------------------------------ observations
+    def fields(self, faults: dict) -> dict:
+        m = self.m
+        order = []
+        for p in m.live_procs():
+            for rname, r in p.regions.items():
+                for s in r.pages:
+                    if s.mapped:
+                        f = s.pte.frame if s.pte.present else None
+                        order.append(((p.name, rname, s.index), s,
+                                      None if f is None else f.fid))
+        labels = label_frames(((k, fid) for k, _s, fid in order), zero="Z")
+        out: dict = {}
+        for key, s, _fid in order:
+            pname, rname, idx = key
+            pte = s.pte
+
+            def put(name, value):
+                out[page_key(pname, rname, idx, name)] = frozenset([value])
+
+            put("present", pte.present)
+            put("swapped", pte.swap is not None)
+            put("frame", labels[key])
+            if pte.present:
+                f = pte.frame
+                put("ksm", bool(f.ksm and not f.zero))
+                put("mapcount", 0 if f.zero else f.mapcount)
+                put("exclusive", (not f.zero) and f.mapcount == 1)
+                put("content", str(f.content))
+            if key in faults:
+                out[page_key(pname, rname, idx, "fault")] = faults[key]
+        for name in COUNTERS:
+            if has_counter(m.version, name):
+                out[counter_key(name)] = m.counter(name)
+        return out
+
+    # ------------------------------------------------------------------ helpers
+    def slots(self, proc: str, target: A.Target) -> list[PageSlot]:
+        p = self.m.procs[proc]
+        r = p.regions[target.region]
+        return [r.pages[i] for i in target.indices(len(r.pages))]
+
+    def user_write(self, p: Process, slot: PageSlot, content) -> None:
+        M.handle_mm_fault(self.m, p, slot, write=True)
+        assert slot.pte.present and slot.pte.writable, "a write fault left no writable pte"
+        slot.pte.frame.content = content
+        slot.logical = content
+
+    # ------------------------------------------------------------------ actions
+    def do_Mmap(self, s: A.Mmap) -> None:
+        m = self.m
+        p = m.procs[s.proc]
+        region = Region(s.region, m.next_seq(), [PageSlot(i) for i in range(s.npages)])
+        # >= 6.4 with MMF_VM_MERGE_ANY: ksm_add_vma() marks the new vma VM_MERGEABLE
+        for slot in region.pages:
+            slot.mergeable = p.merge_any
+        p.regions[s.region] = region           # a re-mmap keeps its place in mmap order
+
+    def do_Fill(self, s: A.Fill) -> None:
+        p = self.m.procs[s.proc]
+        for slot in self.slots(s.proc, s.target):
+            self.user_write(p, slot, A.Content(s.byte))
+
+    def do_Write(self, s: A.Write) -> None:
+        p = self.m.procs[s.proc]
+        for slot in self.slots(s.proc, s.target):
+            self.user_write(p, slot, A.Content(slot.logical.fill, s.byte))
+
+    def do_Read(self, s: A.Read) -> None:
+        p = self.m.procs[s.proc]
+        for slot in self.slots(s.proc, s.target):
+            M.handle_mm_fault(self.m, p, slot)
+
+    def do_Madvise(self, s: A.Madvise) -> None:
+        m = self.m
+        p = m.procs[s.proc]
+        slots = self.slots(s.proc, s.target)
+        if s.advice == "mergeable":
+            # ksm_madvise(MADV_MERGEABLE): __ksm_enter on first use, VM_MERGEABLE
+            K.ksm_enter(m, p)
+            for slot in slots:
+                slot.mergeable = True
+        elif s.advice == "unmergeable":
+            # ksm_madvise(MADV_UNMERGEABLE): only a VM_MERGEABLE vma is unmerged; the
+            # rmap_items (and the counters) are cleaned by ksmd later
+            merge = [slot for slot in slots if slot.mergeable]
+            K.unmerge_ksm_pages(m, p, merge)
+            for slot in merge:
+                slot.mergeable = False
+        elif s.advice == "dontneed":
+            for slot in slots:
+                M.zap_pte(m, slot)
+                slot.logical = ZERO_CONTENT
+                slot.last_frame = None
+        elif s.advice == "pageout":
+            for slot in slots:
+                M.madvise_pageout_page(m, slot)
+        else:  # pragma: no cover - the parser rejects anything else
+            raise AssertionError(s.advice)
+
+    def do_Mprotect(self, s: A.Mprotect) -> None:
+        for slot in self.slots(s.proc, s.target):
+            slot.prot = s.prot
+            M.change_pte_range(self.m, slot, s.prot)
+
+    def do_Munmap(self, s: A.Munmap) -> None:
+        for slot in self.slots(s.proc, s.target):
+            if slot.mapped:
+                M.zap_pte(self.m, slot)
+            slot.mapped = False
+            slot.mergeable = False
+            slot.logical = ZERO_CONTENT
+            slot.last_frame = None
+
+    def do_Fork(self, s: A.Fork) -> None:
+        m = self.m
+        parent = m.procs[s.proc]
+        child = Process(s.child)
+        child.merge_any = parent.merge_any
+        m.procs[s.child] = child
+        for name, r in parent.regions.items():
+            cr = Region(name, r.seq, [PageSlot(i) for i in range(len(r.pages))])
+            child.regions[name] = cr
+            for ps, cs in zip(r.pages, cr.pages):
+                cs.mapped, cs.prot, cs.mergeable = ps.mapped, ps.prot, ps.mergeable
+                if not ps.mapped:
+                    continue
+                cs.logical = ps.logical
+                cs.last_frame = self._known_frame(ps)
+                if ps.pte.ksm_zero:
+                    # the child's copy of a KSM zero pte is not counted at fork but is
+                    # uncounted when it goes: the global delta is no longer predictable
+                    m.count_any("ksm_zero_pages")
+                M.copy_pte(m, ps, cs)
+        # ksm_fork(): a child of an MMF_VM_MERGEABLE mm gets its own mm_slot
+        if parent.ksm_entered:
+            K.ksm_enter(m, child)
+
+    def do_Exit(self, s: A.Exit) -> None:
+        m = self.m
+        p = m.procs[s.proc]
+        for lst in p.pins.values():            # the pipe goes: its page references too
+            for f in lst:
+                m.put_page(f)
+        p.pins.clear()
+        for _r, slot in list(p.slots()):       # exit_mmap -> zap everything
+            M.zap_pte(m, slot)
+        p.alive = False
+        K.ksm_exit(m, p)
+
+    def do_Pin(self, s: A.Pin) -> None:
+        m = self.m
+        p = m.procs[s.proc]
+        r = p.regions[s.target.region]
+        for idx in s.target.indices(len(r.pages)):
+            slot = r.pages[idx]
+            # vmsplice -> get_user_pages_fast without FOLL_WRITE: read-fault if needed
+            if not slot.pte.present:
+                M.handle_mm_fault(m, p, slot)
+            f = slot.pte.frame
+            m.get_page(f)
+            p.pins.setdefault((s.target.region, idx), []).append(f)
+
+    def do_Unpin(self, s: A.Unpin) -> None:
+        m = self.m
+        p = m.procs[s.proc]
+        r = p.regions[s.target.region]
+        for idx in s.target.indices(len(r.pages)):
+            f = p.pins[(s.target.region, idx)].pop()
+            m.put_page(f)
+
+    def do_Prctl(self, s: A.Prctl) -> None:
+        m = self.m
+        p = m.procs[s.proc]
+        if s.on:
+            # >= 6.4 ksm_enable_merge_any(): __ksm_enter, MMF_VM_MERGE_ANY, ksm_add_vmas
+            if p.merge_any:
+                return
+            K.ksm_enter(m, p)
+            p.merge_any = True
+            for _r, slot in p.slots():
+                slot.mergeable = True
+        else:
+            # >= 6.4 ksm_disable_merge_any() (24139c07f413): unmerge and clear VM_MERGEABLE
+            # on every vma, then clear MMF_VM_MERGE_ANY
+            if not p.merge_any:
+                return
+            slots = [slot for _r, slot in p.slots() if slot.mergeable]
+            K.unmerge_ksm_pages(m, p, slots)
+            for slot in slots:
+                slot.mergeable = False
+            p.merge_any = False
+
+    def _observable(self) -> dict:
+        return {k: v for k, v in self.fields({}).items()
+                if not any(k == counter_key(c) for c in FAULT_COUNTERS)}
+
+    def do_KsmSettle(self, s: A.KsmSettle) -> None:
+        """At least two full scans, then until one more changes nothing observable."""
+        m = self.m
+        for _ in range(SETTLE_MIN_SCANS):
+            K.ksm_do_scan_full(m)
+        for _ in range(SETTLE_MAX_SCANS):
+            before = self._observable()
+            K.ksm_do_scan_full(m)
+            if self._observable() == before:
+                break
+        else:
+            m.notes.append(f"line {s.pos.line}: no fixpoint after {SETTLE_MAX_SCANS} scans")
+        self._after_scans()
+
+    def do_KsmScan(self, s: A.KsmScan) -> None:
+        for _ in range(s.scans):
+            K.ksm_do_scan_full(self.m)
+        self._after_scans()
+
+    def _after_scans(self) -> None:
+        m = self.m
+        if m.ksm_churn:
+            # §f.4: a pinned page's unpinned twin is made KSM and broken again on every
+            # scan (+1 cow_ksm, new frame); how often depends on the scan count and the
+            # scan order of the two pages
+            m.count_any("cow_ksm")
+
+    def do_KsmSet(self, s: A.KsmSet) -> None:
+        m = self.m
+        knobs = m.ksm.knobs
+        if s.knob == "use_zero_pages":
+            knobs.use_zero_pages = s.value
+            return
+        if getattr(knobs, s.knob) == s.value:
+            return
+        # max_page_sharing_store / merge_across_nodes_store: -EBUSY while KSM pages are
+        # shared; otherwise remove_all_stable_nodes() first
+        if any(node.hlist for node in m.ksm.stable_tree) or not K.remove_all_stable_nodes(m):
+            m.notes.append(f"line {s.pos.line}: ksm set {s.knob} would fail with EBUSY")
+            return
+        setattr(knobs, s.knob, s.value)

@@ -1,0 +1,155 @@
+"""Model state: data only, no behaviour (the behaviour lives in memory.py and ksm.py).
+
+The names follow the kernel: a :class:`Frame` is a ``struct page`` (refcount, mapcount,
+flags), a :class:`StableNode` is ``struct ksm_stable_node`` (keyhole: ``kpfn`` names the
+page, the page's mapping names the node), an :class:`RmapItem` is ``struct
+ksm_rmap_item``, a :class:`Pte` is one page-table entry of one process.
+
+Refcount accounting (kernel-eras §b): ``refcount`` = one per mapping pte + one for the
+swap cache + one per pin + transient references (ksmd's ``follow_page(FOLL_GET)``, the
+``get_page`` before ``wp_page_copy``), which the behaviour code adds and drops around
+the step that holds them.  The stable node holds no reference.  Per-CPU LRU-add batches
+hold a reference the model does not count; ``maybe_pvec`` marks frames that may still sit
+in one (allocated after the last ``lru_add_drain_all`` of a ksmd full scan).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+from ksmdiff.scenario.ast import Content
+
+ZERO_CONTENT = Content(None)
+
+
+@dataclass(eq=False)
+class StableNode:
+    """``struct ksm_stable_node`` (a dup, when it sits in a chain)."""
+
+    nid: int
+    kpfn: "Frame"                     # the KSM page (keyhole: kpfn->mapping == node)
+    content: Content                  # the tree key: the page's content at insert time
+    hlist: list["RmapItem"] = field(default_factory=list)  # head first (hlist_add_head)
+
+    @property
+    def rmap_hlist_len(self) -> int:
+        return len(self.hlist)
+
+
+@dataclass(eq=False)
+class Frame:
+    """``struct page`` of an anonymous small page (or the shared zero page)."""
+
+    fid: int | str
+    content: Content
+    refcount: int = 0
+    mapcount: int = 0
+    anon: bool = True                 # PageAnon (true for KSM pages too)
+    ksm: bool = False                 # mapping & PAGE_MAPPING_KSM
+    stable_node: Optional[StableNode] = None   # page_stable_node(): NULL while being linked
+    swapcache: bool = False           # PageSwapCache
+    swap_refs: int = 0                # swap ptes naming this page's swap slot (swap count)
+    locked: bool = False              # PG_locked
+    anon_exclusive: bool = False      # PageAnonExclusive (>= 5.19)
+    maybe_pvec: bool = False          # may hold a per-CPU LRU-add batch reference
+    zero: bool = False                # the shared zero page (special pte, never counted)
+    freed: bool = False               # refcount hit 0: back in the buddy allocator
+
+    def __repr__(self) -> str:
+        if self.zero:
+            return "Frame(Z)"
+        flags = "".join(c for c, on in (("K", self.ksm), ("S", self.swapcache),
+                                         ("E", self.anon_exclusive), ("x", self.freed)) if on)
+        return (f"Frame(#{self.fid} {self.content} rc={self.refcount} mc={self.mapcount}"
+                f"{' ' + flags if flags else ''})")
+
+
+@dataclass(eq=False)
+class RmapItem:
+    """``struct ksm_rmap_item``: one scanned address of one mm."""
+
+    proc: "Process"
+    key: tuple[int, int]              # (region seq, page index): the address
+    oldchecksum: Optional[Content] = None   # None: never computed (kzalloc'd 0)
+    head: Optional[StableNode] = None       # STABLE_FLAG
+    unstable: bool = False                   # UNSTABLE_FLAG, in this scan's unstable tree
+
+
+@dataclass(eq=False)
+class Pte:
+    present: bool = False
+    frame: Optional[Frame] = None     # the mapped page (the zero page included)
+    writable: bool = False
+    dirty: bool = False
+    swap: Optional[Frame] = None      # swap entry: the swap-cache page of that slot
+    swp_exclusive: bool = False       # pte_swp_exclusive (>= 5.19)
+    ksm_zero: bool = False            # KSM-placed zero page: pte_dirty special (>= 6.6)
+
+    def clear(self) -> None:
+        self.present = False
+        self.frame = None
+        self.writable = False
+        self.dirty = False
+        self.swap = None
+        self.swp_exclusive = False
+        self.ksm_zero = False
+
+
+@dataclass(eq=False)
+class PageSlot:
+    """One virtual page of one process."""
+
+    index: int
+    pte: Pte = field(default_factory=Pte)
+    mapped: bool = True
+    prot: str = "rw"
+    mergeable: bool = False           # VM_MERGEABLE of the vma holding the page
+    logical: Content = ZERO_CONTENT   # what this process wrote or inherited (the oracle)
+    last_frame: Optional[Frame] = None  # the frame at the end of the previous step
+
+
+@dataclass(eq=False)
+class Region:
+    name: str
+    seq: int                          # mmap sequence: the address order (see ksm.py)
+    pages: list[PageSlot]
+
+
+@dataclass(eq=False)
+class Process:
+    """A process and its ``mm_struct``."""
+
+    name: str
+    regions: dict[str, Region] = field(default_factory=dict)
+    alive: bool = True
+    ksm_entered: bool = False         # MMF_VM_MERGEABLE (has a ksm_mm_slot)
+    merge_any: bool = False           # MMF_VM_MERGE_ANY (prctl, >= 6.4)
+    rmap_items: dict[tuple[int, int], RmapItem] = field(default_factory=dict)
+    pins: dict[tuple[str, int], list[Frame]] = field(default_factory=dict)
+
+    def slots(self):
+        """(region, slot) of every mapped page, in canonical (mmap) order."""
+        for r in self.regions.values():
+            for s in r.pages:
+                if s.mapped:
+                    yield r, s
+
+
+@dataclass
+class Knobs:
+    use_zero_pages: int = 0
+    max_page_sharing: int = 256
+    merge_across_nodes: int = 1
+
+
+@dataclass(eq=False)
+class KsmState:
+    """ksmd's globals: mm list, stable tree, unstable tree, knobs."""
+
+    knobs: Knobs = field(default_factory=Knobs)
+    mm_slots: list[Process] = field(default_factory=list)   # ksm_mm_head list order
+    stable_tree: list[StableNode] = field(default_factory=list)
+    unstable_tree: dict[Content, RmapItem] = field(default_factory=dict)
+    full_scans: int = 0
+    next_nid: int = 0
