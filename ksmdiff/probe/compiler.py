@@ -1,0 +1,159 @@
+"""Compile a Scenario into the probe's line-oriented program (format: top of probe.c).
+
+Pure: no system access.  Besides the text, the compiled :class:`Program` says which
+statements are ksm barriers (run by the runner, not the probe), the process and region
+names behind the probe's indices, and why a scenario must run in a batch of its own.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+
+from ksmdiff.scenario import ast as A
+
+# Counters that change while ksmd runs (settle time) and that a batch cannot attribute
+# to one scenario by itself (see runner): a scenario that *expects* one runs alone.
+SETTLE_TIME_COUNTERS = ("pages_shared", "pages_sharing", "ksm_zero_pages", "cow_ksm",
+                        "ksm_swpin_copy", "pgreuse")
+
+
+@dataclass(frozen=True)
+class Program:
+    text: str
+    procs: tuple[str, ...]                 # probe index -> process name (creation order)
+    regions: tuple[str, ...]               # probe index -> region name (first-mmap order)
+    barriers: dict                         # statement index -> KsmSettle | KsmScan | KsmSet
+    solo_reasons: tuple[str, ...]          # why this scenario cannot share a batch
+    signature: tuple                       # barrier kinds, for grouping batches
+    salt: int
+
+
+def new_salt() -> int:
+    while True:
+        s = secrets.randbits(64)
+        if s not in (0, (1 << 64) - 1):
+            return s
+
+
+def compile_scenario(scn: A.Scenario, salt: int | None = None) -> Program:
+    salt = new_salt() if salt is None else salt
+    procs = [scn.initial]
+    regions: list[str] = []
+    lines: list[str] = []
+    barriers: dict = {}
+    solo: list[str] = []
+    sig: list = []
+    # content base per (proc, region, page): "zero" (never written or zeros) or "fill"
+    base: dict[tuple[str, str], list[str]] = {}
+    npages: dict[tuple[str, str], int] = {}
+
+    def pidx(name: str) -> int:
+        return procs.index(name)
+
+    def rng(proc: str, t: A.Target) -> tuple[int, int, range]:
+        n = npages[(proc, t.region)]
+        idx = t.indices(n)
+        return idx.start, idx.stop - 1, idx
+
+    def add_solo(reason: str) -> None:
+        if reason not in solo:
+            solo.append(reason)
+
+    for k, s in enumerate(scn.statements):
+        if not A.is_action(s):
+            if isinstance(s, A.ExpectCounter) and s.counter in SETTLE_TIME_COUNTERS:
+                add_solo(f"expects counter {s.counter}")
+            continue
+        p = pidx(s.proc) if hasattr(s, "proc") else None
+        if isinstance(s, A.Mmap):
+            if s.region not in regions:
+                regions.append(s.region)
+            npages[(s.proc, s.region)] = s.npages
+            base[(s.proc, s.region)] = ["zero"] * s.npages
+            lines.append(f"{k} mmap {p} {regions.index(s.region)} {s.npages}")
+        elif isinstance(s, A.Fill):
+            lo, hi, idx = rng(s.proc, s.target)
+            if s.byte is None:
+                add_solo("fills pages with real zeros, which merge across scenarios")
+            for i in idx:
+                base[(s.proc, s.target.region)][i] = "zero" if s.byte is None else "fill"
+            b = "z" if s.byte is None else f"0x{s.byte:02x}"
+            lines.append(f"{k} fill {p} {regions.index(s.target.region)} {lo} {hi} {b}")
+        elif isinstance(s, A.Write):
+            pages = base[(s.proc, s.target.region)]
+            r = regions.index(s.target.region)
+            if s.byte == 0 and any(pages[i] == "zero" for i in rng(s.proc, s.target)[2]):
+                add_solo("writes 0x00 to a zero page, leaving real zeros")
+            # a write to a zero-based page also writes the second salt (content
+            # "zero+0xWW"); one probe line per run of pages with the same flag, in page order,
+            # all with the same statement index (the probe reports them as one statement)
+            lo, hi, idx = rng(s.proc, s.target)
+            run_lo, run_flag = None, None
+            for i in list(idx) + [None]:
+                flag = None if i is None else int(pages[i] == "zero" and s.byte != 0)
+                if run_lo is not None and (i is None or flag != run_flag):
+                    lines.append(f"{k} write {p} {r} {run_lo} {prev} 0x{s.byte:02x} {run_flag}")
+                    run_lo = None
+                if i is not None:
+                    if run_lo is None:
+                        run_lo, run_flag = i, flag
+                    prev = i
+        elif isinstance(s, A.Read):
+            lo, hi, _ = rng(s.proc, s.target)
+            lines.append(f"{k} read {p} {regions.index(s.target.region)} {lo} {hi}")
+        elif isinstance(s, A.Madvise):
+            lo, hi, idx = rng(s.proc, s.target)
+            if s.advice == "dontneed":
+                for i in idx:
+                    base[(s.proc, s.target.region)][i] = "zero"
+            adv = {"mergeable": "m", "unmergeable": "u", "dontneed": "d", "pageout": "p"}[s.advice]
+            lines.append(f"{k} madv {p} {regions.index(s.target.region)} {lo} {hi} {adv}")
+        elif isinstance(s, A.Mprotect):
+            lo, hi, _ = rng(s.proc, s.target)
+            pr = "r" if s.prot == "ro" else "w"
+            lines.append(f"{k} mprot {p} {regions.index(s.target.region)} {lo} {hi} {pr}")
+        elif isinstance(s, A.Munmap):
+            lo, hi, _ = rng(s.proc, s.target)
+            lines.append(f"{k} munmap {p} {regions.index(s.target.region)} {lo} {hi}")
+        elif isinstance(s, A.Fork):
+            procs.append(s.child)
+            for (pr_, rg), pages in list(base.items()):
+                if pr_ == s.proc:
+                    base[(s.child, rg)] = list(pages)
+                    npages[(s.child, rg)] = npages[(pr_, rg)]
+            lines.append(f"{k} fork {p} {pidx(s.child)}")
+        elif isinstance(s, A.Exit):
+            lines.append(f"{k} exit {p}")
+        elif isinstance(s, A.Pin):
+            add_solo("pins pages (ksmd breaks the pinned page's twin on every scan)")
+            lo, hi, _ = rng(s.proc, s.target)
+            lines.append(f"{k} pin {p} {regions.index(s.target.region)} {lo} {hi}")
+        elif isinstance(s, A.Unpin):
+            lo, hi, _ = rng(s.proc, s.target)
+            lines.append(f"{k} unpin {p} {regions.index(s.target.region)} {lo} {hi}")
+        elif isinstance(s, A.Prctl):
+            add_solo("uses PR_SET_MEMORY_MERGE (whole-process merging)")
+            lines.append(f"{k} prctl {p} {int(s.on)}")
+        elif isinstance(s, (A.KsmSettle, A.KsmScan, A.KsmSet)):
+            barriers[k] = s
+            if isinstance(s, A.KsmSet):
+                add_solo(f"sets the knob {s.knob}")
+                sig.append(("set", s.knob, s.value))
+            elif isinstance(s, A.KsmScan):
+                sig.append(("scan", s.scans))
+            else:
+                sig.append(("settle",))
+            lines.append(f"{k} sync")
+        else:  # pragma: no cover - the parser has no other actions
+            raise AssertionError(type(s).__name__)
+
+    header = [
+        "ksmdiff-probe 1",
+        f"salt {salt:016x}",
+        f"procs {len(procs)}",
+        f"regions {max(1, len(regions))}",
+        f"stmts {len(lines)}",
+    ]
+    text = "\n".join(header + lines + ["end"]) + "\n"
+    return Program(text, tuple(procs), tuple(regions), barriers, tuple(solo), tuple(sig), salt)

@@ -1,0 +1,1322 @@
+/* ksmdiff probe: replays a compiled scenario program in real processes and reports
+ * what the kernel did, one JSON line per statement (design.md section 5).
+ *
+ * C11 + libc only.  Runs as root (PFNs, /proc/kpageflags, /proc/kpagecount).
+ *
+ * Usage:  ksmdiff-probe PROGRAM_FILE        (stdin: "go"/"stop" lines at sync points)
+ *         ksmdiff-probe --check PROGRAM_FILE (parse and validate only)
+ *
+ * Exit codes: 0 done; 2 malformed program (one message on stderr); 3 a syscall failed
+ * (a JSON {"error":...} line on stdout too); 4 usage; 5 stopped (stdin "stop" or EOF).
+ *
+ * Process layout.  The probe process itself is the *supervisor*: it parses, validates,
+ * talks to the runner, and observes (pagemap, kpageflags, kpagecount, /proc/PID/mem).
+ * Scenario processes are clone()d without CLONE_VM (fork semantics) onto stacks that live
+ * in one MAP_SHARED anonymous area, and take commands through mailboxes in that area
+ * (futex wait/wake).  Because everything a scenario process writes, apart from the
+ * scenario's own pages, is shared memory, its steps cause no copy-on-write faults of their
+ * own, and the counter window around each operation (cow_ksm, pgreuse, ...) sees only the
+ * scenario's faults.  Shared memory is never merged by KSM either.
+ *
+ * Program format (line oriented, ASCII, every number bounded):
+ *   ksmdiff-probe 1
+ *   salt HEX16                       nonzero 64-bit salt written into non-zero pages
+ *   procs N                          1..16   (slot i = the i-th process created)
+ *   regions N                        1..64
+ *   stmts N                          0..10000
+ *   IDX OP ARGS...                   N statement lines, IDX strictly increasing
+ *   end
+ * OPs:  mmap P R NPAGES | fill P R LO HI BYTE|z | write P R LO HI BYTE SALT2(0|1)
+ *       read P R LO HI | madv P R LO HI m|u|d|p | mprot P R LO HI r|w | munmap P R LO HI
+ *       fork P C | exit P | pin P R LO HI | unpin P R LO HI | prctl P 0|1 | sync
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <linux/futex.h>
+
+#define PAGE 4096UL
+#define MAX_PROCS 16
+#define MAX_REGIONS 64
+#define MAX_REGION_PAGES 1024
+#define MAX_TOTAL_PAGES 4096
+#define MAX_STMTS 10000
+#define MAX_PROGRAM (1u << 20)
+#define MAX_LINE 200
+#define MAX_PINS_PER_PAGE 8
+#define MAX_SCANS 100
+#define SALT_OFF 64
+#define WRITE_OFF 0
+#define FILL_OFF 4095
+#define STACK_SIZE (256UL * 1024)
+#define SCRATCH_SIZE (64UL * 1024)
+#define MAX_PIN_ENTRIES 4096
+#define CMD_TIMEOUT_MS 30000
+
+#ifndef MADV_PAGEOUT
+#define MADV_PAGEOUT 21
+#endif
+#ifndef PR_SET_MEMORY_MERGE
+#define PR_SET_MEMORY_MERGE 67
+#endif
+#ifndef SYS_pidfd_open
+#define SYS_pidfd_open 434
+#endif
+
+/* ------------------------------------------------------------------ counters */
+enum { C_COW_KSM, C_SWPIN_COPY, C_PGREUSE, C_SHARED, C_SHARING, C_ZERO, NCOUNTERS };
+static const char *const counter_names[NCOUNTERS] = {
+    "cow_ksm", "ksm_swpin_copy", "pgreuse", "pages_shared", "pages_sharing", "ksm_zero_pages"};
+static int vmstat_fd = -1;
+static int sysfs_fd[NCOUNTERS] = {-1, -1, -1, -1, -1, -1};
+
+/* ------------------------------------------------------------------ program */
+enum op {
+    OP_MMAP, OP_FILL, OP_WRITE, OP_READ, OP_MADV, OP_MPROT, OP_MUNMAP, OP_FORK, OP_EXIT,
+    OP_PIN, OP_UNPIN, OP_PRCTL, OP_SYNC, OP_START /* internal: child start */
+};
+static const char *const op_names[] = {"mmap", "fill", "write", "read", "madv", "mprot",
+                                        "munmap", "fork", "exit", "pin", "unpin", "prctl",
+                                        "sync"};
+
+struct stmt {
+    int idx;
+    int op;
+    int p, r, lo, hi; /* process, region, page range */
+    int arg;          /* npages / byte (-1 = zero) / advice / prot / child / on */
+    int arg2;         /* write: salt2 flag */
+};
+
+static struct stmt *stmts;
+static int nstmts, nprocs, nregions;
+static uint64_t salt, salt2;
+
+/* ------------------------------------------------------------------ shared area */
+struct pin_entry {
+    uintptr_t addr;
+    int rfd, wfd, count;
+};
+
+struct mailbox {
+    volatile uint32_t cmd_seq;  /* supervisor -> process */
+    volatile uint32_t done_seq; /* process -> supervisor */
+    volatile int ready;
+    volatile pid_t pid;
+    /* command */
+    int op, arg, arg2, child;
+    uintptr_t addr;
+    size_t npages;
+    int nexcl;
+    uintptr_t excl_addr[MAX_REGIONS];
+    size_t excl_len[MAX_REGIONS];
+    /* reply */
+    long ret; /* 0 or -errno */
+    uintptr_t ret_addr;
+    pid_t ret_pid;
+    int64_t delta[NCOUNTERS];
+    int npins;
+    struct pin_entry pins[MAX_PIN_ENTRIES];
+};
+
+struct slot {
+    struct mailbox mb;
+    unsigned char scratch[SCRATCH_SIZE];
+    unsigned char stack[STACK_SIZE];
+};
+
+static struct slot *slots;
+static pid_t supervisor_pid;
+
+/* ------------------------------------------------------------------ errors */
+static int cur_line;
+
+static void die_program(const char *fmt, ...)
+{
+    va_list ap;
+    fprintf(stderr, "ksmdiff-probe: malformed program, line %d: ", cur_line);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    exit(2);
+}
+
+static void kill_all(void);
+
+static void json_str(FILE *f, const char *s)
+{
+    fputc('"', f);
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\')
+            fprintf(f, "\\%c", c);
+        else if (c < 0x20 || c >= 0x7f)
+            fprintf(f, "\\u%04x", c);
+        else
+            fputc(c, f);
+    }
+    fputc('"', f);
+}
+
+static void die_runtime(int stmt_idx, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    fprintf(stdout, "{\"s\":%d,\"error\":", stmt_idx);
+    json_str(stdout, msg);
+    fputs("}\n", stdout);
+    fflush(stdout);
+    fprintf(stderr, "ksmdiff-probe: statement %d: %s\n", stmt_idx, msg);
+    kill_all();
+    exit(3);
+}
+
+/* ------------------------------------------------------------------ parsing */
+static int parse_uint(const char *tok, long min, long max, long *out)
+{
+    if (!tok || !*tok || strlen(tok) > 10)
+        return -1;
+    long v = 0;
+    for (const char *c = tok; *c; c++) {
+        if (*c < '0' || *c > '9')
+            return -1;
+        v = v * 10 + (*c - '0');
+    }
+    if (v < min || v > max)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+static long need_uint(char **toks, int ntok, int i, long min, long max, const char *what)
+{
+    long v;
+    if (i >= ntok)
+        die_program("missing %s", what);
+    if (parse_uint(toks[i], min, max, &v))
+        die_program("bad %s '%.20s' (expected %ld..%ld)", what, toks[i], min, max);
+    return v;
+}
+
+static int parse_hex_byte(const char *t)
+{
+    if (!t || strlen(t) != 4 || t[0] != '0' || t[1] != 'x')
+        return -1;
+    int v = 0;
+    for (int i = 2; i < 4; i++) {
+        char c = t[i];
+        v <<= 4;
+        if (c >= '0' && c <= '9') v |= c - '0';
+        else if (c >= 'a' && c <= 'f') v |= c - 'a' + 10;
+        else return -1;
+    }
+    return v;
+}
+
+static int split(char *line, char **toks, int max)
+{
+    int n = 0;
+    char *s = line;
+    while (*s) {
+        while (*s == ' ')
+            s++;
+        if (!*s)
+            break;
+        if (n == max)
+            return -1;
+        toks[n++] = s;
+        while (*s && *s != ' ')
+            s++;
+        if (*s)
+            *s++ = 0;
+    }
+    return n;
+}
+
+/* Validation state (also used at run time). */
+struct region_state {
+    int exists;
+    int npages;
+    uintptr_t addr;
+    unsigned char mapped[MAX_REGION_PAGES];
+    unsigned char pins[MAX_REGION_PAGES];
+    uint64_t last_pfn[MAX_REGION_PAGES]; /* NO_PFN: none */
+};
+#define NO_PFN UINT64_MAX
+
+struct proc_state {
+    int spawned, alive;
+    pid_t pid;
+    int pidfd, pagemap_fd, mem_fd;
+    struct region_state *reg[MAX_REGIONS];
+};
+static struct proc_state procs[MAX_PROCS];
+static int total_pages;
+
+static struct region_state *region_of(int p, int r)
+{
+    if (!procs[p].reg[r]) {
+        procs[p].reg[r] = calloc(1, sizeof(struct region_state));
+        if (!procs[p].reg[r]) {
+            fprintf(stderr, "ksmdiff-probe: out of memory\n");
+            exit(3);
+        }
+    }
+    return procs[p].reg[r];
+}
+
+static void check_range(struct stmt *s, int need_mapped)
+{
+    struct proc_state *ps = &procs[s->p];
+    if (!ps->spawned || !ps->alive)
+        die_program("process %d is not alive", s->p);
+    struct region_state *rs = ps->reg[s->r];
+    if (!rs || !rs->exists)
+        die_program("process %d has no region %d", s->p, s->r);
+    if (s->lo > s->hi || s->hi >= rs->npages)
+        die_program("page range %d..%d outside region %d of %d pages", s->lo, s->hi, s->r,
+                    rs->npages);
+    if (need_mapped)
+        for (int i = s->lo; i <= s->hi; i++)
+            if (!rs->mapped[i])
+                die_program("page %d of region %d is not mapped in process %d", i, s->r, s->p);
+}
+
+/* Simulate the program on the bookkeeping: everything the probe would touch must be one
+ * of the scenario's own mapped pages. */
+static void validate_program(void)
+{
+    procs[0].spawned = procs[0].alive = 1;
+    int next_proc = 1;
+    for (int k = 0; k < nstmts; k++) {
+        struct stmt *s = &stmts[k];
+        cur_line = 6 + k;
+        switch (s->op) {
+        case OP_MMAP: {
+            struct proc_state *ps = &procs[s->p];
+            if (!ps->spawned || !ps->alive)
+                die_program("process %d is not alive", s->p);
+            struct region_state *rs = region_of(s->p, s->r);
+            if (rs->exists)
+                for (int i = 0; i < rs->npages; i++)
+                    if (rs->mapped[i])
+                        die_program("region %d of process %d is already mapped", s->r, s->p);
+            total_pages += s->arg;
+            if (total_pages > MAX_TOTAL_PAGES)
+                die_program("more than %d pages in all", MAX_TOTAL_PAGES);
+            rs->exists = 1;
+            rs->npages = s->arg;
+            memset(rs->mapped, 1, (size_t)s->arg);
+            memset(rs->pins, 0, sizeof rs->pins);
+            break;
+        }
+        case OP_FILL: case OP_WRITE: case OP_READ: case OP_MADV: case OP_MPROT:
+            check_range(s, 1);
+            break;
+        case OP_PIN: {
+            check_range(s, 1);
+            struct region_state *rs = procs[s->p].reg[s->r];
+            for (int i = s->lo; i <= s->hi; i++)
+                if (++rs->pins[i] > MAX_PINS_PER_PAGE)
+                    die_program("more than %d pins on one page", MAX_PINS_PER_PAGE);
+            break;
+        }
+        case OP_UNPIN: {
+            check_range(s, 0);
+            struct region_state *rs = procs[s->p].reg[s->r];
+            for (int i = s->lo; i <= s->hi; i++) {
+                if (!rs->pins[i])
+                    die_program("unpin of page %d, which is not pinned", i);
+                rs->pins[i]--;
+            }
+            break;
+        }
+        case OP_MUNMAP: {
+            check_range(s, 0);
+            struct region_state *rs = procs[s->p].reg[s->r];
+            for (int i = s->lo; i <= s->hi; i++)
+                rs->mapped[i] = 0;
+            break;
+        }
+        case OP_FORK: {
+            struct proc_state *ps = &procs[s->p];
+            if (!ps->spawned || !ps->alive)
+                die_program("process %d is not alive", s->p);
+            if (s->arg != next_proc)
+                die_program("fork child must be process %d (creation order), not %d",
+                            next_proc, s->arg);
+            next_proc++;
+            struct proc_state *cs = &procs[s->arg];
+            cs->spawned = cs->alive = 1;
+            for (int r = 0; r < MAX_REGIONS; r++)
+                if (ps->reg[r] && ps->reg[r]->exists) {
+                    struct region_state *rs = region_of(s->arg, r);
+                    *rs = *ps->reg[r];
+                    memset(rs->pins, 0, sizeof rs->pins);
+                    total_pages += rs->npages;
+                }
+            if (total_pages > MAX_TOTAL_PAGES)
+                die_program("more than %d pages in all", MAX_TOTAL_PAGES);
+            break;
+        }
+        case OP_EXIT: case OP_PRCTL:
+            if (!procs[s->p].spawned || !procs[s->p].alive)
+                die_program("process %d is not alive", s->p);
+            if (s->op == OP_EXIT)
+                procs[s->p].alive = 0;
+            break;
+        case OP_SYNC:
+            break;
+        }
+    }
+    if (next_proc > nprocs)
+        die_program("more processes than declared");
+    /* reset for the real run */
+    for (int p = 0; p < MAX_PROCS; p++) {
+        for (int r = 0; r < MAX_REGIONS; r++)
+            free(procs[p].reg[r]);
+        memset(&procs[p], 0, sizeof procs[p]);
+        procs[p].pidfd = procs[p].pagemap_fd = procs[p].mem_fd = -1;
+    }
+    total_pages = 0;
+}
+
+static void parse_program(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        fprintf(stderr, "ksmdiff-probe: cannot open program %s: %s\n", path, strerror(errno));
+        exit(4);
+    }
+    struct stat st;
+    if (fstat(fd, &st) || !S_ISREG(st.st_mode) || st.st_size > MAX_PROGRAM) {
+        fprintf(stderr, "ksmdiff-probe: program %s is not a regular file of at most %u bytes\n",
+                path, MAX_PROGRAM);
+        exit(2);
+    }
+    char *buf = malloc((size_t)st.st_size + 1);
+    if (!buf)
+        exit(3);
+    size_t got = 0;
+    while (got < (size_t)st.st_size) {
+        ssize_t n = read(fd, buf + got, (size_t)st.st_size - got);
+        if (n <= 0)
+            break;
+        got += (size_t)n;
+    }
+    close(fd);
+    buf[got] = 0;
+    for (size_t i = 0; i < got; i++) {
+        unsigned char c = (unsigned char)buf[i];
+        if (c == 0 || (c < 0x20 && c != '\n') || c >= 0x7f) {
+            cur_line = 1;
+            for (size_t j = 0; j < i; j++)
+                cur_line += buf[j] == '\n';
+            die_program("byte 0x%02x is not allowed (printable ASCII lines only)", c);
+        }
+    }
+    char *lines_p = buf;
+    int header = 0, declared_stmts = -1, seen_end = 0, last_idx = -1;
+    cur_line = 0;
+    while (*lines_p || !seen_end) {
+        if (!*lines_p) {
+            cur_line++;
+            die_program("unexpected end of program (missing 'end')");
+        }
+        char *nl = strchr(lines_p, '\n');
+        char *line = lines_p;
+        if (nl) {
+            *nl = 0;
+            lines_p = nl + 1;
+        } else {
+            lines_p += strlen(lines_p);
+        }
+        cur_line++;
+        if (strlen(line) > MAX_LINE)
+            die_program("line longer than %d bytes", MAX_LINE);
+        if (seen_end) {
+            if (*line)
+                die_program("text after 'end'");
+            continue;
+        }
+        char *t[10];
+        int n = split(line, t, 10);
+        if (n < 0)
+            die_program("too many fields");
+        if (n == 0)
+            die_program("empty line");
+        if (header == 0) {
+            if (n != 2 || strcmp(t[0], "ksmdiff-probe") || strcmp(t[1], "1"))
+                die_program("expected 'ksmdiff-probe 1'");
+            header++;
+            continue;
+        }
+        if (header == 1) {
+            if (n != 2 || strcmp(t[0], "salt") || strlen(t[1]) != 16)
+                die_program("expected 'salt HEX16'");
+            uint64_t v = 0;
+            for (int i = 0; i < 16; i++) {
+                char c = t[1][i];
+                v <<= 4;
+                if (c >= '0' && c <= '9') v |= (uint64_t)(c - '0');
+                else if (c >= 'a' && c <= 'f') v |= (uint64_t)(c - 'a' + 10);
+                else die_program("bad salt digit");
+            }
+            if (v == 0 || v == UINT64_MAX)
+                die_program("salt must not be 0 or all ones");
+            salt = v;
+            salt2 = ~v;
+            header++;
+            continue;
+        }
+        if (header == 2) {
+            if (n != 2 || strcmp(t[0], "procs"))
+                die_program("expected 'procs N'");
+            nprocs = (int)need_uint(t, n, 1, 1, MAX_PROCS, "process count");
+            header++;
+            continue;
+        }
+        if (header == 3) {
+            if (n != 2 || strcmp(t[0], "regions"))
+                die_program("expected 'regions N'");
+            nregions = (int)need_uint(t, n, 1, 1, MAX_REGIONS, "region count");
+            header++;
+            continue;
+        }
+        if (header == 4) {
+            if (n != 2 || strcmp(t[0], "stmts"))
+                die_program("expected 'stmts N'");
+            declared_stmts = (int)need_uint(t, n, 1, 0, MAX_STMTS, "statement count");
+            stmts = calloc((size_t)declared_stmts + 1, sizeof *stmts);
+            if (!stmts)
+                exit(3);
+            header++;
+            continue;
+        }
+        if (n == 1 && !strcmp(t[0], "end")) {
+            if (nstmts != declared_stmts)
+                die_program("%d statements, but 'stmts %d' was declared", nstmts, declared_stmts);
+            seen_end = 1;
+            continue;
+        }
+        if (nstmts >= declared_stmts)
+            die_program("more statements than declared");
+        struct stmt *s = &stmts[nstmts];
+        memset(s, 0, sizeof *s);
+        s->idx = (int)need_uint(t, n, 0, 0, 1000000, "statement index");
+        if (s->idx < last_idx || (s->idx == last_idx && (strcmp(t[1], "write") ||
+                                                          stmts[nstmts - 1].op != OP_WRITE)))
+            die_program("statement indices must increase (only consecutive writes may share one)");
+        last_idx = s->idx;
+        if (n < 2)
+            die_program("missing operation");
+        int op = -1;
+        for (int i = 0; i <= OP_SYNC; i++)
+            if (!strcmp(t[1], op_names[i]))
+                op = i;
+        if (op < 0)
+            die_program("unknown operation '%.20s'", t[1]);
+        s->op = op;
+        int want;
+        switch (op) {
+        case OP_MMAP: want = 5; break;
+        case OP_FILL: want = 7; break;
+        case OP_WRITE: want = 8; break;
+        case OP_READ: case OP_MUNMAP: case OP_PIN: case OP_UNPIN: want = 6; break;
+        case OP_MADV: case OP_MPROT: want = 7; break;
+        case OP_FORK: case OP_PRCTL: want = 4; break;
+        case OP_EXIT: want = 3; break;
+        default: want = 2; break;
+        }
+        if (n != want)
+            die_program("'%s' takes %d fields, not %d", op_names[op], want - 2, n - 2);
+        if (op != OP_SYNC)
+            s->p = (int)need_uint(t, n, 2, 0, nprocs - 1, "process");
+        switch (op) {
+        case OP_MMAP:
+            s->r = (int)need_uint(t, n, 3, 0, nregions - 1, "region");
+            s->arg = (int)need_uint(t, n, 4, 1, MAX_REGION_PAGES, "page count");
+            break;
+        case OP_FORK:
+            s->arg = (int)need_uint(t, n, 3, 1, nprocs - 1, "child process");
+            break;
+        case OP_PRCTL:
+            s->arg = (int)need_uint(t, n, 3, 0, 1, "prctl value");
+            break;
+        case OP_EXIT: case OP_SYNC:
+            break;
+        default:
+            s->r = (int)need_uint(t, n, 3, 0, nregions - 1, "region");
+            s->lo = (int)need_uint(t, n, 4, 0, MAX_REGION_PAGES - 1, "first page");
+            s->hi = (int)need_uint(t, n, 5, 0, MAX_REGION_PAGES - 1, "last page");
+            if (s->lo > s->hi)
+                die_program("first page after last page");
+            if (op == OP_FILL) {
+                if (!strcmp(t[6], "z"))
+                    s->arg = -1;
+                else if ((s->arg = parse_hex_byte(t[6])) < 0)
+                    die_program("bad byte '%.20s' (expected 0x00..0xff or z)", t[6]);
+            } else if (op == OP_WRITE) {
+                if ((s->arg = parse_hex_byte(t[6])) < 0)
+                    die_program("bad byte '%.20s' (expected 0x00..0xff)", t[6]);
+                s->arg2 = (int)need_uint(t, n, 7, 0, 1, "salt2 flag");
+            } else if (op == OP_MADV) {
+                const char *a = t[6];
+                if (strlen(a) != 1 || !strchr("mudp", a[0]))
+                    die_program("bad advice '%.20s' (expected m, u, d or p)", a);
+                s->arg = a[0];
+            } else if (op == OP_MPROT) {
+                if (strcmp(t[6], "r") && strcmp(t[6], "w"))
+                    die_program("bad protection '%.20s' (expected r or w)", t[6]);
+                s->arg = t[6][0];
+            }
+        }
+        nstmts++;
+    }
+    if (!seen_end)
+        die_program("missing 'end'");
+    free(buf);
+    validate_program();
+}
+
+/* ------------------------------------------------------------------ counters */
+static int64_t parse_after(const char *buf, const char *name)
+{
+    size_t ln = strlen(name);
+    const char *p = buf;
+    while (p && *p) {
+        if (!strncmp(p, name, ln) && p[ln] == ' ') {
+            return strtoll(p + ln + 1, NULL, 10);
+        }
+        p = strchr(p, '\n');
+        if (p)
+            p++;
+    }
+    return -1;
+}
+
+/* Reads into `scratch` (shared memory): no private page is written. */
+static void read_counters(int64_t *out, unsigned char *scratch)
+{
+    for (int i = 0; i < NCOUNTERS; i++)
+        out[i] = -1;
+    if (vmstat_fd >= 0) {
+        ssize_t n = pread(vmstat_fd, scratch, SCRATCH_SIZE - 1, 0);
+        if (n > 0) {
+            scratch[n] = 0;
+            out[C_COW_KSM] = parse_after((char *)scratch, "cow_ksm");
+            out[C_SWPIN_COPY] = parse_after((char *)scratch, "ksm_swpin_copy");
+            out[C_PGREUSE] = parse_after((char *)scratch, "pgreuse");
+        }
+    }
+    for (int i = C_SHARED; i < NCOUNTERS; i++)
+        if (sysfs_fd[i] >= 0) {
+            ssize_t n = pread(sysfs_fd[i], scratch, 64, 0);
+            if (n > 0) {
+                scratch[n] = 0;
+                out[i] = strtoll((char *)scratch, NULL, 10);
+            }
+        }
+}
+
+/* ------------------------------------------------------------------ futex */
+static long futex(volatile uint32_t *uaddr, int op, uint32_t val, const struct timespec *ts)
+{
+    return syscall(SYS_futex, uaddr, op, val, ts, NULL, 0);
+}
+
+/* ------------------------------------------------------------------ scenario process */
+static int child_main(void *arg);
+
+static struct pin_entry *find_pin(struct mailbox *mb, uintptr_t addr, int create)
+{
+    for (int i = 0; i < mb->npins; i++)
+        if (mb->pins[i].addr == addr)
+            return &mb->pins[i];
+    if (!create || mb->npins >= MAX_PIN_ENTRIES)
+        return NULL;
+    struct pin_entry *e = &mb->pins[mb->npins++];
+    e->addr = addr;
+    e->rfd = e->wfd = -1;
+    e->count = 0;
+    return e;
+}
+
+/* Mark every VMA that is not one of the scenario's regions unmergeable (after
+ * PR_SET_MEMORY_MERGE), so the probe's own memory never takes part in merging. */
+static void exclude_internal(struct mailbox *mb, unsigned char *scratch)
+{
+    int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return;
+    size_t got = 0;
+    ssize_t n;
+    while (got < SCRATCH_SIZE - 1 && (n = read(fd, scratch + got, SCRATCH_SIZE - 1 - got)) > 0)
+        got += (size_t)n;
+    close(fd);
+    scratch[got] = 0;
+    char *p = (char *)scratch;
+    while (p && *p) {
+        uintptr_t lo = (uintptr_t)strtoull(p, &p, 16);
+        if (*p == '-')
+            p++;
+        uintptr_t hi = (uintptr_t)strtoull(p, &p, 16);
+        int ours = 0;
+        for (int i = 0; i < mb->nexcl; i++)
+            if (lo < mb->excl_addr[i] + mb->excl_len[i] && mb->excl_addr[i] < hi)
+                ours = 1;
+        if (!ours && hi > lo && hi < 0xffffffffff600000UL)
+            (void)madvise((void *)lo, hi - lo, MADV_UNMERGEABLE);
+        p = strchr(p, '\n');
+        if (p)
+            p++;
+    }
+}
+
+static long do_op(int self, struct mailbox *mb)
+{
+    unsigned char *scratch = slots[self].scratch;
+    unsigned char *base = (unsigned char *)mb->addr;
+    size_t len = mb->npages * PAGE;
+    long ret = 0;
+    switch (mb->op) {
+    case OP_MMAP: {
+        void *a = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (a == MAP_FAILED)
+            return -errno;
+        (void)madvise(a, len, MADV_NOHUGEPAGE);
+        mb->ret_addr = (uintptr_t)a;
+        break;
+    }
+    case OP_FILL:
+        for (size_t i = 0; i < mb->npages; i++) {
+            unsigned char *pg = base + i * PAGE;
+            if (mb->arg < 0) {
+                memset(pg, 0, PAGE);
+            } else {
+                memset(pg, mb->arg, PAGE);
+                memcpy(pg + SALT_OFF, &salt, sizeof salt);
+            }
+        }
+        break;
+    case OP_WRITE:
+        for (size_t i = 0; i < mb->npages; i++) {
+            volatile unsigned char *pg = base + i * PAGE;
+            pg[WRITE_OFF] = (unsigned char)mb->arg;
+            if (mb->arg2)
+                memcpy((unsigned char *)pg + SALT_OFF, &salt2, sizeof salt2);
+        }
+        break;
+    case OP_READ: {
+        unsigned sum = 0;
+        for (size_t i = 0; i < mb->npages; i++)
+            sum += ((volatile unsigned char *)base)[i * PAGE + FILL_OFF];
+        mb->ret_addr = sum;
+        break;
+    }
+    case OP_MADV: {
+        int adv = mb->arg == 'm' ? MADV_MERGEABLE : mb->arg == 'u' ? MADV_UNMERGEABLE
+                : mb->arg == 'd' ? MADV_DONTNEED : MADV_PAGEOUT;
+        if (madvise(base, len, adv))
+            ret = -errno;
+        break;
+    }
+    case OP_MPROT:
+        if (mprotect(base, len, mb->arg == 'r' ? PROT_READ : PROT_READ | PROT_WRITE))
+            ret = -errno;
+        break;
+    case OP_MUNMAP:
+        if (munmap(base, len))
+            ret = -errno;
+        for (int i = 0; i < mb->npins; i++) /* pins of unmapped pages stay held */
+            ;
+        break;
+    case OP_PIN:
+        for (size_t i = 0; i < mb->npages; i++) {
+            uintptr_t a = (uintptr_t)(base + i * PAGE);
+            struct pin_entry *e = find_pin(mb, a, 1);
+            if (!e)
+                return -ENOSPC;
+            if (e->rfd < 0) {
+                int fds[2];
+                if (pipe2(fds, O_CLOEXEC))
+                    return -errno;
+                e->rfd = fds[0];
+                e->wfd = fds[1];
+            }
+            struct iovec iov = {(void *)a, PAGE};
+            ssize_t n = vmsplice(e->wfd, &iov, 1, 0);
+            if (n != (ssize_t)PAGE)
+                return n < 0 ? -errno : -EIO;
+            e->count++;
+        }
+        break;
+    case OP_UNPIN:
+        for (size_t i = 0; i < mb->npages; i++) {
+            uintptr_t a = (uintptr_t)(base + i * PAGE);
+            struct pin_entry *e = find_pin(mb, a, 0);
+            if (!e || e->count <= 0)
+                return -ENOENT;
+            size_t got = 0;
+            while (got < PAGE) {
+                ssize_t n = read(e->rfd, scratch + got, PAGE - got);
+                if (n <= 0)
+                    return n < 0 ? -errno : -EIO;
+                got += (size_t)n;
+            }
+            if (--e->count == 0) {
+                close(e->rfd);
+                close(e->wfd);
+                e->rfd = e->wfd = -1;
+            }
+        }
+        break;
+    case OP_PRCTL:
+        if (prctl(PR_SET_MEMORY_MERGE, (unsigned long)mb->arg, 0, 0, 0))
+            return -errno;
+        if (mb->arg)
+            exclude_internal(mb, scratch);
+        break;
+    case OP_FORK: {
+        int c = mb->child;
+        struct mailbox *cmb = &slots[c].mb;
+        cmb->ready = 0;
+        cmb->cmd_seq = cmb->done_seq = 0;
+        cmb->npins = 0;
+        cmb->child = self; /* the child learns its parent's slot */
+        pid_t pid = clone(child_main, slots[c].stack + STACK_SIZE, SIGCHLD, (void *)(intptr_t)c);
+        if (pid < 0)
+            return -errno;
+        mb->ret_pid = pid;
+        break;
+    }
+    default:
+        return -EINVAL;
+    }
+    return ret;
+}
+
+static int supervisor_alive(void)
+{
+    return !(kill(supervisor_pid, 0) && errno == ESRCH);
+}
+
+static int child_main(void *arg)
+{
+    int self = (int)(intptr_t)arg;
+    struct mailbox *mb = &slots[self].mb;
+    signal(SIGCHLD, SIG_IGN);
+    if (self > 0) {
+        /* pins belong to the process that made them: drop the parent's copies */
+        struct mailbox *pmb = &slots[mb->child].mb;
+        for (int i = 0; i < pmb->npins; i++)
+            if (pmb->pins[i].rfd >= 0) {
+                close(pmb->pins[i].rfd);
+                close(pmb->pins[i].wfd);
+            }
+    }
+    mb->pid = getpid();
+    __atomic_store_n(&mb->ready, 1, __ATOMIC_SEQ_CST);
+    futex((volatile uint32_t *)&mb->ready, FUTEX_WAKE, INT_MAX, NULL);
+    uint32_t seen = 0;
+    for (;;) {
+        uint32_t seq = __atomic_load_n(&mb->cmd_seq, __ATOMIC_SEQ_CST);
+        if (seq == seen) {
+            struct timespec ts = {0, 200 * 1000 * 1000};
+            futex(&mb->cmd_seq, FUTEX_WAIT, seen, &ts);
+            if (!supervisor_alive())
+                _exit(0);
+            continue;
+        }
+        seen = seq;
+        if (mb->op == OP_EXIT)
+            _exit(0);
+        int64_t pre[NCOUNTERS], post[NCOUNTERS];
+        read_counters(pre, slots[self].scratch + PAGE);
+        long r = do_op(self, mb);
+        read_counters(post, slots[self].scratch + PAGE);
+        for (int i = 0; i < NCOUNTERS; i++)
+            mb->delta[i] = (pre[i] < 0 || post[i] < 0) ? INT64_MIN : post[i] - pre[i];
+        mb->ret = r;
+        __atomic_store_n(&mb->done_seq, seq, __ATOMIC_SEQ_CST);
+        futex(&mb->done_seq, FUTEX_WAKE, INT_MAX, NULL);
+    }
+}
+
+/* ------------------------------------------------------------------ supervisor */
+static int pid_dead(int p)
+{
+    struct proc_state *ps = &procs[p];
+    if (ps->pidfd >= 0) {
+        struct pollfd pfd = {ps->pidfd, POLLIN, 0};
+        return poll(&pfd, 1, 0) > 0;
+    }
+    return kill(ps->pid, 0) && errno == ESRCH;
+}
+
+static long elapsed_ms(const struct timespec *t0)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (t.tv_sec - t0->tv_sec) * 1000 + (t.tv_nsec - t0->tv_nsec) / 1000000;
+}
+
+static void wait_ready(int sidx, int c)
+{
+    struct mailbox *mb = &slots[c].mb;
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    while (!__atomic_load_n(&mb->ready, __ATOMIC_SEQ_CST)) {
+        struct timespec ts = {0, 50 * 1000 * 1000};
+        futex((volatile uint32_t *)&mb->ready, FUTEX_WAIT, 0, &ts);
+        if (elapsed_ms(&t0) > CMD_TIMEOUT_MS)
+            die_runtime(sidx, "process %d did not start", c);
+    }
+}
+
+static void open_proc_files(int sidx, int p, pid_t pid)
+{
+    char path[64];
+    struct proc_state *ps = &procs[p];
+    ps->pid = pid;
+    ps->pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+    snprintf(path, sizeof path, "/proc/%d/pagemap", (int)pid);
+    ps->pagemap_fd = open(path, O_RDONLY | O_CLOEXEC);
+    snprintf(path, sizeof path, "/proc/%d/mem", (int)pid);
+    ps->mem_fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (ps->pagemap_fd < 0 || ps->mem_fd < 0)
+        die_runtime(sidx, "cannot open /proc/%d/pagemap or mem: %s", (int)pid, strerror(errno));
+}
+
+static void command(int sidx, int p, struct mailbox *tmpl)
+{
+    struct mailbox *mb = &slots[p].mb;
+    mb->op = tmpl->op;
+    mb->arg = tmpl->arg;
+    mb->arg2 = tmpl->arg2;
+    mb->child = tmpl->child;
+    mb->addr = tmpl->addr;
+    mb->npages = tmpl->npages;
+    mb->nexcl = tmpl->nexcl;
+    for (int i = 0; i < tmpl->nexcl; i++) {
+        mb->excl_addr[i] = tmpl->excl_addr[i];
+        mb->excl_len[i] = tmpl->excl_len[i];
+    }
+    uint32_t seq = mb->cmd_seq + 1;
+    __atomic_store_n(&mb->cmd_seq, seq, __ATOMIC_SEQ_CST);
+    futex(&mb->cmd_seq, FUTEX_WAKE, INT_MAX, NULL);
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (;;) {
+        uint32_t done = __atomic_load_n(&mb->done_seq, __ATOMIC_SEQ_CST);
+        if (done == seq)
+            break;
+        struct timespec ts = {0, 50 * 1000 * 1000};
+        futex(&mb->done_seq, FUTEX_WAIT, done, &ts);
+        if (__atomic_load_n(&mb->done_seq, __ATOMIC_SEQ_CST) == seq)
+            break;
+        if (pid_dead(p))
+            die_runtime(sidx, "process %d died during '%s'", p, op_names[tmpl->op]);
+        if (elapsed_ms(&t0) > CMD_TIMEOUT_MS)
+            die_runtime(sidx, "process %d did not finish '%s' within %d ms", p,
+                        op_names[tmpl->op], CMD_TIMEOUT_MS);
+    }
+    if (mb->ret < 0)
+        die_runtime(sidx, "%s in process %d failed: %s", op_names[tmpl->op], p,
+                    strerror((int)-mb->ret));
+}
+
+static void kill_all(void)
+{
+    if (!slots || getpid() != supervisor_pid)
+        return;
+    for (int p = 0; p < MAX_PROCS; p++)
+        if (procs[p].spawned && procs[p].alive && procs[p].pid > 0)
+            kill(procs[p].pid, SIGKILL);
+    for (int p = 0; p < MAX_PROCS; p++)
+        if (procs[p].spawned && procs[p].alive && procs[p].pidfd >= 0) {
+            struct pollfd pfd = {procs[p].pidfd, POLLIN, 0};
+            poll(&pfd, 1, 2000);
+        }
+    while (waitpid(-1, NULL, WNOHANG) > 0)
+        ;
+}
+
+static uint64_t read_u64_at(int fd, uint64_t index, int *ok)
+{
+    uint64_t v = 0;
+    *ok = pread(fd, &v, 8, (off_t)(index * 8)) == 8;
+    return v;
+}
+
+static int kpageflags_fd = -1, kpagecount_fd = -1;
+
+static void decode_content(const unsigned char *pg, char *out, size_t outsz)
+{
+    uint64_t s;
+    memcpy(&s, pg + SALT_OFF, 8);
+    int fill;
+    int zero_based;
+    if (s == salt) {
+        fill = pg[FILL_OFF];
+        zero_based = 0;
+    } else if (s == salt2 || s == 0) {
+        fill = 0;
+        zero_based = 1;
+    } else {
+        snprintf(out, outsz, "?salt");
+        return;
+    }
+    for (size_t i = 0; i < PAGE; i++) {
+        if (i == WRITE_OFF || (i >= SALT_OFF && i < SALT_OFF + 8))
+            continue;
+        if (pg[i] != fill) {
+            snprintf(out, outsz, "?byte%zu=0x%02x", i, pg[i]);
+            return;
+        }
+    }
+    int w = pg[WRITE_OFF];
+    if (s == 0 && zero_based && w == 0) {
+        snprintf(out, outsz, "zero");
+        return;
+    }
+    if (zero_based)
+        snprintf(out, outsz, w ? "zero+0x%02x" : "zero", w);
+    else if (w != fill)
+        snprintf(out, outsz, "0x%02x+0x%02x", fill, w);
+    else
+        snprintf(out, outsz, "0x%02x", fill);
+}
+
+/* One JSON record: every mapped page of every live process, in canonical order. */
+static void observe(int sidx, struct stmt *s, int ngroup, const int64_t *delta)
+{
+    static unsigned char page[PAGE];
+    static uint64_t pm[MAX_REGION_PAGES];
+    printf("{\"s\":%d", s->idx);
+    if (s->op == OP_FORK)
+        printf(",\"pid\":%d", (int)procs[s->arg].pid);
+    if (delta) {
+        printf(",\"c\":{");
+        int first = 1;
+        for (int i = 0; i < NCOUNTERS; i++)
+            if (delta[i] != INT64_MIN) {
+                printf("%s\"%s\":%lld", first ? "" : ",", counter_names[i], (long long)delta[i]);
+                first = 0;
+            }
+        printf("}");
+    }
+    printf(",\"p\":[");
+    int first = 1;
+    for (int p = 0; p < MAX_PROCS; p++) {
+        struct proc_state *ps = &procs[p];
+        if (!ps->spawned || !ps->alive)
+            continue;
+        for (int r = 0; r < nregions; r++) {
+            struct region_state *rs = ps->reg[r];
+            if (!rs || !rs->exists)
+                continue;
+            size_t want = (size_t)rs->npages * 8;
+            if (pread(ps->pagemap_fd, pm, want, (off_t)(rs->addr / PAGE * 8)) != (ssize_t)want)
+                die_runtime(sidx, "pagemap read failed: %s", strerror(errno));
+            for (int i = 0; i < rs->npages; i++) {
+                if (!rs->mapped[i])
+                    continue;
+                uint64_t e = pm[i];
+                int present = (int)(e >> 63 & 1), swapped = (int)(e >> 62 & 1);
+                int excl = (int)(e >> 56 & 1);
+                uint64_t pfn = e & ((1ULL << 55) - 1);
+                int touched = 0;
+                for (int g = 0; g < ngroup; g++) {
+                    struct stmt *x = s + g;
+                    if ((x->op == OP_READ || x->op == OP_WRITE || x->op == OP_FILL) &&
+                        x->p == p && x->r == r && i >= x->lo && i <= x->hi)
+                        touched = 1;
+                }
+                printf("%s[%d,%d,%d,%d,%d", first ? "" : ",", p, r, i, present, swapped);
+                first = 0;
+                if (present) {
+                    int ok1, ok2;
+                    uint64_t fl = read_u64_at(kpageflags_fd, pfn, &ok1);
+                    uint64_t cnt = read_u64_at(kpagecount_fd, pfn, &ok2);
+                    if (!ok1 || !ok2)
+                        die_runtime(sidx, "kpageflags/kpagecount read failed for a page");
+                    char content[48];
+                    if (pread(ps->mem_fd, page, PAGE, (off_t)(rs->addr + (uintptr_t)i * PAGE)) ==
+                        (ssize_t)PAGE)
+                        decode_content(page, content, sizeof content);
+                    else
+                        content[0] = 0;
+                    printf(",%llu,%d,%d,%llu,%d,", (unsigned long long)pfn, (int)(fl >> 21 & 1),
+                           (int)(fl >> 24 & 1), (unsigned long long)cnt, excl);
+                    if (content[0])
+                        json_str(stdout, content);
+                    else
+                        printf("null");
+                } else {
+                    printf(",null,null,null,null,null,null");
+                }
+                const char *fault = "";
+                if (touched && present) {
+                    if (rs->last_pfn[i] == NO_PFN)
+                        fault = "fresh";
+                    else if (rs->last_pfn[i] == pfn)
+                        fault = "reused";
+                    else
+                        fault = "copied";
+                }
+                if (*fault)
+                    printf(",\"%s\"]", fault);
+                else
+                    printf("]");
+                if (present)
+                    rs->last_pfn[i] = pfn;
+                else if (!swapped)
+                    rs->last_pfn[i] = NO_PFN;
+            }
+        }
+    }
+    printf("]}\n");
+    fflush(stdout);
+}
+
+static int wait_go(int sidx)
+{
+    char line[64];
+    if (sidx >= 0) {
+        printf("{\"sync\":%d}\n", sidx);
+        fflush(stdout);
+    }
+    if (!fgets(line, sizeof line, stdin))
+        return 0;
+    return !strcmp(line, "go\n");
+}
+
+static void open_counters(void)
+{
+    vmstat_fd = open("/proc/vmstat", O_RDONLY | O_CLOEXEC);
+    for (int i = C_SHARED; i < NCOUNTERS; i++) {
+        char path[96];
+        snprintf(path, sizeof path, "/sys/kernel/mm/ksm/%s", counter_names[i]);
+        sysfs_fd[i] = open(path, O_RDONLY | O_CLOEXEC);
+    }
+}
+
+/* After clone() every private page of the supervisor is write-protected and shared with
+ * process 0.  Write them now (copies, while process 0 lives), so that no later write of the
+ * supervisor is a reuse fault inside a counter window (pgreuse). */
+__attribute__((noinline)) static void pretouch_stack(void)
+{
+    volatile unsigned char area[192 * 1024];
+    for (size_t i = 0; i < sizeof area; i += 512)
+        area[i] = (unsigned char)i;
+}
+
+static void run_program(void)
+{
+    supervisor_pid = getpid();
+    struct rlimit rl = {16384, 16384};
+    (void)setrlimit(RLIMIT_NOFILE, &rl);
+    (void)prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() == 1)
+        exit(5);
+    kpageflags_fd = open("/proc/kpageflags", O_RDONLY | O_CLOEXEC);
+    kpagecount_fd = open("/proc/kpagecount", O_RDONLY | O_CLOEXEC);
+    if (kpageflags_fd < 0 || kpagecount_fd < 0) {
+        fprintf(stdout, "{\"s\":-1,\"error\":\"cannot open /proc/kpageflags: %s\"}\n",
+                strerror(errno));
+        fflush(stdout);
+        exit(3);
+    }
+    open_counters();
+    slots = mmap(NULL, sizeof(struct slot) * (size_t)nprocs, PROT_READ | PROT_WRITE,
+                 MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (slots == MAP_FAILED) {
+        fprintf(stdout, "{\"s\":-1,\"error\":\"mmap of the shared area failed\"}\n");
+        exit(3);
+    }
+    signal(SIGCHLD, SIG_IGN);
+    /* spawn process 0 */
+    slots[0].mb.child = 0;
+    pid_t pid = clone(child_main, slots[0].stack + STACK_SIZE, SIGCHLD, (void *)(intptr_t)0);
+    if (pid < 0)
+        die_runtime(-1, "clone failed: %s", strerror(errno));
+    procs[0].spawned = procs[0].alive = 1;
+    wait_ready(-1, 0);
+    pretouch_stack();
+    open_proc_files(-1, 0, pid);
+    printf("{\"start\":1,\"pid\":%d}\n", (int)pid);
+    fflush(stdout);
+    if (!wait_go(-1)) {
+        kill_all();
+        exit(5);
+    }
+
+    int64_t group_delta[NCOUNTERS];
+    int group_start = 0;
+    for (int i = 0; i < NCOUNTERS; i++)
+        group_delta[i] = 0;
+    for (int k = 0; k < nstmts; k++) {
+        struct stmt *s = &stmts[k];
+        struct mailbox cmd;
+        memset(&cmd, 0, sizeof cmd);
+        cmd.op = s->op;
+        cmd.arg = s->arg;
+        cmd.arg2 = s->arg2;
+        int64_t delta[NCOUNTERS];
+        int have_delta = 0;
+        struct region_state *rs = (s->op == OP_SYNC || s->op == OP_FORK || s->op == OP_EXIT ||
+                                   s->op == OP_PRCTL) ? NULL : region_of(s->p, s->r);
+        if (rs && s->op != OP_MMAP) {
+            cmd.addr = rs->addr + (uintptr_t)s->lo * PAGE;
+            cmd.npages = (size_t)(s->hi - s->lo + 1);
+        }
+        switch (s->op) {
+        case OP_SYNC:
+            if (!wait_go(s->idx)) {
+                kill_all();
+                exit(5);
+            }
+            break;
+        case OP_EXIT: {
+            int64_t pre[NCOUNTERS], post[NCOUNTERS];
+            read_counters(pre, slots[s->p].scratch);
+            struct mailbox *mb = &slots[s->p].mb;
+            mb->op = OP_EXIT;
+            __atomic_add_fetch(&mb->cmd_seq, 1, __ATOMIC_SEQ_CST);
+            futex(&mb->cmd_seq, FUTEX_WAKE, INT_MAX, NULL);
+            struct timespec t0;
+            clock_gettime(CLOCK_MONOTONIC, &t0);
+            while (!pid_dead(s->p)) {
+                if (procs[s->p].pidfd >= 0) {
+                    struct pollfd pfd = {procs[s->p].pidfd, POLLIN, 0};
+                    poll(&pfd, 1, 100);
+                } else {
+                    usleep(200);
+                }
+                if (elapsed_ms(&t0) > CMD_TIMEOUT_MS)
+                    die_runtime(s->idx, "process %d did not exit", s->p);
+            }
+            read_counters(post, slots[s->p].scratch);
+            for (int i = 0; i < NCOUNTERS; i++)
+                delta[i] = (pre[i] < 0 || post[i] < 0) ? INT64_MIN : post[i] - pre[i];
+            have_delta = 1;
+            procs[s->p].alive = 0;
+            close(procs[s->p].pagemap_fd);
+            close(procs[s->p].mem_fd);
+            if (procs[s->p].pidfd >= 0)
+                close(procs[s->p].pidfd);
+            procs[s->p].pidfd = procs[s->p].pagemap_fd = procs[s->p].mem_fd = -1;
+            break;
+        }
+        default: {
+            if (s->op == OP_FORK)
+                cmd.child = s->arg;
+            if (s->op == OP_PRCTL) {
+                for (int r = 0; r < nregions; r++) {
+                    struct region_state *x = procs[s->p].reg[r];
+                    if (x && x->exists) {
+                        cmd.excl_addr[cmd.nexcl] = x->addr;
+                        cmd.excl_len[cmd.nexcl] = (size_t)x->npages * PAGE;
+                        cmd.nexcl++;
+                    }
+                }
+            }
+            if (s->op == OP_MMAP)
+                cmd.npages = (size_t)s->arg;
+            command(s->idx, s->p, &cmd);
+            struct mailbox *mb = &slots[s->p].mb;
+            for (int i = 0; i < NCOUNTERS; i++)
+                delta[i] = mb->delta[i];
+            have_delta = 1;
+            if (s->op == OP_MMAP) {
+                rs->exists = 1;
+                rs->npages = s->arg;
+                rs->addr = mb->ret_addr;
+                memset(rs->mapped, 1, (size_t)s->arg);
+                for (int i = 0; i < MAX_REGION_PAGES; i++)
+                    rs->last_pfn[i] = NO_PFN;
+            } else if (s->op == OP_MUNMAP) {
+                for (int i = s->lo; i <= s->hi; i++) {
+                    rs->mapped[i] = 0;
+                    rs->last_pfn[i] = NO_PFN;
+                }
+            } else if (s->op == OP_FORK) {
+                int c = s->arg;
+                wait_ready(s->idx, c);
+                procs[c].spawned = procs[c].alive = 1;
+                for (int r = 0; r < MAX_REGIONS; r++)
+                    if (procs[s->p].reg[r] && procs[s->p].reg[r]->exists)
+                        *region_of(c, r) = *procs[s->p].reg[r];
+                open_proc_files(s->idx, c, mb->ret_pid);
+            }
+            break;
+        }
+        }
+        if (have_delta)
+            for (int i = 0; i < NCOUNTERS; i++)
+                group_delta[i] = (group_delta[i] == INT64_MIN || delta[i] == INT64_MIN)
+                                     ? INT64_MIN : group_delta[i] + delta[i];
+        if (k + 1 < nstmts && stmts[k + 1].idx == s->idx)
+            continue;
+        observe(s->idx, &stmts[group_start], k - group_start + 1,
+                have_delta ? group_delta : NULL);
+        group_start = k + 1;
+        for (int i = 0; i < NCOUNTERS; i++)
+            group_delta[i] = 0;
+    }
+    printf("{\"end\":1}\n");
+    fflush(stdout);
+    kill_all();
+}
+
+int main(int argc, char **argv)
+{
+    /* glibc registers rseq, and the kernel writes the rseq area (in a private TLS page) on
+     * return to user space: a copy-on-write fault of the probe's own that would show up in
+     * pgreuse.  Run without rseq. */
+    if (!getenv("KSMDIFF_PROBE_NORSEQ")) {
+        setenv("KSMDIFF_PROBE_NORSEQ", "1", 1);
+        setenv("GLIBC_TUNABLES", "glibc.pthread.rseq=0", 1);
+        char self[PATH_MAX];
+        ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+        if (n > 0) {
+            self[n] = 0;
+            execv(self, argv);
+        }
+        /* exec failed: carry on with rseq */
+    }
+    if (argc == 3 && !strcmp(argv[1], "--check")) {
+        parse_program(argv[2]);
+        return 0;
+    }
+    if (argc != 2 || argv[1][0] == '-') {
+        fprintf(stderr, "usage: ksmdiff-probe [--check] PROGRAM_FILE\n");
+        return 4;
+    }
+    parse_program(argv[1]);
+    run_program();
+    return 0;
+}

@@ -1,0 +1,612 @@
+"""Replay scenarios on the running kernel through the C probe (design §5, issue 3).
+
+Public API (re-exported by ``ksmdiff.probe``)::
+
+    host_version() -> KernelVersion
+    is_root() -> bool
+    run_kernel(scenarios, *, batch=None, progress=None, journal_dir=None) -> list[KernelRun]
+    restore(journal_path=None) -> str
+
+How a run goes: take the lock; restore a journal a killed run left; snapshot every writable
+KSM knob (and THP ``enabled``) into a new journal; pin the knobs (run=0, sleep_millisecs=0,
+a large pages_to_scan, smart_scan=0, advisor off, and the model's use_zero_pages=0,
+max_page_sharing=256, merge_across_nodes=1); set up the ksm_remove_ksm_page tracepoint and
+swap when needed; replay the scenarios in groups (a batch, or one scenario alone); restore
+everything in ``finally`` (and on SIGINT/SIGTERM, which become exceptions here).
+
+Batches.  Every scenario of a batch has its own probe (its own process tree and salt).
+The runner steps them one at a time up to their next ksm statement, and then runs one
+settle for all of them, so every global counter that moves during a scenario's own step
+belongs to it (the probe measures those in a tight window around each operation).  What
+moves during a shared settle is attributed as follows: ``stable_nodes_removed`` by the PFN
+the tracepoint reports; ``pages_shared``/``pages_sharing``/``ksm_zero_pages`` from each
+scenario's own state after the settle (distinct KSM frames it maps, and the
+``ksm_merging_pages``/``ksm_zero_pages`` of its processes' ``/proc/PID/ksm_stat``), checked
+against the global change; event counters (``cow_ksm``, ``pgreuse``, ``ksm_swpin_copy``)
+must not move at all.  When a check fails, the scenarios of that batch are replayed again
+one at a time, so batch results are those of one-at-a-time runs.  Scenarios that cannot
+share a settle at all (``ksm set``, pins, real zero pages, ``prctl``, an expected
+settle-time counter) always run alone (``compiler.Program.solo_reasons``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+from ksmdiff.errors import EnvironmentProblem, InvalidArgument
+from ksmdiff.observe import (ENVIRONMENT, NOT_RUN, OK, UNSUPPORTED, Record, label_frames,
+                             page_key, singleton_record)
+from ksmdiff.probe import system
+from ksmdiff.probe.build import probe_path
+from ksmdiff.probe.compiler import Program, compile_scenario
+from ksmdiff.scenario import ast as A
+from ksmdiff.scenario import implied_features
+from ksmdiff.scenario.ast import Scenario
+from ksmdiff.versions import KernelVersion, has_counter, has_feature
+
+__all__ = ["KernelRun", "host_version", "is_root", "run_kernel", "restore"]
+
+EVENT_COUNTERS = ("cow_ksm", "ksm_swpin_copy", "pgreuse")
+GAUGE_COUNTERS = ("pages_shared", "pages_sharing", "ksm_zero_pages")
+PROBE_COUNTERS = EVENT_COUNTERS + GAUGE_COUNTERS
+MAX_BATCH = 64
+LINE_TIMEOUT = 90.0
+
+
+@dataclass(frozen=True)
+class KernelRun:
+    scenario: Scenario
+    version: KernelVersion
+    status: str                      # "ok" | "unsupported" | "environment" | "not-run"
+    reason: str = ""
+    records: tuple[Record, ...] = ()
+    mode: str = ""                   # "batch" | "alone" | ""
+    salt: int | None = None
+
+
+def is_root() -> bool:
+    return os.geteuid() == 0
+
+
+def host_version() -> KernelVersion:
+    return KernelVersion.parse(os.uname().release)
+
+
+def restore(journal_path: str | None = None) -> str:
+    """Undo what a run (possibly a killed one) changed, from its journal."""
+    path = Path(journal_path) if journal_path else system.DEFAULT_STATE_DIR / system.JOURNAL_NAME
+    if not path.exists():
+        return f"nothing to restore (no journal at {path})"
+    if not is_root():
+        raise EnvironmentProblem("restoring KSM settings needs root")
+    with system.RunLock(path.parent):
+        return system.restore_journal(path)
+
+
+class _Interrupted(BaseException):
+    def __init__(self, signum: int):
+        super().__init__(f"interrupted by signal {signum}")
+        self.signum = signum
+
+
+# ----------------------------------------------------------------------------- one probe
+
+class _Live:
+    """One scenario's probe: a process tree that steps on the runner's word."""
+
+    def __init__(self, index: int, scn: Scenario, prog: Program, exe: Path, tmp: Path,
+                 version: KernelVersion, counters: tuple[str, ...]):
+        self.index, self.scn, self.prog, self.version = index, scn, prog, version
+        self.counters = counters
+        self.path = tmp / f"s{index}.prog"
+        self.path.write_text(prog.text)
+        self.proc = subprocess.Popen([str(exe), str(self.path)], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     bufsize=0)
+        self.buf = b""
+        self.records: list[Record] = []
+        self.cum: dict[str, int] = {c: 0 for c in counters}
+        self.status = OK
+        self.reason = ""
+        self.done = False
+        self.at_barrier: int | None = None
+        self.pids: dict[int, int] = {}
+        self.ksm_pfns: dict[int, int] = {}   # pfn -> last record seen KSM
+        self.pending: dict | None = None     # barrier attribution waiting for the record
+        self.ambiguous = ""
+        self.gauge_before: dict[str, int] = {}
+        self.last_barrier_raw: dict | None = None
+
+    # -- I/O
+    def _readline(self) -> dict | None:
+        deadline = time.monotonic() + LINE_TIMEOUT
+        fd = self.proc.stdout.fileno()
+        while b"\n" not in self.buf:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise EnvironmentProblem(f"probe silent for {LINE_TIMEOUT:.0f} s")
+            r, _, _ = select.select([fd], [], [], left)
+            if not r:
+                continue
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                return None
+            self.buf += chunk
+        line, _, self.buf = self.buf.partition(b"\n")
+        return json.loads(line)
+
+    def _fail(self, status: str, reason: str) -> None:
+        self.status, self.reason, self.done = status, reason, True
+        self.at_barrier = None
+        self.kill()
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                self.proc.kill()
+            except OSError:
+                pass
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pass
+
+    def wait_start(self) -> None:
+        try:
+            msg = self._readline()
+        except EnvironmentProblem as e:
+            return self._fail(ENVIRONMENT, str(e))
+        if msg is None or "start" not in msg:
+            return self._fail(ENVIRONMENT, self._death_reason(msg))
+        self.pids[0] = msg["pid"]
+
+    def _death_reason(self, msg) -> str:
+        if msg and "error" in msg:
+            return f"probe: {msg['error']}"
+        self.kill()
+        err = self.proc.stderr.read().decode(errors="replace").strip() if self.proc.stderr else ""
+        return f"probe exited with code {self.proc.returncode}: {err or 'no message'}"
+
+    def step(self) -> None:
+        """Let the probe run up to its next ksm statement (or its end)."""
+        if self.done:
+            return
+        try:
+            self.proc.stdin.write(b"go\n")
+        except OSError:
+            return self._fail(ENVIRONMENT, self._death_reason(None))
+        self.at_barrier = None
+        while True:
+            try:
+                msg = self._readline()
+            except (EnvironmentProblem, ValueError) as e:
+                return self._fail(ENVIRONMENT, str(e))
+            if msg is None or "error" in msg:
+                return self._fail(ENVIRONMENT, self._death_reason(msg))
+            if "sync" in msg:
+                self.at_barrier = msg["sync"]
+                return
+            if "end" in msg:
+                self.done = True
+                try:
+                    self.proc.stdin.close()
+                except OSError:
+                    pass
+                self.proc.wait(timeout=30)
+                return
+            self._record(msg)
+
+    # -- records
+    def _record(self, msg: dict) -> None:
+        k = msg["s"]
+        stmt = self.scn.statements[k]
+        procs, regions = self.prog.procs, self.prog.regions
+        if isinstance(stmt, A.Fork):
+            self.pids[procs.index(stmt.child)] = msg["pid"]
+        elif isinstance(stmt, A.Exit):
+            self.pids.pop(procs.index(stmt.proc), None)
+        values: dict = {}
+        order = []
+        for e in msg["p"]:
+            p, r, i, present, swapped = e[0], e[1], e[2], e[3], e[4]
+            pk = (procs[p], regions[r], i)
+            if present:
+                pfn, ksm, zero, count, excl, content = e[5:11]
+                order.append((pk, "Z" if zero else pfn))
+                if ksm and not zero:
+                    self.ksm_pfns[pfn] = k
+            else:
+                order.append((pk, None))
+            values[pk] = e
+        labels = label_frames(order)
+        fields: dict = {}
+        for pk, e in values.items():
+            proc, region, i = pk
+            present, swapped = bool(e[3]), bool(e[4])
+            fields[page_key(proc, region, i, "present")] = present
+            fields[page_key(proc, region, i, "swapped")] = swapped
+            fields[page_key(proc, region, i, "frame")] = labels[pk]
+            if present:
+                fields[page_key(proc, region, i, "ksm")] = bool(e[6])
+                fields[page_key(proc, region, i, "mapcount")] = int(e[8])
+                fields[page_key(proc, region, i, "exclusive")] = bool(e[9])
+                fields[page_key(proc, region, i, "content")] = e[10]
+            if len(e) > 11:
+                fields[page_key(proc, region, i, "fault")] = e[11]
+        if "c" in msg:
+            for name, d in msg["c"].items():
+                if name in self.cum:
+                    self.cum[name] += d
+        else:
+            self._apply_barrier(msg)
+        for name in self.counters:
+            if name in self.cum:
+                fields[f"counter.{name}"] = self.cum[name]
+        note = "" if not self.ambiguous else "ambiguous in a batch: " + self.ambiguous
+        self.records.append(singleton_record(k, stmt.pos.line, fields, note=note))
+
+    def _apply_barrier(self, msg: dict) -> None:
+        pend = self.pending or {}
+        self.pending = None
+        for name, d in pend.get("direct", {}).items():
+            if name in self.cum:
+                self.cum[name] += d
+        stat = pend.get("ksm_stat")
+        if stat is not None:
+            # gauges from this scenario's own state after a shared settle
+            ksm_frames = {e[5] for e in msg["p"] if e[3] and e[6] and not e[7]}
+            own = {"pages_shared": len(ksm_frames),
+                   "pages_sharing": stat[0] - len(ksm_frames),
+                   "ksm_zero_pages": stat[1]}
+            self.gauge_before = {}
+            for name, v in own.items():
+                if name in self.cum:
+                    self.gauge_before[name] = self.cum[name]
+                    self.cum[name] = v
+        self.last_barrier_raw = msg
+
+    def result(self, mode: str) -> KernelRun:
+        return KernelRun(self.scn, self.version, self.status, self.reason, tuple(self.records),
+                         mode, self.prog.salt)
+
+
+def _ksm_stat(pids: Iterable[int]) -> tuple[int, int] | None:
+    merging = zero = 0
+    for pid in pids:
+        try:
+            text = Path(f"/proc/{pid}/ksm_stat").read_text()
+        except OSError:
+            return None
+        vals = dict(line.split(None, 1) for line in text.splitlines() if " " in line)
+        try:
+            merging += int(vals.get("ksm_merging_pages", "0"))
+            zero += int(vals.get("ksm_zero_pages", "0"))
+        except ValueError:
+            return None
+    return merging, zero
+
+
+# ----------------------------------------------------------------------------- a session
+
+@dataclass
+class _Session:
+    version: KernelVersion
+    exe: Path
+    tmp: Path
+    tracer: system.Tracer | None
+    swap_ok: bool
+    swap_reason: str
+    counters: tuple[str, ...]
+    warnings: list[str] = field(default_factory=list)
+
+    # -- ksmd between groups
+    def reap(self) -> None:
+        """Let ksmd clean up after dead processes (their rmap items, stale stable nodes)
+        so that the next group starts from a quiet baseline."""
+        try:
+            system.settle(min_scans=2, timeout=3.0)
+        except system.SettleTimeout as e:
+            self.warnings.append(f"reap: {e}")
+        if self.tracer:
+            self.tracer.take()
+
+    def run_group(self, items: list[tuple[int, Scenario, Program]], mode: str) -> list[_Live]:
+        system.pin_knobs()
+        self.reap()
+        lives = [_Live(i, s, p, self.exe, self.tmp, self.version, self.counters)
+                 for i, s, p in items]
+        try:
+            for lv in lives:
+                lv.wait_start()
+            while True:
+                for lv in lives:
+                    lv.step()
+                waiting = [lv for lv in lives if not lv.done and lv.at_barrier is not None]
+                if not waiting:
+                    break
+                self._barrier(waiting, lives, mode)
+        finally:
+            for lv in lives:
+                lv.kill()
+        return lives
+
+    def _barrier(self, waiting: list[_Live], lives: list[_Live], mode: str) -> None:
+        kinds = {type(lv.prog.barriers[lv.at_barrier]).__name__ for lv in waiting}
+        stmt = waiting[0].prog.barriers[waiting[0].at_barrier]
+        if len(kinds) != 1:  # grouping prevents this
+            raise AssertionError(f"mixed barriers in a batch: {kinds}")
+        shared = len(lives) > 1
+        early = self.tracer.take() if self.tracer else []
+        before = system.read_counters()
+        try:
+            if isinstance(stmt, A.KsmSettle):
+                system.settle()
+            elif isinstance(stmt, A.KsmScan):
+                done = system.scan_exact(stmt.scans)
+                if done != stmt.scans:
+                    raise system.SettleTimeout(
+                        f"ksm scan {stmt.scans}: ksmd did {done} full scans (host too slow to "
+                        "stop it in its sleep)")
+            else:
+                try:
+                    system.write_knob(stmt.knob, str(stmt.value))
+                except OSError as e:
+                    raise EnvironmentProblem(
+                        f"ksm set {stmt.knob} {stmt.value}: the kernel refused "
+                        f"({os.strerror(e.errno or 0)})"
+                        + (" — merge_across_nodes can only change while no KSM pages exist"
+                           if stmt.knob == "merge_across_nodes" else "")) from None
+        except EnvironmentProblem as e:
+            for lv in waiting:
+                lv._fail(ENVIRONMENT, str(e))
+            return
+        after = system.read_counters()
+        pfns = early + (self.tracer.take() if self.tracer else [])
+        delta = {k: after[k] - before[k] for k in after if k in before}
+        # stable nodes removed: by PFN
+        removed = {id(lv): 0 for lv in lives}
+        for pfn in pfns:
+            owners = [lv for lv in lives if pfn in lv.ksm_pfns]
+            if len(owners) == 1:
+                removed[id(owners[0])] += 1
+            elif len(owners) > 1:
+                for lv in owners:
+                    lv.ambiguous = lv.ambiguous or f"stable node pfn {pfn} seen in two scenarios"
+        # pgreuse: ksmd never reuses a page (its unshare faults copy), and the counter is
+        # machine-wide and busy (every fork on the machine moves it): a barrier adds 0.
+        delta.pop("pgreuse", None)
+        if not shared:
+            lv = waiting[0]
+            direct = {k: v for k, v in delta.items()}
+            direct["stable_nodes_removed"] = removed[id(lv)]
+            lv.pending = {"direct": direct}
+        else:
+            stats = {id(lv): _ksm_stat(lv.pids.values()) for lv in waiting}
+            moved = [k for k in EVENT_COUNTERS if delta.get(k, 0)]
+            for lv in waiting:
+                lv.pending = {"direct": {"stable_nodes_removed": removed[id(lv)]},
+                              "ksm_stat": stats[id(lv)]}
+                if moved:
+                    lv.ambiguous = lv.ambiguous or (
+                        f"{', '.join(moved)} moved during a shared settle")
+                if stats[id(lv)] is None:
+                    lv.ambiguous = lv.ambiguous or "no /proc/PID/ksm_stat"
+            # scenarios that finished (their processes were killed) lose everything they
+            # had in the stable tree at the first settle after
+            residual = {}
+            if isinstance(stmt, A.KsmSettle):
+                for lv in lives:
+                    if lv.done and not getattr(lv, "reaped", False):
+                        lv.reaped = True
+                        for name in ("pages_shared", "pages_sharing"):
+                            residual[name] = residual.get(name, 0) - lv.cum.get(name, 0)
+            self._check_gauges = (waiting, delta, residual)
+
+    def check_gauges(self) -> None:
+        """After every scenario reported its barrier record: the per-scenario gauges must add
+        up to the global change, else the batch is ambiguous."""
+        chk = getattr(self, "_check_gauges", None)
+        self._check_gauges = None
+        if not chk:
+            return
+        waiting, delta, residual = chk
+        for name in GAUGE_COUNTERS:
+            if name not in delta:
+                continue
+            total = residual.get(name, 0)
+            for lv in waiting:
+                if name in lv.gauge_before:
+                    total += lv.cum[name] - lv.gauge_before[name]
+            if total != delta[name]:
+                for lv in waiting:
+                    lv.ambiguous = lv.ambiguous or (
+                        f"{name}: scenarios account for {total:+d}, the kernel moved "
+                        f"{delta[name]:+d} during a shared settle")
+
+
+# ----------------------------------------------------------------------------- run_kernel
+
+def _group_key(prog: Program):
+    if all(s == ("settle",) for s in prog.signature):
+        return ("settle",)
+    return prog.signature
+
+
+def run_kernel(scenarios: list[Scenario], *, batch: bool | None = None,
+               progress: Callable[[int, int], None] | None = None,
+               journal_dir: str | os.PathLike | None = None) -> list[KernelRun]:
+    """Replay each scenario on the running kernel; one KernelRun per scenario, input order."""
+    scenarios = list(scenarios)
+    for s in scenarios:
+        if not isinstance(s, Scenario):
+            raise InvalidArgument(f"run_kernel takes Scenario objects, not {type(s).__name__}")
+    total = len(scenarios)
+    version = host_version()
+    results: list[KernelRun | None] = [None] * total
+    done = 0
+
+    def finish(i: int, run: KernelRun) -> None:
+        nonlocal done
+        results[i] = run
+        done += 1
+        if progress:
+            progress(done, total)
+
+    if not is_root():
+        for i, s in enumerate(scenarios):
+            finish(i, KernelRun(s, version, NOT_RUN,
+                                "not run: kernel results need root (PFNs from pagemap, "
+                                "/proc/kpageflags, /proc/kpagecount and the KSM knobs)"))
+        return results  # type: ignore[return-value]
+    if not system.ksm_available():
+        for i, s in enumerate(scenarios):
+            finish(i, KernelRun(s, version, ENVIRONMENT, "this kernel has no KSM "
+                                "(/sys/kernel/mm/ksm missing)"))
+        return results  # type: ignore[return-value]
+
+    # features this kernel lacks: unsupported, not failed
+    todo: list[int] = []
+    needs = {}
+    for i, s in enumerate(scenarios):
+        feats = implied_features(s)
+        needs[i] = feats
+        missing = [f for f in feats if not has_feature(version, f)]
+        if missing:
+            finish(i, KernelRun(s, version, UNSUPPORTED,
+                                f"kernel {version} lacks {', '.join(missing)}"))
+        else:
+            todo.append(i)
+    if not todo:
+        return results  # type: ignore[return-value]
+    try:
+        exe = probe_path()
+    except EnvironmentProblem as e:
+        for i in todo:
+            finish(i, KernelRun(scenarios[i], version, ENVIRONMENT, str(e)))
+        return results  # type: ignore[return-value]
+
+    sdir = system.state_dir(journal_dir)
+    jpath = sdir / system.JOURNAL_NAME
+    old_handlers = {}
+
+    def on_signal(signum, _frame):
+        raise _Interrupted(signum)
+
+    with system.RunLock(sdir, notify=lambda m: print(f"ksmdiff: {m}", flush=True)):
+        if jpath.exists():
+            system.restore_journal(jpath)   # left by a killed run: the owner is dead
+        journal = system.Journal(jpath, {"pid": os.getpid(), "started": time.time(),
+                                         "snapshot": system.snapshot()})
+        journal.save()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                old_handlers[sig] = signal.signal(sig, on_signal)
+            except ValueError:   # not the main thread
+                pass
+        tmpdir = tempfile.TemporaryDirectory(prefix="ksmdiff-")
+        try:
+            system.pin_knobs()
+            tracer = None
+            if has_counter(version, "stable_nodes_removed") or any(
+                    "tracepoints" in needs[i] for i in todo):
+                tracer = system.Tracer(journal)
+                if not tracer.start():
+                    tracer = None
+            swap_ok, swap_reason = True, ""
+            if any("swap" in needs[i] for i in todo):
+                try:
+                    system.provision_swap(journal, sdir)
+                except (EnvironmentProblem, OSError) as e:
+                    swap_ok, swap_reason = False, f"no swap: {e}"
+            counters = tuple(c for c in PROBE_COUNTERS if has_counter(version, c))
+            if tracer:
+                counters += ("stable_nodes_removed",)
+            sess = _Session(version, exe, Path(tmpdir.name), tracer, swap_ok, swap_reason,
+                            counters)
+            _run_all(sess, scenarios, todo, needs, batch, finish)
+        finally:
+            for sig, h in old_handlers.items():
+                signal.signal(sig, signal.SIG_IGN)   # no second interruption mid-restore
+            try:
+                tmpdir.cleanup()
+                try:
+                    system.write_knob("run", "0")
+                    system.drain_stable_nodes(timeout=2.0)
+                except OSError:
+                    pass
+                system.restore_journal(jpath)
+            finally:
+                for sig, h in old_handlers.items():
+                    signal.signal(sig, h)
+    return results  # type: ignore[return-value]
+
+
+def _run_all(sess: _Session, scenarios, todo, needs, batch, finish) -> None:
+    progs: dict[int, Program] = {}
+    for i in todo:
+        s = scenarios[i]
+        if "swap" in needs[i] and not sess.swap_ok:
+            finish(i, KernelRun(s, sess.version, ENVIRONMENT, sess.swap_reason))
+            continue
+        if "tracepoints" in needs[i] and not sess.tracer:
+            finish(i, KernelRun(s, sess.version, ENVIRONMENT,
+                                "the ksm tracepoints are not available (tracefs)"))
+            continue
+        progs[i] = compile_scenario(s)
+    use_batch = (len(progs) > 1) if batch is None else batch
+    alone: list[int] = []
+    groups: dict = {}
+    for i, prog in progs.items():
+        if not use_batch or prog.solo_reasons:
+            alone.append(i)
+        else:
+            groups.setdefault(_group_key(prog), []).append(i)
+    batches: list[list[int]] = []
+    for key, members in groups.items():
+        if len(members) == 1:
+            alone.extend(members)
+            continue
+        for j in range(0, len(members), MAX_BATCH):
+            chunk = members[j:j + MAX_BATCH]
+            (batches.append(chunk) if len(chunk) > 1 else alone.extend(chunk))
+    for chunk in batches:
+        lives = _run_batch(sess, [(i, scenarios[i], progs[i]) for i in chunk])
+        for lv in lives:
+            if lv.ambiguous or (lv.status == ENVIRONMENT and "settle" not in lv.reason):
+                alone.append(lv.index)      # replay alone: results as one-at-a-time
+            else:
+                finish(lv.index, lv.result("batch"))
+    for i in sorted(set(alone)):
+        lives = sess.run_group([(i, scenarios[i], compile_scenario(scenarios[i]))], "alone")
+        finish(i, lives[0].result("alone"))
+
+
+def _run_batch(sess: _Session, items) -> list[_Live]:
+    system.pin_knobs()
+    sess.reap()
+    lives = [_Live(i, s, p, sess.exe, sess.tmp, sess.version, sess.counters)
+             for i, s, p in items]
+    try:
+        for lv in lives:
+            lv.wait_start()
+        while True:
+            for lv in lives:
+                lv.step()
+            sess.check_gauges()
+            waiting = [lv for lv in lives if not lv.done and lv.at_barrier is not None]
+            if not waiting:
+                break
+            sess._barrier(waiting, lives, "batch")
+    finally:
+        for lv in lives:
+            lv.kill()
+    return lives

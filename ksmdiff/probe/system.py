@@ -1,0 +1,494 @@
+"""The machine side of a kernel run: KSM knobs, the journal, the lock, tracefs, swap.
+
+Everything here changes global state of the machine, so every change is written to a
+journal on disk *before* it is made, and :func:`restore_journal` undoes exactly what the
+journal says (idempotent; safe when there is nothing to undo).  ``ksmdiff restore`` calls
+it for a journal that a killed run left behind; a new run does the same when it finds one.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import os
+import re
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ksmdiff.errors import EnvironmentProblem
+
+KSM_DIR = Path("/sys/kernel/mm/ksm")
+THP_ENABLED = Path("/sys/kernel/mm/transparent_hugepage/enabled")
+TRACEFS = Path("/sys/kernel/tracing")
+DEFAULT_STATE_DIR = Path(os.environ.get("KSMDIFF_STATE_DIR", "/var/lib/ksmdiff"))
+JOURNAL_NAME = "journal.json"
+LOCK_NAME = "lock"
+SWAPFILE_NAME = "swapfile"
+SWAPFILE_MB = 64
+
+# The pins of design §5 plus the model's assumptions (issue 3), in the order they are written.
+# run goes to 0 first (ksmd paused) and the advisor off before pages_to_scan (EINVAL while an
+# advisor is active).  NEVER run=2.
+PINS: tuple[tuple[str, str], ...] = (
+    ("run", "0"),
+    ("advisor_mode", "none"),
+    ("sleep_millisecs", "0"),
+    ("pages_to_scan", "100000"),
+    ("smart_scan", "0"),
+    ("use_zero_pages", "0"),
+    ("max_page_sharing", "256"),
+    ("merge_across_nodes", "1"),
+)
+MODEL_KNOBS = {"use_zero_pages": "0", "max_page_sharing": "256", "merge_across_nodes": "1"}
+
+SETTLE_GAUGES = ("pages_shared", "pages_sharing", "pages_unshared", "ksm_zero_pages",
+                 "stable_node_chains", "stable_node_dups")
+
+
+class SettleTimeout(EnvironmentProblem):
+    pass
+
+
+def _read(path: Path) -> str:
+    with open(path) as f:
+        return f.read().strip()
+
+
+def _selected(value: str) -> str:
+    """``always [madvise] never`` -> ``madvise``; a plain value stays."""
+    m = re.search(r"\[([^\]]+)\]", value)
+    return m.group(1) if m else value
+
+
+def ksm_available() -> bool:
+    return (KSM_DIR / "run").exists()
+
+
+def writable_knobs() -> list[str]:
+    out = []
+    for p in sorted(KSM_DIR.iterdir()):
+        try:
+            if p.stat().st_mode & 0o200:
+                out.append(p.name)
+        except OSError:
+            pass
+    return out
+
+
+def read_knob(name: str) -> str:
+    return _selected(_read(KSM_DIR / name))
+
+
+def write_knob(name: str, value: str) -> None:
+    if name == "run" and str(value).strip() == "2":
+        raise AssertionError("ksmdiff never writes run=2")
+    fd = os.open(KSM_DIR / name, os.O_WRONLY)
+    try:
+        os.write(fd, str(value).encode())
+    finally:
+        os.close(fd)
+
+
+def read_int(name: str) -> int:
+    try:
+        return int(_read(KSM_DIR / name))
+    except (OSError, ValueError):
+        return -1
+
+
+def read_vmstat(names=("cow_ksm", "ksm_swpin_copy", "pgreuse")) -> dict[str, int]:
+    out = {}
+    with open("/proc/vmstat") as f:
+        for line in f:
+            k, _, v = line.partition(" ")
+            if k in names:
+                out[k] = int(v)
+    return out
+
+
+def read_counters() -> dict[str, int]:
+    out = read_vmstat()
+    for n in ("pages_shared", "pages_sharing", "ksm_zero_pages"):
+        v = read_int(n)
+        if v >= 0:
+            out[n] = v
+    return out
+
+
+def gauges() -> tuple[int, ...]:
+    return tuple(read_int(n) for n in SETTLE_GAUGES)
+
+
+# ----------------------------------------------------------------------------- journal
+
+@dataclass
+class Journal:
+    path: Path
+    data: dict = field(default_factory=dict)
+
+    def save(self) -> None:
+        tmp = self.path.with_suffix(".tmp")
+        with open(tmp, "w") as f:
+            json.dump(self.data, f, indent=1, sort_keys=True)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.path)
+        dfd = os.open(self.path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+
+    def update(self, **kw) -> None:
+        self.data.update(kw)
+        self.save()
+
+    def remove(self) -> None:
+        try:
+            self.path.unlink()
+        except FileNotFoundError:
+            pass
+
+
+def state_dir(journal_dir: str | os.PathLike | None) -> Path:
+    d = Path(journal_dir) if journal_dir else DEFAULT_STATE_DIR
+    d.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return d
+
+
+class RunLock:
+    """An exclusive flock: two runs never fight over the knobs (the second one waits)."""
+
+    def __init__(self, directory: Path, timeout: float = 900.0, notify=None):
+        self.path = directory / LOCK_NAME
+        self.timeout = timeout
+        self.notify = notify
+        self.fd: int | None = None
+
+    def __enter__(self) -> "RunLock":
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        deadline = time.monotonic() + self.timeout
+        told = False
+        while True:
+            try:
+                fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return self
+            except OSError as e:
+                if e.errno not in (errno.EAGAIN, errno.EACCES):
+                    raise
+            if not told and self.notify:
+                self.notify(f"waiting for another ksmdiff run to finish (lock {self.path})")
+                told = True
+            if time.monotonic() > deadline:
+                os.close(self.fd)
+                self.fd = None
+                raise EnvironmentProblem(
+                    f"another ksmdiff run holds {self.path} for more than {self.timeout:.0f} s")
+            time.sleep(0.05)
+
+    def __exit__(self, *exc) -> None:
+        if self.fd is not None:
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+            os.close(self.fd)
+            self.fd = None
+
+
+# ----------------------------------------------------------------------------- knobs
+
+def snapshot() -> dict:
+    knobs = {n: read_knob(n) for n in writable_knobs()}
+    thp = _selected(_read(THP_ENABLED)) if THP_ENABLED.exists() else None
+    return {"knobs": knobs, "thp": thp}
+
+
+def pin_knobs(extra: dict[str, str] | None = None) -> None:
+    """Write the pins (only those that differ).  merge_across_nodes cannot change while KSM
+    pages exist (-EBUSY): then the run is an environment problem."""
+    values = dict(PINS)
+    if extra:
+        values.update(extra)
+    present = set(writable_knobs())
+    for name, _v in PINS:
+        if name not in present:
+            continue
+        value = values[name]
+        if read_knob(name) == value:
+            continue
+        try:
+            write_knob(name, value)
+        except OSError as e:
+            if name in ("merge_across_nodes", "max_page_sharing") and e.errno == errno.EBUSY:
+                drain_stable_nodes()
+                try:
+                    write_knob(name, value)
+                    continue
+                except OSError:
+                    pass
+            raise EnvironmentProblem(f"cannot set /sys/kernel/mm/ksm/{name}={value}: "
+                                     f"{os.strerror(e.errno or 0)}") from None
+
+
+def drain_stable_nodes(timeout: float = 2.0) -> bool:
+    """Let ksmd drop stale stable nodes (of dead processes) so that knobs that need no KSM
+    pages can be written.  Never run=2: only scans."""
+    was = read_knob("run")
+    deadline = time.monotonic() + timeout
+    try:
+        write_knob("run", "1")
+        while time.monotonic() < deadline:
+            if read_int("pages_shared") == 0 and read_int("pages_sharing") == 0:
+                return True
+            time.sleep(0.002)
+        return False
+    finally:
+        write_knob("run", "0" if was != "1" else "1")
+
+
+def restore_knobs(saved: dict[str, str]) -> list[str]:
+    """Write back every knob that differs from ``saved``; run last.  Returns messages."""
+    msgs = []
+    present = set(writable_knobs())
+    order = [k for k in saved if k != "run"]
+    # advisor_mode before pages_to_scan? pages_to_scan is refused while an advisor is on,
+    # so restore pages_to_scan first, advisor_mode after it.
+    order.sort(key=lambda k: (k == "advisor_mode", k))
+    for name in order + (["run"] if "run" in saved else []):
+        if name not in present:
+            continue
+        want = saved[name]
+        if name == "run" and want == "2":
+            want = "0"
+        try:
+            if read_knob(name) == want:
+                continue
+            try:
+                write_knob(name, want)
+            except OSError as e:
+                if e.errno == errno.EBUSY and drain_stable_nodes():
+                    write_knob(name, want)
+                else:
+                    raise
+            msgs.append(f"{name}={want}")
+        except OSError as e:
+            msgs.append(f"FAILED {name}={want}: {os.strerror(e.errno or 0)}")
+    return msgs
+
+
+# ----------------------------------------------------------------------------- ksmd control
+
+def settle(*, min_scans: int = 2, timeout: float = 3.0) -> int:
+    """Run ksmd (sleep_millisecs=0) until nothing changes any more: at least ``min_scans``
+    full scans, then full scans until one ran without any gauge changing.  ksmd is paused
+    (run=0) at a scan boundary afterwards.  Returns the number of full scans."""
+    start = read_int("full_scans")
+    deadline = time.monotonic() + timeout
+    write_knob("run", "1")
+    try:
+        target = start + min_scans
+        while read_int("full_scans") < target:
+            if time.monotonic() > deadline:
+                raise SettleTimeout(f"ksmd did not finish {min_scans} full scans in {timeout} s")
+            time.sleep(0.0002)
+        while True:
+            g1 = gauges()
+            s1 = read_int("full_scans")
+            while read_int("full_scans") < s1 + 2:
+                if time.monotonic() > deadline:
+                    raise SettleTimeout(f"ksmd did not settle within {timeout} s")
+                time.sleep(0.0002)
+            if gauges() == g1:
+                break
+            if time.monotonic() > deadline:
+                raise SettleTimeout(f"KSM counters still changing after {timeout} s")
+    finally:
+        write_knob("run", "0")   # blocks until ksmd finished its current batch = full scan
+    return read_int("full_scans") - start
+
+
+def scan_exact(n: int, *, sleep_ms: int = 20, timeout: float | None = None) -> int:
+    """Exactly ``n`` more full scans: ksmd sleeps ``sleep_ms`` between scans and run=0 is
+    written inside the sleep after the n-th.  Returns the scans done (== n unless the host
+    was too slow, which the caller reports as an environment result)."""
+    start = read_int("full_scans")
+    timeout = timeout if timeout is not None else 2.0 + n * sleep_ms / 1000 * 3
+    deadline = time.monotonic() + timeout
+    write_knob("sleep_millisecs", str(sleep_ms))
+    try:
+        write_knob("run", "1")
+        try:
+            while read_int("full_scans") < start + n:
+                if time.monotonic() > deadline:
+                    raise SettleTimeout(f"ksmd did not do {n} full scans in {timeout:.1f} s")
+                time.sleep(0.0002)
+        finally:
+            write_knob("run", "0")
+    finally:
+        write_knob("sleep_millisecs", "0")
+    return read_int("full_scans") - start
+
+
+# ----------------------------------------------------------------------------- tracefs
+
+class Tracer:
+    """The ksm:ksm_remove_ksm_page event in a private tracing instance."""
+
+    EVENT = "ksm/ksm_remove_ksm_page"
+
+    def __init__(self, journal: Journal):
+        self.journal = journal
+        self.instance: Path | None = None
+        self.ok = False
+        self.reason = ""
+
+    def start(self) -> bool:
+        try:
+            if not (TRACEFS / "instances").exists():
+                self.journal.update(tracefs_mounted=str(TRACEFS))
+                r = subprocess.run(["mount", "-t", "tracefs", "nodev", str(TRACEFS)],
+                                   capture_output=True, text=True)
+                if r.returncode != 0:
+                    self.journal.update(tracefs_mounted=None)
+                    self.reason = f"cannot mount tracefs: {r.stderr.strip()}"
+                    return False
+            if not (TRACEFS / "events" / self.EVENT).exists():
+                self.reason = "no ksm:ksm_remove_ksm_page tracepoint"
+                return False
+            inst = TRACEFS / "instances" / f"ksmdiff-{os.getpid()}"
+            self.journal.update(trace_instance=str(inst))
+            inst.mkdir(exist_ok=True)
+            self.instance = inst
+            with open(inst / "events" / self.EVENT / "enable", "w") as f:
+                f.write("1")
+            self.ok = True
+            self.clear()
+            return True
+        except OSError as e:
+            self.reason = f"tracing unavailable: {e}"
+            return False
+
+    def clear(self) -> None:
+        if self.instance:
+            fd = os.open(self.instance / "trace", os.O_WRONLY | os.O_TRUNC)
+            os.close(fd)
+
+    def take(self) -> list[int]:
+        """PFNs of the stable nodes removed since the last take/clear."""
+        if not self.ok or not self.instance:
+            return []
+        with open(self.instance / "trace") as f:
+            text = f.read()
+        self.clear()
+        return [int(m.group(1)) for m in re.finditer(r"ksm_remove_ksm_page: pfn (\d+)", text)]
+
+
+def stop_tracing(data: dict) -> list[str]:
+    msgs = []
+    inst = data.get("trace_instance")
+    if inst and Path(inst).exists():
+        try:
+            with open(Path(inst) / "events" / Tracer.EVENT / "enable", "w") as f:
+                f.write("0")
+        except OSError:
+            pass
+        try:
+            os.rmdir(inst)
+            msgs.append(f"removed tracing instance {inst}")
+        except OSError as e:
+            msgs.append(f"FAILED to remove tracing instance {inst}: {e.strerror}")
+    mnt = data.get("tracefs_mounted")
+    if mnt and os.path.ismount(mnt):
+        r = subprocess.run(["umount", mnt], capture_output=True, text=True)
+        msgs.append(f"unmounted {mnt}" if r.returncode == 0 else
+                    f"FAILED to unmount {mnt}: {r.stderr.strip()}")
+    return msgs
+
+
+# ----------------------------------------------------------------------------- swap
+
+def swap_active() -> bool:
+    with open("/proc/swaps") as f:
+        return len(f.read().strip().splitlines()) > 1
+
+
+def provision_swap(journal: Journal, directory: Path) -> str:
+    """Swap for MADV_PAGEOUT: use what is there, or add a swap file (removed afterwards)."""
+    if swap_active():
+        return "existing swap"
+    path = directory / SWAPFILE_NAME
+    journal.update(swapfile=str(path))
+    with open(path, "wb") as f:
+        os.fchmod(f.fileno(), 0o600)
+        chunk = b"\0" * (1 << 20)
+        for _ in range(SWAPFILE_MB):
+            f.write(chunk)
+        f.flush()
+        os.fsync(f.fileno())
+    for cmd in (["mkswap", str(path)], ["swapon", str(path)]):
+        r = subprocess.run(cmd, capture_output=True, text=True)
+        if r.returncode != 0:
+            raise EnvironmentProblem(f"{' '.join(cmd)} failed: {r.stderr.strip()}")
+    return f"swap file {path}"
+
+
+def remove_swap(data: dict) -> list[str]:
+    path = data.get("swapfile")
+    if not path:
+        return []
+    msgs = []
+    with open("/proc/swaps") as f:
+        active = any(line.split()[0] == path for line in f.read().splitlines()[1:])
+    if active:
+        r = subprocess.run(["swapoff", path], capture_output=True, text=True)
+        msgs.append(f"swapoff {path}" if r.returncode == 0 else
+                    f"FAILED swapoff {path}: {r.stderr.strip()}")
+    if os.path.exists(path):
+        os.unlink(path)
+        msgs.append(f"removed {path}")
+    return msgs
+
+
+# ----------------------------------------------------------------------------- restore
+
+def kill_pids(pids) -> list[str]:
+    msgs = []
+    for pid in pids or ():
+        try:
+            # only our own probes: check the executable name before killing a recorded pid
+            comm = Path(f"/proc/{pid}/comm").read_text().strip()
+        except OSError:
+            continue
+        if comm.startswith("ksmdiff-probe"):
+            try:
+                os.kill(pid, 9)
+                msgs.append(f"killed probe {pid}")
+            except OSError:
+                pass
+    return msgs
+
+
+def restore_journal(path: Path) -> str:
+    if not path.exists():
+        return "nothing to restore"
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        return f"journal {path} unreadable ({e}); nothing restored"
+    msgs = kill_pids(data.get("probe_pids"))
+    msgs += stop_tracing(data)
+    msgs += remove_swap(data)
+    snap = data.get("snapshot") or {}
+    msgs += restore_knobs(snap.get("knobs") or {})
+    thp = snap.get("thp")
+    if thp and THP_ENABLED.exists() and _selected(_read(THP_ENABLED)) != thp:
+        with open(THP_ENABLED, "w") as f:
+            f.write(thp)
+        msgs.append(f"transparent_hugepage/enabled={thp}")
+    failed = [m for m in msgs if m.startswith("FAILED")]
+    if not failed:
+        path.unlink(missing_ok=True)
+    head = "restored" if not failed else "restore INCOMPLETE"
+    body = "; ".join(msgs) if msgs else "all settings were already as before"
+    return f"{head} from {path}: {body}"
