@@ -258,12 +258,14 @@ def _checksum_changed(item: RmapItem, page: Frame) -> bool:
 def cmp_and_merge_page(m: Machine, p: Process, slot: PageSlot, item: RmapItem) -> None:
     page = slot.pte.frame
     assert page is not None
-    stable_node = page.stable_node if page.ksm else None
+    stable_node = page.stable_node if page.ksm else None   # page_stable_node()
     if stable_node is not None and item.head is stable_node:
         return
-    if m.since(6, 11) and not page.ksm:
-        # >= 6.11 cmp_and_merge_page() (d58a361b0350): checksum and the zero page first,
-        # a fast-changing anon page does not search the stable tree
+    if m.since(6, 11) and stable_node is None:
+        # >= 6.11 cmp_and_merge_page() (d58a361b0350): a non-KSM page leaves the trees,
+        # then checksum and the zero page come first: a fast-changing anon page does not
+        # search the stable tree
+        remove_rmap_item_from_tree(m, item)
         if _checksum_changed(item, page):
             return
         if try_to_merge_with_zero_page(m, slot, page) == 0:
