@@ -14,6 +14,8 @@ V = KernelVersion.parse
 ERA_VERSIONS = ["4.19", "5.0", "5.1", "5.4", "5.8", "5.9", "5.17", "5.18", "5.19", "6.1",
                 "6.6", "6.7", "6.12", "6.18"]
 REUSE_ERA = {"5.1", "5.4", "5.8"}
+# MADV_PAGEOUT exists from 5.4 on (1a4e58cce84e)
+PAGEOUT_VERSIONS = [v for v in ERA_VERSIONS if KernelVersion.parse(v).mm >= (5, 4)]
 
 
 def scenario(body: str, title: str = "t", requires: str = ""):

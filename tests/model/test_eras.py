@@ -9,7 +9,7 @@ from ksmdiff.model.state import Frame, PageSlot, Process, StableNode
 from ksmdiff.scenario.ast import Content
 from ksmdiff.versions import Era
 
-from .conftest import ERA_VERSIONS, REUSE_ERA, V, interp, last, one, run
+from .conftest import ERA_VERSIONS, PAGEOUT_VERSIONS, REUSE_ERA, V, interp, last, one, run
 
 SINGLE = """A: mmap buf 4
 A: fill buf 0x5a
@@ -207,7 +207,7 @@ A: write buf 0x01
 """
 
 
-@pytest.mark.parametrize("version", ERA_VERSIONS)
+@pytest.mark.parametrize("version", PAGEOUT_VERSIONS)
 def test_anon_swapcache_page_write(version):
     """A read swap-in leaves the page in the swap cache (rc 2): 5.9-5.17 copies (the
     regression 53a05ad9f21d fixed), <= 5.8 reuse_swap_page and >= 5.18 reuse."""
@@ -225,7 +225,7 @@ def test_anon_swapcache_page_write(version):
     assert r.violations == ()
 
 
-@pytest.mark.parametrize("version", ERA_VERSIONS)
+@pytest.mark.parametrize("version", PAGEOUT_VERSIONS)
 def test_write_swapin_of_anon_page_reuses_without_pgreuse(version):
     r = run("A: mmap buf 1\nA: fill buf 0x5a\nA: madvise buf pageout\nA: write buf 0x01\n",
             version)
@@ -234,7 +234,7 @@ def test_write_swapin_of_anon_page_reuses_without_pgreuse(version):
         assert last(r, "counter.pgreuse") == {0}
 
 
-@pytest.mark.parametrize("version", ERA_VERSIONS)
+@pytest.mark.parametrize("version", PAGEOUT_VERSIONS)
 def test_swapped_ksm_page_write_copies(version):
     """§f.5: swap-in returns the same KSM frame (no ksm_swpin_copy); the write copies."""
     r = run("""A: mmap buf 2

@@ -4,7 +4,7 @@ import pytest
 
 from ksmdiff.observe import ANY
 
-from .conftest import ERA_VERSIONS, V, interp, last, one, run
+from .conftest import ERA_VERSIONS, PAGEOUT_VERSIONS, V, interp, last, one, run
 
 KSM2 = """A: mmap buf 2
 A: fill buf 0x5a
@@ -59,7 +59,7 @@ def test_dontneed_zaps_and_the_next_touch_is_fresh(version):
     assert last(r, "A/buf[0].content") == {"zero"}
 
 
-@pytest.mark.parametrize("version", ERA_VERSIONS)
+@pytest.mark.parametrize("version", PAGEOUT_VERSIONS)
 def test_pageout_then_read_returns_the_same_frame(version):
     r = run("A: mmap buf 1\nA: fill buf 0x5a\nA: madvise buf pageout\nA: read buf\n", version)
     po = r.records[2].fields
@@ -67,6 +67,12 @@ def test_pageout_then_read_returns_the_same_frame(version):
     assert po["A/buf[0].frame"] == {None} and "A/buf[0].content" not in po
     assert last(r, "A/buf[0].fault") == {"reused"}
     assert last(r, "A/buf[0].content") == {"0x5a"}
+
+
+@pytest.mark.parametrize("version", ["4.19", "5.0", "5.3"])
+def test_pageout_is_unsupported_before_5_4(version):
+    r = run("A: mmap buf 1\nA: fill buf 0x5a\nA: madvise buf pageout\n", version)
+    assert r.status == "unsupported" and "MADV_PAGEOUT" in r.reason and r.records == ()
 
 
 @pytest.mark.parametrize("version", ["5.4", "6.18"])
