@@ -12,7 +12,10 @@ from pathlib import Path
 
 from ksmdiff.errors import EnvironmentProblem
 
-CFLAGS = ["-std=c11", "-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"]
+# -z now: no lazy binding.  A first call through the PLT writes the GOT, a private page
+# that a fork shares: after the sibling exits that write is a reuse fault (pgreuse) of the
+# probe's own, inside a counter window.
+CFLAGS = ["-std=c11", "-O2", "-Wall", "-Wextra", "-Wno-unused-parameter", "-Wl,-z,now"]
 
 
 def source_text() -> bytes:

@@ -641,6 +641,23 @@ static void read_counters(int64_t *out, unsigned char *scratch)
         }
 }
 
+/* The change of each counter over an operation.  pgreuse is machine-wide and busy (every
+ * fork on the machine moves it): when it moved in the empty control windows just before
+ * or just after the operation, the machine was noisy and the value is unknown (reported
+ * absent).  Unknown for any counter: INT64_MIN. */
+static void window_delta(const int64_t *c0, const int64_t *pre, const int64_t *post,
+                         const int64_t *c3, int64_t *out)
+{
+    for (int i = 0; i < NCOUNTERS; i++) {
+        if (c0[i] < 0 || pre[i] < 0 || post[i] < 0 || c3[i] < 0)
+            out[i] = INT64_MIN;
+        else if (i == C_PGREUSE && (pre[i] != c0[i] || c3[i] != post[i]))
+            out[i] = INT64_MIN;
+        else
+            out[i] = post[i] - pre[i];
+    }
+}
+
 /* ------------------------------------------------------------------ futex */
 static long futex(volatile uint32_t *uaddr, int op, uint32_t val, const struct timespec *ts)
 {
@@ -853,12 +870,13 @@ static int child_main(void *arg)
         seen = seq;
         if (mb->op == OP_EXIT)
             _exit(0);
-        int64_t pre[NCOUNTERS], post[NCOUNTERS];
+        int64_t c0[NCOUNTERS], pre[NCOUNTERS], post[NCOUNTERS], c3[NCOUNTERS];
+        read_counters(c0, slots[self].scratch + PAGE);
         read_counters(pre, slots[self].scratch + PAGE);
         long r = do_op(self, mb);
         read_counters(post, slots[self].scratch + PAGE);
-        for (int i = 0; i < NCOUNTERS; i++)
-            mb->delta[i] = (pre[i] < 0 || post[i] < 0) ? INT64_MIN : post[i] - pre[i];
+        read_counters(c3, slots[self].scratch + PAGE);
+        window_delta(c0, pre, post, c3, mb->delta);
         mb->ret = r;
         __atomic_store_n(&mb->done_seq, seq, __ATOMIC_SEQ_CST);
         futex(&mb->done_seq, FUTEX_WAKE, INT_MAX, NULL);
@@ -1201,7 +1219,8 @@ static void run_program(void)
             }
             break;
         case OP_EXIT: {
-            int64_t pre[NCOUNTERS], post[NCOUNTERS];
+            int64_t c0[NCOUNTERS], pre[NCOUNTERS], post[NCOUNTERS], c3[NCOUNTERS];
+            read_counters(c0, slots[s->p].scratch);
             read_counters(pre, slots[s->p].scratch);
             struct mailbox *mb = &slots[s->p].mb;
             mb->op = OP_EXIT;
@@ -1220,8 +1239,8 @@ static void run_program(void)
                     die_runtime(s->idx, "process %d did not exit", s->p);
             }
             read_counters(post, slots[s->p].scratch);
-            for (int i = 0; i < NCOUNTERS; i++)
-                delta[i] = (pre[i] < 0 || post[i] < 0) ? INT64_MIN : post[i] - pre[i];
+            read_counters(c3, slots[s->p].scratch);
+            window_delta(c0, pre, post, c3, delta);
             have_delta = 1;
             procs[s->p].alive = 0;
             close(procs[s->p].pagemap_fd);

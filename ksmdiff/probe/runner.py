@@ -243,6 +243,11 @@ class _Live:
             if len(e) > 11:
                 fields[page_key(proc, region, i, "fault")] = e[11]
         if "c" in msg:
+            for name in list(self.cum):
+                if name in PROBE_COUNTERS and name not in msg["c"]:
+                    # the probe could not measure it (pgreuse on a noisy machine): unknown
+                    # from here on, so absent, never guessed
+                    del self.cum[name]
             for name, d in msg["c"].items():
                 if name in self.cum:
                     self.cum[name] += d

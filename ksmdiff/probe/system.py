@@ -279,16 +279,42 @@ def restore_knobs(saved: dict[str, str]) -> list[str]:
 
 # ----------------------------------------------------------------------------- ksmd control
 
+IDLE_SECONDS = 0.025
+
+
+class _Progress:
+    """Is ksmd getting anywhere?  With no mm on its list, scan_get_next_rmap_item returns at
+    once without counting a full scan: full_scans then never moves (seen on 6.18 after the
+    last mergeable mm went), and a wait for it would only time out.  No progress of either
+    full_scans or pages_scanned for IDLE_SECONDS means ksmd has nothing to scan."""
+
+    def __init__(self):
+        self.mark = (read_int("full_scans"), read_int("pages_scanned"))
+        self.since = time.monotonic()
+
+    def idle(self) -> bool:
+        now = (read_int("full_scans"), read_int("pages_scanned"))
+        t = time.monotonic()
+        if now != self.mark:
+            self.mark, self.since = now, t
+            return False
+        return t - self.since > IDLE_SECONDS
+
+
 def settle(*, min_scans: int = 2, timeout: float = 3.0) -> int:
     """Run ksmd (sleep_millisecs=0) until nothing changes any more: at least ``min_scans``
-    full scans, then full scans until one ran without any gauge changing.  ksmd is paused
-    (run=0) at a scan boundary afterwards.  Returns the number of full scans."""
+    full scans, then full scans until one ran without any gauge changing (or ksmd has
+    nothing to scan).  ksmd is paused (run=0) at a scan boundary afterwards.  Returns the
+    number of full scans."""
     start = read_int("full_scans")
     deadline = time.monotonic() + timeout
     write_knob("run", "1")
     try:
+        prog = _Progress()
         target = start + min_scans
         while read_int("full_scans") < target:
+            if prog.idle():
+                return read_int("full_scans") - start
             if time.monotonic() > deadline:
                 raise SettleTimeout(f"ksmd did not finish {min_scans} full scans in {timeout} s")
             time.sleep(0.0002)
@@ -296,6 +322,8 @@ def settle(*, min_scans: int = 2, timeout: float = 3.0) -> int:
             g1 = gauges()
             s1 = read_int("full_scans")
             while read_int("full_scans") < s1 + 2:
+                if prog.idle():
+                    return read_int("full_scans") - start
                 if time.monotonic() > deadline:
                     raise SettleTimeout(f"ksmd did not settle within {timeout} s")
                 time.sleep(0.0002)
@@ -319,7 +347,10 @@ def scan_exact(n: int, *, sleep_ms: int = 20, timeout: float | None = None) -> i
     try:
         write_knob("run", "1")
         try:
+            prog = _Progress()
             while read_int("full_scans") < start + n:
+                if prog.idle() and time.monotonic() - prog.since > sleep_ms / 1000 * 2 + 0.01:
+                    return n   # nothing to scan: every scan would be empty
                 if time.monotonic() > deadline:
                     raise SettleTimeout(f"ksmd did not do {n} full scans in {timeout:.1f} s")
                 time.sleep(0.0002)
