@@ -63,6 +63,23 @@ def free_swap_cache(m: Machine, page: Frame) -> None:
         try_to_free_swap(m, page)
 
 
+# ----------------------------------------------------------------------------- GUP
+
+
+def gup_breaks_cow(version) -> bool:
+    """Versions where a read-only FOLL_GET pin (vmsplice) breaks COW first: mainline 5.8
+    (17839856fd58, reverted in 5.9 by a308c71bf1e6 when do_wp_page went refcount-based)
+    and its stable backports: 5.7.3 (the 5.7.3 review series carries it), 5.4.47 [I: the
+    5.4.y release of the same week] and 4.14.232 [I: kernel-eras, Amazon's notes].  A
+    version without a patch level means the mainline release (no backport).  4.19.y got
+    it too, at a patch level not verified here: not modelled."""
+    mm, patch = version.mm, version.patch or 0
+    if mm == (5, 8):
+        return True
+    return (mm == (5, 7) and patch >= 3) or (mm == (5, 4) and patch >= 47) or \
+        (mm == (4, 14) and patch >= 232)
+
+
 # ----------------------------------------------------------------------------- faults
 
 

@@ -274,8 +274,16 @@ class Interpreter:
         r = p.regions[s.target.region]
         for idx in s.target.indices(len(r.pages)):
             slot = r.pages[idx]
-            # vmsplice -> get_user_pages_fast without FOLL_WRITE: read-fault if needed
-            if not slot.pte.present:
+            if M.gup_breaks_cow(m.version):
+                # 17839856fd58 "gup: document and work around 'COW can break either way'":
+                # FOLL_GET on a COW mapping turns on FOLL_WRITE, so a read-only pte is
+                # COW-broken (KSM, fork-shared, zero page) before the pin is taken
+                if not (slot.pte.present and slot.pte.writable):
+                    M.handle_mm_fault(m, p, slot, write=True)
+                    if slot.prot == "ro":
+                        slot.pte.writable = False     # maybe_mkwrite: no VM_WRITE
+            elif not slot.pte.present:
+                # vmsplice -> get_user_pages_fast without FOLL_WRITE: a read fault
                 M.handle_mm_fault(m, p, slot)
             f = slot.pte.frame
             m.get_page(f)

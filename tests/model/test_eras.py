@@ -250,3 +250,31 @@ A: write buf[0] 0x01
         assert last(r, "counter.ksm_swpin_copy") == {0}
     if V(version).mm >= (5, 19):
         assert last(r, "counter.cow_ksm") == {1}
+
+
+# ---------------------------------------------------------------- GUP COW break (5.8)
+
+PIN_KSM = """A: mmap buf 2
+A: fill buf 0x5a
+A: madvise buf mergeable
+ksm settle
+{unmap}A: pin buf[0]
+"""
+
+
+@pytest.mark.parametrize("version,broken", [("5.4", False), ("5.4.47", True), ("5.7", False),
+                                            ("5.7.3", True), ("5.8", True), ("5.9", False),
+                                            ("6.18", False)])
+def test_pin_breaks_cow_only_with_17839856fd58(version, broken):
+    r = run(PIN_KSM.format(unmap=""), version)
+    assert last(r, "A/buf[0].ksm") == ({False} if broken else {True})
+    assert last(r, "A/buf[1].ksm") == {True}
+    assert (last(r, "A/buf[0].frame") == last(r, "A/buf[1].frame")) == (not broken)
+    assert r.violations == ()
+
+
+def test_pin_of_a_singly_mapped_ksm_page_in_5_8_reuses_it_in_place():
+    it = interp(PIN_KSM.format(unmap="A: munmap buf[1]\n"), "5.8")
+    f = it.m.procs["A"].regions["buf"].pages[0].pte.frame
+    (node,) = it.m.ksm.stable_tree
+    assert node.kpfn is f and not f.ksm and f.refcount == 2      # pte + pin
