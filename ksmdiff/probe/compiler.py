@@ -12,10 +12,6 @@ from dataclasses import dataclass
 
 from ksmdiff.scenario import ast as A
 
-# Counters that change while ksmd runs (settle time) and that a batch cannot attribute
-# to one scenario by itself (see runner): a scenario that *expects* one runs alone.
-SETTLE_TIME_COUNTERS = ("pages_shared", "pages_sharing", "ksm_zero_pages", "cow_ksm",
-                        "ksm_swpin_copy", "pgreuse")
 
 
 @dataclass(frozen=True)
@@ -62,8 +58,6 @@ def compile_scenario(scn: A.Scenario, salt: int | None = None) -> Program:
 
     for k, s in enumerate(scn.statements):
         if not A.is_action(s):
-            if isinstance(s, A.ExpectCounter) and s.counter in SETTLE_TIME_COUNTERS:
-                add_solo(f"expects counter {s.counter}")
             continue
         p = pidx(s.proc) if hasattr(s, "proc") else None
         if isinstance(s, A.Mmap):

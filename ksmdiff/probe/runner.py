@@ -408,7 +408,7 @@ class _Session:
             # scenarios that finished (their processes were killed) lose everything they
             # had in the stable tree at the first settle after
             residual = {}
-            if isinstance(stmt, A.KsmSettle):
+            if isinstance(stmt, (A.KsmSettle, A.KsmScan)):   # a full scan reaps dead mms
                 for lv in lives:
                     if lv.done and not getattr(lv, "reaped", False):
                         lv.reaped = True
@@ -439,12 +439,6 @@ class _Session:
 
 
 # ----------------------------------------------------------------------------- run_kernel
-
-def _group_key(prog: Program):
-    if all(s == ("settle",) for s in prog.signature):
-        return ("settle",)
-    return prog.signature
-
 
 def run_kernel(scenarios: list[Scenario], *, batch: bool | None = None,
                progress: Callable[[int, int], None] | None = None,
@@ -518,9 +512,11 @@ def run_kernel(scenarios: list[Scenario], *, batch: bool | None = None,
             except ValueError:   # not the main thread
                 pass
         tmpdir = tempfile.TemporaryDirectory(prefix="ksmdiff-")
+        keeper = None
+        tracer = None
         try:
             system.pin_knobs()
-            tracer = None
+            keeper = system.Keeper()
             if has_counter(version, "stable_nodes_removed") or any(
                     "tracepoints" in needs[i] for i in todo):
                 tracer = system.Tracer(journal)
@@ -543,6 +539,10 @@ def run_kernel(scenarios: list[Scenario], *, batch: bool | None = None,
                 signal.signal(sig, signal.SIG_IGN)   # no second interruption mid-restore
             try:
                 tmpdir.cleanup()
+                if tracer:
+                    tracer.close()
+                if keeper:
+                    keeper.close()
                 try:
                     system.write_knob("run", "0")
                     system.drain_stable_nodes(timeout=2.0)
@@ -569,20 +569,27 @@ def _run_all(sess: _Session, scenarios, todo, needs, batch, finish) -> None:
         progs[i] = compile_scenario(s)
     use_batch = (len(progs) > 1) if batch is None else batch
     alone: list[int] = []
-    groups: dict = {}
+    # Greedy batches: scenarios share a batch when, at every ksm statement index both
+    # reach, they do the same thing (settle, or the same exact scan count).
+    batches: list[list[int]] = []
+    sigs: list[tuple] = []
     for i, prog in progs.items():
         if not use_batch or prog.solo_reasons:
             alone.append(i)
-        else:
-            groups.setdefault(_group_key(prog), []).append(i)
-    batches: list[list[int]] = []
-    for key, members in groups.items():
-        if len(members) == 1:
-            alone.extend(members)
             continue
-        for j in range(0, len(members), MAX_BATCH):
-            chunk = members[j:j + MAX_BATCH]
-            (batches.append(chunk) if len(chunk) > 1 else alone.extend(chunk))
+        for b, sig in enumerate(sigs):
+            n = min(len(sig), len(prog.signature))
+            if len(batches[b]) < MAX_BATCH and sig[:n] == prog.signature[:n]:
+                batches[b].append(i)
+                if len(prog.signature) > len(sig):
+                    sigs[b] = prog.signature
+                break
+        else:
+            batches.append([i])
+            sigs.append(prog.signature)
+    for b in [b for b in batches if len(b) == 1]:
+        alone.extend(b)
+    batches = [b for b in batches if len(b) > 1]
     for chunk in batches:
         lives = _run_batch(sess, [(i, scenarios[i], progs[i]) for i in chunk])
         for lv in lives:

@@ -27,7 +27,7 @@ DEFAULT_STATE_DIR = Path(os.environ.get("KSMDIFF_STATE_DIR", "/var/lib/ksmdiff")
 JOURNAL_NAME = "journal.json"
 LOCK_NAME = "lock"
 SWAPFILE_NAME = "swapfile"
-SWAPFILE_MB = 64
+SWAPFILE_MB = 16
 
 # The pins of design §5 plus the model's assumptions (issue 3), in the order they are written.
 # run goes to 0 first (ksmd paused) and the advisor off before pages_to_scan (EINVAL while an
@@ -373,6 +373,7 @@ class Tracer:
         self.instance: Path | None = None
         self.ok = False
         self.reason = ""
+        self._fd: int | None = None
 
     def start(self) -> bool:
         try:
@@ -400,19 +401,36 @@ class Tracer:
             self.reason = f"tracing unavailable: {e}"
             return False
 
+    def _pipe(self) -> int:
+        if self._fd is None:
+            self._fd = os.open(self.instance / "trace_pipe", os.O_RDONLY | os.O_NONBLOCK)
+        return self._fd
+
     def clear(self) -> None:
-        if self.instance:
-            fd = os.open(self.instance / "trace", os.O_WRONLY | os.O_TRUNC)
-            os.close(fd)
+        self.take()
 
     def take(self) -> list[int]:
-        """PFNs of the stable nodes removed since the last take/clear."""
+        """PFNs of the stable nodes removed since the last take (a consuming read of the
+        instance's trace_pipe; truncating ``trace`` would cost an RCU grace period)."""
         if not self.ok or not self.instance:
             return []
-        with open(self.instance / "trace") as f:
-            text = f.read()
-        self.clear()
+        chunks = []
+        fd = self._pipe()
+        while True:
+            try:
+                b = os.read(fd, 65536)
+            except BlockingIOError:
+                break
+            if not b:
+                break
+            chunks.append(b)
+        text = b"".join(chunks).decode(errors="replace")
         return [int(m.group(1)) for m in re.finditer(r"ksm_remove_ksm_page: pfn (\d+)", text)]
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
 
 def stop_tracing(data: dict) -> list[str]:
@@ -523,3 +541,26 @@ def restore_journal(path: Path) -> str:
     head = "restored" if not failed else "restore INCOMPLETE"
     body = "; ".join(msgs) if msgs else "all settings were already as before"
     return f"{head} from {path}: {body}"
+
+
+class Keeper:
+    """One mergeable page with unique random content in the runner itself, so that ksmd's
+    list of mms is never empty: with an empty list full_scans stops moving and every wait
+    for a scan would end in the idle check.  It never merges (nothing else has its bytes)."""
+
+    def __init__(self):
+        import mmap
+        self.map = mmap.mmap(-1, 4096, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        self.map.write(os.urandom(4096))
+        try:
+            self.map.madvise(mmap.MADV_MERGEABLE)
+        except (AttributeError, OSError):
+            pass
+
+    def close(self) -> None:
+        import mmap
+        try:
+            self.map.madvise(mmap.MADV_UNMERGEABLE)
+        except (AttributeError, OSError):
+            pass
+        self.map.close()
