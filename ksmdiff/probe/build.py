@@ -43,6 +43,17 @@ def find_compiler() -> str:
         "on first use; install gcc (e.g. apt-get install gcc) or set CC")
 
 
+def default_probe() -> Path:
+    """The probe the runner uses: static when the C library allows it (exec is faster, no
+    dynamic loader writing private pages), else dynamic with -z now."""
+    try:
+        return probe_path(static=True)
+    except EnvironmentProblem as e:
+        if "no C compiler" in str(e):
+            raise
+        return probe_path(static=False)
+
+
 def probe_path(static: bool = False, *, rebuild: bool = False) -> Path:
     """The probe executable for the current source, building it if needed."""
     src = source_text()

@@ -43,6 +43,8 @@ def compile_scenario(scn: A.Scenario, salt: int | None = None) -> Program:
     # content base per (proc, region, page): "zero" (never written or zeros) or "fill"
     base: dict[tuple[str, str], list[str]] = {}
     npages: dict[tuple[str, str], int] = {}
+    real_zeros = False          # some page may hold real zeros (unsalted)
+    zero_pages_knob = 0         # use_zero_pages as this scenario left it
 
     def pidx(name: str) -> int:
         return procs.index(name)
@@ -69,7 +71,7 @@ def compile_scenario(scn: A.Scenario, salt: int | None = None) -> Program:
         elif isinstance(s, A.Fill):
             lo, hi, idx = rng(s.proc, s.target)
             if s.byte is None:
-                add_solo("fills pages with real zeros, which merge across scenarios")
+                real_zeros = True
             for i in idx:
                 base[(s.proc, s.target.region)][i] = "zero" if s.byte is None else "fill"
             b = "z" if s.byte is None else f"0x{s.byte:02x}"
@@ -78,7 +80,7 @@ def compile_scenario(scn: A.Scenario, salt: int | None = None) -> Program:
             pages = base[(s.proc, s.target.region)]
             r = regions.index(s.target.region)
             if s.byte == 0 and any(pages[i] == "zero" for i in rng(s.proc, s.target)[2]):
-                add_solo("writes 0x00 to a zero page, leaving real zeros")
+                real_zeros = True
             # a write to a zero-based page also writes the second salt (content
             # "zero+0xWW"); one probe line per run of pages with the same flag, in page order,
             # all with the same statement index (the probe reports them as one statement)
@@ -127,17 +129,25 @@ def compile_scenario(scn: A.Scenario, salt: int | None = None) -> Program:
             lo, hi, _ = rng(s.proc, s.target)
             lines.append(f"{k} unpin {p} {regions.index(s.target.region)} {lo} {hi}")
         elif isinstance(s, A.Prctl):
-            add_solo("uses PR_SET_MEMORY_MERGE (whole-process merging)")
+            # the probe marks its own memory unmergeable after prctl, so only the
+            # scenario's regions take part: batchable
             lines.append(f"{k} prctl {p} {int(s.on)}")
         elif isinstance(s, (A.KsmSettle, A.KsmScan, A.KsmSet)):
             barriers[k] = s
             if isinstance(s, A.KsmSet):
-                add_solo(f"sets the knob {s.knob}")
+                # every scenario of a batch does the same sets at the same ksm statement
+                # (the batch signature), so use_zero_pages is batchable; the other two
+                # drop or refuse on every stable node of the machine
+                if s.knob != "use_zero_pages":
+                    add_solo(f"sets the knob {s.knob}")
+                else:
+                    zero_pages_knob = s.value
                 sig.append(("set", s.knob, s.value))
-            elif isinstance(s, A.KsmScan):
-                sig.append(("scan", s.scans))
             else:
-                sig.append(("settle",))
+                if real_zeros and not zero_pages_knob:
+                    add_solo("real zero pages meet ksmd with use_zero_pages=0: they would "
+                             "merge with other scenarios' zero pages")
+                sig.append(("scan", s.scans) if isinstance(s, A.KsmScan) else ("settle",))
             lines.append(f"{k} sync")
         else:  # pragma: no cover - the parser has no other actions
             raise AssertionError(type(s).__name__)

@@ -46,7 +46,7 @@ from ksmdiff.errors import EnvironmentProblem, InvalidArgument
 from ksmdiff.observe import (ENVIRONMENT, NOT_RUN, OK, UNSUPPORTED, Record, label_frames,
                              page_key, singleton_record)
 from ksmdiff.probe import system
-from ksmdiff.probe.build import probe_path
+from ksmdiff.probe.build import default_probe
 from ksmdiff.probe.compiler import Program, compile_scenario
 from ksmdiff.scenario import ast as A
 from ksmdiff.scenario import implied_features
@@ -100,6 +100,56 @@ class _Interrupted(BaseException):
 
 # ----------------------------------------------------------------------------- one probe
 
+PROBE_ENV = {"GLIBC_TUNABLES": "glibc.pthread.rseq=0", "KSMDIFF_PROBE_NORSEQ": "1",
+             "PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C"}
+
+
+class _Spawned:
+    """A probe started with posix_spawn (vfork-fast), stdin/stdout/stderr on pipes; the
+    subset of the Popen interface the runner uses."""
+
+    def __init__(self, exe: Path, prog: Path):
+        fds = [os.pipe() for _ in range(3)]          # stdin, stdout, stderr
+        child_ends = (fds[0][0], fds[1][1], fds[2][1])
+        actions = [(os.POSIX_SPAWN_DUP2, fd, n) for n, fd in enumerate(child_ends)]
+        try:
+            self.pid = os.posix_spawn(str(exe), [exe.name, str(prog)], PROBE_ENV,
+                                      file_actions=actions)
+        finally:
+            for fd in child_ends:
+                os.close(fd)
+        self.stdin = os.fdopen(fds[0][1], "wb", buffering=0)
+        self.stdout = os.fdopen(fds[1][0], "rb", buffering=0)
+        self.stderr = os.fdopen(fds[2][0], "rb", buffering=0)
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.poll() is None:
+            if deadline is not None and time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired(str(self.pid), timeout)
+            time.sleep(0.0005)
+        return self.returncode  # type: ignore[return-value]
+
+    def close(self) -> None:
+        for f in (self.stdin, self.stdout, self.stderr):
+            try:
+                f.close()
+            except OSError:
+                pass
+
+    def kill(self) -> None:
+        if self.poll() is None:
+            os.kill(self.pid, signal.SIGKILL)
+
+
 class _Live:
     """One scenario's probe: a process tree that steps on the runner's word."""
 
@@ -109,9 +159,7 @@ class _Live:
         self.counters = counters
         self.path = tmp / f"s{index}.prog"
         self.path.write_text(prog.text)
-        self.proc = subprocess.Popen([str(exe), str(self.path)], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     bufsize=0)
+        self.proc = _Spawned(exe, self.path)
         self.buf = b""
         self.records: list[Record] = []
         self.cum: dict[str, int] = {c: 0 for c in counters}
@@ -124,6 +172,7 @@ class _Live:
         self.pending: dict | None = None     # barrier attribution waiting for the record
         self.ambiguous = ""
         self.gauge_before: dict[str, int] = {}
+        self.gauge_after: dict[str, int] = {}
         self.last_barrier_raw: dict | None = None
 
     # -- I/O
@@ -159,6 +208,7 @@ class _Live:
             self.proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             pass
+        self.proc.close()
 
     def wait_start(self) -> None:
         try:
@@ -172,8 +222,15 @@ class _Live:
     def _death_reason(self, msg) -> str:
         if msg and "error" in msg:
             return f"probe: {msg['error']}"
-        self.kill()
-        err = self.proc.stderr.read().decode(errors="replace").strip() if self.proc.stderr else ""
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+        try:
+            err = self.proc.stderr.read().decode(errors="replace").strip()
+        except (OSError, ValueError):
+            err = ""
         return f"probe exited with code {self.proc.returncode}: {err or 'no message'}"
 
     def step(self) -> None:
@@ -272,11 +329,11 @@ class _Live:
             own = {"pages_shared": len(ksm_frames),
                    "pages_sharing": stat[0] - len(ksm_frames),
                    "ksm_zero_pages": stat[1]}
-            self.gauge_before = {}
+            self.gauge_before, self.gauge_after = {}, {}
             for name, v in own.items():
                 if name in self.cum:
                     self.gauge_before[name] = self.cum[name]
-                    self.cum[name] = v
+                    self.gauge_after[name] = self.cum[name] = v
         self.last_barrier_raw = msg
 
     def result(self, mode: str) -> KernelRun:
@@ -430,7 +487,7 @@ class _Session:
             total = residual.get(name, 0)
             for lv in waiting:
                 if name in lv.gauge_before:
-                    total += lv.cum[name] - lv.gauge_before[name]
+                    total += lv.gauge_after[name] - lv.gauge_before[name]
             if total != delta[name]:
                 for lv in waiting:
                     lv.ambiguous = lv.ambiguous or (
@@ -487,7 +544,7 @@ def run_kernel(scenarios: list[Scenario], *, batch: bool | None = None,
     if not todo:
         return results  # type: ignore[return-value]
     try:
-        exe = probe_path()
+        exe = default_probe()
     except EnvironmentProblem as e:
         for i in todo:
             finish(i, KernelRun(scenarios[i], version, ENVIRONMENT, str(e)))
