@@ -171,6 +171,7 @@ class _Live:
         self.ksm_pfns: dict[int, int] = {}   # pfn -> last record seen KSM
         self.pending: dict | None = None     # barrier attribution waiting for the record
         self.ambiguous = ""
+        self.reaped = False
         self.gauge_before: dict[str, int] = {}
         self.gauge_after: dict[str, int] = {}
         self.last_barrier_raw: dict | None = None
@@ -369,6 +370,7 @@ class _Session:
     swap_reason: str
     counters: tuple[str, ...]
     warnings: list[str] = field(default_factory=list)
+    unreaped: list = field(default_factory=list)   # dead scenarios ksmd has not cleaned yet
 
     # -- ksmd between groups
     def reap(self) -> None:
@@ -380,10 +382,19 @@ class _Session:
             self.warnings.append(f"reap: {e}")
         if self.tracer:
             self.tracer.take()
+        for lv in self.unreaped:
+            lv.reaped = True
+        self.unreaped = []
 
-    def run_group(self, items: list[tuple[int, Scenario, Program]], mode: str) -> list[_Live]:
+    def run_group(self, items: list[tuple[int, Scenario, Program]], *,
+                  reap: bool = True) -> list[_Live]:
+        """Replay ``items`` together (one item: alone).  ``reap``: first let ksmd clean up
+        after earlier groups, for a quiet baseline; without it, what ksmd removes of the
+        earlier groups' dead processes during this group's first scan is accounted for
+        (``unreaped``) and checked."""
         system.pin_knobs()
-        self.reap()
+        if reap:
+            self.reap()
         lives = [_Live(i, s, p, self.exe, self.tmp, self.version, self.counters)
                  for i, s, p in items]
         try:
@@ -392,21 +403,22 @@ class _Session:
             while True:
                 for lv in lives:
                     lv.step()
+                self.check_gauges()
                 waiting = [lv for lv in lives if not lv.done and lv.at_barrier is not None]
                 if not waiting:
                     break
-                self._barrier(waiting, lives, mode)
+                self._barrier(waiting, lives)
         finally:
             for lv in lives:
                 lv.kill()
+            self.unreaped.extend(lv for lv in lives if not lv.reaped)
         return lives
 
-    def _barrier(self, waiting: list[_Live], lives: list[_Live], mode: str) -> None:
+    def _barrier(self, waiting: list[_Live], lives: list[_Live]) -> None:
         kinds = {type(lv.prog.barriers[lv.at_barrier]).__name__ for lv in waiting}
         stmt = waiting[0].prog.barriers[waiting[0].at_barrier]
         if len(kinds) != 1:  # grouping prevents this
             raise AssertionError(f"mixed barriers in a batch: {kinds}")
-        shared = len(lives) > 1
         early = self.tracer.take() if self.tracer else []
         before = system.read_counters()
         try:
@@ -446,32 +458,35 @@ class _Session:
         # pgreuse: ksmd never reuses a page (its unshare faults copy), and the counter is
         # machine-wide and busy (every fork on the machine moves it): a barrier adds 0.
         delta.pop("pgreuse", None)
-        if not shared:
+        # finished scenarios (killed) lose everything they had in the stable tree at the
+        # first full scan after: a dead mm's rmap_items all go
+        residual: dict[str, int] = {}
+        if isinstance(stmt, (A.KsmSettle, A.KsmScan)):
+            for lv in self.unreaped + [lv for lv in lives if lv.done]:
+                if not lv.reaped:
+                    lv.reaped = True
+                    for name in ("pages_shared", "pages_sharing"):
+                        residual[name] = residual.get(name, 0) - lv.cum.get(name, 0)
+            self.unreaped = []
+        single = len(lives) == 1
+        if single and not any(residual.values()):
             lv = waiting[0]
-            direct = {k: v for k, v in delta.items()}
+            direct = dict(delta)
             direct["stable_nodes_removed"] = removed[id(lv)]
             lv.pending = {"direct": direct}
-        else:
-            stats = {id(lv): _ksm_stat(lv.pids.values()) for lv in waiting}
-            moved = [k for k in EVENT_COUNTERS if delta.get(k, 0)]
-            for lv in waiting:
-                lv.pending = {"direct": {"stable_nodes_removed": removed[id(lv)]},
-                              "ksm_stat": stats[id(lv)]}
-                if moved:
-                    lv.ambiguous = lv.ambiguous or (
-                        f"{', '.join(moved)} moved during a shared settle")
-                if stats[id(lv)] is None:
-                    lv.ambiguous = lv.ambiguous or "no /proc/PID/ksm_stat"
-            # scenarios that finished (their processes were killed) lose everything they
-            # had in the stable tree at the first settle after
-            residual = {}
-            if isinstance(stmt, (A.KsmSettle, A.KsmScan)):   # a full scan reaps dead mms
-                for lv in lives:
-                    if lv.done and not getattr(lv, "reaped", False):
-                        lv.reaped = True
-                        for name in ("pages_shared", "pages_sharing"):
-                            residual[name] = residual.get(name, 0) - lv.cum.get(name, 0)
-            self._check_gauges = (waiting, delta, residual)
+            return
+        stats = {id(lv): _ksm_stat(lv.pids.values()) for lv in waiting}
+        moved = [k for k in EVENT_COUNTERS if delta.get(k, 0)]
+        for lv in waiting:
+            direct = {"stable_nodes_removed": removed[id(lv)]}
+            if single:   # events: reaping dead mms moves none of them
+                direct.update({k: v for k, v in delta.items() if k in EVENT_COUNTERS})
+            elif moved:
+                lv.ambiguous = lv.ambiguous or f"{', '.join(moved)} moved during a shared settle"
+            lv.pending = {"direct": direct, "ksm_stat": stats[id(lv)]}
+            if stats[id(lv)] is None:
+                lv.ambiguous = lv.ambiguous or "no /proc/PID/ksm_stat"
+        self._check_gauges = (waiting, delta, residual)
 
     def check_gauges(self) -> None:
         """After every scenario reported its barrier record: the per-scenario gauges must add
@@ -647,35 +662,25 @@ def _run_all(sess: _Session, scenarios, todo, needs, batch, finish) -> None:
     for b in [b for b in batches if len(b) == 1]:
         alone.extend(b)
     batches = [b for b in batches if len(b) > 1]
+    retry: list[int] = []
     for chunk in batches:
-        lives = _run_batch(sess, [(i, scenarios[i], progs[i]) for i in chunk])
+        lives = sess.run_group([(i, scenarios[i], progs[i]) for i in chunk], reap=True)
         for lv in lives:
             if lv.ambiguous or (lv.status == ENVIRONMENT and "settle" not in lv.reason):
-                alone.append(lv.index)      # replay alone: results as one-at-a-time
+                retry.append(lv.index)      # replay alone: results as one-at-a-time
             else:
                 finish(lv.index, lv.result("batch"))
+    # Alone.  In a batch run, back to back without a reap in between (the earlier groups'
+    # leftovers are accounted for and checked); a failed check means a replay after a reap.
     for i in sorted(set(alone)):
-        lives = sess.run_group([(i, scenarios[i], compile_scenario(scenarios[i]))], "alone")
-        finish(i, lives[0].result("alone"))
-
-
-def _run_batch(sess: _Session, items) -> list[_Live]:
-    system.pin_knobs()
-    sess.reap()
-    lives = [_Live(i, s, p, sess.exe, sess.tmp, sess.version, sess.counters)
-             for i, s, p in items]
-    try:
-        for lv in lives:
-            lv.wait_start()
-        while True:
-            for lv in lives:
-                lv.step()
-            sess.check_gauges()
-            waiting = [lv for lv in lives if not lv.done and lv.at_barrier is not None]
-            if not waiting:
-                break
-            sess._barrier(waiting, lives, "batch")
-    finally:
-        for lv in lives:
-            lv.kill()
-    return lives
+        # max_page_sharing / merge_across_nodes can only change with no stable nodes left
+        quiet = any(isinstance(b, A.KsmSet) and b.knob != "use_zero_pages"
+                    for b in progs[i].barriers.values())
+        lv = sess.run_group([(i, scenarios[i], progs[i])], reap=not use_batch or quiet)[0]
+        if lv.ambiguous:
+            retry.append(i)
+        else:
+            finish(i, lv.result("alone"))
+    for i in retry:
+        lv = sess.run_group([(i, scenarios[i], compile_scenario(scenarios[i]))], reap=True)[0]
+        finish(i, lv.result("alone"))
