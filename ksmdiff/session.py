@@ -68,10 +68,13 @@ class CellResult:
         }
 
 
-def ksm_reuse_seen(records: Sequence[Record]) -> bool:
-    """Did a read/write/fill fault keep a frame that was KSM in the record before?"""
+def ksm_reuse_seen(scn: A.Scenario, records: Sequence[Record]) -> bool:
+    """Did a write or fill keep a frame that was KSM in the record before (reuse_ksm_page)?"""
     prev: Record | None = None
     for r in records:
+        if not isinstance(scn.statements[r.stmt], (A.Write, A.Fill)):
+            prev = r
+            continue
         for key, values in r.fields.items():
             if not key.endswith(".fault") or values is ANY or "reused" not in values:
                 continue
@@ -93,7 +96,7 @@ def run_model_cell(scn: A.Scenario, version: KernelVersion, mutant: str | None =
             return CellResult(scn, str(version), version, run.status, run.reason)
         expects = evaluate_expects(scn, run.records, version)
         return CellResult(scn, str(version), version, OK, "", expects, run.records,
-                          violations=run.violations, ksm_reuse=ksm_reuse_seen(run.records))
+                          violations=run.violations, ksm_reuse=ksm_reuse_seen(scn, run.records))
 
 
 def run_host_cells(scenarios: Sequence[A.Scenario], *, repeat: int = 1,
@@ -126,7 +129,7 @@ def run_host_cells(scenarios: Sequence[A.Scenario], *, repeat: int = 1,
             divs_per_run = [compare(model.records, k.records) if k.status == OK else None
                             for k in kernel_runs]
         cell = CellResult(scn, HOST, version, OK, "", expects, first.records, model.records,
-                          ksm_reuse=ksm_reuse_seen(first.records))
+                          ksm_reuse=ksm_reuse_seen(scn, first.records))
         bad = [(j, d) for j, d in enumerate(divs_per_run) if d]
         if bad:
             j, divs = bad[0]

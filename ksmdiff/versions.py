@@ -140,7 +140,8 @@ COUNTER_SINCE: dict[str, KernelVersion] = {
 }
 
 FEATURE_SINCE: dict[str, KernelVersion] = {
-    "swap": KernelVersion(2, 6),
+    # The language swaps only through MADV_PAGEOUT: 1a4e58cce84e "mm: introduce MADV_PAGEOUT", v5.4.
+    "swap": KernelVersion(5, 4),
     "zero-pages": KernelVersion(4, 11),   # use_zero_pages knob
     "tracepoints": KernelVersion(6, 2),   # include/trace/events/ksm.h
     "prctl-merge": KernelVersion(6, 4),   # d7597f59d1d3 PR_SET_MEMORY_MERGE

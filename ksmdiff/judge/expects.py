@@ -159,8 +159,10 @@ def evaluate_expects(scn: A.Scenario, records: Sequence[Record],
                 continue
             values = last.get(counter_key(s.counter)) if last else frozenset([0])
             if values is None:
-                results.append(ExpectResult(i, line, text, FAILED,
-                                            f"counter {s.counter} was not observed"))
+                # The version has the counter but this stream does not carry it: the
+                # kernel run could not attribute it (a global counter moved by others).
+                results.append(ExpectResult(i, line, text, SKIPPED,
+                                            f"counter {s.counter} was not observed in this run"))
                 continue
             ok = _all(values, lambda v: v == s.delta)
             results.append(ExpectResult(i, line, text, HELD if ok else FAILED,

@@ -115,3 +115,11 @@ def test_expect_before_any_record_uses_empty_state(negated):
     r = Record(0, 3, {"A/b[0].present": frozenset([False]), "A/b[0].frame": frozenset([None])})
     (res,) = evaluate_expects(scn, [r], V54)
     assert res.status == (HELD if negated else FAILED)
+
+
+def test_counter_the_stream_does_not_carry_is_skipped_not_failed():
+    s = stream()
+    s[-1] = Record(8, 11, {k: v for k, v in s[-1].fields.items() if k != "counter.cow_ksm"})
+    res = by_line(evaluate_expects(SCN, s, V61))
+    assert res[17].status == SKIPPED
+    assert "not observed in this run" in res[17].reason
