@@ -870,13 +870,26 @@ static int child_main(void *arg)
         seen = seq;
         if (mb->op == OP_EXIT)
             _exit(0);
+        /* pgreuse is counted only by wp_page_reuse(), i.e. by a write fault (an unshare
+         * fault returns before it): only write and fill can move it.  For them the window
+         * has empty control windows on both sides to catch the machine's own noise; for
+         * every other operation the probe's share is 0 and the machine's noise is not
+         * measured at all. */
+        int faults = mb->op == OP_WRITE || mb->op == OP_FILL;
         int64_t c0[NCOUNTERS], pre[NCOUNTERS], post[NCOUNTERS], c3[NCOUNTERS];
-        read_counters(c0, slots[self].scratch + PAGE);
+        if (faults)
+            read_counters(c0, slots[self].scratch + PAGE);
         read_counters(pre, slots[self].scratch + PAGE);
         long r = do_op(self, mb);
         read_counters(post, slots[self].scratch + PAGE);
-        read_counters(c3, slots[self].scratch + PAGE);
-        window_delta(c0, pre, post, c3, mb->delta);
+        if (faults) {
+            read_counters(c3, slots[self].scratch + PAGE);
+            window_delta(c0, pre, post, c3, mb->delta);
+        } else {
+            window_delta(pre, pre, post, post, mb->delta);
+            if (mb->delta[C_PGREUSE] != INT64_MIN)
+                mb->delta[C_PGREUSE] = 0;
+        }
         mb->ret = r;
         __atomic_store_n(&mb->done_seq, seq, __ATOMIC_SEQ_CST);
         futex(&mb->done_seq, FUTEX_WAKE, INT_MAX, NULL);
@@ -1241,6 +1254,8 @@ static void run_program(void)
             read_counters(post, slots[s->p].scratch);
             read_counters(c3, slots[s->p].scratch);
             window_delta(c0, pre, post, c3, delta);
+            if (delta[C_PGREUSE] != INT64_MIN)
+                delta[C_PGREUSE] = 0; /* an exit does not write-fault */
             have_delta = 1;
             procs[s->p].alive = 0;
             close(procs[s->p].pagemap_fd);
