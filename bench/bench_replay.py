@@ -1,0 +1,96 @@
+#!/usr/bin/env python3
+"""Benchmark: scenarios per second replaying the corpus on the host kernel (issue 3, item 7).
+
+Three ways to replay the same scenarios (the corpus, repeated ``--copies`` times so that a
+run is long enough to time):
+
+* ``batch``         – ``run_kernel(..., batch=True)``: one ksmd settle serves every
+                      scenario of a batch (the default of ``ksmdiff run``);
+* ``one-at-a-time`` – ``run_kernel(..., batch=False)``: each scenario alone, after a reap;
+* ``selftest-wait`` – one at a time, and every ``ksm settle`` waits the way the kernel's
+                      ksm selftests do: run=1, then poll until full_scans grew by 2.
+
+Each mode runs ``--runs`` times; the medians and the ratios are printed.  Needs root.
+Not a timed test: run it by hand, ``sudo python3 bench/bench_replay.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from ksmdiff.probe import run_kernel, system  # noqa: E402
+from ksmdiff.scenario import find_scenarios, parse_file  # noqa: E402
+
+
+def selftest_settle(*, min_scans: int = 2, timeout: float = 3.0) -> int:
+    """tools/testing/selftests/mm/ksm_functional_tests.c's ksm_merge(): run=1, then poll
+    until full_scans grew by 2 (sleep_millisecs stays 0 as pinned), then pause ksmd."""
+    start = system.read_int("full_scans")
+    deadline = time.monotonic() + timeout
+    system.write_knob("run", "1")
+    try:
+        while system.read_int("full_scans") < start + 2:
+            if time.monotonic() > deadline:
+                raise system.SettleTimeout("full_scans did not grow by 2")
+    finally:
+        system.write_knob("run", "0")
+    return system.read_int("full_scans") - start
+
+
+def one_run(scenarios, mode: str) -> tuple[float, dict]:
+    saved = system.settle
+    if mode == "selftest-wait":
+        system.settle = selftest_settle
+    try:
+        t0 = time.perf_counter()
+        runs = run_kernel(scenarios, batch=(mode == "batch"))
+        dt = time.perf_counter() - t0
+    finally:
+        system.settle = saved
+    status: dict = {}
+    for r in runs:
+        status[r.status] = status.get(r.status, 0) + 1
+    return dt, status
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("paths", nargs="*", default=["corpora"], help="scenario files or dirs")
+    ap.add_argument("--copies", type=int, default=4, help="replay the corpus N times per run")
+    ap.add_argument("--runs", type=int, default=5, help="timed runs per mode (median)")
+    ap.add_argument("--modes", default="batch,one-at-a-time,selftest-wait")
+    args = ap.parse_args(argv)
+    if os.geteuid() != 0:
+        print("bench_replay: needs root (the kernel side of ksmdiff)", file=sys.stderr)
+        return 3
+    base = [parse_file(p) for p in find_scenarios(args.paths)]
+    scenarios = base * args.copies
+    print(f"kernel {os.uname().release}, {os.cpu_count()} CPUs; {len(base)} scenarios x "
+          f"{args.copies} = {len(scenarios)} per run, {args.runs} runs per mode")
+    one_run(base[:2], "batch")   # warm-up: build the probe, page in
+    med: dict[str, float] = {}
+    for mode in args.modes.split(","):
+        times = []
+        for _ in range(args.runs):
+            dt, status = one_run(scenarios, mode)
+            times.append(dt)
+        m = statistics.median(times)
+        med[mode] = m
+        print(f"{mode:14s} median {m:7.3f} s  {len(scenarios) / m:7.1f} scenarios/s   "
+              f"(runs: {', '.join(f'{t:.3f}' for t in times)}; last statuses {status})")
+    if "batch" in med:
+        for mode, m in med.items():
+            if mode != "batch":
+                print(f"batch is {m / med['batch']:.1f}x faster than {mode}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
