@@ -1,0 +1,120 @@
+"""The scenario -> probe program compiler (pure) and the probe's program reader (no root:
+``--check`` only parses and validates)."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from ksmdiff.probe.compiler import compile_scenario
+from ksmdiff.scenario import find_scenarios, parse, parse_file
+
+ROOT = Path(__file__).resolve().parents[2]
+
+BASIC = """scenario "basic"
+process A
+A: mmap buf 4
+A: fill buf[0..1] 0x5a
+A: madvise buf mergeable
+ksm settle
+A: fork B
+B: write buf 0x01
+A: exit
+ksm scan 2
+"""
+
+
+def test_program_text_and_tables():
+    prog = compile_scenario(parse(BASIC), salt=0x0123456789ABCDEF)
+    lines = prog.text.splitlines()
+    assert lines[:5] == ["ksmdiff-probe 1", "salt 0123456789abcdef", "procs 2", "regions 1",
+                         f"stmts {len(lines) - 6}"]
+    assert lines[-1] == "end"
+    assert prog.procs == ("A", "B") and prog.regions == ("buf",)
+    assert "0 mmap 0 0 4" in lines and "1 fill 0 0 0 1 0x5a" in lines
+    assert "3 sync" in lines and "7 sync" in lines
+    assert sorted(prog.barriers) == [3, 7]
+    assert prog.signature == (("settle",), ("scan", 2))
+    assert prog.solo_reasons == ()
+
+
+def test_write_to_zero_based_pages_carries_the_second_salt_in_page_order():
+    prog = compile_scenario(parse(BASIC), salt=5)
+    writes = [ln for ln in prog.text.splitlines() if " write " in ln]
+    # pages 0..1 were filled (salted); 2..3 never: they get the second salt (flag 1)
+    assert writes == ["5 write 1 0 0 1 0x01 0", "5 write 1 0 2 3 0x01 1"]
+
+
+@pytest.mark.parametrize("body,reason", [
+    ("A: mmap b 1\nA: pin b\n", "pins"),
+    ("A: mmap b 1\nA: fill b zero\nA: madvise b mergeable\nksm settle\n", "real zero"),
+    ("ksm set max_page_sharing 2\n", "max_page_sharing"),
+])
+def test_scenarios_that_cannot_share_a_settle(body, reason):
+    scn = parse(f'scenario "x"\nprocess A\n{body}')
+    assert any(reason in r for r in compile_scenario(scn).solo_reasons)
+
+
+def test_zero_pages_with_use_zero_pages_are_batchable():
+    scn = parse('scenario "z"\nprocess A\nksm set use_zero_pages 1\nA: mmap b 2\n'
+                'A: fill b zero\nA: madvise b mergeable\nksm settle\n')
+    assert compile_scenario(scn).solo_reasons == ()
+
+
+def test_salts_differ_per_compile():
+    scn = parse(BASIC)
+    assert compile_scenario(scn).salt != compile_scenario(scn).salt
+
+
+def probe_check(tmp_path: Path, text: bytes | str) -> subprocess.CompletedProcess:
+    from ksmdiff.probe.build import probe_path
+    try:
+        exe = probe_path()
+    except Exception as e:  # no compiler
+        pytest.skip(str(e))
+    f = tmp_path / "p.prog"
+    f.write_bytes(text.encode() if isinstance(text, str) else text)
+    return subprocess.run([str(exe), "--check", str(f)], capture_output=True, timeout=20)
+
+
+def test_probe_accepts_every_compiled_corpus_scenario(tmp_path):
+    for path in find_scenarios([ROOT / "corpora"]):
+        r = probe_check(tmp_path, compile_scenario(parse_file(path)).text)
+        assert r.returncode == 0, (path, r.stderr)
+
+
+@pytest.mark.parametrize("text,needle", [
+    ("", "missing 'end'"),
+    ("ksmdiff-probe 2\n", "expected 'ksmdiff-probe 1'"),
+    ("ksmdiff-probe 1\nsalt 0000000000000000\n", "salt must not be 0"),
+    ("ksmdiff-probe 1\nsalt 00000000000000zz\n", "bad salt digit"),
+    ("ksmdiff-probe 1\nsalt 0000000000000001\nprocs 17\n", "bad process count"),
+    ("ksmdiff-probe 1\nsalt 0000000000000001\nprocs 1\nregions 1\nstmts 1\n0 mmap 0 0 2000\nend\n",
+     "bad page count"),
+    ("ksmdiff-probe 1\nsalt 0000000000000001\nprocs 1\nregions 1\nstmts 1\n0 write 0 0 0 0 0x01 0\nend\n",
+     "no region"),
+    ("ksmdiff-probe 1\nsalt 0000000000000001\nprocs 1\nregions 1\nstmts 2\n0 mmap 0 0 2\n"
+     "1 munmap 0 0 5 5\nend\n", "outside region"),
+    ("ksmdiff-probe 1\nsalt 0000000000000001\nprocs 2\nregions 1\nstmts 1\n0 exit 1\nend\n",
+     "not alive"),
+    ("ksmdiff-probe 1\nsalt 0000000000000001\nprocs 1\nregions 1\nstmts 1\n0 mmap 0 0 99999999999\nend\n",
+     "bad page count"),
+    ("ksmdiff-probe 1\nsalt 0000000000000001\nprocs 1\nregions 1\nstmts 1\n0 bogus\nend\n",
+     "unknown operation"),
+    ("ksmdiff-probe 1\nsalt 0000000000000001\nprocs 1\nregions 1\nstmts 0\nend\n\x00", "not allowed"),
+    ("ksmdiff-probe 1\nsalt 0000000000000001\nprocs 1\nregions 1\nstmts 0\nend\nmore\n",
+     "after 'end'"),
+])
+def test_probe_refuses_malformed_programs(tmp_path, text, needle):
+    r = probe_check(tmp_path, text)
+    assert r.returncode == 2
+    assert needle in r.stderr.decode(), r.stderr
+    assert b"malformed program, line" in r.stderr
+
+
+def test_probe_usage_error(tmp_path):
+    from ksmdiff.probe.build import probe_path
+    r = subprocess.run([str(probe_path())], capture_output=True, timeout=20)
+    assert r.returncode == 4 and b"usage" in r.stderr

@@ -1,0 +1,64 @@
+"""Runner behaviour that needs no root: the not-run path, the API surface, restore with no
+journal."""
+
+from __future__ import annotations
+
+import pytest
+
+from ksmdiff import probe
+from ksmdiff.errors import InvalidArgument
+from ksmdiff.observe import NOT_RUN
+from ksmdiff.probe import runner
+from ksmdiff.scenario import parse
+from ksmdiff.versions import KernelVersion
+
+SCN = parse('scenario "s"\nprocess A\nA: mmap b 1\nA: fill b 0x11\nksm settle\n')
+
+
+def test_api_names():
+    for name in ("host_version", "run_kernel", "KernelRun", "restore", "is_root"):
+        assert hasattr(probe, name)
+    assert isinstance(probe.host_version(), KernelVersion)
+
+
+def test_without_root_kernel_results_are_not_run(monkeypatch):
+    monkeypatch.setattr(runner, "is_root", lambda: False)
+    seen = []
+    runs = runner.run_kernel([SCN, SCN], progress=lambda d, t: seen.append((d, t)))
+    assert [r.status for r in runs] == [NOT_RUN, NOT_RUN]
+    assert all("root" in r.reason and not r.records for r in runs)
+    assert seen[-1] == (2, 2)
+
+
+def test_run_kernel_rejects_non_scenarios():
+    with pytest.raises(InvalidArgument):
+        runner.run_kernel(["not a scenario"])
+
+
+def test_restore_without_journal_is_a_no_op(tmp_path):
+    assert "nothing to restore" in runner.restore(str(tmp_path / "journal.json"))
+
+
+def test_record_fields_from_probe_lines():
+    """_Live._record turns a probe line into observe.Record fields (labels per record)."""
+    from ksmdiff.probe.compiler import compile_scenario
+    scn = parse('scenario "s"\nprocess A\nA: mmap b 3\nA: fill b 0x11\n')
+    lv = runner._Live.__new__(runner._Live)
+    lv.scn, lv.prog = scn, compile_scenario(scn)
+    lv.cum = {"cow_ksm": 0, "pgreuse": 0}
+    lv.counters = ("cow_ksm", "pgreuse")
+    lv.records, lv.pids, lv.ksm_pfns, lv.ambiguous, lv.pending = [], {}, {}, "", None
+    lv._record({"s": 1, "c": {"cow_ksm": 0, "pgreuse": 2},
+                "p": [[0, 0, 0, 1, 0, 900, 1, 0, 2, 0, "0x11", "fresh"],
+                      [0, 0, 1, 1, 0, 900, 1, 0, 2, 0, "0x11", "copied"],
+                      [0, 0, 2, 0, 1, None, None, None, None, None, None]]})
+    rec = lv.records[0]
+    f = {k: next(iter(v)) for k, v in rec.fields.items()}
+    assert f["A/b[0].frame"] == "F0" and f["A/b[1].frame"] == "F0"
+    assert f["A/b[2].frame"] is None and f["A/b[2].swapped"] is True
+    assert "A/b[2].ksm" not in f and "A/b[2].content" not in f
+    assert f["A/b[1].fault"] == "copied" and f["A/b[0].mapcount"] == 2
+    assert f["counter.pgreuse"] == 2 and rec.stmt == 1 and rec.line == 4
+    # a counter the probe could not measure becomes absent from then on
+    lv._record({"s": 1, "c": {"cow_ksm": 0}, "p": []})
+    assert "counter.pgreuse" not in lv.records[-1].fields
