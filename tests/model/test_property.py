@@ -205,3 +205,18 @@ def test_settle_is_a_fixpoint(scn):
     skip = ("counter.cow_ksm", "counter.pgreuse", "counter.ksm_swpin_copy")
     assert {k: v for k, v in a.items() if k not in skip} == \
         {k: v for k, v in b.items() if k not in skip}
+
+
+def test_random_scenarios_expose_reuse_mapcount_2():
+    """The generator is strong enough to find the isolation bug of the mutant by itself."""
+    from hypothesis import find
+
+    v = KernelVersion.parse("5.4")
+
+    def broken(scn) -> bool:
+        run = run_model(scn, v, mutant="reuse-mapcount-2")
+        return any(x.prop == "isolation" for x in run.violations)
+
+    scn = find(scenarios(), broken, settings=settings(max_examples=3000, deadline=None,
+                                                      database=None))
+    assert run_model(scn, v).violations == ()
