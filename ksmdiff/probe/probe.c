@@ -1171,6 +1171,9 @@ static void run_program(void)
     struct rlimit rl = {16384, 16384};
     (void)setrlimit(RLIMIT_NOFILE, &rl);
     (void)prctl(PR_SET_PDEATHSIG, SIGKILL);
+    /* orphaned scenario processes (their parent exited) come back to the supervisor, which
+     * ignores SIGCHLD: they are reaped at once, never left as zombies of init */
+    (void)prctl(PR_SET_CHILD_SUBREAPER, 1);
     if (getppid() == 1)
         exit(5);
     kpageflags_fd = open("/proc/kpageflags", O_RDONLY | O_CLOEXEC);

@@ -1,0 +1,51 @@
+"""Helpers of the kernel tests: what a run must leave as it found it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+KSM = Path("/sys/kernel/mm/ksm")
+
+
+def machine_state() -> dict:
+    knobs = {}
+    for p in sorted(KSM.iterdir()):
+        if p.stat().st_mode & 0o200:
+            knobs[p.name] = p.read_text().strip()
+    thp = Path("/sys/kernel/mm/transparent_hugepage/enabled")
+    mounts = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()
+              if line.split()[2] == "tracefs"]
+    instances = []
+    inst_dir = Path("/sys/kernel/tracing/instances")
+    if inst_dir.exists():
+        instances = sorted(p.name for p in inst_dir.iterdir() if p.name.startswith("ksmdiff"))
+    top_event = Path("/sys/kernel/tracing/events/ksm/ksm_remove_ksm_page/enable")
+    return {
+        "knobs": knobs,
+        "thp": thp.read_text().strip() if thp.exists() else None,
+        "swaps": Path("/proc/swaps").read_text().strip().splitlines()[1:],
+        "tracefs": mounts,
+        "instances": instances,
+        "top_event": top_event.read_text().strip() if top_event.exists() else None,
+        "probes": probe_pids(),
+        "journal": (Path("/var/lib/ksmdiff") / "journal.json").exists(),
+    }
+
+
+def probe_pids() -> list[int]:
+    out = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                if (d / "comm").read_text().startswith("ksmdiff-probe"):
+                    out.append(int(d.name))
+            except OSError:
+                pass
+    return sorted(out)
+
+
+def corpus_paths() -> list[Path]:
+    from ksmdiff.scenario import find_scenarios
+    return find_scenarios([ROOT / "corpora"])
