@@ -137,6 +137,11 @@ def wp_page_copy(m: Machine, p: Process, slot: PageSlot, old: Optional[Frame],
     else:
         m.page_remove_rmap(old)
         m.put_page(old)                        # the reference the old pte held
+        # >= 5.14 wp_page_copy(): if (page_copied) free_swap_cache(old_page) ("mm: free
+        # idle swap cache page after COW", Huang Ying 2021 [I: version]); before, an
+        # unmapped swap-cache page (a swapped-in KSM page, say) lingers until reclaim
+        if m.since(5, 14):
+            free_swap_cache(m, old)
     pte.frame, pte.present = new, True
     pte.ksm_zero = False
     # FAULT_FLAG_UNSHARE (>= 5.19, used by break_ksm >= 6.2): the copy stays read-only
@@ -357,6 +362,7 @@ def do_swap_page(m: Machine, p: Process, slot: PageSlot, *, write: bool) -> None
         m.put_page(swapcache)                  # the copy is mapped instead
     exclusive_entry = pte.swp_exclusive
     make_writable = False
+    was_read = not write
     if m.since(5, 19):
         # >= 5.19 do_swap_page(): exclusive from the swp pte or from a fresh copy
         exclusive = (not page.ksm) and (exclusive_entry or page is not swapcache)
@@ -367,6 +373,11 @@ def do_swap_page(m: Machine, p: Process, slot: PageSlot, *, write: bool) -> None
         if not page.ksm and (exclusive or page.refcount == 1):
             if write:
                 make_writable, write = True, False
+            elif m.since(6, 11) and slot.prot == "rw":
+                # >= 6.11 do_swap_page() ("mm: swap: reuse exclusive folio directly
+                # instead of wp page faults", Barry Song 2024 [I: version]): an exclusive
+                # page is mapped writable (not dirty) even on a read fault
+                make_writable = True
             page.anon_exclusive = True
     else:
         # <= 5.18 do_swap_page(): FAULT_FLAG_WRITE && reuse_swap_page(page) -> writable
@@ -377,7 +388,9 @@ def do_swap_page(m: Machine, p: Process, slot: PageSlot, *, write: bool) -> None
         swapcache.swap_refs -= 1               # swap_free(entry)
     pte.swap, pte.swp_exclusive = None, False
     pte.present, pte.frame = True, page
-    pte.writable = pte.dirty = make_writable
+    pte.writable = make_writable
+    pte.dirty = make_writable and not was_read
+
     m.page_add_rmap(page)
     if page is not swapcache and swapcache.mapcount == 0:
         pass  # an orphan swap-cache page stays until reclaim (quiet: never)

@@ -278,3 +278,43 @@ def test_pin_of_a_singly_mapped_ksm_page_in_5_8_reuses_it_in_place():
     f = it.m.procs["A"].regions["buf"].pages[0].pte.frame
     (node,) = it.m.ksm.stable_tree
     assert node.kpfn is f and not f.ksm and f.refcount == 2      # pte + pin
+
+
+# ---------------------------------------------------------------- found on the host (6.18)
+
+@pytest.mark.parametrize("version,pgreuse", [("5.19", {1}), ("6.10", {1}), ("6.11", {0}),
+                                             ("6.18", {0})])
+def test_read_swapin_of_an_exclusive_page_maps_it_writable_from_6_11(version, pgreuse):
+    """>= 6.11 do_swap_page maps an exclusive page writable on a read fault, so the later
+    write does not fault (no pgreuse); before, it goes through do_wp_page's AE reuse.
+    (The host's 6.18 showed pgreuse +0.)"""
+    r = run(SWAPIN_THEN_WRITE, version)
+    assert last(r, "A/buf[0].fault") == {"reused"}
+    assert last(r, "counter.pgreuse") == pgreuse
+
+
+SWAPPED_KSM_COPY = """A: mmap buf 2
+A: fill buf 0x5a
+A: madvise buf mergeable
+ksm settle
+A: munmap buf[1]
+A: madvise buf[0] pageout
+A: read buf[0]
+A: write buf[0] 0x01
+ksm scan 1
+"""
+
+
+@pytest.mark.parametrize("version,freed", [("5.10", False), ("5.13", False), ("5.14", True),
+                                           ("6.18", True)])
+def test_cow_of_a_swapcache_ksm_page_frees_it_from_5_14(version, freed):
+    """>= 5.14 wp_page_copy() calls free_swap_cache() on the old page: the swapped-in KSM
+    page goes, so its node is stale at the next scan.  Before, it lingers in the swap
+    cache with its node.  (The host's 6.18 removed the node.)"""
+    it = interp(SWAPPED_KSM_COPY, version)
+    assert (it.m.ksm.stable_tree == []) == freed
+    if not freed:
+        (node,) = it.m.ksm.stable_tree
+        assert node.kpfn.swapcache and node.kpfn.mapcount == 0 and node.hlist == []
+    r = run(SWAPPED_KSM_COPY, version)
+    assert last(r, "counter.pages_shared") == {0}
