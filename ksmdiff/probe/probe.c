@@ -835,8 +835,16 @@ static long do_op(int self, struct mailbox *mb)
     return ret;
 }
 
+static int supervisor_pidfd = -1;
+
+/* A pidfd turns readable when the process exits, even while it waits as a zombie for a
+ * parent that is gone (kill(pid, 0) would still succeed then). */
 static int supervisor_alive(void)
 {
+    if (supervisor_pidfd >= 0) {
+        struct pollfd pfd = {supervisor_pidfd, POLLIN, 0};
+        return poll(&pfd, 1, 0) == 0;
+    }
     return !(kill(supervisor_pid, 0) && errno == ESRCH);
 }
 
@@ -854,6 +862,8 @@ static int child_main(void *arg)
                 close(pmb->pins[i].wfd);
             }
     }
+    if (supervisor_pidfd < 0)   /* process 0 opens it; its children inherit it */
+        supervisor_pidfd = (int)syscall(SYS_pidfd_open, supervisor_pid, 0);
     mb->pid = getpid();
     __atomic_store_n(&mb->ready, 1, __ATOMIC_SEQ_CST);
     futex((volatile uint32_t *)&mb->ready, FUTEX_WAKE, INT_MAX, NULL);

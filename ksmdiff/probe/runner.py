@@ -35,6 +35,7 @@ import json
 import os
 import select
 import signal
+import sys
 import subprocess
 import tempfile
 import time
@@ -572,7 +573,8 @@ def run_kernel(scenarios: list[Scenario], *, batch: bool | None = None,
     def on_signal(signum, _frame):
         raise _Interrupted(signum)
 
-    with system.RunLock(sdir, notify=lambda m: print(f"ksmdiff: {m}", flush=True)):
+    with system.RunLock(sdir, notify=lambda m: print(f"ksmdiff: {m}", file=sys.stderr,
+                                                     flush=True)):
         if jpath.exists():
             system.restore_journal(jpath)   # left by a killed run: the owner is dead
         journal = system.Journal(jpath, {"pid": os.getpid(), "started": time.time(),

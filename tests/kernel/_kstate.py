@@ -39,7 +39,9 @@ def probe_pids() -> list[int]:
     for d in Path("/proc").iterdir():
         if d.name.isdigit():
             try:
-                if (d / "comm").read_text().startswith("ksmdiff-probe"):
+                # a zombie holds no memory; reaping it is its parent's (or init's) business
+                if ((d / "comm").read_text().startswith("ksmdiff-probe")
+                        and (d / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"):
                     out.append(int(d.name))
             except OSError:
                 pass
