@@ -83,6 +83,12 @@ def gup_breaks_cow(version) -> bool:
 # ----------------------------------------------------------------------------- faults
 
 
+def anon_vma_prepare(slot: PageSlot) -> None:
+    """The vma gets an anon_vma with its first anonymous page (not with the zero page)."""
+    if slot.region is not None:
+        slot.region.anon_vma = True
+
+
 def handle_mm_fault(m: Machine, p: Process, slot: PageSlot, *, write: bool = False,
                     unshare: bool = False, extra_refs: int = 0) -> None:
     """handle_mm_fault -> handle_pte_fault for one small anonymous page."""
@@ -106,6 +112,7 @@ def do_anonymous_page(m: Machine, p: Process, slot: PageSlot, *, write: bool) ->
         # read fault on an anonymous vma maps the shared zero page (special pte)
         pte.present, pte.frame, pte.writable, pte.dirty = True, m.zero_page, False, False
         return
+    anon_vma_prepare(slot)
     page = m.alloc_page(ZERO_CONTENT)          # the pte's reference
     page.mapcount = 1                          # page_add_new_anon_rmap
     # >= 5.19: page_add_new_anon_rmap() marks the new page PageAnonExclusive
@@ -127,6 +134,7 @@ def wp_page_copy(m: Machine, p: Process, slot: PageSlot, old: Optional[Frame],
     """Allocate a new page (zeroed for the zero page), copy, switch the pte, drop the old
     page's rmap and the pte's reference (kernel-eras §b.2)."""
     pte = slot.pte
+    anon_vma_prepare(slot)
     new = m.alloc_page(ZERO_CONTENT if old is None or old.zero else old.content)
     new.mapcount = 1                           # page_add_new_anon_rmap
     new.anon_exclusive = m.since(5, 19)
@@ -424,8 +432,14 @@ def zap_pte(m: Machine, slot: PageSlot) -> None:
 
 
 def copy_pte(m: Machine, src: PageSlot, dst: PageSlot) -> None:
-    """copy_page_range -> copy_present_pte / copy_nonpresent_pte for one private pte."""
+    """copy_page_range -> copy_present_pte / copy_nonpresent_pte for one private pte.
+
+    All eras: copy_page_range() skips a vma without an anon_vma (vma_needs_copy(): "Don't
+    copy ptes where a page fault will fill them correctly"), so zero-page ptes of a vma
+    that never had an anonymous page are not copied: the child starts empty there."""
     sp, dp = src.pte, dst.pte
+    if src.region is not None and not src.region.anon_vma:
+        return
     if sp.present:
         f = sp.frame
         if not f.zero:

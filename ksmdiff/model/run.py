@@ -240,13 +240,15 @@ class Interpreter:
         m.procs[s.child] = child
         for name, r in parent.regions.items():
             cr = Region(name, r.seq, [PageSlot(i) for i in range(len(r.pages))])
+            cr.anon_vma = r.anon_vma           # anon_vma_fork()
             child.regions[name] = cr
             for ps, cs in zip(r.pages, cr.pages):
                 cs.mapped, cs.prot, cs.mergeable = ps.mapped, ps.prot, ps.mergeable
                 if not ps.mapped:
                     continue
                 cs.logical = ps.logical
-                cs.last_frame = self._known_frame(ps)
+                if r.anon_vma:
+                    cs.last_frame = self._known_frame(ps)
                 if ps.pte.ksm_zero:
                     # the child's copy of a KSM zero pte is not counted at fork but is
                     # uncounted when it goes: the global delta is no longer predictable

@@ -107,6 +107,7 @@ class PageSlot:
     mergeable: bool = False           # VM_MERGEABLE of the vma holding the page
     logical: Content = ZERO_CONTENT   # what this process wrote or inherited (the oracle)
     last_frame: Optional[Frame] = None  # the frame at the end of the previous step
+    region: Optional["Region"] = None   # the vma (region) holding the page
 
 
 @dataclass(eq=False)
@@ -114,6 +115,11 @@ class Region:
     name: str
     seq: int                          # mmap sequence: the address order (see ksm.py)
     pages: list[PageSlot]
+    anon_vma: bool = False            # vma->anon_vma: set by the first anonymous page
+
+    def __post_init__(self) -> None:
+        for s in self.pages:
+            s.region = self
 
 
 @dataclass(eq=False)

@@ -201,3 +201,15 @@ B: fill buf 0x5a
 ksm settle
 """, "6.18")
     assert last(r, "B/buf[0].ksm") == {True}
+
+
+@pytest.mark.parametrize("version", ["4.19", "5.10", "6.18"])
+def test_fork_skips_a_vma_without_anon_vma(version):
+    """copy_page_range() does not copy a vma that never had an anonymous page: the child's
+    zero-page ptes are not there (found on the host's 6.18), and its first write is fresh."""
+    r = run("A: mmap buf 1\nA: read buf\nA: fork B\nB: write buf 0x01\n", version)
+    fork = r.records[2].fields
+    assert fork["A/buf[0].frame"] == {"Z"} and fork["B/buf[0].present"] == {False}
+    assert last(r, "B/buf[0].fault") == {"fresh"}
+    r = run("A: mmap buf 2\nA: fill buf[1] 0x5a\nA: read buf[0]\nA: fork B\n", version)
+    assert last(r, "B/buf[0].frame") == {"Z"}           # this vma has an anon_vma
