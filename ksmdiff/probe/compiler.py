@@ -23,6 +23,8 @@ class Program:
     solo_reasons: tuple[str, ...]          # why this scenario cannot share a batch
     signature: tuple                       # barrier kinds, for grouping batches
     salt: int
+    zero_merges: bool = False              # real (unsalted) zero pages meet ksmd with
+                                           # use_zero_pages=0: at most one such per batch
 
 
 def new_salt() -> int:
@@ -44,6 +46,7 @@ def compile_scenario(scn: A.Scenario, salt: int | None = None) -> Program:
     base: dict[tuple[str, str], list[str]] = {}
     npages: dict[tuple[str, str], int] = {}
     real_zeros = False          # some page may hold real zeros (unsalted)
+    zero_merges = False
     zero_pages_knob = 0         # use_zero_pages as this scenario left it
 
     def pidx(name: str) -> int:
@@ -145,8 +148,7 @@ def compile_scenario(scn: A.Scenario, salt: int | None = None) -> Program:
                 sig.append(("set", s.knob, s.value))
             else:
                 if real_zeros and not zero_pages_knob:
-                    add_solo("real zero pages meet ksmd with use_zero_pages=0: they would "
-                             "merge with other scenarios' zero pages")
+                    zero_merges = True
                 sig.append(("scan", s.scans) if isinstance(s, A.KsmScan) else ("settle",))
             lines.append(f"{k} sync")
         else:  # pragma: no cover - the parser has no other actions
@@ -160,4 +162,5 @@ def compile_scenario(scn: A.Scenario, salt: int | None = None) -> Program:
         f"stmts {len(lines)}",
     ]
     text = "\n".join(header + lines + ["end"]) + "\n"
-    return Program(text, tuple(procs), tuple(regions), barriers, tuple(solo), tuple(sig), salt)
+    return Program(text, tuple(procs), tuple(regions), barriers, tuple(solo), tuple(sig), salt,
+                   zero_merges)

@@ -26,7 +26,8 @@ against the global change; event counters (``cow_ksm``, ``pgreuse``, ``ksm_swpin
 must not move at all.  When a check fails, the scenarios of that batch are replayed again
 one at a time, so batch results are those of one-at-a-time runs.  Scenarios that cannot
 share a settle at all (``ksm set``, pins, real zero pages, ``prctl``, an expected
-settle-time counter) always run alone (``compiler.Program.solo_reasons``).
+settle-time counter) always run alone (``compiler.Program.solo_reasons``); at most one
+scenario whose real zero pages meet ksmd with use_zero_pages=0 joins a batch.
 """
 
 from __future__ import annotations
@@ -653,6 +654,8 @@ def _run_all(sess: _Session, scenarios, todo, needs, batch, finish) -> None:
             continue
         for b, sig in enumerate(sigs):
             n = min(len(sig), len(prog.signature))
+            if prog.zero_merges and any(progs[j].zero_merges for j in batches[b]):
+                continue   # two scenarios' real zero pages would merge with each other
             if len(batches[b]) < MAX_BATCH and sig[:n] == prog.signature[:n]:
                 batches[b].append(i)
                 if len(prog.signature) > len(sig):

@@ -49,7 +49,6 @@ def test_write_to_zero_based_pages_carries_the_second_salt_in_page_order():
 
 @pytest.mark.parametrize("body,reason", [
     ("A: mmap b 1\nA: pin b\n", "pins"),
-    ("A: mmap b 1\nA: fill b zero\nA: madvise b mergeable\nksm settle\n", "real zero"),
     ("ksm set max_page_sharing 2\n", "max_page_sharing"),
 ])
 def test_scenarios_that_cannot_share_a_settle(body, reason):
@@ -118,3 +117,10 @@ def test_probe_usage_error(tmp_path):
     from ksmdiff.probe.build import probe_path
     r = subprocess.run([str(probe_path())], capture_output=True, timeout=20)
     assert r.returncode == 4 and b"usage" in r.stderr
+
+
+def test_real_zero_pages_are_flagged():
+    scn = parse('scenario "z"\nprocess A\nA: mmap b 1\nA: fill b zero\n'
+                'A: madvise b mergeable\nksm settle\n')
+    prog = compile_scenario(scn)
+    assert prog.zero_merges and prog.solo_reasons == ()
