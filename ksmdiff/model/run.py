@@ -78,6 +78,7 @@ class Interpreter:
             m = self.m
             m.fault_alternatives = {}
             m.ksm_churn = False
+            n_notes = len(m.notes)
             touched: list[tuple[Process, Region, PageSlot]] = []
             before = {}
             handler = getattr(self, "do_" + type(s).__name__)
@@ -104,7 +105,8 @@ class Interpreter:
             for p in m.procs.values():
                 for _r, slot in p.slots():
                     slot.last_frame = self._known_frame(slot)
-            self.records.append(Record(i, s.pos.line, self.fields(faults)))
+            note = "; ".join(m.notes[n_notes:])
+            self.records.append(Record(i, s.pos.line, self.fields(faults), note=note))
             self.violations.extend(check(m, i, s.pos.line))
 
     @staticmethod
@@ -336,7 +338,7 @@ class Interpreter:
             if self._observable() == before:
                 break
         else:
-            m.notes.append(f"line {s.pos.line}: no fixpoint after {SETTLE_MAX_SCANS} scans")
+            m.notes.append(f"no fixpoint after {SETTLE_MAX_SCANS} scans")
         self._after_scans()
 
     def do_KsmScan(self, s: A.KsmScan) -> None:
@@ -363,6 +365,8 @@ class Interpreter:
         # max_page_sharing_store / merge_across_nodes_store: -EBUSY while KSM pages are
         # shared; otherwise remove_all_stable_nodes() first
         if any(node.hlist for node in m.ksm.stable_tree) or not K.remove_all_stable_nodes(m):
-            m.notes.append(f"line {s.pos.line}: ksm set {s.knob} would fail with EBUSY")
+            # the lazily kept pages_shared counter is enough to refuse (§c.3)
+            m.notes.append(f"ksm set {s.knob} {s.value}: the kernel refuses (EBUSY: KSM "
+                           "pages are still counted as shared); the knob keeps its value")
             return
         setattr(knobs, s.knob, s.value)

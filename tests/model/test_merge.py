@@ -270,3 +270,14 @@ A: read buf[0]
     assert last(r, "A/buf[0].ksm") == {False}
     assert last(r, "counter.ksm_swpin_copy") == {1}
     assert r.violations == ()
+
+
+def test_knob_change_refused_while_pages_are_counted_shared():
+    """max_page_sharing_store(): ksm_pages_shared != 0 -> -EBUSY, even when the node is
+    only lazily kept (the host refuses it too).  The model keeps the old value and says so
+    in the record's note."""
+    r = run(TWO + "ksm settle\nA: write buf 0x01\nksm set max_page_sharing 2\n", "6.18")
+    assert "EBUSY" in r.records[-1].note
+    r = run(TWO + "ksm settle\nA: write buf 0x01\nksm scan 1\nksm set max_page_sharing 2\n",
+            "6.18")
+    assert r.records[-1].note == ""
