@@ -36,6 +36,26 @@ holds every allowed value: a per-CPU LRU-add batch may hold a fresh page (5.9+ r
 reuse may copy: ``fault`` {reused, copied}, ``pgreuse`` one less); a pinned page's twin
 churns once per scan (``cow_ksm`` ANY after that settle/scan).
 
+Era facts beyond kernel-eras.md §a that the model encodes (each checked in kernel text or
+on the host's 6.18; versions marked [I] are inferred from posting dates):
+
+* ``break_ksm`` holds ``follow_page(FOLL_GET)``'s reference across the write fault up to
+  6.1, so even 5.1-5.8 *copies* on unmerge; from 6.2 (6cce3314b928) it is an unshare
+  fault: the copy stays read-only and exclusive, and the next write reuses it (pgreuse).
+* a read-only pin (vmsplice, FOLL_GET) breaks COW first on 5.8 and on the 17839856fd58
+  backports (5.7.3+, 5.4.47+ [I], 4.14.232+ [I]); elsewhere it only takes a reference.
+* MADV_PAGEOUT exists from 5.4 (1a4e58cce84e): a scenario using it is unsupported before;
+  it skips pages mapped by more than one pte.
+* >= 5.14 ``wp_page_copy`` frees the old page's swap cache ([I] Huang Ying, 2021); before,
+  a COWed swap-cache KSM page lingers with its stable node.
+* >= 6.11 ``do_swap_page`` maps an exclusive page writable on a read fault ([I] Barry
+  Song, 2024); >= 5.19 ``mprotect(rw)`` makes an exclusive anon pte writable at once.
+* >= 6.11 ``cmp_and_merge_page`` checks the checksum before the stable tree
+  (d58a361b0350): joining an existing KSM page takes two scans instead of one.
+* fork does not copy the ptes of a vma without an anon_vma (zero-page-only regions).
+* a knob change that the kernel refuses (``max_page_sharing`` while pages are counted
+  shared: EBUSY) keeps the old value and is said in the record's ``note``.
+
 Counters are deltas since the scenario began and appear only on versions that have them
 (``versions.has_counter``).  ``pages_shared``/``pages_sharing``/``stable_nodes_removed``
 change only while ksmd runs (lazily, §c.3); ``cow_ksm``, ``pgreuse``, ``ksm_swpin_copy``
@@ -57,7 +77,7 @@ Mutants (``MUTANTS``), all in 5.1-5.8's ``reuse_ksm_page``/``do_wp_page``:
   window (``try_to_merge_one_page`` .. ``stable_tree_insert``) is inside ksmd, which holds
   a reference (page_count >= 2), and its ``break_cow`` copies anyway.
 
-Left out: THP/large folios, NUMA (merge_across_nodes is accepted and ignored), stable-node
+Left out: the 4.19.y patch level that got 17839856fd58; THP/large folios, NUMA (merge_across_nodes is accepted and ignored), stable-node
 migration and chain pruning, ``run=2``, smart scan and the advisor (the runner disables
 them), memory pressure and swap-in readahead, the per-VMA-lock ``VM_FAULT_RETRY``, uffd-wp
 and soft-dirty, hwpoison, races (the ``retry`` outcome is never predicted).
