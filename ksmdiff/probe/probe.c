@@ -43,6 +43,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/file.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -87,6 +88,24 @@ enum { C_COW_KSM, C_SWPIN_COPY, C_PGREUSE, C_SHARED, C_SHARING, C_ZERO, NCOUNTER
 static const char *const counter_names[NCOUNTERS] = {
     "cow_ksm", "ksm_swpin_copy", "pgreuse", "pages_shared", "pages_sharing", "ksm_zero_pages"};
 static int vmstat_fd = -1;
+/* Several probes of a batch may run at once; their counter windows must not overlap, or a
+ * global counter moved by one would land in another's window.  The runner names a lock
+ * file (KSMDIFF_PROBE_LOCK); every window, and every teardown (exits free pages), holds an
+ * exclusive flock on it. */
+static int window_lock_fd = -1;
+
+static void window_lock(void)
+{
+    if (window_lock_fd >= 0)
+        while (flock(window_lock_fd, LOCK_EX) && errno == EINTR)
+            ;
+}
+
+static void window_unlock(void)
+{
+    if (window_lock_fd >= 0)
+        (void)flock(window_lock_fd, LOCK_UN);
+}
 static int sysfs_fd[NCOUNTERS] = {-1, -1, -1, -1, -1, -1};
 
 /* ------------------------------------------------------------------ program */
@@ -887,6 +906,7 @@ static int child_main(void *arg)
          * measured at all. */
         int faults = mb->op == OP_WRITE || mb->op == OP_FILL;
         int64_t c0[NCOUNTERS], pre[NCOUNTERS], post[NCOUNTERS], c3[NCOUNTERS];
+        window_lock();
         if (faults)
             read_counters(c0, slots[self].scratch + PAGE);
         read_counters(pre, slots[self].scratch + PAGE);
@@ -900,6 +920,7 @@ static int child_main(void *arg)
             if (mb->delta[C_PGREUSE] != INT64_MIN)
                 mb->delta[C_PGREUSE] = 0;
         }
+        window_unlock();
         mb->ret = r;
         __atomic_store_n(&mb->done_seq, seq, __ATOMIC_SEQ_CST);
         futex(&mb->done_seq, FUTEX_WAKE, INT_MAX, NULL);
@@ -993,6 +1014,7 @@ static void kill_all(void)
 {
     if (!slots || getpid() != supervisor_pid)
         return;
+    window_lock();
     for (int p = 0; p < MAX_PROCS; p++)
         if (procs[p].spawned && procs[p].alive && procs[p].pid > 0)
             kill(procs[p].pid, SIGKILL);
@@ -1003,6 +1025,7 @@ static void kill_all(void)
         }
     while (waitpid(-1, NULL, WNOHANG) > 0)
         ;
+    window_unlock();
 }
 
 static uint64_t read_u64_at(int fd, uint64_t index, int *ok)
@@ -1195,6 +1218,9 @@ static void run_program(void)
         exit(3);
     }
     open_counters();
+    const char *lockp = getenv("KSMDIFF_PROBE_LOCK");
+    if (lockp && *lockp)
+        window_lock_fd = open(lockp, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     slots = mmap(NULL, sizeof(struct slot) * (size_t)nprocs, PROT_READ | PROT_WRITE,
                  MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (slots == MAP_FAILED) {
@@ -1246,6 +1272,7 @@ static void run_program(void)
             break;
         case OP_EXIT: {
             int64_t c0[NCOUNTERS], pre[NCOUNTERS], post[NCOUNTERS], c3[NCOUNTERS];
+            window_lock();
             read_counters(c0, slots[s->p].scratch);
             read_counters(pre, slots[s->p].scratch);
             struct mailbox *mb = &slots[s->p].mb;
@@ -1267,6 +1294,7 @@ static void run_program(void)
             read_counters(post, slots[s->p].scratch);
             read_counters(c3, slots[s->p].scratch);
             window_delta(c0, pre, post, c3, delta);
+            window_unlock();
             if (delta[C_PGREUSE] != INT64_MIN)
                 delta[C_PGREUSE] = 0; /* an exit does not write-fault */
             have_delta = 1;

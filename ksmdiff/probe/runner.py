@@ -39,6 +39,7 @@ import signal
 import sys
 import subprocess
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,6 +62,7 @@ EVENT_COUNTERS = ("cow_ksm", "ksm_swpin_copy", "pgreuse")
 GAUGE_COUNTERS = ("pages_shared", "pages_sharing", "ksm_zero_pages")
 PROBE_COUNTERS = EVENT_COUNTERS + GAUGE_COUNTERS
 MAX_BATCH = 64
+PARALLEL_STEPS = os.environ.get("KSMDIFF_SERIAL_STEPS") != "1"
 LINE_TIMEOUT = 90.0
 
 
@@ -110,12 +112,14 @@ class _Spawned:
     """A probe started with posix_spawn (vfork-fast), stdin/stdout/stderr on pipes; the
     subset of the Popen interface the runner uses."""
 
-    def __init__(self, exe: Path, prog: Path):
+    def __init__(self, exe: Path, prog: Path, lock: Path):
         fds = [os.pipe() for _ in range(3)]          # stdin, stdout, stderr
+        os.set_blocking(fds[1][0], False)
         child_ends = (fds[0][0], fds[1][1], fds[2][1])
         actions = [(os.POSIX_SPAWN_DUP2, fd, n) for n, fd in enumerate(child_ends)]
         try:
-            self.pid = os.posix_spawn(str(exe), [exe.name, str(prog)], PROBE_ENV,
+            self.pid = os.posix_spawn(str(exe), [exe.name, str(prog)],
+                                      {**PROBE_ENV, "KSMDIFF_PROBE_LOCK": str(lock)},
                                       file_actions=actions)
         finally:
             for fd in child_ends:
@@ -161,7 +165,7 @@ class _Live:
         self.counters = counters
         self.path = tmp / f"s{index}.prog"
         self.path.write_text(prog.text)
-        self.proc = _Spawned(exe, self.path)
+        self.proc = _Spawned(exe, self.path, tmp / "windows.lock")
         self.buf = b""
         self.records: list[Record] = []
         self.cum: dict[str, int] = {c: 0 for c in counters}
@@ -189,7 +193,10 @@ class _Live:
             r, _, _ = select.select([fd], [], [], left)
             if not r:
                 continue
-            chunk = os.read(fd, 65536)
+            try:
+                chunk = os.read(fd, 65536)
+            except BlockingIOError:
+                continue
             if not chunk:
                 return None
             self.buf += chunk
@@ -238,32 +245,60 @@ class _Live:
 
     def step(self) -> None:
         """Let the probe run up to its next ksm statement (or its end)."""
-        if self.done:
+        if not self.begin_step():
             return
-        try:
-            self.proc.stdin.write(b"go\n")
-        except OSError:
-            return self._fail(ENVIRONMENT, self._death_reason(None))
-        self.at_barrier = None
         while True:
             try:
                 msg = self._readline()
             except (EnvironmentProblem, ValueError) as e:
                 return self._fail(ENVIRONMENT, str(e))
-            if msg is None or "error" in msg:
-                return self._fail(ENVIRONMENT, self._death_reason(msg))
-            if "sync" in msg:
-                self.at_barrier = msg["sync"]
+            if self.handle(msg):
                 return
-            if "end" in msg:
-                self.done = True
-                try:
-                    self.proc.stdin.close()
-                except OSError:
-                    pass
-                self.proc.wait(timeout=30)
-                return
-            self._record(msg)
+
+    def begin_step(self) -> bool:
+        if self.done:
+            return False
+        try:
+            self.proc.stdin.write(b"go\n")
+        except OSError:
+            self._fail(ENVIRONMENT, self._death_reason(None))
+            return False
+        self.at_barrier = None
+        return True
+
+    def handle(self, msg: dict | None) -> bool:
+        """One message of a step; True when the step is over (a ksm statement, the end, an
+        error)."""
+        if msg is None or "error" in msg:
+            self._fail(ENVIRONMENT, self._death_reason(msg))
+            return True
+        if "sync" in msg:
+            self.at_barrier = msg["sync"]
+            return True
+        if "end" in msg:
+            self.done = True
+            try:
+                self.proc.stdin.close()
+            except OSError:
+                pass
+            self.proc.wait(timeout=30)
+            return True
+        self._record(msg)
+        return False
+
+    def lines(self) -> Iterable[dict | None]:
+        """Messages already read or readable now (non-blocking; None at EOF)."""
+        try:
+            chunk = os.read(self.proc.stdout.fileno(), 1 << 16)
+        except BlockingIOError:
+            chunk = b""
+        if not chunk:
+            yield None
+            return
+        self.buf += chunk
+        while b"\n" in self.buf:
+            line, _, self.buf = self.buf.partition(b"\n")
+            yield json.loads(line)
 
     # -- records
     def _record(self, msg: dict) -> None:
@@ -344,6 +379,31 @@ class _Live:
                          mode, self.prog.salt)
 
 
+def _step_all(lives: list[_Live]) -> None:
+    """Step every probe at once.  The probes serialise their counter windows among
+    themselves (flock on the batch lock file), so a global counter that moves in a window
+    is the window's own; observing, talking and parsing overlap."""
+    active = {lv.proc.stdout.fileno(): lv for lv in lives if lv.begin_step()}
+    deadline = time.monotonic() + LINE_TIMEOUT
+    while active:
+        r, _, _ = select.select(list(active), [], [], max(0.0, deadline - time.monotonic()))
+        if not r:
+            for lv in active.values():
+                lv._fail(ENVIRONMENT, f"probe silent for {LINE_TIMEOUT:.0f} s")
+            return
+        deadline = time.monotonic() + LINE_TIMEOUT
+        for fd in r:
+            lv = active[fd]
+            try:
+                for msg in lv.lines():
+                    if lv.handle(msg):
+                        del active[fd]
+                        break
+            except ValueError as e:
+                lv._fail(ENVIRONMENT, f"bad probe output: {e}")
+                del active[fd]
+
+
 def _ksm_stat(pids: Iterable[int]) -> tuple[int, int] | None:
     merging = zero = 0
     for pid in pids:
@@ -388,8 +448,12 @@ class _Session:
             lv.reaped = True
         self.unreaped = []
 
+    def spawn(self, items) -> list[_Live]:
+        return [_Live(i, s, p, self.exe, self.tmp, self.version, self.counters)
+                for i, s, p in items]
+
     def run_group(self, items: list[tuple[int, Scenario, Program]], *,
-                  reap: bool = True) -> list[_Live]:
+                  reap: bool = True, spawned=None) -> list[_Live]:
         """Replay ``items`` together (one item: alone).  ``reap``: first let ksmd clean up
         after earlier groups, for a quiet baseline; without it, what ksmd removes of the
         earlier groups' dead processes during this group's first scan is accounted for
@@ -397,14 +461,16 @@ class _Session:
         system.pin_knobs()
         if reap:
             self.reap()
-        lives = [_Live(i, s, p, self.exe, self.tmp, self.version, self.counters)
-                 for i, s, p in items]
+        lives = spawned.result() if spawned is not None else self.spawn(items)
         try:
             for lv in lives:
                 lv.wait_start()
             while True:
-                for lv in lives:
-                    lv.step()
+                if PARALLEL_STEPS and len(lives) > 1:
+                    _step_all(lives)
+                else:
+                    for lv in lives:
+                        lv.step()
                 self.check_gauges()
                 waiting = [lv for lv in lives if not lv.done and lv.at_barrier is not None]
                 if not waiting:
@@ -668,24 +734,50 @@ def _run_all(sess: _Session, scenarios, todo, needs, batch, finish) -> None:
         alone.extend(b)
     batches = [b for b in batches if len(b) > 1]
     retry: list[int] = []
-    for chunk in batches:
-        lives = sess.run_group([(i, scenarios[i], progs[i]) for i in chunk], reap=True)
-        for lv in lives:
-            if lv.ambiguous or (lv.status == ENVIRONMENT and "settle" not in lv.reason):
-                retry.append(lv.index)      # replay alone: results as one-at-a-time
-            else:
-                finish(lv.index, lv.result("batch"))
-    # Alone.  In a batch run, back to back without a reap in between (the earlier groups'
-    # leftovers are accounted for and checked); a failed check means a replay after a reap.
+    # Groups in order: the batches, then the scenarios that run alone.  In a batch run the
+    # probes of later groups are started in the background (posix_spawn in two threads)
+    # while earlier groups run; they wait for their first "go" and touch nothing before.
+    plan: list[tuple[str, list[int]]] = [("batch", chunk) for chunk in batches]
     for i in sorted(set(alone)):
-        # max_page_sharing / merge_across_nodes can only change with no stable nodes left
-        quiet = any(isinstance(b, A.KsmSet) and b.knob != "use_zero_pages"
-                    for b in progs[i].barriers.values())
-        lv = sess.run_group([(i, scenarios[i], progs[i])], reap=not use_batch or quiet)[0]
-        if lv.ambiguous:
-            retry.append(i)
-        else:
-            finish(i, lv.result("alone"))
+        plan.append(("alone", [i]))
+    pool = ThreadPoolExecutor(max_workers=2) if use_batch else None
+    futures = []
+    try:
+        for _kind, members in plan:
+            items = [(i, scenarios[i], progs[i]) for i in members]
+            futures.append(pool.submit(sess.spawn, items) if pool else None)
+        for (kind, members), fut in zip(plan, futures):
+            items = [(i, scenarios[i], progs[i]) for i in members]
+            if kind == "batch":
+                lives = sess.run_group(items, reap=True, spawned=fut)
+                for lv in lives:
+                    if lv.ambiguous or (lv.status == ENVIRONMENT and "settle" not in lv.reason):
+                        retry.append(lv.index)      # replay alone: as one-at-a-time
+                    else:
+                        finish(lv.index, lv.result("batch"))
+                continue
+            # Alone.  In a batch run, back to back without a reap in between (the earlier
+            # groups' leftovers are accounted for and checked); a failed check means a
+            # replay after a reap.  max_page_sharing / merge_across_nodes can only change
+            # with no stable nodes left.
+            i = members[0]
+            quiet = any(isinstance(b, A.KsmSet) and b.knob != "use_zero_pages"
+                        for b in progs[i].barriers.values())
+            lv = sess.run_group(items, reap=not use_batch or quiet, spawned=fut)[0]
+            if lv.ambiguous:
+                retry.append(i)
+            else:
+                finish(i, lv.result("alone"))
+    finally:
+        if pool:
+            for fut in futures:
+                if fut is not None and not fut.cancel():
+                    try:
+                        for lv in fut.result():
+                            lv.kill()
+                    except Exception:
+                        pass
+            pool.shutdown(wait=True)
     for i in retry:
         lv = sess.run_group([(i, scenarios[i], compile_scenario(scenarios[i]))], reap=True)[0]
         finish(i, lv.result("alone"))
