@@ -46,6 +46,7 @@
 #include <sys/file.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
@@ -422,6 +423,8 @@ static void validate_program(void)
     total_pages = 0;
 }
 
+static void parse_program_buffer(char *buf, size_t got);
+
 static void parse_program(const char *path)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -446,6 +449,12 @@ static void parse_program(const char *path)
         got += (size_t)n;
     }
     close(fd);
+    parse_program_buffer(buf, got);
+}
+
+/* buf holds got bytes and room for a terminating NUL; it is consumed. */
+static void parse_program_buffer(char *buf, size_t got)
+{
     buf[got] = 0;
     for (size_t i = 0; i < got; i++) {
         unsigned char c = (unsigned char)buf[i];
@@ -1367,6 +1376,98 @@ static void run_program(void)
     kill_all();
 }
 
+/* --server FD: FD is a stream socket to the runner.  Each request is a line "P LEN\n"
+ * carrying three descriptors (SCM_RIGHTS: stdin, stdout, stderr of the new probe), then LEN
+ * bytes of program.  The server forks a probe for it (no exec: ~10x cheaper than starting
+ * the executable) and answers "PID\n".  EOF on the socket ends the server. */
+static int recv_request(int sock, int fds[3], size_t *len)
+{
+    char line[64];
+    size_t n = 0;
+    int got_fds = 0;
+    while (n < sizeof line - 1) {
+        char c;
+        struct iovec iov = {&c, 1};
+        union { char buf[CMSG_SPACE(3 * sizeof(int))]; struct cmsghdr align; } u;
+        struct msghdr msg = {0};
+        msg.msg_iov = &iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = u.buf;
+        msg.msg_controllen = sizeof u.buf;
+        ssize_t r = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
+        if (r <= 0)
+            return -1;
+        for (struct cmsghdr *c2 = CMSG_FIRSTHDR(&msg); c2; c2 = CMSG_NXTHDR(&msg, c2))
+            if (c2->cmsg_level == SOL_SOCKET && c2->cmsg_type == SCM_RIGHTS &&
+                c2->cmsg_len == CMSG_LEN(3 * sizeof(int)) && !got_fds) {
+                memcpy(fds, CMSG_DATA(c2), 3 * sizeof(int));
+                got_fds = 1;
+            }
+        if (c == '\n')
+            break;
+        line[n++] = c;
+    }
+    line[n] = 0;
+    long v;
+    if (!got_fds || line[0] != 'P' || line[1] != ' ' || parse_uint(line + 2, 0, MAX_PROGRAM, &v))
+        return -2;
+    *len = (size_t)v;
+    return 0;
+}
+
+static int serve(int sock)
+{
+    signal(SIGCHLD, SIG_IGN);
+    (void)prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() == 1)
+        return 5;
+    for (;;) {
+        int fds[3];
+        size_t len;
+        int r = recv_request(sock, fds, &len);
+        if (r == -1)
+            return 0;
+        if (r < 0) {
+            fprintf(stderr, "ksmdiff-probe server: malformed request\n");
+            return 2;
+        }
+        char *buf = malloc(len + 1);
+        if (!buf)
+            return 3;
+        size_t got = 0;
+        while (got < len) {
+            ssize_t n = read(sock, buf + got, len - got);
+            if (n <= 0)
+                return 2;
+            got += (size_t)n;
+        }
+        pid_t pid = fork();
+        if (pid == 0) {
+            for (int i = 0; i < 3; i++)
+                if (dup2(fds[i], i) < 0)
+                    _exit(3);
+            close(sock);
+            for (int i = 0; i < 3; i++)
+                if (fds[i] > 2)
+                    close(fds[i]);
+            (void)prctl(PR_SET_PDEATHSIG, SIGKILL);
+            if (getppid() == 1)
+                _exit(5);
+            parse_program_buffer(buf, got);
+            run_program();
+            fflush(stdout);
+            _exit(0);
+        }
+        free(buf);
+        for (int i = 0; i < 3; i++)
+            close(fds[i]);
+        char reply[32];
+        int rl = snprintf(reply, sizeof reply, "%d\n", pid < 0 ? -errno : (int)pid);
+        if (write(sock, reply, (size_t)rl) != rl)
+            return 3;
+    }
+}
+
 int main(int argc, char **argv)
 {
     /* glibc registers rseq, and the kernel writes the rseq area (in a private TLS page) on
@@ -1383,12 +1484,18 @@ int main(int argc, char **argv)
         }
         /* exec failed: carry on with rseq */
     }
+    if (argc == 3 && !strcmp(argv[1], "--server")) {
+        long fd;
+        if (parse_uint(argv[2], 3, 1000, &fd))
+            return 4;
+        return serve((int)fd);
+    }
     if (argc == 3 && !strcmp(argv[1], "--check")) {
         parse_program(argv[2]);
         return 0;
     }
     if (argc != 2 || argv[1][0] == '-') {
-        fprintf(stderr, "usage: ksmdiff-probe [--check] PROGRAM_FILE\n");
+        fprintf(stderr, "usage: ksmdiff-probe [--check] PROGRAM_FILE | --server FD\n");
         return 4;
     }
     parse_program(argv[1]);

@@ -108,41 +108,42 @@ PROBE_ENV = {"GLIBC_TUNABLES": "glibc.pthread.rseq=0", "KSMDIFF_PROBE_NORSEQ": "
              "PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C"}
 
 
-class _Spawned:
-    """A probe started with posix_spawn (vfork-fast), stdin/stdout/stderr on pipes; the
-    subset of the Popen interface the runner uses."""
+class _Forked:
+    """A probe the probe server forked: stdin/stdout/stderr on our pipes; not our child,
+    so it is watched and signalled through a pidfd (the server reaps it)."""
 
-    def __init__(self, exe: Path, prog: Path, lock: Path):
-        fds = [os.pipe() for _ in range(3)]          # stdin, stdout, stderr
-        os.set_blocking(fds[1][0], False)
-        child_ends = (fds[0][0], fds[1][1], fds[2][1])
-        actions = [(os.POSIX_SPAWN_DUP2, fd, n) for n, fd in enumerate(child_ends)]
+    def __init__(self, pid: int, fds):
+        self.pid = pid
         try:
-            self.pid = os.posix_spawn(str(exe), [exe.name, str(prog)],
-                                      {**PROBE_ENV, "KSMDIFF_PROBE_LOCK": str(lock)},
-                                      file_actions=actions)
-        finally:
-            for fd in child_ends:
-                os.close(fd)
-        self.stdin = os.fdopen(fds[0][1], "wb", buffering=0)
-        self.stdout = os.fdopen(fds[1][0], "rb", buffering=0)
-        self.stderr = os.fdopen(fds[2][0], "rb", buffering=0)
-        self.returncode: int | None = None
+            self.pidfd: int | None = os.pidfd_open(pid)
+        except OSError:
+            self.pidfd = None            # already gone (a refused program exits at once)
+        self.stdin = os.fdopen(fds[0], "wb", buffering=0)
+        self.stdout = os.fdopen(fds[1], "rb", buffering=0)
+        self.stderr = os.fdopen(fds[2], "rb", buffering=0)
+        self.returncode: int | None = None if self.pidfd is not None else -1
 
     def poll(self) -> int | None:
         if self.returncode is None:
-            pid, status = os.waitpid(self.pid, os.WNOHANG)
-            if pid:
-                self.returncode = os.waitstatus_to_exitcode(status)
+            r, _, _ = select.select([self.pidfd], [], [], 0)
+            if r:
+                self.returncode = -1     # exited; the exit code stays with the server
         return self.returncode
 
     def wait(self, timeout: float | None = None) -> int:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while self.poll() is None:
-            if deadline is not None and time.monotonic() > deadline:
+        if self.poll() is None:
+            r, _, _ = select.select([self.pidfd], [], [], timeout)
+            if not r:
                 raise subprocess.TimeoutExpired(str(self.pid), timeout)
-            time.sleep(0.0005)
+            self.returncode = -1
         return self.returncode  # type: ignore[return-value]
+
+    def kill(self) -> None:
+        if self.poll() is None:
+            try:
+                signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)
+            except OSError:
+                pass
 
     def close(self) -> None:
         for f in (self.stdin, self.stdout, self.stderr):
@@ -150,22 +151,70 @@ class _Spawned:
                 f.close()
             except OSError:
                 pass
+        if self.pidfd is not None:
+            os.close(self.pidfd)
+            self.pidfd = None
 
-    def kill(self) -> None:
-        if self.poll() is None:
-            os.kill(self.pid, signal.SIGKILL)
+
+class _ProbeServer:
+    """``ksmdiff-probe --server``: forks a probe per request, far cheaper than an exec."""
+
+    def __init__(self, exe: Path, lock: Path):
+        import socket
+        import threading
+        self._socket = socket
+        a, b = socket.socketpair()
+        env = {**PROBE_ENV, "KSMDIFF_PROBE_LOCK": str(lock)}
+        devnull = os.open(os.devnull, os.O_RDWR)
+        try:
+            self.pid = os.posix_spawn(str(exe), [exe.name, "--server", "3"], env, file_actions=[
+                (os.POSIX_SPAWN_DUP2, devnull, 0), (os.POSIX_SPAWN_DUP2, b.fileno(), 3)])
+        finally:
+            os.close(devnull)
+            b.close()
+        self.sock = a
+        self.lock = threading.Lock()
+        self.rfile = a.makefile("rb", buffering=0)
+
+    def spawn(self, program: bytes) -> _Forked:
+        fds = [os.pipe() for _ in range(3)]          # stdin, stdout, stderr
+        child = [fds[0][0], fds[1][1], fds[2][1]]
+        try:
+            with self.lock:
+                self._socket.send_fds(self.sock, [b"P %d\n" % len(program)], child)
+                self.sock.sendall(program)
+                line = self.rfile.readline()
+        finally:
+            for fd in child:
+                os.close(fd)
+        try:
+            pid = int(line)
+        except ValueError:
+            raise EnvironmentProblem(f"the probe server died (answer {line!r})") from None
+        if pid <= 0:
+            raise EnvironmentProblem(f"the probe server could not fork: {os.strerror(-pid)}")
+        os.set_blocking(fds[1][0], False)
+        return _Forked(pid, (fds[0][1], fds[1][0], fds[2][0]))
+
+    def close(self) -> None:
+        try:
+            self.sock.close()
+            self.rfile.close()
+        finally:
+            try:
+                os.waitpid(self.pid, 0)
+            except ChildProcessError:
+                pass
 
 
 class _Live:
     """One scenario's probe: a process tree that steps on the runner's word."""
 
-    def __init__(self, index: int, scn: Scenario, prog: Program, exe: Path, tmp: Path,
+    def __init__(self, index: int, scn: Scenario, prog: Program, server: "_ProbeServer",
                  version: KernelVersion, counters: tuple[str, ...]):
         self.index, self.scn, self.prog, self.version = index, scn, prog, version
         self.counters = counters
-        self.path = tmp / f"s{index}.prog"
-        self.path.write_text(prog.text)
-        self.proc = _Spawned(exe, self.path, tmp / "windows.lock")
+        self.proc = server.spawn(prog.text.encode())
         self.buf = b""
         self.records: list[Record] = []
         self.cum: dict[str, int] = {c: 0 for c in counters}
@@ -209,13 +258,13 @@ class _Live:
         self.kill()
 
     def kill(self) -> None:
-        if self.proc.poll() is None:
+        if self.proc.poll() is None and not self.done:
             try:
                 self.proc.kill()
             except OSError:
                 pass
         try:
-            self.proc.wait(timeout=10)
+            self.proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             pass
         self.proc.close()
@@ -276,12 +325,13 @@ class _Live:
             self.at_barrier = msg["sync"]
             return True
         if "end" in msg:
+            # the probe has killed its processes (and waited for them); it exits now and
+            # is reaped when the group ends
             self.done = True
             try:
                 self.proc.stdin.close()
             except OSError:
                 pass
-            self.proc.wait(timeout=30)
             return True
         self._record(msg)
         return False
@@ -433,6 +483,7 @@ class _Session:
     counters: tuple[str, ...]
     warnings: list[str] = field(default_factory=list)
     unreaped: list = field(default_factory=list)   # dead scenarios ksmd has not cleaned yet
+    server: "_ProbeServer | None" = None
 
     # -- ksmd between groups
     def reap(self) -> None:
@@ -449,7 +500,8 @@ class _Session:
         self.unreaped = []
 
     def spawn(self, items) -> list[_Live]:
-        return [_Live(i, s, p, self.exe, self.tmp, self.version, self.counters)
+        assert self.server is not None
+        return [_Live(i, s, p, self.server, self.version, self.counters)
                 for i, s, p in items]
 
     def run_group(self, items: list[tuple[int, Scenario, Program]], *,
@@ -655,6 +707,7 @@ def run_kernel(scenarios: list[Scenario], *, batch: bool | None = None,
         tmpdir = tempfile.TemporaryDirectory(prefix="ksmdiff-")
         keeper = None
         tracer = None
+        sess = None
         try:
             system.pin_knobs()
             keeper = system.Keeper()
@@ -674,11 +727,16 @@ def run_kernel(scenarios: list[Scenario], *, batch: bool | None = None,
                 counters += ("stable_nodes_removed",)
             sess = _Session(version, exe, Path(tmpdir.name), tracer, swap_ok, swap_reason,
                             counters)
+            # started by this (main) thread: the server dies with the thread that started
+            # it (PR_SET_PDEATHSIG), and so do the probes it forks
+            sess.server = _ProbeServer(exe, Path(tmpdir.name) / "windows.lock")
             _run_all(sess, scenarios, todo, needs, batch, finish)
         finally:
             for sig, h in old_handlers.items():
                 signal.signal(sig, signal.SIG_IGN)   # no second interruption mid-restore
             try:
+                if sess is not None and sess.server is not None:
+                    sess.server.close()
                 tmpdir.cleanup()
                 if tracer:
                     tracer.close()
