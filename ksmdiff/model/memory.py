@@ -363,7 +363,12 @@ def do_swap_page(m: Machine, p: Process, slot: PageSlot, *, write: bool) -> None
     swapcache = pte.swap
     assert swapcache is not None
     # lookup_swap_cache hits: a quiet system still has the page in the swap cache
-    # (kernel-eras §f.5); the lookup reference becomes the pte's
+    # (kernel-eras §f.5); the lookup reference becomes the pte's.  A clean swap-cache page
+    # of an ordinary anon page is the first thing reclaim takes, though: under any memory
+    # pressure from elsewhere the swap-in reads a new frame (seen on the shared host), so
+    # the model allows "copied" there.  A KSM page keeps the exact prediction (§f.5).
+    if not swapcache.ksm:
+        m.may_also(slot, "copied")
     m.get_page(swapcache)
     page = ksm_might_need_to_copy(m, p, slot, swapcache)
     if page is not swapcache:
@@ -413,6 +418,7 @@ def do_swap_page(m: Machine, p: Process, slot: PageSlot, *, write: bool) -> None
 def zap_pte(m: Machine, slot: PageSlot) -> None:
     """zap_pte_range() for one pte (munmap, MADV_DONTNEED, exit_mmap)."""
     pte = slot.pte
+    slot.maybe_absent = False
     if pte.present:
         f = pte.frame
         if f.zero:
@@ -439,7 +445,12 @@ def copy_pte(m: Machine, src: PageSlot, dst: PageSlot) -> None:
     that never had an anonymous page are not copied: the child starts empty there."""
     sp, dp = src.pte, dst.pte
     if src.region is not None and not src.region.anon_vma:
-        return
+        if not (sp.present and sp.frame.zero and src.region.maybe_merged_anon_vma):
+            return
+        # the vma may have been merged with a neighbour that has an anon_vma (vma_merge
+        # at mmap/mprotect/madvise): then the zero pte is copied; the model copies it and
+        # marks the child's pte as maybe absent
+        dst.maybe_absent = True
     if sp.present:
         f = sp.frame
         if not f.zero:
@@ -452,6 +463,8 @@ def copy_pte(m: Machine, src: PageSlot, dst: PageSlot) -> None:
         sp.writable = False
         dp.present, dp.frame, dp.writable, dp.dirty = True, f, False, sp.dirty
         dp.ksm_zero = sp.ksm_zero
+        if src.maybe_absent:
+            dst.maybe_absent = True
     elif sp.swap is not None:
         sp.swap.swap_refs += 1                 # swap_duplicate
         # >= 5.19 copy_nonpresent_pte(): pte_swp_clear_exclusive on the parent

@@ -89,6 +89,10 @@ class Interpreter:
                     slot = r.pages[idx]
                     touched.append((p, r, slot))
                     before[id(slot)] = self._known_frame(slot)
+            for _p, _r, slot in touched:
+                if slot.maybe_absent:
+                    m.may_also(slot, "fresh")   # fork may not have copied its zero pte
+                    slot.maybe_absent = False
             handler(s)
             faults = {}
             for p, r, slot in touched:
@@ -143,6 +147,9 @@ class Interpreter:
             put("present", pte.present)
             put("swapped", pte.swap is not None)
             put("frame", labels[key])
+            if s.maybe_absent and pte.present and pte.frame.zero:
+                out[page_key(pname, rname, idx, "present")] = frozenset([True, False])
+                out[page_key(pname, rname, idx, "frame")] = frozenset(["Z", None])
             if pte.present:
                 f = pte.frame
                 put("ksm", bool(f.ksm and not f.zero))
@@ -240,7 +247,10 @@ class Interpreter:
         child = Process(s.child)
         child.merge_any = parent.merge_any
         m.procs[s.child] = child
+        anon_regions = [r for r in parent.regions.values()
+                        if r.anon_vma and any(x.mapped for x in r.pages)]
         for name, r in parent.regions.items():
+            r.maybe_merged_anon_vma = not r.anon_vma and any(o is not r for o in anon_regions)
             cr = Region(name, r.seq, [PageSlot(i) for i in range(len(r.pages))])
             cr.anon_vma = r.anon_vma           # anon_vma_fork()
             child.regions[name] = cr
@@ -249,13 +259,12 @@ class Interpreter:
                 if not ps.mapped:
                     continue
                 cs.logical = ps.logical
-                if r.anon_vma:
-                    cs.last_frame = self._known_frame(ps)
                 if ps.pte.ksm_zero:
                     # the child's copy of a KSM zero pte is not counted at fork but is
                     # uncounted when it goes: the global delta is no longer predictable
                     m.count_any("ksm_zero_pages")
                 M.copy_pte(m, ps, cs)
+                cs.last_frame = self._known_frame(cs)
         # ksm_fork(): a child of an MMF_VM_MERGEABLE mm gets its own mm_slot
         if parent.ksm_entered:
             K.ksm_enter(m, child)
@@ -278,6 +287,7 @@ class Interpreter:
         r = p.regions[s.target.region]
         for idx in s.target.indices(len(r.pages)):
             slot = r.pages[idx]
+            slot.maybe_absent = False          # GUP faults it in either way
             if M.gup_breaks_cow(m.version):
                 # 17839856fd58 "gup: document and work around 'COW can break either way'":
                 # FOLL_GET on a COW mapping turns on FOLL_WRITE, so a read-only pte is

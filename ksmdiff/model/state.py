@@ -108,6 +108,7 @@ class PageSlot:
     logical: Content = ZERO_CONTENT   # what this process wrote or inherited (the oracle)
     last_frame: Optional[Frame] = None  # the frame at the end of the previous step
     region: Optional["Region"] = None   # the vma (region) holding the page
+    maybe_absent: bool = False        # a zero-page pte that fork may not have copied
 
 
 @dataclass(eq=False)
@@ -116,6 +117,9 @@ class Region:
     seq: int                          # mmap sequence: the address order (see ksm.py)
     pages: list[PageSlot]
     anon_vma: bool = False            # vma->anon_vma: set by the first anonymous page
+    # another region of the process has an anon_vma: this vma may have been merged with
+    # it (adjacent anonymous vmas with equal flags merge), sharing its anon_vma
+    maybe_merged_anon_vma: bool = False
 
     def __post_init__(self) -> None:
         for s in self.pages:

@@ -60,12 +60,12 @@ def test_dontneed_zaps_and_the_next_touch_is_fresh(version):
 
 
 @pytest.mark.parametrize("version", PAGEOUT_VERSIONS)
-def test_pageout_then_read_returns_the_same_frame(version):
+def test_pageout_then_read_returns_the_same_frame_on_a_quiet_system(version):
     r = run("A: mmap buf 1\nA: fill buf 0x5a\nA: madvise buf pageout\nA: read buf\n", version)
     po = r.records[2].fields
     assert po["A/buf[0].swapped"] == {True} and po["A/buf[0].present"] == {False}
     assert po["A/buf[0].frame"] == {None} and "A/buf[0].content" not in po
-    assert last(r, "A/buf[0].fault") == {"reused"}
+    assert last(r, "A/buf[0].fault") == {"reused", "copied"}   # copied: reclaim elsewhere
     assert last(r, "A/buf[0].content") == {"0x5a"}
 
 
@@ -213,3 +213,30 @@ def test_fork_skips_a_vma_without_anon_vma(version):
     assert last(r, "B/buf[0].fault") == {"fresh"}
     r = run("A: mmap buf 2\nA: fill buf[1] 0x5a\nA: read buf[0]\nA: fork B\n", version)
     assert last(r, "B/buf[0].frame") == {"Z"}           # this vma has an anon_vma
+
+
+def test_swapped_ksm_page_keeps_the_exact_prediction():
+    """§f.5: the swap-in of a KSM page is predicted exactly (same frame, still KSM)."""
+    r = run("""A: mmap buf 2
+A: fill buf 0x5a
+A: madvise buf mergeable
+ksm settle
+A: munmap buf[1]
+A: madvise buf[0] pageout
+A: read buf[0]
+""", "6.18")
+    assert last(r, "A/buf[0].fault") == {"reused"} and last(r, "A/buf[0].ksm") == {True}
+
+
+@pytest.mark.parametrize("version", ["5.10", "6.18"])
+def test_zero_pte_of_a_possibly_merged_vma_may_or_may_not_be_copied(version):
+    """A zero-page-only region next to a written one may share its anon_vma through a vma
+    merge (found on the host): the child's pte is then copied.  The model allows both."""
+    r = run("A: mmap w 1\nA: fill w 0x5a\nA: mmap z 1\nA: read z\nA: fork B\n"
+            "B: read z\n", version)
+    fork = r.records[4].fields
+    assert fork["B/z[0].present"] == {True, False} and fork["B/z[0].frame"] == {"Z", None}
+    assert last(r, "B/z[0].fault") == {"reused", "fresh"}
+    assert last(r, "B/z[0].present") == {True}
+    r = run("A: mmap z 1\nA: read z\nA: fork B\n", version)       # no anon_vma anywhere
+    assert last(r, "B/z[0].present") == {False}
