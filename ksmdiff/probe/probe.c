@@ -1371,9 +1371,11 @@ static void run_program(void)
         for (int i = 0; i < NCOUNTERS; i++)
             group_delta[i] = 0;
     }
+    /* kill first: when the runner reads "end", the scenario's processes are gone, so the
+     * next full scan of ksmd finds their mms dead */
+    kill_all();
     printf("{\"end\":1}\n");
     fflush(stdout);
-    kill_all();
 }
 
 /* --server FD: FD is a stream socket to the runner.  Each request is a line "P LEN\n"

@@ -510,8 +510,10 @@ class _Session:
         after earlier groups, for a quiet baseline; without it, what ksmd removes of the
         earlier groups' dead processes during this group's first scan is accounted for
         (``unreaped``) and checked."""
-        system.pin_knobs()
-        if reap:
+        changed = system.pin_knobs()
+        # writing max_page_sharing / merge_across_nodes drops every stable node: what the
+        # earlier groups left is gone outside any barrier, so start from a reaped baseline
+        if reap or {"max_page_sharing", "merge_across_nodes"} & set(changed):
             self.reap()
         lives = spawned.result() if spawned is not None else self.spawn(items)
         try:
@@ -594,6 +596,14 @@ class _Session:
             direct = dict(delta)
             direct["stable_nodes_removed"] = removed[id(lv)]
             lv.pending = {"direct": direct}
+            return
+        if isinstance(stmt, A.KsmSet):
+            # a knob write (use_zero_pages) scans nothing: no gauge may move
+            moved = [k for k in delta if delta[k]]
+            for lv in waiting:
+                lv.pending = {"direct": {"stable_nodes_removed": removed[id(lv)]}}
+                if moved:
+                    lv.ambiguous = lv.ambiguous or f"{', '.join(moved)} moved during a knob write"
             return
         stats = {id(lv): _ksm_stat(lv.pids.values()) for lv in waiting}
         moved = [k for k in EVENT_COUNTERS if delta.get(k, 0)]

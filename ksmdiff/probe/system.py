@@ -204,19 +204,21 @@ def snapshot() -> dict:
     return {"knobs": knobs, "thp": thp}
 
 
-def pin_knobs(extra: dict[str, str] | None = None) -> None:
+def pin_knobs(extra: dict[str, str] | None = None) -> list[str]:
     """Write the pins (only those that differ).  merge_across_nodes cannot change while KSM
     pages exist (-EBUSY): then the run is an environment problem."""
     values = dict(PINS)
     if extra:
         values.update(extra)
     present = set(writable_knobs())
+    changed = []
     for name, _v in PINS:
         if name not in present:
             continue
         value = values[name]
         if read_knob(name) == value:
             continue
+        changed.append(name)
         try:
             write_knob(name, value)
         except OSError as e:
@@ -229,6 +231,7 @@ def pin_knobs(extra: dict[str, str] | None = None) -> None:
                     pass
             raise EnvironmentProblem(f"cannot set /sys/kernel/mm/ksm/{name}={value}: "
                                      f"{os.strerror(e.errno or 0)}") from None
+    return changed
 
 
 def drain_stable_nodes(timeout: float = 2.0) -> bool:
