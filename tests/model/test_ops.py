@@ -240,3 +240,45 @@ def test_zero_pte_of_a_possibly_merged_vma_may_or_may_not_be_copied(version):
     assert last(r, "B/z[0].present") == {True}
     r = run("A: mmap z 1\nA: read z\nA: fork B\n", version)       # no anon_vma anywhere
     assert last(r, "B/z[0].present") == {False}
+
+
+@pytest.mark.parametrize("version", ["5.4", "6.18"])
+def test_munmap_of_a_swapped_page_drops_the_swap_cache_page(version):
+    it = interp("A: mmap buf 1\nA: fill buf 0x5a\nA: madvise buf pageout\nA: munmap buf\n",
+                version)
+    (f,) = it.m.frames
+    assert f.freed and not f.swapcache and f.swap_refs == 0
+    r = run("A: mmap buf 1\nA: fill buf 0x5a\nA: madvise buf pageout\nA: fork B\n"
+            "A: madvise buf dontneed\nB: read buf\n", version)
+    assert r.violations == () and last(r, "B/buf[0].content") == {"0x5a"}
+
+
+def test_zap_of_ksm_zero_pages_uncounts_them():
+    r = run("""ksm set use_zero_pages 1
+A: mmap buf 2
+A: fill buf zero
+A: madvise buf mergeable
+ksm settle
+A: munmap buf[0]
+A: madvise buf[1] dontneed
+""", "6.18")
+    assert r.records[-3].fields["counter.ksm_zero_pages"] == {2}
+    assert last(r, "counter.ksm_zero_pages") == {0}
+
+
+def test_fork_of_ksm_zero_pages_makes_the_counter_unpredictable():
+    r = run("""ksm set use_zero_pages 1
+A: mmap buf 1
+A: fill buf zero
+A: madvise buf mergeable
+ksm settle
+A: fork B
+""", "6.18")
+    assert last(r, "counter.ksm_zero_pages") is ANY
+    assert last(r, "B/buf[0].frame") == {"Z"}
+
+
+def test_pin_of_a_read_only_ksm_page_in_5_8_keeps_the_pte_read_only():
+    it = interp(KSM2 + "A: mprotect buf ro\nA: pin buf[0]\n", "5.8")
+    s = it.m.procs["A"].regions["buf"].pages[0]
+    assert not s.pte.frame.ksm and not s.pte.writable
