@@ -221,6 +221,7 @@ class _Live:
         self.status = OK
         self.reason = ""
         self.done = False
+        self.ended = False               # the probe said "end" (it exits by itself)
         self.at_barrier: int | None = None
         self.pids: dict[int, int] = {}
         self.ksm_pfns: dict[int, int] = {}   # pfn -> last record seen KSM
@@ -258,7 +259,7 @@ class _Live:
         self.kill()
 
     def kill(self) -> None:
-        if self.proc.poll() is None and not self.done:
+        if self.proc.poll() is None and not self.ended:
             try:
                 self.proc.kill()
             except OSError:
@@ -327,7 +328,7 @@ class _Live:
         if "end" in msg:
             # the probe has killed its processes (and waited for them); it exits now and
             # is reaped when the group ends
-            self.done = True
+            self.done = self.ended = True
             try:
                 self.proc.stdin.close()
             except OSError:
@@ -607,11 +608,17 @@ class _Session:
             return
         stats = {id(lv): _ksm_stat(lv.pids.values()) for lv in waiting}
         moved = [k for k in EVENT_COUNTERS if delta.get(k, 0)]
+        # Events during a settle: ksmd counts cow_ksm only when it breaks a page it had just
+        # made KSM (break_cow), which needs a page it cannot merge - a pinned one (§f.4);
+        # with every scenario paused and lru_add_drain_all() at each scan start nothing
+        # else holds such a reference.  So a batch's one pinning scenario owns them.
+        pinner = [lv for lv in waiting if lv.prog.has_pins]
+        owner = waiting[0] if single else (pinner[0] if len(pinner) == 1 else None)
         for lv in waiting:
             direct = {"stable_nodes_removed": removed[id(lv)]}
-            if single:   # events: reaping dead mms moves none of them
+            if lv is owner:   # (reaping dead mms moves no event counter)
                 direct.update({k: v for k, v in delta.items() if k in EVENT_COUNTERS})
-            elif moved:
+            elif moved and owner is None:
                 lv.ambiguous = lv.ambiguous or f"{', '.join(moved)} moved during a shared settle"
             lv.pending = {"direct": direct, "ksm_stat": stats[id(lv)]}
             if stats[id(lv)] is None:
@@ -757,7 +764,9 @@ def run_kernel(scenarios: list[Scenario], *, batch: bool | None = None,
                     system.drain_stable_nodes(timeout=2.0)
                 except OSError:
                     pass
-                system.restore_journal(jpath)
+                summary = system.restore_journal(jpath)
+                if "INCOMPLETE" in summary:
+                    print(f"ksmdiff: {summary}", file=sys.stderr, flush=True)
             finally:
                 for sig, h in old_handlers.items():
                     signal.signal(sig, h)
@@ -782,7 +791,11 @@ def _run_all(sess: _Session, scenarios, todo, needs, batch, finish) -> None:
     # reach, they do the same thing (settle, or the same exact scan count).
     batches: list[list[int]] = []
     sigs: list[tuple] = []
-    for i, prog in progs.items():
+    # scenarios of which a batch takes at most one go last, into the batches the others
+    # formed (one each); only what finds no place starts a batch of its own
+    order = sorted(progs, key=lambda i: progs[i].zero_merges or progs[i].has_pins)
+    for i in order:
+        prog = progs[i]
         if not use_batch or prog.solo_reasons:
             alone.append(i)
             continue
@@ -790,6 +803,8 @@ def _run_all(sess: _Session, scenarios, todo, needs, batch, finish) -> None:
             n = min(len(sig), len(prog.signature))
             if prog.zero_merges and any(progs[j].zero_merges for j in batches[b]):
                 continue   # two scenarios' real zero pages would merge with each other
+            if prog.has_pins and any(progs[j].has_pins for j in batches[b]):
+                continue   # settle-time cow_ksm could not be told apart
             if len(batches[b]) < MAX_BATCH and sig[:n] == prog.signature[:n]:
                 batches[b].append(i)
                 if len(prog.signature) > len(sig):

@@ -48,7 +48,7 @@ def test_write_to_zero_based_pages_carries_the_second_salt_in_page_order():
 
 
 @pytest.mark.parametrize("body,reason", [
-    ("A: mmap b 1\nA: pin b\n", "pins"),
+
     ("ksm set max_page_sharing 2\n", "max_page_sharing"),
 ])
 def test_scenarios_that_cannot_share_a_settle(body, reason):
