@@ -46,12 +46,16 @@ def find_compiler() -> str:
 def default_probe() -> Path:
     """The probe the runner uses: static when the C library allows it (exec is faster, no
     dynamic loader writing private pages), else dynamic with -z now."""
-    try:
-        return probe_path(static=True)
-    except EnvironmentProblem as e:
-        if "no C compiler" in str(e):
-            raise
-        return probe_path(static=False)
+    marker = cache_dir() / f"no-static-{source_hash()}"
+    if not marker.exists():
+        try:
+            return probe_path(static=True)
+        except EnvironmentProblem as e:
+            if "no C compiler" in str(e):
+                raise
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            marker.write_text(str(e))       # no static libc here: do not retry every run
+    return probe_path(static=False)
 
 
 def probe_path(static: bool = False, *, rebuild: bool = False) -> Path:
