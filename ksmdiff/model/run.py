@@ -109,9 +109,23 @@ class Interpreter:
             for p in m.procs.values():
                 for _r, slot in p.slots():
                     slot.last_frame = self._known_frame(slot)
+                if p.alive:
+                    self._note_possible_vma_merges(p)
             note = "; ".join(m.notes[n_notes:])
             self.records.append(Record(i, s.pos.line, self.fields(faults), note=note))
             self.violations.extend(check(m, i, s.pos.line))
+
+    @staticmethod
+    def _note_possible_vma_merges(p: Process) -> None:
+        """Adjacent anonymous vmas with equal flags merge (at mmap, mprotect, madvise), and
+        a vma that merged with one holding an anon_vma keeps that anon_vma even after a
+        split or the neighbour's munmap (found on the host).  The model does not track
+        addresses, so once any region of the process has an anon_vma every other one may
+        have it too: sticky, and inherited by fork."""
+        if any(r.anon_vma and any(x.mapped for x in r.pages) for r in p.regions.values()):
+            for r in p.regions.values():
+                if not r.anon_vma:
+                    r.maybe_merged_anon_vma = True
 
     @staticmethod
     def _known_frame(slot: PageSlot):
@@ -247,12 +261,11 @@ class Interpreter:
         child = Process(s.child)
         child.merge_any = parent.merge_any
         m.procs[s.child] = child
-        anon_regions = [r for r in parent.regions.values()
-                        if r.anon_vma and any(x.mapped for x in r.pages)]
+        self._note_possible_vma_merges(parent)
         for name, r in parent.regions.items():
-            r.maybe_merged_anon_vma = not r.anon_vma and any(o is not r for o in anon_regions)
             cr = Region(name, r.seq, [PageSlot(i) for i in range(len(r.pages))])
             cr.anon_vma = r.anon_vma           # anon_vma_fork()
+            cr.maybe_merged_anon_vma = r.maybe_merged_anon_vma
             child.regions[name] = cr
             for ps, cs in zip(r.pages, cr.pages):
                 cs.mapped, cs.prot, cs.mergeable = ps.mapped, ps.prot, ps.mergeable

@@ -282,3 +282,11 @@ def test_pin_of_a_read_only_ksm_page_in_5_8_keeps_the_pte_read_only():
     it = interp(KSM2 + "A: mprotect buf ro\nA: pin buf[0]\n", "5.8")
     s = it.m.procs["A"].regions["buf"].pages[0]
     assert not s.pte.frame.ksm and not s.pte.writable
+
+
+def test_a_possible_vma_merge_is_sticky_and_inherited():
+    """Found on the host: a zero-page-only vma that merged with a written neighbour keeps
+    the anon_vma after the neighbour is unmapped, and passes it on through fork."""
+    r = run("A: mmap w 1\nA: fill w 0x5a\nA: mmap z 1\nA: read z\nA: fork B\n"
+            "B: munmap w\nB: fork C\n", "6.18")
+    assert last(r, "C/z[0].present") == {True, False}
