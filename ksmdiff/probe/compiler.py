@@ -25,7 +25,7 @@ class Program:
     salt: int
     zero_merges: bool = False              # real (unsalted) zero pages meet ksmd with
                                            # use_zero_pages=0: at most one such per batch
-    has_pins: bool = False                 # pins pages: at most one such per batch
+    has_pins: bool = False                 # pins pages: may own settle-time events
 
 
 def new_salt() -> int:
@@ -128,8 +128,8 @@ def compile_scenario(scn: A.Scenario, salt: int | None = None) -> Program:
             lines.append(f"{k} exit {p}")
         elif isinstance(s, A.Pin):
             # ksmd may break a pinned page's identical twin on every scan (cow_ksm churn,
-            # kernel-eras §f.4): at most one pinning scenario per batch, which then owns
-            # every event counted during a shared settle
+            # kernel-eras §f.4): settle-time events of a batch belong to its pinning
+            # scenarios (one: it owns them; several: they are replayed alone)
             has_pins = True
             lo, hi, _ = rng(s.proc, s.target)
             lines.append(f"{k} pin {p} {regions.index(s.target.region)} {lo} {hi}")

@@ -61,7 +61,7 @@ __all__ = ["KernelRun", "host_version", "is_root", "run_kernel", "restore"]
 EVENT_COUNTERS = ("cow_ksm", "ksm_swpin_copy", "pgreuse")
 GAUGE_COUNTERS = ("pages_shared", "pages_sharing", "ksm_zero_pages")
 PROBE_COUNTERS = EVENT_COUNTERS + GAUGE_COUNTERS
-MAX_BATCH = 64
+MAX_BATCH = 256
 PARALLEL_STEPS = os.environ.get("KSMDIFF_SERIAL_STEPS") != "1"
 LINE_TIMEOUT = 90.0
 
@@ -612,13 +612,15 @@ class _Session:
         # made KSM (break_cow), which needs a page it cannot merge - a pinned one (§f.4);
         # with every scenario paused and lru_add_drain_all() at each scan start nothing
         # else holds such a reference.  So a batch's one pinning scenario owns them.
+        # With several pinning scenarios in the batch the events cannot be told apart: those
+        # scenarios are replayed alone (the others, which cannot have caused them, keep 0).
         pinner = [lv for lv in waiting if lv.prog.has_pins]
         owner = waiting[0] if single else (pinner[0] if len(pinner) == 1 else None)
         for lv in waiting:
             direct = {"stable_nodes_removed": removed[id(lv)]}
             if lv is owner:   # (reaping dead mms moves no event counter)
                 direct.update({k: v for k, v in delta.items() if k in EVENT_COUNTERS})
-            elif moved and owner is None:
+            elif moved and owner is None and (lv.prog.has_pins or not pinner):
                 lv.ambiguous = lv.ambiguous or f"{', '.join(moved)} moved during a shared settle"
             lv.pending = {"direct": direct, "ksm_stat": stats[id(lv)]}
             if stats[id(lv)] is None:
@@ -793,7 +795,7 @@ def _run_all(sess: _Session, scenarios, todo, needs, batch, finish) -> None:
     sigs: list[tuple] = []
     # scenarios of which a batch takes at most one go last, into the batches the others
     # formed (one each); only what finds no place starts a batch of its own
-    order = sorted(progs, key=lambda i: progs[i].zero_merges or progs[i].has_pins)
+    order = sorted(progs, key=lambda i: progs[i].zero_merges)
     for i in order:
         prog = progs[i]
         if not use_batch or prog.solo_reasons:
@@ -803,8 +805,6 @@ def _run_all(sess: _Session, scenarios, todo, needs, batch, finish) -> None:
             n = min(len(sig), len(prog.signature))
             if prog.zero_merges and any(progs[j].zero_merges for j in batches[b]):
                 continue   # two scenarios' real zero pages would merge with each other
-            if prog.has_pins and any(progs[j].has_pins for j in batches[b]):
-                continue   # settle-time cow_ksm could not be told apart
             if len(batches[b]) < MAX_BATCH and sig[:n] == prog.signature[:n]:
                 batches[b].append(i)
                 if len(prog.signature) > len(sig):
