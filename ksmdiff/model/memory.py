@@ -262,12 +262,19 @@ def _do_wp_page_5_1(m, p, slot, page, unshare):
 
 
 def _pvec_uncertain(m: Machine, slot: PageSlot, page: Frame) -> bool:
-    """A refcount test that passes in the model may fail on a kernel whose per-CPU LRU-add
-    batch still holds the page (d4c470970d45's motivation): allow the copy too."""
-    if page.maybe_pvec:
-        m.may_also(slot, "copied")
-        return True
-    return False
+    """A refcount-exact reuse test (5.9+, a page that is not PageAnonExclusive) that passes
+    in the model may fail on a kernel where a per-CPU folio batch holds a transient
+    reference, on another CPU than the faulting one (its lru_add_drain() is local):
+
+    * the LRU-add batch of a freshly faulted page (``maybe_pvec``; d4c470970d45's
+      motivation), drained only by ksmd's lru_add_drain_all() at each full scan;
+    * the activate batch: mark_page_accessed() from any FOLL_TOUCH GUP, such as the
+      harness reading page contents through /proc/PID/mem, takes a reference too (seen
+      on the host's 6.18: a page written after its only other mapper exited was copied).
+
+    So the copy is always allowed there."""
+    m.may_also(slot, "copied")
+    return True
 
 
 def _reuse_maybe(m, p, slot, page, uncertain: bool) -> None:

@@ -158,12 +158,16 @@ A: write buf 0x01
 
 @pytest.mark.parametrize("version", ERA_VERSIONS)
 def test_anon_reuse_after_child_exit_drained(version):
-    """After a ksmd scan (lru_add_drain_all) every era reuses the only-mapped anon page:
-    mapcount-based <= 5.8, refcount-based 5.9+, via wp_can_reuse 5.19+."""
+    """Every era reuses the only-mapped anon page on a quiet system (mapcount-based
+    <= 5.8, refcount-based 5.9+, via wp_can_reuse 5.19+); from 5.9 a per-CPU batch
+    reference (even one the harness's own /proc/PID/mem reads cause) may make it copy,
+    even after ksmd's lru_add_drain_all."""
     r = run(FORK_CHILD_EXITS.format(scan="A: madvise buf mergeable\nksm scan 1\n"), version)
-    assert last(r, "A/buf[0].fault") == {"reused"}
-    if V(version).mm >= (5, 9):
-        assert last(r, "counter.pgreuse") == {1}
+    if V(version).mm <= (5, 8):
+        assert last(r, "A/buf[0].fault") == {"reused"}
+    else:
+        assert last(r, "A/buf[0].fault") == {"reused", "copied"}
+        assert last(r, "counter.pgreuse") == {0, 1}
 
 
 @pytest.mark.parametrize("version", ERA_VERSIONS)
