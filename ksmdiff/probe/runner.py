@@ -654,7 +654,19 @@ class _Session:
 def run_kernel(scenarios: list[Scenario], *, batch: bool | None = None,
                progress: Callable[[int, int], None] | None = None,
                journal_dir: str | os.PathLike | None = None) -> list[KernelRun]:
-    """Replay each scenario on the running kernel; one KernelRun per scenario, input order."""
+    """Replay each scenario on the running kernel; one KernelRun per scenario, input order.
+
+    SIGINT and SIGTERM stop the run after everything was restored: SIGINT then raises
+    KeyboardInterrupt, SIGTERM SystemExit(143)."""
+    try:
+        return _run_kernel(scenarios, batch=batch, progress=progress, journal_dir=journal_dir)
+    except _Interrupted as e:
+        if e.signum == signal.SIGINT:
+            raise KeyboardInterrupt from None
+        raise SystemExit(128 + e.signum) from None
+
+
+def _run_kernel(scenarios, *, batch, progress, journal_dir) -> list[KernelRun]:
     scenarios = list(scenarios)
     for s in scenarios:
         if not isinstance(s, Scenario):
