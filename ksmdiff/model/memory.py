@@ -85,6 +85,7 @@ def gup_breaks_cow(version) -> bool:
 
 def anon_vma_prepare(slot: PageSlot) -> None:
     """The vma gets an anon_vma with its first anonymous page (not with the zero page)."""
+    slot.had_anon = True
     if slot.region is not None:
         slot.region.anon_vma = True
 
@@ -451,12 +452,15 @@ def copy_pte(m: Machine, src: PageSlot, dst: PageSlot) -> None:
     copy ptes where a page fault will fill them correctly"), so zero-page ptes of a vma
     that never had an anonymous page are not copied: the child starts empty there."""
     sp, dp = src.pte, dst.pte
-    if src.region is not None and not src.region.anon_vma:
-        if not (sp.present and sp.frame.zero and src.region.maybe_merged_anon_vma):
+    dst.had_anon = src.had_anon
+    r = src.region
+    if r is not None and not src.had_anon and not (r.anon_vma and not r.split):
+        # not certain that this page's vma has an anon_vma
+        if not (sp.present and sp.frame.zero and (r.anon_vma or r.maybe_merged_anon_vma)):
             return
-        # the vma may have been merged with a neighbour that has an anon_vma (vma_merge
-        # at mmap/mprotect/madvise): then the zero pte is copied; the model copies it and
-        # marks the child's pte as maybe absent
+        # its vma may share an anon_vma with another part of the region (before a split)
+        # or with a neighbour it merged with (vma_merge at mmap/mprotect/madvise): then the
+        # zero pte is copied.  The model copies it and marks the child's pte maybe absent.
         dst.maybe_absent = True
     if sp.present:
         f = sp.frame

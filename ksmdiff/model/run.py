@@ -183,6 +183,13 @@ class Interpreter:
         r = p.regions[target.region]
         return [r.pages[i] for i in target.indices(len(r.pages))]
 
+    def note_split(self, proc: str, target: A.Target) -> None:
+        """An operation on part of a region splits its vma (mprotect, madvise flags,
+        munmap), so parts of the region may have different anon_vmas."""
+        r = self.m.procs[proc].regions[target.region]
+        if len(target.indices(len(r.pages))) < len(r.pages):
+            r.split = True
+
     def user_write(self, p: Process, slot: PageSlot, content) -> None:
         M.handle_mm_fault(self.m, p, slot, write=True)
         assert slot.pte.present and slot.pte.writable, "a write fault left no writable pte"
@@ -218,6 +225,8 @@ class Interpreter:
         m = self.m
         p = m.procs[s.proc]
         slots = self.slots(s.proc, s.target)
+        if s.advice in ("mergeable", "unmergeable"):
+            self.note_split(s.proc, s.target)
         if s.advice == "mergeable":
             # ksm_madvise(MADV_MERGEABLE): __ksm_enter on first use, VM_MERGEABLE
             K.ksm_enter(m, p)
@@ -242,14 +251,17 @@ class Interpreter:
             raise AssertionError(s.advice)
 
     def do_Mprotect(self, s: A.Mprotect) -> None:
+        self.note_split(s.proc, s.target)
         for slot in self.slots(s.proc, s.target):
             slot.prot = s.prot
             M.change_pte_range(self.m, slot, s.prot)
 
     def do_Munmap(self, s: A.Munmap) -> None:
+        self.note_split(s.proc, s.target)
         for slot in self.slots(s.proc, s.target):
             if slot.mapped:
                 M.zap_pte(self.m, slot)
+            slot.had_anon = False
             slot.mapped = False
             slot.mergeable = False
             slot.logical = ZERO_CONTENT
@@ -266,6 +278,7 @@ class Interpreter:
             cr = Region(name, r.seq, [PageSlot(i) for i in range(len(r.pages))])
             cr.anon_vma = r.anon_vma           # anon_vma_fork()
             cr.maybe_merged_anon_vma = r.maybe_merged_anon_vma
+            cr.split = r.split
             child.regions[name] = cr
             for ps, cs in zip(r.pages, cr.pages):
                 cs.mapped, cs.prot, cs.mergeable = ps.mapped, ps.prot, ps.mergeable

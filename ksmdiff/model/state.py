@@ -109,6 +109,7 @@ class PageSlot:
     last_frame: Optional[Frame] = None  # the frame at the end of the previous step
     region: Optional["Region"] = None   # the vma (region) holding the page
     maybe_absent: bool = False        # a zero-page pte that fork may not have copied
+    had_anon: bool = False            # an anonymous page was here: its vma has an anon_vma
 
 
 @dataclass(eq=False)
@@ -116,7 +117,8 @@ class Region:
     name: str
     seq: int                          # mmap sequence: the address order (see ksm.py)
     pages: list[PageSlot]
-    anon_vma: bool = False            # vma->anon_vma: set by the first anonymous page
+    anon_vma: bool = False            # some page of the region had an anonymous page
+    split: bool = False               # munmap/mprotect/madvise of part: maybe several vmas
     # another region of the process has an anon_vma: this vma may have been merged with
     # it (adjacent anonymous vmas with equal flags merge), sharing its anon_vma
     maybe_merged_anon_vma: bool = False

@@ -290,3 +290,13 @@ def test_a_possible_vma_merge_is_sticky_and_inherited():
     r = run("A: mmap w 1\nA: fill w 0x5a\nA: mmap z 1\nA: read z\nA: fork B\n"
             "B: munmap w\nB: fork C\n", "6.18")
     assert last(r, "C/z[0].present") == {True, False}
+
+
+def test_a_split_region_may_hold_vmas_without_anon_vma():
+    """Found on the host: munmap of a middle page splits the vma before any anonymous
+    page exists; a zero-page-only part then has no anon_vma and fork skips it, although
+    another part of the same region was written later."""
+    r = run("A: mmap buf 3\nA: munmap buf[1]\nA: read buf[0]\nA: fill buf[2] 0x5a\n"
+            "A: fork B\n", "6.18")
+    assert last(r, "B/buf[0].present") == {True, False}
+    assert last(r, "B/buf[2].present") == {True}
