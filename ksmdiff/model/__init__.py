@@ -31,10 +31,21 @@ read next to ``mm/memory.c`` and ``mm/ksm.c``:
 
 The model predicts a *quiet* system: ksmd runs only inside ``ksm settle`` / ``ksm scan``,
 trylock succeeds, ``pte_same`` holds, nothing is reclaimed without MADV_PAGEOUT and a
-paged-out page stays in the swap cache.  Where a quiet kernel still has a choice the record
-holds every allowed value: a per-CPU LRU-add batch may hold a fresh page (5.9+ refcount
-reuse may copy: ``fault`` {reused, copied}, ``pgreuse`` one less); a pinned page's twin
-churns once per scan (``cow_ksm`` ANY after that settle/scan).
+paged-out page stays in the swap cache.  Where a quiet kernel (or the harness observing it)
+still has a choice, the record holds every allowed value:
+
+* 5.9+ refcount-exact reuse of a page that is not PageAnonExclusive may copy: a per-CPU
+  folio batch on another CPU may hold a reference (the LRU-add batch of a fresh page, or
+  the activate batch fed by any FOLL_TOUCH GUP -- the harness's /proc/PID/mem reads too):
+  ``fault`` {reused, copied}, ``pgreuse`` one less.  The 5.1-5.8 KSM reuse is kept exact
+  (the differential test is about it); the same observer effect could turn it into a copy
+  on a real 5.x kernel, which the judge will then report.
+* the swap-in of an ordinary anon page may find its swap-cache page reclaimed (memory
+  pressure from elsewhere): ``copied`` as well as ``reused``.  KSM pages stay exact (§f.5).
+* a pinned page's twin churns once per scan (``cow_ksm`` ANY after that settle/scan).
+* the model does not track addresses, so vma merges and splits are uncertain: a
+  zero-page-only part of a region may or may not have an anon_vma, and fork may or may not
+  copy its zero ptes (``present`` {True, False} until the child touches the page).
 
 Era facts beyond kernel-eras.md §a that the model encodes (each checked in kernel text or
 on the host's 6.18; versions marked [I] are inferred from posting dates):
