@@ -61,7 +61,7 @@ __all__ = ["KernelRun", "host_version", "is_root", "run_kernel", "restore"]
 EVENT_COUNTERS = ("cow_ksm", "ksm_swpin_copy", "pgreuse")
 GAUGE_COUNTERS = ("pages_shared", "pages_sharing", "ksm_zero_pages")
 PROBE_COUNTERS = EVENT_COUNTERS + GAUGE_COUNTERS
-MAX_BATCH = 256
+MAX_BATCH = 64
 PARALLEL_STEPS = os.environ.get("KSMDIFF_SERIAL_STEPS") != "1"
 LINE_TIMEOUT = 90.0
 
@@ -108,6 +108,16 @@ PROBE_ENV = {"GLIBC_TUNABLES": "glibc.pthread.rseq=0", "KSMDIFF_PROBE_NORSEQ": "
              "PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C"}
 
 
+def _readable(fds, timeout: float | None) -> list[int]:
+    """The fds of ``fds`` that are readable within ``timeout`` seconds (poll(2): no
+    FD_SETSIZE limit, unlike select)."""
+    p = select.poll()
+    for fd in fds:
+        p.register(fd, select.POLLIN | select.POLLHUP | select.POLLERR)
+    ms = None if timeout is None else max(0, int(timeout * 1000))
+    return [fd for fd, _ev in p.poll(ms)]
+
+
 class _Forked:
     """A probe the probe server forked: stdin/stdout/stderr on our pipes; not our child,
     so it is watched and signalled through a pidfd (the server reaps it)."""
@@ -124,16 +134,15 @@ class _Forked:
         self.returncode: int | None = None if self.pidfd is not None else -1
 
     def poll(self) -> int | None:
-        if self.returncode is None:
-            r, _, _ = select.select([self.pidfd], [], [], 0)
-            if r:
-                self.returncode = -1     # exited; the exit code stays with the server
+        if self.pidfd is None:
+            return -1 if self.returncode is None else self.returncode
+        if self.returncode is None and _readable([self.pidfd], 0):
+            self.returncode = -1         # exited; the exit code stays with the server
         return self.returncode
 
     def wait(self, timeout: float | None = None) -> int:
         if self.poll() is None:
-            r, _, _ = select.select([self.pidfd], [], [], timeout)
-            if not r:
+            if not _readable([self.pidfd], timeout):
                 raise subprocess.TimeoutExpired(str(self.pid), timeout)
             self.returncode = -1
         return self.returncode  # type: ignore[return-value]
@@ -240,8 +249,7 @@ class _Live:
             left = deadline - time.monotonic()
             if left <= 0:
                 raise EnvironmentProblem(f"probe silent for {LINE_TIMEOUT:.0f} s")
-            r, _, _ = select.select([fd], [], [], left)
-            if not r:
+            if not _readable([fd], left):
                 continue
             try:
                 chunk = os.read(fd, 65536)
@@ -437,7 +445,7 @@ def _step_all(lives: list[_Live]) -> None:
     active = {lv.proc.stdout.fileno(): lv for lv in lives if lv.begin_step()}
     deadline = time.monotonic() + LINE_TIMEOUT
     while active:
-        r, _, _ = select.select(list(active), [], [], max(0.0, deadline - time.monotonic()))
+        r = _readable(list(active), max(0.0, deadline - time.monotonic()))
         if not r:
             for lv in active.values():
                 lv._fail(ENVIRONMENT, f"probe silent for {LINE_TIMEOUT:.0f} s")
@@ -716,6 +724,13 @@ def _run_kernel(scenarios, *, batch, progress, journal_dir) -> list[KernelRun]:
             finish(i, KernelRun(scenarios[i], version, ENVIRONMENT, str(e)))
         return results  # type: ignore[return-value]
 
+    try:   # every waiting probe holds four descriptors here
+        import resource
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft < min(hard, 16384):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 16384), hard))
+    except (ImportError, ValueError, OSError):
+        pass
     sdir = system.state_dir(journal_dir)
     jpath = sdir / system.JOURNAL_NAME
     old_handlers = {}
@@ -836,12 +851,24 @@ def _run_all(sess: _Session, scenarios, todo, needs, batch, finish) -> None:
     for i in sorted(set(alone)):
         plan.append(("alone", [i]))
     pool = ThreadPoolExecutor(max_workers=2) if use_batch else None
-    futures = []
+    futures: list = [None] * len(plan)
+
+    def submit(k: int) -> None:
+        """Start the probes of group k in the background (a bounded look-ahead: every
+        waiting probe holds descriptors and two processes)."""
+        if pool and k < len(plan) and futures[k] is None:
+            futures[k] = pool.submit(sess.spawn, [(i, scenarios[i], progs[i])
+                                                  for i in plan[k][1]])
+
     try:
-        for _kind, members in plan:
-            items = [(i, scenarios[i], progs[i]) for i in members]
-            futures.append(pool.submit(sess.spawn, items) if pool else None)
-        for (kind, members), fut in zip(plan, futures):
+        submit(0)
+        for k, (kind, members) in enumerate(plan):
+            submit(k)
+            ahead = k + 1     # keep about one batch of probes starting ahead
+            while ahead < len(plan) and sum(len(plan[j][1]) for j in range(k + 1, ahead + 1)) <= MAX_BATCH:
+                submit(ahead)
+                ahead += 1
+            fut = futures[k]
             items = [(i, scenarios[i], progs[i]) for i in members]
             if kind == "batch":
                 lives = sess.run_group(items, reap=True, spawned=fut)
