@@ -49,6 +49,7 @@ def compile_scenario(scn: A.Scenario, salt: int | None = None) -> Program:
     real_zeros = False          # some page may hold real zeros (unsalted)
     zero_merges = False
     has_pins = False
+    scanned = False             # a settle or scan came before
     zero_pages_knob = 0         # use_zero_pages as this scenario left it
 
     def pidx(name: str) -> int:
@@ -144,14 +145,16 @@ def compile_scenario(scn: A.Scenario, salt: int | None = None) -> Program:
             barriers[k] = s
             if isinstance(s, A.KsmSet):
                 # every scenario of a batch does the same sets at the same ksm statement
-                # (the batch signature), so use_zero_pages is batchable; the other two
-                # drop or refuse on every stable node of the machine
-                if s.knob != "use_zero_pages":
-                    add_solo(f"sets the knob {s.knob}")
-                else:
+                # (the batch signature), so a batch shares its knob history.  The other two
+                # knobs are refused (-EBUSY) while any stable node exists on the machine:
+                # batchable only before the first scan, when no scenario has KSM pages
+                if s.knob == "use_zero_pages":
                     zero_pages_knob = s.value
+                elif scanned:
+                    add_solo(f"sets the knob {s.knob} after ksmd ran")
                 sig.append(("set", s.knob, s.value))
             else:
+                scanned = True
                 if real_zeros and not zero_pages_knob:
                     zero_merges = True
                 sig.append(("scan", s.scans) if isinstance(s, A.KsmScan) else ("settle",))

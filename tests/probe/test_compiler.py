@@ -49,7 +49,7 @@ def test_write_to_zero_based_pages_carries_the_second_salt_in_page_order():
 
 @pytest.mark.parametrize("body,reason", [
 
-    ("ksm set max_page_sharing 2\n", "max_page_sharing"),
+    ("A: mmap b 1\nksm settle\nksm set max_page_sharing 2\n", "max_page_sharing"),
 ])
 def test_scenarios_that_cannot_share_a_settle(body, reason):
     scn = parse(f'scenario "x"\nprocess A\n{body}')
