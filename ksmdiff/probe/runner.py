@@ -233,6 +233,7 @@ class _Live:
         self.ended = False               # the probe said "end" (it exits by itself)
         self.at_barrier: int | None = None
         self.pids: dict[int, int] = {}
+        self.all_pids: set[int] = set()
         self.ksm_pfns: dict[int, int] = {}   # pfn -> last record seen KSM
         self.pending: dict | None = None     # barrier attribution waiting for the record
         self.ambiguous = ""
@@ -286,6 +287,7 @@ class _Live:
         if msg is None or "start" not in msg:
             return self._fail(ENVIRONMENT, self._death_reason(msg))
         self.pids[0] = msg["pid"]
+        self.all_pids.add(msg["pid"])
 
     def _death_reason(self, msg) -> str:
         if msg and "error" in msg:
@@ -366,6 +368,7 @@ class _Live:
         procs, regions = self.prog.procs, self.prog.regions
         if isinstance(stmt, A.Fork):
             self.pids[procs.index(stmt.child)] = msg["pid"]
+            self.all_pids.add(msg["pid"])
         elif isinstance(stmt, A.Exit):
             self.pids.pop(procs.index(stmt.proc), None)
         values: dict = {}
@@ -493,6 +496,7 @@ class _Session:
     warnings: list[str] = field(default_factory=list)
     unreaped: list = field(default_factory=list)   # dead scenarios ksmd has not cleaned yet
     server: "_ProbeServer | None" = None
+    mm_owner: dict = field(default_factory=dict)   # mm pointer (hashed) -> _Live
 
     # -- ksmd between groups
     def reap(self) -> None:
@@ -550,7 +554,7 @@ class _Session:
         stmt = waiting[0].prog.barriers[waiting[0].at_barrier]
         if len(kinds) != 1:  # grouping prevents this
             raise AssertionError(f"mixed barriers in a batch: {kinds}")
-        early = self.tracer.take() if self.tracer else []
+        early = self.tracer.take_events() if self.tracer else []
         before = system.read_counters()
         try:
             if isinstance(stmt, A.KsmSettle):
@@ -575,17 +579,39 @@ class _Session:
                 lv._fail(ENVIRONMENT, str(e))
             return
         after = system.read_counters()
-        pfns = early + (self.tracer.take() if self.tracer else [])
+        events = early + (self.tracer.take_events() if self.tracer else [])
         delta = {k: after[k] - before[k] for k in after if k in before}
-        # stable nodes removed: by PFN
+        owner_of_pid = {pid: lv for lv in lives for pid in lv.all_pids}
         removed = {id(lv): 0 for lv in lives}
-        for pfn in pfns:
-            owners = [lv for lv in lives if pfn in lv.ksm_pfns]
-            if len(owners) == 1:
-                removed[id(owners[0])] += 1
-            elif len(owners) > 1:
-                for lv in owners:
-                    lv.ambiguous = lv.ambiguous or f"stable node pfn {pfn} seen in two scenarios"
+        breaks = {id(lv): 0 for lv in lives}   # ksmd's break_cow, by scenario
+        unowned_breaks = 0
+        last_merge = None
+        for ev in events:
+            if ev[0] == "enter":           # a scenario process registered this mm
+                lv = owner_of_pid.get(ev[1])
+                if lv is not None:
+                    self.mm_owner[ev[2]] = lv
+                else:
+                    self.mm_owner.pop(ev[2], None)
+            elif ev[0] == "remove":        # stable nodes removed: by PFN
+                owners = [lv for lv in lives if ev[1] in lv.ksm_pfns]
+                if len(owners) == 1:
+                    removed[id(owners[0])] += 1
+                elif len(owners) > 1:
+                    for lv in owners:
+                        lv.ambiguous = lv.ambiguous or f"stable node pfn {ev[1]} in two scenarios"
+            elif ev[0] == "merge":
+                # try_to_merge_two_pages: the first page becomes KSM in place (no KSM page
+                # yet, error 0); when merging the second into it fails, break_cow undoes
+                # the first (one unshare fault: cow_ksm +1), charged to the first page's mm
+                _t, with_ksm, mm, err = ev
+                if with_ksm and err and last_merge and not last_merge[1] and not last_merge[3]:
+                    lv = self.mm_owner.get(last_merge[2])
+                    if lv is not None and id(lv) in breaks:
+                        breaks[id(lv)] += 1
+                    else:
+                        unowned_breaks += 1
+                last_merge = ev
         # pgreuse: ksmd never reuses a page (its unshare faults copy), and the counter is
         # machine-wide and busy (every fork on the machine moves it): a barrier adds 0.
         delta.pop("pgreuse", None)
@@ -624,8 +650,14 @@ class _Session:
         # scenarios are replayed alone (the others, which cannot have caused them, keep 0).
         pinner = [lv for lv in waiting if lv.prog.has_pins]
         owner = waiting[0] if single else (pinner[0] if len(pinner) == 1 else None)
+        by_trace = (not single and moved == ["cow_ksm"] and not unowned_breaks
+                    and sum(breaks.values()) == delta["cow_ksm"])
+        if by_trace:        # every break_cow seen and charged to its scenario
+            owner, moved = None, []
         for lv in waiting:
             direct = {"stable_nodes_removed": removed[id(lv)]}
+            if by_trace:
+                direct["cow_ksm"] = breaks[id(lv)]
             if lv is owner:   # (reaping dead mms moves no event counter)
                 direct.update({k: v for k, v in delta.items() if k in EVENT_COUNTERS})
             elif moved and owner is None and (lv.prog.has_pins or not pinner):

@@ -370,6 +370,9 @@ class Tracer:
     """The ksm:ksm_remove_ksm_page event in a private tracing instance."""
 
     EVENT = "ksm/ksm_remove_ksm_page"
+    # for attributing ksmd's break_cow (cow_ksm) in a shared settle: which mm a merge
+    # attempt was for, and which process registered that mm
+    EXTRA = ("ksm/ksm_merge_with_ksm_page", "ksm/ksm_enter")
 
     def __init__(self, journal: Journal):
         self.journal = journal
@@ -397,6 +400,10 @@ class Tracer:
             self.instance = inst
             with open(inst / "events" / self.EVENT / "enable", "w") as f:
                 f.write("1")
+            for ev in self.EXTRA:
+                if (inst / "events" / ev / "enable").exists():
+                    with open(inst / "events" / ev / "enable", "w") as f:
+                        f.write("1")
             self.ok = True
             self.clear()
             return True
@@ -413,22 +420,44 @@ class Tracer:
         self.take()
 
     def take(self) -> list[int]:
-        """PFNs of the stable nodes removed since the last take (a consuming read of the
-        instance's trace_pipe; truncating ``trace`` would cost an RCU grace period)."""
+        """PFNs of the stable nodes removed since the last take."""
+        return [e[1] for e in self.take_events() if e[0] == "remove"]
+
+    _LINE = re.compile(r"-(\d+)\s+\[\d+\][^:]*:\s*(ksm_\w+): (.*)$")
+
+    def take_events(self) -> list[tuple]:
+        """Events since the last take, in order (a consuming read of the instance's
+        trace_pipe; truncating ``trace`` would cost an RCU grace period):
+        ("remove", pfn), ("enter", pid, mm), ("merge", with_ksm_page, mm, err)."""
         if not self.ok or not self.instance:
             return []
         chunks = []
         fd = self._pipe()
         while True:
             try:
-                b = os.read(fd, 65536)
+                b = os.read(fd, 1 << 16)
             except BlockingIOError:
                 break
             if not b:
                 break
             chunks.append(b)
-        text = b"".join(chunks).decode(errors="replace")
-        return [int(m.group(1)) for m in re.finditer(r"ksm_remove_ksm_page: pfn (\d+)", text)]
+        out: list[tuple] = []
+        for line in b"".join(chunks).decode(errors="replace").splitlines():
+            m = self._LINE.search(line)
+            if not m:
+                continue
+            pid, name, rest = int(m.group(1)), m.group(2), m.group(3).split()
+            try:
+                if name == "ksm_remove_ksm_page":
+                    out.append(("remove", int(rest[rest.index("pfn") + 1])))
+                elif name == "ksm_enter":
+                    out.append(("enter", pid, rest[rest.index("mm") + 1]))
+                elif name == "ksm_merge_with_ksm_page":
+                    out.append(("merge", rest[0] == "ksm", rest[rest.index("mm") + 1],
+                                int(rest[rest.index("error") + 1])))
+            except (ValueError, IndexError):
+                continue
+        return out
 
     def close(self) -> None:
         if self._fd is not None:
@@ -440,11 +469,12 @@ def stop_tracing(data: dict) -> list[str]:
     msgs = []
     inst = data.get("trace_instance")
     if inst and Path(inst).exists():
-        try:
-            with open(Path(inst) / "events" / Tracer.EVENT / "enable", "w") as f:
-                f.write("0")
-        except OSError:
-            pass
+        for ev in (Tracer.EVENT,) + Tracer.EXTRA:
+            try:
+                with open(Path(inst) / "events" / ev / "enable", "w") as f:
+                    f.write("0")
+            except OSError:
+                pass
         try:
             os.rmdir(inst)
             msgs.append(f"removed tracing instance {inst}")
