@@ -64,6 +64,8 @@ on the host's 6.18; versions marked [I] are inferred from posting dates):
 * >= 6.11 ``cmp_and_merge_page`` checks the checksum before the stable tree
   (d58a361b0350): joining an existing KSM page takes two scans instead of one.
 * fork does not copy the ptes of a vma without an anon_vma (zero-page-only regions).
+* ``write_protect_page`` never takes a page that is already KSM (page_address_in_vma()
+  needs page_anon_vma()), so a KSM page left without a stable node stays so.
 * a knob change that the kernel refuses (``max_page_sharing`` while pages are counted
   shared: EBUSY) keeps the old value and is said in the record's ``note``.
 
@@ -84,9 +86,12 @@ Mutants (``MUTANTS``), all in 5.1-5.8's ``reuse_ksm_page``/``do_wp_page``:
   with ksmd paused during user operations nothing observable changes.
 * ``no-swapcache-check``: reuse a swap-cache KSM page.  Unobservable at user level: a
   swap-cache page holds the swap cache's reference, so ``page_count != 1`` already copies.
-* ``no-stable-node-check``: reuse a KSM page without its stable node.  Unobservable: the
-  window (``try_to_merge_one_page`` .. ``stable_tree_insert``) is inside ksmd, which holds
-  a reference (page_count >= 2), and its ``break_cow`` copies anyway.
+* ``no-stable-node-check``: reuse a KSM page without its stable node.  Inside ksmd's merge
+  window (``try_to_merge_one_page`` .. ``stable_tree_insert``) it changes nothing (ksmd
+  holds a reference, page_count >= 2).  But a KSM page can be left without a node for
+  good: a forked twin of a pinned page that ``try_to_merge_two_pages`` made KSM and then
+  broke only in the scanning process (see ksm.write_protect_page).  Its single mapper's
+  write is then reused instead of copied: an observable change, no isolation break.
 
 Left out: the 4.19.y patch level that got 17839856fd58; THP/large folios, NUMA (merge_across_nodes is accepted and ignored), stable-node
 migration and chain pruning, ``run=2``, smart scan and the advisor (the runner disables

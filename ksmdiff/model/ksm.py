@@ -142,6 +142,12 @@ def write_protect_page(m: Machine, slot: PageSlot, page: Frame) -> int:
     pte = slot.pte
     if not pte.present or pte.frame is not page:
         return EFAULT
+    # all eras: page_address_in_vma() needs page_anon_vma(), which is NULL for a KSM page
+    # (mapping has PAGE_MAPPING_KSM): a page that is already KSM -- e.g. one left with a
+    # NULL stable node when try_to_merge_two_pages() broke only the *other* pte of a
+    # forked page -- is never write-protected (merged) again (found on the host's 6.18)
+    if page.ksm:
+        return EFAULT
     # >= 5.19 also when PageAnonExclusive (the pte may be clean and read-only)
     if pte.writable or pte.dirty or (m.since(5, 19) and page.anon_exclusive):
         swapped = int(page.swapcache)

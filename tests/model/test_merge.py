@@ -281,3 +281,42 @@ def test_knob_change_refused_while_pages_are_counted_shared():
     r = run(TWO + "ksm settle\nA: write buf 0x01\nksm scan 1\nksm set max_page_sharing 2\n",
             "6.18")
     assert r.records[-1].note == ""
+
+
+# ---------------------------------------------------------------- KSM page without a node
+
+ORPHAN = """A: mmap buf 3
+A: write buf 0x01
+A: pin buf
+A: madvise buf mergeable
+A: fork B
+A: unpin buf[2]
+ksm scan 2
+"""
+
+
+@pytest.mark.parametrize("version", ["5.4", "5.10", "6.18"])
+def test_failed_two_page_merge_can_leave_a_ksm_page_without_a_stable_node(version):
+    """Found on the host's 6.18: the twin of a pinned page is shared with a fork child;
+    try_to_merge_two_pages() makes it KSM (NULL stable node), fails on the pinned page and
+    breaks only the scanning process's pte.  The child keeps a KSM page that no stable
+    node names, and write_protect_page() never takes a KSM page again
+    (page_address_in_vma(): page_anon_vma() is NULL), so it stays that way."""
+    it = interp(ORPHAN + "ksm scan 3\n", version)
+    f = it.m.procs["B"].regions["buf"].pages[2].pte.frame
+    assert f.ksm and f.stable_node is None and f.mapcount == 1
+    assert it.m.ksm.stable_tree == []
+    r = run(ORPHAN, version)
+    assert last(r, "B/buf[2].ksm") == {True} and last(r, "A/buf[2].ksm") == {False}
+    assert last(r, "counter.pages_shared") == {0}
+
+
+@pytest.mark.parametrize("version,fault", [("5.4", {"copied"}), ("6.18", {"copied"})])
+def test_a2_no_stable_node_row_is_reachable_from_user_level(version, fault):
+    """kernel-eras §a.2 says K && !SN exists only inside ksmd's merge window; the orphan
+    above reaches it from user space: rc 1, not swap cache, no node -> reuse_ksm_page()
+    refuses and 5.1-5.8 copies."""
+    r = run(ORPHAN + "B: write buf[2] 0x02\n", version)
+    assert last(r, "B/buf[2].fault") == fault
+    assert last(r, "B/buf[2].content") == {"zero+0x02"}
+    assert r.violations == ()

@@ -80,3 +80,13 @@ def test_quiet_mutants_change_nothing_observable(mutant, body):
 @pytest.mark.parametrize("body", SCENARIOS)
 def test_unmutated_model_has_no_violation(version, body):
     assert run(body, version).violations == ()
+
+
+def test_no_stable_node_check_reuses_the_orphan_ksm_page():
+    """With a KSM page left without a stable node (see test_merge), the mutant reuses it
+    in place on 5.1-5.8: an observable change, no isolation break (one mapper)."""
+    from .test_merge import ORPHAN
+    body = ORPHAN + "B: write buf[2] 0x02\n"
+    assert last(run(body, "5.4"), "B/buf[2].fault") == {"copied"}
+    r = run(body, "5.4", mutant="no-stable-node-check")
+    assert last(r, "B/buf[2].fault") == {"reused"} and r.violations == ()
