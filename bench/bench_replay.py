@@ -63,7 +63,7 @@ def one_run(scenarios, mode: str) -> tuple[float, dict]:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("paths", nargs="*", default=["corpora"], help="scenario files or dirs")
-    ap.add_argument("--copies", type=int, default=4, help="replay the corpus N times per run")
+    ap.add_argument("--copies", type=int, default=8, help="replay the corpus N times per run")
     ap.add_argument("--runs", type=int, default=5, help="timed runs per mode (median)")
     ap.add_argument("--modes", default="batch,one-at-a-time,selftest-wait")
     args = ap.parse_args(argv)

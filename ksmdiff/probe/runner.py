@@ -797,7 +797,9 @@ def _run_kernel(scenarios, *, batch, progress, journal_dir) -> list[KernelRun]:
             swap_ok, swap_reason = True, ""
             if any("swap" in needs[i] for i in todo):
                 try:
-                    system.provision_swap(journal, sdir)
+                    pages = sum(st.npages for i in todo if "swap" in needs[i]
+                                for st in scenarios[i].statements if isinstance(st, A.Mmap))
+                    system.provision_swap(journal, sdir, pages * 16)  # x processes
                 except (EnvironmentProblem, OSError) as e:
                     swap_ok, swap_reason = False, f"no swap: {e}"
             counters = tuple(c for c in PROBE_COUNTERS if has_counter(version, c))

@@ -27,7 +27,7 @@ DEFAULT_STATE_DIR = Path(os.environ.get("KSMDIFF_STATE_DIR", "/var/lib/ksmdiff")
 JOURNAL_NAME = "journal.json"
 LOCK_NAME = "lock"
 SWAPFILE_NAME = "swapfile"
-SWAPFILE_MB = 16
+SWAPFILE_MB = 64
 
 # The pins of design §5 plus the model's assumptions (issue 3), in the order they are written.
 # run goes to 0 first (ksmd paused) and the advisor off before pages_to_scan (EINVAL while an
@@ -495,8 +495,9 @@ def swap_active() -> bool:
         return len(f.read().strip().splitlines()) > 1
 
 
-def provision_swap(journal: Journal, directory: Path) -> str:
-    """Swap for MADV_PAGEOUT: use what is there, or add a swap file (removed afterwards)."""
+def provision_swap(journal: Journal, directory: Path, pages: int = SWAPFILE_MB * 256) -> str:
+    """Swap for MADV_PAGEOUT: use what is there, or add a swap file (removed afterwards)
+    big enough for ``pages`` pages."""
     if swap_active():
         return "existing swap"
     path = directory / SWAPFILE_NAME
@@ -504,7 +505,7 @@ def provision_swap(journal: Journal, directory: Path) -> str:
     with open(path, "wb") as f:
         os.fchmod(f.fileno(), 0o600)
         chunk = b"\0" * (1 << 20)
-        for _ in range(SWAPFILE_MB):
+        for _ in range(max(4, min(SWAPFILE_MB, pages // 256 + 2))):
             f.write(chunk)
         f.flush()
         os.fsync(f.fileno())
