@@ -62,3 +62,27 @@ def test_record_fields_from_probe_lines():
     # a counter the probe could not measure becomes absent from then on
     lv._record({"s": 1, "c": {"cow_ksm": 0}, "p": []})
     assert "counter.pgreuse" not in lv.records[-1].fields
+
+
+def test_trace_lines_parse(monkeypatch, tmp_path):
+    """The tracing instance's trace_pipe lines become (kind, ...) events, in order."""
+    import os
+
+    from ksmdiff.probe import system
+    lines = (
+        "  ksmdiff-probe-5-4242    [001] ..... 100.000001: ksm_enter: mm 00000000cafebabe\n"
+        "            ksmd-42      [000] ..... 100.000100: ksm_merge_with_ksm_page: "
+        "pfn 77 rmap_item 0000000011111111 mm 00000000cafebabe error 0\n"
+        "            ksmd-42      [000] ..... 100.000200: ksm_merge_with_ksm_page: "
+        "ksm pfn 78 rmap_item 0000000022222222 mm 00000000cafebabe error -14\n"
+        "            ksmd-42      [000] ..... 100.000300: ksm_remove_ksm_page: pfn 12345\n"
+        "garbage line\n")
+    pipe = tmp_path / "trace_pipe"
+    pipe.write_text(lines)
+    t = system.Tracer.__new__(system.Tracer)
+    t.ok, t.instance, t._fd = True, tmp_path, os.open(pipe, os.O_RDONLY | os.O_NONBLOCK)
+    assert t.take_events() == [("enter", 4242, "00000000cafebabe"),
+                               ("merge", False, "00000000cafebabe", 0),
+                               ("merge", True, "00000000cafebabe", -14),
+                               ("remove", 12345)]
+    t.close()
