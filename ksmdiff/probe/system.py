@@ -36,7 +36,7 @@ PINS: tuple[tuple[str, str], ...] = (
     ("run", "0"),
     ("advisor_mode", "none"),
     ("sleep_millisecs", "0"),
-    ("pages_to_scan", "100000"),
+    ("pages_to_scan", "1000000"),   # > every page of a batch: one batch = one full scan
     ("smart_scan", "0"),
     ("use_zero_pages", "0"),
     ("max_page_sharing", "256"),

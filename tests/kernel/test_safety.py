@@ -60,7 +60,7 @@ def journal_of(proc: subprocess.Popen) -> bool:
 
 
 def pinned_now() -> bool:
-    return Path("/sys/kernel/mm/ksm/pages_to_scan").read_text().strip() == "100000"
+    return Path("/sys/kernel/mm/ksm/pages_to_scan").read_text().strip() == "1000000"
 
 
 def test_sigterm_mid_run_restores_everything(state_kept):
