@@ -108,6 +108,30 @@ PROBE_ENV = {"GLIBC_TUNABLES": "glibc.pthread.rseq=0", "KSMDIFF_PROBE_NORSEQ": "
              "PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C"}
 
 
+_SINGLETONS: dict = {}
+
+
+def _singleton(v) -> frozenset:
+    """frozenset([v]), shared: records hold thousands of the same few values."""
+    key = (type(v), v)
+    got = _SINGLETONS.get(key)
+    if got is None:
+        got = _SINGLETONS[key] = frozenset([v])
+    return got
+
+
+_PREFIXES: dict = {}
+
+
+def _page_prefix(proc: str, region: str, index: int) -> str:
+    """``"A/buf[3]."``: observe.page_key without the field name, cached."""
+    key = (proc, region, index)
+    got = _PREFIXES.get(key)
+    if got is None:
+        got = _PREFIXES[key] = page_key(proc, region, index, "")
+    return got
+
+
 def _readable(fds, timeout: float | None) -> list[int]:
     """The fds of ``fds`` that are readable within ``timeout`` seconds (poll(2): no
     FD_SETSIZE limit, unlike select)."""
@@ -385,20 +409,20 @@ class _Live:
                 order.append((pk, None))
             values[pk] = e
         labels = label_frames(order)
+        fs = _singleton
         fields: dict = {}
         for pk, e in values.items():
-            proc, region, i = pk
-            present, swapped = bool(e[3]), bool(e[4])
-            fields[page_key(proc, region, i, "present")] = present
-            fields[page_key(proc, region, i, "swapped")] = swapped
-            fields[page_key(proc, region, i, "frame")] = labels[pk]
-            if present:
-                fields[page_key(proc, region, i, "ksm")] = bool(e[6])
-                fields[page_key(proc, region, i, "mapcount")] = int(e[8])
-                fields[page_key(proc, region, i, "exclusive")] = bool(e[9])
-                fields[page_key(proc, region, i, "content")] = e[10]
+            base = _page_prefix(*pk)
+            fields[base + "present"] = fs(bool(e[3]))
+            fields[base + "swapped"] = fs(bool(e[4]))
+            fields[base + "frame"] = fs(labels[pk])
+            if e[3]:
+                fields[base + "ksm"] = fs(bool(e[6]))
+                fields[base + "mapcount"] = fs(int(e[8]))
+                fields[base + "exclusive"] = fs(bool(e[9]))
+                fields[base + "content"] = fs(e[10])
             if len(e) > 11:
-                fields[page_key(proc, region, i, "fault")] = e[11]
+                fields[base + "fault"] = fs(e[11])
         if "c" in msg:
             for name in list(self.cum):
                 if name in PROBE_COUNTERS and name not in msg["c"]:
@@ -412,9 +436,10 @@ class _Live:
             self._apply_barrier(msg)
         for name in self.counters:
             if name in self.cum:
-                fields[f"counter.{name}"] = self.cum[name]
+                fields["counter." + name] = fs(self.cum[name])
         note = "" if not self.ambiguous else "ambiguous in a batch: " + self.ambiguous
-        self.records.append(singleton_record(k, stmt.pos.line, fields, note=note))
+        # (observe.singleton_record, with the one-element sets shared)
+        self.records.append(Record(k, stmt.pos.line, fields, OK, note))
 
     def _apply_barrier(self, msg: dict) -> None:
         pend = self.pending or {}
