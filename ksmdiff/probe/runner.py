@@ -10,24 +10,35 @@ Public API (re-exported by ``ksmdiff.probe``)::
 How a run goes: take the lock; restore a journal a killed run left; snapshot every writable
 KSM knob (and THP ``enabled``) into a new journal; pin the knobs (run=0, sleep_millisecs=0,
 a large pages_to_scan, smart_scan=0, advisor off, and the model's use_zero_pages=0,
-max_page_sharing=256, merge_across_nodes=1); set up the ksm_remove_ksm_page tracepoint and
-swap when needed; replay the scenarios in groups (a batch, or one scenario alone); restore
-everything in ``finally`` (and on SIGINT/SIGTERM, which become exceptions here).
+max_page_sharing=256, merge_across_nodes=1); set up a tracing instance (ksm tracepoints)
+and swap when needed; start the probe server (``ksmdiff-probe --server``, which forks one
+probe per scenario); replay the scenarios in groups (a batch, or one scenario alone);
+restore everything in ``finally`` (and on SIGINT/SIGTERM, which become exceptions here).
+ksmd only runs inside ``ksm settle`` / ``ksm scan`` (run=0 otherwise; writing run=0 waits
+for the current full scan, so ksmd always stops at a scan boundary).  One page in the
+runner itself stays mergeable (``system.Keeper``) so that ksmd's list of mms is never empty:
+with an empty list full_scans stops counting.
 
-Batches.  Every scenario of a batch has its own probe (its own process tree and salt).
-The runner steps them one at a time up to their next ksm statement, and then runs one
-settle for all of them, so every global counter that moves during a scenario's own step
-belongs to it (the probe measures those in a tight window around each operation).  What
-moves during a shared settle is attributed as follows: ``stable_nodes_removed`` by the PFN
-the tracepoint reports; ``pages_shared``/``pages_sharing``/``ksm_zero_pages`` from each
-scenario's own state after the settle (distinct KSM frames it maps, and the
-``ksm_merging_pages``/``ksm_zero_pages`` of its processes' ``/proc/PID/ksm_stat``), checked
-against the global change; event counters (``cow_ksm``, ``pgreuse``, ``ksm_swpin_copy``)
-must not move at all.  When a check fails, the scenarios of that batch are replayed again
-one at a time, so batch results are those of one-at-a-time runs.  Scenarios that cannot
-share a settle at all (``ksm set``, pins, real zero pages, ``prctl``, an expected
-settle-time counter) always run alone (``compiler.Program.solo_reasons``); at most one
-scenario whose real zero pages meet ksmd with use_zero_pages=0 joins a batch.
+Batches (the default for more than one scenario).  Every scenario of a batch has its own
+probe (its own process tree and salt).  All probes step at once up to their next ksm
+statement; each operation's counter window (a few reads of /proc/vmstat and sysfs around
+the operation, in the acting process) holds an exclusive flock shared by the batch, so a
+global counter that moves in a window belongs to that scenario.  Then one settle serves
+the whole batch.  What moves during a shared settle is attributed as follows:
+``stable_nodes_removed`` by the PFN ksm_remove_ksm_page reports; ``pages_shared`` /
+``pages_sharing`` / ``ksm_zero_pages`` from each scenario's own state after the settle
+(distinct KSM frames it maps, and ``ksm_merging_pages`` / ``ksm_zero_pages`` of its
+processes' ``/proc/PID/ksm_stat``), plus what finished scenarios lose, checked against the
+global change; ``cow_ksm`` from ksmd's break_cow, charged to the mm of the page it broke
+(ksm_merge_with_ksm_page, with ksm_enter mapping mms to scenario pids), checked against
+the global change; ``pgreuse`` never moves in ksmd.  When a check fails, the scenarios
+concerned are replayed alone, so batch results are those of one-at-a-time runs (a few
+kernel values differ between any two runs: the frame and cow_ksm of a pinned page's twin,
+§f.4; reuse vs copy of a page a per-CPU LRU batch still references).  Scenarios sharing a
+batch do the same ksm statement at every index (settle, ``scan N`` or the same ``set``);
+``max_page_sharing`` / ``merge_across_nodes`` after ksmd ran run alone; at most one
+scenario whose real zero pages meet ksmd with use_zero_pages=0 joins a batch
+(``compiler.Program``).
 """
 
 from __future__ import annotations
