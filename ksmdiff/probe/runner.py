@@ -58,7 +58,7 @@ from typing import Callable, Iterable
 
 from ksmdiff.errors import EnvironmentProblem, InvalidArgument
 from ksmdiff.observe import (ENVIRONMENT, NOT_RUN, OK, UNSUPPORTED, Record, label_frames,
-                             page_key, singleton_record)
+                             page_key)
 from ksmdiff.probe import system
 from ksmdiff.probe.build import default_probe
 from ksmdiff.probe.compiler import Program, compile_scenario
