@@ -110,3 +110,41 @@ def test_unmerge_counts_cow_ksm_per_page(state_kept):
     assert len({after[f"A/b[{i}].frame"] for i in range(3)}) == 3
     end = {k: next(iter(v)) for k, v in run.records[5].fields.items()}
     assert end["counter.pages_shared"] == 0 and end["counter.stable_nodes_removed"] == 1
+
+
+def test_random_scenarios_batch_equals_alone_and_match_the_model(state_kept):
+    """Generated scenarios (ksmdiff.gen): the kernel agrees with the model, and a batch
+    replay gives what one-at-a-time replays give (fields the model leaves open aside)."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from ksmdiff.observe import ANY
+    model = pytest.importorskip("ksmdiff.model")
+    judge = pytest.importorskip("ksmdiff.judge")
+    gen = pytest.importorskip("ksmdiff.gen.strategies")
+    version = host_version()
+
+    @settings(max_examples=2, derandomize=True, deadline=None, database=None,
+              suppress_health_check=list(HealthCheck))
+    @given(st.lists(gen.scenarios(max_steps=12), min_size=30, max_size=30))
+    def check(scns):
+        batch = run_kernel(scns, batch=True)
+        alone = run_kernel(scns, batch=False)
+        problems = []
+        for scn, a, b in zip(scns, batch, alone):
+            assert a.status == b.status, (a.reason, b.reason)
+            if a.status != OK:
+                continue
+            m = model.run_model(scn, version)
+            problems += [f"{d.describe()}" for d in judge.compare(m.records, a.records)]
+            mrec = {r.stmt: r for r in m.records}
+            for x, y in zip(a.records, b.records):
+                open_ = {k for k, v in mrec[x.stmt].fields.items() if v is ANY or len(v) > 1}
+                keys = (set(x.fields) | set(y.fields)) - {"counter.pgreuse"} - open_
+                diff = {k: (x.fields.get(k), y.fields.get(k)) for k in keys
+                        if x.fields.get(k) != y.fields.get(k)}
+                if diff:
+                    problems.append(f"batch != alone at line {x.line}: {diff}")
+        assert not problems, "\n".join(problems[:20])
+
+    check()
