@@ -66,6 +66,8 @@ on the host's 6.18; versions marked [I] are inferred from posting dates):
 * fork does not copy the ptes of a vma without an anon_vma (zero-page-only regions).
 * ``write_protect_page`` never takes a page that is already KSM (page_address_in_vma()
   needs page_anon_vma()), so a KSM page left without a stable node stays so.
+* fork of KSM-placed zero ptes: counted in ``ksm_zero_pages`` from 6.17 ([I] Donet Tom,
+  2025, seen on the host's 6.18); before, the global delta is ANY.
 * a knob change that the kernel refuses (``max_page_sharing`` while pages are counted
   shared: EBUSY) keeps the old value and is said in the record's ``note``.
 

@@ -285,11 +285,18 @@ class Interpreter:
                 if not ps.mapped:
                     continue
                 cs.logical = ps.logical
-                if ps.pte.ksm_zero:
-                    # the child's copy of a KSM zero pte is not counted at fork but is
-                    # uncounted when it goes: the global delta is no longer predictable
-                    m.count_any("ksm_zero_pages")
                 M.copy_pte(m, ps, cs)
+                if cs.pte.ksm_zero:
+                    if m.since(6, 17):
+                        # >= 6.17 fork counts the child's KSM zero ptes ("mm/ksm: fix
+                        # incorrect KSM counter handling in mm_struct during fork", Donet
+                        # Tom 2025 [I: version; Cc stable]); seen on the host's 6.18
+                        m.count("ksm_zero_pages")
+                    else:
+                        # before: not counted at fork but uncounted when the child's
+                        # pte goes, and stable branches got the fix at unknown patch
+                        # levels: the global delta is not predictable
+                        m.count_any("ksm_zero_pages")
                 cs.last_frame = self._known_frame(cs)
         # ksm_fork(): a child of an MMF_VM_MERGEABLE mm gets its own mm_slot
         if parent.ksm_entered:
