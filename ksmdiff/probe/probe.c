@@ -3,8 +3,10 @@
  *
  * C11 + libc only.  Runs as root (PFNs, /proc/kpageflags, /proc/kpagecount).
  *
- * Usage:  ksmdiff-probe PROGRAM_FILE        (stdin: "go"/"stop" lines at sync points)
+ * Usage:  ksmdiff-probe PROGRAM_FILE        (stdin: "go" lines: at the start and at syncs)
  *         ksmdiff-probe --check PROGRAM_FILE (parse and validate only)
+ *         ksmdiff-probe --server FD          (fork a probe per request on socket FD; below)
+ * Environment: KSMDIFF_PROBE_LOCK=PATH serialises counter windows between probes.
  *
  * Exit codes: 0 done; 2 malformed program (one message on stderr); 3 a syscall failed
  * (a JSON {"error":...} line on stdout too); 4 usage; 5 stopped (stdin "stop" or EOF).
