@@ -413,8 +413,8 @@ def do_swap_page(m: Machine, p: Process, slot: PageSlot, *, write: bool) -> None
     pte.dirty = make_writable and not was_read
 
     m.page_add_rmap(page)
-    if page is not swapcache and swapcache.mapcount == 0:
-        pass  # an orphan swap-cache page stays until reclaim (quiet: never)
+    # (a KSM page copied by ksm_might_need_to_copy stays in the swap cache, unmapped,
+    # until reclaim: never, on a quiet system)
     if write:
         # do_swap_page(): if (vmf->flags & FAULT_FLAG_WRITE) ret |= do_wp_page(vmf)
         do_wp_page(m, p, slot)
