@@ -86,3 +86,13 @@ def test_trace_lines_parse(monkeypatch, tmp_path):
                                ("merge", True, "00000000cafebabe", -14),
                                ("remove", 12345)]
     t.close()
+
+
+def test_no_compiler_is_a_clear_error(monkeypatch, tmp_path):
+    from ksmdiff.errors import EnvironmentProblem
+    from ksmdiff.probe import build
+    monkeypatch.setenv("KSMDIFF_CACHE", str(tmp_path))
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.delenv("CC", raising=False)
+    with pytest.raises(EnvironmentProblem, match="no C compiler"):
+        build.default_probe()
