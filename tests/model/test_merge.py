@@ -320,3 +320,38 @@ def test_a2_no_stable_node_row_is_reachable_from_user_level(version, fault):
     assert last(r, "B/buf[2].fault") == fault
     assert last(r, "B/buf[2].content") == {"zero+0x02"}
     assert r.violations == ()
+
+
+# ---------------------------------------------------------------- unmapped KSM pages
+
+@pytest.mark.parametrize("keep", ["A: pin r0[0]\nA: munmap r0\n",
+                                  "A: munmap r0[1]\nA: madvise r0[0] pageout\n"])
+def test_an_unmapped_ksm_page_takes_no_new_sharer(keep):
+    """Host-observed (6.18): a KSM page that no pte maps (kept by a pin or the swap
+    cache) keeps its node but is not a merge target for a new identical page."""
+    body = ("A: mmap r0 2\nA: fill r0 0x5b\nA: madvise r0 mergeable\nksm settle\n" + keep +
+            "ksm scan 2\nA: mmap r1 1\nA: fill r1 0x5b\nA: madvise r1 mergeable\n"
+            "ksm settle\n")
+    r = run(body, "6.18")
+    assert last(r, "A/r1[0].ksm") == {False}
+    assert last(r, "counter.pages_shared") == {0}
+    it = interp(body, "6.18")
+    (node,) = it.m.ksm.stable_tree
+    assert node.kpfn.mapcount == 0 and node.kpfn.ksm
+
+
+def test_stale_node_no_item_names_may_go_on_any_later_scan():
+    """Once nothing names it, a stale node goes when any tree walk passes it -- other KSM
+    users' walks included: the counter may be one less."""
+    r = run("""A: mmap r0 2
+A: fill r0 0x5b
+A: madvise r0 mergeable
+ksm settle
+A: pin r0[0]
+A: munmap r0
+ksm scan 2
+A: unpin r0[0]
+ksm scan 2
+""", "6.18")
+    assert r.records[-3].fields["counter.stable_nodes_removed"] == {0}
+    assert last(r, "counter.stable_nodes_removed") == {0, 1}
