@@ -850,12 +850,17 @@ def _run_kernel(scenarios, *, batch, progress, journal_dir) -> list[KernelRun]:
         finally:
             for sig, h in old_handlers.items():
                 signal.signal(sig, signal.SIG_IGN)   # no second interruption mid-restore
+            teardown = None
             try:
                 if sess is not None and sess.server is not None:
                     sess.server.close()
-                tmpdir.cleanup()
                 if tracer:
                     tracer.close()
+                # the probes are gone and the tracer closed: the tracing instance and the
+                # swap file go now, in threads (RCU grace periods), while the rest is undone;
+                # restore_journal joins them, so nothing is left when this returns
+                teardown = system.Teardown(journal.data)
+                tmpdir.cleanup()
                 if keeper:
                     keeper.close()
                 try:
@@ -863,10 +868,13 @@ def _run_kernel(scenarios, *, batch, progress, journal_dir) -> list[KernelRun]:
                     system.drain_stable_nodes(timeout=2.0)
                 except OSError:
                     pass
-                summary = system.restore_journal(jpath)
+                summary = system.restore_journal(jpath, teardown=teardown)
+                teardown = None
                 if "INCOMPLETE" in summary:
                     print(f"ksmdiff: {summary}", file=sys.stderr, flush=True)
             finally:
+                if teardown is not None:
+                    teardown.join()
                 for sig, h in old_handlers.items():
                     signal.signal(sig, h)
     return results  # type: ignore[return-value]

@@ -14,6 +14,7 @@ import json
 import os
 import re
 import subprocess
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -128,8 +129,14 @@ def gauges() -> tuple[int, ...]:
 class Journal:
     path: Path
     data: dict = field(default_factory=dict)
+    # setup steps may run in threads (swap while the tracer starts): one writer at a time
+    _lock: threading.RLock = field(default_factory=threading.RLock, repr=False, compare=False)
 
     def save(self) -> None:
+        with self._lock:
+            self._save()
+
+    def _save(self) -> None:
         tmp = self.path.with_suffix(".tmp")
         with open(tmp, "w") as f:
             json.dump(self.data, f, indent=1, sort_keys=True)
@@ -143,8 +150,9 @@ class Journal:
             os.close(dfd)
 
     def update(self, **kw) -> None:
-        self.data.update(kw)
-        self.save()
+        with self._lock:
+            self.data.update(kw)
+            self._save()
 
     def remove(self) -> None:
         try:
@@ -364,6 +372,62 @@ def scan_exact(n: int, *, sleep_ms: int = 20, timeout: float | None = None) -> i
     return read_int("full_scans") - start
 
 
+# ----------------------------------------------------------------------------- syscalls
+
+_LIBC = None
+
+
+def _libc():
+    """libc through ctypes, for mount/umount2/swapon/swapoff: a direct system call instead
+    of a fork+exec of mount(8), umount(8), mkswap(8), swapon(8), swapoff(8) (each several
+    ms).  None when unavailable (then the commands are used)."""
+    global _LIBC
+    if _LIBC is None:
+        try:
+            import ctypes
+            lib = ctypes.CDLL(None, use_errno=True)
+            for name in ("mount", "umount2", "swapon", "swapoff"):
+                getattr(lib, name)
+            _LIBC = lib
+        except (OSError, AttributeError, ImportError):
+            _LIBC = False
+    return _LIBC or None
+
+
+def _call(fn, *args) -> None:
+    """A libc call that returns -1 and sets errno on failure -> OSError."""
+    import ctypes
+    if fn(*args) != 0:
+        e = ctypes.get_errno()
+        raise OSError(e, os.strerror(e))
+
+
+def _sys_mount_tracefs(target: str) -> str:
+    """mount -t tracefs nodev TARGET; "" on success, else the reason."""
+    lib = _libc()
+    if lib is None:
+        r = subprocess.run(["mount", "-t", "tracefs", "nodev", target],
+                           capture_output=True, text=True)
+        return "" if r.returncode == 0 else r.stderr.strip()
+    try:
+        _call(lib.mount, b"nodev", os.fsencode(target), b"tracefs", 0, None)
+        return ""
+    except OSError as e:
+        return e.strerror or str(e)
+
+
+def _sys_umount(target: str) -> str:
+    lib = _libc()
+    if lib is None:
+        r = subprocess.run(["umount", target], capture_output=True, text=True)
+        return "" if r.returncode == 0 else r.stderr.strip()
+    try:
+        _call(lib.umount2, os.fsencode(target), 0)
+        return ""
+    except OSError as e:
+        return e.strerror or str(e)
+
+
 # ----------------------------------------------------------------------------- tracefs
 
 class Tracer:
@@ -385,11 +449,10 @@ class Tracer:
         try:
             if not (TRACEFS / "instances").exists():
                 self.journal.update(tracefs_mounted=str(TRACEFS))
-                r = subprocess.run(["mount", "-t", "tracefs", "nodev", str(TRACEFS)],
-                                   capture_output=True, text=True)
-                if r.returncode != 0:
+                err = _sys_mount_tracefs(str(TRACEFS))
+                if err:
                     self.journal.update(tracefs_mounted=None)
-                    self.reason = f"cannot mount tracefs: {r.stderr.strip()}"
+                    self.reason = f"cannot mount tracefs: {err}"
                     return False
             if not (TRACEFS / "events" / self.EVENT).exists():
                 self.reason = "no ksm:ksm_remove_ksm_page tracepoint"
@@ -482,9 +545,8 @@ def stop_tracing(data: dict) -> list[str]:
             msgs.append(f"FAILED to remove tracing instance {inst}: {e.strerror}")
     mnt = data.get("tracefs_mounted")
     if mnt and os.path.ismount(mnt):
-        r = subprocess.run(["umount", mnt], capture_output=True, text=True)
-        msgs.append(f"unmounted {mnt}" if r.returncode == 0 else
-                    f"FAILED to unmount {mnt}: {r.stderr.strip()}")
+        err = _sys_umount(mnt)
+        msgs.append(f"unmounted {mnt}" if not err else f"FAILED to unmount {mnt}: {err}")
     return msgs
 
 
@@ -495,25 +557,83 @@ def swap_active() -> bool:
         return len(f.read().strip().splitlines()) > 1
 
 
+def _swap_header(size: int) -> bytes:
+    """The first page of a swap area, as mkswap(8) writes it (``union swap_header``, v1):
+    1024 boot bytes, then version 1, last_page, nr_badpages 0, a uuid, an empty label;
+    "SWAPSPACE2" in the last 10 bytes of the page."""
+    import struct
+    ps = os.sysconf("SC_PAGE_SIZE")
+    page = bytearray(ps)
+    struct.pack_into("=III16s", page, 1024, 1, size // ps - 1, 0, os.urandom(16))
+    page[ps - 10:] = b"SWAPSPACE2"
+    return bytes(page)
+
+
+def _write_swapfile(path: Path, size: int, *, preallocate: bool) -> None:
+    """A swap file without holes: blocks reserved by fallocate (ext4 and xfs swap on
+    unwritten extents, swapon(2) refuses a file with holes) or written with zeros; then the
+    header.  fsync'd (swapon would do it anyway)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        if preallocate:
+            os.posix_fallocate(fd, 0, size)
+        else:
+            chunk = b"\0" * (1 << 20)
+            for off in range(0, size, len(chunk)):
+                os.pwrite(fd, chunk, off)
+        os.pwrite(fd, _swap_header(size), 0)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _swapon(path: Path) -> str:
+    """swapon(2) (swapon(8) without libc access); "" on success, else the reason."""
+    lib = _libc()
+    if lib is None:
+        r = subprocess.run(["swapon", str(path)], capture_output=True, text=True)
+        return "" if r.returncode == 0 else r.stderr.strip() or f"exit {r.returncode}"
+    try:
+        _call(lib.swapon, os.fsencode(str(path)), 0)
+        return ""
+    except OSError as e:
+        return e.strerror or str(e)
+
+
+def _swapoff(path: str) -> str:
+    lib = _libc()
+    if lib is None:
+        r = subprocess.run(["swapoff", path], capture_output=True, text=True)
+        return "" if r.returncode == 0 else r.stderr.strip() or f"exit {r.returncode}"
+    try:
+        _call(lib.swapoff, os.fsencode(path))
+        return ""
+    except OSError as e:
+        return e.strerror or str(e)
+
+
 def provision_swap(journal: Journal, directory: Path, pages: int = SWAPFILE_MB * 256) -> str:
     """Swap for MADV_PAGEOUT: use what is there, or add a swap file (removed afterwards)
-    big enough for ``pages`` pages."""
+    big enough for ``pages`` pages.  The header is written here and swapon(2) called
+    directly (no mkswap(8) / swapon(8) processes)."""
     if swap_active():
         return "existing swap"
     path = directory / SWAPFILE_NAME
     journal.update(swapfile=str(path))
-    with open(path, "wb") as f:
-        os.fchmod(f.fileno(), 0o600)
-        chunk = b"\0" * (1 << 20)
-        for _ in range(max(4, min(SWAPFILE_MB, pages // 256 + 2))):
-            f.write(chunk)
-        f.flush()
-        os.fsync(f.fileno())
-    for cmd in (["mkswap", str(path)], ["swapon", str(path)]):
-        r = subprocess.run(cmd, capture_output=True, text=True)
-        if r.returncode != 0:
-            raise EnvironmentProblem(f"{' '.join(cmd)} failed: {r.stderr.strip()}")
-    return f"swap file {path}"
+    size = max(4, min(SWAPFILE_MB, pages // 256 + 2)) << 20
+    err = ""
+    for preallocate in (True, False):
+        try:
+            _write_swapfile(path, size, preallocate=preallocate)
+        except OSError as e:
+            err = f"cannot write {path}: {e.strerror or e}"
+            continue       # no fallocate here: zeros
+        err = _swapon(path)
+        if not err:
+            return f"swap file {path}"
+        # a filesystem that does not swap on preallocated (unwritten) extents: zeros
+    raise EnvironmentProblem(f"swapon {path} failed: {err}")
 
 
 def remove_swap(data: dict) -> list[str]:
@@ -524,9 +644,8 @@ def remove_swap(data: dict) -> list[str]:
     with open("/proc/swaps") as f:
         active = any(line.split()[0] == path for line in f.read().splitlines()[1:])
     if active:
-        r = subprocess.run(["swapoff", path], capture_output=True, text=True)
-        msgs.append(f"swapoff {path}" if r.returncode == 0 else
-                    f"FAILED swapoff {path}: {r.stderr.strip()}")
+        err = _swapoff(path)
+        msgs.append(f"swapoff {path}" if not err else f"FAILED swapoff {path}: {err}")
     if os.path.exists(path):
         os.unlink(path)
         msgs.append(f"removed {path}")
@@ -552,23 +671,75 @@ def kill_pids(pids) -> list[str]:
     return msgs
 
 
-def restore_journal(path: Path) -> str:
+class Teardown:
+    """Remove the tracing instance (and unmount tracefs) and the swap file, in two threads.
+
+    Both are slow in the kernel, and independent: rmdir of a tracing instance waits for
+    RCU grace periods (tracepoint_synchronize_unregister: tasks-trace RCU, then RCU; ~45 ms
+    on a small VM), swapoff(2) for its own (~18 ms).  Started as soon as neither is needed,
+    they overlap each other and the rest of the restore.  Idempotent, like the functions
+    they run; :meth:`join` waits for both (a run never returns before that)."""
+
+    def __init__(self, data: dict):
+        self._msgs: dict[str, list[str]] = {}
+        self._threads = []
+        jobs = []
+        if data.get("trace_instance") or data.get("tracefs_mounted"):
+            jobs.append(("tracing", stop_tracing))
+        if data.get("swapfile"):
+            jobs.append(("swap", remove_swap))
+        for key, fn in jobs:
+            t = threading.Thread(target=self._run, args=(key, fn, dict(data)),
+                                 name=f"ksmdiff-teardown-{key}")
+            t.start()
+            self._threads.append(t)
+
+    def _run(self, key: str, fn, data: dict) -> None:
+        try:
+            self._msgs[key] = fn(data)
+        except Exception as e:   # reported (journal kept), never lost in a thread
+            self._msgs[key] = [f"FAILED {key} teardown: {e}"]
+
+    def join(self) -> list[str]:
+        for t in self._threads:
+            t.join()
+        return self._msgs.get("tracing", []) + self._msgs.get("swap", [])
+
+
+def restore_journal(path: Path, teardown: Teardown | None = None) -> str:
+    """Undo what the journal at ``path`` says.  ``teardown``: one already started for this
+    journal's data (it is joined, and its work checked again here)."""
     if not path.exists():
+        if teardown is not None:
+            teardown.join()
         return "nothing to restore"
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError) as e:
+        if teardown is not None:
+            teardown.join()
         return f"journal {path} unreadable ({e}); nothing restored"
     msgs = kill_pids(data.get("probe_pids"))
-    msgs += stop_tracing(data)
-    msgs += remove_swap(data)
-    snap = data.get("snapshot") or {}
-    msgs += restore_knobs(snap.get("knobs") or {})
-    thp = snap.get("thp")
-    if thp and THP_ENABLED.exists() and _selected(_read(THP_ENABLED)) != thp:
-        with open(THP_ENABLED, "w") as f:
-            f.write(thp)
-        msgs.append(f"transparent_hugepage/enabled={thp}")
+    early = teardown
+    if early is None:
+        teardown = Teardown(data)     # tracing and swap in threads, the knobs meanwhile
+    knob_msgs: list[str] = []
+    try:
+        snap = data.get("snapshot") or {}
+        knob_msgs += restore_knobs(snap.get("knobs") or {})
+        thp = snap.get("thp")
+        if thp and THP_ENABLED.exists() and _selected(_read(THP_ENABLED)) != thp:
+            with open(THP_ENABLED, "w") as f:
+                f.write(thp)
+            knob_msgs.append(f"transparent_hugepage/enabled={thp}")
+    finally:
+        td_msgs = teardown.join()
+    if early is not None:
+        # what the early teardown could not do (or did not know about): again, and only
+        # the outcome counts
+        td_msgs = [m for m in td_msgs if not m.startswith("FAILED")]
+        td_msgs += stop_tracing(data) + remove_swap(data)
+    msgs += td_msgs + knob_msgs
     failed = [m for m in msgs if m.startswith("FAILED")]
     if not failed:
         path.unlink(missing_ok=True)

@@ -96,3 +96,30 @@ def test_no_compiler_is_a_clear_error(monkeypatch, tmp_path):
     monkeypatch.delenv("CC", raising=False)
     with pytest.raises(EnvironmentProblem, match="no C compiler"):
         build.default_probe()
+
+
+def test_swap_header_is_what_mkswap_writes(tmp_path):
+    """The swap header written without mkswap(8): same version, last_page and signature."""
+    import os
+    import shutil
+    import struct
+    import subprocess
+    from ksmdiff.probe import system
+    ps = os.sysconf("SC_PAGE_SIZE")
+    size = 4 << 20
+    ours = system._swap_header(size)
+    assert len(ours) == ps and ours[ps - 10:] == b"SWAPSPACE2"
+    assert struct.unpack_from("=III", ours, 1024) == (1, size // ps - 1, 0)
+    assert ours[:1024] == bytes(1024)
+    mkswap = shutil.which("mkswap") or next(
+        (p for p in ("/usr/sbin/mkswap", "/sbin/mkswap") if os.path.exists(p)), None)
+    if mkswap is None:
+        pytest.skip("no mkswap to compare with")
+    f = tmp_path / "swap"
+    f.write_bytes(bytes(size))
+    r = subprocess.run([mkswap, str(f)], capture_output=True)
+    if r.returncode != 0:
+        pytest.skip(f"mkswap failed: {r.stderr!r}")
+    theirs = f.read_bytes()[:ps]
+    assert theirs[ps - 10:] == ours[ps - 10:]
+    assert theirs[1024:1036] == ours[1024:1036]     # version, last_page, nr_badpages
