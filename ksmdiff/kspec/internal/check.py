@@ -1,0 +1,621 @@
+"""Name resolution and type checking of a kspec model (every error names FILE:LINE:COL).
+
+Types: ``BOOL``, ``Int(lo, hi)`` (``lo``/``hi`` None for computed ints), ``Dom(name)``.  A
+domain declared as a range (``domain Page = 0..1``) is an int type too; an enum domain's
+values are only comparable with the same domain.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+from ksmdiff.errors import InputError, Location
+from ksmdiff.kspec.internal import ast as A
+from ksmdiff.versions import Era, KernelVersion, VersionSet
+
+# ----------------------------------------------------------------------------- eras
+
+# Lowest, representative and highest version of every era (for `when kernel in ...`).
+ERA_SPAN = {
+    Era.LE_5_0: ("4.14", "5.0", "5.0"),
+    Era.V5_1_TO_5_8: ("5.1", "5.4", "5.8"),
+    Era.V5_9_TO_5_17: ("5.9", "5.10", "5.17"),
+    Era.V5_18: ("5.18", "5.18", "5.18"),
+    Era.V5_19_TO_6_6: ("5.19", "6.1", "6.6"),
+    Era.GE_6_7: ("6.7", "6.12", "6.18"),
+}
+ERAS = tuple(Era)
+ERA_SLUG = {
+    Era.LE_5_0: "le-5.0", Era.V5_1_TO_5_8: "5.1-5.8", Era.V5_9_TO_5_17: "5.9-5.17",
+    Era.V5_18: "5.18", Era.V5_19_TO_6_6: "5.19-6.6", Era.GE_6_7: "ge-6.7",
+}
+
+
+def era_contains(vs: Optional[VersionSet], era: Era) -> bool:
+    if vs is None:
+        return True
+    return vs.contains(KernelVersion.parse(ERA_SPAN[era][1]))
+
+
+def eras_of(vs: VersionSet) -> list[Era]:
+    return [e for e in ERAS if era_contains(vs, e)]
+
+
+def check_era_split(vs: Optional[VersionSet], loc) -> None:
+    if vs is None:
+        return
+    for era, (lo, mid, hi) in ERA_SPAN.items():
+        got = {vs.contains(KernelVersion.parse(v)) for v in (lo, mid, hi)}
+        if len(got) > 1:
+            raise InputError(f"version condition '{vs}' splits the era {era.value}", loc,
+                             "version bounds at era boundaries (<=5.0, 5.1..5.8, 5.9..5.17, "
+                             "5.18, 5.19..6.6, >=6.7)")
+
+
+# ----------------------------------------------------------------------------- types
+
+@dataclass(frozen=True)
+class Bool:
+    def __str__(self):
+        return "bool"
+
+
+@dataclass(frozen=True)
+class Int:
+    lo: Optional[int] = None
+    hi: Optional[int] = None
+
+    def __str__(self):
+        return "int" if self.lo is None else f"{self.lo}..{self.hi}"
+
+
+@dataclass(frozen=True)
+class Dom:
+    name: str
+
+    def __str__(self):
+        return self.name
+
+
+BOOL = Bool()
+INT = Int()
+
+
+@dataclass
+class Domain:
+    name: str
+    values: tuple
+    is_enum: bool
+
+    def index_of(self, v) -> int:
+        return self.values.index(v)
+
+    @property
+    def size(self) -> int:
+        return len(self.values)
+
+    def enc(self, i: int) -> int:
+        """The integer that encodes the i-th value (enums: i; ranges: the value)."""
+        return i if self.is_enum else self.values[i]
+
+    def encodings(self) -> list[int]:
+        return [self.enc(i) for i in range(self.size)]
+
+    def show(self, code: int) -> str:
+        if self.is_enum:
+            return str(self.values[code]) if 0 <= code < self.size else f"?{code}"
+        return str(code)
+
+
+@dataclass
+class VarInfo:
+    name: str
+    type: object              # Bool | Int(lo,hi) | Dom
+    keys: tuple               # domain names
+    init: Optional[A.Expr]
+    ghost: bool
+    loc: Optional[Location]
+
+
+@dataclass
+class Model:
+    name: str
+    files: list = field(default_factory=list)
+    domains: dict = field(default_factory=dict)
+    enum_values: dict = field(default_factory=dict)      # value name -> (domain, code)
+    consts: dict = field(default_factory=dict)           # name -> (type, python value)
+    vars: dict = field(default_factory=dict)
+    procs: dict = field(default_factory=dict)            # name -> [ProcDecl]
+    actions: list = field(default_factory=list)
+    threads: list = field(default_factory=list)
+    inits: list = field(default_factory=list)
+    prelude: list = field(default_factory=list)
+    invariants: list = field(default_factory=list)
+    observes: dict = field(default_factory=dict)
+    equivs: list = field(default_factory=list)
+    mutant: Optional[A.MutantDecl] = None
+
+    # -- era views
+    def procs_at(self, name: str, era: Era):
+        return [p for p in self.procs.get(name, ()) if era_contains(p.when, era)]
+
+    def actions_at(self, era: Era):
+        return [a for a in self.actions if era_contains(a.when, era)]
+
+    def threads_at(self, era: Era):
+        return [t for t in self.threads if era_contains(t.when, era)]
+
+    def property_names(self) -> list[str]:
+        names: list[str] = []
+        for inv in self.invariants:
+            if inv.name not in names:
+                names.append(inv.name)
+        for n in self.assert_names():
+            if n not in names:
+                names.append(n)
+        for e in self.equivs:
+            if e.name not in names:
+                names.append(e.name)
+        return names
+
+    def assert_names(self) -> list[str]:
+        out: list[str] = []
+
+        def walk(stmts):
+            for s in stmts:
+                if isinstance(s, A.Assert) and s.prop not in out:
+                    out.append(s.prop)
+                for sub in _substmts(s):
+                    walk(sub)
+        for ps in self.procs.values():
+            for p in ps:
+                walk(p.body)
+        for a in self.actions:
+            walk(a.body)
+        for t in self.threads:
+            for st in t.steps:
+                walk(st.body)
+        for i in self.inits:
+            walk(i.body)
+        return out
+
+    def branch_labels(self) -> list[tuple[str, str, str]]:
+        """(era slug, owner, label) for every ``branch`` reachable in every era."""
+        out = []
+        for era in ERAS:
+            seen = set()
+
+            def walk(owner, stmts, depth=0):
+                for s in stmts:
+                    if isinstance(s, A.BranchLabel) and (owner, s.name) not in seen:
+                        seen.add((owner, s.name))
+                        out.append((ERA_SLUG[era], owner, s.name))
+                    if isinstance(s, A.Call) and depth < 20:
+                        for p in self.procs_at(s.name, era):
+                            walk(p.name, p.body, depth + 1)
+                    for sub in _substmts(s):
+                        walk(owner, sub, depth)
+            for a in self.actions_at(era):
+                walk(a.name, a.body)
+            for t in self.threads_at(era):
+                for st in t.steps:
+                    walk(f"{t.name}.{st.label}", st.body)
+        return out
+
+
+def _substmts(s):
+    if isinstance(s, A.If):
+        for _, body in s.arms:
+            yield body
+        if s.other is not None:
+            yield s.other
+    elif isinstance(s, A.Either):
+        yield from s.arms
+    elif isinstance(s, A.Foreach):
+        yield s.body
+
+
+# ----------------------------------------------------------------------------- checker
+
+class Checker:
+    def __init__(self, model: Model):
+        self.m = model
+
+    def err(self, msg, loc, expected=None):
+        raise InputError(msg, loc or Location("<spec>", 1, 1), expected)
+
+    # -- declarations
+    def declare(self, decls) -> None:
+        m = self.m
+        for d in decls:
+            if isinstance(d, A.DomainDecl):
+                self._fresh(d.name, d.loc)
+                m.domains[d.name] = Domain(d.name, d.values, d.is_enum)
+                if d.is_enum:
+                    if len(set(d.values)) != len(d.values):
+                        self.err(f"domain {d.name} lists a value twice", d.loc)
+                    for i, v in enumerate(d.values):
+                        self._fresh(v, d.loc)
+                        m.enum_values[v] = (d.name, i)
+        for d in decls:
+            if isinstance(d, A.ConstDecl):
+                self._fresh(d.name, d.loc)
+                t = self.expr(d.value, {})
+                m.consts[d.name] = (t, self.const_value(d.value))
+        for d in decls:
+            if isinstance(d, A.VarDecl):
+                self._fresh(d.name, d.loc)
+                keys, vt = (), d.type
+                if isinstance(vt, A.TMap):
+                    keys = vt.keys
+                    for k in keys:
+                        if k not in m.domains:
+                            self.err(f"unknown domain {k!r}", vt.loc, "a declared domain")
+                    vt = vt.value
+                    if isinstance(vt, A.TMap):
+                        self.err("a map of maps; use map[D1, D2] of T", d.loc)
+                t = self.type_of(vt, d.loc)
+                m.vars[d.name] = VarInfo(d.name, t, tuple(keys), d.init, d.ghost, d.loc)
+        for d in decls:
+            if isinstance(d, A.ProcDecl):
+                check_era_split(d.when, d.loc)
+                m.procs.setdefault(d.name, []).append(d)
+            elif isinstance(d, A.ActionDecl):
+                check_era_split(d.when, d.loc)
+                m.actions.append(d)
+            elif isinstance(d, A.ThreadDecl):
+                check_era_split(d.when, d.loc)
+                m.threads.append(d)
+            elif isinstance(d, A.InitDecl):
+                m.inits.append(d)
+            elif isinstance(d, A.PreludeDecl):
+                m.prelude.extend(d.lines)
+            elif isinstance(d, A.InvariantDecl):
+                m.invariants.append(d)
+            elif isinstance(d, A.ObserveDecl):
+                if d.name in m.observes:
+                    self.err(f"observable {d.name!r} declared twice", d.loc)
+                m.observes[d.name] = d
+            elif isinstance(d, A.EquivDecl):
+                m.equivs.append(d)
+
+    def _fresh(self, name, loc):
+        m = self.m
+        if name in m.domains or name in m.enum_values or name in m.consts or name in m.vars:
+            self.err(f"{name!r} is declared twice", loc, "a new name")
+
+    def type_of(self, t, loc):
+        if isinstance(t, A.TBool):
+            return BOOL
+        if isinstance(t, A.TRange):
+            return Int(t.lo, t.hi)
+        if isinstance(t, A.TNamed):
+            if t.name not in self.m.domains:
+                self.err(f"unknown type {t.name!r}", t.loc or loc,
+                         "bool, LO..HI, a domain or map[D, ...] of T")
+            return Dom(t.name)
+        self.err("bad type", loc)
+
+    def const_value(self, e):
+        if isinstance(e, A.IntLit):
+            return e.value
+        if isinstance(e, A.BoolLit):
+            return e.value
+        if isinstance(e, A.Unary) and e.op == "-":
+            return -self.const_value(e.arg)
+        if isinstance(e, A.Name) and e.id in self.m.consts:
+            return self.m.consts[e.id][1]
+        if isinstance(e, A.Name) and e.id in self.m.enum_values:
+            return self.m.enum_values[e.id][1]
+        if isinstance(e, A.Binary) and e.op in "+-":
+            a, b = self.const_value(e.left), self.const_value(e.right)
+            return a + b if e.op == "+" else a - b
+        self.err("a constant must be a literal or a sum of constants", e.loc)
+
+    # -- compatibility
+    def is_int(self, t):
+        return isinstance(t, Int) or (isinstance(t, Dom) and not self.m.domains[t.name].is_enum)
+
+    def compatible(self, want, got):
+        if isinstance(want, Bool) or isinstance(got, Bool):
+            return isinstance(want, Bool) and isinstance(got, Bool)
+        if isinstance(want, Dom) and self.m.domains[want.name].is_enum:
+            return got == want
+        if isinstance(got, Dom) and self.m.domains[got.name].is_enum:
+            return False
+        return True
+
+    # -- expressions
+    def expr(self, e, scope) -> object:
+        m = self.m
+        if isinstance(e, A.IntLit):
+            return INT
+        if isinstance(e, A.BoolLit):
+            return BOOL
+        if isinstance(e, A.KernelIn):
+            return BOOL
+        if isinstance(e, A.Name):
+            if e.id in scope:
+                return scope[e.id]
+            if e.id in m.consts:
+                return m.consts[e.id][0]
+            if e.id in m.enum_values:
+                return Dom(m.enum_values[e.id][0])
+            if e.id in m.vars:
+                v = m.vars[e.id]
+                if v.keys:
+                    self.err(f"map {e.id!r} needs an index", e.loc,
+                             f"{e.id}[{', '.join(v.keys)}]")
+                return v.type
+            self.err(f"unknown name {e.id!r}", e.loc, "a variable, constant, parameter or value")
+        if isinstance(e, A.Index):
+            if e.name in m.observes:
+                ob = m.observes[e.name]
+                self._args(e.name, [p.domain for p in ob.params], e.args, scope, e.loc)
+                return self.expr(ob.value, {p.name: Dom(p.domain) for p in ob.params})
+            if e.name not in m.vars:
+                self.err(f"unknown map {e.name!r}", e.loc, "a declared map variable")
+            v = m.vars[e.name]
+            if not v.keys:
+                self.err(f"{e.name!r} is not a map", e.loc, e.name)
+            self._args(e.name, v.keys, e.args, scope, e.loc)
+            return v.type
+        if isinstance(e, A.Unary):
+            t = self.expr(e.arg, scope)
+            if e.op == "not":
+                self._want_bool(t, e.arg)
+                return BOOL
+            if not self.is_int(t):
+                self.err(f"'-' needs an int, got {t}", e.loc)
+            return INT
+        if isinstance(e, A.Binary):
+            lt, rt = self.expr(e.left, scope), self.expr(e.right, scope)
+            if e.op in ("and", "or", "=>"):
+                self._want_bool(lt, e.left)
+                self._want_bool(rt, e.right)
+                return BOOL
+            if e.op in ("==", "!="):
+                if not (self.compatible(lt, rt) and self.compatible(rt, lt)):
+                    self.err(f"cannot compare {lt} with {rt}", e.loc, f"two values of one type")
+                return BOOL
+            if not (self.is_int(lt) and self.is_int(rt)):
+                self.err(f"'{e.op}' needs ints, got {lt} and {rt}", e.loc, "int operands")
+            return BOOL if e.op in ("<", "<=", ">", ">=") else INT
+        if isinstance(e, A.Ite):
+            self._want_bool(self.expr(e.cond, scope), e.cond)
+            a, b = self.expr(e.then, scope), self.expr(e.other, scope)
+            if not (self.compatible(a, b) and self.compatible(b, a)):
+                self.err(f"the arms of if-then-else differ: {a} and {b}", e.loc)
+            return a if not isinstance(a, Int) else INT
+        if isinstance(e, A.Quant):
+            inner = dict(scope)
+            for b in e.binders:
+                if b.domain not in m.domains:
+                    self.err(f"unknown domain {b.domain!r}", b.loc, "a declared domain")
+                inner[b.name] = Dom(b.domain)
+            self._want_bool(self.expr(e.body, inner), e.body)
+            return INT if e.kind == "count" else BOOL
+        self.err(f"unsupported expression {type(e).__name__}", getattr(e, "loc", None))
+
+    def _want_bool(self, t, e):
+        if not isinstance(t, Bool):
+            self.err(f"expected a bool, got {t}", getattr(e, "loc", None) or _first_loc(e),
+                     "a condition")
+
+    def _args(self, name, domains, args, scope, loc):
+        if len(args) != len(domains):
+            self.err(f"{name} takes {len(domains)} argument(s), got {len(args)}", loc,
+                     f"{name}[{', '.join(domains)}]")
+        for d, a in zip(domains, args):
+            t = self.expr(a, scope)
+            if not self.compatible(Dom(d), t):
+                self.err(f"argument of {name} should be a {d}, got {t}",
+                         getattr(a, "loc", None) or loc, f"a value of {d}")
+
+    # -- statements
+    def stmts(self, body, scope, ctx):
+        scope = dict(scope)
+        for s in body:
+            self.stmt(s, scope, ctx)
+
+    def stmt(self, s, scope, ctx):
+        m = self.m
+        if isinstance(s, A.Assign):
+            if s.name in scope:
+                self.err(f"cannot assign to {s.name!r}: it is a parameter or let", s.loc,
+                         "a state variable")
+            if s.name not in m.vars:
+                self.err(f"unknown variable {s.name!r}", s.loc, "a declared var")
+            v = m.vars[s.name]
+            if s.index is None and v.keys:
+                self.err(f"map {s.name!r} needs an index", s.loc, f"{s.name}[...] := ...")
+            if s.index is not None:
+                if not v.keys:
+                    self.err(f"{s.name!r} is not a map", s.loc)
+                self._args(s.name, v.keys, s.index, scope, s.loc)
+            t = self.expr(s.value, scope)
+            if not self.compatible(v.type, t):
+                self.err(f"cannot assign a {t} to {s.name} of type {v.type}",
+                         getattr(s.value, "loc", None) or s.loc, f"a {v.type}")
+        elif isinstance(s, (A.Require,)):
+            self._want_bool(self.expr(s.cond, scope), s.cond)
+        elif isinstance(s, A.Assert):
+            self._want_bool(self.expr(s.cond, scope), s.cond)
+        elif isinstance(s, A.Let):
+            t = self.expr(s.value, scope)
+            scope[s.name] = t
+        elif isinstance(s, A.If):
+            for c, body in s.arms:
+                self._want_bool(self.expr(c, scope), c)
+                self.stmts(body, scope, ctx)
+            if s.other is not None:
+                self.stmts(s.other, scope, ctx)
+        elif isinstance(s, A.BranchLabel):
+            pass
+        elif isinstance(s, A.Either):
+            for body in s.arms:
+                self.stmts(body, scope, ctx)
+        elif isinstance(s, A.Choose):
+            for b in s.binders:
+                if b.domain not in m.domains:
+                    self.err(f"unknown domain {b.domain!r}", b.loc, "a declared domain")
+                scope[b.name] = Dom(b.domain)
+            if s.where is not None:
+                self._want_bool(self.expr(s.where, scope), s.where)
+        elif isinstance(s, A.Foreach):
+            inner = dict(scope)
+            for b in s.binders:
+                if b.domain not in m.domains:
+                    self.err(f"unknown domain {b.domain!r}", b.loc, "a declared domain")
+                inner[b.name] = Dom(b.domain)
+            self.stmts(s.body, inner, ctx)
+        elif isinstance(s, A.Call):
+            if s.name not in m.procs:
+                self.err(f"unknown procedure {s.name!r}", s.loc, "a declared proc")
+            p = m.procs[s.name][0]
+            self._args(s.name, [x.domain for x in p.params], s.args, scope, s.loc)
+        elif isinstance(s, A.Goto):
+            labels = ctx.get("labels")
+            if labels is None:
+                self.err("goto outside a thread", s.loc, "a thread step")
+            if s.label not in labels and s.label != "done":
+                self.err(f"unknown label {s.label!r}", s.loc,
+                         "one of " + ", ".join(sorted(labels | {"done"})))
+        elif isinstance(s, A.Skip):
+            pass
+
+    def check_all(self) -> None:
+        m = self.m
+        for v in m.vars.values():
+            if v.init is not None:
+                t = self.expr(v.init, {})
+                if not self.compatible(v.type, t):
+                    self.err(f"initial value of {v.name} is a {t}, not a {v.type}",
+                             getattr(v.init, "loc", None) or v.loc)
+        for name, ps in m.procs.items():
+            sig = [x.domain for x in ps[0].params]
+            for p in ps:
+                if [x.domain for x in p.params] != sig:
+                    self.err(f"variants of proc {name} have different parameters", p.loc,
+                             f"({', '.join(sig)})")
+                self._params(p.params)
+                self.stmts(p.body, {x.name: Dom(x.domain) for x in p.params}, {})
+        for a in m.actions:
+            self._params(a.params)
+            self.stmts(a.body, {x.name: Dom(x.domain) for x in a.params}, {})
+        for t in m.threads:
+            labels = {st.label for st in t.steps}
+            if len(labels) != len(t.steps):
+                self.err(f"thread {t.name} has a label twice", t.loc)
+            for st in t.steps:
+                self.stmts(st.body, {}, {"labels": labels})
+        for i in m.inits:
+            self.stmts(i.body, {}, {})
+        for inv in m.invariants:
+            self._want_bool(self.expr(inv.cond, {}), inv.cond)
+        for ob in m.observes.values():
+            self._params(ob.params)
+            self.expr(ob.value, {x.name: Dom(x.domain) for x in ob.params})
+        for eq in m.equivs:
+            for o in eq.observables:
+                if o not in m.observes:
+                    self.err(f"unknown observable {o!r}", eq.loc, "a declared observe")
+            if eq.after is not None and not any(a.name == eq.after for a in m.actions):
+                self.err(f"unknown action {eq.after!r}", eq.loc, "a declared action")
+        # at most one variant of a proc / action / thread per era
+        for era in ERAS:
+            seen = {}
+            for a in m.actions_at(era):
+                if a.name in seen:
+                    self.err(f"two variants of action {a.name} apply to era {era.value}", a.loc,
+                             "disjoint 'when kernel in' conditions")
+                seen[a.name] = a
+            for name in m.procs:
+                ps = m.procs_at(name, era)
+                if len(ps) > 1:
+                    self.err(f"two variants of proc {name} apply to era {era.value}", ps[1].loc,
+                             "disjoint 'when kernel in' conditions")
+            ts = {}
+            for t in m.threads_at(era):
+                if t.name in ts:
+                    self.err(f"two variants of thread {t.name} apply to era {era.value}", t.loc)
+                ts[t.name] = t
+
+    def _params(self, params):
+        names = set()
+        for p in params:
+            if p.domain not in self.m.domains:
+                self.err(f"unknown domain {p.domain!r}", p.loc, "a declared domain")
+            if p.name in names:
+                self.err(f"parameter {p.name!r} twice", p.loc)
+            names.add(p.name)
+
+
+def _first_loc(e):
+    for v in getattr(e, "__dict__", {}).values():
+        loc = getattr(v, "loc", None)
+        if loc is not None:
+            return loc
+    return None
+
+
+def build_model(name: str, files, mutant_files=()) -> Model:
+    """Merge the declarations of ``files`` (all ``model NAME``) and apply mutant overlays."""
+    m = Model(name)
+    decls = []
+    for f in files:
+        m.files.append(f.path)
+        decls.extend(d for d in f.decls if not isinstance(d, (A.ModelDecl, A.MutantDecl)))
+    for f in mutant_files:
+        mdecl = next(d for d in f.decls if isinstance(d, A.MutantDecl))
+        m.mutant = mdecl
+        decls = apply_overlay(decls, [d for d in f.decls if not isinstance(d, A.MutantDecl)])
+    ck = Checker(m)
+    ck.declare(decls)
+    ck.check_all()
+    return m
+
+
+def _key(d):
+    if isinstance(d, (A.ProcDecl, A.ActionDecl, A.ThreadDecl)):
+        return (type(d).__name__, d.name, str(d.when))
+    if isinstance(d, A.InvariantDecl):
+        return None
+    return None
+
+
+def apply_overlay(decls, overlay):
+    """A mutant overlay replaces, by kind, name and `when`, the procs, actions and threads it
+    redefines; ``step T.L`` replaces one labelled step of thread T; other declarations
+    (new procs, vars, invariants) are added."""
+    decls = list(decls)
+    for od in overlay:
+        if isinstance(od, A.StepDecl):
+            hit = False
+            for i, d in enumerate(decls):
+                if isinstance(d, A.ThreadDecl) and d.name == od.thread and \
+                        (od.when is None or str(od.when) == str(d.when)):
+                    steps = list(d.steps)
+                    for j, st in enumerate(steps):
+                        if st.label == od.label:
+                            steps[j] = A.ThreadStep(st.label, od.body, loc=od.loc)
+                            hit = True
+                    decls[i] = A.ThreadDecl(d.name, d.when, tuple(steps), loc=d.loc)
+            if not hit:
+                raise InputError(f"no step {od.thread}.{od.label} to replace", od.loc,
+                                 "a labelled step of a thread of the base model")
+            continue
+        k = _key(od)
+        if k is not None:
+            idx = [i for i, d in enumerate(decls) if _key(d) == k]
+            if not idx:
+                raise InputError(f"the mutant redefines {k[1]} (when {k[2]}), which the base "
+                                 "model does not define", od.loc,
+                                 "the name and 'when' of a base declaration")
+            decls[idx[0]] = od
+            continue
+        if isinstance(od, A.ModelDecl):
+            continue
+        decls.append(od)
+    return decls

@@ -1,0 +1,596 @@
+"""Compile a checked kspec model, for one era, to a Z3 transition system.
+
+Actions are grounded over their parameters (one *instance* per parameter tuple); thread
+steps are instances guarded by the thread's program counter.  Each instance is executed
+symbolically once over generic state constants; ``if`` merges the arms with ``If``;
+``require`` adds a guard; ``choose``/``either`` read choice constants (``ch0``, ``ch1``, ...,
+shared by the instances because one step runs one instance).  A step picks its instance
+with the selector ``sel``.  BMC copies the generic formulas per step with ``substitute``.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from typing import Optional
+
+import z3
+
+from ksmdiff.errors import InputError
+from ksmdiff.kspec.internal import ast as A
+from ksmdiff.kspec.internal.check import BOOL, Bool, Dom, Int, Model, era_contains
+from ksmdiff.versions import Era, KernelVersion
+from ksmdiff.kspec.internal.check import ERA_SPAN
+
+MAX_CALL_DEPTH = 32
+W = 6          # every int and domain value is a W-bit two's-complement bit-vector
+
+
+def IV(v: int):
+    return z3.BitVecVal(v, W)
+
+
+def IVar(name: str):
+    return z3.BitVec(name, W)
+
+
+@dataclass
+class Instance:
+    kind: str                 # "action" | "step"
+    name: str                 # action name, or THREAD.LABEL
+    args: tuple               # ((param, domain, code), ...)
+    prints: Optional[str]
+    choices: list             # [(slot, binder name, domain name or None)]
+    guard: object = None
+    next: dict = field(default_factory=dict)
+    asserts: dict = field(default_factory=dict)
+    labels: dict = field(default_factory=dict)
+
+
+@dataclass
+class TS:
+    model: Model
+    era: Era
+    keys: list
+    sort: dict                # key -> "bool" | "int"
+    rng: dict                 # key -> (lo, hi) | None
+    cur: dict                 # key -> z3 const
+    sel: object
+    slots: list               # choice constants ch0..
+    instances: list
+    step_guard: object = None
+    step_next: dict = field(default_factory=dict)
+    step_asserts: dict = field(default_factory=dict)
+    step_labels: dict = field(default_factory=dict)
+    init: object = None
+    init_slots: list = field(default_factory=list)
+    types: object = None
+    invariants: dict = field(default_factory=dict)
+    threads: dict = field(default_factory=dict)   # thread -> (pc key, [labels])
+    split: set = field(default_factory=set)       # domains whose symbolic values are split
+
+    def observable(self, name: str) -> list:
+        """[(args text, z3 expr over cur)] for every instance of ``observe name``."""
+        ob = self.model.observes[name]
+        out = []
+        doms = [self.model.domains[p.domain] for p in ob.params]
+        for codes in itertools.product(*[d.encodings() for d in doms]):
+            ex = _Exec(self, None)
+            scope = {p.name: IV(c) for p, c in zip(ob.params, codes)}
+            env = _Env(dict(self.cur), scope, z3.BoolVal(True))
+            text = ", ".join(d.show(c) for d, c in zip(doms, codes))
+            out.append((f"{name}({text})", ex.ev(ob.value, env)))
+        return out
+
+
+def key_name(key) -> str:
+    var, idx = key
+    return var if not idx else f"{var}[{','.join(map(str, idx))}]"
+
+
+class _Env:
+    __slots__ = ("st", "scope", "pc", "doms")
+
+    def __init__(self, st, scope, pc, doms=None):
+        self.st, self.scope, self.pc = st, scope, pc
+        self.doms = doms if doms is not None else {}
+
+    def fork(self, cond):
+        pc = cond if z3.is_true(self.pc) else (self.pc if z3.is_true(cond) else z3.And(self.pc, cond))
+        if z3.is_false(cond):
+            pc = cond
+        return _Env(dict(self.st), dict(self.scope), pc, dict(self.doms))
+
+
+def _concrete(e):
+    s = z3.simplify(e)
+    if z3.is_bv_value(s):
+        return s.as_signed_long()
+    if z3.is_true(s):
+        return True
+    if z3.is_false(s):
+        return False
+    return None
+
+
+class _Acc:
+    def __init__(self, slot_prefix="ch"):
+        self.guards = []
+        self.asserts = {}
+        self.labels = {}
+        self.nslots = 0
+        self.choices = []
+        self.prefix = slot_prefix
+
+
+class _Exec:
+    def __init__(self, ts: TS, acc: Optional[_Acc], owner: str = "", thread=None):
+        self.ts = ts
+        self.m = ts.model
+        self.acc = acc
+        self.owner = owner
+        self.thread = thread      # (pc key, {label: index}) for thread steps
+        self.depth = 0
+
+    # -- choice slots
+    def slot(self, name, domain):
+        k = self.acc.nslots
+        self.acc.nslots += 1
+        self.acc.choices.append((k, name, domain))
+        return IVar(f"{self.acc.prefix}{k}")
+
+    # -- expressions
+    def ev(self, e, env: _Env):
+        m = self.m
+        if isinstance(e, A.IntLit):
+            return IV(e.value)
+        if isinstance(e, A.BoolLit):
+            return z3.BoolVal(e.value)
+        if isinstance(e, A.KernelIn):
+            return z3.BoolVal(era_contains(e.versions, self.ts.era))
+        if isinstance(e, A.Name):
+            if e.id in env.scope:
+                return env.scope[e.id]
+            if e.id in m.consts:
+                t, v = m.consts[e.id]
+                return z3.BoolVal(v) if isinstance(t, Bool) else IV(v)
+            if e.id in m.enum_values:
+                return IV(m.enum_values[e.id][1])
+            return env.st[(e.id, ())]
+        if isinstance(e, A.Index):
+            if e.name in m.observes:
+                ob = m.observes[e.name]
+                scope = {p.name: self.ev(a, env) for p, a in zip(ob.params, e.args)}
+                return self.ev(ob.value, _Env(env.st, scope, env.pc))
+            args = [self.ev(a, env) for a in e.args]
+            return self.read(e.name, args, env)
+        if isinstance(e, A.Unary):
+            a = self.ev(e.arg, env)
+            return z3.Not(a) if e.op == "not" else -a
+        if isinstance(e, A.Binary):
+            a, b = self.ev(e.left, env), self.ev(e.right, env)
+            op = e.op
+            if op == "and":
+                return z3.And(a, b)
+            if op == "or":
+                return z3.Or(a, b)
+            if op == "=>":
+                return z3.Implies(a, b)
+            if op == "==":
+                return a == b
+            if op == "!=":
+                return a != b
+            if op == "<":
+                return a < b
+            if op == "<=":
+                return a <= b
+            if op == ">":
+                return a > b
+            if op == ">=":
+                return a >= b
+            if op == "+":
+                return a + b
+            if op == "-":
+                return a - b
+        if isinstance(e, A.Ite):
+            c = self.ev(e.cond, env)
+            cc = _concrete(c)
+            if cc is True:
+                return self.ev(e.then, env)
+            if cc is False:
+                return self.ev(e.other, env)
+            return z3.If(c, self.ev(e.then, env), self.ev(e.other, env))
+        if isinstance(e, A.Quant):
+            parts = []
+            doms = [m.domains[b.domain] for b in e.binders]
+            for codes in itertools.product(*[d.encodings() for d in doms]):
+                scope = dict(env.scope)
+                for b, c in zip(e.binders, codes):
+                    scope[b.name] = IV(c)
+                parts.append(self.ev(e.body, _Env(env.st, scope, env.pc)))
+            if e.kind == "forall":
+                return z3.And(parts) if parts else z3.BoolVal(True)
+            if e.kind == "exists":
+                return z3.Or(parts) if parts else z3.BoolVal(False)
+            return z3.Sum([z3.If(p, IV(1), IV(0)) for p in parts]) \
+                if parts else IV(0)
+        raise AssertionError(e)
+
+    def _tuples(self, var):
+        v = self.m.vars[var]
+        doms = [self.m.domains[k] for k in v.keys]
+        return list(itertools.product(*[d.encodings() for d in doms]))
+
+    def read(self, var, args, env):
+        codes = [_concrete(a) for a in args]
+        if all(c is not None for c in codes):
+            key = (var, tuple(codes))
+            if key not in env.st:
+                # out of the domain: only reachable under a false path condition
+                return env.st[(var, self._tuples(var)[0])]
+            return env.st[key]
+        tuples = self._tuples(var)
+        out = env.st[(var, tuples[-1])]
+        for t in reversed(tuples[:-1]):
+            cond = z3.And([a == IV(c) for a, c in zip(args, t)])
+            out = z3.If(cond, env.st[(var, t)], out)
+        return out
+
+    def write(self, var, args, value, env):
+        codes = [_concrete(a) for a in args]
+        if all(c is not None for c in codes):
+            key = (var, tuple(codes))
+            if key in env.st:
+                env.st[key] = value
+            return
+        for t in self._tuples(var):
+            cond = z3.And([a == IV(c) for a, c in zip(args, t)])
+            env.st[(var, t)] = z3.If(cond, value, env.st[(var, t)])
+
+    # -- statements
+    def run(self, body, env: _Env) -> _Env:
+        for i, s in enumerate(body):
+            if z3.is_false(env.pc):
+                return env
+            if isinstance(s, A.Let):
+                dom = self.dom_of(s.value, env)
+                val = self.ev(s.value, env)
+                if dom in self.ts.split and _concrete(val) is None:
+                    rest = body[i + 1:]
+
+                    def k(e, c, name=s.name, rest=rest, dom=dom):
+                        e.scope[name] = IV(c)
+                        e.doms[name] = dom
+                        return self.run(rest, e)
+                    return self.split(env, val, dom, k)
+                env.scope[s.name] = val
+                env.doms[s.name] = dom
+                continue
+            env = self.stmt(s, env)
+        return env
+
+    def _split_many(self, env, names, rest):
+        if not names:
+            return self.run(rest, env)
+        name = names[0]
+        val = env.scope[name]
+        dom = env.doms[name]
+
+        def k(e, c):
+            e.scope[name] = IV(c)
+            return self._split_many(e, names[1:], rest)
+        return self.split(env, val, dom, k)
+
+    def split(self, env, val, dom, k) -> _Env:
+        outs = []
+        for c in self.m.domains[dom].encodings():
+            cond = z3.simplify(val == IV(c))
+            if z3.is_false(cond):
+                continue
+            e = env.fork(cond)
+            # what the path knows: the state cells holding this very value are constant
+            for key, v in e.st.items():
+                if v.eq(val):
+                    e.st[key] = IV(c)
+            outs.append((cond, k(e, c)))
+        return self.join(env, outs)
+
+    def dom_of(self, e, env):
+        m = self.m
+        if isinstance(e, A.Name):
+            if e.id in env.scope:
+                return env.doms.get(e.id)
+            v = m.vars.get(e.id)
+            if v is not None and isinstance(v.type, Dom):
+                return v.type.name
+            return None
+        if isinstance(e, A.Index) and e.name in m.vars:
+            t = m.vars[e.name].type
+            return t.name if isinstance(t, Dom) else None
+        return None
+
+    def stmt(self, s, env: _Env) -> _Env:
+        acc = self.acc
+        if isinstance(s, A.Assign):
+            val = self.ev(s.value, env)
+            if s.index is None:
+                env.st[(s.name, ())] = val
+            else:
+                self.write(s.name, [self.ev(a, env) for a in s.index], val, env)
+            return env
+        if isinstance(s, A.Require):
+            c = self.ev(s.cond, env)
+            acc.guards.append(z3.Implies(env.pc, c))
+            env.pc = z3.And(env.pc, c)
+            return env
+        if isinstance(s, A.Assert):
+            c = self.ev(s.cond, env)
+            acc.asserts.setdefault(s.prop, []).append(z3.And(env.pc, z3.Not(c)))
+            return env
+        if isinstance(s, A.Let):
+            env.scope[s.name] = self.ev(s.value, env)
+            return env
+        if isinstance(s, A.BranchLabel):
+            key = (self.owner, s.name)
+            acc.labels.setdefault(key, []).append(env.pc)
+            return env
+        if isinstance(s, A.Skip):
+            return env
+        if isinstance(s, A.Goto):
+            pc_key, index = self.thread
+            env.st[pc_key] = IV(index[s.label])
+            return env
+        if isinstance(s, A.If):
+            arms = []
+            notprev = z3.BoolVal(True)
+            for cond, body in s.arms:
+                c = self.ev(cond, env)
+                cc = _concrete(c)
+                if cc is False:
+                    continue
+                if cc is True:
+                    arms.append((notprev, body))
+                    notprev = z3.BoolVal(False)
+                    break
+                arms.append((z3.And(notprev, c), body))
+                notprev = z3.And(notprev, z3.Not(c))
+            if _concrete(notprev) is not False:
+                arms.append((notprev, s.other or ()))
+            return self.merge(env, [(c, b) for c, b in arms])
+        if isinstance(s, A.Either):
+            k = self.slot("either", None)
+            n = len(s.arms)
+            acc.guards.append(z3.Implies(env.pc, z3.And(k >= 0, k < n)))
+            return self.merge(env, [(k == i, b) for i, b in enumerate(s.arms)])
+        if isinstance(s, A.Choose):
+            conds = []
+            for b in s.binders:
+                d = self.m.domains[b.domain]
+                ch = self.slot(b.name, b.domain)
+                enc = d.encodings()
+                conds.append(z3.And(ch >= min(enc), ch <= max(enc)))
+                env.scope[b.name] = ch
+                env.doms[b.name] = b.domain
+            if s.where is not None:
+                conds.append(self.ev(s.where, env))
+            c = z3.And(conds)
+            acc.guards.append(z3.Implies(env.pc, c))
+            env.pc = z3.And(env.pc, c)
+            return env
+        if isinstance(s, A.Foreach):
+            doms = [self.m.domains[b.domain] for b in s.binders]
+            for codes in itertools.product(*[d.encodings() for d in doms]):
+                inner = _Env(env.st, dict(env.scope), env.pc, dict(env.doms))
+                for b, c in zip(s.binders, codes):
+                    inner.scope[b.name] = IV(c)
+                inner = self.run(s.body, inner)
+                env = _Env(inner.st, env.scope, inner.pc, env.doms)
+            return env
+        if isinstance(s, A.Call):
+            procs = self.m.procs_at(s.name, self.ts.era)
+            if not procs:
+                raise InputError(f"proc {s.name} has no variant for era {self.ts.era.value}",
+                                 s.loc, "a proc whose 'when' covers this era")
+            p = procs[0]
+            if self.depth > MAX_CALL_DEPTH:
+                raise InputError(f"calls nested deeper than {MAX_CALL_DEPTH} (recursion?)",
+                                 s.loc, "no recursive procs")
+            args = [self.ev(a, env) for a in s.args]
+            for j, (x, a) in enumerate(zip(p.params, args)):
+                if x.domain in self.ts.split and _concrete(a) is None:
+                    def k(e, c, j=j):
+                        lits = list(s.args)
+                        lits[j] = A.IntLit(c)
+                        return self.stmt(A.Call(s.name, tuple(lits), loc=s.loc), e)
+                    return self.split(env, a, x.domain, k)
+            inner = _Env(env.st, {x.name: a for x, a in zip(p.params, args)}, env.pc,
+                         {x.name: x.domain for x in p.params})
+            self.depth += 1
+            old_owner = self.owner
+            self.owner = p.name
+            try:
+                inner = self.run(p.body, inner)
+            finally:
+                self.depth -= 1
+                self.owner = old_owner
+            return _Env(inner.st, env.scope, inner.pc, env.doms)
+        raise AssertionError(s)
+
+    def merge(self, env, arms) -> _Env:
+        if not arms:
+            return env
+        outs = []
+        for cond, body in arms:
+            e = env.fork(cond)
+            e = self.run(body, e)
+            outs.append((cond, e))
+        return self.join(env, outs)
+
+    def join(self, env, outs) -> _Env:
+        if not outs:
+            return _Env(env.st, env.scope, z3.BoolVal(False), env.doms)
+        if len(outs) == 1:
+            cond, e = outs[0]
+            return _Env(e.st, env.scope, env.pc if _concrete(cond) is True else e.pc, env.doms)
+        st = {}
+        for key in env.st:
+            vals = [e.st[key] for _, e in outs]
+            first = vals[0]
+            if all(v.eq(first) for v in vals[1:]):
+                st[key] = first
+                continue
+            out = vals[-1]
+            for (cond, _), v in zip(reversed(outs[:-1]), reversed(vals[:-1])):
+                out = z3.If(cond, v, out)
+            st[key] = out
+        # the path condition after the merge: some arm was taken (its requires held)
+        pc = z3.Or([e.pc for _, e in outs])
+        return _Env(st, env.scope, pc, env.doms)
+
+
+def compile_ts(model: Model, era: Era) -> TS:
+    m = model
+    keys, sort, rng, cur = [], {}, {}, {}
+    for v in m.vars.values():
+        doms = [m.domains[k] for k in v.keys]
+        for t in itertools.product(*[d.encodings() for d in doms]):
+            key = (v.name, tuple(t))
+            keys.append(key)
+            if isinstance(v.type, Bool):
+                sort[key] = "bool"
+                rng[key] = None
+                cur[key] = z3.Bool(key_name(key))
+            else:
+                sort[key] = "int"
+                if isinstance(v.type, Int):
+                    rng[key] = (v.type.lo, v.type.hi)
+                else:
+                    enc = m.domains[v.type.name].encodings()
+                    rng[key] = (min(enc), max(enc))
+                cur[key] = IVar(key_name(key))
+    threads = {}
+    for t in m.threads_at(era):
+        pk = (f"pc.{t.name}", ())
+        keys.append(pk)
+        sort[pk] = "int"
+        rng[pk] = (0, len(t.steps))
+        cur[pk] = IVar(key_name(pk))
+        threads[t.name] = (pk, [st.label for st in t.steps])
+    ts = TS(m, era, keys, sort, rng, cur, IVar("sel"), [], [])
+    ts.split = {k for v in m.vars.values() for k in v.keys if m.domains[k].size <= 8}
+    ts.threads = threads
+
+    # -- instances
+    instances = []
+    for a in m.actions_at(era):
+        doms = [m.domains[p.domain] for p in a.params]
+        for codes in itertools.product(*[d.encodings() for d in doms]):
+            inst = Instance("action", a.name,
+                            tuple((p.name, p.domain, c) for p, c in zip(a.params, codes)),
+                            a.prints, [])
+            acc = _Acc()
+            ex = _Exec(ts, acc, a.name)
+            env = _Env(dict(cur), {p.name: IV(c) for p, c in zip(a.params, codes)},
+                       z3.BoolVal(True))
+            env = ex.run(a.body, env)
+            _finish(ts, inst, acc, env)
+            instances.append(inst)
+    for t in m.threads_at(era):
+        pk, labels = threads[t.name]
+        index = {lab: i for i, lab in enumerate(labels)}
+        index["done"] = len(labels)
+        for i, st in enumerate(t.steps):
+            inst = Instance("step", f"{t.name}.{st.label}", (), None, [])
+            acc = _Acc()
+            ex = _Exec(ts, acc, f"{t.name}.{st.label}", (pk, index))
+            env = _Env(dict(cur), {}, z3.BoolVal(True))
+            acc.guards.append(cur[pk] == i)
+            env.pc = cur[pk] == i
+            env.st[pk] = IV(i + 1)
+            env = ex.run(st.body, env)
+            _finish(ts, inst, acc, env)
+            instances.append(inst)
+    ts.instances = instances
+    nslots = max([len(i.choices) for i in instances] + [0])
+    ts.slots = [IVar(f"ch{k}") for k in range(nslots)]
+
+    sel = ts.sel
+    n = len(instances)
+    guard = [sel >= 0, sel < n]
+    for i, inst in enumerate(instances):
+        guard.append(z3.Implies(sel == i, inst.guard))
+    ts.step_guard = z3.And(guard)
+    for key in keys:
+        out = cur[key]
+        for i in reversed(range(n)):
+            nv = instances[i].next.get(key)
+            if nv is not None:
+                out = z3.If(sel == i, nv, out)
+        ts.step_next[key] = out
+    props = {}
+    for i, inst in enumerate(instances):
+        for p, v in inst.asserts.items():
+            props.setdefault(p, []).append(z3.And(sel == i, v))
+    ts.step_asserts = {p: z3.Or(vs) for p, vs in props.items()}
+    labels = {}
+    for i, inst in enumerate(instances):
+        for lab, v in inst.labels.items():
+            labels.setdefault(lab, []).append(z3.And(sel == i, v))
+    ts.step_labels = {lab: z3.Or(vs) for lab, vs in labels.items()}
+
+    # -- types (ranges) of a state
+    tparts = []
+    for key in keys:
+        if rng[key] is not None:
+            lo, hi = rng[key]
+            tparts.append(z3.And(cur[key] >= lo, cur[key] <= hi))
+    ts.types = z3.And(tparts) if tparts else z3.BoolVal(True)
+
+    # -- initial states
+    acc = _Acc("ich")
+    ex = _Exec(ts, acc, "init")
+    st = dict(cur)
+    env0 = _Env(st, {}, z3.BoolVal(True))
+    for v in m.vars.values():
+        if v.init is not None:
+            val = ex.ev(v.init, env0)
+            for key in keys:
+                if key[0] == v.name:
+                    st[key] = val
+    for pk, _ in threads.values():
+        st[pk] = IV(0)
+    env = _Env(st, {}, z3.BoolVal(True))
+    for init in m.inits:
+        env = ex.run(init.body, env)
+    parts = list(acc.guards)
+    for key in keys:
+        if not env.st[key].eq(cur[key]):
+            parts.append(cur[key] == env.st[key])
+    ts.init = z3.And(parts) if parts else z3.BoolVal(True)
+    ts.init_slots = [IVar(f"ich{k}") for k in range(acc.nslots)]
+
+    # -- invariants
+    for inv in m.invariants:
+        ex = _Exec(ts, _Acc(), "invariant")
+        e = ex.ev(inv.cond, _Env(dict(cur), {}, z3.BoolVal(True)))
+        ts.invariants.setdefault(inv.name, []).append(e)
+    ts.invariants = {k: z3.And(v) for k, v in ts.invariants.items()}
+    return ts
+
+
+def _finish(ts: TS, inst: Instance, acc: _Acc, env: _Env) -> None:
+    inst.guard = z3.And(acc.guards) if acc.guards else z3.BoolVal(True)
+    inst.choices = acc.choices
+    bounds = []
+    for key, val in env.st.items():
+        if val.eq(ts.cur[key]):
+            continue
+        inst.next[key] = val
+        r = ts.rng.get(key)
+        if r is not None:
+            bounds.append(z3.Or(val < r[0], val > r[1]))
+    asserts = {p: z3.Or(v) for p, v in acc.asserts.items()}
+    if bounds:
+        asserts["bounds"] = z3.Or(bounds)
+    inst.asserts = asserts
+    inst.labels = {lab: z3.Or(v) for lab, v in acc.labels.items()}

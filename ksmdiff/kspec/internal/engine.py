@@ -1,0 +1,186 @@
+"""``prove``: the strategy over models, eras, properties and mutants.
+
+For every model and era: joint k-induction of all invariants and step assertions (with
+the base case checked by BMC to depth k) gives unbounded proofs; when it does not close,
+BMC to the bound, and for thread models a completeness check (no execution longer than
+the bound) turns the bounded result into a proof.  Equivalence claims are checked by BMC
+of the product of the two eras.  Mutants are checked on the era they change (5.1-5.8) by
+BMC until a property fails.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from ksmdiff.kspec.internal.cex import is_user_trace, to_listing, to_scenario
+from ksmdiff.kspec.internal.check import ERA_SLUG, ERAS, era_contains, eras_of
+from ksmdiff.kspec.internal.compile import compile_ts
+from ksmdiff.kspec.internal.prove import (Result, bmc, complete, equivalence, kinduction,
+                                          property_names, smt2_bmc, smt2_kind, write_smt2)
+from ksmdiff.versions import Era
+
+# Per model: BMC bound, k-induction limit, equivalence bound, mutant bound.
+DEFAULT_BOUNDS = {
+    "user": {"bound": 4, "kmax": 2, "equiv": 3, "mutant": 8},
+    "race": {"bound": 24, "kmax": 2, "equiv": 0, "mutant": 24},
+}
+MUTANT_ERA = Era.V5_1_TO_5_8
+
+
+def _bounds(model_name, bound):
+    b = dict(DEFAULT_BOUNDS.get(model_name, DEFAULT_BOUNDS["user"]))
+    if bound is not None:
+        b["bound"] = bound
+        b["mutant"] = max(bound, 1)
+        b["equiv"] = min(b["equiv"], bound) if b["equiv"] else 0
+    return b
+
+
+def _write_cex(ts, trace, out, stem) -> str | None:
+    if out is None:
+        return None
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    if is_user_trace(trace) and trace.steps:
+        path = out / f"{stem}.scenario"
+        path.write_text(to_scenario(ts, trace))
+    else:
+        path = out / f"{stem}.trace"
+        path.write_text(to_listing(ts, trace))
+    return str(path)
+
+
+def prove(spec, eras=None, props=None, bound=None, mutants=False, emit_smt2=None, out=None,
+          models=None, progress=None, only_mutants=None):
+    """Run the prover; returns a list of :class:`Result` (one per model, era, property;
+    with ``mutants`` one per mutant and property)."""
+    results = []
+    eras = list(eras) if eras else list(ERAS)
+    emit = Path(emit_smt2) if emit_smt2 else None
+    manifest = []
+    if not mutants:
+        for mname, model in spec.models.items():
+            if models and mname not in models:
+                continue
+            b = _bounds(mname, bound)
+            for era in eras:
+                if not model.actions_at(era) and not model.threads_at(era):
+                    continue
+                results += _prove_one(model, mname, era, props, b, None, out, emit, manifest,
+                                      progress)
+            for eq in model.equivs:
+                if props and eq.name not in props:
+                    continue
+                for era in eras:
+                    if not era_contains(eq.left, era):
+                        continue
+                    right = eras_of(eq.right)
+                    if not right:
+                        continue
+                    t0 = time.time()
+                    ts_l, ts_r = compile_ts(model, era), compile_ts(model, right[0])
+                    tr = equivalence(ts_l, ts_r, eq, b["equiv"])
+                    r = Result(mname, era, eq.name, "proved" if tr is None else "failed", "bmc",
+                               b["equiv"], trace=tr, seconds=time.time() - t0,
+                               note=f"vs {right[0].value}")
+                    if tr is not None:
+                        r.file = _write_cex(ts_l, tr, out, f"{mname}-{ERA_SLUG[era]}-{eq.name}")
+                    results.append(r)
+                    if progress:
+                        progress(r)
+    else:
+        for name, model in spec.mutants.items():
+            if only_mutants and name not in only_mutants:
+                continue
+            b = _bounds(model.name, bound)
+            results += _mutant(model, name, b, props, out, emit, manifest, progress)
+    if emit is not None:
+        emit.mkdir(parents=True, exist_ok=True)
+        (emit / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    return results
+
+
+def _prove_one(model, mname, era, props, b, mutant, out, emit, manifest, progress):
+    t0 = time.time()
+    ts = compile_ts(model, era)
+    names = property_names(ts)
+    if props:
+        names = [p for p in names if p in props]
+    if not names:
+        return []
+    results = []
+    k = kinduction(ts, property_names(ts), b["kmax"])
+    base = b["bound"] if k is None else k
+    found = bmc(ts, names, base, mutant)
+    failed = {p for p, tr in found.items() if tr is not None}
+    method, depth = ("k-induction", base) if k is not None else ("bmc", base)
+    if k is None and not failed and ts.threads and complete(ts, b["bound"]):
+        method = "complete"
+    if k is not None and failed:
+        method = "bmc"
+    elapsed = time.time() - t0
+    for p in names:
+        tr = found.get(p)
+        r = Result(mname, era, p, "failed" if tr is not None else "proved", method, depth,
+                   k=k, trace=tr, seconds=elapsed / len(names), mutant=mutant)
+        if tr is not None:
+            r.file = _write_cex(ts, tr, out, f"{mname}-{ERA_SLUG[era]}-{p}")
+        results.append(r)
+        if progress:
+            progress(r)
+    if emit is not None:
+        for p in names:
+            path = emit / ERA_SLUG[era] / f"{mname}.{p}.bmc{base}.smt2"
+            write_smt2(path, smt2_bmc(ts, p, base))
+            manifest.append({"file": str(path.relative_to(emit)),
+                             "expect": "sat" if p in failed else "unsat"})
+        if k is not None and not failed:
+            path = emit / ERA_SLUG[era] / f"{mname}.kind{k}.smt2"
+            write_smt2(path, smt2_kind(ts, property_names(ts), k))
+            manifest.append({"file": str(path.relative_to(emit)), "expect": "unsat"})
+    return results
+
+
+def _mutant(model, name, b, props, out, emit, manifest, progress):
+    t0 = time.time()
+    ts = compile_ts(model, MUTANT_ERA)
+    names = property_names(ts)
+    if props:
+        names = [p for p in names if p in props]
+    found = {}
+    # the first property that fails kills the mutant; look for the shortest counterexample
+    from ksmdiff.kspec.internal.prove import Unroller
+    import z3
+    u = Unroller(ts)
+    s = z3.Solver()
+    s.add(u.init(), u.at(ts.types, 0))
+    killer = None
+    for t in range(b["mutant"] + 1):
+        for p in names:
+            v = u.violation(p, t)
+            if v is not None and s.check(v) == z3.sat:
+                killer = (p, u.trace(s.model(), t, p, name), t)
+                break
+        if killer or t == b["mutant"]:
+            break
+        s.add(u.step(t))
+    elapsed = time.time() - t0
+    if killer is None:
+        r = Result(model.name, MUTANT_ERA, "*", "proved", "bmc", b["mutant"], seconds=elapsed,
+                   mutant=name, note="mutant survived: no property fails within the bound")
+    else:
+        p, tr, depth = killer
+        r = Result(model.name, MUTANT_ERA, p, "failed", "bmc", depth, trace=tr,
+                   seconds=elapsed, mutant=name)
+        r.file = _write_cex(ts, tr, out, f"mutant-{name}-{p}")
+    if emit is not None:
+        p = r.prop if r.prop != "*" else names[0]
+        path = emit / "mutants" / f"{name}.{p}.bmc{r.bound}.smt2"
+        write_smt2(path, smt2_bmc(ts, p, r.bound))
+        manifest.append({"file": str(path.relative_to(emit)),
+                         "expect": "sat" if r.status == "failed" else "unsat"})
+    if progress:
+        progress(r)
+    return [r]

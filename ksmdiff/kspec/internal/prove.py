@@ -1,0 +1,303 @@
+"""Bounded model checking, k-induction and equivalence checking of compiled models."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import z3
+
+from ksmdiff.kspec.internal.compile import TS, IVar, compile_ts, key_name
+from ksmdiff.kspec.internal.check import ERA_SLUG
+
+
+@dataclass
+class Step:
+    instance: object          # compile.Instance
+    choices: dict             # binder name -> code
+    state: dict               # key -> python value (after the step)
+
+
+@dataclass
+class Trace:
+    initial: dict
+    steps: list
+    prop: str
+    era: object
+    mutant: Optional[str]
+    final: dict = field(default_factory=dict)   # extra values (observables) at the end
+
+
+@dataclass
+class Result:
+    model: str
+    era: object
+    prop: str
+    status: str               # "proved" | "failed"
+    method: str               # "bmc" | "k-induction" | "complete"
+    bound: int
+    k: Optional[int] = None
+    trace: Optional[Trace] = None
+    seconds: float = 0.0
+    mutant: Optional[str] = None
+    file: Optional[str] = None
+    note: str = ""
+
+    def describe(self) -> str:
+        if self.status == "failed":
+            where = self.file or "(counterexample not written; use --out DIR)"
+            return f"FAILED  counterexample at depth {len(self.trace.steps)}: {where}"
+        if self.method == "k-induction":
+            return f"proved  (unbounded: {self.k}-induction, base checked to depth {self.bound})"
+        if self.method == "complete":
+            return (f"proved  (unbounded: every execution ends within {self.bound} steps, "
+                    "all checked)")
+        return f"proved  (bounded: depth {self.bound})"
+
+    def to_json(self) -> dict:
+        return {"model": self.model, "era": self.era.value, "property": self.prop,
+                "status": self.status, "method": self.method, "bound": self.bound,
+                "k": self.k, "seconds": round(self.seconds, 3), "mutant": self.mutant,
+                "counterexample": self.file, "note": self.note}
+
+
+class Unroller:
+    def __init__(self, ts: TS, prefix: str = "", share_sel: Optional[list] = None):
+        self.ts = ts
+        self.prefix = prefix
+        self.S = []
+        self.sels = share_sel if share_sel is not None else []
+        self.own_sel = share_sel is None
+        self.chs = []
+        nxt = {k: z3.Const(key_name(k) + "'", ts.cur[k].sort()) for k in ts.keys}
+        self.nxt = nxt
+        self.T = z3.And(ts.step_guard, z3.And([nxt[k] == ts.step_next[k] for k in ts.keys]))
+
+    def state(self, t):
+        while len(self.S) <= t:
+            i = len(self.S)
+            self.S.append({k: z3.Const(f"{self.prefix}{key_name(k)}@{i}", self.ts.cur[k].sort())
+                           for k in self.ts.keys})
+        return self.S[t]
+
+    def sel(self, t):
+        while len(self.sels) <= t:
+            self.sels.append(IVar(f"{self.prefix}sel@{len(self.sels)}"))
+        return self.sels[t]
+
+    def ch(self, t):
+        while len(self.chs) <= t:
+            i = len(self.chs)
+            self.chs.append([IVar(f"{self.prefix}ch{j}@{i}") for j in range(len(self.ts.slots))])
+        return self.chs[t]
+
+    def at(self, e, t):
+        S = self.state(t)
+        return z3.substitute(e, *[(self.ts.cur[k], S[k]) for k in self.ts.keys])
+
+    def _step_subst(self, e, t):
+        S, S1 = self.state(t), self.state(t + 1)
+        pairs = [(self.ts.cur[k], S[k]) for k in self.ts.keys]
+        pairs += [(self.nxt[k], S1[k]) for k in self.ts.keys]
+        pairs.append((self.ts.sel, self.sel(t)))
+        pairs += list(zip(self.ts.slots, self.ch(t)))
+        return z3.substitute(e, *pairs)
+
+    def step(self, t):
+        return self._step_subst(self.T, t)
+
+    def step_assert(self, prop, t):
+        e = self.ts.step_asserts.get(prop)
+        return None if e is None else self._step_subst(e, t)
+
+    def step_expr(self, e, t):
+        return self._step_subst(e, t)
+
+    def init(self):
+        return self.at(self.ts.init, 0)
+
+    def violation(self, prop, t):
+        """Violation of ``prop`` at state t (invariants) or in step t-1 (asserts)."""
+        parts = []
+        inv = self.ts.invariants.get(prop)
+        if inv is not None:
+            parts.append(z3.Not(self.at(inv, t)))
+        if t >= 1:
+            a = self.step_assert(prop, t - 1)
+            if a is not None:
+                parts.append(a)
+        return z3.Or(parts) if parts else None
+
+    # -- counterexamples
+    def trace(self, model, depth, prop, mutant) -> Trace:
+        def val(e):
+            v = model.eval(e, model_completion=True)
+            if z3.is_true(v):
+                return True
+            if z3.is_false(v):
+                return False
+            return v.as_signed_long()
+        ts = self.ts
+        states = [{k: val(self.state(t)[k]) for k in ts.keys} for t in range(depth + 1)]
+        steps = []
+        for t in range(depth):
+            i = val(self.sel(t))
+            inst = ts.instances[i]
+            chs = self.ch(t)
+            choices = {name: val(chs[slot]) for slot, name, _d in inst.choices}
+            steps.append(Step(inst, choices, states[t + 1]))
+        return Trace(states[0], steps, prop, ts.era, mutant)
+
+
+def property_names(ts: TS) -> list[str]:
+    names = list(ts.model.property_names())
+    if any("bounds" in i.asserts for i in ts.instances) and "bounds" not in names:
+        names.append("bounds")
+    return [n for n in names if n in ts.invariants or n in ts.step_asserts]
+
+
+def bmc(ts: TS, props, bound: int, mutant=None, deadline=None):
+    """Returns {prop: (depth, Trace) or None} for a violation within ``bound`` steps."""
+    u = Unroller(ts)
+    s = z3.Solver()
+    s.add(u.init())
+    s.add(u.at(ts.types, 0))
+    found = {p: None for p in props}
+    open_ = list(props)
+    for t in range(bound + 1):
+        for p in list(open_):
+            v = u.violation(p, t)
+            if v is None:
+                continue
+            if s.check(v) == z3.sat:
+                found[p] = u.trace(s.model(), t, p, mutant)
+                open_.remove(p)
+        if not open_ or t == bound:
+            break
+        s.add(u.step(t))
+    return found
+
+
+def complete(ts: TS, bound: int) -> bool:
+    """True when no execution is longer than ``bound`` steps (then BMC to bound is a proof)."""
+    u = Unroller(ts)
+    s = z3.Solver()
+    s.add(u.init())
+    s.add(u.at(ts.types, 0))
+    for t in range(bound + 1):
+        s.add(u.step(t))
+    return s.check() == z3.unsat
+
+
+def kinduction(ts: TS, props, kmax: int):
+    """Joint k-induction of all ``props``; returns the k that closes, or None."""
+    for k in range(1, kmax + 1):
+        u = Unroller(ts)
+        s = z3.Solver()
+        for t in range(k + 1):
+            s.add(u.at(ts.types, t))
+        for t in range(k):
+            s.add(u.step(t))
+        for t in range(k):
+            for p in props:
+                inv = ts.invariants.get(p)
+                if inv is not None:
+                    s.add(u.at(inv, t))
+                if t >= 1:
+                    a = u.step_assert(p, t - 1)
+                    if a is not None:
+                        s.add(z3.Not(a))
+        viol = [v for v in (u.violation(p, k) for p in props) if v is not None]
+        s.add(z3.Or(viol))
+        if s.check() == z3.unsat:
+            return k
+    return None
+
+
+# ----------------------------------------------------------------------------- equivalence
+
+def equivalence(ts_l: TS, ts_r: TS, eq, bound: int, mutant=None):
+    """BMC of an observational-equivalence claim: both eras run the same action instances;
+    the observables must agree after every step (or only after ``eq.after``)."""
+    names_l = [(i.name, i.args) for i in ts_l.instances]
+    names_r = [(i.name, i.args) for i in ts_r.instances]
+    if names_l != names_r:
+        raise ValueError(f"{eq.name}: the two eras do not offer the same actions")
+    ul = Unroller(ts_l, "L.")
+    ur = Unroller(ts_r, "R.", share_sel=ul.sels)
+    s = z3.Solver()
+    s.add(ul.init(), ur.init(), ul.at(ts_l.types, 0), ur.at(ts_r.types, 0))
+    obs_l = [e for name in eq.observables for e in ts_l.observable(name)]
+    obs_r = [e for name in eq.observables for e in ts_r.observable(name)]
+    after = None
+    if eq.after is not None:
+        after = [i for i, inst in enumerate(ts_l.instances) if inst.name == eq.after]
+    for t in range(bound + 1):
+        diff = z3.Or([ul.at(a, t) != ur.at(b, t) for (_, a), (_, b) in zip(obs_l, obs_r)])
+        if after is not None:
+            diff = z3.And(diff, z3.BoolVal(False) if t == 0 else
+                          z3.Or([ul.sel(t - 1) == i for i in after]))
+        if s.check(diff) == z3.sat:
+            m = s.model()
+            tr = ul.trace(m, t, eq.name, mutant)
+            tr_r = ur.trace(m, t, eq.name, mutant)
+            diffs = []
+            for (na, a), (_, b) in zip(obs_l, obs_r):
+                va = m.eval(ul.at(a, t), model_completion=True)
+                vb = m.eval(ur.at(b, t), model_completion=True)
+                if not z3.is_true(z3.simplify(va == vb)):
+                    diffs.append(f"{na}: {va} vs {vb}")
+            tr.final = {"differences": diffs, "other_era": ts_r.era.value, "right": tr_r}
+            return tr
+        if t < bound:
+            s.add(ul.step(t), ur.step(t))
+    return None
+
+
+# ----------------------------------------------------------------------------- SMT-LIB2
+
+def smt2_bmc(ts: TS, prop: str, bound: int) -> str:
+    """One self-contained query: is ``prop`` violated within ``bound`` steps?"""
+    u = Unroller(ts)
+    s = z3.Solver()
+    s.add(u.init(), u.at(ts.types, 0))
+    viol = []
+    for t in range(bound + 1):
+        v = u.violation(prop, t)
+        if v is not None:
+            viol.append(v)
+        if t < bound:
+            s.add(u.step(t))
+    s.add(z3.Or(viol) if viol else z3.BoolVal(False))
+    return _smt2(s, f"BMC of {prop} to depth {bound}")
+
+
+def smt2_kind(ts: TS, props, k: int) -> str:
+    u = Unroller(ts)
+    s = z3.Solver()
+    for t in range(k + 1):
+        s.add(u.at(ts.types, t))
+    for t in range(k):
+        s.add(u.step(t))
+        for p in props:
+            inv = ts.invariants.get(p)
+            if inv is not None:
+                s.add(u.at(inv, t))
+            if t >= 1:
+                a = u.step_assert(p, t - 1)
+                if a is not None:
+                    s.add(z3.Not(a))
+    s.add(z3.Or([v for v in (u.violation(p, k) for p in props) if v is not None]))
+    return _smt2(s, f"{k}-induction step of {', '.join(props)}")
+
+
+def _smt2(s: z3.Solver, title: str) -> str:
+    body = s.to_smt2()
+    return f"; ksmdiff kspec: {title}\n(set-logic ALL)\n" + body
+
+
+def write_smt2(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
