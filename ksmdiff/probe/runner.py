@@ -104,7 +104,10 @@ def restore(journal_path: str | None = None) -> str:
     if not is_root():
         raise EnvironmentProblem("restoring KSM settings needs root")
     with system.RunLock(path.parent):
-        return system.restore_journal(path)
+        try:
+            return system.restore_journal(path)
+        finally:
+            system.close_fds()
 
 
 class _Interrupted(BaseException):
@@ -875,6 +878,7 @@ def _run_kernel(scenarios, *, batch, progress, journal_dir) -> list[KernelRun]:
             finally:
                 if teardown is not None:
                     teardown.join()
+                system.close_fds()
                 for sig, h in old_handlers.items():
                     signal.signal(sig, h)
     return results  # type: ignore[return-value]
