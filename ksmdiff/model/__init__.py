@@ -68,9 +68,9 @@ on the host's 6.18; versions marked [I] are inferred from posting dates):
   needs page_anon_vma()), so a KSM page left without a stable node stays so.
 * fork of KSM-placed zero ptes: counted in ``ksm_zero_pages`` from 6.17 ([I] Donet Tom,
   2025, seen on the host's 6.18); before, the global delta is ANY.
-* a KSM page that no pte maps any more (kept by a pin or the swap cache) takes no new
-  sharer although its node stays (seen on the host's 6.18; mechanism not located; applied
-  to every era); a stale node that no rmap_item names goes when any tree walk passes it,
+* a stable node whose rmap_items have all gone (its page kept by a pin or the swap
+  cache) takes no new sharer although it stays valid (seen on the host's 6.18; mechanism
+  not located; applied to every era); a stale node that no rmap_item names goes when any tree walk passes it,
   other KSM users' included: ``stable_nodes_removed`` may be one less.
 * a knob change that the kernel refuses (``max_page_sharing`` while pages are counted
   shared: EBUSY) keeps the old value and is said in the record's ``note``.

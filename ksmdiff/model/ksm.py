@@ -97,10 +97,11 @@ def stable_tree_search(m: Machine, page: Frame) -> Optional[Frame]:
         # is_page_sharing_candidate(): rmap_hlist_len < ksm_max_page_sharing
         if node.rmap_hlist_len >= m.ksm.knobs.max_page_sharing:
             continue
-        # Observed on the host's 6.18, mechanism not located in the source: a KSM page
-        # that no pte maps any more (kept by a pin or by the swap cache) takes no new
-        # sharer, although its node stays valid.  Applied to every era [unverified].
-        if node.kpfn.mapcount == 0:
+        # Observed on the host's 6.18, mechanism not located in the source: a node whose
+        # rmap_items have all gone (its page kept only by a pin or the swap cache) takes
+        # no new sharer, although it stays valid; a node that still has items does, even
+        # when its page is no longer mapped.  Applied to every era [unverified].
+        if not node.hlist:
             continue
         if best is None or node.rmap_hlist_len > best.rmap_hlist_len:
             best = node

@@ -326,9 +326,9 @@ def test_a2_no_stable_node_row_is_reachable_from_user_level(version, fault):
 
 @pytest.mark.parametrize("keep", ["A: pin r0[0]\nA: munmap r0\n",
                                   "A: munmap r0[1]\nA: madvise r0[0] pageout\n"])
-def test_an_unmapped_ksm_page_takes_no_new_sharer(keep):
-    """Host-observed (6.18): a KSM page that no pte maps (kept by a pin or the swap
-    cache) keeps its node but is not a merge target for a new identical page."""
+def test_a_node_without_rmap_items_takes_no_new_sharer(keep):
+    """Host-observed (6.18): once every rmap_item left a node (its page kept only by a
+    pin or the swap cache), the node stays valid but is no merge target."""
     body = ("A: mmap r0 2\nA: fill r0 0x5b\nA: madvise r0 mergeable\nksm settle\n" + keep +
             "ksm scan 2\nA: mmap r1 1\nA: fill r1 0x5b\nA: madvise r1 mergeable\n"
             "ksm settle\n")
@@ -355,3 +355,22 @@ ksm scan 2
 """, "6.18")
     assert r.records[-3].fields["counter.stable_nodes_removed"] == {0}
     assert last(r, "counter.stable_nodes_removed") == {0, 1}
+
+
+def test_an_unmapped_ksm_page_whose_node_has_items_takes_a_sharer():
+    """Host-observed (6.18): what blocks a merge is the node's empty hlist, not the page
+    being unmapped -- here another mm's rmap_items still name the node."""
+    r = run("""A: mmap r0 2
+A: fill r0 0x5a
+A: madvise r0 mergeable
+ksm settle
+A: fork B
+ksm scan 1
+B: munmap r0
+A: pin r0[0]
+A: fill r0[1] 0x5a
+A: munmap r0[0]
+ksm scan 2
+""", "6.18")
+    assert last(r, "A/r0[1].ksm") == {True}
+    assert last(r, "counter.pages_shared") == {1} and last(r, "counter.pages_sharing") == {0}
