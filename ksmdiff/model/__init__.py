@@ -70,8 +70,9 @@ on the host's 6.18; versions marked [I] are inferred from posting dates):
   2025, seen on the host's 6.18); before, the global delta is ANY.
 * a stable node whose rmap_items have all gone (its page kept by a pin or the swap
   cache) takes no new sharer although it stays valid (seen on the host's 6.18; mechanism
-  not located; applied to every era); a stale node that no rmap_item names goes when any tree walk passes it,
-  other KSM users' included: ``stable_nodes_removed`` may be one less.
+  not located; applied to every era); a stale node that no rmap_item names goes when
+  any tree walk passes it, other KSM users' included: ``stable_nodes_removed`` may be one
+  less.
 * a knob change that the kernel refuses (``max_page_sharing`` while pages are counted
   shared: EBUSY) keeps the old value and is said in the record's ``note``.
 
@@ -99,10 +100,12 @@ Mutants (``MUTANTS``), all in 5.1-5.8's ``reuse_ksm_page``/``do_wp_page``:
   broke only in the scanning process (see ksm.write_protect_page).  Its single mapper's
   write is then reused instead of copied: an observable change, no isolation break.
 
-Left out: the 4.19.y patch level that got 17839856fd58; THP/large folios, NUMA (merge_across_nodes is accepted and ignored), stable-node
-migration and chain pruning, ``run=2``, smart scan and the advisor (the runner disables
-them), memory pressure and swap-in readahead, the per-VMA-lock ``VM_FAULT_RETRY``, uffd-wp
-and soft-dirty, hwpoison, races (the ``retry`` outcome is never predicted).
+Left out: the 4.19.y patch level that got 17839856fd58; THP/large folios; NUMA
+(merge_across_nodes is accepted and ignored); stable-node migration and chain pruning;
+``run=2``; smart scan and the advisor (the runner disables them); memory pressure beyond
+the allowances above, and swap-in readahead; the per-VMA-lock ``VM_FAULT_RETRY``; uffd-wp
+and soft-dirty; hwpoison; races (the ``retry`` outcome is never predicted); addresses
+(scan order inside an mm assumes top-down mmap: later regions first, pages ascending).
 
 This package never touches /sys or /proc and never imports ``ksmdiff.kspec`` or
 ``ksmdiff.probe`` (design §2's walls).
