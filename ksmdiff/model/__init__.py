@@ -105,7 +105,10 @@ Left out: the 4.19.y patch level that got 17839856fd58; THP/large folios; NUMA
 ``run=2``; smart scan and the advisor (the runner disables them); memory pressure beyond
 the allowances above, and swap-in readahead; the per-VMA-lock ``VM_FAULT_RETRY``; uffd-wp
 and soft-dirty; hwpoison; races (the ``retry`` outcome is never predicted); addresses
-(scan order inside an mm assumes top-down mmap: later regions first, pages ascending).
+(scan order inside an mm assumes top-down mmap: later regions first, pages ascending);
+MADV_PAGEOUT skipping a page that still sits in another CPU's LRU-add batch (seen on the
+host when one process faults a page and another pages it out before any ksmd scan: the
+model pages it out).
 
 This package never touches /sys or /proc and never imports ``ksmdiff.kspec`` or
 ``ksmdiff.probe`` (design §2's walls).
