@@ -136,15 +136,25 @@ COUNTER_SINCE: dict[str, KernelVersion] = {
     "ksm_swpin_copy": KernelVersion(5, 18),  # "mm/vmstat: add event for ksm swapping in copy"
     "cow_ksm": KernelVersion(5, 19),         # 94bfe85bde18
     "ksm_zero_pages": KernelVersion(6, 6),   # e2942062e01d (see closing note of issue 2)
-    "stable_nodes_removed": KernelVersion(6, 2),  # ksm:ksm_remove_ksm_page, 739100c88f49
+    # ksm:ksm_remove_ksm_page, 739100c88f49 "mm: add tracepoints to ksm": v6.4 (kernel-eras
+    # §d.7 says ~6.2; the commit reached mainline in the 6.4 merge window)
+    "stable_nodes_removed": KernelVersion(6, 4),
 }
 
 FEATURE_SINCE: dict[str, KernelVersion] = {
     # The language swaps only through MADV_PAGEOUT: 1a4e58cce84e "mm: introduce MADV_PAGEOUT", v5.4.
     "swap": KernelVersion(5, 4),
     "zero-pages": KernelVersion(4, 11),   # use_zero_pages knob
-    "tracepoints": KernelVersion(6, 2),   # include/trace/events/ksm.h
+    "tracepoints": KernelVersion(6, 4),   # include/trace/events/ksm.h, 739100c88f49
     "prctl-merge": KernelVersion(6, 4),   # d7597f59d1d3 PR_SET_MEMORY_MERGE
+}
+
+# What a missing feature means, for "unsupported" reasons.
+FEATURE_NOTES: dict[str, str] = {
+    "swap": "swap (MADV_PAGEOUT: 5.4, 1a4e58cce84e)",
+    "zero-pages": "zero-pages (use_zero_pages: 4.11)",
+    "tracepoints": "tracepoints (ksm:*: 6.4, 739100c88f49)",
+    "prctl-merge": "prctl-merge (PR_SET_MEMORY_MERGE: 6.4, d7597f59d1d3)",
 }
 
 COUNTERS = tuple(COUNTER_SINCE)

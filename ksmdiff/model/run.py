@@ -13,7 +13,7 @@ from ksmdiff.model.state import PageSlot, Process, Region, ZERO_CONTENT
 from ksmdiff.observe import ANY, Record, counter_key, label_frames, page_key
 from ksmdiff.scenario import ast as A
 from ksmdiff.scenario.validate import implied_features
-from ksmdiff.versions import COUNTERS, Era, KernelVersion, has_counter, has_feature
+from ksmdiff.versions import FEATURE_NOTES, COUNTERS, Era, KernelVersion, has_counter, has_feature
 
 MUTANTS = ("no-freeze", "freeze-at-2", "no-swapcache-check", "no-stable-node-check",
            "reuse-mapcount-2")
@@ -21,14 +21,6 @@ MUTANTS = ("no-freeze", "freeze-at-2", "no-swapcache-check", "no-stable-node-che
 # Fault-time counters: they keep moving while a pinned twin churns (§f.4), so a settle's
 # fixpoint ignores them.
 FAULT_COUNTERS = ("cow_ksm", "pgreuse", "ksm_swpin_copy")
-# Needs the model finds on top of versions.FEATURE_SINCE (reported upstream: they belong
-# there).  MADV_PAGEOUT is 1a4e58cce84e "mm: introduce MADV_PAGEOUT", v5.4; before, the
-# madvise fails with EINVAL and nothing is swapped.
-_MODEL_REQUIREMENTS = (
-    (lambda s: isinstance(s, A.Madvise) and s.advice == "pageout", (5, 4),
-     "MADV_PAGEOUT (5.4, 1a4e58cce84e)"),
-)
-
 SETTLE_MIN_SCANS = 2
 SETTLE_MAX_SCANS = 64
 
@@ -52,11 +44,9 @@ def run_model(scenario: A.Scenario, version: KernelVersion, *,
         raise ValueError(f"unknown mutant {mutant!r}; expected one of {', '.join(MUTANTS)}")
     era = Era.of(version)
     missing = [f for f in implied_features(scenario) if not has_feature(version, f)]
-    missing += [why for need, since, why in _MODEL_REQUIREMENTS
-                if version.mm < since and any(need(s) for s in scenario.statements)]
     if missing:
         return ModelRun(version, era, "unsupported",
-                        f"kernel {version} lacks {', '.join(missing)}", (), ())
+                        f"kernel {version} lacks {', '.join(FEATURE_NOTES[f] for f in missing)}", (), ())
     interp = Interpreter(scenario, version, mutant)
     interp.run()
     return ModelRun(version, era, "ok", "", tuple(interp.records), tuple(interp.violations))
