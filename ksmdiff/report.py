@@ -72,9 +72,16 @@ def print_summary(scenarios, versions, cells, *, verbose: bool = False,
                     if e.status != "failed":
                         out.write(f"{scn.source}:{e.line}: {e.status} on {where}: {e.text}"
                                   f"{' (' + e.reason + ')' if e.reason else ''}\n")
-            for stmt, key, value, seen in cell.frequencies:
-                out.write(f"{scn.source}: allowed {key} = {value} after statement {stmt + 1} "
-                          f"{seen} showed up\n")
+            if cell.frequencies:
+                seen = {f: sum(1 for x in cell.frequencies if x[3] == f)
+                        for f in ("never", "sometimes", "always")}
+                out.write(f"{scn.source}: of the model's {len(cell.frequencies)} alternative "
+                          f"values, {seen['always']} always, {seen['sometimes']} sometimes, "
+                          f"{seen['never']} never showed up\n")
+                if verbose:
+                    for stmt, key, value, f in cell.frequencies:
+                        line = scn.statements[stmt].pos.line
+                        out.write(f"    line {line}: {key} = {value}: {f}\n")
     mismatches = [c.mismatch for c in cells.values() if c.mismatch is not None]
     for group in rank(mismatches):
         m = group.witnesses[0]

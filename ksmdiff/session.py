@@ -41,7 +41,8 @@ class CellResult:
     mismatch: Mismatch | None = None
     violations: Sequence = ()
     ksm_reuse: bool = False          # a fault reused a page that was KSM just before
-    frequencies: list = field(default_factory=list)   # (stmt, key, value, never|sometimes)
+    # --repeat: (stmt, key, value, never|sometimes|always) for each alternative the model allows
+    frequencies: list = field(default_factory=list)
 
     @property
     def failed(self) -> list[ExpectResult]:
@@ -153,7 +154,6 @@ def run_host_cells(scenarios: Sequence[A.Scenario], *, repeat: int = 1,
                 cell.status = ENVIRONMENT
         if repeat > 1:
             t = tally([k.records for k in kernel_runs if k.status == OK])
-            for stmt, key, value in t.unseen(model.records):
-                cell.frequencies.append((stmt, key, value, "never"))
+            cell.frequencies = t.frequencies(model.records)
         cells.append(cell)
     return cells

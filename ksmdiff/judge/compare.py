@@ -125,17 +125,21 @@ class Tally:
             return "never"
         return "always" if n == self.runs else "sometimes"
 
-    def unseen(self, reference: Sequence[Record]) -> list[tuple[int, str, Any]]:
-        """Allowed values (of multi-valued sets) that no run showed."""
+    def frequencies(self, reference: Sequence[Record]) -> list[tuple[int, str, Any, str]]:
+        """(stmt, key, value, never|sometimes|always) for every value of every multi-valued
+        allowed set of ``reference``: which of the model's alternatives the kernel showed."""
         out = []
         for r in reference:
             for key, values in r.fields.items():
                 if values is ANY or len(values) < 2:
                     continue
-                for v in values:
-                    if self.counts.get((r.stmt, key, v), 0) == 0:
-                        out.append((r.stmt, key, v))
+                for v in sorted(values, key=lambda x: (type(x).__name__, str(x))):
+                    out.append((r.stmt, key, v, self.frequency(r.stmt, key, v)))
         return out
+
+    def unseen(self, reference: Sequence[Record]) -> list[tuple[int, str, Any]]:
+        """Allowed values (of multi-valued sets) that no run showed."""
+        return [(s, k, v) for s, k, v, f in self.frequencies(reference) if f == "never"]
 
 
 def tally(runs: Sequence[Sequence[Record]]) -> Tally:

@@ -79,3 +79,13 @@ def test_tally_counts_never_sometimes_always():
     assert t.unseen(MODEL) == [(0, "A/b[0].fault", "reused")]
     t2 = tally([run1, [rec(0, {"A/b[0].fault": ["reused"]})]])
     assert t2.frequency(0, "A/b[0].fault", "reused") == "sometimes"
+
+
+def test_frequencies_cover_every_alternative():
+    t = tally([[rec(0, {"A/b[0].fault": ["copied"]})], [rec(0, {"A/b[0].fault": ["reused"]})],
+               [rec(0, {"A/b[0].fault": ["copied"]})]])
+    assert t.frequencies(MODEL) == [(0, "A/b[0].fault", "copied", "sometimes"),
+                                    (0, "A/b[0].fault", "reused", "sometimes")]
+    t1 = tally([[rec(0, {"A/b[0].fault": ["copied"]})]])
+    assert t1.frequencies(MODEL) == [(0, "A/b[0].fault", "copied", "always"),
+                                     (0, "A/b[0].fault", "reused", "never")]
