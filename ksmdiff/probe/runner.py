@@ -14,6 +14,10 @@ max_page_sharing=256, merge_across_nodes=1); set up a tracing instance (ksm trac
 and swap when needed; start the probe server (``ksmdiff-probe --server``, which forks one
 probe per scenario); replay the scenarios in groups (a batch, or one scenario alone);
 restore everything in ``finally`` (and on SIGINT/SIGTERM, which become exceptions here).
+Overlapped, never left running: the first reap (a thread, during the setup and the first
+probes' start; joined before the first group and before any restore) and the removal of the
+tracing instance and the swap file (``system.Teardown``: threads started once the probes are
+gone, joined by ``restore_journal`` before run_kernel returns).
 ksmd only runs inside ``ksm settle`` / ``ksm scan`` (run=0 otherwise; writing run=0 waits
 for the current full scan, so ksmd always stops at a scan boundary).  One page in the
 runner itself stays mergeable (``system.Keeper``) so that ksmd's list of mms is never empty:
@@ -51,6 +55,7 @@ import sys
 import subprocess
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -224,24 +229,54 @@ class _ProbeServer:
         self.rfile = a.makefile("rb", buffering=0)
 
     def spawn(self, program: bytes) -> _Forked:
-        fds = [os.pipe() for _ in range(3)]          # stdin, stdout, stderr
-        child = [fds[0][0], fds[1][1], fds[2][1]]
-        try:
-            with self.lock:
-                self._socket.send_fds(self.sock, [b"P %d\n" % len(program)], child)
-                self.sock.sendall(program)
-                line = self.rfile.readline()
-        finally:
-            for fd in child:
-                os.close(fd)
-        try:
-            pid = int(line)
-        except ValueError:
-            raise EnvironmentProblem(f"the probe server died (answer {line!r})") from None
-        if pid <= 0:
-            raise EnvironmentProblem(f"the probe server could not fork: {os.strerror(-pid)}")
-        os.set_blocking(fds[1][0], False)
-        return _Forked(pid, (fds[0][1], fds[1][0], fds[2][0]))
+        return self.spawn_many([program])[0]
+
+    PIPELINE = 16    # requests in flight: their programs fit the socket buffer
+
+    def spawn_many(self, programs: list[bytes]) -> list[_Forked]:
+        """One probe per program.  The requests are pipelined (up to PIPELINE sent before
+        the first answer is read): the server forks while the next request is on its way."""
+        out: list[_Forked] = []
+        with self.lock:
+            for at in range(0, len(programs), self.PIPELINE):
+                sent = []
+                try:
+                    for program in programs[at:at + self.PIPELINE]:
+                        fds = [os.pipe() for _ in range(3)]      # stdin, stdout, stderr
+                        sent.append(fds)
+                        child = [fds[0][0], fds[1][1], fds[2][1]]
+                        try:
+                            self._socket.send_fds(self.sock, [b"P %d\n" % len(program)],
+                                                  child)
+                            self.sock.sendall(program)
+                        finally:
+                            for fd in child:
+                                os.close(fd)
+                    for fds in sent:
+                        line = self.rfile.readline()
+                        try:
+                            pid = int(line)
+                        except ValueError:
+                            raise EnvironmentProblem(
+                                f"the probe server died (answer {line!r})") from None
+                        if pid <= 0:
+                            raise EnvironmentProblem(
+                                f"the probe server could not fork: {os.strerror(-pid)}")
+                        os.set_blocking(fds[1][0], False)
+                        out.append(_Forked(pid, (fds[0][1], fds[1][0], fds[2][0])))
+                except BaseException:
+                    # the probes already answered for die with their pipes (EOF on stdin)
+                    for f in out:
+                        f.kill()
+                        f.close()
+                    for fds in sent[len(out) - at:]:
+                        for fd in (fds[0][1], fds[1][0], fds[2][0]):
+                            try:
+                                os.close(fd)
+                            except OSError:
+                                pass
+                    raise
+        return out
 
     def close(self) -> None:
         try:
@@ -258,10 +293,11 @@ class _Live:
     """One scenario's probe: a process tree that steps on the runner's word."""
 
     def __init__(self, index: int, scn: Scenario, prog: Program, server: "_ProbeServer",
-                 version: KernelVersion, counters: tuple[str, ...]):
+                 version: KernelVersion, counters: tuple[str, ...],
+                 proc: "_Forked | None" = None):
         self.index, self.scn, self.prog, self.version = index, scn, prog, version
         self.counters = counters
-        self.proc = server.spawn(prog.text.encode())
+        self.proc = proc if proc is not None else server.spawn(prog.text.encode())
         self.buf = b""
         self.records: list[Record] = []
         self.cum: dict[str, int] = {c: 0 for c in counters}
@@ -279,6 +315,7 @@ class _Live:
         self.gauge_before: dict[str, int] = {}
         self.gauge_after: dict[str, int] = {}
         self.last_barrier_raw: dict | None = None
+        self.started = False
 
     # -- I/O
     def _readline(self) -> dict | None:
@@ -318,6 +355,9 @@ class _Live:
         self.proc.close()
 
     def wait_start(self) -> None:
+        if self.started or self.done:
+            return
+        self.started = True
         try:
             msg = self._readline()
         except EnvironmentProblem as e:
@@ -523,6 +563,74 @@ def _ksm_stat(pids: Iterable[int]) -> tuple[int, int] | None:
 
 # ----------------------------------------------------------------------------- a session
 
+class _Gate:
+    """Probes start only while no probe steps.  A start is the server's fork and the new
+    probe's first writes: copy-on-write faults, and those on a page the other side already
+    copied are reuses, counted in the machine-wide pgreuse; inside a stepping probe's
+    counter window they would pass for the scenario's own.  Starts in the background (the
+    probes of later groups) therefore wait while a group steps, and a step waits for the
+    start in progress (a few probes: ``START_CHUNK``) to reach its "start" line."""
+
+    START_CHUNK = 4
+
+    def __init__(self):
+        import threading
+        self._cond = threading.Condition()
+        self._stepping = 0
+        self._starting = False
+
+    @contextmanager
+    def stepping(self):
+        with self._cond:
+            self._stepping += 1
+            while self._starting:
+                self._cond.wait()
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._stepping -= 1
+                self._cond.notify_all()
+
+    @contextmanager
+    def starting(self):
+        with self._cond:
+            while self._stepping:
+                self._cond.wait()
+            self._starting = True
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._starting = False
+                self._cond.notify_all()
+
+
+class _FirstReap:
+    """The first reap of a run (ksmd cleans up after whatever ran before: a full settle with
+    only the runner's keeper page to merge) in a thread, while the tracing instance and the
+    swap file are set up and the first probes start (they touch nothing before their first
+    "go").  Joined before the first group touches ksmd, and before anything is restored."""
+
+    def __init__(self):
+        import threading
+        self.error = ""
+        self._t = threading.Thread(target=self._run, name="ksmdiff-first-reap")
+        self._t.start()
+
+    def _run(self) -> None:
+        try:
+            system.settle(min_scans=2, timeout=3.0)
+        except system.SettleTimeout as e:
+            self.error = str(e)
+        except OSError as e:
+            self.error = f"ksmd: {e}"
+
+    def join(self) -> str:
+        self._t.join()
+        return self.error
+
+
 @dataclass
 class _Session:
     version: KernelVersion
@@ -536,15 +644,29 @@ class _Session:
     unreaped: list = field(default_factory=list)   # dead scenarios ksmd has not cleaned yet
     server: "_ProbeServer | None" = None
     mm_owner: dict = field(default_factory=dict)   # mm pointer (hashed) -> _Live
+    first_reap: "_FirstReap | None" = None
+    fresh: bool = False          # reaped by first_reap, no group ran since
+    gate: _Gate = field(default_factory=_Gate)
+
+    def join_first_reap(self) -> None:
+        first, self.first_reap = self.first_reap, None
+        if first is not None:
+            err = first.join()
+            if err:
+                self.warnings.append(f"reap: {err}")
+            self.fresh = True
 
     # -- ksmd between groups
     def reap(self) -> None:
         """Let ksmd clean up after dead processes (their rmap items, stale stable nodes)
         so that the next group starts from a quiet baseline."""
-        try:
-            system.settle(min_scans=2, timeout=3.0)
-        except system.SettleTimeout as e:
-            self.warnings.append(f"reap: {e}")
+        if self.fresh:
+            pass        # the run's first reap (a thread during the setup); nothing ran since
+        else:
+            try:
+                system.settle(min_scans=2, timeout=3.0)
+            except system.SettleTimeout as e:
+                self.warnings.append(f"reap: {e}")
         if self.tracer:
             self.tracer.take()
         for lv in self.unreaped:
@@ -552,9 +674,25 @@ class _Session:
         self.unreaped = []
 
     def spawn(self, items) -> list[_Live]:
+        """Start the probes of ``items``, a few at a time between steps (``_Gate``); each
+        is past its start (waiting for its first "go") when this returns."""
         assert self.server is not None
-        return [_Live(i, s, p, self.server, self.version, self.counters)
-                for i, s, p in items]
+        lives: list[_Live] = []
+        try:
+            for at in range(0, len(items), _Gate.START_CHUNK):
+                chunk = items[at:at + _Gate.START_CHUNK]
+                with self.gate.starting():
+                    procs = self.server.spawn_many([p.text.encode() for _i, _s, p in chunk])
+                    new = [_Live(i, s, p, self.server, self.version, self.counters, proc)
+                           for (i, s, p), proc in zip(chunk, procs)]
+                    lives += new
+                    for lv in new:
+                        lv.wait_start()
+        except BaseException:
+            for lv in lives:
+                lv.kill()
+            raise
+        return lives
 
     def run_group(self, items: list[tuple[int, Scenario, Program]], *,
                   reap: bool = True, spawned=None) -> list[_Live]:
@@ -562,21 +700,28 @@ class _Session:
         after earlier groups, for a quiet baseline; without it, what ksmd removes of the
         earlier groups' dead processes during this group's first scan is accounted for
         (``unreaped``) and checked."""
+        # the first reap of the run (a thread) ends before anything here touches ksmd; the
+        # first group always starts from that reaped baseline
+        if self.first_reap is not None:
+            self.join_first_reap()
+            reap = True
         changed = system.pin_knobs()
         # writing max_page_sharing / merge_across_nodes drops every stable node: what the
         # earlier groups left is gone outside any barrier, so start from a reaped baseline
         if reap or {"max_page_sharing", "merge_across_nodes"} & set(changed):
             self.reap()
+        self.fresh = False
         lives = spawned.result() if spawned is not None else self.spawn(items)
         try:
             for lv in lives:
                 lv.wait_start()
             while True:
-                if PARALLEL_STEPS and len(lives) > 1:
-                    _step_all(lives)
-                else:
-                    for lv in lives:
-                        lv.step()
+                with self.gate.stepping():
+                    if PARALLEL_STEPS and len(lives) > 1:
+                        _step_all(lives)
+                    else:
+                        for lv in lives:
+                            lv.step()
                 self.check_gauges()
                 waiting = [lv for lv in lives if not lv.done and lv.at_barrier is not None]
                 if not waiting:
@@ -825,9 +970,11 @@ def _run_kernel(scenarios, *, batch, progress, journal_dir) -> list[KernelRun]:
         keeper = None
         tracer = None
         sess = None
+        first_reap = None
         try:
             system.pin_knobs()
             keeper = system.Keeper()
+            first_reap = _FirstReap()
             if has_counter(version, "stable_nodes_removed") or any(
                     "tracepoints" in needs[i] for i in todo):
                 tracer = system.Tracer(journal)
@@ -845,7 +992,7 @@ def _run_kernel(scenarios, *, batch, progress, journal_dir) -> list[KernelRun]:
             if tracer:
                 counters += ("stable_nodes_removed",)
             sess = _Session(version, exe, Path(tmpdir.name), tracer, swap_ok, swap_reason,
-                            counters)
+                            counters, first_reap=first_reap)
             # started by this (main) thread: the server dies with the thread that started
             # it (PR_SET_PDEATHSIG), and so do the probes it forks
             sess.server = _ProbeServer(exe, Path(tmpdir.name) / "windows.lock")
@@ -855,6 +1002,8 @@ def _run_kernel(scenarios, *, batch, progress, journal_dir) -> list[KernelRun]:
                 signal.signal(sig, signal.SIG_IGN)   # no second interruption mid-restore
             teardown = None
             try:
+                if first_reap is not None:
+                    first_reap.join()       # it writes run and sleep_millisecs: first
                 if sess is not None and sess.server is not None:
                     sess.server.close()
                 if tracer:
@@ -927,12 +1076,14 @@ def _run_all(sess: _Session, scenarios, todo, needs, batch, finish) -> None:
     batches = [b for b in batches if len(b) > 1]
     retry: list[int] = []
     # Groups in order: the batches, then the scenarios that run alone.  In a batch run the
-    # probes of later groups are started in the background (posix_spawn in two threads)
-    # while earlier groups run; they wait for their first "go" and touch nothing before.
+    # probes of later groups are started in the background (one thread; the probe server
+    # forks them) while earlier groups run, never while a group steps (_Gate); they wait
+    # for their first "go" and touch nothing before.
     plan: list[tuple[str, list[int]]] = [("batch", chunk) for chunk in batches]
     for i in sorted(set(alone)):
         plan.append(("alone", [i]))
-    pool = ThreadPoolExecutor(max_workers=2) if use_batch else None
+    # one thread: the groups' probes start in plan order (the first group's first)
+    pool = ThreadPoolExecutor(max_workers=1) if use_batch else None
     futures: list = [None] * len(plan)
 
     def submit(k: int) -> None:
