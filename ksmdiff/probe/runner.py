@@ -571,7 +571,7 @@ class _Gate:
     probes of later groups) therefore wait while a group steps, and a step waits for the
     start in progress (a few probes: ``START_CHUNK``) to reach its "start" line."""
 
-    START_CHUNK = 4
+    START_CHUNK = 8
 
     def __init__(self):
         import threading
@@ -971,32 +971,47 @@ def _run_kernel(scenarios, *, batch, progress, journal_dir) -> list[KernelRun]:
         tracer = None
         sess = None
         first_reap = None
+        early = None
         try:
             system.pin_knobs()
             keeper = system.Keeper()
             first_reap = _FirstReap()
-            if has_counter(version, "stable_nodes_removed") or any(
-                    "tracepoints" in needs[i] for i in todo):
+            want_tracer = has_counter(version, "stable_nodes_removed") or any(
+                "tracepoints" in needs[i] for i in todo)
+            want_swap = any("swap" in needs[i] for i in todo)
+            counters = tuple(c for c in PROBE_COUNTERS if has_counter(version, c))
+            expected = counters + (("stable_nodes_removed",) if want_tracer else ())
+            sess = _Session(version, exe, Path(tmpdir.name), None, True, "", expected,
+                            first_reap=first_reap)
+            # started by this (main) thread: the server dies with the thread that started
+            # it (PR_SET_PDEATHSIG), and so do the probes it forks
+            sess.server = _ProbeServer(exe, Path(tmpdir.name) / "windows.lock")
+            # The first groups' probes start now (in the background, as the first reap runs),
+            # planned as if the tracer and the swap will be there; they are set up meanwhile.
+            # If either is missing, those probes are killed and the run is planned again.
+            early = _Plan(sess, scenarios, todo, needs, batch, finish, have_swap=True,
+                          have_tracer=True)
+            early.look_ahead(0)
+            if want_tracer:
                 tracer = system.Tracer(journal)
                 if not tracer.start():
                     tracer = None
             swap_ok, swap_reason = True, ""
-            if any("swap" in needs[i] for i in todo):
+            if want_swap:
                 try:
                     pages = sum(st.npages for i in todo if "swap" in needs[i]
                                 for st in scenarios[i].statements if isinstance(st, A.Mmap))
                     system.provision_swap(journal, sdir, pages * 16)  # x processes
                 except (EnvironmentProblem, OSError) as e:
                     swap_ok, swap_reason = False, f"no swap: {e}"
-            counters = tuple(c for c in PROBE_COUNTERS if has_counter(version, c))
             if tracer:
                 counters += ("stable_nodes_removed",)
-            sess = _Session(version, exe, Path(tmpdir.name), tracer, swap_ok, swap_reason,
-                            counters, first_reap=first_reap)
-            # started by this (main) thread: the server dies with the thread that started
-            # it (PR_SET_PDEATHSIG), and so do the probes it forks
-            sess.server = _ProbeServer(exe, Path(tmpdir.name) / "windows.lock")
-            _run_all(sess, scenarios, todo, needs, batch, finish)
+            sess.tracer, sess.swap_ok, sess.swap_reason = tracer, swap_ok, swap_reason
+            sess.counters = counters
+            if counters != expected or (want_tracer and tracer is None) or not swap_ok:
+                early.close()
+                early = None
+            _run_all(sess, scenarios, todo, needs, batch, finish, early=early)
         finally:
             for sig, h in old_handlers.items():
                 signal.signal(sig, signal.SIG_IGN)   # no second interruption mid-restore
@@ -1004,6 +1019,8 @@ def _run_kernel(scenarios, *, batch, progress, journal_dir) -> list[KernelRun]:
             try:
                 if first_reap is not None:
                     first_reap.join()       # it writes run and sleep_millisecs: first
+                if early is not None:
+                    early.close()           # probes started for groups that never ran
                 if sess is not None and sess.server is not None:
                     sess.server.close()
                 if tracer:
@@ -1033,74 +1050,107 @@ def _run_kernel(scenarios, *, batch, progress, journal_dir) -> list[KernelRun]:
     return results  # type: ignore[return-value]
 
 
-def _run_all(sess: _Session, scenarios, todo, needs, batch, finish) -> None:
-    progs: dict[int, Program] = {}
-    for i in todo:
-        s = scenarios[i]
-        if "swap" in needs[i] and not sess.swap_ok:
-            finish(i, KernelRun(s, sess.version, ENVIRONMENT, sess.swap_reason))
-            continue
-        if "tracepoints" in needs[i] and not sess.tracer:
-            finish(i, KernelRun(s, sess.version, ENVIRONMENT,
-                                "the ksm tracepoints are not available (tracefs)"))
-            continue
-        progs[i] = compile_scenario(s)
-    use_batch = (len(progs) > 1) if batch is None else batch
-    alone: list[int] = []
-    # Greedy batches: scenarios share a batch when, at every ksm statement index both
-    # reach, they do the same thing (settle, or the same exact scan count).
-    batches: list[list[int]] = []
-    sigs: list[tuple] = []
-    # scenarios of which a batch takes at most one go last, into the batches the others
-    # formed (one each); only what finds no place starts a batch of its own
-    order = sorted(progs, key=lambda i: progs[i].zero_merges)
-    for i in order:
-        prog = progs[i]
-        if not use_batch or prog.solo_reasons:
-            alone.append(i)
-            continue
-        for b, sig in enumerate(sigs):
-            n = min(len(sig), len(prog.signature))
-            if prog.zero_merges and any(progs[j].zero_merges for j in batches[b]):
-                continue   # two scenarios' real zero pages would merge with each other
-            if len(batches[b]) < MAX_BATCH and sig[:n] == prog.signature[:n]:
-                batches[b].append(i)
-                if len(prog.signature) > len(sig):
-                    sigs[b] = prog.signature
-                break
-        else:
-            batches.append([i])
-            sigs.append(prog.signature)
-    for b in [b for b in batches if len(b) == 1]:
-        alone.extend(b)
-    batches = [b for b in batches if len(b) > 1]
-    retry: list[int] = []
-    # Groups in order: the batches, then the scenarios that run alone.  In a batch run the
-    # probes of later groups are started in the background (one thread; the probe server
-    # forks them) while earlier groups run, never while a group steps (_Gate); they wait
-    # for their first "go" and touch nothing before.
-    plan: list[tuple[str, list[int]]] = [("batch", chunk) for chunk in batches]
-    for i in sorted(set(alone)):
-        plan.append(("alone", [i]))
-    # one thread: the groups' probes start in plan order (the first group's first)
-    pool = ThreadPoolExecutor(max_workers=1) if use_batch else None
-    futures: list = [None] * len(plan)
+class _Plan:
+    """The groups of a run and the background start of their probes."""
 
-    def submit(k: int) -> None:
+    def __init__(self, sess: _Session, scenarios, todo, needs, batch, finish, *,
+                 have_swap: bool, have_tracer: bool, swap_reason: str = ""):
+        self.sess, self.scenarios = sess, scenarios
+        progs: dict[int, Program] = {}
+        for i in todo:
+            s = scenarios[i]
+            if "swap" in needs[i] and not have_swap:
+                finish(i, KernelRun(s, sess.version, ENVIRONMENT, swap_reason))
+                continue
+            if "tracepoints" in needs[i] and not have_tracer:
+                finish(i, KernelRun(s, sess.version, ENVIRONMENT,
+                                    "the ksm tracepoints are not available (tracefs)"))
+                continue
+            progs[i] = compile_scenario(s)
+        self.progs = progs
+        use_batch = self.use_batch = (len(progs) > 1) if batch is None else batch
+        alone: list[int] = []
+        # Greedy batches: scenarios share a batch when, at every ksm statement index both
+        # reach, they do the same thing (settle, or the same exact scan count).
+        batches: list[list[int]] = []
+        sigs: list[tuple] = []
+        # scenarios of which a batch takes at most one go last, into the batches the others
+        # formed (one each); only what finds no place starts a batch of its own
+        order = sorted(progs, key=lambda i: progs[i].zero_merges)
+        for i in order:
+            prog = progs[i]
+            if not use_batch or prog.solo_reasons:
+                alone.append(i)
+                continue
+            for b, sig in enumerate(sigs):
+                n = min(len(sig), len(prog.signature))
+                if prog.zero_merges and any(progs[j].zero_merges for j in batches[b]):
+                    continue   # two scenarios' real zero pages would merge with each other
+                if len(batches[b]) < MAX_BATCH and sig[:n] == prog.signature[:n]:
+                    batches[b].append(i)
+                    if len(prog.signature) > len(sig):
+                        sigs[b] = prog.signature
+                    break
+            else:
+                batches.append([i])
+                sigs.append(prog.signature)
+        for b in [b for b in batches if len(b) == 1]:
+            alone.extend(b)
+        batches = [b for b in batches if len(b) > 1]
+        # Groups in order: the batches, then the scenarios that run alone.  In a batch run
+        # the probes of later groups are started in the background (one thread; the probe
+        # server forks them) while earlier groups run, never while a group steps (_Gate);
+        # they wait for their first "go" and touch nothing before.
+        plan: list[tuple[str, list[int]]] = [("batch", chunk) for chunk in batches]
+        for i in sorted(set(alone)):
+            plan.append(("alone", [i]))
+        self.plan = plan
+        # one thread: the groups' probes start in plan order (the first group's first)
+        self.pool = ThreadPoolExecutor(max_workers=1) if use_batch else None
+        self.futures: list = [None] * len(plan)
+
+    def submit(self, k: int) -> None:
         """Start the probes of group k in the background (a bounded look-ahead: every
         waiting probe holds descriptors and two processes)."""
-        if pool and k < len(plan) and futures[k] is None:
-            futures[k] = pool.submit(sess.spawn, [(i, scenarios[i], progs[i])
-                                                  for i in plan[k][1]])
+        plan, futures = self.plan, self.futures
+        if self.pool and k < len(plan) and futures[k] is None:
+            futures[k] = self.pool.submit(self.sess.spawn, [
+                (i, self.scenarios[i], self.progs[i]) for i in plan[k][1]])
+
+    def look_ahead(self, k: int) -> None:
+        """Group k and about one batch of probes after it."""
+        self.submit(k)
+        ahead = k + 1
+        plan = self.plan
+        while ahead < len(plan) and sum(len(plan[j][1])
+                                        for j in range(k + 1, ahead + 1)) <= MAX_BATCH:
+            self.submit(ahead)
+            ahead += 1
+
+    def close(self) -> None:
+        """Kill every probe started for a group (those that ran are already gone)."""
+        if self.pool:
+            for fut in self.futures:
+                if fut is not None and not fut.cancel():
+                    try:
+                        for lv in fut.result():
+                            lv.kill()
+                    except Exception:
+                        pass
+            self.pool.shutdown(wait=True)
+            self.pool = None
+
+
+def _run_all(sess: _Session, scenarios, todo, needs, batch, finish,
+             early: _Plan | None = None) -> None:
+    P = early or _Plan(sess, scenarios, todo, needs, batch, finish, have_swap=sess.swap_ok,
+                       have_tracer=sess.tracer is not None, swap_reason=sess.swap_reason)
+    progs, plan, use_batch, futures = P.progs, P.plan, P.use_batch, P.futures
+    retry: list[int] = []
 
     try:
-        submit(0)
         for k, (kind, members) in enumerate(plan):
-            submit(k)
-            ahead = k + 1     # keep about one batch of probes starting ahead
-            while ahead < len(plan) and sum(len(plan[j][1]) for j in range(k + 1, ahead + 1)) <= MAX_BATCH:
-                submit(ahead)
-                ahead += 1
+            P.look_ahead(k)   # keep about one batch of probes starting ahead
             fut = futures[k]
             items = [(i, scenarios[i], progs[i]) for i in members]
             if kind == "batch":
@@ -1128,15 +1178,7 @@ def _run_all(sess: _Session, scenarios, todo, needs, batch, finish) -> None:
             else:
                 finish(i, lv.result("alone"))
     finally:
-        if pool:
-            for fut in futures:
-                if fut is not None and not fut.cancel():
-                    try:
-                        for lv in fut.result():
-                            lv.kill()
-                    except Exception:
-                        pass
-            pool.shutdown(wait=True)
+        P.close()
     for i in retry:
         lv = sess.run_group([(i, scenarios[i], compile_scenario(scenarios[i]))], reap=True)[0]
         finish(i, lv.result("alone"))
