@@ -354,6 +354,21 @@ class _Live:
             pass
         self.proc.close()
 
+    def abandon(self) -> None:
+        """End a probe that will not run (its group never came): EOF on its stdin, and it
+        kills and reaps its own processes and exits (a SIGKILL would leave its process 0
+        to notice within 200 ms and to be reaped by init).  SIGKILL if it does not."""
+        if not self.ended and self.proc.poll() is None:
+            try:
+                self.proc.stdin.close()
+            except OSError:
+                pass
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass
+        self.kill()
+
     def wait_start(self) -> None:
         if self.started or self.done:
             return
@@ -1134,7 +1149,7 @@ class _Plan:
                 if fut is not None and not fut.cancel():
                     try:
                         for lv in fut.result():
-                            lv.kill()
+                            lv.abandon()
                     except Exception:
                         pass
             self.pool.shutdown(wait=True)
