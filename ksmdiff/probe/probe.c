@@ -12,13 +12,25 @@
  * (a JSON {"error":...} line on stdout too); 4 usage; 5 stopped (stdin "stop" or EOF).
  *
  * Process layout.  The probe process itself is the *supervisor*: it parses, validates,
- * talks to the runner, and observes (pagemap, kpageflags, kpagecount, /proc/PID/mem).
+ * talks to the runner, and observes (pagemap, kpageflags, kpagecount; none of them takes a
+ * page reference).
  * Scenario processes are clone()d without CLONE_VM (fork semantics) onto stacks that live
  * in one MAP_SHARED anonymous area, and take commands through mailboxes in that area
  * (futex wait/wake).  Because everything a scenario process writes, apart from the
  * scenario's own pages, is shared memory, its steps cause no copy-on-write faults of their
  * own, and the counter window around each operation (cow_ksm, pgreuse, ...) sees only the
  * scenario's faults.  Shared memory is never merged by KSM either.
+ *
+ * Page contents.  The supervisor does not read them through /proc/PID/mem: that is
+ * get_user_pages_remote, which takes a page reference and marks the page accessed, and the
+ * folio can stay in a per-CPU LRU batch holding an extra reference afterwards; every later
+ * refcount-exact decision (write-fault reuse of a non-exclusive anon page, reuse_ksm_page,
+ * write_protect_page's merge check) could see it.  Instead, after each statement, every
+ * live process reads its OWN pages that pagemap showed present (plain loads: no fault, no
+ * GUP, no reference; scan_content only loads and writes the shared mailbox) and hands a
+ * small summary (struct content_scan) back through its mailbox (OP_PEEK, one round trip
+ * per live process, outside any counter window); the supervisor formats it
+ * (decode_content).  Pages pagemap shows absent or swapped are never touched.
  *
  * Program format (line oriented, ASCII, every number bounded):
  *   ksmdiff-probe 1
@@ -114,11 +126,12 @@ static int sysfs_fd[NCOUNTERS] = {-1, -1, -1, -1, -1, -1};
 /* ------------------------------------------------------------------ program */
 enum op {
     OP_MMAP, OP_FILL, OP_WRITE, OP_READ, OP_MADV, OP_MPROT, OP_MUNMAP, OP_FORK, OP_EXIT,
-    OP_PIN, OP_UNPIN, OP_PRCTL, OP_SYNC, OP_START /* internal: child start */
+    OP_PIN, OP_UNPIN, OP_PRCTL, OP_SYNC, OP_START /* internal: child start */,
+    OP_PEEK /* internal: read own present pages (observe) */
 };
 static const char *const op_names[] = {"mmap", "fill", "write", "read", "madv", "mprot",
                                         "munmap", "fork", "exit", "pin", "unpin", "prctl",
-                                        "sync"};
+                                        "sync", "start", "peek"};
 
 struct stmt {
     int idx;
@@ -136,6 +149,17 @@ static uint64_t salt, salt2;
 struct pin_entry {
     uintptr_t addr;
     int rfd, wfd, count;
+};
+
+/* What decode_content needs of a page, gathered by loads alone (scan_content). */
+struct content_scan {
+    uint64_t salt;     /* the word at SALT_OFF */
+    int32_t bad;       /* first offset (outside WRITE_OFF and the salt) not equal to the
+                        * fill byte: -1 none, -2 the salt is neither salt, salt2 nor 0 */
+    uint8_t fill;      /* the fill byte: pg[FILL_OFF] under salt, else 0 */
+    uint8_t zero_based;
+    uint8_t wbyte;     /* pg[WRITE_OFF] */
+    uint8_t bad_byte;  /* pg[bad] */
 };
 
 struct mailbox {
@@ -157,6 +181,13 @@ struct mailbox {
     int64_t delta[NCOUNTERS];
     int npins;
     struct pin_entry pins[MAX_PIN_ENTRIES];
+    /* observe(): this process's pagemap entries (the supervisor's buffer, shared so that
+     * filling it never copies a private page); OP_PEEK: addresses of the present pages
+     * (supervisor -> process) and their scans (back) */
+    uint64_t pm[MAX_TOTAL_PAGES];
+    int npeek;
+    uintptr_t peek_addr[MAX_TOTAL_PAGES];
+    struct content_scan peek[MAX_TOTAL_PAGES];
 };
 
 struct slot {
@@ -291,7 +322,7 @@ struct region_state {
 struct proc_state {
     int spawned, alive;
     pid_t pid;
-    int pidfd, pagemap_fd, mem_fd;
+    int pidfd, pagemap_fd;
     struct region_state *reg[MAX_REGIONS];
 };
 static struct proc_state procs[MAX_PROCS];
@@ -420,7 +451,7 @@ static void validate_program(void)
         for (int r = 0; r < MAX_REGIONS; r++)
             free(procs[p].reg[r]);
         memset(&procs[p], 0, sizeof procs[p]);
-        procs[p].pidfd = procs[p].pagemap_fd = procs[p].mem_fd = -1;
+        procs[p].pidfd = procs[p].pagemap_fd = -1;
     }
     total_pages = 0;
 }
@@ -742,6 +773,47 @@ static void exclude_internal(struct mailbox *mb, unsigned char *scratch)
     }
 }
 
+/* Runs in a scenario process on its own present page: loads only, no calls, and the only
+ * stores go to *out (the shared mailbox) and the stack (shared too), so it neither faults
+ * nor copies.  Same decisions as decode_content made on the page itself. */
+static void scan_content(const volatile unsigned char *pg, struct content_scan *out)
+{
+    uint64_t s = 0;
+    for (int k = 7; k >= 0; k--)
+        s = s << 8 | pg[SALT_OFF + k];
+    unsigned char fill;
+    uint8_t zero_based;
+    out->salt = s;
+    out->wbyte = pg[WRITE_OFF];
+    if (s == salt) {
+        fill = pg[FILL_OFF];
+        zero_based = 0;
+    } else if (s == salt2 || s == 0) {
+        fill = 0;
+        zero_based = 1;
+    } else {
+        out->bad = -2;
+        out->fill = 0;
+        out->zero_based = 0;
+        out->bad_byte = 0;
+        return;
+    }
+    out->fill = fill;
+    out->zero_based = zero_based;
+    out->bad = -1;
+    out->bad_byte = 0;
+    for (int i = 0; i < (int)PAGE; i++) {
+        if (i == WRITE_OFF || (i >= SALT_OFF && i < SALT_OFF + 8))
+            continue;
+        unsigned char b = pg[i];
+        if (b != fill) {
+            out->bad = i;
+            out->bad_byte = b;
+            return;
+        }
+    }
+}
+
 static long do_op(int self, struct mailbox *mb)
 {
     unsigned char *scratch = slots[self].scratch;
@@ -910,6 +982,15 @@ static int child_main(void *arg)
         seen = seq;
         if (mb->op == OP_EXIT)
             _exit(0);
+        if (mb->op == OP_PEEK) {
+            /* no counter window: loads of present pages move no counter */
+            for (int i = 0; i < mb->npeek; i++)
+                scan_content((const volatile unsigned char *)mb->peek_addr[i], &mb->peek[i]);
+            mb->ret = 0;
+            __atomic_store_n(&mb->done_seq, seq, __ATOMIC_SEQ_CST);
+            futex(&mb->done_seq, FUTEX_WAKE, INT_MAX, NULL);
+            continue;
+        }
         /* pgreuse is counted only by wp_page_reuse(), i.e. by a write fault (an unshare
          * fault returns before it): only write and fill can move it.  For them the window
          * has empty control windows on both sides to catch the machine's own noise; for
@@ -977,11 +1058,11 @@ static void open_proc_files(int sidx, int p, pid_t pid)
     ps->pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
     snprintf(path, sizeof path, "/proc/%d/pagemap", (int)pid);
     ps->pagemap_fd = open(path, O_RDONLY | O_CLOEXEC);
-    snprintf(path, sizeof path, "/proc/%d/mem", (int)pid);
-    ps->mem_fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (ps->pagemap_fd < 0 || ps->mem_fd < 0)
-        die_runtime(sidx, "cannot open /proc/%d/pagemap or mem: %s", (int)pid, strerror(errno));
+    if (ps->pagemap_fd < 0)
+        die_runtime(sidx, "cannot open /proc/%d/pagemap: %s", (int)pid, strerror(errno));
 }
+
+static void issue(int sidx, int p);
 
 static void command(int sidx, int p, struct mailbox *tmpl)
 {
@@ -997,6 +1078,14 @@ static void command(int sidx, int p, struct mailbox *tmpl)
         mb->excl_addr[i] = tmpl->excl_addr[i];
         mb->excl_len[i] = tmpl->excl_len[i];
     }
+    issue(sidx, p);
+}
+
+/* Hand process p the command already in its mailbox and wait until it is done. */
+static void issue(int sidx, int p)
+{
+    struct mailbox *mb = &slots[p].mb;
+    int op = mb->op;
     uint32_t seq = mb->cmd_seq + 1;
     __atomic_store_n(&mb->cmd_seq, seq, __ATOMIC_SEQ_CST);
     futex(&mb->cmd_seq, FUTEX_WAKE, INT_MAX, NULL);
@@ -1011,13 +1100,13 @@ static void command(int sidx, int p, struct mailbox *tmpl)
         if (__atomic_load_n(&mb->done_seq, __ATOMIC_SEQ_CST) == seq)
             break;
         if (pid_dead(p))
-            die_runtime(sidx, "process %d died during '%s'", p, op_names[tmpl->op]);
+            die_runtime(sidx, "process %d died during '%s'", p, op_names[op]);
         if (elapsed_ms(&t0) > CMD_TIMEOUT_MS)
             die_runtime(sidx, "process %d did not finish '%s' within %d ms", p,
-                        op_names[tmpl->op], CMD_TIMEOUT_MS);
+                        op_names[op], CMD_TIMEOUT_MS);
     }
     if (mb->ret < 0)
-        die_runtime(sidx, "%s in process %d failed: %s", op_names[tmpl->op], p,
+        die_runtime(sidx, "%s in process %d failed: %s", op_names[op], p,
                     strerror((int)-mb->ret));
 }
 
@@ -1048,31 +1137,21 @@ static uint64_t read_u64_at(int fd, uint64_t index, int *ok)
 
 static int kpageflags_fd = -1, kpagecount_fd = -1;
 
-static void decode_content(const unsigned char *pg, char *out, size_t outsz)
+/* The content string of a page, from its scan (scan_content, in the page's process). */
+static void decode_content(const struct content_scan *sc, char *out, size_t outsz)
 {
-    uint64_t s;
-    memcpy(&s, pg + SALT_OFF, 8);
-    int fill;
-    int zero_based;
-    if (s == salt) {
-        fill = pg[FILL_OFF];
-        zero_based = 0;
-    } else if (s == salt2 || s == 0) {
-        fill = 0;
-        zero_based = 1;
-    } else {
+    uint64_t s = sc->salt;
+    int fill = sc->fill;
+    int zero_based = sc->zero_based;
+    if (sc->bad == -2) {
         snprintf(out, outsz, "?salt");
         return;
     }
-    for (size_t i = 0; i < PAGE; i++) {
-        if (i == WRITE_OFF || (i >= SALT_OFF && i < SALT_OFF + 8))
-            continue;
-        if (pg[i] != fill) {
-            snprintf(out, outsz, "?byte%zu=0x%02x", i, pg[i]);
-            return;
-        }
+    if (sc->bad >= 0) {
+        snprintf(out, outsz, "?byte%d=0x%02x", (int)sc->bad, sc->bad_byte);
+        return;
     }
-    int w = pg[WRITE_OFF];
+    int w = sc->wbyte;
     if (s == 0 && zero_based && w == 0) {
         snprintf(out, outsz, "zero");
         return;
@@ -1085,11 +1164,11 @@ static void decode_content(const unsigned char *pg, char *out, size_t outsz)
         snprintf(out, outsz, "0x%02x", fill);
 }
 
-/* One JSON record: every mapped page of every live process, in canonical order. */
+/* One JSON record: every mapped page of every live process, in canonical order.
+ * Per live process: its pagemap entries first, then one OP_PEEK in which the process reads
+ * its own present pages, then the record entries (kpageflags, kpagecount, content). */
 static void observe(int sidx, struct stmt *s, int ngroup, const int64_t *delta)
 {
-    static unsigned char page[PAGE];
-    static uint64_t pm[MAX_REGION_PAGES];
     printf("{\"s\":%d", s->idx);
     if (s->op == OP_FORK)
         printf(",\"pid\":%d", (int)procs[s->arg].pid);
@@ -1109,17 +1188,39 @@ static void observe(int sidx, struct stmt *s, int ngroup, const int64_t *delta)
         struct proc_state *ps = &procs[p];
         if (!ps->spawned || !ps->alive)
             continue;
+        struct mailbox *mb = &slots[p].mb;
+        int off[MAX_REGIONS];
+        int used = 0, npeek = 0;
+        for (int r = 0; r < nregions; r++) {
+            struct region_state *rs = ps->reg[r];
+            off[r] = used;
+            if (!rs || !rs->exists)
+                continue;
+            if (used + rs->npages > MAX_TOTAL_PAGES)
+                die_runtime(sidx, "more than %d pages in process %d", MAX_TOTAL_PAGES, p);
+            size_t want = (size_t)rs->npages * 8;
+            if (pread(ps->pagemap_fd, mb->pm + used, want, (off_t)(rs->addr / PAGE * 8)) !=
+                (ssize_t)want)
+                die_runtime(sidx, "pagemap read failed: %s", strerror(errno));
+            for (int i = 0; i < rs->npages; i++)
+                if (rs->mapped[i] && (mb->pm[used + i] >> 63 & 1))
+                    mb->peek_addr[npeek++] = rs->addr + (uintptr_t)i * PAGE;
+            used += rs->npages;
+        }
+        if (npeek) {
+            mb->op = OP_PEEK;
+            mb->npeek = npeek;
+            issue(sidx, p);
+        }
+        int j = 0;
         for (int r = 0; r < nregions; r++) {
             struct region_state *rs = ps->reg[r];
             if (!rs || !rs->exists)
                 continue;
-            size_t want = (size_t)rs->npages * 8;
-            if (pread(ps->pagemap_fd, pm, want, (off_t)(rs->addr / PAGE * 8)) != (ssize_t)want)
-                die_runtime(sidx, "pagemap read failed: %s", strerror(errno));
             for (int i = 0; i < rs->npages; i++) {
                 if (!rs->mapped[i])
                     continue;
-                uint64_t e = pm[i];
+                uint64_t e = mb->pm[off[r] + i];
                 int present = (int)(e >> 63 & 1), swapped = (int)(e >> 62 & 1);
                 int excl = (int)(e >> 56 & 1);
                 uint64_t pfn = e & ((1ULL << 55) - 1);
@@ -1139,17 +1240,10 @@ static void observe(int sidx, struct stmt *s, int ngroup, const int64_t *delta)
                     if (!ok1 || !ok2)
                         die_runtime(sidx, "kpageflags/kpagecount read failed for a page");
                     char content[48];
-                    if (pread(ps->mem_fd, page, PAGE, (off_t)(rs->addr + (uintptr_t)i * PAGE)) ==
-                        (ssize_t)PAGE)
-                        decode_content(page, content, sizeof content);
-                    else
-                        content[0] = 0;
+                    decode_content(&mb->peek[j++], content, sizeof content);
                     printf(",%llu,%d,%d,%llu,%d,", (unsigned long long)pfn, (int)(fl >> 21 & 1),
                            (int)(fl >> 24 & 1), (unsigned long long)cnt, excl);
-                    if (content[0])
-                        json_str(stdout, content);
-                    else
-                        printf("null");
+                    json_str(stdout, content);
                 } else {
                     printf(",null,null,null,null,null,null");
                 }
@@ -1311,10 +1405,9 @@ static void run_program(void)
             have_delta = 1;
             procs[s->p].alive = 0;
             close(procs[s->p].pagemap_fd);
-            close(procs[s->p].mem_fd);
             if (procs[s->p].pidfd >= 0)
                 close(procs[s->p].pidfd);
-            procs[s->p].pidfd = procs[s->p].pagemap_fd = procs[s->p].mem_fd = -1;
+            procs[s->p].pidfd = procs[s->p].pagemap_fd = -1;
             break;
         }
         default: {
