@@ -148,3 +148,41 @@ def test_random_scenarios_batch_equals_alone_and_match_the_model(state_kept):
         assert not problems, "\n".join(problems[:20])
 
     check()
+
+
+OWN_READS = """\
+scenario "contents are read by the processes themselves"
+process A
+A: mmap buf 4
+A: fill buf[0] 0x11
+A: fill buf[1] zero
+A: fork B
+B: write buf[0] 0x02
+A: mprotect buf ro
+B: madvise buf[0] pageout
+B: read buf[3]
+A: read buf[0]
+"""
+
+
+def test_observation_reads_only_present_pages_and_decodes_them(state_kept):
+    """Each process reads its own present pages (no /proc/PID/mem): pages never touched stay
+    absent, a paged-out page stays swapped, and the contents decode as before."""
+    run = run_kernel([parse(OWN_READS)])[0]
+    assert run.status == OK, run.reason
+    recs = [{k: next(iter(v)) for k, v in r.fields.items()} for r in run.records]
+    for rec in recs:
+        for p in ("A", "B"):
+            if f"{p}/buf[2].present" in rec:
+                assert not rec[f"{p}/buf[2].present"]       # never faulted in by observing
+        if "A/buf[3].present" in rec:
+            assert not rec["A/buf[3].present"]
+    assert recs[1]["A/buf[0].content"] == "0x11"
+    assert recs[2]["A/buf[1].content"] == "zero"
+    assert recs[4]["B/buf[0].content"] == "0x11+0x02"
+    assert recs[4]["A/buf[0].content"] == "0x11"
+    assert recs[5]["A/buf[0].content"] == "0x11"                # read-only: still readable
+    assert recs[6]["B/buf[0].swapped"] and not recs[6]["B/buf[0].present"]
+    for rec in recs[7:]:                                        # stays out: never read
+        assert rec["B/buf[0].swapped"] and not rec["B/buf[0].present"]
+    assert recs[8]["B/buf[3].present"] and recs[8]["B/buf[3].content"] == "zero"
