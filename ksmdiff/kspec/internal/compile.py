@@ -34,6 +34,13 @@ def IVar(name: str):
     return z3.BitVec(name, W)
 
 
+SEL_W = 16     # the selector (instance number) has its own width
+
+
+def SVar(name: str):
+    return z3.BitVec(name, SEL_W)
+
+
 @dataclass
 class Instance:
     kind: str                 # "action" | "step"
@@ -100,6 +107,17 @@ class _Env:
         if z3.is_false(cond):
             pc = cond
         return _Env(dict(self.st), dict(self.scope), pc, dict(self.doms))
+
+
+def _has_goto(s) -> bool:
+    if isinstance(s, A.Goto):
+        return True
+    if isinstance(s, A.If):
+        return any(_has_goto(x) for _, b in s.arms for x in b) or \
+            any(_has_goto(x) for x in (s.other or ()))
+    if isinstance(s, A.Either):
+        return any(_has_goto(x) for b in s.arms for x in b)
+    return False
 
 
 def _concrete(e):
@@ -266,6 +284,17 @@ class _Exec:
                 env.scope[s.name] = val
                 env.doms[s.name] = dom
                 continue
+            if isinstance(s, A.Goto):
+                return self.stmt(s, env)          # a goto ends the atomic step
+            if isinstance(s, (A.If, A.Either)) and _has_goto(s):
+                # the rest of the step runs inside every arm that does not jump away
+                rest = tuple(body[i + 1:])
+                if isinstance(s, A.If):
+                    s = A.If(tuple((c, tuple(b) + rest) for c, b in s.arms),
+                             tuple(s.other or ()) + rest, loc=s.loc)
+                else:
+                    s = A.Either(tuple(tuple(b) + rest for b in s.arms), loc=s.loc)
+                return self.stmt(s, env)
             env = self.stmt(s, env)
         return env
 
@@ -476,7 +505,7 @@ def compile_ts(model: Model, era: Era) -> TS:
         rng[pk] = (0, len(t.steps))
         cur[pk] = IVar(key_name(pk))
         threads[t.name] = (pk, [st.label for st in t.steps])
-    ts = TS(m, era, keys, sort, rng, cur, IVar("sel"), [], [])
+    ts = TS(m, era, keys, sort, rng, cur, SVar("sel"), [], [])
     ts.split = {k for v in m.vars.values() for k in v.keys if m.domains[k].size <= 8}
     ts.threads = threads
 

@@ -23,7 +23,7 @@ from ksmdiff.versions import Era
 
 # Per model: BMC bound, k-induction limit, equivalence bound, mutant bound.
 DEFAULT_BOUNDS = {
-    "user": {"bound": 4, "kmax": 2, "equiv": 3, "mutant": 8},
+    "user": {"bound": 2, "kmax": 1, "equiv": 2, "mutant": 8},
     "race": {"bound": 24, "kmax": 2, "equiv": 0, "mutant": 24},
 }
 MUTANT_ERA = Era.V5_1_TO_5_8
@@ -150,22 +150,9 @@ def _mutant(model, name, b, props, out, emit, manifest, progress):
     if props:
         names = [p for p in names if p in props]
     found = {}
-    # the first property that fails kills the mutant; look for the shortest counterexample
-    from ksmdiff.kspec.internal.prove import Unroller
-    import z3
-    u = Unroller(ts)
-    s = z3.Solver()
-    s.add(u.init(), u.at(ts.types, 0))
-    killer = None
-    for t in range(b["mutant"] + 1):
-        for p in names:
-            v = u.violation(p, t)
-            if v is not None and s.check(v) == z3.sat:
-                killer = (p, u.trace(s.model(), t, p, name), t)
-                break
-        if killer or t == b["mutant"]:
-            break
-        s.add(u.step(t))
+    from ksmdiff.kspec.internal.prove import first_violation
+    hit = first_violation(ts, names, b["mutant"], name)
+    killer = None if hit is None else (hit[0], hit[1], len(hit[1].steps))
     elapsed = time.time() - t0
     if killer is None:
         r = Result(model.name, MUTANT_ERA, "*", "proved", "bmc", b["mutant"], seconds=elapsed,

@@ -9,8 +9,11 @@ from typing import Optional
 
 import z3
 
-from ksmdiff.kspec.internal.compile import TS, IVar, compile_ts, key_name
+from ksmdiff.kspec.internal.compile import TS, IVar, SVar, compile_ts, key_name
 from ksmdiff.kspec.internal.check import ERA_SLUG
+
+
+KIND_TIMEOUT_MS = 20000
 
 
 @dataclass
@@ -84,7 +87,7 @@ class Unroller:
 
     def sel(self, t):
         while len(self.sels) <= t:
-            self.sels.append(IVar(f"{self.prefix}sel@{len(self.sels)}"))
+            self.sels.append(SVar(f"{self.prefix}sel@{len(self.sels)}"))
         return self.sels[t]
 
     def ch(self, t):
@@ -159,31 +162,79 @@ def property_names(ts: TS) -> list[str]:
 
 
 def bmc(ts: TS, props, bound: int, mutant=None, deadline=None):
-    """Returns {prop: (depth, Trace) or None} for a violation within ``bound`` steps."""
+    """Returns {prop: Trace or None}: a shortest-found violation within ``bound`` steps.
+
+    One non-incremental query over all depths (Z3's bit-blasting tactic is far faster than
+    the incremental core); only when it is sat, a query per property finds its trace."""
     u = Unroller(ts)
-    s = z3.Solver()
-    s.add(u.init())
-    s.add(u.at(ts.types, 0))
+    base = [u.init(), u.at(ts.types, 0)] + [u.step(t) for t in range(bound)]
     found = {p: None for p in props}
-    open_ = list(props)
-    for t in range(bound + 1):
-        for p in list(open_):
-            v = u.violation(p, t)
-            if v is None:
-                continue
-            if s.check(v) == z3.sat:
+    viol = {}
+    for p in props:
+        vs = [(t, u.violation(p, t)) for t in range(bound + 1)]
+        vs = [(t, v) for t, v in vs if v is not None]
+        if vs:
+            viol[p] = vs
+    if not viol:
+        return found
+    s = z3.SolverFor("QF_BV")
+    s.add(*base)
+    s.add(z3.Or([v for vs in viol.values() for _, v in vs]))
+    if s.check() != z3.sat:
+        return found
+    for p, vs in viol.items():
+        for t, v in vs:                      # shortest first
+            s = z3.SolverFor("QF_BV")
+            s.add(*base[:2 + t])
+            s.add(v)
+            if s.check() == z3.sat:
                 found[p] = u.trace(s.model(), t, p, mutant)
-                open_.remove(p)
-        if not open_ or t == bound:
-            break
-        s.add(u.step(t))
+                break
     return found
+
+
+def first_violation(ts: TS, props, bound: int, mutant=None):
+    """(prop, Trace) of a shortest violation of any property within ``bound``, or None."""
+    u = Unroller(ts)
+    base = [u.init(), u.at(ts.types, 0)] + [u.step(t) for t in range(bound)]
+    s = z3.SolverFor("QF_BV")
+    s.add(*base)
+    allv = [v for p in props for v in (u.violation(p, t) for t in range(bound + 1))
+            if v is not None]
+    if not allv:
+        return None
+    s.add(z3.Or(allv))
+    if s.check() != z3.sat:
+        return None
+    lo = 0
+    for t in range(bound + 1):
+        vs = [(p, u.violation(p, t)) for p in props]
+        vs = [(p, v) for p, v in vs if v is not None]
+        if not vs:
+            continue
+        s = z3.SolverFor("QF_BV")
+        s.add(*base[:2 + t])
+        s.add(z3.Or([v for _, v in vs]))
+        if s.check() == z3.sat:
+            m = s.model()
+            for p, v in vs:
+                if z3.is_true(m.eval(v, model_completion=True)):
+                    return p, u.trace(m, t, p, mutant)
+    return None
+
+
+def _sat(s, e) -> bool:
+    s.push()
+    s.add(e)
+    r = s.check()
+    s.pop()
+    return r == z3.sat
 
 
 def complete(ts: TS, bound: int) -> bool:
     """True when no execution is longer than ``bound`` steps (then BMC to bound is a proof)."""
     u = Unroller(ts)
-    s = z3.Solver()
+    s = z3.SolverFor("QF_BV")
     s.add(u.init())
     s.add(u.at(ts.types, 0))
     for t in range(bound + 1):
@@ -195,7 +246,8 @@ def kinduction(ts: TS, props, kmax: int):
     """Joint k-induction of all ``props``; returns the k that closes, or None."""
     for k in range(1, kmax + 1):
         u = Unroller(ts)
-        s = z3.Solver()
+        s = z3.SolverFor("QF_BV")
+        s.set("timeout", KIND_TIMEOUT_MS)
         for t in range(k + 1):
             s.add(u.at(ts.types, t))
         for t in range(k):

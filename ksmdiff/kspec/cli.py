@@ -1,0 +1,127 @@
+"""``ksmdiff prove``: the formal spec's properties per era, and the mutants.
+
+The lead's CLI calls :func:`register` with its subparsers; ``python -m ksmdiff.kspec.cli``
+runs it standalone.  Exit codes: 0 every property proved (every mutant killed with
+``--mutants``), 1 a property failed (a mutant survived), 2 input or usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+from ksmdiff.errors import InputError, InvalidArgument
+from ksmdiff.versions import Era, KernelVersion
+
+HELP = "prove the formal spec's properties (Z3: k-induction, BMC) for every kernel era"
+
+
+def register(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser("prove", help=HELP, description=HELP + ". Properties: "
+                              "isolation, refcount, exclusive_write, freeze, same_result, "
+                              "stale_node (plus wellformed and bounds, the bookkeeping).")
+    p.add_argument("--era", "--kernel", dest="era", action="append", metavar="VERSION",
+                   help="only the era of this kernel version (e.g. 5.4, 6.1); repeatable")
+    p.add_argument("--property", dest="props", action="append", metavar="NAME",
+                   help="only this property; repeatable")
+    p.add_argument("--model", dest="models", action="append", choices=("user", "race"),
+                   help="only this model (user-level or race); repeatable")
+    p.add_argument("--bound", type=int, metavar="N",
+                   help="BMC depth (default: user 4, race 24; mutants 8 / 24)")
+    p.add_argument("--mutants", action="store_true",
+                   help="check the mutants of spec/mutants/ instead: each must be refuted")
+    p.add_argument("--mutant", dest="only_mutants", action="append", metavar="NAME",
+                   help="with --mutants: only this mutant; repeatable")
+    p.add_argument("--emit-smt2", metavar="DIR", help="write every query as SMT-LIB2 into DIR "
+                   "(with manifest.json giving the expected sat/unsat answer)")
+    p.add_argument("--out", metavar="DIR", default="kspec-out",
+                   help="where counterexamples go (.scenario / .trace; default kspec-out)")
+    p.add_argument("--spec", metavar="DIR", help="the spec directory (default: spec/)")
+    p.add_argument("--json", metavar="FILE", help="write the results as JSON")
+    p.add_argument("--quiet", "-q", action="store_true", help="print only failures")
+    p.set_defaults(func=run)
+    return p
+
+
+def _eras(values):
+    if not values:
+        return None
+    out = []
+    for v in values:
+        try:
+            era = Era.of(KernelVersion.parse(v))
+        except InvalidArgument as e:
+            raise InputError(str(e), None, "a kernel version such as 5.4") from None
+        if era not in out:
+            out.append(era)
+    return out
+
+
+def run(args) -> int:
+    from ksmdiff.kspec import load_spec, prove
+    try:
+        spec = load_spec(args.spec)
+        eras = _eras(args.era)
+        props = args.props
+        if props:
+            known = set()
+            for m in list(spec.models.values()) + list(spec.mutants.values()):
+                known.update(m.property_names())
+            known.add("bounds")
+            bad = [p for p in props if p not in known]
+            if bad:
+                raise InputError(f"unknown property {bad[0]!r}", None,
+                                 "one of " + ", ".join(sorted(known)))
+        if args.only_mutants:
+            bad = [m for m in args.only_mutants if m not in spec.mutants]
+            if bad:
+                raise InputError(f"unknown mutant {bad[0]!r}", None,
+                                 "one of " + ", ".join(sorted(spec.mutants)))
+    except InputError as e:
+        print(e.render(), file=sys.stderr)
+        return 2
+    t0 = time.time()
+
+    def show(r):
+        if args.quiet and r.status != "failed" and not (args.mutants and r.status == "proved"):
+            return
+        who = f"mutant {r.mutant}" if r.mutant else f"{r.model:5s} {r.era.value:9s}"
+        verdict = r.describe()
+        if args.mutants:
+            verdict = ("killed: " + verdict) if r.status == "failed" else \
+                ("SURVIVED: " + (r.note or verdict))
+        print(f"{who}  {r.prop:16s} {verdict}  [{r.seconds:.2f}s]", flush=True)
+
+    try:
+        results = prove(spec, eras=eras, props=props, bound=args.bound, mutants=args.mutants,
+                        emit_smt2=args.emit_smt2, out=args.out, models=args.models,
+                        progress=show, only_mutants=args.only_mutants)
+    except InputError as e:
+        print(e.render(), file=sys.stderr)
+        return 2
+    total = time.time() - t0
+    if args.mutants:
+        bad = [r for r in results if r.status != "failed"]
+        print(f"{len(results) - len(bad)}/{len(results)} mutants killed in {total:.1f}s")
+    else:
+        bad = [r for r in results if r.status == "failed"]
+        print(f"{len(results) - len(bad)}/{len(results)} proved in {total:.1f}s")
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump({"seconds": round(total, 3), "results": [r.to_json() for r in results]},
+                      fh, indent=1)
+    return 1 if bad else 0
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="ksmdiff")
+    sub = parser.add_subparsers(dest="command", required=True)
+    register(sub)
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
