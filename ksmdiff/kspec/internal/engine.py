@@ -23,7 +23,7 @@ from ksmdiff.versions import Era
 
 # Per model: BMC bound, k-induction limit, equivalence bound, mutant bound.
 DEFAULT_BOUNDS = {
-    "user": {"bound": 2, "kmax": 1, "equiv": 2, "mutant": 8},
+    "user": {"bound": 2, "kmax": 0, "equiv": 2, "mutant": 6},
     "race": {"bound": 24, "kmax": 2, "equiv": 0, "mutant": 24},
 }
 MUTANT_ERA = Era.V5_1_TO_5_8

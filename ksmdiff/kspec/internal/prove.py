@@ -147,6 +147,8 @@ class Unroller:
         steps = []
         for t in range(depth):
             i = val(self.sel(t))
+            if i >= len(ts.instances):
+                continue                      # a stutter step
             inst = ts.instances[i]
             chs = self.ch(t)
             choices = {name: val(chs[slot]) for slot, name, _d in inst.choices}
@@ -239,6 +241,7 @@ def complete(ts: TS, bound: int) -> bool:
     s.add(u.at(ts.types, 0))
     for t in range(bound + 1):
         s.add(u.step(t))
+        s.add(u.sel(t) != len(ts.instances))      # real steps only, no stutter
     return s.check() == z3.unsat
 
 
