@@ -547,7 +547,7 @@ def compile_ts(model: Model, era: Era) -> TS:
     n = len(instances)
     # sel == n is the stutter step (nothing changes): every path can be extended, so one
     # query over all depths sees violations at every depth up to the bound
-    guard = [sel >= 0, sel <= n]
+    guard = [sel >= 0, sel < n]
     for i, inst in enumerate(instances):
         guard.append(z3.Implies(sel == i, inst.guard))
     ts.step_guard = z3.And(guard)

@@ -150,9 +150,10 @@ def _mutant(model, name, b, props, out, emit, manifest, progress):
     if props:
         names = [p for p in names if p in props]
     found = {}
-    from ksmdiff.kspec.internal.prove import first_violation
-    hit = first_violation(ts, names, b["mutant"], name)
-    killer = None if hit is None else (hit[0], hit[1], len(hit[1].steps))
+    found = bmc(ts, names, b["mutant"], name)
+    hits = sorted(((len(tr.steps), p, tr) for p, tr in found.items() if tr is not None),
+                  key=lambda x: x[0])
+    killer = None if not hits else (hits[0][1], hits[0][2], hits[0][0])
     elapsed = time.time() - t0
     if killer is None:
         r = Result(model.name, MUTANT_ERA, "*", "proved", "bmc", b["mutant"], seconds=elapsed,

@@ -164,34 +164,27 @@ def property_names(ts: TS) -> list[str]:
 
 
 def bmc(ts: TS, props, bound: int, mutant=None, deadline=None):
-    """Returns {prop: Trace or None}: a shortest-found violation within ``bound`` steps.
-
-    One non-incremental query over all depths (Z3's bit-blasting tactic is far faster than
-    the incremental core); only when it is sat, a query per property finds its trace."""
+    """Returns {prop: Trace or None}: the shortest violation within ``bound`` steps,
+    checked depth by depth on one incremental solver."""
     u = Unroller(ts)
-    base = [u.init(), u.at(ts.types, 0)] + [u.step(t) for t in range(bound)]
-    found = {p: None for p in props}
-    viol = {}
-    for p in props:
-        vs = [(t, u.violation(p, t)) for t in range(bound + 1)]
-        vs = [(t, v) for t, v in vs if v is not None]
-        if vs:
-            viol[p] = vs
-    if not viol:
-        return found
     s = z3.SolverFor("QF_BV")
-    s.add(*base)
-    s.add(z3.Or([v for vs in viol.values() for _, v in vs]))
-    if s.check() != z3.sat:
-        return found
-    for p, vs in viol.items():
-        for t, v in vs:                      # shortest first
-            s = z3.SolverFor("QF_BV")
-            s.add(*base[:2 + t])
-            s.add(v)
-            if s.check() == z3.sat:
-                found[p] = u.trace(s.model(), t, p, mutant)
-                break
+    s.add(u.init(), u.at(ts.types, 0))
+    found = {p: None for p in props}
+    open_ = list(props)
+    for t in range(bound + 1):
+        viols = {p: u.violation(p, t) for p in open_}
+        viols = {p: v for p, v in viols.items() if v is not None}
+        if viols and _sat(s, z3.Or(list(viols.values()))):
+            for p, v in viols.items():
+                s.push()
+                s.add(v)
+                if s.check() == z3.sat:
+                    found[p] = u.trace(s.model(), t, p, mutant)
+                    open_.remove(p)
+                s.pop()
+        if not open_ or t == bound:
+            break
+        s.add(u.step(t))
     return found
 
 
@@ -241,7 +234,6 @@ def complete(ts: TS, bound: int) -> bool:
     s.add(u.at(ts.types, 0))
     for t in range(bound + 1):
         s.add(u.step(t))
-        s.add(u.sel(t) != len(ts.instances))      # real steps only, no stutter
     return s.check() == z3.unsat
 
 
