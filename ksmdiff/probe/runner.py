@@ -70,7 +70,7 @@ from ksmdiff.probe.compiler import Program, compile_scenario
 from ksmdiff.scenario import ast as A
 from ksmdiff.scenario import implied_features
 from ksmdiff.scenario.ast import Scenario
-from ksmdiff.versions import KernelVersion, has_counter, has_feature
+from ksmdiff.versions import FEATURE_NOTES, KernelVersion, has_counter, has_feature
 
 __all__ = ["KernelRun", "host_version", "is_root", "run_kernel", "restore"]
 
@@ -943,7 +943,7 @@ def _run_kernel(scenarios, *, batch, progress, journal_dir) -> list[KernelRun]:
         missing = [f for f in feats if not has_feature(version, f)]
         if missing:
             finish(i, KernelRun(s, version, UNSUPPORTED,
-                                f"kernel {version} lacks {', '.join(missing)}"))
+                                f"kernel {version} lacks {', '.join(FEATURE_NOTES[f] for f in missing)}"))
         else:
             todo.append(i)
     if not todo:
