@@ -29,7 +29,6 @@ show.  ``ANY`` means the model allows every value (e.g. a counter moved by ksmd 
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
@@ -84,10 +83,6 @@ def counter_key(name: str) -> str:
     return f"counter.{name}"
 
 
-def allowed(*values: Any) -> frozenset:
-    return frozenset(values)
-
-
 @dataclass(frozen=True)
 class Record:
     """What was (kernel) or may be (model) observed after statement ``stmt``."""
@@ -132,12 +127,6 @@ def _sort_key(v: Any) -> tuple:
     return (type(v).__name__, str(v))
 
 
-def singleton_record(stmt: int, line: int, values: Mapping[str, Any], status: str = OK,
-                     note: str = "") -> Record:
-    """A kernel record: every observed value as a one-element allowed set."""
-    return Record(stmt, line, {k: frozenset([v]) for k, v in values.items()}, status, note)
-
-
 def label_frames(order: Iterable[tuple[Any, Any]], zero: Any = "Z") -> dict[Any, str]:
     """Canonical per-record labels: ``order`` yields (page, frame-id) in canonical page order;
     frame-ids equal to ``zero`` become ``"Z"``; ``None`` stays ``None``."""
@@ -153,7 +142,3 @@ def label_frames(order: Iterable[tuple[Any, Any]], zero: Any = "Z") -> dict[Any,
                 labels[frame] = f"F{len(labels)}"
             out[page] = labels[frame]
     return out
-
-
-def dumps_records(records: Iterable[Record]) -> str:
-    return "\n".join(json.dumps(r.to_json(), sort_keys=True) for r in records)

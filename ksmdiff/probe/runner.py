@@ -507,7 +507,7 @@ class _Live:
             if name in self.cum:
                 fields["counter." + name] = fs(self.cum[name])
         note = "" if not self.ambiguous else "ambiguous in a batch: " + self.ambiguous
-        # (observe.singleton_record, with the one-element sets shared)
+        # (one-element sets, shared between records)
         self.records.append(Record(k, stmt.pos.line, fields, OK, note))
 
     def _apply_barrier(self, msg: dict) -> None:

@@ -462,30 +462,28 @@ def _call(fn, *args) -> None:
         raise OSError(e, os.strerror(e))
 
 
-def _sys_mount_tracefs(target: str) -> str:
-    """mount -t tracefs nodev TARGET; "" on success, else the reason."""
+def _syscall_or_tool(fn: str, args: tuple, argv: list[str]) -> str:
+    """Call libc's ``fn(*args)``, or run ``argv`` where libc cannot be loaded; "" on
+    success, else the reason."""
     lib = _libc()
     if lib is None:
-        r = subprocess.run(["mount", "-t", "tracefs", "nodev", target],
-                           capture_output=True, text=True)
-        return "" if r.returncode == 0 else r.stderr.strip()
+        r = subprocess.run(argv, capture_output=True, text=True)
+        return "" if r.returncode == 0 else r.stderr.strip() or f"exit {r.returncode}"
     try:
-        _call(lib.mount, b"nodev", os.fsencode(target), b"tracefs", 0, None)
+        _call(getattr(lib, fn), *args)
         return ""
     except OSError as e:
         return e.strerror or str(e)
+
+
+def _sys_mount_tracefs(target: str) -> str:
+    """mount -t tracefs nodev TARGET."""
+    return _syscall_or_tool("mount", (b"nodev", os.fsencode(target), b"tracefs", 0, None),
+                            ["mount", "-t", "tracefs", "nodev", target])
 
 
 def _sys_umount(target: str) -> str:
-    lib = _libc()
-    if lib is None:
-        r = subprocess.run(["umount", target], capture_output=True, text=True)
-        return "" if r.returncode == 0 else r.stderr.strip()
-    try:
-        _call(lib.umount2, os.fsencode(target), 0)
-        return ""
-    except OSError as e:
-        return e.strerror or str(e)
+    return _syscall_or_tool("umount2", (os.fsencode(target), 0), ["umount", target])
 
 
 # ----------------------------------------------------------------------------- tracefs
@@ -649,28 +647,12 @@ def _write_swapfile(path: Path, size: int, *, preallocate: bool) -> None:
 
 
 def _swapon(path: Path) -> str:
-    """swapon(2) (swapon(8) without libc access); "" on success, else the reason."""
-    lib = _libc()
-    if lib is None:
-        r = subprocess.run(["swapon", str(path)], capture_output=True, text=True)
-        return "" if r.returncode == 0 else r.stderr.strip() or f"exit {r.returncode}"
-    try:
-        _call(lib.swapon, os.fsencode(str(path)), 0)
-        return ""
-    except OSError as e:
-        return e.strerror or str(e)
+    """swapon(2) (swapon(8) without libc access)."""
+    return _syscall_or_tool("swapon", (os.fsencode(str(path)), 0), ["swapon", str(path)])
 
 
 def _swapoff(path: str) -> str:
-    lib = _libc()
-    if lib is None:
-        r = subprocess.run(["swapoff", path], capture_output=True, text=True)
-        return "" if r.returncode == 0 else r.stderr.strip() or f"exit {r.returncode}"
-    try:
-        _call(lib.swapoff, os.fsencode(path))
-        return ""
-    except OSError as e:
-        return e.strerror or str(e)
+    return _syscall_or_tool("swapoff", (os.fsencode(path),), ["swapoff", path])
 
 
 def provision_swap(journal: Journal, directory: Path, pages: int = SWAPFILE_MB * 256) -> str:

@@ -237,27 +237,32 @@ def complete(ts: TS, bound: int) -> bool:
     return s.check() == z3.unsat
 
 
+def _kind_step(ts: TS, props, k: int, s: z3.Solver) -> z3.Solver:
+    """The k-induction step query: k steps from any typed state in which ``props`` held
+    (invariants and step assertions) and a violation at step k.  unsat: the step holds."""
+    u = Unroller(ts)
+    for t in range(k + 1):
+        s.add(u.at(ts.types, t))
+    for t in range(k):
+        s.add(u.step(t))
+        for p in props:
+            inv = ts.invariants.get(p)
+            if inv is not None:
+                s.add(u.at(inv, t))
+            if t >= 1:
+                a = u.step_assert(p, t - 1)
+                if a is not None:
+                    s.add(z3.Not(a))
+    s.add(z3.Or([v for v in (u.violation(p, k) for p in props) if v is not None]))
+    return s
+
+
 def kinduction(ts: TS, props, kmax: int):
     """Joint k-induction of all ``props``; returns the k that closes, or None."""
     for k in range(1, kmax + 1):
-        u = Unroller(ts)
         s = z3.SolverFor("QF_BV")
         s.set("timeout", KIND_TIMEOUT_MS)
-        for t in range(k + 1):
-            s.add(u.at(ts.types, t))
-        for t in range(k):
-            s.add(u.step(t))
-        for t in range(k):
-            for p in props:
-                inv = ts.invariants.get(p)
-                if inv is not None:
-                    s.add(u.at(inv, t))
-                if t >= 1:
-                    a = u.step_assert(p, t - 1)
-                    if a is not None:
-                        s.add(z3.Not(a))
-        viol = [v for v in (u.violation(p, k) for p in props) if v is not None]
-        s.add(z3.Or(viol))
+        _kind_step(ts, props, k, s)
         if s.check() == z3.unsat:
             return k
     return None
@@ -322,21 +327,7 @@ def smt2_bmc(ts: TS, prop: str, bound: int) -> str:
 
 
 def smt2_kind(ts: TS, props, k: int) -> str:
-    u = Unroller(ts)
-    s = z3.Solver()
-    for t in range(k + 1):
-        s.add(u.at(ts.types, t))
-    for t in range(k):
-        s.add(u.step(t))
-        for p in props:
-            inv = ts.invariants.get(p)
-            if inv is not None:
-                s.add(u.at(inv, t))
-            if t >= 1:
-                a = u.step_assert(p, t - 1)
-                if a is not None:
-                    s.add(z3.Not(a))
-    s.add(z3.Or([v for v in (u.violation(p, k) for p in props) if v is not None]))
+    s = _kind_step(ts, props, k, z3.Solver())
     return _smt2(s, f"{k}-induction step of {', '.join(props)}")
 
 
