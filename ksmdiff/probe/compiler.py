@@ -8,7 +8,7 @@ names behind the probe's indices, and why a scenario must run in a batch of its 
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ksmdiff.scenario import ast as A
 
@@ -22,10 +22,46 @@ class Program:
     barriers: dict                         # statement index -> KsmSettle | KsmScan | KsmSet
     solo_reasons: tuple[str, ...]          # why this scenario cannot share a batch
     signature: tuple                       # barrier kinds, for grouping batches
+                                           # (merge_signatures)
     salt: int
     zero_merges: bool = False              # real (unsalted) zero pages meet ksmd with
                                            # use_zero_pages=0: at most one such per batch
     has_pins: bool = False                 # pins pages: may own settle-time events
+    scan_knobs: dict = field(default_factory=dict)
+                                           # barrier index -> {knob: value} this scenario
+                                           # needs while ksmd runs there (use_zero_pages,
+                                           # once it may hold real zero pages)
+
+
+def _kind(entry: tuple) -> tuple:
+    """A signature entry without the knob values it needs: ("settle",), ("scan", N), or a
+    whole ("set", KNOB, VALUE)."""
+    if entry[0] == "settle":
+        return entry[:1]
+    if entry[0] == "scan":
+        return entry[:2]
+    return entry
+
+
+def merge_signatures(a: tuple, b: tuple) -> tuple | None:
+    """The signature of a batch holding scenarios with signatures ``a`` and ``b``, or None
+    when they cannot share one.  At every index both reach they must do the same ksm
+    statement (settle, the same scan count, the same set of max_page_sharing /
+    merge_across_nodes), and where both need use_zero_pages while ksmd runs, the same value.
+    ``ksm set use_zero_pages`` itself is no entry: it only matters to a scenario that may
+    hold real zero pages at a later scan, and there that scan's entry says the value (the
+    runner writes it before the scan).  A scenario without real zero pages is indifferent
+    to it: its pages are salted, never zero, and the knob only changes what ksmd does with
+    zero-filled pages."""
+    out = []
+    for x, y in zip(a, b):
+        if _kind(x) != _kind(y):
+            return None
+        if len(x) > len(_kind(x)) and len(y) > len(_kind(y)) and x != y:
+            return None
+        out.append(x if len(x) >= len(y) else y)
+    longer = a if len(a) > len(b) else b
+    return tuple(out) + tuple(longer[len(out):])
 
 
 def new_salt() -> int:
@@ -49,6 +85,7 @@ def compile_scenario(scn: A.Scenario, salt: int | None = None) -> Program:
     real_zeros = False          # some page may hold real zeros (unsalted)
     zero_merges = False
     has_pins = False
+    scan_knobs: dict = {}
     scanned = False             # a settle or scan came before
     zero_pages_knob = 0         # use_zero_pages as this scenario left it
 
@@ -149,15 +186,21 @@ def compile_scenario(scn: A.Scenario, salt: int | None = None) -> Program:
                 # knobs are refused (-EBUSY) while any stable node exists on the machine:
                 # batchable only before the first scan, when no scenario has KSM pages
                 if s.knob == "use_zero_pages":
-                    zero_pages_knob = s.value
-                elif scanned:
-                    add_solo(f"sets the knob {s.knob} after ksmd ran")
-                sig.append(("set", s.knob, s.value))
+                    zero_pages_knob = s.value      # no entry: see merge_signatures
+                else:
+                    if scanned:
+                        add_solo(f"sets the knob {s.knob} after ksmd ran")
+                    sig.append(("set", s.knob, s.value))
             else:
                 scanned = True
                 if real_zeros and not zero_pages_knob:
                     zero_merges = True
-                sig.append(("scan", s.scans) if isinstance(s, A.KsmScan) else ("settle",))
+                entry = ("scan", s.scans) if isinstance(s, A.KsmScan) else ("settle",)
+                if real_zeros:
+                    # only a scenario that may hold real zero pages cares about the knob
+                    scan_knobs[k] = {"use_zero_pages": zero_pages_knob}
+                    entry += ("use_zero_pages", zero_pages_knob)
+                sig.append(entry)
             lines.append(f"{k} sync")
         else:  # pragma: no cover - the parser has no other actions
             raise AssertionError(type(s).__name__)
@@ -171,4 +214,4 @@ def compile_scenario(scn: A.Scenario, salt: int | None = None) -> Program:
     ]
     text = "\n".join(header + lines + ["end"]) + "\n"
     return Program(text, tuple(procs), tuple(regions), barriers, tuple(solo), tuple(sig), salt,
-                   zero_merges, has_pins)
+                   zero_merges, has_pins, scan_knobs)

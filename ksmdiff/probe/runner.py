@@ -66,7 +66,7 @@ from ksmdiff.observe import (ENVIRONMENT, NOT_RUN, OK, UNSUPPORTED, Record, labe
                              page_key)
 from ksmdiff.probe import system
 from ksmdiff.probe.build import default_probe
-from ksmdiff.probe.compiler import Program, compile_scenario
+from ksmdiff.probe.compiler import Program, compile_scenario, merge_signatures
 from ksmdiff.scenario import ast as A
 from ksmdiff.scenario import implied_features
 from ksmdiff.scenario.ast import Scenario
@@ -560,6 +560,11 @@ def _step_all(lives: list[_Live]) -> None:
                 del active[fd]
 
 
+def _zero_pages_set(lv: _Live) -> bool:
+    b = lv.prog.barriers[lv.at_barrier]
+    return isinstance(b, A.KsmSet) and b.knob == "use_zero_pages"
+
+
 def _ksm_stat(pids: Iterable[int]) -> tuple[int, int] | None:
     merging = zero = 0
     for pid in pids:
@@ -730,18 +735,24 @@ class _Session:
         try:
             for lv in lives:
                 lv.wait_start()
+            going = lives
             while True:
                 with self.gate.stepping():
-                    if PARALLEL_STEPS and len(lives) > 1:
-                        _step_all(lives)
+                    if PARALLEL_STEPS and len(going) > 1:
+                        _step_all(going)
                     else:
-                        for lv in lives:
+                        for lv in going:
                             lv.step()
                 self.check_gauges()
                 waiting = [lv for lv in lives if not lv.done and lv.at_barrier is not None]
                 if not waiting:
                     break
-                self._barrier(waiting, lives)
+                # ``ksm set use_zero_pages`` is no batch signature entry (merge_signatures):
+                # the scenarios at one go first, alone in their barrier, and step on to
+                # their next ksm statement while the others wait at theirs
+                sets = [lv for lv in waiting if _zero_pages_set(lv)]
+                going = sets if sets and len(sets) < len(waiting) else waiting
+                self._barrier(going, lives)
         finally:
             for lv in lives:
                 lv.kill()
@@ -753,6 +764,17 @@ class _Session:
         stmt = waiting[0].prog.barriers[waiting[0].at_barrier]
         if len(kinds) != 1:  # grouping prevents this
             raise AssertionError(f"mixed barriers in a batch: {kinds}")
+        # the knobs the scenarios need while ksmd runs (use_zero_pages: a scenario of the
+        # batch that set it may have ended, or not be at its set yet); grouping makes them
+        # agree
+        knobs: dict[str, int] = {}
+        for lv in waiting:
+            for name, value in lv.prog.scan_knobs.get(lv.at_barrier, {}).items():
+                if knobs.setdefault(name, value) != value:
+                    raise AssertionError(f"{name} {knobs[name]} and {value} in one batch")
+        for name, value in knobs.items():
+            if system.read_knob(name) != str(value):
+                system.write_knob(name, str(value))
         early = self.tracer.take_events() if self.tracer else []
         before = system.read_counters()
         try:
@@ -1093,13 +1115,12 @@ class _Plan:
                 alone.append(i)
                 continue
             for b, sig in enumerate(sigs):
-                n = min(len(sig), len(prog.signature))
                 if prog.zero_merges and any(progs[j].zero_merges for j in batches[b]):
                     continue   # two scenarios' real zero pages would merge with each other
-                if len(batches[b]) < MAX_BATCH and sig[:n] == prog.signature[:n]:
+                merged = merge_signatures(sig, prog.signature)
+                if len(batches[b]) < MAX_BATCH and merged is not None:
                     batches[b].append(i)
-                    if len(prog.signature) > len(sig):
-                        sigs[b] = prog.signature
+                    sigs[b] = merged
                     break
             else:
                 batches.append([i])

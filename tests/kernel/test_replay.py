@@ -68,6 +68,41 @@ def test_batch_results_equal_one_at_a_time(corpus, state_kept):
             assert not diff, (a.scenario.source, diff)
 
 
+MIXED_ZERO_PAGES = [
+    # use_zero_pages=1, real zero pages: merged with the kernel's zero page
+    'scenario "z1"\nprocess A\nksm set use_zero_pages 1\nA: mmap b 2\nA: fill b zero\n'
+    'A: madvise b mergeable\nksm settle\nA: write b[0] 0x01\nksm settle\n',
+    # use_zero_pages=0 (as pinned), real zero pages: merged with each other
+    'scenario "z0"\nprocess A\nksm set use_zero_pages 0\nA: mmap b 2\nA: fill b zero\n'
+    'A: madvise b mergeable\nksm settle\nksm settle\n',
+    # salted pages, indifferent to the knob, though they set it
+    'scenario "s1"\nprocess A\nA: mmap b 2\nA: fill b 0x11\nA: madvise b mergeable\n'
+    'ksm set use_zero_pages 1\nksm settle\nA: fork B\nB: write b[1] 0x02\nksm settle\n',
+    'scenario "s2"\nprocess A\nA: mmap b 2\nA: fill b 0x22\nA: madvise b mergeable\n'
+    'ksm settle\nA: write b[0] 0x03\nksm settle\n',
+]
+
+
+def test_use_zero_pages_sets_share_a_batch_with_indifferent_scenarios(state_kept):
+    """``ksm set use_zero_pages`` is no batch signature entry: scenarios without real zero
+    pages share a settle with either value; the results are those of one-at-a-time runs."""
+    scns = [parse(t) for t in MIXED_ZERO_PAGES]
+    batch = run_kernel(scns, batch=True)
+    alone = run_kernel(scns, batch=False)
+    assert sum(r.mode == "batch" for r in batch) >= 3, [(r.mode, r.reason) for r in batch]
+    for a, b in zip(batch, alone):
+        assert a.status == b.status == OK, (a.reason, b.reason)
+        fa, fb = _fields(a), _fields(b)
+        for x, y in zip(fa, fb):
+            keys = (set(x) | set(y)) - {"counter.pgreuse"}
+            diff = {k: (x.get(k), y.get(k)) for k in keys if x.get(k) != y.get(k)}
+            assert not diff, (a.scenario.title, diff)
+    z1 = {r.stmt: r.fields for r in batch[0].records}[4]
+    assert z1["counter.ksm_zero_pages"] == {2} and z1["A/b[0].frame"] == {"Z"}
+    z0 = {r.stmt: r.fields for r in batch[1].records}[4]
+    assert z0["A/b[0].ksm"] == {True} and z0["counter.ksm_zero_pages"] == {0}
+
+
 FACTS = """scenario "facts of 6.x: a write to a singly-mapped KSM page copies"
 process A
 A: mmap buf 4

@@ -62,6 +62,32 @@ def test_zero_pages_with_use_zero_pages_are_batchable():
     assert compile_scenario(scn).solo_reasons == ()
 
 
+def test_use_zero_pages_is_a_scan_requirement_only_with_real_zero_pages():
+    from ksmdiff.probe.compiler import merge_signatures
+    zero1 = compile_scenario(parse(
+        'scenario "z"\nprocess A\nksm set use_zero_pages 1\nA: mmap b 2\n'
+        'A: fill b zero\nA: madvise b mergeable\nksm settle\nksm scan 1\n'))
+    assert zero1.signature == (("settle", "use_zero_pages", 1), ("scan", 1, "use_zero_pages", 1))
+    assert sorted(zero1.scan_knobs) == [4, 5]
+    assert zero1.scan_knobs[4] == {"use_zero_pages": 1}
+    salted = compile_scenario(parse(
+        'scenario "s"\nprocess A\nksm set use_zero_pages 1\nA: mmap b 2\n'
+        'A: fill b 0x11\nA: madvise b mergeable\nksm settle\n'))
+    assert salted.signature == (("settle",),) and salted.scan_knobs == {}
+    plain = compile_scenario(parse(BASIC))
+    zero0 = compile_scenario(parse(
+        'scenario "z0"\nprocess A\nA: mmap b 1\nA: fill b zero\nksm settle\n'))
+    # indifferent scenarios share a batch with either value; two values never do
+    assert merge_signatures(plain.signature, zero1.signature) is None      # scan 2 vs scan 1
+    assert merge_signatures(salted.signature, zero1.signature) == zero1.signature
+    assert merge_signatures(plain.signature, zero0.signature) == (
+        ("settle", "use_zero_pages", 0), ("scan", 2))
+    assert merge_signatures(zero0.signature, zero1.signature) is None
+    mps = compile_scenario(parse('scenario "m"\nprocess A\nksm set max_page_sharing 2\n'
+                                 'A: mmap b 1\nksm settle\n'))
+    assert merge_signatures(mps.signature, salted.signature) is None
+
+
 def test_salts_differ_per_compile():
     scn = parse(BASIC)
     assert compile_scenario(scn).salt != compile_scenario(scn).salt
