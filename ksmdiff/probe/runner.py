@@ -39,7 +39,10 @@ the global change; ``pgreuse`` never moves in ksmd.  When a check fails, the sce
 concerned are replayed alone, so batch results are those of one-at-a-time runs (a few
 kernel values differ between any two runs: the frame and cow_ksm of a pinned page's twin,
 §f.4; reuse vs copy of a page a per-CPU LRU batch still references).  Scenarios sharing a
-batch do the same ksm statement at every index (settle, ``scan N`` or the same ``set``);
+batch do the same ksm statement at every index (settle, ``scan N`` or the same ``set`` of
+max_page_sharing / merge_across_nodes); ``ksm set use_zero_pages`` is no index of its own:
+it matters only to a scenario that may hold real zero pages, and a batch's scenarios that
+do agree on its value at every scan (``compiler.merge_signatures``, ``_pack``);
 ``max_page_sharing`` / ``merge_across_nodes`` after ksmd ran run alone; at most one
 scenario whose real zero pages meet ksmd with use_zero_pages=0 joins a batch
 (``compiler.Program``).
@@ -1082,6 +1085,53 @@ def _run_kernel(scenarios, *, batch, progress, journal_dir) -> list[KernelRun]:
     return results  # type: ignore[return-value]
 
 
+def _sets_stable_knobs(progs: dict, members) -> bool:
+    """Does a scenario of ``members`` set max_page_sharing or merge_across_nodes (knobs
+    the kernel refuses to change while stable nodes exist)?"""
+    return any(isinstance(b, A.KsmSet) and b.knob != "use_zero_pages"
+               for i in members for b in progs[i].barriers.values())
+
+
+def _pack(progs: dict, items: list[int]) -> list[list[int]]:
+    """Batches for ``items``: scenarios share a batch when their signatures merge
+    (merge_signatures: the same ksm statement at every index both reach, and no two values
+    of a knob needed while ksmd runs), at most MAX_BATCH each, and at most one scenario per
+    batch whose real zero pages meet ksmd with use_zero_pages=0.
+
+    Greedy, in an order that keeps the number of batches small: the longest signatures
+    first (they decide which batches must differ), then the scenarios of which a batch
+    takes one (one per batch while there are batches left), then those that need a knob
+    value, then the rest, which fit anywhere; each goes to the first batch it fits without
+    changing that batch's signature, else to the first it fits at all, else to a new one."""
+    def rank(i: int) -> tuple:
+        p = progs[i]
+        if len(p.signature) > 1:
+            return (0, -len(p.signature), i)
+        return (1 if p.zero_merges else 2 if p.scan_knobs else 3, 0, i)
+    batches: list[list[int]] = []
+    sigs: list[tuple] = []
+    zeros: list[bool] = []
+    for i in sorted(items, key=rank):
+        prog = progs[i]
+        fits = []
+        for b, sig in enumerate(sigs):
+            if len(batches[b]) >= MAX_BATCH or (prog.zero_merges and zeros[b]):
+                continue   # (two scenarios' real zero pages would merge with each other)
+            merged = merge_signatures(sig, prog.signature)
+            if merged is not None:
+                fits.append((merged != sig, b, merged))
+        if fits:
+            _changed, b, merged = min(fits)
+            batches[b].append(i)
+            sigs[b] = merged
+            zeros[b] = zeros[b] or prog.zero_merges
+        else:
+            batches.append([i])
+            sigs.append(prog.signature)
+            zeros.append(prog.zero_merges)
+    return batches
+
+
 class _Plan:
     """The groups of a run and the background start of their probes."""
 
@@ -1102,29 +1152,11 @@ class _Plan:
         self.progs = progs
         use_batch = self.use_batch = (len(progs) > 1) if batch is None else batch
         alone: list[int] = []
-        # Greedy batches: scenarios share a batch when, at every ksm statement index both
-        # reach, they do the same thing (settle, or the same exact scan count).
         batches: list[list[int]] = []
-        sigs: list[tuple] = []
-        # scenarios of which a batch takes at most one go last, into the batches the others
-        # formed (one each); only what finds no place starts a batch of its own
-        order = sorted(progs, key=lambda i: progs[i].zero_merges)
-        for i in order:
-            prog = progs[i]
-            if not use_batch or prog.solo_reasons:
+        for i in sorted(progs):
+            if not use_batch or progs[i].solo_reasons:
                 alone.append(i)
-                continue
-            for b, sig in enumerate(sigs):
-                if prog.zero_merges and any(progs[j].zero_merges for j in batches[b]):
-                    continue   # two scenarios' real zero pages would merge with each other
-                merged = merge_signatures(sig, prog.signature)
-                if len(batches[b]) < MAX_BATCH and merged is not None:
-                    batches[b].append(i)
-                    sigs[b] = merged
-                    break
-            else:
-                batches.append([i])
-                sigs.append(prog.signature)
+        batches = _pack(progs, [i for i in progs if i not in set(alone)])
         for b in [b for b in batches if len(b) == 1]:
             alone.extend(b)
         batches = [b for b in batches if len(b) > 1]
@@ -1132,9 +1164,13 @@ class _Plan:
         # the probes of later groups are started in the background (one thread; the probe
         # server forks them) while earlier groups run, never while a group steps (_Gate);
         # they wait for their first "go" and touch nothing before.
+        # Groups that set max_page_sharing / merge_across_nodes go last: they start from a
+        # reaped baseline, and the group after one would first have to let ksmd drop every
+        # stable node to put the knob back (the final restore does that anyway).
         plan: list[tuple[str, list[int]]] = [("batch", chunk) for chunk in batches]
         for i in sorted(set(alone)):
             plan.append(("alone", [i]))
+        plan.sort(key=lambda g: _sets_stable_knobs(progs, g[1]))   # stable: else as was
         self.plan = plan
         # one thread: the groups' probes start in plan order (the first group's first)
         self.pool = ThreadPoolExecutor(max_workers=1) if use_batch else None

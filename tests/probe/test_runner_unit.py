@@ -123,3 +123,40 @@ def test_swap_header_is_what_mkswap_writes(tmp_path):
     theirs = f.read_bytes()[:ps]
     assert theirs[ps - 10:] == ours[ps - 10:]
     assert theirs[1024:1036] == ours[1024:1036]     # version, last_page, nr_badpages
+
+
+def test_batches_of_the_corpus_are_few_and_consistent():
+    """Every batch's signatures merge, at most one real-zero-page scenario (use_zero_pages
+    0) per batch, the knob setters last; the corpus needs 6 groups, 8 copies of it 11."""
+    from pathlib import Path
+
+    from ksmdiff.probe.compiler import compile_scenario, merge_signatures
+    from ksmdiff.scenario import find_scenarios, parse_file
+    root = Path(__file__).resolve().parents[2]
+    base = [parse_file(p) for p in find_scenarios([str(root / "corpora")])]
+    for copies, most in ((1, 6), (8, 11)):
+        scns = base * copies
+        progs = {i: compile_scenario(s) for i, s in enumerate(scns)}
+        batches = runner._pack(progs, [i for i in progs if not progs[i].solo_reasons])
+        assert sorted(i for b in batches for i in b) == sorted(
+            i for i in progs if not progs[i].solo_reasons)
+        assert len(batches) <= most, [len(b) for b in batches]
+        for b in batches:
+            assert len(b) <= runner.MAX_BATCH
+            assert sum(progs[i].zero_merges for i in b) <= 1
+            sig = ()
+            for i in b:
+                sig = merge_signatures(sig, progs[i].signature)
+                assert sig is not None
+    # the plan: max_page_sharing's group comes last
+    from ksmdiff.scenario import implied_features
+    plan = runner._Plan(type("S", (), {"version": KernelVersion(6, 18)})(), base,
+                        list(range(len(base))), {i: implied_features(s) for i, s in
+                                                 enumerate(base)}, True, lambda *a: None,
+                        have_swap=True, have_tracer=True)
+    try:
+        assert len(plan.plan) == 6
+        assert runner._sets_stable_knobs(plan.progs, plan.plan[-1][1])
+        assert not any(runner._sets_stable_knobs(plan.progs, m) for _k, m in plan.plan[:-1])
+    finally:
+        plan.close()
