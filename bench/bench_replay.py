@@ -10,7 +10,9 @@ run is long enough to time):
 * ``selftest-wait`` – one at a time, and every ``ksm settle`` waits the way the kernel's
                       ksm selftests do: run=1, then poll until full_scans grew by 2.
 
-Each mode runs ``--runs`` times; the medians and the ratios are printed.  Needs root.
+Each mode runs ``--runs`` times, the modes taking turns (a round is one run of each, so
+load from other work on the machine hits every mode alike); the medians and the ratios
+are printed, for each ``--copies`` value (``--copies 1,8``).  Needs root.
 Not a timed test: run it by hand, ``sudo python3 bench/bench_replay.py``.
 """
 
@@ -63,7 +65,8 @@ def one_run(scenarios, mode: str) -> tuple[float, dict]:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("paths", nargs="*", default=["corpora"], help="scenario files or dirs")
-    ap.add_argument("--copies", type=int, default=8, help="replay the corpus N times per run")
+    ap.add_argument("--copies", default="8",
+                    help="replay the corpus N times per run; several: 1,8")
     ap.add_argument("--runs", type=int, default=5, help="timed runs per mode (median)")
     ap.add_argument("--modes", default="batch,one-at-a-time,selftest-wait")
     args = ap.parse_args(argv)
@@ -71,24 +74,33 @@ def main(argv=None) -> int:
         print("bench_replay: needs root (the kernel side of ksmdiff)", file=sys.stderr)
         return 3
     base = [parse_file(p) for p in find_scenarios(args.paths)]
-    scenarios = base * args.copies
+    copies = [int(c) for c in str(args.copies).split(",")]
+    modes = args.modes.split(",")
     print(f"kernel {os.uname().release}, {os.cpu_count()} CPUs; {len(base)} scenarios x "
-          f"{args.copies} = {len(scenarios)} per run, {args.runs} runs per mode")
+          f"{'/'.join(map(str, copies))}, {args.runs} runs per mode; the modes take turns "
+          "(a round = one run of each), so load from elsewhere hits them alike")
     one_run(base[:2], "batch")   # warm-up: build the probe, page in
-    med: dict[str, float] = {}
-    for mode in args.modes.split(","):
-        times = []
+    for n in copies:
+        scenarios = base * n
+        times: dict[str, list[float]] = {m: [] for m in modes}
+        status: dict[str, dict] = {}
         for _ in range(args.runs):
-            dt, status = one_run(scenarios, mode)
-            times.append(dt)
-        m = statistics.median(times)
-        med[mode] = m
-        print(f"{mode:14s} median {m:7.3f} s  {len(scenarios) / m:7.1f} scenarios/s   "
-              f"(runs: {', '.join(f'{t:.3f}' for t in times)}; last statuses {status})")
-    if "batch" in med:
-        for mode, m in med.items():
-            if mode != "batch":
-                print(f"batch is {m / med['batch']:.1f}x faster than {mode}")
+            for mode in modes:
+                dt, status[mode] = one_run(scenarios, mode)
+                times[mode].append(dt)
+        print(f"-- corpus x{n}: {len(scenarios)} scenarios per run")
+        med = {m: statistics.median(t) for m, t in times.items()}
+        for mode in modes:
+            m = med[mode]
+            print(f"{mode:14s} median {m:7.3f} s  {len(scenarios) / m:7.1f} scenarios/s   "
+                  f"(runs: {', '.join(f'{t:.3f}' for t in times[mode])}; "
+                  f"last statuses {status[mode]})")
+        if "batch" in med:
+            for mode in modes:
+                if mode != "batch":
+                    rounds = [o / b for o, b in zip(times[mode], times["batch"])]
+                    print(f"batch is {med[mode] / med['batch']:.1f}x faster than {mode} "
+                          f"(median of the rounds' ratios {statistics.median(rounds):.1f}x)")
     return 0
 
 
