@@ -352,11 +352,41 @@ def stop_ksmd(sleep_after: str = "0") -> None:
         write_knob("sleep_millisecs", sleep_after)
 
 
+_KSMD: list = []     # [pid] of the ksmd kernel thread, looked up once
+
+
+def ksmd_state() -> str | None:
+    """The scheduler state of ksmd (``R`` running or waiting for a CPU, ``S`` asleep, ...),
+    None when it cannot be read."""
+    if not _KSMD:
+        for d in os.listdir("/proc"):
+            if d.isdigit():
+                try:
+                    if _read(Path("/proc", d, "comm")) == "ksmd":
+                        _KSMD.append(int(d))
+                        break
+                except OSError:
+                    continue
+        else:
+            return None
+    try:
+        with open(f"/proc/{_KSMD[0]}/stat") as f:
+            return f.read().rpartition(")")[2].split()[0]
+    except (OSError, IndexError):
+        return None
+
+
 class _Progress:
     """Is ksmd getting anywhere?  With no mm on its list, scan_get_next_rmap_item returns at
     once without counting a full scan: full_scans then never moves (seen on 6.18 after the
     last mergeable mm went), and a wait for it would only time out.  No progress of either
-    full_scans or pages_scanned for IDLE_SECONDS means ksmd has nothing to scan."""
+    full_scans or pages_scanned for IDLE_SECONDS, with ksmd asleep waiting for work (``S``:
+    ksmd_should_run() is false), means ksmd has nothing to scan.  Any other state is a ksmd
+    that is busy but slow: ``R``, waiting for a CPU (ksmd runs at nice 5), or ``D``, waiting
+    in the lru_add_drain_all() that starts each scan for the per-CPU work on a CPU that
+    busy processes hold.  On a busy machine both lasted longer than IDLE_SECONDS (with two
+    busy loops on 2 CPUs: a settle taken for done before its first merge, mprotect-roundtrip
+    not merging about one run in 30); the caller's timeout bounds that wait."""
 
     def __init__(self):
         self.mark = (read_int("full_scans"), read_int("pages_scanned"))
@@ -368,7 +398,7 @@ class _Progress:
         if now != self.mark:
             self.mark, self.since = now, t
             return False
-        return t - self.since > IDLE_SECONDS
+        return t - self.since > IDLE_SECONDS and ksmd_state() in ("S", None)
 
 
 def settle(*, min_scans: int = 2, timeout: float = 3.0) -> int:
