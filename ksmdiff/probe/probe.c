@@ -1167,8 +1167,48 @@ static void decode_content(const struct content_scan *sc, char *out, size_t outs
 /* One JSON record: every mapped page of every live process, in canonical order.
  * Per live process: its pagemap entries first, then one OP_PEEK in which the process reads
  * its own present pages, then the record entries (kpageflags, kpagecount, content). */
+/* pgreuse is machine-wide: another process's reuse fault between the window's two reads,
+ * but in neither empty control window, would pass for the scenario's.  The scenario's own
+ * share is bounded: wp_page_reuse() keeps the faulting page, so only a page the write or
+ * fill touched that still has the frame it had before can have counted (one each).  A
+ * larger change is noise: unknown (absent), like noise the control windows catch.  (Seen
+ * as counter.pgreuse +1 on copying writes in sharer-exits under heavy load.) */
+static int pgreuse_possible(struct stmt *s, int ngroup)
+{
+    int n = 0;
+    uint64_t pm[MAX_REGION_PAGES];
+    for (int g = 0; g < ngroup; g++) {
+        struct stmt *x = s + g;
+        if (x->op != OP_WRITE && x->op != OP_FILL)
+            continue;
+        struct proc_state *ps = &procs[x->p];
+        struct region_state *rs = ps->reg[x->r];
+        if (!ps->alive || !rs || !rs->exists)
+            continue;
+        size_t cnt = (size_t)(x->hi - x->lo + 1);
+        if (pread(ps->pagemap_fd, pm, cnt * 8, (off_t)((rs->addr / PAGE + (uintptr_t)x->lo) * 8)) !=
+            (ssize_t)(cnt * 8))
+            return INT_MAX;   /* cannot tell: keep the value */
+        for (int i = x->lo; i <= x->hi; i++) {
+            uint64_t e = pm[i - x->lo];
+            if (rs->mapped[i] && (e >> 63 & 1) && rs->last_pfn[i] != NO_PFN &&
+                (e & ((1ULL << 55) - 1)) == rs->last_pfn[i])
+                n++;
+        }
+    }
+    return n;
+}
+
 static void observe(int sidx, struct stmt *s, int ngroup, const int64_t *delta)
 {
+    int64_t checked[NCOUNTERS];
+    if (delta && delta[C_PGREUSE] != INT64_MIN && delta[C_PGREUSE] > 0) {
+        for (int i = 0; i < NCOUNTERS; i++)
+            checked[i] = delta[i];
+        if (checked[C_PGREUSE] > pgreuse_possible(s, ngroup))
+            checked[C_PGREUSE] = INT64_MIN;
+        delta = checked;
+    }
     printf("{\"s\":%d", s->idx);
     if (s->op == OP_FORK)
         printf(",\"pid\":%d", (int)procs[s->arg].pid);

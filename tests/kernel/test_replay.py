@@ -221,3 +221,25 @@ def test_observation_reads_only_present_pages_and_decodes_them(state_kept):
     for rec in recs[7:]:                                        # stays out: never read
         assert rec["B/buf[0].swapped"] and not rec["B/buf[0].present"]
     assert recs[8]["B/buf[3].present"] and recs[8]["B/buf[3].content"] == "zero"
+
+
+def test_pgreuse_noise_from_other_processes_is_never_the_scenarios(state_kept):
+    """pgreuse is machine-wide; a process forking in a loop moves it all the time.  Copying
+    writes (a KSM page's write fault copies on this kernel) reuse nothing: every measured
+    pgreuse is 0, the rest absent (noise the probe caught), never +1."""
+    lines = ['scenario "copying writes"', "process A", "A: mmap b 32", "A: fill b 0x5a",
+             "A: madvise b mergeable", "ksm settle"]
+    lines += [f"A: write b[{i}] 0x{i + 1:02x}" for i in range(32)]
+    scn = parse("\n".join(lines) + "\n")
+    forker = subprocess.Popen(["sh", "-c", "while :; do /bin/true; done"])
+    try:
+        seen = []
+        for _ in range(5):
+            for run in run_kernel([scn] * 4, batch=True):
+                assert run.status == OK, run.reason
+                seen += [r.fields["counter.pgreuse"] for r in run.records
+                         if "counter.pgreuse" in r.fields]
+    finally:
+        forker.kill()
+        forker.wait()
+    assert seen and all(v == {0} for v in seen), [v for v in seen if v != {0}][:5]
