@@ -663,19 +663,29 @@ static void parse_program_buffer(char *buf, size_t got)
 }
 
 /* ------------------------------------------------------------------ counters */
-static int64_t parse_after(const char *buf, const char *name)
+/* The three counters of /proc/vmstat, in one pass over its lines (the windows read it
+ * two or four times each, holding the batch's lock: three passes, a string compare per
+ * line each, were a third of the reading).  Absent: -1. */
+static void parse_vmstat(const char *buf, int64_t *out)
 {
-    size_t ln = strlen(name);
+    static const struct { const char *name; size_t len; int idx; } want[] = {
+        {"pgreuse ", 8, C_PGREUSE},
+        {"ksm_swpin_copy ", 15, C_SWPIN_COPY},
+        {"cow_ksm ", 8, C_COW_KSM},
+    };
+    int left = 3;
     const char *p = buf;
-    while (p && *p) {
-        if (!strncmp(p, name, ln) && p[ln] == ' ') {
-            return strtoll(p + ln + 1, NULL, 10);
-        }
+    while (p && *p && left) {
+        for (int i = 0; i < 3; i++)
+            if (*p == want[i].name[0] && !strncmp(p, want[i].name, want[i].len)) {
+                out[want[i].idx] = strtoll(p + want[i].len, NULL, 10);
+                left--;
+                break;
+            }
         p = strchr(p, '\n');
         if (p)
             p++;
     }
-    return -1;
 }
 
 /* Reads into `scratch` (shared memory): no private page is written. */
@@ -687,9 +697,7 @@ static void read_counters(int64_t *out, unsigned char *scratch)
         ssize_t n = pread(vmstat_fd, scratch, SCRATCH_SIZE - 1, 0);
         if (n > 0) {
             scratch[n] = 0;
-            out[C_COW_KSM] = parse_after((char *)scratch, "cow_ksm");
-            out[C_SWPIN_COPY] = parse_after((char *)scratch, "ksm_swpin_copy");
-            out[C_PGREUSE] = parse_after((char *)scratch, "pgreuse");
+            parse_vmstat((char *)scratch, out);
         }
     }
     for (int i = C_SHARED; i < NCOUNTERS; i++)
@@ -1199,6 +1207,39 @@ static int pgreuse_possible(struct stmt *s, int ngroup)
     return n;
 }
 
+/* ksm_merging_pages and ksm_zero_pages summed over the live processes'
+ * /proc/PID/ksm_stat (6.1+), for the record after a ksm statement: the runner attributes
+ * a shared settle's gauges from them.  0 when unreadable (no such file). */
+static int ksm_stat(int64_t *merging, int64_t *zero)
+{
+    char buf[512];
+    *merging = *zero = 0;
+    for (int p = 0; p < MAX_PROCS; p++) {
+        if (!procs[p].spawned || !procs[p].alive)
+            continue;
+        char path[64];
+        snprintf(path, sizeof path, "/proc/%d/ksm_stat", (int)procs[p].pid);
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+            return 0;
+        ssize_t n = read(fd, buf, sizeof buf - 1);
+        close(fd);
+        if (n <= 0)
+            return 0;
+        buf[n] = 0;
+        for (char *l = buf; l && *l;) {
+            if (!strncmp(l, "ksm_merging_pages ", 18))
+                *merging += strtoll(l + 18, NULL, 10);
+            else if (!strncmp(l, "ksm_zero_pages ", 15))
+                *zero += strtoll(l + 15, NULL, 10);
+            l = strchr(l, '\n');
+            if (l)
+                l++;
+        }
+    }
+    return 1;
+}
+
 static void observe(int sidx, struct stmt *s, int ngroup, const int64_t *delta)
 {
     int64_t checked[NCOUNTERS];
@@ -1210,6 +1251,13 @@ static void observe(int sidx, struct stmt *s, int ngroup, const int64_t *delta)
         delta = checked;
     }
     printf("{\"s\":%d", s->idx);
+    if (s->op == OP_SYNC) {
+        int64_t merging, zero;
+        if (ksm_stat(&merging, &zero))
+            printf(",\"k\":[%lld,%lld]", (long long)merging, (long long)zero);
+        else
+            printf(",\"k\":null");
+    }
     if (s->op == OP_FORK)
         printf(",\"pid\":%d", (int)procs[s->arg].pid);
     if (delta) {

@@ -519,9 +519,12 @@ class _Live:
         for name, d in pend.get("direct", {}).items():
             if name in self.cum:
                 self.cum[name] += d
-        stat = pend.get("ksm_stat")
+        stat = msg.get("k") if pend.get("ksm_stat") else None
+        if pend.get("ksm_stat") and stat is None:
+            self.ambiguous = self.ambiguous or "no /proc/PID/ksm_stat"
         if stat is not None:
-            # gauges from this scenario's own state after a shared settle
+            # gauges from this scenario's own state after a shared settle: the probe sums
+            # its live processes' /proc/PID/ksm_stat for the record (null: unreadable)
             ksm_frames = {e[5] for e in msg["p"] if e[3] and e[6] and not e[7]}
             own = {"pages_shared": len(ksm_frames),
                    "pages_sharing": stat[0] - len(ksm_frames),
@@ -566,22 +569,6 @@ def _step_all(lives: list[_Live]) -> None:
 def _zero_pages_set(lv: _Live) -> bool:
     b = lv.prog.barriers[lv.at_barrier]
     return isinstance(b, A.KsmSet) and b.knob == "use_zero_pages"
-
-
-def _ksm_stat(pids: Iterable[int]) -> tuple[int, int] | None:
-    merging = zero = 0
-    for pid in pids:
-        try:
-            text = Path(f"/proc/{pid}/ksm_stat").read_text()
-        except OSError:
-            return None
-        vals = dict(line.split(None, 1) for line in text.splitlines() if " " in line)
-        try:
-            merging += int(vals.get("ksm_merging_pages", "0"))
-            zero += int(vals.get("ksm_zero_pages", "0"))
-        except ValueError:
-            return None
-    return merging, zero
 
 
 # ----------------------------------------------------------------------------- a session
@@ -864,7 +851,6 @@ class _Session:
                 if moved:
                     lv.ambiguous = lv.ambiguous or f"{', '.join(moved)} moved during a knob write"
             return
-        stats = {id(lv): _ksm_stat(lv.pids.values()) for lv in waiting}
         moved = [k for k in EVENT_COUNTERS if delta.get(k, 0)]
         # Events during a settle: ksmd counts cow_ksm only when it breaks a page it had just
         # made KSM (break_cow), which needs a page it cannot merge - a pinned one (§f.4);
@@ -886,9 +872,7 @@ class _Session:
                 direct.update({k: v for k, v in delta.items() if k in EVENT_COUNTERS})
             elif moved and owner is None and (lv.prog.has_pins or not pinner):
                 lv.ambiguous = lv.ambiguous or f"{', '.join(moved)} moved during a shared settle"
-            lv.pending = {"direct": direct, "ksm_stat": stats[id(lv)]}
-            if stats[id(lv)] is None:
-                lv.ambiguous = lv.ambiguous or "no /proc/PID/ksm_stat"
+            lv.pending = {"direct": direct, "ksm_stat": True}
         self._check_gauges = (waiting, delta, residual)
 
     def check_gauges(self) -> None:
