@@ -347,10 +347,15 @@ class _Live:
 
     def kill(self) -> None:
         if self.proc.poll() is None and not self.ended:
+            # its scenario processes notice a killed probe only within 200 ms: killed here
+            # too, and waited for, so that what they hold is freed before the next group
+            # (a probe that ended normally has killed and reaped them itself)
+            victims = _pidfds(self.all_pids)
             try:
                 self.proc.kill()
             except OSError:
                 pass
+            _kill_and_wait(victims)
         try:
             self.proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
@@ -566,6 +571,45 @@ def _step_all(lives: list[_Live]) -> None:
                 del active[fd]
 
 
+def _pidfds(pids) -> list[int]:
+    """pidfds of those ``pids`` that are still processes of the probe (by name)."""
+    out = []
+    for pid in pids:
+        try:
+            fd = os.pidfd_open(pid)
+        except OSError:
+            continue
+        try:   # the pidfd pins the process: the name check cannot race with pid reuse
+            with open(f"/proc/{pid}/comm") as f:
+                ours = f.read().startswith("ksmdiff-probe")
+        except OSError:
+            ours = False
+        if ours:
+            out.append(fd)
+        else:
+            os.close(fd)
+    return out
+
+
+def _kill_and_wait(pidfds: list[int], timeout: float = 5.0) -> None:
+    """SIGKILL each process and wait (bounded) until it has exited, which is after its
+    memory was torn down; closes the pidfds."""
+    try:
+        for fd in pidfds:
+            try:
+                signal.pidfd_send_signal(fd, signal.SIGKILL)
+            except OSError:
+                pass
+        deadline = time.monotonic() + timeout
+        left = list(pidfds)
+        while left and time.monotonic() < deadline:
+            ready = set(_readable(left, deadline - time.monotonic()))
+            left = [fd for fd in left if fd not in ready]
+    finally:
+        for fd in pidfds:
+            os.close(fd)
+
+
 def _zero_pages_set(lv: _Live) -> bool:
     b = lv.prog.barriers[lv.at_barrier]
     return isinstance(b, A.KsmSet) and b.knob == "use_zero_pages"
@@ -656,6 +700,7 @@ class _Session:
     mm_owner: dict = field(default_factory=dict)   # mm pointer (hashed) -> _Live
     first_reap: "_FirstReap | None" = None
     fresh: bool = False          # reaped by first_reap, no group ran since
+    dirty: bool = False          # a group failed: what it left is not accounted for
     gate: _Gate = field(default_factory=_Gate)
 
     def join_first_reap(self) -> None:
@@ -717,9 +762,14 @@ class _Session:
             reap = True
         changed = system.pin_knobs()
         # writing max_page_sharing / merge_across_nodes drops every stable node: what the
-        # earlier groups left is gone outside any barrier, so start from a reaped baseline
-        if reap or {"max_page_sharing", "merge_across_nodes"} & set(changed):
+        # earlier groups left is gone outside any barrier, so start from a reaped baseline.
+        # So after a failed group (a settle that timed out, a probe that died): nothing
+        # says what its scenarios left in the stable tree (seen on a busy machine: a batch
+        # whose settle timed out, then pages_shared -4 charged to the next scenario's first
+        # scan).
+        if reap or self.dirty or {"max_page_sharing", "merge_across_nodes"} & set(changed):
             self.reap()
+            self.dirty = False
         self.fresh = False
         lives = spawned.result() if spawned is not None else self.spawn(items)
         try:
@@ -747,6 +797,8 @@ class _Session:
             for lv in lives:
                 lv.kill()
             self.unreaped.extend(lv for lv in lives if not lv.reaped)
+            if any(lv.status != OK for lv in lives):
+                self.dirty = True
         return lives
 
     def _barrier(self, waiting: list[_Live], lives: list[_Live]) -> None:

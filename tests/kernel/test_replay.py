@@ -243,3 +243,29 @@ def test_pgreuse_noise_from_other_processes_is_never_the_scenarios(state_kept):
         forker.kill()
         forker.wait()
     assert seen and all(v == {0} for v in seen), [v for v in seen if v != {0}][:5]
+
+
+def test_a_failed_group_leaves_nothing_to_the_next(state_kept, monkeypatch):
+    """A batch whose settle times out (a busy machine) ends as environment; what its
+    scenarios left in the stable tree is not charged to the next group's first scan."""
+    from ksmdiff.probe import runner, system
+    pair = ('scenario "p"\nprocess A\nA: mmap b 4\nA: fill b 0x%02x\n'
+            'A: madvise b mergeable\nksm settle\nA: write b[0] 0x01\n')
+    scan = parse('scenario "s"\nprocess A\nA: mmap b 2\nA: fill b 0x77\n'
+                 'A: madvise b mergeable\nksm scan 1\nksm scan 1\n')
+    real = system.settle
+    calls = []
+
+    def settle(*a, **kw):
+        done = real(*a, **kw)
+        calls.append(kw)
+        if len(calls) == 2:          # the batch's settle (the first is the run's reap)
+            raise system.SettleTimeout("ksmd did not settle within 3.0 s (test)")
+        return done
+
+    monkeypatch.setattr(runner.system, "settle", settle)
+    runs = run_kernel([parse(pair % 0x41), parse(pair % 0x42), scan], batch=True)
+    assert [r.status for r in runs[:2]] == ["environment"] * 2, [r.reason for r in runs]
+    assert runs[2].status == OK, runs[2].reason
+    recs = {r.stmt: r.fields for r in runs[2].records}
+    assert recs[3]["counter.pages_shared"] == {0} and recs[4]["counter.pages_shared"] == {1}
