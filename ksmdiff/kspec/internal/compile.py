@@ -23,7 +23,7 @@ from ksmdiff.versions import Era, KernelVersion
 from ksmdiff.kspec.internal.check import ERA_SPAN
 
 MAX_CALL_DEPTH = 32
-W = 6          # every int and domain value is a W-bit two's-complement bit-vector
+W = 5          # every int and domain value is a W-bit two's-complement bit-vector
 
 
 def IV(v: int):

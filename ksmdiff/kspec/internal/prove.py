@@ -13,7 +13,7 @@ from ksmdiff.kspec.internal.compile import TS, IVar, SVar, compile_ts, key_name
 from ksmdiff.kspec.internal.check import ERA_SLUG
 
 
-KIND_TIMEOUT_MS = 20000
+KIND_TIMEOUT_MS = 180000     # per query; the user-level settle step takes ~10-20 s
 
 
 @dataclass
@@ -163,59 +163,94 @@ def property_names(ts: TS) -> list[str]:
     return [n for n in names if n in ts.invariants or n in ts.step_asserts]
 
 
-def bmc(ts: TS, props, bound: int, mutant=None, deadline=None):
-    """Returns {prop: Trace or None}: the shortest violation within ``bound`` steps,
-    checked depth by depth on one incremental solver."""
+def bmc(ts: TS, props, bound: int, mutant=None, shortest: bool = True):
+    """Returns {prop: Trace or None}: a violation of each property within ``bound`` steps
+    (with ``shortest``, one of minimal depth).
+
+    Queries are fresh and non-incremental: Z3 solves QF_BV by bit-blasting to its SAT solver
+    only when a solver is used once; push/pop or assumptions switch it to the incremental
+    SMT core, 5-10x slower on these formulas.  One query over every depth proves all the
+    properties at once; only a satisfiable one is taken apart per property and depth."""
     u = Unroller(ts)
-    s = z3.SolverFor("QF_BV")
-    s.add(u.init(), u.at(ts.types, 0))
     found = {p: None for p in props}
-    open_ = list(props)
-    for t in range(bound + 1):
-        viols = {p: u.violation(p, t) for p in open_}
-        viols = {p: v for p, v in viols.items() if v is not None}
-        if viols and _sat(s, z3.Or(list(viols.values()))):
-            for p, v in viols.items():
-                s.push()
-                s.add(v)
-                if s.check() == z3.sat:
-                    found[p] = u.trace(s.model(), t, p, mutant)
-                    open_.remove(p)
-                s.pop()
-        if not open_ or t == bound:
-            break
-        s.add(u.step(t))
+    base = [u.init(), u.at(ts.types, 0)]
+    if _check(base + [_any_violation(u, ts, props, bound)]) is None:
+        return found
+    for p in props:
+        m = _check(base + [_any_violation(u, ts, [p], bound)])
+        if m is None:
+            continue
+        depth = next(t for t in range(bound + 1)
+                     if z3.is_true(m.eval(_reach_violation(u, ts, [p], t), model_completion=True)))
+        if shortest:
+            for d in range(depth):
+                v = u.violation(p, d)
+                if v is None:
+                    continue
+                m2 = _check(base + [u.step(i) for i in range(d)] + [v])
+                if m2 is not None:
+                    m, depth = m2, d
+                    break
+        found[p] = u.trace(m, depth, p, mutant)
     return found
 
 
-def first_violation(ts: TS, props, bound: int, mutant=None):
-    """(prop, Trace) of a shortest violation of any property within ``bound``, or None."""
-    u = Unroller(ts)
-    base = [u.init(), u.at(ts.types, 0)] + [u.step(t) for t in range(bound)]
+def _reach_violation(u, ts, props, t):
+    """Steps 0..t-1 happen and some property of ``props`` is violated at t."""
+    vs = [v for v in (u.violation(p, t) for p in props) if v is not None]
+    if not vs:
+        return z3.BoolVal(False)
+    return z3.And([u.step(i) for i in range(t)] + [z3.Or(vs)])
+
+
+def _any_violation(u, ts, props, bound):
+    """Some property is violated at some depth <= bound (paths may end early: no stutter)."""
+    return z3.Or([_reach_violation(u, ts, props, t) for t in range(bound + 1)])
+
+
+def _check(assertions, timeout_ms=None):
+    """A model when the conjunction is satisfiable, else None (fresh QF_BV solver)."""
     s = z3.SolverFor("QF_BV")
-    s.add(*base)
-    allv = [v for p in props for v in (u.violation(p, t) for t in range(bound + 1))
-            if v is not None]
-    if not allv:
-        return None
-    s.add(z3.Or(allv))
-    if s.check() != z3.sat:
-        return None
-    lo = 0
-    for t in range(bound + 1):
-        vs = [(p, u.violation(p, t)) for p in props]
-        vs = [(p, v) for p, v in vs if v is not None]
-        if not vs:
+    if timeout_ms:
+        s.set("timeout", timeout_ms)
+    s.add(*assertions)
+    r = s.check()
+    if r == z3.unknown:
+        raise TimeoutError(s.reason_unknown())
+    return s.model() if r == z3.sat else None
+
+
+def first_violation(ts: TS, props, bound: int, mutant=None):
+    """(prop, Trace) of a shortest violation of any property within ``bound``, or None:
+    one fresh query per depth, shallowest first (the way to find a mutant's violation;
+    a proof is cheaper as the single query of :func:`bmc`)."""
+    u = Unroller(ts)
+    base = [u.init(), u.at(ts.types, 0)]
+    for d in range(bound + 1):
+        m = _check(base + [_reach_violation(u, ts, props, d)])
+        if m is None:
             continue
-        s = z3.SolverFor("QF_BV")
-        s.add(*base[:2 + t])
-        s.add(z3.Or([v for _, v in vs]))
-        if s.check() == z3.sat:
-            m = s.model()
-            for p, v in vs:
-                if z3.is_true(m.eval(v, model_completion=True)):
-                    return p, u.trace(m, t, p, mutant)
+        for p in props:
+            v = u.violation(p, d)
+            if v is not None and z3.is_true(m.eval(v, model_completion=True)):
+                return p, u.trace(m, d, p, mutant)
+        raise AssertionError("a violating model names no property")
     return None
+
+
+def confirm(ts: TS, instances: list, prop: str, mutant=None):
+    """The Z3 trace that runs exactly these instance numbers (None: any instance) and
+    violates ``prop`` at the end, or None: how a counterexample found by the explicit
+    engine is checked against the compiled formulas (and printed from them)."""
+    u = Unroller(ts)
+    d = len(instances)
+    v = u.violation(prop, d)
+    if v is None:
+        return None
+    cons = [u.init(), u.at(ts.types, 0)] + [u.step(t) for t in range(d)]
+    cons += [u.sel(t) == n for t, n in enumerate(instances) if n is not None] + [v]
+    m = _check(cons)
+    return None if m is None else u.trace(m, d, prop, mutant)
 
 
 def _sat(s, e) -> bool:
@@ -241,7 +276,7 @@ def _kind_step(ts: TS, props, k: int, s: z3.Solver) -> z3.Solver:
     """The k-induction step query: k steps from any typed state in which ``props`` held
     (invariants and step assertions) and a violation at step k.  unsat: the step holds."""
     u = Unroller(ts)
-    for t in range(k + 1):
+    for t in range(k):              # not at k: an out-of-range step is the bounds violation
         s.add(u.at(ts.types, t))
     for t in range(k):
         s.add(u.step(t))
@@ -260,12 +295,47 @@ def _kind_step(ts: TS, props, k: int, s: z3.Solver) -> z3.Solver:
 def kinduction(ts: TS, props, kmax: int):
     """Joint k-induction of all ``props``; returns the k that closes, or None."""
     for k in range(1, kmax + 1):
+        if k == 1:
+            if induction_step_1(ts, props):
+                return 1
+            continue
         s = z3.SolverFor("QF_BV")
         s.set("timeout", KIND_TIMEOUT_MS)
         _kind_step(ts, props, k, s)
         if s.check() == z3.unsat:
             return k
     return None
+
+
+# (guard id, bad id) -> (unsat?, guard, bad): 1-induction steps already proved.  Z3
+# hash-conses terms, so an instance whose formulas are the same in two eras (settle, fork,
+# munmap, ... at user level) is proved once; the ASTs are kept so their ids stay valid.
+_STEP_CACHE: dict = {}
+
+
+def induction_step_1(ts: TS, props) -> bool:
+    """The 1-induction step, one action instance at a time: from any typed state where
+    every invariant of ``props`` holds, no instance reaches a state violating one or
+    violates a step assertion.  Equivalent to ``_kind_step(ts, props, 1)`` (the step
+    relation is the disjunction of the instances), but each query is small, fresh (Z3's
+    fast non-incremental QF_BV path) and shared between eras."""
+    invs = [ts.invariants[p] for p in props if p in ts.invariants]
+    inv = z3.And(invs) if invs else z3.BoolVal(True)
+    for inst in ts.instances:
+        pairs = [(ts.cur[k], v) for k, v in inst.next.items()]
+        post = z3.substitute(inv, *pairs) if pairs else inv
+        bad = z3.Or([z3.Not(post)] + [a for p, a in inst.asserts.items() if p in props])
+        key = (inv.get_id(), ts.types.get_id(), inst.guard.get_id(), bad.get_id())
+        hit = _STEP_CACHE.get(key)
+        if hit is None:
+            s = z3.SolverFor("QF_BV")
+            s.set("timeout", KIND_TIMEOUT_MS)
+            s.add(ts.types, inv, inst.guard, bad)
+            hit = (s.check() == z3.unsat, inv, ts.types, inst.guard, bad)
+            _STEP_CACHE[key] = hit
+        if not hit[0]:
+            return False
+    return True
 
 
 # ----------------------------------------------------------------------------- equivalence
@@ -314,15 +384,7 @@ def smt2_bmc(ts: TS, prop: str, bound: int) -> str:
     """One self-contained query: is ``prop`` violated within ``bound`` steps?"""
     u = Unroller(ts)
     s = z3.Solver()
-    s.add(u.init(), u.at(ts.types, 0))
-    viol = []
-    for t in range(bound + 1):
-        v = u.violation(prop, t)
-        if v is not None:
-            viol.append(v)
-        if t < bound:
-            s.add(u.step(t))
-    s.add(z3.Or(viol) if viol else z3.BoolVal(False))
+    s.add(u.init(), u.at(ts.types, 0), _any_violation(u, ts, [prop], bound))
     return _smt2(s, f"BMC of {prop} to depth {bound}")
 
 
