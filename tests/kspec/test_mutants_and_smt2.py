@@ -7,42 +7,48 @@ import pytest
 from ksmdiff.kspec import load_spec, prove
 from ksmdiff.versions import Era
 
-RACE_MUTANTS = ("no-freeze", "freeze-at-2", "no-stable-node-check")
+RACE_MUTANTS = ("no-freeze", "freeze-at-2", "no-stable-node-check", "no-swapcache-check")
 
 
 @pytest.mark.parametrize("name", RACE_MUTANTS)
 def test_race_mutant_is_killed_with_an_interleaving(name, tmp_path):
     [r] = prove(load_spec(), mutants=True, only_mutants=[name], out=tmp_path)
     assert r.status == "failed", r.note
-    assert r.prop in ("freeze", "refcount", "exclusive_write")
+    assert r.prop in ("freeze", "refcount", "exclusive_write", "no_reuse_spin")
     text = open(r.file).read()
     assert r.file.endswith(".trace") and "fault.f_" in text and "ksmd." in text
 
 
+def test_no_swapcache_check_is_killed_by_the_spin_property(tmp_path):
+    """The plain deletion is equivalent (freeze(page, 1) fails on a swapcache page); the
+    mutant that also counts the swap cache's reference makes ksmd spin on a page the fault
+    froze, which the patch set out to avoid."""
+    [r] = prove(load_spec(), mutants=True, only_mutants=["no-swapcache-check"], out=tmp_path)
+    assert r.status == "failed" and r.prop == "no_reuse_spin"
+    text = open(r.file).read()
+    assert "fault.f_freeze" in text and text.rstrip().endswith("ksmd.g_get")
+
+
 @pytest.mark.slow
-@pytest.mark.skip(reason="issue 4 is open: the user-level BMC does not reach these mutants' "
-                         "counterexamples within a CI budget (no result at depth 6 after "
-                         "2.5 min); run with --runxfail after removing this mark to try")
-@pytest.mark.parametrize("name", ("reuse-mapcount-2", "no-swapcache-check"))
-def test_user_mutant_gives_a_replayable_scenario(name, tmp_path):
+def test_user_mutant_gives_a_replayable_scenario(tmp_path):
+    """reuse-mapcount-2: the counterexample is a .scenario; the reference model with the
+    same mutant replays it to a violation and a failed expect, the real one to neither."""
+    from ksmdiff.judge.expects import evaluate_expects
+    from ksmdiff.model import run_model
     from ksmdiff.scenario import parse_file
-    [r] = prove(load_spec(), mutants=True, only_mutants=[name], out=tmp_path)
-    if r.status != "failed":
-        pytest.xfail(f"{name}: no counterexample within the mutant bound ({r.bound})")
-    assert r.file.endswith(".scenario")
-    scenario = parse_file(r.file)
-    assert scenario.actions
-    try:
-        from ksmdiff.model import MUTANTS, run_model
-    except ImportError:
-        pytest.skip("ksmdiff.model is not available")
-    if name not in MUTANTS:
-        pytest.skip(f"the reference model lacks mutant {name}")
     from ksmdiff.versions import KernelVersion
+    [r] = prove(load_spec(), mutants=True, only_mutants=["reuse-mapcount-2"], out=tmp_path)
+    assert r.status == "failed" and r.prop == "isolation", r.describe()
+    assert r.file.endswith(".scenario") and len(r.trace.steps) == 5
+    scenario = parse_file(r.file)
     v = KernelVersion.parse("5.4")
-    bad = run_model(scenario, v, mutant=name)
+    bad = run_model(scenario, v, mutant="reuse-mapcount-2")
     good = run_model(scenario, v)
-    assert bad.violations and not good.violations
+    assert bad.status == good.status == "ok"
+    assert "isolation" in {x.prop for x in bad.violations}
+    assert not good.violations
+    assert "failed" in {o.status for o in evaluate_expects(scenario, bad.records, v)}
+    assert {o.status for o in evaluate_expects(scenario, good.records, v)} == {"held"}
 
 
 def _cvc5(text):
@@ -76,3 +82,25 @@ def test_smt2_same_answers_under_cvc5(tmp_path):
     assert {e for _, e, _ in answers} == {"sat", "unsat"}
     for f, expect, got in answers:
         assert got == expect, f
+
+
+@pytest.mark.parametrize("stem", ["no_swapcache_check_deletion", "no_stable_node_check_deletion"])
+def test_plain_deletions_are_equivalent_mutants(stem):
+    """spec/mutants/equivalent/: deleting only the check changes nothing the properties
+    see, for every interleaving (the race model's executions all end within the bound)."""
+    from ksmdiff.kspec.internal.check import build_model
+    from ksmdiff.kspec.internal.engine import DEFAULT_BOUNDS
+    from ksmdiff.kspec.internal.parse import parse_file
+    from ksmdiff.kspec.internal.compile import compile_ts
+    from ksmdiff.kspec.internal.prove import bmc, complete, property_names
+    from ksmdiff.kspec import spec_dir
+    root = spec_dir()
+    race = [parse_file(p) for p in sorted(root.glob("*.kspec"))
+            if parse_file(p).decls and "model race" in p.read_text()]
+    overlay = parse_file(root / "mutants" / "equivalent" / f"{stem}.kspec")
+    ts = compile_ts(build_model("race", race, [overlay]), Era.V5_1_TO_5_8)
+    bound = DEFAULT_BOUNDS["race"]["bound"]
+    names = property_names(ts)
+    assert "no_reuse_spin" in names and "freeze" in names
+    assert all(tr is None for tr in bmc(ts, names, bound).values())
+    assert complete(ts, bound)
