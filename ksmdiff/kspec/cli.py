@@ -21,7 +21,8 @@ HELP = "prove the formal spec's properties (Z3: k-induction, BMC) for every kern
 def register(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser("prove", help=HELP, description=HELP + ". Properties: "
                               "isolation, refcount, exclusive_write, freeze, same_result, "
-                              "stale_node (plus wellformed and bounds, the bookkeeping).")
+                              "stale_node, no_reuse_spin (plus wellformed and bounds, the "
+                              "bookkeeping).")
     p.add_argument("--era", "--kernel", dest="era", action="append", metavar="VERSION",
                    help="only the era of this kernel version (e.g. 5.4, 6.1); repeatable")
     p.add_argument("--property", dest="props", action="append", metavar="NAME",
@@ -29,7 +30,8 @@ def register(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--model", dest="models", action="append", choices=("user", "race"),
                    help="only this model (user-level or race); repeatable")
     p.add_argument("--bound", type=int, metavar="N",
-                   help="BMC depth (default: user 4, race 24; mutants 8 / 24)")
+                   help="BMC depth (default: user 2 as the base of 1-induction, race 24 "
+                   "to find its longest execution; mutants: user 6, race 24)")
     p.add_argument("--mutants", action="store_true",
                    help="check the mutants of spec/mutants/ instead: each must be refuted")
     p.add_argument("--mutant", dest="only_mutants", action="append", metavar="NAME",

@@ -150,3 +150,24 @@ action go() prints "go" {
     with pytest.raises(X.ExplicitError) as e:
         X.explore(m, ERA, [])
     assert e.value.location.line == 7
+
+
+def test_a_true_but_not_inductive_invariant_is_proved_bounded_with_its_cti(tmp_path):
+    """x never reaches 3, but from the unreachable x = 1 the step would: the prover says
+    the proof is bounded, names the step, and writes the state to strengthen against."""
+    from ksmdiff.kspec import load_spec, prove
+    f = tmp_path / "m.kspec"
+    f.write_text("""model user
+var x: 0..3 = 0
+action jump() prints "jump" {
+  require x < 2
+  x := x + 2
+}
+invariant p: x != 3
+""")
+    rs = prove(load_spec(f), eras=[ERA], out=tmp_path / "out")
+    [r] = [r for r in rs if r.prop == "p"]
+    assert r.status == "proved" and r.method == "bmc"
+    assert "1-induction does not close: jump breaks p" in r.describe()
+    cti = (tmp_path / "out" / "user-5.1-5.8.cti").read_text()
+    assert "x = 1  ->  3" in cti

@@ -1,11 +1,13 @@
 """``prove``: the strategy over models, eras, properties and mutants.
 
 For every model and era: joint k-induction of all invariants and step assertions (with
-the base case checked by BMC to depth k) gives unbounded proofs; when it does not close,
-BMC to the bound, and for thread models a completeness check (no execution longer than
-the bound) turns the bounded result into a proof.  Equivalence claims are checked by BMC
-of the product of the two eras.  Mutants are checked on the era they change (5.1-5.8) by
-BMC until a property fails.
+the base case checked by BMC to depth k) gives unbounded proofs (the user-level model
+closes at k = 1, one query per action instance, shared between eras); when it does not
+close, BMC to the bound, and for thread models a completeness check (no execution longer
+than N steps, N found) turns BMC to N into a proof.  Equivalence claims are checked by BMC
+of the product of the two eras.  Mutants are checked on the era they change (5.1-5.8):
+thread models by incremental BMC, the user-level model by the explicit-state search
+(explicit.py), whose trace Z3 then confirms.
 """
 
 from __future__ import annotations
@@ -18,18 +20,39 @@ from ksmdiff.kspec.internal.cex import is_user_trace, to_listing, to_scenario
 from ksmdiff.kspec.internal.check import ERA_SLUG, ERAS, era_contains, eras_of
 from ksmdiff.kspec.internal.compile import compile_ts
 from ksmdiff.kspec.internal.explicit import explore
-from ksmdiff.kspec.internal.prove import (Result, bmc, complete, confirm, equivalence,
-                                          first_violation, kinduction,
+from ksmdiff.kspec.internal.prove import (Result, bmc, confirm, counterexample_to_induction,
+                                          equivalence, kinduction, longest_execution,
                                           property_names, smt2_bmc, smt2_kind, write_smt2)
 from ksmdiff.versions import Era
 
 # Per model: BMC bound, k-induction limit, equivalence bound, mutant bound.
 DEFAULT_BOUNDS = {
-    "user": {"bound": 2, "kmax": 1, "equiv": 2, "mutant": 6},
+    "user": {"bound": 2, "kmax": 1, "equiv": 3, "mutant": 6},
     "race": {"bound": 24, "kmax": 2, "equiv": 0, "mutant": 24},
 }
 MUTANT_ERA = Era.V5_1_TO_5_8
 BOOKKEEPING = ("wellformed", "bounds")      # properties that only make the others inductive
+
+
+_TS_CACHE: dict = {}
+
+
+def _compiled(model, era):
+    """compile_ts, once per model object and era (the equivalence check reuses the eras'
+    transition systems; compiling the user model takes 2-3 s)."""
+    key = (id(model), era)
+    hit = _TS_CACHE.get(key)
+    if hit is None or hit[0] is not model:
+        hit = (model, compile_ts(model, era))
+        _TS_CACHE[key] = hit
+    return hit[1]
+
+
+def clear_caches() -> None:
+    """Forget compiled models and proved induction steps (benchmarks measure cold runs)."""
+    from ksmdiff.kspec.internal import prove as _p
+    _TS_CACHE.clear()
+    _p._STEP_CACHE.clear()
 
 
 def _bounds(model_name, bound):
@@ -83,7 +106,7 @@ def prove(spec, eras=None, props=None, bound=None, mutants=False, emit_smt2=None
                     if not right:
                         continue
                     t0 = time.time()
-                    ts_l, ts_r = compile_ts(model, era), compile_ts(model, right[0])
+                    ts_l, ts_r = _compiled(model, era), _compiled(model, right[0])
                     tr = equivalence(ts_l, ts_r, eq, b["equiv"])
                     r = Result(mname, era, eq.name, "proved" if tr is None else "failed", "bmc",
                                b["equiv"], trace=tr, seconds=time.time() - t0,
@@ -107,7 +130,7 @@ def prove(spec, eras=None, props=None, bound=None, mutants=False, emit_smt2=None
 
 def _prove_one(model, mname, era, props, b, mutant, out, emit, manifest, progress):
     t0 = time.time()
-    ts = compile_ts(model, era)
+    ts = _compiled(model, era)
     names = property_names(ts)
     if props:
         names = [p for p in names if p in props]
@@ -116,10 +139,24 @@ def _prove_one(model, mname, era, props, b, mutant, out, emit, manifest, progres
     results = []
     k = kinduction(ts, property_names(ts), b["kmax"])
     base = b["bound"] if k is None else k
-    found = bmc(ts, names, base, mutant)
+    why = ""
+    if k is None and b["kmax"] >= 1 and not ts.threads:
+        cti = counterexample_to_induction(ts, property_names(ts))
+        if cti is not None:
+            why = (f"1-induction does not close: {cti.instance.name} breaks "
+                   f"{', '.join(cti.broken) or 'a property'}")
+            if out is not None:
+                path = Path(out) / f"{mname}-{ERA_SLUG[era]}.cti"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(cti.describe())
+                why += f" (state in {path})"
+    longest = longest_execution(ts, b["bound"]) if ts.threads and k is None else None
+    if longest is not None:
+        base = longest
+    found = bmc(ts, names, base, mutant, incremental=bool(ts.threads))
     failed = {p for p, tr in found.items() if tr is not None}
     method, depth = ("k-induction", base) if k is not None else ("bmc", base)
-    if k is None and not failed and ts.threads and complete(ts, b["bound"]):
+    if longest is not None and not failed:
         method = "complete"
     if k is not None and failed:
         method = "bmc"
@@ -127,7 +164,7 @@ def _prove_one(model, mname, era, props, b, mutant, out, emit, manifest, progres
     for p in names:
         tr = found.get(p)
         r = Result(mname, era, p, "failed" if tr is not None else "proved", method, depth,
-                   k=k, trace=tr, seconds=elapsed / len(names), mutant=mutant)
+                   k=k, trace=tr, seconds=elapsed / len(names), mutant=mutant, note=why)
         if tr is not None:
             r.file = _write_cex(ts, tr, out, f"{mname}-{ERA_SLUG[era]}-{p}")
         results.append(r)
@@ -187,7 +224,10 @@ def _mutant(model, name, b, props, out, emit, manifest, progress):
     if props:
         names = [p for p in names if p in props]
     if ts.threads:
-        hit = first_violation(ts, names, b["mutant"], name)
+        found = bmc(ts, names, b["mutant"], name, incremental=True)
+        hits = sorted((len(tr.steps), names.index(p), p, tr) for p, tr in found.items()
+                      if tr is not None)
+        hit = (hits[0][2], hits[0][3]) if hits else None
     else:
         hit = _explicit_first_violation(model, ts, names, b["mutant"], name)
     killer = None if hit is None else (hit[0], hit[1], len(hit[1].steps))
