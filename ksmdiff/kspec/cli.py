@@ -96,10 +96,12 @@ def run(args) -> int:
                 ("SURVIVED: " + (r.note or verdict))
         print(f"{who}  {r.prop:16s} {verdict}  [{r.seconds:.2f}s]", flush=True)
 
+    from ksmdiff.internal.audit import pure
     try:
-        results = prove(spec, eras=eras, props=props, bound=args.bound, mutants=args.mutants,
-                        emit_smt2=args.emit_smt2, out=args.out, models=args.models,
-                        progress=show, only_mutants=args.only_mutants)
+        with pure():          # the prover writes its outputs only: never /sys, /proc, /dev
+            results = prove(spec, eras=eras, props=props, bound=args.bound,
+                            mutants=args.mutants, emit_smt2=args.emit_smt2, out=args.out,
+                            models=args.models, progress=show, only_mutants=args.only_mutants)
     except InputError as e:
         print(e.render(), file=sys.stderr)
         return 2

@@ -54,3 +54,17 @@ def test_outside_pure_nothing_is_refused():
         with pytest.raises(SystemAccessError):
             open("/proc/self/status")
     assert not is_pure()
+
+
+@pytest.mark.system          # outside the fixture's pure(): the CLI must enter its own
+def test_prove_cli_runs_the_prover_under_the_audit_hook(monkeypatch, tmp_path):
+    import ksmdiff.kspec as kspec
+    from ksmdiff.internal.audit import SystemAccessError
+    from ksmdiff.kspec.cli import main
+
+    def sneaky(*a, **k):
+        open("/proc/self/status").close()
+        return []
+    monkeypatch.setattr(kspec, "prove", sneaky)
+    with pytest.raises(SystemAccessError):
+        main(["prove", "--out", str(tmp_path)])
