@@ -104,3 +104,15 @@ def test_plain_deletions_are_equivalent_mutants(stem):
     assert "no_reuse_spin" in names and "freeze" in names
     assert all(tr is None for tr in bmc(ts, names, bound).values())
     assert complete(ts, bound)
+
+
+def test_user_level_induction_step_same_answer_under_cvc5():
+    """The user-level proofs are per-instance 1-induction queries (--emit-smt2 writes one
+    file each); cvc5 agrees on one of them and on a base-case BMC query."""
+    from ksmdiff.kspec.internal.compile import compile_ts
+    from ksmdiff.kspec.internal.prove import property_names, smt2_bmc, smt2_step1
+    ts = compile_ts(load_spec().models["user"], Era.V5_1_TO_5_8)
+    steps = dict(smt2_step1(ts, property_names(ts)))
+    assert len(steps) == len(ts.instances) and "settle()" in steps
+    assert _cvc5(steps["munmap(0,1)"]) == "unsat"
+    assert _cvc5(smt2_bmc(ts, "isolation", 1)) == "unsat"

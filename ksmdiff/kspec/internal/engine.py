@@ -22,7 +22,7 @@ from ksmdiff.kspec.internal.compile import compile_ts
 from ksmdiff.kspec.internal.explicit import explore
 from ksmdiff.kspec.internal.prove import (Result, bmc, confirm, counterexample_to_induction,
                                           equivalence, kinduction, longest_execution,
-                                          property_names, smt2_bmc, smt2_kind, write_smt2)
+                                          property_names, smt2_bmc, smt2_kind, smt2_step1, write_smt2)
 from ksmdiff.versions import Era
 
 # Per model: BMC bound, k-induction limit, equivalence bound, mutant bound.
@@ -176,7 +176,13 @@ def _prove_one(model, mname, era, props, b, mutant, out, emit, manifest, progres
             write_smt2(path, smt2_bmc(ts, p, base))
             manifest.append({"file": str(path.relative_to(emit)),
                              "expect": "sat" if p in failed else "unsat"})
-        if k is not None and not failed:
+        if k == 1 and not failed:
+            for what, text in smt2_step1(ts, property_names(ts)):
+                path = emit / ERA_SLUG[era] / f"{mname}.kind1.{what}.smt2"
+                write_smt2(path, text)
+                manifest.append({"file": str(path.relative_to(emit)), "expect": "unsat",
+                                 "query": "kind1-step"})
+        elif k is not None and not failed:
             path = emit / ERA_SLUG[era] / f"{mname}.kind{k}.smt2"
             write_smt2(path, smt2_kind(ts, property_names(ts), k))
             manifest.append({"file": str(path.relative_to(emit)), "expect": "unsat"})

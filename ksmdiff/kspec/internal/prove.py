@@ -491,6 +491,23 @@ def smt2_kind(ts: TS, props, k: int) -> str:
     return _smt2(s, f"{k}-induction step of {', '.join(props)}")
 
 
+def smt2_step1(ts: TS, props) -> list:
+    """[(instance, text)]: the 1-induction step as the per-instance queries
+    :func:`counterexample_to_induction` discharges (all unsat = the step holds)."""
+    invs = [ts.invariants[p] for p in props if p in ts.invariants]
+    inv = z3.And(invs) if invs else z3.BoolVal(True)
+    out = []
+    for inst in ts.instances:
+        pairs = [(ts.cur[k], v) for k, v in inst.next.items()]
+        post = z3.substitute(inv, *pairs) if pairs else inv
+        bad = z3.Or([z3.Not(post)] + [a for p, a in inst.asserts.items() if p in props])
+        s = z3.Solver()
+        s.add(ts.types, inv, inst.guard, bad)
+        args = ",".join(str(c) for _p, _d, c in inst.args)
+        out.append((f"{inst.name}({args})", _smt2(s, f"1-induction step of {inst.name}({args})")))
+    return out
+
+
 def _smt2(s: z3.Solver, title: str) -> str:
     body = s.to_smt2()
     return f"; ksmdiff kspec: {title}\n(set-logic ALL)\n" + body
