@@ -202,10 +202,18 @@ A: read buf[0]
 
 def test_observation_reads_only_present_pages_and_decodes_them(state_kept):
     """Each process reads its own present pages (no /proc/PID/mem): pages never touched stay
-    absent, a paged-out page stays swapped, and the contents decode as before."""
-    run = run_kernel([parse(OWN_READS)])[0]
-    assert run.status == OK, run.reason
-    recs = [{k: next(iter(v)) for k, v in r.fields.items()} for r in run.records]
+    absent, a paged-out page stays swapped, and the contents decode as before.
+
+    MADV_PAGEOUT skips a page still in another CPU's LRU-add batch (B's copy, when B moved
+    CPUs between its write and the pageout: a kernel fact the model allows for), so up to
+    five runs are made for one in which the pageout took; every run is checked."""
+    for _attempt in range(5):
+        run = run_kernel([parse(OWN_READS)])[0]
+        assert run.status == OK, run.reason
+        recs = [{k: next(iter(v)) for k, v in r.fields.items()} for r in run.records]
+        if recs[6]["B/buf[0].swapped"]:
+            break
+        assert recs[6]["B/buf[0].present"]          # skipped, not lost
     for rec in recs:
         for p in ("A", "B"):
             if f"{p}/buf[2].present" in rec:
