@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass, field
 from typing import Optional, Union
 
@@ -15,6 +16,13 @@ def _loc():
 
 
 # ----------------------------------------------------------------------------- expressions
+
+# The relational and arithmetic operators of ``Binary``, one table for both semantics: the
+# operator module's functions work on Python ints and on Z3 bit-vectors alike (``<`` is
+# signed on both).  The explicit engine wraps ``+``/``-`` to the compiler's word width.
+ARITH = {"==": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operator.le,
+         ">": operator.gt, ">=": operator.ge, "+": operator.add, "-": operator.sub}
+
 
 @dataclass(frozen=True)
 class IntLit:

@@ -194,22 +194,7 @@ class _Exec:
                 return z3.Or(a, b)
             if op == "=>":
                 return z3.Implies(a, b)
-            if op == "==":
-                return a == b
-            if op == "!=":
-                return a != b
-            if op == "<":
-                return a < b
-            if op == "<=":
-                return a <= b
-            if op == ">":
-                return a > b
-            if op == ">=":
-                return a >= b
-            if op == "+":
-                return a + b
-            if op == "-":
-                return a - b
+            return A.ARITH[op](a, b)
         if isinstance(e, A.Ite):
             c = self.ev(e.cond, env)
             cc = _concrete(c)

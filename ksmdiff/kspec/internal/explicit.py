@@ -367,23 +367,8 @@ class Machine:
                 return bool(self.ev(e.left, w)) or bool(self.ev(e.right, w))
             if op == "=>":
                 return (not self.ev(e.left, w)) or bool(self.ev(e.right, w))
-            a, b = self.ev(e.left, w), self.ev(e.right, w)
-            if op == "==":
-                return a == b
-            if op == "!=":
-                return a != b
-            if op == "<":
-                return a < b
-            if op == "<=":
-                return a <= b
-            if op == ">":
-                return a > b
-            if op == ">=":
-                return a >= b
-            if op == "+":
-                return _wrap(a + b)
-            if op == "-":
-                return _wrap(a - b)
+            v = A.ARITH[op](self.ev(e.left, w), self.ev(e.right, w))
+            return _wrap(v) if op in ("+", "-") else v
         if isinstance(e, A.Unary):
             a = self.ev(e.arg, w)
             return (not a) if e.op == "not" else _wrap(-a)
