@@ -12,8 +12,8 @@ from ksmdiff.kspec.internal import explicit as X
 from ksmdiff.kspec.internal.check import build_model
 from ksmdiff.kspec.internal.parse import parse_text
 from ksmdiff.kspec.internal.prove import (Unroller, _kind_step, bmc, confirm,
-                                          first_violation, induction_step_1, property_names,
-                                          smt2_bmc)
+                                          induction_step_1, longest_execution,
+                                          property_names, smt2_bmc)
 from ksmdiff.versions import Era
 
 ERA = Era.V5_1_TO_5_8
@@ -48,7 +48,9 @@ def test_bmc_sees_a_violation_on_a_path_that_ends_before_the_bound():
     ts = ts_of(THREAD)                    # two steps, then no step is enabled (no stutter)
     found = bmc(ts, ["never2"], 6)
     assert found["never2"] is not None and len(found["never2"].steps) == 2
-    assert first_violation(ts, ["never2"], 6)[1].steps[-1].instance.name == "t.s2"
+    assert found["never2"].steps[-1].instance.name == "t.s2"
+    assert bmc(ts, ["never2"], 6, incremental=True)["never2"].steps[-1].instance.name == "t.s2"
+    assert longest_execution(ts, 6) == 2
     s = z3.Solver()
     s.from_string(smt2_bmc(ts, "never2", 6))
     assert s.check() == z3.sat            # the emitted query says the same
@@ -111,11 +113,11 @@ def test_explicit_successors_match_the_z3_step_relation(model):
     level = mc.initial()
     states = list(level)
     for _ in range(2):
-        level = list(dict.fromkeys(t for s in level for _, _, t, _, _ in mc.successors(s)))
+        level = list(dict.fromkeys(t for s in level for _, _, t, _ in mc.successors(s)))
         states += level
     sample = states if model == "race" else states[:: max(1, len(states) // 12)]
     for s in sample:
-        mine = {t for _, _, t, _, _ in mc.successors(s)}
+        mine = {t for _, _, t, _ in mc.successors(s)}
         assert mine == _z3_successors(ts, mc.unpack(s)), mc.unpack(s)
 
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import itertools
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Optional
 
 from ksmdiff.errors import InputError
@@ -55,18 +55,16 @@ class XInstance:
     prints: Optional[str]
     decl: object = None       # ActionDecl | ThreadStep
     pc: Optional[tuple] = None          # (pc key, index, {label: index}) for thread steps
-    choices: list = field(default_factory=list)
 
 
 class _World:
-    __slots__ = ("st", "scope", "done", "viol", "labels", "dirty", "picks")
+    __slots__ = ("st", "scope", "done", "viol", "dirty", "picks")
 
     def __init__(self, st, scope):
         self.st = st
         self.scope = scope
         self.done = False
         self.viol = set()
-        self.labels = set()
         self.dirty = set()
         self.picks = []
 
@@ -74,7 +72,6 @@ class _World:
         w = _World(dict(self.st), dict(self.scope))
         w.done = self.done
         w.viol = set(self.viol)
-        w.labels = set(self.labels)
         w.dirty = set(self.dirty)
         w.picks = list(self.picks)
         return w
@@ -126,6 +123,7 @@ class Machine:
         for inv in model.invariants:
             self.invariants.setdefault(inv.name, []).append(inv.cond)
         self._thread = None
+        self._depth = 0
 
     # ------------------------------------------------------------------ states
     def pack(self, st: dict) -> tuple:
@@ -166,7 +164,7 @@ class Machine:
             s.update(zip(free, vals))
             ws = [_World(s, {})]
             for init in m.inits:
-                ws = [r for w in ws for r in self.run(init.body, w, "init")]
+                ws = [r for w in ws for r in self.run(init.body, w)]
             for w in ws:
                 if self._in_range(w.st):
                     out.append(self.pack(w.st))
@@ -180,7 +178,7 @@ class Machine:
 
     # ------------------------------------------------------------------ steps
     def successors(self, state: tuple):
-        """Yield (instance number, picks, next state, step violations, labels)."""
+        """Yield (instance number, picks, next state, step violations)."""
         base = self.unpack(state)
         for n, inst in enumerate(self.instances):
             if inst.kind == "step":
@@ -191,18 +189,18 @@ class Machine:
                 w.st[pk] = i + 1
                 w.dirty.add(pk)
                 self._thread = (pk, idx)
-                ws = self.run(inst.decl.body, w, inst.name)
+                ws = self.run(inst.decl.body, w)
                 self._thread = None
             else:
                 w = _World(dict(base), {p: c for p, _d, c in inst.args})
-                ws = self.run(inst.decl.body, w, inst.name)
+                ws = self.run(inst.decl.body, w)
             for r in ws:
                 viol = set(r.viol)
                 for k in r.dirty:
                     rg = self.rng.get(k)
                     if rg is not None and not (rg[0] <= r.st[k] <= rg[1]):
                         viol.add("bounds")
-                yield n, r.picks, self.pack(r.st), viol, r.labels
+                yield n, r.picks, self.pack(r.st), viol
 
     def violated(self, state: tuple, props) -> set:
         st = self.unpack(state)
@@ -216,7 +214,7 @@ class Machine:
         return out
 
     # ------------------------------------------------------------------ statements
-    def run(self, body, w: _World, owner: str) -> list[_World]:
+    def run(self, body, w: _World) -> list[_World]:
         ws = [w]
         for s in body:
             nws = []
@@ -224,20 +222,20 @@ class Machine:
                 if x.done:
                     nws.append(x)
                 else:
-                    nws.extend(self.stmt(s, x, owner))
+                    nws.extend(self.stmt(s, x))
             ws = nws
             if not ws:
                 break
         return ws
 
-    def _scoped(self, body, w, owner, scope):
+    def _scoped(self, body, w, scope):
         """Run ``body`` in ``w`` and give every resulting world the scope ``scope`` back."""
-        res = self.run(body, w, owner)
+        res = self.run(body, w)
         for r in res:
             r.scope = dict(scope)
         return res
 
-    def stmt(self, s, w: _World, owner: str) -> list[_World]:
+    def stmt(self, s, w: _World) -> list[_World]:
         if isinstance(s, A.Assign):
             val = self.ev(s.value, w)
             if s.index is None:
@@ -259,10 +257,7 @@ class Machine:
         if isinstance(s, A.Let):
             w.scope[s.name] = self.ev(s.value, w)
             return [w]
-        if isinstance(s, A.BranchLabel):
-            w.labels.add((owner, s.name))
-            return [w]
-        if isinstance(s, A.Skip):
+        if isinstance(s, (A.BranchLabel, A.Skip)):
             return [w]
         if isinstance(s, A.Goto):
             pk, idx = self._thread
@@ -274,15 +269,15 @@ class Machine:
             saved = dict(w.scope)
             for cond, body in s.arms:
                 if self.ev(cond, w):
-                    return self._scoped(body, w, owner, saved)
-            return self._scoped(s.other or (), w, owner, saved)
+                    return self._scoped(body, w, saved)
+            return self._scoped(s.other or (), w, saved)
         if isinstance(s, A.Either):
             saved = dict(w.scope)
             out = []
             for i, body in enumerate(s.arms):
                 x = w.copy() if i < len(s.arms) - 1 else w
                 x.picks.append(("either", i))
-                out += self._scoped(body, x, owner, saved)
+                out += self._scoped(body, x, saved)
             return out
         if isinstance(s, A.Choose):
             doms = [self.m.domains[b.domain] for b in s.binders]
@@ -308,7 +303,7 @@ class Machine:
                     x.scope = dict(saved)
                     for b, c in zip(s.binders, codes):
                         x.scope[b.name] = c
-                    nws.extend(self.run(s.body, x, owner))
+                    nws.extend(self.run(s.body, x))
                 ws = nws
             for x in ws:
                 x.scope = dict(saved)
@@ -322,13 +317,13 @@ class Machine:
             args = [self.ev(a, w) for a in s.args]
             saved = w.scope
             w.scope = {x.name: a for x, a in zip(p.params, args)}
-            self._depth = getattr(self, "_depth", 0) + 1
+            self._depth += 1
             if self._depth > MAX_CALL_DEPTH:
                 self._depth = 0
                 raise InputError(f"calls nested deeper than {MAX_CALL_DEPTH} (recursion?)",
                                  s.loc, "no recursive procs")
             try:
-                return self._scoped(p.body, w, p.name, saved)
+                return self._scoped(p.body, w, saved)
             finally:
                 self._depth -= 1
         raise AssertionError(s)
@@ -413,7 +408,6 @@ class Exploration:
     depth: int                          # the deepest BFS level reached
     complete: bool                      # every reachable state was visited
     found: dict                         # prop -> (depth, [XStep], initial dict) | None
-    labels: set
     seconds: float
     reason: str = ""                    # why the search stopped early
 
@@ -435,7 +429,6 @@ def explore(model: Model, era: Era, props, *, max_states: int = 2_000_000,
     inv_props = [p for p in props if p in mc.invariants]
     parent: dict = {}
     found: dict = {p: None for p in props}
-    labels: set = set()
     frontier: list = []
     level = [0]
 
@@ -477,8 +470,7 @@ def explore(model: Model, era: Era, props, *, max_states: int = 2_000_000,
             for s in frontier:
                 if deadline is not None and time.monotonic() > deadline:
                     return "time limit"
-                for n, picks, t, viol, labs in mc.successors(s):
-                    labels.update(labs)
+                for n, picks, t, viol in mc.successors(s):
                     for p in sorted(viol):
                         note(p, s, (n, picks, t))
                     if t in parent:
@@ -501,5 +493,5 @@ def explore(model: Model, era: Era, props, *, max_states: int = 2_000_000,
     complete = reason == ""
     if complete:
         reason = "every reachable state visited"
-    return Exploration(len(parent), level[0], complete, found, labels,
+    return Exploration(len(parent), level[0], complete, found,
                        time.monotonic() - t0, reason)

@@ -263,24 +263,6 @@ def _check(assertions, timeout_ms=None):
     return s.model() if r == z3.sat else None
 
 
-def first_violation(ts: TS, props, bound: int, mutant=None):
-    """(prop, Trace) of a shortest violation of any property within ``bound``, or None:
-    one fresh query per depth, shallowest first (the way to find a mutant's violation;
-    a proof is cheaper as the single query of :func:`bmc`)."""
-    u = Unroller(ts)
-    base = [u.init(), u.at(ts.types, 0)]
-    for d in range(bound + 1):
-        m = _check(base + [_reach_violation(u, ts, props, d)])
-        if m is None:
-            continue
-        for p in props:
-            v = u.violation(p, d)
-            if v is not None and z3.is_true(m.eval(v, model_completion=True)):
-                return p, u.trace(m, d, p, mutant)
-        raise AssertionError("a violating model names no property")
-    return None
-
-
 def confirm(ts: TS, instances: list, prop: str, mutant=None):
     """The Z3 trace that runs exactly these instance numbers (None: any instance) and
     violates ``prop`` at the end, or None: how a counterexample found by the explicit
@@ -302,17 +284,6 @@ def _sat(s, e) -> bool:
     r = s.check()
     s.pop()
     return r == z3.sat
-
-
-def complete(ts: TS, bound: int) -> bool:
-    """True when no execution is longer than ``bound`` steps (then BMC to bound is a proof)."""
-    u = Unroller(ts)
-    s = z3.SolverFor("QF_BV")
-    s.add(u.init())
-    s.add(u.at(ts.types, 0))
-    for t in range(bound + 1):
-        s.add(u.step(t))
-    return s.check() == z3.unsat
 
 
 def _kind_step(ts: TS, props, k: int, s: z3.Solver) -> z3.Solver:
@@ -350,7 +321,7 @@ def kinduction(ts: TS, props, kmax: int):
     return None
 
 
-# (guard id, bad id) -> (unsat?, guard, bad): 1-induction steps already proved.  Z3
+# query ids -> (unsat?, CTI or None, query): 1-induction steps already decided.  Z3
 # hash-conses terms, so an instance whose formulas are the same in two eras (settle, fork,
 # munmap, ... at user level) is proved once; the ASTs are kept so their ids stay valid.
 _STEP_CACHE: dict = {}
@@ -365,29 +336,37 @@ def induction_step_1(ts: TS, props) -> bool:
     return counterexample_to_induction(ts, props) is None
 
 
-def counterexample_to_induction(ts: TS, props):
-    """None when the 1-induction step holds, else a :class:`CTI`: a state satisfying every
-    invariant of ``props`` and an instance whose step breaks one (what to strengthen)."""
+def _step_queries(ts: TS, props):
+    """Yield (instance, pairs, [assertions]) for the 1-induction step of each instance:
+    a typed state where every invariant of ``props`` holds, the instance's guard, and a
+    broken invariant after it or a broken step assertion (unsat: the step holds)."""
     invs = [ts.invariants[p] for p in props if p in ts.invariants]
     inv = z3.And(invs) if invs else z3.BoolVal(True)
     for inst in ts.instances:
         pairs = [(ts.cur[k], v) for k, v in inst.next.items()]
         post = z3.substitute(inv, *pairs) if pairs else inv
         bad = z3.Or([z3.Not(post)] + [a for p, a in inst.asserts.items() if p in props])
-        key = (inv.get_id(), ts.types.get_id(), inst.guard.get_id(), bad.get_id())
+        yield inst, pairs, [ts.types, inv, inst.guard, bad]
+
+
+def counterexample_to_induction(ts: TS, props):
+    """None when the 1-induction step holds, else a :class:`CTI`: a state satisfying every
+    invariant of ``props`` and an instance whose step breaks one (what to strengthen)."""
+    for inst, pairs, query in _step_queries(ts, props):
+        key = tuple(e.get_id() for e in query)
         hit = _STEP_CACHE.get(key)
-        if hit is None or (not hit[0] and hit[5] is None):
+        if hit is None:
             s = z3.SolverFor("QF_BV")
             s.set("timeout", KIND_TIMEOUT_MS)
-            s.add(ts.types, inv, inst.guard, bad)
+            s.add(*query)
             r = s.check()
             cti = None
             if r != z3.unsat:
                 cti = _cti(ts, inst, props, pairs, s.model() if r == z3.sat else None)
-            hit = (r == z3.unsat, inv, ts.types, inst.guard, bad, cti)
+            hit = (r == z3.unsat, cti, query)
             _STEP_CACHE[key] = hit
         if not hit[0]:
-            return hit[5]
+            return hit[1]
     return None
 
 
@@ -494,15 +473,10 @@ def smt2_kind(ts: TS, props, k: int) -> str:
 def smt2_step1(ts: TS, props) -> list:
     """[(instance, text)]: the 1-induction step as the per-instance queries
     :func:`counterexample_to_induction` discharges (all unsat = the step holds)."""
-    invs = [ts.invariants[p] for p in props if p in ts.invariants]
-    inv = z3.And(invs) if invs else z3.BoolVal(True)
     out = []
-    for inst in ts.instances:
-        pairs = [(ts.cur[k], v) for k, v in inst.next.items()]
-        post = z3.substitute(inv, *pairs) if pairs else inv
-        bad = z3.Or([z3.Not(post)] + [a for p, a in inst.asserts.items() if p in props])
+    for inst, _pairs, query in _step_queries(ts, props):
         s = z3.Solver()
-        s.add(ts.types, inv, inst.guard, bad)
+        s.add(*query)
         args = ",".join(str(c) for _p, _d, c in inst.args)
         out.append((f"{inst.name}({args})", _smt2(s, f"1-induction step of {inst.name}({args})")))
     return out
