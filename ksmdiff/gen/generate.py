@@ -1,0 +1,180 @@
+"""``ksmdiff generate``: for every branch label of the spec, user-level scenarios that reach
+it, found by the explicit search (search.py), each confirmed by Z3 (confirm.py), printed
+through the scenario printer with the spec's predicted expects.
+
+A scenario made for one era carries expects ``on`` that era's versions; made for several
+(``--all-eras``), each expect names the eras whose spec predicts it (none when all do).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+from ksmdiff.gen.canon import canonical_hash
+from ksmdiff.gen.confirm import Reach, confirm_witness, excluded_by_invariants
+from ksmdiff.gen.search import DEFAULT_BEAM, DEFAULT_BOUND, EXHAUSTIVE_DEPTH, Witness, search
+from ksmdiff.gen.specmap import SpecWorld, era_slug, replay, world_for
+from ksmdiff.scenario import ast as S
+from ksmdiff.scenario import parse, print_scenario
+from ksmdiff.observe import split_page_key
+from ksmdiff.versions import Era
+
+# The versions of each era, as an ``on`` clause.
+ERA_ON = {
+    Era.LE_5_0: "<=5.0", Era.V5_1_TO_5_8: "5.1..5.8", Era.V5_9_TO_5_17: "5.9..5.17",
+    Era.V5_18: "5.18", Era.V5_19_TO_6_6: "5.19..6.6", Era.GE_6_7: ">=6.7",
+}
+
+
+@dataclass
+class Generated:
+    scenario: S.Scenario
+    text: str                   # the printed scenario, header comment included
+    era: Era
+    label: str
+    seed: int
+    bound: int
+    hash: str
+
+
+@dataclass
+class LabelReport:
+    era: Era
+    label: str
+    status: Reach
+    scenarios: int = 0
+    why: str = ""
+
+    def to_json(self) -> dict:
+        return {"era": self.era.value, "label": self.label, "status": self.status.value,
+                "scenarios": self.scenarios, "why": self.why}
+
+
+@dataclass
+class Generation:
+    scenarios: list = field(default_factory=list)      # [Generated]
+    labels: list = field(default_factory=list)         # [LabelReport]
+    seconds: float = 0.0
+
+
+def _page_name(region: str, key: str) -> tuple:
+    proc, _r, idx, _f = split_page_key(key)
+    return proc, idx
+
+
+def predicted_expects(world: SpecWorld, scn: S.Scenario) -> list[str]:
+    """The spec's predictions after the last statement, as expect lines."""
+    run = replay(world, scn)
+    last = run.records[-1]
+    prev = run.records[-2] if len(run.records) > 1 else None
+    region = world.cfg.region
+    pages = {}
+    for key, vals in last.fields.items():
+        proc, _r, idx, fname = split_page_key(key)
+        pages.setdefault((proc, idx), {})[fname] = next(iter(vals))
+    out = []
+    for (proc, idx), f in pages.items():
+        page = f"{proc} {region}[{idx}]"
+        if f["present"]:
+            out.append(f"expect {page} content {f['content']}")
+            out.append(f"expect {page} {'' if f['ksm'] else 'not '}ksm")
+            fault = f.get("fault")
+            was_ksm = prev is not None and True in prev.fields.get(
+                f"{proc}/{region}[{idx}].ksm", frozenset())
+            if fault in ("reused", "copied") and was_ksm:
+                out.append(f"expect {page} {fault}")
+        elif f["swapped"]:
+            out.append(f"expect {page} swapped")
+        else:
+            out.append(f"expect {page} not present")
+    present = [(k, f) for k, f in pages.items() if f["present"]]
+    for i, ((p1, v1), f1) in enumerate(present):
+        for (p2, v2), f2 in present[i + 1:]:
+            if f1["frame"] == f2["frame"]:
+                out.append(f"expect {p1} {region}[{v1}] same-frame {p2} {region}[{v2}]")
+            elif f1["content"] == f2["content"]:
+                out.append(f"expect {p1} {region}[{v1}] not same-frame {p2} {region}[{v2}]")
+    return out
+
+
+def scenario_text(world: SpecWorld, witness: Witness, eras_worlds: dict, *, title: str,
+                  header: list[str], tags=("generated",)) -> tuple[S.Scenario, str]:
+    """The scenario of ``witness`` with the expects of every world in ``eras_worlds``."""
+    body = list(world.prelude) + [world.text_of[n] for n in witness.steps]
+    plain = "\n".join([f'scenario "{title}"', "tags " + ", ".join(tags)] + body) + "\n"
+    scn = parse(plain, "<generated>")
+    per_era = {}
+    for era, w in eras_worlds.items():
+        per_era[era] = predicted_expects(w, scn)
+    lines = []
+    for era, exps in per_era.items():
+        for e in exps:
+            if e not in lines:
+                lines.append(e)
+    expects = []
+    for e in lines:
+        holds = [era for era in per_era if e in per_era[era]]
+        if len(holds) == len(per_era) and len(per_era) == len(Era):
+            expects.append(e)
+        else:
+            expects.append(e + " on " + ", ".join(ERA_ON[era] for era in holds))
+    full = parse(plain + "\n".join(expects) + "\n", "<generated>")
+    text = "\n".join(f"# {h}" for h in header) + "\n" + print_scenario(full)
+    return full, text
+
+
+def generate(eras, *, per_label: int = 3, seed: int = 0, bound: int = DEFAULT_BOUND,
+             beam: int = DEFAULT_BEAM, model=None, exhaustive_depth: int = EXHAUSTIVE_DEPTH,
+             expect_eras=None, progress: Optional[Callable[[str], None]] = None,
+             confirm: bool = True) -> Generation:
+    """Scenarios for every branch label of every era in ``eras``; ``expect_eras``: the eras
+    whose predictions the scenarios carry (default: ``eras``)."""
+    t0 = time.monotonic()
+    gen = Generation()
+    expect_eras = list(expect_eras or eras)
+    seen = set()
+    for era in eras:
+        world = world_for(era, model)
+        worlds = {e: world_for(e, model) for e in expect_eras}
+        cov = search(world, per_label=per_label, bound=bound, seed=seed, beam=beam,
+                     exhaustive_depth=exhaustive_depth)
+        if progress:
+            progress(f"{era.value}: search {cov.seconds:.1f} s, {cov.states} states, "
+                     f"{len(cov.witnesses)} of {len(cov.labels)} labels")
+        for label in cov.labels:
+            ws = cov.witnesses.get(label, [])
+            rep = LabelReport(era, label, Reach.REACHED if ws else Reach.NOT_REACHED)
+            for k, w in enumerate(ws):
+                if confirm and not confirm_witness(world.model, era, list(w.steps), label):
+                    raise AssertionError(
+                        f"kspec engines disagree: the explicit search reaches {label} on "
+                        f"{era.value} by {[world.text_of[n] for n in w.steps]}, Z3 does not")
+                title = f"{label} on {era.value} ({k + 1} of {len(ws)})"
+                header = [f"generated by ksmdiff generate: branch label {label}, era "
+                          f"{era.value}, seed {seed}, bound {bound}",
+                          f"witness {k + 1} of {len(ws)}, {w.length} spec steps"
+                          + (", confirmed by Z3" if confirm else "")]
+                scn, text = scenario_text(world, w, worlds, title=title, header=header,
+                                          tags=("generated", label))
+                h = canonical_hash(scn)
+                if h in seen:
+                    continue
+                seen.add(h)
+                gen.scenarios.append(Generated(scn, text, era, label, seed, bound, h))
+                rep.scenarios += 1
+            if not ws:
+                if excluded_by_invariants(world.model, era, label):
+                    rep.status = Reach.UNREACHABLE
+                    rep.why = ("unreachable at any depth: no state satisfying the model's "
+                               "invariants fires it")
+                else:
+                    rep.why = cov.unreached.get(label, f"not reached within bound {bound}")
+            gen.labels.append(rep)
+    gen.seconds = time.monotonic() - t0
+    return gen
+
+
+def file_name(g: Generated) -> str:
+    return f"{era_slug(g.era)}/{g.label}-{g.hash}.scenario"

@@ -1,0 +1,272 @@
+"""The user-level spec as a scenario engine: which spec action a scenario statement is, what
+the spec predicts after it (an observation record, ksmdiff/observe.py), which branch
+labels it fires.
+
+Everything the spec and the scenario language share is read from ``spec/generate.toml``
+(the model, the region, the record fields as kspec expressions); actions become
+statements through their own ``prints`` clause.  States and steps are the explicit
+engine's (ksmdiff/kspec/internal/explicit.py), with branch labels recorded.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from ksmdiff.errors import InputError, Location
+from ksmdiff.kspec import load_spec, spec_dir
+from ksmdiff.kspec.internal import ast as KA
+from ksmdiff.kspec.internal.cex import format_prints
+from ksmdiff.kspec.internal.check import ERA_SLUG
+from ksmdiff.kspec.internal.explicit import Machine, _World
+from ksmdiff.kspec.internal.parse import parse_text
+from ksmdiff.observe import Record, label_frames, page_key
+from ksmdiff.scenario import ast as S
+from ksmdiff.scenario.printer import format_statement
+from ksmdiff.versions import Era
+
+CONFIG_NAME = "generate.toml"
+RECORD_FIELDS = ("exists", "present", "swapped", "ksm", "content_fill", "content_write",
+                 "frame")
+LABEL_PICK = "@branch"          # the pick a branch statement leaves in a world's picks
+
+
+@dataclass(frozen=True)
+class Config:
+    model: str
+    region: str
+    proc_domain: str
+    page_domain: str
+    touching: tuple
+    record: dict                # field -> kspec expression text
+    source: str
+
+
+def load_config(path: Optional[Path] = None) -> Config:
+    path = Path(path) if path is not None else spec_dir() / CONFIG_NAME
+    try:
+        data = tomllib.loads(path.read_text())
+    except OSError as e:
+        raise InputError(f"cannot read: {e.strerror}", Location(str(path), 1, 1)) from None
+    except tomllib.TOMLDecodeError as e:
+        raise InputError(f"not TOML: {e}", Location(str(path), 1, 1)) from None
+    missing = [k for k in ("model", "region", "proc_domain", "page_domain", "record")
+               if k not in data]
+    missing += [f"record.{f}" for f in RECORD_FIELDS if f not in data.get("record", {})]
+    if missing:
+        raise InputError(f"missing keys: {', '.join(missing)}", Location(str(path), 1, 1),
+                         "every key of the generator's spec configuration")
+    return Config(data["model"], data["region"], data["proc_domain"], data["page_domain"],
+                  tuple(data.get("touching", ())), dict(data["record"]), str(path))
+
+
+class LabelMachine(Machine):
+    """The explicit engine, recording every ``branch`` a world passes in its picks."""
+
+    def stmt(self, s, w):
+        if isinstance(s, KA.BranchLabel):
+            w.picks.append((LABEL_PICK, s.name))
+            return [w]
+        return super().stmt(s, w)
+
+
+def labels_of(picks) -> tuple:
+    return tuple(v for k, v in picks if k == LABEL_PICK)
+
+
+def choices_of(picks) -> dict:
+    return {k: v for k, v in picks if k != LABEL_PICK}
+
+
+class SpecWorld:
+    """One model of the spec (``spec.models[cfg.model]`` or a mutant) in one era."""
+
+    def __init__(self, model, era: Era, cfg: Config):
+        self.model = model
+        self.era = era
+        self.cfg = cfg
+        self.mc = LabelMachine(model, era)
+        self.procs = [(model.domains[cfg.proc_domain].show(c), c)
+                      for c in model.domains[cfg.proc_domain].encodings()]
+        self.pages = list(model.domains[cfg.page_domain].encodings())
+        self.exprs = {f: self._expr(f, text) for f, text in cfg.record.items()}
+        self.text_of = {}        # instance number -> statement text
+        self.by_text = {}        # statement text -> instance number
+        for n, inst in enumerate(self.mc.instances):
+            if inst.kind != "action" or not inst.prints:
+                continue
+            text = format_prints(model, inst)
+            self.text_of[n] = text
+            self.by_text[_norm(text)] = n
+        self.prelude = list(model.prelude)
+
+    # ------------------------------------------------------------------ config expressions
+    def _expr(self, name, text):
+        src = (f"model {self.cfg.model}\nobserve __gen_{name}(p: {self.cfg.proc_domain}, "
+               f"v: {self.cfg.page_domain}) = {text}\n")
+        try:
+            f = parse_text(src, f"{self.cfg.source}:record.{name}")
+        except InputError as e:
+            raise InputError(f"record.{name}: {e.message}", Location(self.cfg.source, 1, 1),
+                             "a kspec expression over p and v") from None
+        decl = next(d for d in f.decls if isinstance(d, KA.ObserveDecl))
+        return decl.value
+
+    def value(self, field_name, st: dict, p: int, v: int):
+        w = _World(st, {"p": p, "v": v})
+        return self.mc.ev(self.exprs[field_name], w)
+
+    # ------------------------------------------------------------------ states and steps
+    def initial(self) -> tuple:
+        return self.mc.initial()[0]
+
+    def step(self, state: tuple, n: int) -> list[tuple[tuple, tuple]]:
+        """[(picks, next state)] of instance ``n`` from ``state`` (empty: not enabled)."""
+        inst = self.mc.instances[n]
+        base = self.mc.unpack(state)
+        w = _World(dict(base), {p: c for p, _d, c in inst.args})
+        return [(tuple(r.picks), self.mc.pack(r.st)) for r in self.mc.run(inst.decl.body, w)]
+
+    def steps(self, state: tuple, order):
+        """(instance, picks, next state) for every enabled instance in ``order``."""
+        base = self.mc.unpack(state)
+        insts = self.mc.instances
+        for n in order:
+            inst = insts[n]
+            w = _World(dict(base), {p: c for p, _d, c in inst.args})
+            for r in self.mc.run(inst.decl.body, w):
+                yield n, tuple(r.picks), self.mc.pack(r.st)
+
+    def statement_instance(self, stmt) -> Optional[int]:
+        return self.by_text.get(_norm(format_statement(stmt)))
+
+    # ------------------------------------------------------------------ records
+    def page_fields(self, st: dict) -> dict:
+        """{(proc name, page): {field: value}} for every page the record lists."""
+        out = {}
+        for pname, p in self.procs:
+            for v in self.pages:
+                if self.value("exists", st, p, v):
+                    out[(pname, v)] = {f: self.value(f, st, p, v) for f in RECORD_FIELDS[1:]}
+        return out
+
+    def record(self, stmt: int, line: int, before: dict, after: dict,
+               touched: Optional[tuple]) -> Record:
+        """The spec's prediction after a statement, in the model's record fields."""
+        pages = self.page_fields(after)
+        frames = label_frames(((k, f["frame"] if f["present"] else None)
+                               for k, f in pages.items()), zero=object())
+        fields = {}
+        region = self.cfg.region
+        for (pname, v), f in pages.items():
+            def put(name, value):
+                fields[page_key(pname, region, v, name)] = frozenset([value])
+            put("present", bool(f["present"]))
+            put("swapped", bool(f["swapped"]))
+            put("frame", frames[(pname, v)])
+            if f["present"]:
+                put("ksm", bool(f["ksm"]))
+                put("content", str(S.Content(f["content_fill"] or None,
+                                             f["content_write"] or None)))
+        if touched is not None and touched in pages and pages[touched]["present"]:
+            pname, v = touched
+            prev = self.page_fields(before).get(touched)
+            if prev is None or not (prev["present"] or prev["swapped"]):
+                fault = "fresh"
+            elif prev["frame"] == pages[touched]["frame"]:
+                fault = "reused"
+            else:
+                fault = "copied"
+            fields[page_key(pname, region, v, "fault")] = frozenset([fault])
+        return Record(stmt, line, fields)
+
+    def touched_page(self, n: int) -> Optional[tuple]:
+        inst = self.mc.instances[n]
+        if inst.name not in self.cfg.touching:
+            return None
+        args = {name: (dom, code) for name, dom, code in inst.args}
+        p = next((c for _n, (d, c) in args.items() if d == self.cfg.proc_domain), None)
+        v = next((c for _n, (d, c) in args.items() if d == self.cfg.page_domain), None)
+        if p is None or v is None:
+            return None
+        return (self.model.domains[self.cfg.proc_domain].show(p), v)
+
+
+def _norm(text: str) -> str:
+    return re.sub(r"\s+", " ", text.strip())
+
+
+# ---------------------------------------------------------------------- replay
+
+class OutOfScope(Exception):
+    """A scenario the spec's small world does not describe (the statement says why)."""
+
+    def __init__(self, stmt: int, why: str):
+        super().__init__(why)
+        self.stmt = stmt
+        self.why = why
+
+
+@dataclass
+class SpecRun:
+    records: tuple              # one Record per action statement
+    labels: tuple               # per action statement: the branch labels it fired
+    violations: tuple           # (stmt, property) of step assertions and invariants
+
+
+def replay(world: SpecWorld, scn: S.Scenario) -> SpecRun:
+    """The spec's predictions for ``scn``; :class:`OutOfScope` when a statement is not one
+    of the spec's actions (or the prelude) or is not enabled in the spec's state."""
+    if f"process {scn.initial}" != world.prelude[0]:
+        raise OutOfScope(-1, f"the spec starts with '{world.prelude[0]}'")
+    prelude = [_norm(x) for x in world.prelude[1:]]
+    state = world.initial()
+    records, labels, viol = [], [], []
+    k = 0
+    for i, s in enumerate(scn.statements):
+        if not S.is_action(s):
+            continue
+        text = _norm(format_statement(s))
+        st_before = world.mc.unpack(state)
+        if k < len(prelude):
+            if text != prelude[k]:
+                raise OutOfScope(i, f"statement {i} is not the spec's prelude '{prelude[k]}'")
+            k += 1
+            records.append(world.record(i, s.pos.line, st_before, st_before, None))
+            labels.append(())
+            continue
+        n = world.statement_instance(s)
+        if n is None:
+            raise OutOfScope(i, f"'{text}' is not an action of the spec")
+        outs = world.step(state, n)
+        if not outs:
+            raise OutOfScope(i, f"'{text}' is not enabled in the spec's state")
+        picks, state = outs[0]
+        after = world.mc.unpack(state)
+        records.append(world.record(i, s.pos.line, st_before, after, world.touched_page(n)))
+        labels.append(labels_of(picks))
+        for p in sorted(world.mc.violated(state, list(world.mc.invariants))):
+            viol.append((i, p))
+    return SpecRun(tuple(records), tuple(labels), tuple(viol))
+
+
+_WORLDS: dict = {}
+
+
+def world_for(era: Era, model=None, cfg: Optional[Config] = None) -> SpecWorld:
+    """A cached :class:`SpecWorld` of the spec's configured model (or ``model``)."""
+    cfg = cfg or load_config()
+    if model is None:
+        model = load_spec().models[cfg.model]
+    key = (id(model), era, cfg.source)
+    hit = _WORLDS.get(key)
+    if hit is None:
+        hit = _WORLDS[key] = SpecWorld(model, era, cfg)
+    return hit
+
+
+def era_slug(era: Era) -> str:
+    return ERA_SLUG[era]
