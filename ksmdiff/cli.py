@@ -94,6 +94,9 @@ def cmd_run(args) -> int:
     from ksmdiff import session
     from ksmdiff.report import print_summary, write_json
 
+    if args.three_way:
+        from ksmdiff.gen.cli import run_three_way_cli
+        return run_three_way_cli(args.paths, _versions(args), quiet=args.quiet, json_out=args.json)
     scenarios = _load(args.paths)
     versions = _versions(args)
     if args.repeat < 1 or args.repeat > 1000:
@@ -178,6 +181,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "shows up")
     r.add_argument("--one-at-a-time", action="store_true",
                    help="host: run scenarios one at a time instead of in a batch")
+    r.add_argument("--three-way", action="store_true",
+                   help="judge the spec's predictions against the model too, with label coverage")
     r.add_argument("-v", "--verbose", action="store_true", help="list every expect")
     r.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     r.set_defaults(func=cmd_run)

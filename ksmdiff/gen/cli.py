@@ -64,6 +64,63 @@ def cmd_generate(args) -> int:
     return EXIT_OK
 
 
+# ----------------------------------------------------------------------------- three-way
+
+def run_three_way_cli(paths, targets, *, quiet=False, json_out=None, spec_model=None,
+                      model_mutant=None, out=sys.stdout) -> int:
+    """``ksmdiff run --three-way``: cells as ``ksmdiff run`` makes them, each judged
+    against the spec too; a coverage table at the end."""
+    from ksmdiff import session
+    from ksmdiff.cli import _load
+    from ksmdiff.gen.threeway import coverage, coverage_table, judge_cell
+    from ksmdiff.judge.threeway import SpecModel
+    scenarios = _load(paths)
+    cells = []
+    for t in targets:
+        if t == "host":
+            cells += session.run_host_cells(scenarios)
+        else:
+            try:
+                v = KernelVersion.parse(t)
+            except ValueError as e:
+                raise UsageError(f"--kernel {t}: {e}") from None
+            cells += [session.run_model_cell(s, v, model_mutant) for s in scenarios]
+    judged = [judge_cell(c, spec_model) for c in cells]
+    counts: dict = {}
+    for tw in judged:
+        c = tw.cell
+        key = tw.verdict.status
+        counts[key] = counts.get(key, 0) + 1
+        bad = []
+        if tw.verdict.status is SpecModel.DISAGREE:
+            bad.append(tw.verdict.describe())
+        bad += [f"spec violates {p} at statement {i}" for i, p in tw.spec_violations]
+        bad += [f"line {e.line}: {e.text}: {e.reason}" for e in c.failed]
+        if c.mismatch is not None:
+            bad.append(f"kernel/model mismatch ({c.mismatch.classification}): "
+                       f"{c.mismatch.first.describe()}")
+        bad += [f"model invariant: {v}" for v in c.violations]
+        if bad:
+            print(f"FAIL {c.scenario.source} [{c.target}]", file=out)
+            for b in bad:
+                print(f"  {b}", file=out)
+        elif not quiet:
+            print(f"ok   {c.scenario.source} [{c.target}] spec/model {tw.verdict.status.value}"
+                  + (f" ({tw.why})" if tw.why else ""), file=out)
+    cov = coverage(judged, spec_model)
+    print(coverage_table(cov), file=out)
+    print("spec/model: " + ", ".join(f"{k.value} {n}" for k, n in
+                                     sorted(counts.items(), key=lambda x: x[0].value)), file=out)
+    if json_out:
+        Path(json_out).write_text(json.dumps({"cells": [tw.to_json() for tw in judged],
+                                              "coverage": cov}, indent=1, default=str))
+    if any(tw.failed for tw in judged):
+        return EXIT_FAIL
+    if any(tw.cell.status in ("environment", "not-run") for tw in judged):
+        return EXIT_ENV
+    return EXIT_OK
+
+
 def register(sub) -> None:
     g = sub.add_parser("generate", help="generate scenarios reaching every branch label of "
                                         "the spec (explicit search, confirmed by Z3)",
