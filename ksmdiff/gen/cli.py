@@ -60,7 +60,8 @@ def cmd_generate(args) -> int:
                            "hash": g.hash} for g in gen.scenarios]}, indent=1))
     if args.replay:
         from ksmdiff.gen.threeway import run_three_way_cli
-        return run_three_way_cli([str(out)], args.replay, quiet=args.quiet, json_out=None)
+        return run_three_way_cli([str(out)], args.replay, quiet=args.quiet, json_out=None,
+                                 spec_model=model)
     return EXIT_OK
 
 
@@ -121,6 +122,54 @@ def run_three_way_cli(paths, targets, *, quiet=False, json_out=None, spec_model=
     return EXIT_OK
 
 
+# ----------------------------------------------------------------------------- reduce
+
+def _cell_runner(target, spec_model=None, model_mutant=None):
+    """scenario -> ThreeWayCell on the model of a version, or on the host kernel."""
+    from ksmdiff import session
+    from ksmdiff.gen.threeway import judge_cell
+    if target == "host":
+        return lambda s: judge_cell(session.run_host_cells([s])[0], spec_model)
+    try:
+        v = KernelVersion.parse(target)
+    except ValueError as e:
+        raise UsageError(f"--kernel {target}: {e}") from None
+    return lambda s: judge_cell(session.run_model_cell(s, v, model_mutant), spec_model)
+
+
+def _spec_mutant(name):
+    if not name:
+        return None
+    from ksmdiff.kspec import load_spec
+    spec = load_spec()
+    if name not in spec.mutants:
+        raise UsageError(f"--spec-mutant {name}: one of {', '.join(sorted(spec.mutants))}")
+    return spec.mutants[name]
+
+
+def cmd_reduce(args) -> int:
+    from ksmdiff.gen.reduce import ddmin
+    from ksmdiff.gen.threeway import failure_signature
+    from ksmdiff.scenario import parse_file, print_scenario
+    scn = parse_file(args.file)
+    run = _cell_runner(args.kernel, _spec_mutant(args.spec_mutant), args.model_mutant)
+    first = run(scn)
+    want = failure_signature(first)
+    if not want:
+        print(f"{args.file}: nothing fails on {args.kernel}; nothing to reduce")
+        return EXIT_OK
+    small = ddmin(scn, lambda s: bool(failure_signature(run(s)) & want))
+    text = (f"# reduced by ksmdiff reduce from {args.file} on {args.kernel}: "
+            f"{len(scn.statements)} -> {len(small.statements)} statements; "
+            f"keeps: {', '.join(sorted(want))}\n" + print_scenario(small))
+    if args.out:
+        Path(args.out).write_text(text)
+    else:
+        sys.stdout.write(text)
+    print(f"{len(scn.statements)} -> {len(small.statements)} statements", file=sys.stderr)
+    return EXIT_FAIL
+
+
 def register(sub) -> None:
     g = sub.add_parser("generate", help="generate scenarios reaching every branch label of "
                                         "the spec (explicit search, confirmed by Z3)",
@@ -144,3 +193,16 @@ def register(sub) -> None:
     g.add_argument("--json", metavar="FILE", help="write the label report as JSON")
     g.add_argument("-q", "--quiet", action="store_true")
     g.set_defaults(func=cmd_generate)
+
+    r = sub.add_parser("reduce", help="shrink a failing scenario (delta debugging) keeping it "
+                                      "valid and its failure reproducible",
+                       description="ddmin over the statements of FILE: the smallest valid "
+                                   "scenario that still fails the same way (spec/model "
+                                   "disagreement, failed expect, kernel mismatch) on --kernel.")
+    r.add_argument("file", metavar="FILE")
+    r.add_argument("--kernel", default="5.4", metavar="VERSION|host",
+                   help="the model of VERSION (default 5.4) or the host kernel")
+    r.add_argument("--spec-mutant", metavar="NAME", help="judge against a spec mutant")
+    r.add_argument("--model-mutant", metavar="NAME", help="run a model mutant (ksmdiff.model.MUTANTS)")
+    r.add_argument("--out", metavar="FILE", help="write the reduced scenario here")
+    r.set_defaults(func=cmd_reduce)

@@ -103,3 +103,21 @@ def coverage_table(cov: dict) -> str:
                 lines.append(f"  {lab:24} " + "  ".join(marks))
             lines.append("  (columns: corpus, model" + (", kernel)" if kernel else ")"))
     return "\n".join(lines)
+
+
+def failure_signature(tw: ThreeWayCell) -> set:
+    """What failed, independent of line numbers: for reduction to keep "the same failure"."""
+    from ksmdiff.observe import split_page_key
+    out = set()
+
+    def fname(key):
+        return key if key.startswith("counter.") or "/" not in key else split_page_key(key)[3]
+    if tw.verdict.status is SpecModel.DISAGREE and tw.verdict.first is not None:
+        out.add(f"spec/model {fname(tw.verdict.first.key)}")
+    out |= {f"spec violates {p}" for _i, p in tw.spec_violations}
+    c = tw.cell
+    out |= {f"expect {e.text.split(' on ')[0].split()[-1]}" for e in c.failed}
+    if c.mismatch is not None:
+        out.add(f"mismatch {fname(c.mismatch.first.key)}")
+    out |= {f"model invariant {getattr(v, 'name', v)}" for v in c.violations}
+    return out
