@@ -13,6 +13,7 @@ from typing import Any, Sequence
 
 from ksmdiff.observe import ANY, Record, counter_key, page_key
 from ksmdiff.scenario import ast as A
+from ksmdiff.scenario.layout import layout_at
 from ksmdiff.scenario.printer import format_statement
 from ksmdiff.versions import KernelVersion, has_counter
 
@@ -123,15 +124,7 @@ def _check_page(pred: A.Predicate, page: _PageView, other: _PageView | None,
 
 def _page_count(scn: A.Scenario, upto: int, proc: str, region: str) -> int:
     """The size of ``proc``'s region ``region`` as of statement ``upto``."""
-    sizes: dict[tuple[str, str], int] = {}
-    for s in scn.statements[:upto]:
-        if isinstance(s, A.Mmap):
-            sizes[(s.proc, s.region)] = s.npages
-        elif isinstance(s, A.Fork):
-            for (p, r), n in list(sizes.items()):
-                if p == s.proc:
-                    sizes[(s.child, r)] = n
-    return sizes.get((proc, region), 0)
+    return layout_at(scn, upto).npages(proc, region)
 
 
 def evaluate_expects(scn: A.Scenario, records: Sequence[Record],

@@ -7,10 +7,9 @@ runs, and reported with file:line:column.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 from ksmdiff.errors import InputError, Location
 from ksmdiff.scenario import ast as A
+from ksmdiff.scenario.layout import Layout, Proc as _Proc, Region as _Region
 from ksmdiff.versions import COUNTERS, FEATURES
 
 # Limits that keep a scenario small enough for the probe and the prover.
@@ -23,21 +22,6 @@ MAX_PINS_PER_PAGE = 8
 MAX_MAPCOUNT = 1 << 16
 KNOB_RANGES = {"use_zero_pages": (0, 1), "merge_across_nodes": (0, 1),
                "max_page_sharing": (2, 1 << 16)}
-
-
-@dataclass
-class _Region:
-    npages: int
-    mapped: list[bool]
-    prot: list[str]
-    faulted: list[bool]        # a read or write touched the page (reused/copied defined)
-
-
-@dataclass
-class _Proc:
-    alive: bool = True
-    regions: dict[str, _Region] = field(default_factory=dict)
-    pins: dict[tuple[str, int], int] = field(default_factory=dict)
 
 
 def implied_features(scn: A.Scenario) -> tuple[str, ...]:
@@ -66,9 +50,8 @@ def validate(scn: A.Scenario) -> A.Scenario:
 class _Checker:
     def __init__(self, scn: A.Scenario):
         self.scn = scn
-        self.procs: dict[str, _Proc] = {}
-        self.names: set[str] = set()
-        self.total_pages = 0
+        self.layout = Layout()
+        self.procs = self.layout.procs        # the layout before the statement being checked
 
     def err(self, pos: A.Pos, msg: str, expected: str | None = None) -> InputError:
         return InputError(msg, Location(self.scn.source, pos.line or 1, pos.column or 1),
@@ -85,9 +68,9 @@ class _Checker:
             raise self.err(scn.statements[MAX_STATEMENTS].pos,
                            f"more than {MAX_STATEMENTS} statements")
         self.procs[scn.initial] = _Proc()
-        self.names.add(scn.initial)
         for s in scn.statements:
             getattr(self, "do_" + type(s).__name__)(s)
+            self.layout.apply(s)
 
     # -- helpers
     def proc(self, name: str, pos: A.Pos, *, alive: bool = True) -> _Proc:
@@ -133,63 +116,40 @@ class _Checker:
         if not 1 <= s.npages <= MAX_REGION_PAGES:
             raise self.err(s.pos, f"mmap of {s.npages} pages",
                            f"1..{MAX_REGION_PAGES} pages")
-        self.total_pages += s.npages
-        if self.total_pages > MAX_TOTAL_PAGES:
+        if self.layout.total_pages + s.npages > MAX_TOTAL_PAGES:
             raise self.err(s.pos, f"the scenario maps more than {MAX_TOTAL_PAGES} pages in all")
-        p.regions[s.region] = _Region(s.npages, [True] * s.npages, ["rw"] * s.npages,
-                                      [False] * s.npages)
 
     def do_Fill(self, s: A.Fill) -> None:
-        r, idx = self.mapped_pages(s, "fill", writable=True)
-        for i in idx:
-            r.faulted[i] = True
+        self.mapped_pages(s, "fill", writable=True)
 
     def do_Write(self, s: A.Write) -> None:
-        r, idx = self.mapped_pages(s, "write", writable=True)
-        for i in idx:
-            r.faulted[i] = True
+        self.mapped_pages(s, "write", writable=True)
 
     def do_Read(self, s: A.Read) -> None:
-        r, idx = self.mapped_pages(s, "read")
-        for i in idx:
-            r.faulted[i] = True
+        self.mapped_pages(s, "read")
 
     def do_Madvise(self, s: A.Madvise) -> None:
         self.mapped_pages(s, f"madvise {s.advice}")
 
     def do_Mprotect(self, s: A.Mprotect) -> None:
-        r, idx = self.mapped_pages(s, "mprotect")
-        for i in idx:
-            r.prot[i] = s.prot
+        self.mapped_pages(s, "mprotect")
 
     def do_Munmap(self, s: A.Munmap) -> None:
         p = self.proc(s.proc, s.pos)
-        r, idx = self.region(p, s.proc, s.target, s.pos)
-        for i in idx:
-            r.mapped[i] = False
-            r.faulted[i] = False
+        self.region(p, s.proc, s.target, s.pos)
 
     def do_Fork(self, s: A.Fork) -> None:
         p = self.proc(s.proc, s.pos)
-        if s.child in self.names:
+        if s.child in self.layout.names:
             raise self.err(s.pos, f"fork to an existing process name {s.child!r}",
                            "a new process name")
         if len(self.procs) >= MAX_PROCESSES:
             raise self.err(s.pos, f"more than {MAX_PROCESSES} processes")
-        self.names.add(s.child)
-        child = _Proc()
-        for name, r in p.regions.items():
-            child.regions[name] = _Region(r.npages, list(r.mapped), list(r.prot),
-                                          [False] * r.npages)
-            self.total_pages += r.npages
-        if self.total_pages > MAX_TOTAL_PAGES:
+        if self.layout.total_pages + sum(r.npages for r in p.regions.values()) > MAX_TOTAL_PAGES:
             raise self.err(s.pos, f"the scenario maps more than {MAX_TOTAL_PAGES} pages in all")
-        self.procs[s.child] = child
 
     def do_Exit(self, s: A.Exit) -> None:
-        p = self.proc(s.proc, s.pos)
-        p.alive = False
-        p.pins.clear()
+        self.proc(s.proc, s.pos)
 
     def do_Pin(self, s: A.Pin) -> None:
         p = self.proc(s.proc, s.pos)
@@ -198,7 +158,6 @@ class _Checker:
             key = (s.target.region, i)
             if p.pins.get(key, 0) >= MAX_PINS_PER_PAGE:
                 raise self.err(s.pos, f"more than {MAX_PINS_PER_PAGE} pins on one page")
-            p.pins[key] = p.pins.get(key, 0) + 1
 
     def do_Unpin(self, s: A.Unpin) -> None:
         p = self.proc(s.proc, s.pos)
@@ -208,7 +167,6 @@ class _Checker:
             if not p.pins.get(key):
                 raise self.err(s.pos, f"unpin of {s.target.region}[{i}], which {s.proc} has "
                                       "not pinned", "a page pinned with 'pin'")
-            p.pins[key] -= 1
 
     def do_Prctl(self, s: A.Prctl) -> None:
         self.proc(s.proc, s.pos)
