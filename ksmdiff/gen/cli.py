@@ -170,6 +170,73 @@ def cmd_reduce(args) -> int:
     return EXIT_FAIL
 
 
+# ----------------------------------------------------------------------------- fuzz
+
+def _budget(text: str) -> float:
+    import re
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)([smh]?)", text.strip())
+    if not m:
+        raise UsageError(f"--budget {text}: expected a duration such as 90s, 10m or 1h")
+    return float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[m.group(2)]
+
+
+def _prefixes(corpus: Path, era) -> list:
+    """The action lines of the generated scenarios of ``era`` (their expects dropped)."""
+    from ksmdiff.scenario import find_scenarios, parse_file
+    from ksmdiff.scenario import ast as A
+    from ksmdiff.scenario.printer import format_statement
+    from ksmdiff.gen.specmap import era_slug
+    out = []
+    if not corpus.is_dir():
+        return out
+    for f in find_scenarios([corpus / era_slug(era)] if (corpus / era_slug(era)).is_dir()
+                            else [corpus]):
+        scn = parse_file(f)
+        out.append([f"process {scn.initial}"] + [format_statement(s) for s in scn.statements
+                                                 if A.is_action(s)])
+    return out
+
+
+def cmd_fuzz(args) -> int:
+    from ksmdiff import session
+    from ksmdiff.gen.fuzz import fuzz
+    from ksmdiff.gen.specmap import world_for
+    from ksmdiff.gen.threeway import judge_cell
+    budget = _budget(args.budget)
+    if args.kernel == "host":
+        from ksmdiff.probe import host_version
+        version = host_version()
+
+        def run_batch(scns):
+            return [judge_cell(c) for c in session.run_host_cells(scns)]
+    else:
+        try:
+            version = KernelVersion.parse(args.kernel)
+        except ValueError as e:
+            raise UsageError(f"--kernel {args.kernel}: {e}") from None
+
+        def run_batch(scns):
+            return [judge_cell(session.run_model_cell(s, version)) for s in scns]
+    era = Era.of(version)
+    world = world_for(era)
+    prefixes = _prefixes(Path(args.corpus), era)
+    alphabet = sorted(world.text_of.values())
+
+    def progress(rep):
+        if not args.quiet:
+            _say(f"fuzz {args.kernel}: {rep.scenarios} scenarios in {rep.batches} batches, "
+                 f"{rep.seconds:.0f} s, {rep.rate:.1f}/s, {len(rep.found)} found")
+    rep = fuzz(run_batch, budget=budget, seed=args.seed, batch=args.batch, prefixes=prefixes,
+               alphabet=alphabet, out_dir=Path(args.out), progress=progress)
+    print(f"fuzz {args.kernel} ({version}): {rep.scenarios} scenarios, {rep.batches} batches, "
+          f"{rep.seconds:.0f} s ({rep.rate:.1f} scenarios/s), seed {args.seed}"
+          + (", interrupted" if rep.interrupted else ""))
+    for f in rep.found:
+        print(f"FOUND {', '.join(f.signature)}: {len(f.original.statements)} -> "
+              f"{len(f.scenario.statements)} statements, {f.path}")
+    return EXIT_FAIL if rep.found else EXIT_OK
+
+
 def register(sub) -> None:
     g = sub.add_parser("generate", help="generate scenarios reaching every branch label of "
                                         "the spec (explicit search, confirmed by Z3)",
@@ -206,3 +273,20 @@ def register(sub) -> None:
     r.add_argument("--model-mutant", metavar="NAME", help="run a model mutant (ksmdiff.model.MUTANTS)")
     r.add_argument("--out", metavar="FILE", help="write the reduced scenario here")
     r.set_defaults(func=cmd_reduce)
+
+    f = sub.add_parser("fuzz", help="replay batches of generated scenarios, judge them three "
+                                    "ways, save every reproducible failure reduced",
+                       description="Draw scenarios (spec-seeded and full-language) with "
+                                   "Hypothesis, run them in batches on the host kernel or the "
+                                   "model of a version, judge spec, model and kernel; a failure "
+                                   "is shrunk (Hypothesis, then ddmin), re-checked and saved "
+                                   "under --out with its seed. Ctrl-C keeps what was found.")
+    f.add_argument("--kernel", required=True, metavar="host|VERSION")
+    f.add_argument("--budget", default="10m", metavar="DURATION", help="e.g. 90s, 10m (default)")
+    f.add_argument("--seed", type=int, default=0, metavar="S")
+    f.add_argument("--batch", type=int, default=64, metavar="N", help="scenarios per batch")
+    f.add_argument("--corpus", default="corpora/generated", metavar="DIR",
+                   help="generated scenarios whose states seed the drawing")
+    f.add_argument("--out", default="corpora/regressions", metavar="DIR")
+    f.add_argument("-q", "--quiet", action="store_true")
+    f.set_defaults(func=cmd_fuzz)

@@ -254,13 +254,17 @@ def replay(world: SpecWorld, scn: S.Scenario) -> SpecRun:
 
 
 _WORLDS: dict = {}
+_DEFAULT: dict = {}        # the spec and configuration of the checkout, loaded once
 
 
 def world_for(era: Era, model=None, cfg: Optional[Config] = None) -> SpecWorld:
     """A cached :class:`SpecWorld` of the spec's configured model (or ``model``)."""
-    cfg = cfg or load_config()
+    if cfg is None:
+        cfg = _DEFAULT.get("cfg") or _DEFAULT.setdefault("cfg", load_config())
     if model is None:
-        model = load_spec().models[cfg.model]
+        if "spec" not in _DEFAULT:
+            _DEFAULT["spec"] = load_spec()
+        model = _DEFAULT["spec"].models[cfg.model]
     key = (id(model), era, cfg.source)
     hit = _WORLDS.get(key)
     if hit is None:
