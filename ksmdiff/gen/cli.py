@@ -59,7 +59,6 @@ def cmd_generate(args) -> int:
             "scenarios": [{"file": file_name(g), "era": g.era.value, "label": g.label,
                            "hash": g.hash} for g in gen.scenarios]}, indent=1))
     if args.replay:
-        from ksmdiff.gen.threeway import run_three_way_cli
         return run_three_way_cli([str(out)], args.replay, quiet=args.quiet, json_out=None,
                                  spec_model=model)
     return EXIT_OK

@@ -39,6 +39,10 @@ class _OutOfBudget(BaseException):
     """Ends the Hypothesis run without a failure (a BaseException: never shrunk)."""
 
 
+class _ShrinkDone(BaseException):
+    """Ends Hypothesis' shrinking when it has had its time; the last failure stands."""
+
+
 @dataclass
 class Found:
     scenario: A.Scenario          # reduced
@@ -80,7 +84,10 @@ def spec_seeded(draw, prefixes: Sequence[Sequence[str]], alphabet: Sequence[str]
 
 
 def _failing(tw) -> set:
-    return {s for s in failure_signature(tw) if not s.startswith("expect ")}
+    """What failed, reproducibly: a flaky or environment mismatch is not a finding."""
+    from ksmdiff.judge import REPRODUCIBLE
+    return {s for s in failure_signature(tw) if not s.startswith("expect ")
+            and (not s.startswith("mismatch ") or s.endswith(f"({REPRODUCIBLE})"))}
 
 
 def fuzz(run_batch: Callable, *, budget: float, seed: int, batch: int = 50,
@@ -103,7 +110,7 @@ def fuzz(run_batch: Callable, *, budget: float, seed: int, batch: int = 50,
         now = time.monotonic()
         if state["shrink_started"] is not None:
             if now - state["shrink_started"] > SHRINK_SECONDS:
-                return                              # stop shrinking: candidates pass
+                raise _ShrinkDone
         elif now - t0 > budget:
             raise _OutOfBudget
         cells = run_batch(list(scns))
@@ -139,7 +146,7 @@ def fuzz(run_batch: Callable, *, budget: float, seed: int, batch: int = 50,
         except KeyboardInterrupt:
             rep.interrupted = True
             break
-        except AssertionError:
+        except (_ShrinkDone, Exception):     # the failure (or a flaky replay of it)
             pass
         if state["last"] is None:
             break

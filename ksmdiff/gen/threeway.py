@@ -118,6 +118,6 @@ def failure_signature(tw: ThreeWayCell) -> set:
     c = tw.cell
     out |= {f"expect {e.text.split(' on ')[0].split()[-1]}" for e in c.failed}
     if c.mismatch is not None:
-        out.add(f"mismatch {fname(c.mismatch.first.key)}")
+        out.add(f"mismatch {fname(c.mismatch.first.key)} ({c.mismatch.classification})")
     out |= {f"model invariant {getattr(v, 'name', v)}" for v in c.violations}
     return out
