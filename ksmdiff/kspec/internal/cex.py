@@ -37,7 +37,7 @@ def _eval_obs(ts, expr, state) -> object:
         if ts.sort[k] == "bool":
             pairs.append((ts.cur[k], z3.BoolVal(bool(v))))
         else:
-            pairs.append((ts.cur[k], IV(int(v))))
+            pairs.append((ts.cur[k], IV(int(v), ts.width)))
     r = z3.simplify(z3.substitute(expr, *pairs))
     if z3.is_true(r):
         return True

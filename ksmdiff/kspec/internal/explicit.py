@@ -10,8 +10,9 @@ the search exhausts them, every invariant and step assertion is proved for *all*
 The semantics are the compiler's, statement for statement (``compile._Exec``): ``require``
 prunes, ``assert`` records a violation, ``choose``/``either`` branch into several worlds,
 ``if``/``foreach``/calls restore the caller's ``let`` scope, a ``goto`` ends the atomic step,
-integers are W-bit two's complement, and after a step every changed cell must lie in its
-range (the ``bounds`` property).  A test checks the two engines agree on every state up to
+integers are words of the model's width (``model.width``) and arithmetic leaving the word
+within a step is a ``bounds`` violation, as is a changed cell outside its range after the
+step.  A test checks the two engines agree on every state up to
 a small depth.
 
 Where the compiler quietly ignores an index outside a domain (it can only happen under a
@@ -31,15 +32,8 @@ from ksmdiff.kspec.internal import ast as A
 from ksmdiff.kspec.internal.check import Bool, Dom, Int, Model, era_contains
 from ksmdiff.versions import Era
 
-W = 5                       # the compiler's bit width (compile.W); a test keeps them equal
-_HALF = 1 << (W - 1)
-_MOD = 1 << W
 MAX_CALL_DEPTH = 32
 MAX_INIT_STATES = 4096
-
-
-def _wrap(v: int) -> int:
-    return ((v + _HALF) % _MOD) - _HALF
 
 
 class ExplicitError(InputError):
@@ -83,6 +77,7 @@ class Machine:
     def __init__(self, model: Model, era: Era):
         self.m = model
         self.era = era
+        self.lo, self.hi = -(1 << (model.width - 1)), (1 << (model.width - 1)) - 1
         self.keys: list = []
         self.rng: dict = {}
         for v in model.vars.values():
@@ -329,6 +324,15 @@ class Machine:
         raise AssertionError(s)
 
     # ------------------------------------------------------------------ expressions
+    def _word(self, v: int, w: _World) -> int:
+        """The compiler's two's-complement word: a result outside it is a ``bounds``
+        violation of the step (the compiler's overflow check) and wraps."""
+        if self.lo <= v <= self.hi:
+            return v
+        w.viol.add("bounds")
+        span = self.hi - self.lo + 1
+        return ((v - self.lo) % span) + self.lo
+
     def ev(self, e, w: _World):
         m = self.m
         if isinstance(e, A.IntLit):
@@ -347,6 +351,7 @@ class Machine:
             if e.name in m.observes:
                 ob = m.observes[e.name]
                 inner = _World(w.st, {p.name: self.ev(a, w) for p, a in zip(ob.params, e.args)})
+                inner.viol = w.viol           # an overflow in the observable is the step's
                 return self.ev(ob.value, inner)
             key = (e.name, tuple(self.ev(a, w) for a in e.args))
             try:
@@ -363,10 +368,10 @@ class Machine:
             if op == "=>":
                 return (not self.ev(e.left, w)) or bool(self.ev(e.right, w))
             v = A.ARITH[op](self.ev(e.left, w), self.ev(e.right, w))
-            return _wrap(v) if op in ("+", "-") else v
+            return self._word(v, w) if op in ("+", "-") else v
         if isinstance(e, A.Unary):
             a = self.ev(e.arg, w)
-            return (not a) if e.op == "not" else _wrap(-a)
+            return (not a) if e.op == "not" else self._word(-a, w)
         if isinstance(e, A.Ite):
             return self.ev(e.then, w) if self.ev(e.cond, w) else self.ev(e.other, w)
         if isinstance(e, A.Quant):
@@ -387,7 +392,7 @@ class Machine:
                         n += 1
             finally:
                 w.scope = saved
-            return {"forall": True, "exists": False}.get(e.kind, _wrap(n))
+            return {"forall": True, "exists": False}.get(e.kind, n)
         if isinstance(e, A.KernelIn):
             return era_contains(e.versions, self.era)
         raise AssertionError(e)

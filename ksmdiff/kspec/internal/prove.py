@@ -93,7 +93,7 @@ class Unroller:
     def ch(self, t):
         while len(self.chs) <= t:
             i = len(self.chs)
-            self.chs.append([IVar(f"{self.prefix}ch{j}@{i}") for j in range(len(self.ts.slots))])
+            self.chs.append([IVar(f"{self.prefix}ch{j}@{i}", self.ts.width) for j in range(len(self.ts.slots))])
         return self.chs[t]
 
     def at(self, e, t):
