@@ -294,19 +294,22 @@ class _Exec:
         for i, s in enumerate(body):
             if z3.is_false(env.pc):
                 return env
-            if isinstance(s, A.Let):
-                dom = self.dom_of(s.value, env)
-                val = self.ev(s.value, env)
+            if isinstance(s, (A.Let, A.Choose)) and getattr(s, "first", True):
+                if isinstance(s, A.Let):
+                    name, dom, val = s.name, self.dom_of(s.value, env), self.ev(s.value, env)
+                else:
+                    name, dom = s.binders[0].name, s.binders[0].domain
+                    val, env = self._choose_first(s, env)
                 if dom in self.ts.split and _concrete(val) is None:
                     rest = body[i + 1:]
 
-                    def k(e, c, name=s.name, rest=rest, dom=dom):
+                    def k(e, c, name=name, rest=rest, dom=dom):
                         e.scope[name] = IV(c, self.W)
                         e.doms[name] = dom
                         return self.run(rest, e)
                     return self.split(env, val, dom, k)
-                env.scope[s.name] = val
-                env.doms[s.name] = dom
+                env.scope[name] = val
+                env.doms[name] = dom
                 continue
             if isinstance(s, A.Goto):
                 return self.stmt(s, env)          # a goto ends the atomic step
@@ -321,6 +324,29 @@ class _Exec:
                 return self.stmt(s, env)
             env = self.stmt(s, env)
         return env
+
+    def _choose_first(self, s, env):
+        """``choose first x: D where c``: the lowest value of D satisfying c (the step is
+        impossible when none does); its value is an if-chain, split like a ``let``."""
+        b = s.binders[0]
+        codes = self.m.domains[b.domain].encodings()
+        conds = []
+        seen = z3.BoolVal(False)
+        for c in codes:
+            e = _Env(env.st, dict(env.scope), env.pc, dict(env.doms))
+            e.scope[b.name] = IV(c, self.W)
+            e.doms[b.name] = b.domain
+            cond = z3.BoolVal(True) if s.where is None else \
+                self.ev(s.where, self._under(e, z3.Not(seen)))
+            conds.append(cond)
+            seen = z3.Or(seen, cond)
+        guard = z3.simplify(z3.Or(conds))
+        self.acc.guards.append(z3.Implies(env.pc, guard))
+        env.pc = z3.And(env.pc, guard)
+        val = IV(codes[-1], self.W)
+        for c, cond in zip(reversed(codes[:-1]), reversed(conds[:-1])):
+            val = z3.If(cond, IV(c, self.W), val)
+        return z3.simplify(val), env
 
     def _split_many(self, env, names, rest):
         if not names:

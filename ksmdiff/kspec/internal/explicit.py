@@ -274,6 +274,13 @@ class Machine:
                 x.picks.append(("either", i))
                 out += self._scoped(body, x, saved)
             return out
+        if isinstance(s, A.Choose) and s.first:
+            b = s.binders[0]
+            for c in self.m.domains[b.domain].encodings():
+                w.scope[b.name] = c
+                if s.where is None or self.ev(s.where, w):
+                    return [w]
+            return []
         if isinstance(s, A.Choose):
             doms = [self.m.domains[b.domain] for b in s.binders]
             options = []
