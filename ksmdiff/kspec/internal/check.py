@@ -496,6 +496,12 @@ class Checker:
                 if not self.compatible(v.type, t):
                     self.err(f"initial value of {v.name} is a {t}, not a {v.type}",
                              getattr(v.init, "loc", None) or v.loc)
+                if isinstance(v.type, Int) and isinstance(v.init, (A.IntLit, A.Unary)):
+                    c = self.const_value(v.init)
+                    if not v.type.lo <= c <= v.type.hi:
+                        self.err(f"initial value {c} of {v.name} is outside {v.type}",
+                                 getattr(v.init, "loc", None) or v.loc,
+                                 f"a value in {v.type}")
         for name, ps in m.procs.items():
             sig = [x.domain for x in ps[0].params]
             for p in ps:

@@ -119,6 +119,8 @@ class Machine:
             self.invariants.setdefault(inv.name, []).append(inv.cond)
         self._thread = None
         self._depth = 0
+        self._owner = ""
+        self.hits: set = set()          # (owner, label) of every branch taken so far
 
     # ------------------------------------------------------------------ states
     def pack(self, st: dict) -> tuple:
@@ -172,10 +174,13 @@ class Machine:
         return True
 
     # ------------------------------------------------------------------ steps
-    def successors(self, state: tuple):
-        """Yield (instance number, picks, next state, step violations)."""
+    def successors(self, state: tuple, only=None):
+        """Yield (instance number, picks, next state, step violations); ``only``: just
+        these instance numbers."""
         base = self.unpack(state)
         for n, inst in enumerate(self.instances):
+            if only is not None and n not in only:
+                continue
             if inst.kind == "step":
                 pk, i, idx = inst.pc
                 if base[pk] != i:
@@ -184,10 +189,12 @@ class Machine:
                 w.st[pk] = i + 1
                 w.dirty.add(pk)
                 self._thread = (pk, idx)
+                self._owner = inst.name
                 ws = self.run(inst.decl.body, w)
                 self._thread = None
             else:
                 w = _World(dict(base), {p: c for p, _d, c in inst.args})
+                self._owner = inst.name
                 ws = self.run(inst.decl.body, w)
             for r in ws:
                 viol = set(r.viol)
@@ -252,7 +259,10 @@ class Machine:
         if isinstance(s, A.Let):
             w.scope[s.name] = self.ev(s.value, w)
             return [w]
-        if isinstance(s, (A.BranchLabel, A.Skip)):
+        if isinstance(s, A.BranchLabel):
+            self.hits.add((self._owner, s.name))
+            return [w]
+        if isinstance(s, A.Skip):
             return [w]
         if isinstance(s, A.Goto):
             pk, idx = self._thread
@@ -324,10 +334,12 @@ class Machine:
                 self._depth = 0
                 raise InputError(f"calls nested deeper than {MAX_CALL_DEPTH} (recursion?)",
                                  s.loc, "no recursive procs")
+            owner, self._owner = self._owner, p.name
             try:
                 return self._scoped(p.body, w, saved)
             finally:
                 self._depth -= 1
+                self._owner = owner
         raise AssertionError(s)
 
     # ------------------------------------------------------------------ expressions
@@ -507,3 +519,65 @@ def explore(model: Model, era: Era, props, *, max_states: int = 2_000_000,
         reason = "every reachable state visited"
     return Exploration(len(parent), level[0], complete, found,
                        time.monotonic() - t0, reason)
+
+
+# ---------------------------------------------------------------------- coverage
+
+@dataclass
+class Coverage:
+    """What a breadth-first search to ``depth`` saw: the action/step names that fired, the
+    branches taken ((owner, label)), and whether it visited every reachable state."""
+    fired: set
+    hits: set
+    states: int
+    depth: int
+    complete: bool
+
+
+def coverage(model: Model, era: Era, depth: int, max_states: int = 200_000) -> Coverage:
+    mc = Machine(model, era)
+    seen = set(mc.initial())
+    frontier = list(seen)
+    fired: set = set()
+    level = 0
+    complete = False
+    while True:
+        if not frontier:
+            complete = True
+            break
+        if level >= depth or len(seen) > max_states:
+            break
+        nxt = []
+        for s in frontier:
+            for n, _picks, t, _viol in mc.successors(s):
+                fired.add(mc.instances[n].name)
+                if t not in seen:
+                    seen.add(t)
+                    nxt.append(t)
+        frontier = nxt
+        level += 1
+    return Coverage(fired, set(mc.hits), len(seen), level, complete)
+
+
+def run_sequence(model: Model, era: Era, steps) -> tuple[list, set]:
+    """Run the instances ``steps`` ([(name, (arg code, ...))]) from the initial states,
+    every choice explored: returns the states after the last step (empty: the sequence
+    cannot run) and the branches the last step took."""
+    mc = Machine(model, era)
+    states = mc.initial()
+    hits: set = set()
+    for i, (name, codes) in enumerate(steps):
+        want = [n for n, x in enumerate(mc.instances)
+                if x.name == name and tuple(c for _p, _d, c in x.args) == tuple(codes)]
+        if not want:
+            raise ValueError(f"no instance {name}{tuple(codes)}")
+        if i == len(steps) - 1:
+            mc.hits = set()
+        nxt = []
+        for s in states:
+            for _n, _picks, t, _viol in mc.successors(s, only=want):
+                nxt.append(t)
+        states = list(dict.fromkeys(nxt))
+        if i == len(steps) - 1:
+            hits = set(mc.hits) if states else set()
+    return states, hits
