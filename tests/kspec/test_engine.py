@@ -179,9 +179,10 @@ action go() prints "go" {
     assert e.value.location.line == 7
 
 
-def test_a_true_but_not_inductive_invariant_is_proved_bounded_with_its_cti(tmp_path):
-    """x never reaches 3, but from the unreachable x = 1 the step would: the prover says
-    the proof is bounded, names the step, and writes the state to strengthen against."""
+def test_a_true_but_not_inductive_invariant_is_proved_by_search_with_its_cti(tmp_path):
+    """x never reaches 3, but from the unreachable x = 1 the step would: the prover names
+    the step, writes the state to strengthen against, and proves the property by visiting
+    every reachable state (not a shallow BMC called a proof)."""
     from ksmdiff.kspec import load_spec, prove
     f = tmp_path / "m.kspec"
     f.write_text("""model user
@@ -194,7 +195,28 @@ invariant p: x != 3
 """)
     rs = prove(load_spec(f), eras=[ERA], out=tmp_path / "out")
     [r] = [r for r in rs if r.prop == "p"]
-    assert r.status == "proved" and r.method == "bmc"
+    assert r.status == "proved" and r.method == "explicit"
     assert "1-induction does not close: jump breaks p" in r.describe()
+    assert "every reachable state visited" in r.describe()
     cti = (tmp_path / "out" / "user-5.1-5.8.cti").read_text()
     assert "x = 1  ->  3" in cti
+
+
+def test_choose_first_takes_the_lowest_value_in_both_engines():
+    text = """model m
+domain F = 0..2
+var used: map[F] of bool = false
+var last: F = 0
+action take() prints "take" {
+  choose first g: F where not used[g]
+  used[g] := true
+  last := g
+}
+invariant never2: last != 2
+"""
+    m = build_model("m", [parse_text(text, "t.kspec")])
+    ts = C.compile_ts(m, ERA)
+    tr = bmc(ts, ["never2"], 4)["never2"]
+    assert tr is not None and len(tr.steps) == 3         # 0, then 1, then 2: no choice
+    assert X.explore(m, ERA, ["never2"]).found["never2"][0] == 3
+    assert X.explore(m, ERA, []).states == 4             # one state per number taken

@@ -120,9 +120,15 @@ def load_config(path, text: Optional[str], models: dict) -> ProveConfig:
                 bad(key, f"unknown model setting {key!r}",
                     ", ".join(list(DEFAULTS) + ["scenario", "witness", "unreachable"]))
         labels = {lab for _era, _owner, lab in m.branch_labels()}
-        for label in list(mc.witness) + list(mc.unreachable):
+        steps = {a.name for a in m.actions} | {f"{t.name}.{st.label}" for t in m.threads
+                                               for st in t.steps}
+        for label in mc.witness:
             if label not in labels:
                 bad(label, f"no branch {label!r} in model {name}", "a `branch` label")
+        for label in mc.unreachable:
+            if label not in labels and label not in steps:
+                bad(label, f"no branch, action or thread step {label!r} in model {name}",
+                    "a `branch` label, an action or THREAD.LABEL")
         cfg.models[name] = mc
     return cfg
 

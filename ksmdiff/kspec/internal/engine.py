@@ -172,7 +172,10 @@ def _vacuity(run, model, mname, era, cfg: ModelConfig) -> Result:
                                + [f"{t.name}.{st.label}" for t in model.threads_at(era)
                                   for st in t.steps]))
     within = "in any reachable state" if cov.complete else f"within {cov.depth} steps"
-    dead = [n for n in names if n not in cov.fired]
+    dead = [n for n in names if n not in cov.fired and n not in cfg.unreachable]
+    for n in names:
+        if n in cov.fired and n in cfg.unreachable:
+            problems.append(f"{n} is listed unreachable but is enabled")
     if dead:
         problems.append(f"never enabled {within}: {', '.join(dead)}")
     taken = {lab for _owner, lab in cov.hits}
@@ -202,7 +205,7 @@ def _vacuity(run, model, mname, era, cfg: ModelConfig) -> Result:
                  f" taken in {where}")
     if witnessed:
         notes.append("by witness: " + ", ".join(witnessed))
-    unreach = [x for x in labels if x in cfg.unreachable]
+    unreach = [x for x in names + labels if x in cfg.unreachable]
     if unreach:
         notes.append("unreachable as prove.toml says: " + ", ".join(unreach))
     r = Result(mname, era, "vacuity", Status.VACUOUS if problems else Status.PROVED,
