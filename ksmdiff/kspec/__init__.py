@@ -14,11 +14,12 @@ This package never imports ksmdiff.model or the probe (design §2, the wall).
 from __future__ import annotations
 
 from ksmdiff.kspec.internal.loader import Spec, check, load_spec, spec_dir
-from ksmdiff.kspec.internal.engine import prove, DEFAULT_BOUNDS
+from ksmdiff.kspec.internal.engine import prove
+from ksmdiff.kspec.internal.prove import Status
 from ksmdiff.kspec.internal.check import ERA_SLUG, ERAS
 
 __all__ = ["Spec", "load_spec", "check", "prove", "branch_labels", "spec_dir", "ERAS",
-           "ERA_SLUG", "DEFAULT_BOUNDS"]
+           "ERA_SLUG", "Status"]
 
 
 def branch_labels(spec: Spec) -> list[tuple[str, str, str, str]]:

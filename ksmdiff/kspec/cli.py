@@ -1,15 +1,23 @@
 """``ksmdiff prove``: the formal spec's properties per era, and the mutants.
 
 The lead's CLI calls :func:`register` with its subparsers; ``python -m ksmdiff.kspec.cli``
-runs it standalone.  Exit codes: 0 every property proved (every mutant killed with
-``--mutants``), 1 a property failed (a mutant survived), 2 input or usage error.
+runs it standalone.  Exit codes: 0 nothing failed (every property proved or bounded, the
+vacuity checks passed; every mutant killed with ``--mutants``), 1 a property failed, a
+vacuity check failed or a mutant survived, 2 input or usage error.
+
+Counterexamples (.scenario, .trace), induction counterexamples (.cti) go to ``--out DIR``,
+else to a fresh temporary directory that is named at the end (and removed when empty).
+Progress: a live status line on a terminal, one line per stage otherwise (stderr), none
+with ``-q``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import tempfile
 import time
 
 from ksmdiff.errors import InputError, InvalidArgument
@@ -30,19 +38,20 @@ def register(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--model", dest="models", action="append", choices=("user", "race"),
                    help="only this model (user-level or race); repeatable")
     p.add_argument("--bound", type=int, metavar="N",
-                   help="BMC depth (default: user 2 as the base of 1-induction, race 24 "
-                   "to find its longest execution; mutants: user 6, race 24)")
+                   help="BMC depth (default: the spec's prove.toml)")
     p.add_argument("--mutants", action="store_true",
                    help="check the mutants of spec/mutants/ instead: each must be refuted")
     p.add_argument("--mutant", dest="only_mutants", action="append", metavar="NAME",
                    help="with --mutants: only this mutant; repeatable")
     p.add_argument("--emit-smt2", metavar="DIR", help="write every query as SMT-LIB2 into DIR "
                    "(with manifest.json giving the expected sat/unsat answer)")
-    p.add_argument("--out", metavar="DIR", default="kspec-out",
-                   help="where counterexamples go (.scenario / .trace; default kspec-out)")
+    p.add_argument("--out", metavar="DIR",
+                   help="where counterexamples go (.scenario / .trace / .cti; default: a new "
+                   "temporary directory, printed at the end)")
     p.add_argument("--spec", metavar="DIR", help="the spec directory (default: spec/)")
     p.add_argument("--json", metavar="FILE", help="write the results as JSON")
-    p.add_argument("--quiet", "-q", action="store_true", help="print only failures")
+    p.add_argument("--quiet", "-q", action="store_true",
+                   help="print only failures; no progress")
     p.set_defaults(func=run)
     return p
 
@@ -71,7 +80,7 @@ def run(args) -> int:
             known = set()
             for m in list(spec.models.values()) + list(spec.mutants.values()):
                 known.update(m.property_names())
-            known.add("bounds")
+            known.update(("bounds", "vacuity"))
             bad = [p for p in props if p not in known]
             if bad:
                 raise InputError(f"unknown property {bad[0]!r}", None,
@@ -84,39 +93,98 @@ def run(args) -> int:
     except InputError as e:
         print(e.render(), file=sys.stderr)
         return 2
+    from ksmdiff.kspec import Status
     t0 = time.time()
+    out = args.out
+    temp_out = out is None
+    if temp_out:
+        out = tempfile.mkdtemp(prefix="ksmdiff-prove-")
+    progress = _Progress(quiet=args.quiet)
 
     def show(r):
-        if args.quiet and r.status != "failed" and not (args.mutants and r.status == "proved"):
+        if args.quiet and r.status not in (Status.FAILED, Status.VACUOUS) and \
+                not (args.mutants and r.status != Status.FAILED):
             return
         who = f"mutant {r.mutant}" if r.mutant else f"{r.model:5s} {r.era.value:9s}"
         verdict = r.describe()
         if args.mutants:
-            verdict = ("killed: " + verdict) if r.status == "failed" else \
+            verdict = ("killed: " + verdict) if r.status == Status.FAILED else \
                 ("SURVIVED: " + (r.note or verdict))
-        print(f"{who}  {r.prop:16s} {verdict}  [{r.seconds:.2f}s]", flush=True)
+        progress.line(f"{who}  {r.prop:16s} {verdict}  [{r.seconds:.2f}s]")
 
     from ksmdiff.internal.audit import pure
     try:
-        with pure():          # the prover writes its outputs only: never /sys, /proc, /dev
+        with progress, pure():   # the prover writes its outputs only: never /sys, /proc, /dev
             results = prove(spec, eras=eras, props=props, bound=args.bound,
-                            mutants=args.mutants, emit_smt2=args.emit_smt2, out=args.out,
-                            models=args.models, progress=show, only_mutants=args.only_mutants)
+                            mutants=args.mutants, emit_smt2=args.emit_smt2, out=out,
+                            models=args.models, progress=show, only_mutants=args.only_mutants,
+                            stage=progress.stage)
     except InputError as e:
         print(e.render(), file=sys.stderr)
         return 2
     total = time.time() - t0
     if args.mutants:
-        bad = [r for r in results if r.status != "failed"]
+        bad = [r for r in results if r.status != Status.FAILED]
         print(f"{len(results) - len(bad)}/{len(results)} mutants killed in {total:.1f}s")
     else:
-        bad = [r for r in results if r.status == "failed"]
-        print(f"{len(results) - len(bad)}/{len(results)} proved in {total:.1f}s")
+        bad = [r for r in results if r.status in (Status.FAILED, Status.VACUOUS)]
+        n = {s: sum(1 for r in results if r.status == s) for s in Status}
+        print(f"{n[Status.PROVED]} proved, {n[Status.BOUNDED]} bounded only (not proved), "
+              f"{n[Status.FAILED]} failed, {n[Status.VACUOUS]} vacuous, of {len(results)} "
+              f"in {total:.1f}s")
+    if temp_out:
+        if os.listdir(out):
+            print(f"counterexamples and induction states are in {out}")
+        else:
+            os.rmdir(out)
     if args.json:
         with open(args.json, "w") as fh:
             json.dump({"seconds": round(total, 3), "results": [r.to_json() for r in results]},
                       fh, indent=1)
     return 1 if bad else 0
+
+
+class _Progress:
+    """Where the prover is: a rich status line on a terminal, one stderr line per stage
+    otherwise, nothing when quiet.  Result lines go to stdout above the status line."""
+
+    def __init__(self, quiet: bool, stream=None):
+        self.quiet = quiet
+        self.stream = stream or sys.stderr
+        self.status = None
+        self.console = None
+        if not quiet and sys.stdout.isatty():
+            try:
+                from rich.console import Console
+                self.console = Console()
+            except ImportError:
+                self.console = None
+
+    def __enter__(self):
+        if self.console is not None:
+            self.status = self.console.status("starting")
+            self.status.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        if self.status is not None:
+            self.status.__exit__(*exc)
+            self.status = None
+        return False
+
+    def stage(self, text: str) -> None:
+        if self.quiet:
+            return
+        if self.status is not None:
+            self.status.update(text)
+        else:
+            print(f"... {text}", file=self.stream, flush=True)
+
+    def line(self, text: str) -> None:
+        if self.console is not None and self.status is not None:
+            self.console.print(text, highlight=False, markup=False, soft_wrap=True)
+        else:
+            print(text, flush=True)
 
 
 def main(argv=None) -> int:

@@ -76,8 +76,33 @@ def test_bounds_is_not_assumed_away_in_the_induction_step():
     assert s.check() == z3.sat
 
 
-def test_explicit_width_is_the_compilers():
-    assert X.W == C.W
+def test_word_width_follows_the_declared_ranges():
+    assert build_model("m", [parse_text(COUNTER, "t.kspec")]).width == 4     # x + 1 <= 4
+    wide = COUNTER.replace("0..3", "0..20")
+    m = build_model("m", [parse_text(wide, "t.kspec")])
+    assert m.width == 6 and X.Machine(m, ERA).hi == 31
+
+
+OVERFLOW = """model m
+var x: 0..7 = 7
+action bump() prints "bump" {
+  x := x + 7                  # 14: the word (5 bits, for x + 7 <= 14) holds it
+  x := x + 7                  # 21: leaves the word within the step
+  x := 0                      # back in range: only the overflow check sees it
+}
+"""
+
+
+def test_arithmetic_leaving_the_word_is_a_bounds_violation_in_both_engines():
+    m = build_model("m", [parse_text(OVERFLOW, "t.kspec")])
+    ts = C.compile_ts(m, ERA)
+    assert bmc(ts, ["bounds"], 1)["bounds"] is not None
+    ex = X.explore(m, ERA, ["bounds"], max_depth=1)
+    assert ex.found["bounds"] is not None
+    fixed = build_model("m", [parse_text(OVERFLOW.replace("x := x + 7 ", "x := x - 7 "),
+                                          "t.kspec")])
+    assert bmc(C.compile_ts(fixed, ERA), ["bounds"], 1)["bounds"] is None
+    assert X.explore(fixed, ERA, ["bounds"], max_depth=1).found["bounds"] is None
 
 
 def _z3_successors(ts, state):
@@ -87,7 +112,7 @@ def _z3_successors(ts, state):
     s.add(u.step(0))
     for k in ts.keys:
         v = state[k]
-        s.add(u.state(0)[k] == (z3.BoolVal(v) if ts.sort[k] == "bool" else C.IV(v)))
+        s.add(u.state(0)[k] == (z3.BoolVal(v) if ts.sort[k] == "bool" else C.IV(v, ts.width)))
     out = set()
     while s.check() == z3.sat:
         m = s.model()
@@ -96,7 +121,7 @@ def _z3_successors(ts, state):
             e = m.eval(u.state(1)[k], model_completion=True)
             vals.append(z3.is_true(e) if ts.sort[k] == "bool" else e.as_signed_long())
         out.add(tuple(vals))
-        s.add(z3.Or([u.state(1)[k] != (z3.BoolVal(v) if ts.sort[k] == "bool" else C.IV(v))
+        s.add(z3.Or([u.state(1)[k] != (z3.BoolVal(v) if ts.sort[k] == "bool" else C.IV(v, ts.width))
                      for k, v in zip(ts.keys, vals)]))
     return out
 
@@ -154,9 +179,10 @@ action go() prints "go" {
     assert e.value.location.line == 7
 
 
-def test_a_true_but_not_inductive_invariant_is_proved_bounded_with_its_cti(tmp_path):
-    """x never reaches 3, but from the unreachable x = 1 the step would: the prover says
-    the proof is bounded, names the step, and writes the state to strengthen against."""
+def test_a_true_but_not_inductive_invariant_is_proved_by_search_with_its_cti(tmp_path):
+    """x never reaches 3, but from the unreachable x = 1 the step would: the prover names
+    the step, writes the state to strengthen against, and proves the property by visiting
+    every reachable state (not a shallow BMC called a proof)."""
     from ksmdiff.kspec import load_spec, prove
     f = tmp_path / "m.kspec"
     f.write_text("""model user
@@ -169,7 +195,28 @@ invariant p: x != 3
 """)
     rs = prove(load_spec(f), eras=[ERA], out=tmp_path / "out")
     [r] = [r for r in rs if r.prop == "p"]
-    assert r.status == "proved" and r.method == "bmc"
+    assert r.status == "proved" and r.method == "explicit"
     assert "1-induction does not close: jump breaks p" in r.describe()
+    assert "every reachable state visited" in r.describe()
     cti = (tmp_path / "out" / "user-5.1-5.8.cti").read_text()
     assert "x = 1  ->  3" in cti
+
+
+def test_choose_first_takes_the_lowest_value_in_both_engines():
+    text = """model m
+domain F = 0..2
+var used: map[F] of bool = false
+var last: F = 0
+action take() prints "take" {
+  choose first g: F where not used[g]
+  used[g] := true
+  last := g
+}
+invariant never2: last != 2
+"""
+    m = build_model("m", [parse_text(text, "t.kspec")])
+    ts = C.compile_ts(m, ERA)
+    tr = bmc(ts, ["never2"], 4)["never2"]
+    assert tr is not None and len(tr.steps) == 3         # 0, then 1, then 2: no choice
+    assert X.explore(m, ERA, ["never2"]).found["never2"][0] == 3
+    assert X.explore(m, ERA, []).states == 4             # one state per number taken

@@ -91,14 +91,15 @@ def test_plain_deletions_are_equivalent_mutants(stem):
     from ksmdiff.kspec import spec_dir
     from ksmdiff.kspec.internal.check import build_model
     from ksmdiff.kspec.internal.compile import compile_ts
-    from ksmdiff.kspec.internal.engine import DEFAULT_BOUNDS
+    from ksmdiff.kspec import load_spec
+    spec_cfg_bound = load_spec().config.model("race").bound
     from ksmdiff.kspec.internal.parse import parse_file
     from ksmdiff.kspec.internal.prove import bmc, longest_execution, property_names
     root = spec_dir()
     race = [parse_file(root / "race.kspec")]
     overlay = parse_file(root / "mutants" / "equivalent" / f"{stem}.kspec")
     ts = compile_ts(build_model("race", race, [overlay]), Era.V5_1_TO_5_8)
-    longest = longest_execution(ts, DEFAULT_BOUNDS["race"]["bound"])
+    longest = longest_execution(ts, spec_cfg_bound)
     assert longest is not None                      # every interleaving ends: BMC is a proof
     names = property_names(ts)
     assert "no_reuse_spin" in names and "freeze" in names

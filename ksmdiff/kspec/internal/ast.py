@@ -150,6 +150,7 @@ class Choose:
     binders: tuple
     where: Optional[Expr]
     loc: Optional[Location] = _loc()
+    first: bool = False           # `choose first`: the lowest value that satisfies `where`
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,8 @@ def format_prints(model, inst) -> str:
 
 
 def is_user_trace(trace) -> bool:
-    return all(s.instance.kind == "action" and s.instance.prints for s in trace.steps)
+    return bool(trace.steps) and all(s.instance.kind == "action" and s.instance.prints
+                                     for s in trace.steps)
 
 
 def _eval_obs(ts, expr, state) -> object:
@@ -37,7 +38,7 @@ def _eval_obs(ts, expr, state) -> object:
         if ts.sort[k] == "bool":
             pairs.append((ts.cur[k], z3.BoolVal(bool(v))))
         else:
-            pairs.append((ts.cur[k], IV(int(v))))
+            pairs.append((ts.cur[k], IV(int(v), ts.width)))
     r = z3.simplify(z3.substitute(expr, *pairs))
     if z3.is_true(r):
         return True
@@ -46,34 +47,41 @@ def _eval_obs(ts, expr, state) -> object:
     return r.as_signed_long()
 
 
-def _content(fill: int, write: int) -> str:
-    base = "zero" if fill == 0 else f"0x{fill:02x}"
-    return base if write == 0 else f"{base}+0x{write:02x}"
+def to_scenario(ts, trace, smap, title=None) -> str:
+    """The trace as a scenario (``smap``: prove.toml's [model.NAME.scenario]): the model's
+    prelude and every step's ``prints`` line, parsed into scenario statements, then an
+    ``expect P REGION[v] content ...`` for every page the ``live`` observable says exists,
+    holding what the content observables say it must; printed by the scenario printer."""
+    from dataclasses import replace
 
+    from ksmdiff.scenario import ast as S
+    from ksmdiff.scenario.parser import parse_raw
+    from ksmdiff.scenario.printer import print_scenario
 
-def to_scenario(ts, trace, title=None) -> str:
     m = ts.model
-    era = trace.era.value
-    what = f"counterexample to {trace.prop} on {era}"
+    what = f"counterexample to {trace.prop} on {trace.era.value}"
     if trace.mutant:
         what += f" with mutant {trace.mutant}"
-    lines = [f'scenario "{title or what}"', "tags kspec, counterexample"]
-    lines += list(m.prelude)
-    for st in trace.steps:
-        lines.append(format_prints(m, st.instance))
-    # what every live page must hold (the isolation property, as expectations)
+    lines = [f'scenario "x"'] + list(m.prelude)
+    lines += [format_prints(m, st.instance) for st in trace.steps]
+    scn = parse_raw("\n".join(lines) + "\n", "<counterexample>")
     final = trace.steps[-1].state if trace.steps else trace.initial
-    if {"live", "view_fill", "view_write"} <= set(m.observes):
-        live = dict(ts.observable("live"))
-        vf = dict(ts.observable("view_fill"))
-        vw = dict(ts.observable("view_write"))
-        for key, e in live.items():
-            if _eval_obs(ts, e, final) is True:
-                args = key[key.index("(") + 1:-1].split(", ")
-                fill = _eval_obs(ts, vf[key.replace("live", "view_fill", 1)], final)
-                write = _eval_obs(ts, vw[key.replace("live", "view_write", 1)], final)
-                lines.append(f"expect {args[0]} buf[{args[1]}] content {_content(fill, write)}")
-    return "\n".join(lines) + "\n"
+    live = ts.observable(smap.live)
+    fill = dict(ts.observable(smap.content[0]))
+    write = dict(ts.observable(smap.content[1]))
+    expects = []
+    for key, e in live:
+        if _eval_obs(ts, e, final) is not True:
+            continue
+        args = key[key.index("(") + 1:-1].split(", ")
+        fb = _eval_obs(ts, fill[key.replace(smap.live, smap.content[0], 1)], final)
+        wb = _eval_obs(ts, write[key.replace(smap.live, smap.content[1], 1)], final)
+        page = int(args[1])
+        expects.append(S.ExpectPage(args[0], S.Target(smap.region, page, page), False,
+                                    S.HasContent(S.Content(fb or None, wb or None))))
+    scn = replace(scn, title=title or what, tags=("kspec", "counterexample"),
+                  statements=tuple(scn.statements) + tuple(expects))
+    return print_scenario(scn)
 
 
 def to_listing(ts, trace) -> str:

@@ -135,6 +135,7 @@ class Model:
     observes: dict = field(default_factory=dict)
     equivs: list = field(default_factory=list)
     mutant: Optional[A.MutantDecl] = None
+    width: int = 0            # bits of every int word (word_width): set by build_model
 
     # -- era views
     def procs_at(self, name: str, era: Era):
@@ -289,6 +290,8 @@ class Checker:
         if isinstance(t, A.TBool):
             return BOOL
         if isinstance(t, A.TRange):
+            if t.lo > t.hi:
+                self.err(f"empty range {t.lo}..{t.hi}", t.loc or loc, "LO..HI with LO <= HI")
             return Int(t.lo, t.hi)
         if isinstance(t, A.TNamed):
             if t.name not in self.m.domains:
@@ -493,6 +496,12 @@ class Checker:
                 if not self.compatible(v.type, t):
                     self.err(f"initial value of {v.name} is a {t}, not a {v.type}",
                              getattr(v.init, "loc", None) or v.loc)
+                if isinstance(v.type, Int) and isinstance(v.init, (A.IntLit, A.Unary)):
+                    c = self.const_value(v.init)
+                    if not v.type.lo <= c <= v.type.hi:
+                        self.err(f"initial value {c} of {v.name} is outside {v.type}",
+                                 getattr(v.init, "loc", None) or v.loc,
+                                 f"a value in {v.type}")
         for name, ps in m.procs.items():
             sig = [x.domain for x in ps[0].params]
             for p in ps:
@@ -574,7 +583,168 @@ def build_model(name: str, files, mutant_files=()) -> Model:
     ck = Checker(m)
     ck.declare(decls)
     ck.check_all()
+    m.width = word_width(m)
     return m
+
+
+# ----------------------------------------------------------------------------- word width
+
+MAX_WIDTH = 24
+
+
+def word_width(m: Model) -> int:
+    """The bits of the two's-complement word every int of ``m`` is computed in: enough
+    for every declared range, domain code, literal, ``count`` and every ``+``/``-`` of
+    in-range operands (interval analysis over every expression).  A step whose arithmetic
+    leaves the word anyway (a cell already out of its range within the step) is a
+    ``bounds`` violation in both engines, never a silent wrap."""
+    w = _Widths(m)
+    w.run()
+    width = max(2, w.mag.bit_length() + 1)
+    if width > MAX_WIDTH:
+        raise InputError(f"values up to {w.mag} need {width}-bit words", w.where,
+                         f"ranges and literals within +-{(1 << (MAX_WIDTH - 1)) - 1}")
+    return width
+
+
+class _Widths:
+    def __init__(self, m: Model):
+        self.m = m
+        self.mag = 1
+        self.where = None
+
+    def see(self, r, loc=None):
+        if r is not None:
+            big = max(abs(r[0]), abs(r[1]))
+            if big > self.mag:
+                self.mag, self.where = big, loc or self.where
+        return r
+
+    def of_type(self, t):
+        if isinstance(t, Int) and t.lo is not None:
+            return (t.lo, t.hi)
+        if isinstance(t, Dom):
+            enc = self.m.domains[t.name].encodings()
+            return (min(enc), max(enc))
+        return None
+
+    def dom(self, name):
+        enc = self.m.domains[name].encodings()
+        return (min(enc), max(enc))
+
+    def run(self):
+        m = self.m
+        for d in m.domains.values():
+            self.see(self.dom(d.name))
+        for name, (t, v) in m.consts.items():
+            if not isinstance(t, Bool):
+                self.see((v, v))
+        for v in m.vars.values():
+            self.see(self.of_type(v.type), v.loc)
+            if v.init is not None:
+                self.expr(v.init, {})
+        for ps in m.procs.values():
+            for p in ps:
+                self.body(p.body, {x.name: self.dom(x.domain) for x in p.params})
+        for a in m.actions:
+            self.body(a.body, {x.name: self.dom(x.domain) for x in a.params})
+        for t in m.threads:
+            self.see((0, len(t.steps)), t.loc)
+            for st in t.steps:
+                self.body(st.body, {})
+        for i in m.inits:
+            self.body(i.body, {})
+        for inv in m.invariants:
+            self.expr(inv.cond, {})
+        for ob in m.observes.values():
+            self.expr(ob.value, {x.name: self.dom(x.domain) for x in ob.params})
+
+    def body(self, stmts, scope):
+        scope = dict(scope)
+        for s in stmts:
+            if isinstance(s, A.Assign):
+                for a in s.index or ():
+                    self.expr(a, scope)
+                self.expr(s.value, scope)
+            elif isinstance(s, (A.Require, A.Assert)):
+                self.expr(s.cond, scope)
+            elif isinstance(s, A.Let):
+                scope[s.name] = self.expr(s.value, scope)
+            elif isinstance(s, A.If):
+                for c, b in s.arms:
+                    self.expr(c, scope)
+                    self.body(b, scope)
+                if s.other is not None:
+                    self.body(s.other, scope)
+            elif isinstance(s, A.Either):
+                for b in s.arms:
+                    self.body(b, scope)
+            elif isinstance(s, A.Choose):
+                for b in s.binders:
+                    scope[b.name] = self.dom(b.domain)
+                if s.where is not None:
+                    self.expr(s.where, scope)
+            elif isinstance(s, A.Foreach):
+                inner = dict(scope)
+                for b in s.binders:
+                    inner[b.name] = self.dom(b.domain)
+                self.body(s.body, inner)
+            elif isinstance(s, A.Call):
+                for a in s.args:
+                    self.expr(a, scope)
+
+    def expr(self, e, scope):
+        """The interval of an int expression (None: a bool), recording its magnitude."""
+        m = self.m
+        loc = getattr(e, "loc", None)
+        if isinstance(e, A.IntLit):
+            return self.see((e.value, e.value), loc)
+        if isinstance(e, (A.BoolLit, A.KernelIn)):
+            return None
+        if isinstance(e, A.Name):
+            if e.id in scope:
+                return scope[e.id]
+            if e.id in m.consts:
+                t, v = m.consts[e.id]
+                return None if isinstance(t, Bool) else (v, v)
+            if e.id in m.enum_values:
+                c = m.enum_values[e.id][1]
+                return (c, c)
+            return self.of_type(m.vars[e.id].type)
+        if isinstance(e, A.Index):
+            for a in e.args:
+                self.expr(a, scope)
+            if e.name in m.observes:
+                ob = m.observes[e.name]
+                return self.expr(ob.value, {p.name: self.dom(p.domain) for p in ob.params})
+            return self.of_type(m.vars[e.name].type)
+        if isinstance(e, A.Unary):
+            r = self.expr(e.arg, scope)
+            if e.op == "not" or r is None:
+                return None
+            return self.see((-r[1], -r[0]), loc)
+        if isinstance(e, A.Binary):
+            a, b = self.expr(e.left, scope), self.expr(e.right, scope)
+            if e.op == "+" and a and b:
+                return self.see((a[0] + b[0], a[1] + b[1]), loc)
+            if e.op == "-" and a and b:
+                return self.see((a[0] - b[1], a[1] - b[0]), loc)
+            return None
+        if isinstance(e, A.Ite):
+            self.expr(e.cond, scope)
+            a, b = self.expr(e.then, scope), self.expr(e.other, scope)
+            if a and b:
+                return (min(a[0], b[0]), max(a[1], b[1]))
+            return a or b
+        if isinstance(e, A.Quant):
+            inner = dict(scope)
+            n = 1
+            for b in e.binders:
+                inner[b.name] = self.dom(b.domain)
+                n *= m.domains[b.domain].size
+            self.expr(e.body, inner)
+            return self.see((0, n), loc) if e.kind == "count" else None
+        return None
 
 
 def _key(d):

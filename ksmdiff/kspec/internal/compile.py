@@ -23,15 +23,20 @@ from ksmdiff.versions import Era, KernelVersion
 from ksmdiff.kspec.internal.check import ERA_SPAN
 
 MAX_CALL_DEPTH = 32
-W = 5          # every int and domain value is a W-bit two's-complement bit-vector
+# Every int and domain value of a model is a two's-complement bit-vector of the model's
+# word width (check.word_width: wide enough for every declared range, literal and in-range
+# sum); arithmetic that leaves the word within a step is a ``bounds`` violation.
 
 
-def IV(v: int):
-    return z3.BitVecVal(v, W)
+def IV(v: int, w: int):
+    lo, hi = -(1 << (w - 1)), (1 << (w - 1)) - 1
+    if not lo <= v <= hi:
+        raise ValueError(f"{v} does not fit a {w}-bit word")
+    return z3.BitVecVal(v, w)
 
 
-def IVar(name: str):
-    return z3.BitVec(name, W)
+def IVar(name: str, w: int):
+    return z3.BitVec(name, w)
 
 
 SEL_W = 16     # the selector (instance number) has its own width
@@ -75,6 +80,7 @@ class TS:
     invariants: dict = field(default_factory=dict)
     threads: dict = field(default_factory=dict)   # thread -> (pc key, [labels])
     split: set = field(default_factory=set)       # domains whose symbolic values are split
+    width: int = 5                                # bits of an int word (model.width)
 
     def observable(self, name: str) -> list:
         """[(args text, z3 expr over cur)] for every instance of ``observe name``."""
@@ -83,7 +89,7 @@ class TS:
         doms = [self.model.domains[p.domain] for p in ob.params]
         for codes in itertools.product(*[d.encodings() for d in doms]):
             ex = _Exec(self, None)
-            scope = {p.name: IV(c) for p, c in zip(ob.params, codes)}
+            scope = {p.name: IV(c, self.width) for p, c in zip(ob.params, codes)}
             env = _Env(dict(self.cur), scope, z3.BoolVal(True))
             text = ", ".join(d.show(c) for d, c in zip(doms, codes))
             out.append((f"{name}({text})", ex.ev(ob.value, env)))
@@ -132,7 +138,8 @@ def _concrete(e):
 
 
 class _Acc:
-    def __init__(self, slot_prefix="ch"):
+    def __init__(self, slot_prefix="ch", steps=True):
+        self.steps = steps        # a step's accumulator (asserts count), not init's
         self.guards = []
         self.asserts = {}
         self.labels = {}
@@ -149,19 +156,36 @@ class _Exec:
         self.owner = owner
         self.thread = thread      # (pc key, {label: index}) for thread steps
         self.depth = 0
+        self.W = ts.width
 
     # -- choice slots
     def slot(self, name, domain):
         k = self.acc.nslots
         self.acc.nslots += 1
         self.acc.choices.append((k, name, domain))
-        return IVar(f"{self.acc.prefix}{k}")
+        return IVar(f"{self.acc.prefix}{k}", self.W)
+
+    def _under(self, env, cond):
+        """``env`` on the path where ``cond`` holds too (for overflow checks only)."""
+        if self.acc is None or not self.acc.steps:
+            return env
+        return _Env(env.st, env.scope, z3.And(env.pc, cond), env.doms)
+
+    def _overflow(self, cond, env) -> None:
+        """Arithmetic that leaves the word on this path is a ``bounds`` violation of the
+        step (only within actions and thread steps: elsewhere every operand is in its
+        range and the word width covers the result)."""
+        if self.acc is None or not self.acc.steps:
+            return
+        cond = z3.simplify(z3.And(env.pc, cond))
+        if not z3.is_false(cond):
+            self.acc.asserts.setdefault("bounds", []).append(cond)
 
     # -- expressions
     def ev(self, e, env: _Env):
         m = self.m
         if isinstance(e, A.IntLit):
-            return IV(e.value)
+            return IV(e.value, self.W)
         if isinstance(e, A.BoolLit):
             return z3.BoolVal(e.value)
         if isinstance(e, A.KernelIn):
@@ -171,9 +195,9 @@ class _Exec:
                 return env.scope[e.id]
             if e.id in m.consts:
                 t, v = m.consts[e.id]
-                return z3.BoolVal(v) if isinstance(t, Bool) else IV(v)
+                return z3.BoolVal(v) if isinstance(t, Bool) else IV(v, self.W)
             if e.id in m.enum_values:
-                return IV(m.enum_values[e.id][1])
+                return IV(m.enum_values[e.id][1], self.W)
             return env.st[(e.id, ())]
         if isinstance(e, A.Index):
             if e.name in m.observes:
@@ -184,16 +208,25 @@ class _Exec:
             return self.read(e.name, args, env)
         if isinstance(e, A.Unary):
             a = self.ev(e.arg, env)
-            return z3.Not(a) if e.op == "not" else -a
+            if e.op == "not":
+                return z3.Not(a)
+            self._overflow(z3.Not(z3.BVSNegNoOverflow(a)), env)
+            return -a
         if isinstance(e, A.Binary):
-            a, b = self.ev(e.left, env), self.ev(e.right, env)
             op = e.op
-            if op == "and":
-                return z3.And(a, b)
-            if op == "or":
-                return z3.Or(a, b)
-            if op == "=>":
-                return z3.Implies(a, b)
+            a = self.ev(e.left, env)
+            if op in ("and", "or", "=>"):
+                # the right operand is evaluated where the explicit engine evaluates it
+                # (short-circuit): its overflow checks hold only on that path
+                b = self.ev(e.right, self._under(env, z3.Not(a) if op == "or" else a))
+                return {"and": z3.And, "or": z3.Or, "=>": z3.Implies}[op](a, b)
+            b = self.ev(e.right, env)
+            if op == "+":
+                self._overflow(z3.Not(z3.And(z3.BVAddNoOverflow(a, b, True),
+                                             z3.BVAddNoUnderflow(a, b))), env)
+            elif op == "-":
+                self._overflow(z3.Not(z3.And(z3.BVSubNoOverflow(a, b),
+                                             z3.BVSubNoUnderflow(a, b, True))), env)
             return A.ARITH[op](a, b)
         if isinstance(e, A.Ite):
             c = self.ev(e.cond, env)
@@ -202,21 +235,27 @@ class _Exec:
                 return self.ev(e.then, env)
             if cc is False:
                 return self.ev(e.other, env)
-            return z3.If(c, self.ev(e.then, env), self.ev(e.other, env))
+            return z3.If(c, self.ev(e.then, self._under(env, c)),
+                         self.ev(e.other, self._under(env, z3.Not(c))))
         if isinstance(e, A.Quant):
             parts = []
             doms = [m.domains[b.domain] for b in e.binders]
             for codes in itertools.product(*[d.encodings() for d in doms]):
                 scope = dict(env.scope)
                 for b, c in zip(e.binders, codes):
-                    scope[b.name] = IV(c)
-                parts.append(self.ev(e.body, _Env(env.st, scope, env.pc)))
+                    scope[b.name] = IV(c, self.W)
+                # forall/exists stop at the first false/true instance (as explicit does)
+                pc = env.pc
+                if parts and e.kind != "count":
+                    pc = z3.And(pc, z3.And(parts) if e.kind == "forall"
+                                else z3.Not(z3.Or(parts)))
+                parts.append(self.ev(e.body, _Env(env.st, scope, pc)))
             if e.kind == "forall":
                 return z3.And(parts) if parts else z3.BoolVal(True)
             if e.kind == "exists":
                 return z3.Or(parts) if parts else z3.BoolVal(False)
-            return z3.Sum([z3.If(p, IV(1), IV(0)) for p in parts]) \
-                if parts else IV(0)
+            return z3.Sum([z3.If(p, IV(1, self.W), IV(0, self.W)) for p in parts]) \
+                if parts else IV(0, self.W)
         raise AssertionError(e)
 
     def _tuples(self, var):
@@ -235,7 +274,7 @@ class _Exec:
         tuples = self._tuples(var)
         out = env.st[(var, tuples[-1])]
         for t in reversed(tuples[:-1]):
-            cond = z3.And([a == IV(c) for a, c in zip(args, t)])
+            cond = z3.And([a == IV(c, self.W) for a, c in zip(args, t)])
             out = z3.If(cond, env.st[(var, t)], out)
         return out
 
@@ -247,7 +286,7 @@ class _Exec:
                 env.st[key] = value
             return
         for t in self._tuples(var):
-            cond = z3.And([a == IV(c) for a, c in zip(args, t)])
+            cond = z3.And([a == IV(c, self.W) for a, c in zip(args, t)])
             env.st[(var, t)] = z3.If(cond, value, env.st[(var, t)])
 
     # -- statements
@@ -255,19 +294,22 @@ class _Exec:
         for i, s in enumerate(body):
             if z3.is_false(env.pc):
                 return env
-            if isinstance(s, A.Let):
-                dom = self.dom_of(s.value, env)
-                val = self.ev(s.value, env)
+            if isinstance(s, (A.Let, A.Choose)) and getattr(s, "first", True):
+                if isinstance(s, A.Let):
+                    name, dom, val = s.name, self.dom_of(s.value, env), self.ev(s.value, env)
+                else:
+                    name, dom = s.binders[0].name, s.binders[0].domain
+                    val, env = self._choose_first(s, env)
                 if dom in self.ts.split and _concrete(val) is None:
                     rest = body[i + 1:]
 
-                    def k(e, c, name=s.name, rest=rest, dom=dom):
-                        e.scope[name] = IV(c)
+                    def k(e, c, name=name, rest=rest, dom=dom):
+                        e.scope[name] = IV(c, self.W)
                         e.doms[name] = dom
                         return self.run(rest, e)
                     return self.split(env, val, dom, k)
-                env.scope[s.name] = val
-                env.doms[s.name] = dom
+                env.scope[name] = val
+                env.doms[name] = dom
                 continue
             if isinstance(s, A.Goto):
                 return self.stmt(s, env)          # a goto ends the atomic step
@@ -283,6 +325,29 @@ class _Exec:
             env = self.stmt(s, env)
         return env
 
+    def _choose_first(self, s, env):
+        """``choose first x: D where c``: the lowest value of D satisfying c (the step is
+        impossible when none does); its value is an if-chain, split like a ``let``."""
+        b = s.binders[0]
+        codes = self.m.domains[b.domain].encodings()
+        conds = []
+        seen = z3.BoolVal(False)
+        for c in codes:
+            e = _Env(env.st, dict(env.scope), env.pc, dict(env.doms))
+            e.scope[b.name] = IV(c, self.W)
+            e.doms[b.name] = b.domain
+            cond = z3.BoolVal(True) if s.where is None else \
+                self.ev(s.where, self._under(e, z3.Not(seen)))
+            conds.append(cond)
+            seen = z3.Or(seen, cond)
+        guard = z3.simplify(z3.Or(conds))
+        self.acc.guards.append(z3.Implies(env.pc, guard))
+        env.pc = z3.And(env.pc, guard)
+        val = IV(codes[-1], self.W)
+        for c, cond in zip(reversed(codes[:-1]), reversed(conds[:-1])):
+            val = z3.If(cond, IV(c, self.W), val)
+        return z3.simplify(val), env
+
     def _split_many(self, env, names, rest):
         if not names:
             return self.run(rest, env)
@@ -291,21 +356,21 @@ class _Exec:
         dom = env.doms[name]
 
         def k(e, c):
-            e.scope[name] = IV(c)
+            e.scope[name] = IV(c, self.W)
             return self._split_many(e, names[1:], rest)
         return self.split(env, val, dom, k)
 
     def split(self, env, val, dom, k) -> _Env:
         outs = []
         for c in self.m.domains[dom].encodings():
-            cond = z3.simplify(val == IV(c))
+            cond = z3.simplify(val == IV(c, self.W))
             if z3.is_false(cond):
                 continue
             e = env.fork(cond)
             # what the path knows: the state cells holding this very value are constant
             for key, v in e.st.items():
                 if v.eq(val):
-                    e.st[key] = IV(c)
+                    e.st[key] = IV(c, self.W)
             outs.append((cond, k(e, c)))
         return self.join(env, outs)
 
@@ -352,7 +417,7 @@ class _Exec:
             return env
         if isinstance(s, A.Goto):
             pc_key, index = self.thread
-            env.st[pc_key] = IV(index[s.label])
+            env.st[pc_key] = IV(index[s.label], self.W)
             return env
         if isinstance(s, A.If):
             arms = []
@@ -396,7 +461,7 @@ class _Exec:
             for codes in itertools.product(*[d.encodings() for d in doms]):
                 inner = _Env(env.st, dict(env.scope), env.pc, dict(env.doms))
                 for b, c in zip(s.binders, codes):
-                    inner.scope[b.name] = IV(c)
+                    inner.scope[b.name] = IV(c, self.W)
                 inner = self.run(s.body, inner)
                 env = _Env(inner.st, env.scope, inner.pc, env.doms)
             return env
@@ -464,6 +529,7 @@ class _Exec:
 
 def compile_ts(model: Model, era: Era) -> TS:
     m = model
+    W = m.width
     keys, sort, rng, cur = [], {}, {}, {}
     for v in m.vars.values():
         doms = [m.domains[k] for k in v.keys]
@@ -481,16 +547,16 @@ def compile_ts(model: Model, era: Era) -> TS:
                 else:
                     enc = m.domains[v.type.name].encodings()
                     rng[key] = (min(enc), max(enc))
-                cur[key] = IVar(key_name(key))
+                cur[key] = IVar(key_name(key), W)
     threads = {}
     for t in m.threads_at(era):
         pk = (f"pc.{t.name}", ())
         keys.append(pk)
         sort[pk] = "int"
         rng[pk] = (0, len(t.steps))
-        cur[pk] = IVar(key_name(pk))
+        cur[pk] = IVar(key_name(pk), W)
         threads[t.name] = (pk, [st.label for st in t.steps])
-    ts = TS(m, era, keys, sort, rng, cur, SVar("sel"), [], [])
+    ts = TS(m, era, keys, sort, rng, cur, SVar("sel"), [], [], width=W)
     ts.split = {k for v in m.vars.values() for k in v.keys if m.domains[k].size <= 8}
     ts.threads = threads
 
@@ -504,7 +570,7 @@ def compile_ts(model: Model, era: Era) -> TS:
                             a.prints, [])
             acc = _Acc()
             ex = _Exec(ts, acc, a.name)
-            env = _Env(dict(cur), {p.name: IV(c) for p, c in zip(a.params, codes)},
+            env = _Env(dict(cur), {p.name: IV(c, W) for p, c in zip(a.params, codes)},
                        z3.BoolVal(True))
             env = ex.run(a.body, env)
             _finish(ts, inst, acc, env)
@@ -520,13 +586,13 @@ def compile_ts(model: Model, era: Era) -> TS:
             env = _Env(dict(cur), {}, z3.BoolVal(True))
             acc.guards.append(cur[pk] == i)
             env.pc = cur[pk] == i
-            env.st[pk] = IV(i + 1)
+            env.st[pk] = IV(i + 1, W)
             env = ex.run(st.body, env)
             _finish(ts, inst, acc, env)
             instances.append(inst)
     ts.instances = instances
     nslots = max([len(i.choices) for i in instances] + [0])
-    ts.slots = [IVar(f"ch{k}") for k in range(nslots)]
+    ts.slots = [IVar(f"ch{k}", W) for k in range(nslots)]
 
     sel = ts.sel
     n = len(instances)
@@ -563,7 +629,7 @@ def compile_ts(model: Model, era: Era) -> TS:
     ts.types = z3.And(tparts) if tparts else z3.BoolVal(True)
 
     # -- initial states
-    acc = _Acc("ich")
+    acc = _Acc("ich", steps=False)
     ex = _Exec(ts, acc, "init")
     st = dict(cur)
     env0 = _Env(st, {}, z3.BoolVal(True))
@@ -574,7 +640,7 @@ def compile_ts(model: Model, era: Era) -> TS:
                 if key[0] == v.name:
                     st[key] = val
     for pk, _ in threads.values():
-        st[pk] = IV(0)
+        st[pk] = IV(0, W)
     env = _Env(st, {}, z3.BoolVal(True))
     for init in m.inits:
         env = ex.run(init.body, env)
@@ -583,11 +649,11 @@ def compile_ts(model: Model, era: Era) -> TS:
         if not env.st[key].eq(cur[key]):
             parts.append(cur[key] == env.st[key])
     ts.init = z3.And(parts) if parts else z3.BoolVal(True)
-    ts.init_slots = [IVar(f"ich{k}") for k in range(acc.nslots)]
+    ts.init_slots = [IVar(f"ich{k}", W) for k in range(acc.nslots)]
 
     # -- invariants
     for inv in m.invariants:
-        ex = _Exec(ts, _Acc(), "invariant")
+        ex = _Exec(ts, _Acc(steps=False), "invariant")
         e = ex.ev(inv.cond, _Env(dict(cur), {}, z3.BoolVal(True)))
         ts.invariants.setdefault(inv.name, []).append(e)
     ts.invariants = {k: z3.And(v) for k, v in ts.invariants.items()}
@@ -605,8 +671,8 @@ def _finish(ts: TS, inst: Instance, acc: _Acc, env: _Env) -> None:
         r = ts.rng.get(key)
         if r is not None:
             bounds.append(z3.Or(val < r[0], val > r[1]))
-    asserts = {p: z3.Or(v) for p, v in acc.asserts.items()}
     if bounds:
-        asserts["bounds"] = z3.Or(bounds)
+        acc.asserts.setdefault("bounds", []).extend(bounds)
+    asserts = {p: z3.Or(v) for p, v in acc.asserts.items()}
     inst.asserts = asserts
     inst.labels = {lab: z3.Or(v) for lab, v in acc.labels.items()}

@@ -10,8 +10,9 @@ the search exhausts them, every invariant and step assertion is proved for *all*
 The semantics are the compiler's, statement for statement (``compile._Exec``): ``require``
 prunes, ``assert`` records a violation, ``choose``/``either`` branch into several worlds,
 ``if``/``foreach``/calls restore the caller's ``let`` scope, a ``goto`` ends the atomic step,
-integers are W-bit two's complement, and after a step every changed cell must lie in its
-range (the ``bounds`` property).  A test checks the two engines agree on every state up to
+integers are words of the model's width (``model.width``) and arithmetic leaving the word
+within a step is a ``bounds`` violation, as is a changed cell outside its range after the
+step.  A test checks the two engines agree on every state up to
 a small depth.
 
 Where the compiler quietly ignores an index outside a domain (it can only happen under a
@@ -31,15 +32,8 @@ from ksmdiff.kspec.internal import ast as A
 from ksmdiff.kspec.internal.check import Bool, Dom, Int, Model, era_contains
 from ksmdiff.versions import Era
 
-W = 5                       # the compiler's bit width (compile.W); a test keeps them equal
-_HALF = 1 << (W - 1)
-_MOD = 1 << W
 MAX_CALL_DEPTH = 32
 MAX_INIT_STATES = 4096
-
-
-def _wrap(v: int) -> int:
-    return ((v + _HALF) % _MOD) - _HALF
 
 
 class ExplicitError(InputError):
@@ -83,6 +77,7 @@ class Machine:
     def __init__(self, model: Model, era: Era):
         self.m = model
         self.era = era
+        self.lo, self.hi = -(1 << (model.width - 1)), (1 << (model.width - 1)) - 1
         self.keys: list = []
         self.rng: dict = {}
         for v in model.vars.values():
@@ -124,6 +119,8 @@ class Machine:
             self.invariants.setdefault(inv.name, []).append(inv.cond)
         self._thread = None
         self._depth = 0
+        self._owner = ""
+        self.hits: set = set()          # (owner, label) of every branch taken so far
 
     # ------------------------------------------------------------------ states
     def pack(self, st: dict) -> tuple:
@@ -177,10 +174,13 @@ class Machine:
         return True
 
     # ------------------------------------------------------------------ steps
-    def successors(self, state: tuple):
-        """Yield (instance number, picks, next state, step violations)."""
+    def successors(self, state: tuple, only=None):
+        """Yield (instance number, picks, next state, step violations); ``only``: just
+        these instance numbers."""
         base = self.unpack(state)
         for n, inst in enumerate(self.instances):
+            if only is not None and n not in only:
+                continue
             if inst.kind == "step":
                 pk, i, idx = inst.pc
                 if base[pk] != i:
@@ -189,10 +189,12 @@ class Machine:
                 w.st[pk] = i + 1
                 w.dirty.add(pk)
                 self._thread = (pk, idx)
+                self._owner = inst.name
                 ws = self.run(inst.decl.body, w)
                 self._thread = None
             else:
                 w = _World(dict(base), {p: c for p, _d, c in inst.args})
+                self._owner = inst.name
                 ws = self.run(inst.decl.body, w)
             for r in ws:
                 viol = set(r.viol)
@@ -257,7 +259,10 @@ class Machine:
         if isinstance(s, A.Let):
             w.scope[s.name] = self.ev(s.value, w)
             return [w]
-        if isinstance(s, (A.BranchLabel, A.Skip)):
+        if isinstance(s, A.BranchLabel):
+            self.hits.add((self._owner, s.name))
+            return [w]
+        if isinstance(s, A.Skip):
             return [w]
         if isinstance(s, A.Goto):
             pk, idx = self._thread
@@ -279,6 +284,13 @@ class Machine:
                 x.picks.append(("either", i))
                 out += self._scoped(body, x, saved)
             return out
+        if isinstance(s, A.Choose) and s.first:
+            b = s.binders[0]
+            for c in self.m.domains[b.domain].encodings():
+                w.scope[b.name] = c
+                if s.where is None or self.ev(s.where, w):
+                    return [w]
+            return []
         if isinstance(s, A.Choose):
             doms = [self.m.domains[b.domain] for b in s.binders]
             options = []
@@ -322,13 +334,24 @@ class Machine:
                 self._depth = 0
                 raise InputError(f"calls nested deeper than {MAX_CALL_DEPTH} (recursion?)",
                                  s.loc, "no recursive procs")
+            owner, self._owner = self._owner, p.name
             try:
                 return self._scoped(p.body, w, saved)
             finally:
                 self._depth -= 1
+                self._owner = owner
         raise AssertionError(s)
 
     # ------------------------------------------------------------------ expressions
+    def _word(self, v: int, w: _World) -> int:
+        """The compiler's two's-complement word: a result outside it is a ``bounds``
+        violation of the step (the compiler's overflow check) and wraps."""
+        if self.lo <= v <= self.hi:
+            return v
+        w.viol.add("bounds")
+        span = self.hi - self.lo + 1
+        return ((v - self.lo) % span) + self.lo
+
     def ev(self, e, w: _World):
         m = self.m
         if isinstance(e, A.IntLit):
@@ -347,6 +370,7 @@ class Machine:
             if e.name in m.observes:
                 ob = m.observes[e.name]
                 inner = _World(w.st, {p.name: self.ev(a, w) for p, a in zip(ob.params, e.args)})
+                inner.viol = w.viol           # an overflow in the observable is the step's
                 return self.ev(ob.value, inner)
             key = (e.name, tuple(self.ev(a, w) for a in e.args))
             try:
@@ -363,10 +387,10 @@ class Machine:
             if op == "=>":
                 return (not self.ev(e.left, w)) or bool(self.ev(e.right, w))
             v = A.ARITH[op](self.ev(e.left, w), self.ev(e.right, w))
-            return _wrap(v) if op in ("+", "-") else v
+            return self._word(v, w) if op in ("+", "-") else v
         if isinstance(e, A.Unary):
             a = self.ev(e.arg, w)
-            return (not a) if e.op == "not" else _wrap(-a)
+            return (not a) if e.op == "not" else self._word(-a, w)
         if isinstance(e, A.Ite):
             return self.ev(e.then, w) if self.ev(e.cond, w) else self.ev(e.other, w)
         if isinstance(e, A.Quant):
@@ -387,7 +411,7 @@ class Machine:
                         n += 1
             finally:
                 w.scope = saved
-            return {"forall": True, "exists": False}.get(e.kind, _wrap(n))
+            return {"forall": True, "exists": False}.get(e.kind, n)
         if isinstance(e, A.KernelIn):
             return era_contains(e.versions, self.era)
         raise AssertionError(e)
@@ -495,3 +519,65 @@ def explore(model: Model, era: Era, props, *, max_states: int = 2_000_000,
         reason = "every reachable state visited"
     return Exploration(len(parent), level[0], complete, found,
                        time.monotonic() - t0, reason)
+
+
+# ---------------------------------------------------------------------- coverage
+
+@dataclass
+class Coverage:
+    """What a breadth-first search to ``depth`` saw: the action/step names that fired, the
+    branches taken ((owner, label)), and whether it visited every reachable state."""
+    fired: set
+    hits: set
+    states: int
+    depth: int
+    complete: bool
+
+
+def coverage(model: Model, era: Era, depth: int, max_states: int = 200_000) -> Coverage:
+    mc = Machine(model, era)
+    seen = set(mc.initial())
+    frontier = list(seen)
+    fired: set = set()
+    level = 0
+    complete = False
+    while True:
+        if not frontier:
+            complete = True
+            break
+        if level >= depth or len(seen) > max_states:
+            break
+        nxt = []
+        for s in frontier:
+            for n, _picks, t, _viol in mc.successors(s):
+                fired.add(mc.instances[n].name)
+                if t not in seen:
+                    seen.add(t)
+                    nxt.append(t)
+        frontier = nxt
+        level += 1
+    return Coverage(fired, set(mc.hits), len(seen), level, complete)
+
+
+def run_sequence(model: Model, era: Era, steps) -> tuple[list, set]:
+    """Run the instances ``steps`` ([(name, (arg code, ...))]) from the initial states,
+    every choice explored: returns the states after the last step (empty: the sequence
+    cannot run) and the branches the last step took."""
+    mc = Machine(model, era)
+    states = mc.initial()
+    hits: set = set()
+    for i, (name, codes) in enumerate(steps):
+        want = [n for n, x in enumerate(mc.instances)
+                if x.name == name and tuple(c for _p, _d, c in x.args) == tuple(codes)]
+        if not want:
+            raise ValueError(f"no instance {name}{tuple(codes)}")
+        if i == len(steps) - 1:
+            mc.hits = set()
+        nxt = []
+        for s in states:
+            for _n, _picks, t, _viol in mc.successors(s, only=want):
+                nxt.append(t)
+        states = list(dict.fromkeys(nxt))
+        if i == len(steps) - 1:
+            hits = set(mc.hits) if states else set()
+    return states, hits

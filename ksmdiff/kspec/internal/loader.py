@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 
 from ksmdiff.errors import InputError, Location
+from ksmdiff.internal.resources import data_package_dir
 from ksmdiff.kspec.internal import ast as A
 from ksmdiff.kspec.internal.check import Model, build_model
+from ksmdiff.kspec.internal.config import FILE as CONFIG_FILE, ProveConfig, load_config
 from ksmdiff.kspec.internal.parse import parse_file, parse_text
 
 _REPO_SPEC = Path(__file__).resolve().parents[3] / "spec"
@@ -18,7 +19,7 @@ def spec_dir() -> Path:
     """spec/ of the checkout, else the installed package data ksmdiff.spec_files."""
     if _REPO_SPEC.is_dir() and any(_REPO_SPEC.glob("*.kspec")):
         return _REPO_SPEC
-    return Path(str(resources.files("ksmdiff.spec_files")))
+    return data_package_dir("ksmdiff.spec_files")
 
 
 @dataclass
@@ -27,6 +28,7 @@ class Spec:
     models: dict = field(default_factory=dict)        # name -> Model
     mutants: dict = field(default_factory=dict)       # name -> Model (the mutated model)
     mutant_files: dict = field(default_factory=dict)  # name -> path
+    config: ProveConfig = field(default_factory=ProveConfig)   # prove.toml
 
 
 def _model_name(f: A.File) -> str:
@@ -76,6 +78,10 @@ def load_spec(path=None) -> Spec:
             raise InputError(f"mutant {md.name!r} defined twice", md.loc)
         spec.mutants[md.name] = build_model(md.of, by_model[md.of], [mf])
         spec.mutant_files[md.name] = str(mp)
+    cfg_path = (root.parent if root.is_file() else root) / CONFIG_FILE
+    text = cfg_path.read_text(encoding="utf-8") if cfg_path.is_file() and not root.is_file() \
+        else None
+    spec.config = load_config(cfg_path, text, spec.models)
     return spec
 
 

@@ -166,6 +166,9 @@ class _Build(Transformer):
     def choose(self, c):
         return A.Choose(c[0], c[1] if len(c) > 1 else None, loc=c[0][0].loc)
 
+    def choose_first(self, c):
+        return A.Choose((c[0],), c[1] if len(c) > 1 else None, loc=c[0].loc, first=True)
+
     def foreach(self, c):
         return A.Foreach(c[0], c[1], loc=c[0][0].loc)
 

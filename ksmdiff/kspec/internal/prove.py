@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 from typing import Optional
 
@@ -33,13 +34,21 @@ class Trace:
     final: dict = field(default_factory=dict)   # extra values (observables) at the end
 
 
+class Status(str, Enum):
+    PROVED = "proved"         # for every execution (induction, or every state visited)
+    BOUNDED = "bounded"       # no violation up to the bound: not a proof
+    FAILED = "failed"         # a counterexample
+    VACUOUS = "vacuous"       # the vacuity check: an action never enabled, a branch never
+                              # taken, or no initial state within the declared ranges
+
+
 @dataclass
 class Result:
     model: str
     era: object
     prop: str
-    status: str               # "proved" | "failed"
-    method: str               # "bmc" | "k-induction" | "complete"
+    status: Status
+    method: str               # "bmc" | "k-induction" | "complete" | "explicit" | "vacuity"
     bound: int
     k: Optional[int] = None
     trace: Optional[Trace] = None
@@ -49,9 +58,19 @@ class Result:
     note: str = ""
 
     def describe(self) -> str:
-        if self.status == "failed":
+        if self.status == Status.FAILED:
             where = self.file or "(counterexample not written; use --out DIR)"
             return f"FAILED  counterexample at depth {len(self.trace.steps)}: {where}"
+        if self.status == Status.VACUOUS:
+            return f"VACUOUS {self.note}"
+        if self.method == "vacuity":
+            return f"ok      {self.note}"
+        if self.status == Status.BOUNDED:
+            return (f"bounded (no violation to depth {self.bound}; NOT proved)"
+                    + (f"; {self.note}" if self.note else ""))
+        if self.method == "explicit":
+            return (f"proved  (unbounded: every reachable state visited, {self.bound} steps "
+                    "deep)" + (f"; {self.note}" if self.note else ""))
         if self.method == "k-induction":
             return f"proved  (unbounded: {self.k}-induction, base checked to depth {self.bound})"
         if self.method == "complete":
@@ -61,7 +80,7 @@ class Result:
 
     def to_json(self) -> dict:
         return {"model": self.model, "era": self.era.value, "property": self.prop,
-                "status": self.status, "method": self.method, "bound": self.bound,
+                "status": self.status.value, "method": self.method, "bound": self.bound,
                 "k": self.k, "seconds": round(self.seconds, 3), "mutant": self.mutant,
                 "counterexample": self.file, "note": self.note}
 
@@ -93,7 +112,7 @@ class Unroller:
     def ch(self, t):
         while len(self.chs) <= t:
             i = len(self.chs)
-            self.chs.append([IVar(f"{self.prefix}ch{j}@{i}") for j in range(len(self.ts.slots))])
+            self.chs.append([IVar(f"{self.prefix}ch{j}@{i}", self.ts.width) for j in range(len(self.ts.slots))])
         return self.chs[t]
 
     def at(self, e, t):
