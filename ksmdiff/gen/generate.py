@@ -19,7 +19,9 @@ from ksmdiff.gen.specmap import SpecWorld, era_slug, replay, world_for
 from ksmdiff.scenario import ast as S
 from ksmdiff.scenario import parse, print_scenario
 from ksmdiff.observe import split_page_key
-from ksmdiff.versions import Era
+from ksmdiff.scenario import implied_features
+from ksmdiff.scenario.parser import parse_raw
+from ksmdiff.versions import Era, KernelVersion, has_feature
 
 # The versions of each era, as an ``on`` clause.
 ERA_ON = {
@@ -62,6 +64,28 @@ class Generation:
 def _page_name(region: str, key: str) -> tuple:
     proc, _r, idx, _f = split_page_key(key)
     return proc, idx
+
+
+# The version whose features (ksmdiff.versions.FEATURE_SINCE) bound an era's scenarios:
+# its oldest, so that every kernel of the era can run them.
+ERA_VERSION = {era: KernelVersion.parse(v) for era, v in {
+    Era.LE_5_0: "4.19", Era.V5_1_TO_5_8: "5.4", Era.V5_9_TO_5_17: "5.9", Era.V5_18: "5.18",
+    Era.V5_19_TO_6_6: "5.19", Era.GE_6_7: "6.7"}.items()}
+
+
+def supported_instances(world: SpecWorld, version: KernelVersion) -> tuple[set, set]:
+    """The spec actions whose statements ``version`` can run, and the features the
+    others would need (MADV_PAGEOUT before 5.4)."""
+    allowed, lacking = set(), set()
+    head = 'scenario "x"\n' + "\n".join(world.prelude) + "\n"
+    for n, text in world.text_of.items():
+        need = [f for f in implied_features(parse_raw(head + text + "\n"))
+                if not has_feature(version, f)]
+        if need:
+            lacking.update(need)
+        else:
+            allowed.add(n)
+    return allowed, lacking
 
 
 def predicted_expects(world: SpecWorld, scn: S.Scenario) -> list[str]:
@@ -138,8 +162,9 @@ def generate(eras, *, per_label: int = 3, seed: int = 0, bound: int = DEFAULT_BO
     for era in eras:
         world = world_for(era, model)
         worlds = {e: world_for(e, model) for e in expect_eras}
+        allowed, lacking = supported_instances(world, ERA_VERSION[era])
         cov = search(world, per_label=per_label, bound=bound, seed=seed, beam=beam,
-                     exhaustive_depth=exhaustive_depth)
+                     exhaustive_depth=exhaustive_depth, allowed=allowed)
         if progress:
             progress(f"{era.value}: search {cov.seconds:.1f} s, {cov.states} states, "
                      f"{len(cov.witnesses)} of {len(cov.labels)} labels")
@@ -171,6 +196,9 @@ def generate(eras, *, per_label: int = 3, seed: int = 0, bound: int = DEFAULT_BO
                                "invariants fires it")
                 else:
                     rep.why = cov.unreached.get(label, f"not reached within bound {bound}")
+                    if lacking:
+                        rep.why += (f" (without {', '.join(sorted(lacking))}: not in "
+                                    f"{ERA_VERSION[era]})")
             gen.labels.append(rep)
     gen.seconds = time.monotonic() - t0
     return gen

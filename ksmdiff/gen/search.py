@@ -124,7 +124,8 @@ def _shape(world: SpecWorld, st: dict, frame_vars) -> tuple:
 def search(world: SpecWorld, *, per_label: int = 3, bound: int = DEFAULT_BOUND,
            seed: int = 0, beam: int = DEFAULT_BEAM, symmetric=("Frame",),
            exhaustive_depth: int = EXHAUSTIVE_DEPTH, deadline: Optional[float] = None,
-           labels: Optional[list] = None) -> Coverage:
+           labels: Optional[list] = None, allowed: Optional[set] = None) -> Coverage:
+    """``allowed``: the instance numbers a trace may use (default: all)."""
     t0 = time.monotonic()
     rng = random.Random(seed)
     mc = world.mc
@@ -137,7 +138,7 @@ def search(world: SpecWorld, *, per_label: int = 3, bound: int = DEFAULT_BOUND,
     parent = {init: None}
     frontier = [init]
     shapes = set()
-    order = list(range(len(mc.instances)))
+    order = [n for n in range(len(mc.instances)) if allowed is None or n in allowed]
     fired: dict = {}
 
     def path(s):
@@ -194,7 +195,7 @@ def search(world: SpecWorld, *, per_label: int = 3, bound: int = DEFAULT_BOUND,
     cov.witnesses = {lab: ws for lab, ws in wit.items() if ws}
     missing = [lab for lab in all_labels if not wit[lab]]
     if missing:
-        proved = _exhaustive(world, missing, exhaustive_depth, sym, deadline)
+        proved = _exhaustive(world, missing, exhaustive_depth, sym, deadline, order)
         for lab in missing:
             if lab in proved:
                 cov.witnesses[lab] = [proved[lab]]
@@ -208,7 +209,7 @@ def search(world: SpecWorld, *, per_label: int = 3, bound: int = DEFAULT_BOUND,
     return cov
 
 
-def _exhaustive(world, labels, depth, sym, deadline) -> dict:
+def _exhaustive(world, labels, depth, sym, deadline, order) -> dict:
     """Breadth-first over every state (up to frame renaming) to ``depth`` steps: the first
     witness of each of ``labels``."""
     mc = world.mc
@@ -223,7 +224,7 @@ def _exhaustive(world, labels, depth, sym, deadline) -> dict:
             if deadline is not None and time.monotonic() > deadline:
                 return found
             if True:
-                for n, picks, t in world.steps(s, range(len(mc.instances))):
+                for n, picks, t in world.steps(s, sorted(order)):
                     for lab in labels_of(picks):
                         if lab in want and lab not in found:
                             steps, pks = [], []

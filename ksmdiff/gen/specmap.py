@@ -53,13 +53,20 @@ def load_config(path: Optional[Path] = None) -> Config:
         raise InputError(f"cannot read: {e.strerror}", Location(str(path), 1, 1)) from None
     except tomllib.TOMLDecodeError as e:
         raise InputError(f"not TOML: {e}", Location(str(path), 1, 1)) from None
-    missing = [k for k in ("model", "region", "proc_domain", "page_domain", "record")
+    missing = [k for k in ("model", "proc_domain", "page_domain", "record")
                if k not in data]
     missing += [f"record.{f}" for f in RECORD_FIELDS if f not in data.get("record", {})]
     if missing:
         raise InputError(f"missing keys: {', '.join(missing)}", Location(str(path), 1, 1),
                          "every key of the generator's spec configuration")
-    return Config(data["model"], data["region"], data["proc_domain"], data["page_domain"],
+    region = data.get("region")
+    if region is None:                  # the prover's scenario mapping (prove.toml)
+        smap = load_spec(path.parent).config.model(data["model"]).scenario
+        if smap is None:
+            raise InputError(f"no region: neither here nor in prove.toml's "
+                             f"[model.{data['model']}.scenario]", Location(str(path), 1, 1))
+        region = smap.region
+    return Config(data["model"], region, data["proc_domain"], data["page_domain"],
                   tuple(data.get("touching", ())), dict(data["record"]), str(path))
 
 
