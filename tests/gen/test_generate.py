@@ -97,3 +97,23 @@ def test_canonical_form_renames_processes_and_regions():
     assert len(dedupe([a, b])) == 1
     c = parse(REUSE.replace("0x03", "0x04"))
     assert canonical_hash(c) != canonical_hash(b)
+
+
+def test_fuzz_on_a_model_finds_a_wrong_model_and_saves_it_reduced(tmp_path, monkeypatch):
+    from ksmdiff.gen.fuzz import fuzz
+    import ksmdiff.model.memory as mem
+    v = KernelVersion.parse("5.4")
+    world = world_for(Era.V5_1_TO_5_8)
+    prefix = [["process A", "A: mmap buf 2", "A: fill buf[0] 0x01", "A: fill buf[1] 0x01",
+               "A: madvise buf mergeable", "ksm settle"]]
+    monkeypatch.setattr(mem, "reuse_ksm_page", lambda m, page: False)
+
+    def run_batch(scns):
+        return [judge_cell(run_model_cell(s, v)) for s in scns]
+    rep = fuzz(run_batch, budget=60, seed=1, batch=8, prefixes=prefix,
+               alphabet=sorted(world.text_of.values()), out_dir=tmp_path)
+    assert rep.found, "the never-reusing 5.1-5.8 model was not caught"
+    f = rep.found[0]
+    assert len(f.scenario.statements) <= 8
+    saved = list(tmp_path.glob("fuzz-*.scenario"))
+    assert saved and "seed 1" in saved[0].read_text()

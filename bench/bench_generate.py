@@ -1,0 +1,111 @@
+"""Benchmark of scenario generation, fuzzing and replay, medians over ``--runs``:
+
+* generate: time to cover every label of one era (``--era``, default 5.1-5.8; target
+  < 60 s) and scenarios generated per second (search + Z3 confirmation + printing);
+* replay: the generated corpus (``corpora/generated``) repeated to ``--replay-n``
+  scenarios (default 1,000), judged three ways on the model of ``--replay-version``:
+  scenarios per second;
+* fuzz: scenarios per second of ``ksmdiff fuzz`` on the host kernel through batches
+  (target >= 200/s; root, takes the runner lock), or on a model with ``--fuzz-kernel``.
+
+    python bench/bench_generate.py [--runs 3] [--fuzz-seconds 60] [--no-host] [--json FILE]
+
+Not a timed test: read the numbers with the load average printed beside them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from ksmdiff.gen import specmap  # noqa: E402
+from ksmdiff.gen.generate import generate  # noqa: E402
+from ksmdiff.kspec.internal.engine import clear_caches  # noqa: E402
+from ksmdiff.versions import Era, KernelVersion  # noqa: E402
+
+ERAS = {e.value: e for e in Era}
+
+
+def bench_generate(era, beam, per_label):
+    clear_caches()
+    specmap._WORLDS.clear()
+    t0 = time.perf_counter()
+    g = generate([era], per_label=per_label, beam=beam, seed=0)
+    dt = time.perf_counter() - t0
+    reached = sum(1 for r in g.labels if r.status.value == "reached")
+    return dt, len(g.scenarios), reached, len(g.labels)
+
+
+def bench_replay(n, version):
+    from ksmdiff import session
+    from ksmdiff.gen.threeway import judge_cell
+    from ksmdiff.scenario import find_scenarios, parse_file
+    base = [parse_file(f) for f in find_scenarios(["corpora/generated"])]
+    scns = (base * (n // len(base) + 1))[:n]
+    v = KernelVersion.parse(version)
+    t0 = time.perf_counter()
+    bad = sum(1 for s in scns if judge_cell(session.run_model_cell(s, v)).failed)
+    dt = time.perf_counter() - t0
+    return n / dt, bad
+
+
+def bench_fuzz(kernel, seconds, batch):
+    from ksmdiff import session
+    from ksmdiff.gen.fuzz import fuzz
+    from ksmdiff.gen.threeway import judge_cell
+    if kernel == "host":
+        def run_batch(scns):
+            return [judge_cell(c) for c in session.run_host_cells(scns)]
+    else:
+        v = KernelVersion.parse(kernel)
+
+        def run_batch(scns):
+            return [judge_cell(session.run_model_cell(s, v)) for s in scns]
+    rep = fuzz(run_batch, budget=seconds, seed=int(time.time()) % 1000, batch=batch,
+               out_dir=None)
+    return rep.rate, len(rep.found)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--era", default="5.1-5.8", choices=sorted(ERAS))
+    ap.add_argument("--beam", type=int, default=200)
+    ap.add_argument("--per-label", type=int, default=1)
+    ap.add_argument("--replay-n", type=int, default=1000)
+    ap.add_argument("--replay-version", default="6.12")
+    ap.add_argument("--fuzz-kernel", default="host")
+    ap.add_argument("--fuzz-seconds", type=float, default=60)
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--no-host", action="store_true", help="skip the fuzz measurement")
+    ap.add_argument("--json", metavar="FILE")
+    a = ap.parse_args()
+    out = {"load": os.getloadavg()}
+    gen = [bench_generate(ERAS[a.era], a.beam, a.per_label) for _ in range(a.runs)]
+    out["cover_era_seconds"] = statistics.median(g[0] for g in gen)
+    out["generated_per_second"] = statistics.median(g[1] / g[0] for g in gen)
+    out["labels"] = f"{gen[0][2]} reached of {gen[0][3]}"
+    rep = [bench_replay(a.replay_n, a.replay_version) for _ in range(a.runs)]
+    out["replay_per_second"] = statistics.median(r[0] for r in rep)
+    out["replay_failed"] = rep[0][1]
+    if not a.no_host:
+        fz = [bench_fuzz(a.fuzz_kernel, a.fuzz_seconds, a.batch) for _ in range(a.runs)]
+        out["fuzz_per_second"] = statistics.median(f[0] for f in fz)
+        out["fuzz_found"] = [f[1] for f in fz]
+    out["load_after"] = os.getloadavg()
+    for k, v in out.items():
+        print(f"{k:24} {v:.2f}" if isinstance(v, float) else f"{k:24} {v}")
+    if a.json:
+        Path(a.json).write_text(json.dumps(out, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
