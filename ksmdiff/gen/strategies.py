@@ -1,8 +1,9 @@
 """Hypothesis strategies for valid scenarios.
 
-``scenarios()`` draws a sequence of statements while tracking what the validator tracks
-(live processes, regions, mapped and writable pages, pins), so every drawn scenario passes
-``validate`` and can be replayed: the printer round trip, the model and the probe all use it.
+``scenarios()`` draws a sequence of statements valid in the scenario's layout (live
+processes, regions, mapped and writable pages, pins: the walker the validator uses,
+ksmdiff/scenario/layout.py), so every drawn scenario passes ``validate`` and can be
+replayed: the printer round trip, the model and the probe all use it.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 from hypothesis import strategies as st
 
 from ksmdiff.scenario import ast as A
+from ksmdiff.scenario.layout import Layout
 from ksmdiff.versions import KernelVersion, VersionClause, VersionSet
 
 _BYTES = st.sampled_from([0x11, 0x22, 0x5A, 0xA5, 0xFF])
@@ -35,27 +37,28 @@ def version_sets(draw) -> VersionSet:
 def scenarios(draw, max_steps: int = 14, max_procs: int = 3, max_pages: int = 4,
               expects: bool = True, knobs: bool = True) -> A.Scenario:
     """A valid scenario of at most ``max_steps`` statements."""
-    procs = {"A": {}}          # proc -> region -> {"mapped": [...], "prot": [...], "touched": [...]}
-    pins: dict[tuple[str, str, int], int] = {}
-    alive = ["A"]
-    names = ["A"]
+    lay = Layout.start("A")
     stmts: list = []
     n_regions = 0
 
+    def add(stmt) -> None:
+        stmts.append(stmt)
+        lay.apply(stmt)
+
     def target_for(proc: str, *, need_mapped=True, need_rw=False, need_touched=False):
-        regions = procs[proc]
+        regions = lay.procs[proc].regions
         choices = []
         for r, info in regions.items():
-            ok = [i for i in range(len(info["mapped"]))
-                  if (info["mapped"][i] or not need_mapped)
-                  and (info["prot"][i] == "rw" or not need_rw)
-                  and (info["touched"][i] or not need_touched)]
+            ok = [i for i in range(info.npages)
+                  if (info.mapped[i] or not need_mapped)
+                  and (info.prot[i] == "rw" or not need_rw)
+                  and (info.faulted[i] or not need_touched)]
             if ok:
                 choices.append((r, ok))
         if not choices:
             return None
         r, ok = draw(st.sampled_from(choices))
-        n = len(regions[r]["mapped"])
+        n = regions[r].npages
         if set(ok) == set(range(n)) and draw(st.booleans()):
             return A.Target(r)
         lo = draw(st.sampled_from(ok))
@@ -65,6 +68,7 @@ def scenarios(draw, max_steps: int = 14, max_procs: int = 3, max_pages: int = 4,
         return A.Target(r, lo, hi)
 
     for _ in range(draw(st.integers(1, max_steps))):
+        alive = lay.alive()
         if not alive:
             break
         p = draw(st.sampled_from(alive))
@@ -78,83 +82,58 @@ def scenarios(draw, max_steps: int = 14, max_procs: int = 3, max_pages: int = 4,
         if kind == "mmap" and n_regions < 3:
             name = f"r{n_regions}"
             n_regions += 1
-            n = draw(st.integers(1, max_pages))
-            procs[p][name] = {"mapped": [True] * n, "prot": ["rw"] * n, "touched": [False] * n}
-            stmts.append(A.Mmap(p, name, n))
+            add(A.Mmap(p, name, draw(st.integers(1, max_pages))))
         elif kind in ("fill", "write", "read"):
             t = target_for(p, need_rw=kind != "read")
             if t is None:
                 continue
-            info = procs[p][t.region]
-            for i in t.indices(len(info["mapped"])):
-                info["touched"][i] = True
             if kind == "fill":
-                stmts.append(A.Fill(p, t, draw(st.one_of(st.none(), _BYTES))))
+                add(A.Fill(p, t, draw(st.one_of(st.none(), _BYTES))))
             elif kind == "write":
-                stmts.append(A.Write(p, t, draw(_BYTES)))
+                add(A.Write(p, t, draw(_BYTES)))
             else:
-                stmts.append(A.Read(p, t))
+                add(A.Read(p, t))
         elif kind == "madvise":
             t = target_for(p)
             if t is None:
                 continue
             advice = draw(st.sampled_from(["mergeable", "mergeable", "unmergeable", "dontneed"]))
-            stmts.append(A.Madvise(p, t, advice))
+            add(A.Madvise(p, t, advice))
         elif kind == "mprotect":
             t = target_for(p)
             if t is None:
                 continue
-            prot = draw(st.sampled_from(["ro", "rw"]))
-            info = procs[p][t.region]
-            for i in t.indices(len(info["mapped"])):
-                info["prot"][i] = prot
-            stmts.append(A.Mprotect(p, t, prot))
+            add(A.Mprotect(p, t, draw(st.sampled_from(["ro", "rw"]))))
         elif kind == "munmap":
             t = target_for(p)
             if t is None:
                 continue
-            info = procs[p][t.region]
-            for i in t.indices(len(info["mapped"])):
-                info["mapped"][i] = False
-                info["touched"][i] = False
-            stmts.append(A.Munmap(p, t))
-        elif kind == "fork" and len(names) < max_procs:
-            child = "ABCDEFGH"[len(names)]
-            names.append(child)
-            alive.append(child)
-            procs[child] = {r: {"mapped": list(i["mapped"]), "prot": list(i["prot"]),
-                                "touched": [False] * len(i["mapped"])}
-                            for r, i in procs[p].items()}
-            stmts.append(A.Fork(p, child))
+            add(A.Munmap(p, t))
+        elif kind == "fork" and len(lay.procs) < max_procs:
+            add(A.Fork(p, "ABCDEFGH"[len(lay.procs)]))
         elif kind == "exit" and len(alive) > 1:
-            alive.remove(p)
-            for k in [k for k in pins if k[0] == p]:
-                del pins[k]
-            stmts.append(A.Exit(p))
+            add(A.Exit(p))
         elif kind == "pin":
             t = target_for(p)
             if t is None or t.lo is None:
                 continue
-            key = (p, t.region, t.lo)
-            if pins.get(key, 0) >= 2:
+            if lay.procs[p].pins.get((t.region, t.lo), 0) >= 2:
                 continue
-            pins[key] = pins.get(key, 0) + 1
-            stmts.append(A.Pin(p, A.Target(t.region, t.lo, t.lo)))
+            add(A.Pin(p, A.Target(t.region, t.lo, t.lo)))
         elif kind == "unpin":
-            mine = [k for k, n in pins.items() if k[0] == p and n > 0]
+            mine = [k for k, n in lay.procs[p].pins.items() if n > 0]
             if not mine:
                 continue
-            _, region, i = draw(st.sampled_from(sorted(mine)))
-            pins[(p, region, i)] -= 1
-            stmts.append(A.Unpin(p, A.Target(region, i, i)))
+            region, i = draw(st.sampled_from(sorted(mine)))
+            add(A.Unpin(p, A.Target(region, i, i)))
         elif kind == "settle":
-            stmts.append(A.KsmSettle())
+            add(A.KsmSettle())
         elif kind == "scan":
-            stmts.append(A.KsmScan(draw(st.integers(1, 3))))
+            add(A.KsmScan(draw(st.integers(1, 3))))
         elif kind == "set":
             knob = draw(st.sampled_from(["use_zero_pages", "max_page_sharing"]))
             value = draw(st.integers(0, 1)) if knob == "use_zero_pages" else draw(st.integers(2, 4))
-            stmts.append(A.KsmSet(knob, value))
+            add(A.KsmSet(knob, value))
         elif kind == "expect":
             t = target_for(p, need_mapped=False)
             if t is None:
@@ -171,11 +150,11 @@ def scenarios(draw, max_steps: int = 14, max_procs: int = 3, max_pages: int = 4,
                           st.one_of(st.none(), _BYTES)).map(A.HasContent),
             ))
             versions = draw(st.one_of(st.none(), version_sets()))
-            stmts.append(A.ExpectPage(p, t, draw(st.booleans()), pred, versions))
+            add(A.ExpectPage(p, t, draw(st.booleans()), pred, versions))
         elif kind == "counter":
             name = draw(st.sampled_from(["cow_ksm", "pages_shared", "pages_sharing", "pgreuse"]))
-            stmts.append(A.ExpectCounter(name, draw(st.integers(-3, 3)),
-                                         draw(st.one_of(st.none(), version_sets()))))
+            add(A.ExpectCounter(name, draw(st.integers(-3, 3)),
+                                draw(st.one_of(st.none(), version_sets()))))
     title = draw(st.text(st.characters(min_codepoint=32, max_codepoint=126), min_size=1,
                          max_size=30).filter(lambda s: s.strip()))
     tags = tuple(draw(st.lists(st.sampled_from(["seed", "fork", "reuse", "copy", "swap"]),
