@@ -67,13 +67,14 @@ def cmd_generate(args) -> int:
 # ----------------------------------------------------------------------------- three-way
 
 def run_three_way_cli(paths, targets, *, quiet=False, json_out=None, spec_model=None,
-                      model_mutant=None, out=sys.stdout) -> int:
+                      model_mutant=None, out=None) -> int:
     """``ksmdiff run --three-way``: cells as ``ksmdiff run`` makes them, each judged
     against the spec too; a coverage table at the end."""
     from ksmdiff import session
     from ksmdiff.cli import _load
     from ksmdiff.gen.threeway import coverage, coverage_table, judge_cell
     from ksmdiff.judge.threeway import SpecModel
+    out = out or sys.stdout
     scenarios = _load(paths)
     cells = []
     for t in targets:

@@ -194,6 +194,10 @@ def generate(eras, *, per_label: int = 3, seed: int = 0, bound: int = DEFAULT_BO
                     rep.status = Reach.UNREACHABLE
                     rep.why = ("unreachable at any depth: no state satisfying the model's "
                                "invariants fires it")
+                    known = _known_unreachable(world).get(label)
+                    if known:
+                        rep.why += f" ({' '.join(known.split())})"
+
                 else:
                     rep.why = cov.unreached.get(label, f"not reached within bound {bound}")
                     if lacking:
@@ -202,6 +206,15 @@ def generate(eras, *, per_label: int = 3, seed: int = 0, bound: int = DEFAULT_BO
             gen.labels.append(rep)
     gen.seconds = time.monotonic() - t0
     return gen
+
+
+def _known_unreachable(world: SpecWorld) -> dict:
+    """label -> why, from prove.toml's [model.NAME.unreachable] (the prover's list)."""
+    from ksmdiff.gen.specmap import _DEFAULT, world_for  # noqa: F401  (spec loaded once)
+    spec = _DEFAULT.get("spec")
+    if spec is None or not hasattr(spec, "config"):
+        return {}
+    return dict(spec.config.model(world.cfg.model).unreachable)
 
 
 def file_name(g: Generated) -> str:

@@ -1,0 +1,61 @@
+"""ksmdiff generate / reduce / fuzz / run --three-way on the command line."""
+
+from __future__ import annotations
+
+from ksmdiff.cli import main
+
+REUSE = """scenario "reuse"
+process A
+A: mmap buf 2
+A: fill buf[0] 0x01
+A: fill buf[1] 0x01
+A: madvise buf mergeable
+ksm settle
+A: munmap buf[1]
+A: write buf[0] 0x03
+expect A buf[0] reused on 5.1..5.8
+expect A buf[0] copied on >=5.9
+"""
+
+
+def test_usage_errors_exit_2(capsys, tmp_path):
+    assert main(["generate", "--out", str(tmp_path)]) == 2
+    assert main(["generate", "--kernel", "5.4", "--all-eras", "--out", str(tmp_path)]) == 2
+    assert main(["generate", "--kernel", "nonsense", "--out", str(tmp_path)]) == 2
+    assert main(["fuzz", "--kernel", "5.4", "--budget", "ten minutes"]) == 2
+    assert "budget" in capsys.readouterr().err
+
+
+def test_three_way_run_and_reduce_of_a_passing_scenario(tmp_path, capsys):
+    f = tmp_path / "reuse.scenario"
+    f.write_text(REUSE)
+    js = tmp_path / "run.json"
+    assert main(["run", str(f), "--kernel", "5.4", "--kernel", "6.12", "--three-way",
+                 "--json", str(js)]) == 0
+    out = capsys.readouterr().out
+    assert "coverage on 5.4 (5.1-5.8)" in out and "reuse" in out
+    assert '"coverage"' in js.read_text()
+    assert main(["reduce", str(f), "--kernel", "5.4"]) == 0
+    assert "nothing to reduce" in capsys.readouterr().out
+
+
+def test_reduce_against_a_spec_mutant(tmp_path, capsys):
+    f = tmp_path / "twice.scenario"
+    f.write_text("""scenario "twice"
+process A
+A: mmap buf 2
+A: write buf[0] 0x03
+A: write buf[1] 0x03
+A: madvise buf mergeable
+ksm settle
+A: fill buf[1] 0x01
+A: fork B
+ksm settle
+B: munmap buf[0]
+""")
+    out = tmp_path / "small.scenario"
+    assert main(["reduce", str(f), "--kernel", "5.4", "--spec-mutant", "reuse-mapcount-2",
+                 "--out", str(out)]) == 1
+    text = out.read_text()
+    assert text.startswith("# reduced by ksmdiff reduce")
+    assert sum(1 for line in text.splitlines() if ":" in line and not line.startswith("#")) <= 8
