@@ -151,10 +151,13 @@ def test_mprotect_rw_does_not_make_a_ksm_page_writable(version):
 
 
 @pytest.mark.parametrize("version,pgreuse", [("5.10", {0, 1}), ("5.18", {0, 1}),
-                                             ("5.19", {0}), ("6.18", {0})])
+                                             ("5.19", {1}), ("6.0", {0}), ("6.1", {0}),
+                                             ("6.18", {0})])
 def test_mprotect_rw_on_an_exclusive_anon_page(version, pgreuse):
-    """>= 5.19 change_pte_range() maps an exclusive anon page writable at once; before, the
-    next write goes through do_wp_page (and may copy if an LRU batch holds the page)."""
+    """>= 6.0 change_pte_range() maps a dirty exclusive anon page writable at once
+    (64fe24a3e05e, MM_CP_TRY_CHANGE_WRITABLE); before, the next write goes through
+    do_wp_page: 5.19 reuses the PageAnonExclusive page (pgreuse), 5.9-5.18 may copy if an
+    LRU batch holds the page."""
     r = run("A: mmap buf 1\nA: fill buf 0x5a\nA: mprotect buf ro\nA: mprotect buf rw\n"
             "A: write buf 0x01\n", version)
     assert "reused" in last(r, "A/buf[0].fault")
