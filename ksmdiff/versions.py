@@ -278,7 +278,7 @@ ERA_VERSIONS: tuple[str, ...] = tuple(str(ERA_INFO[e].representative) for e in E
 def _cmp_prefix(version: KernelVersion, bound: KernelVersion) -> int:
     """Compare ``version`` with ``bound`` at the bound's precision (5.4 matches all 5.4.y).
     A release candidate sorts before its release, so ``5.9-rc2`` is neither ``>=5.9`` nor
-    ``<=5.8``; an unknown patch level (``5.4.y``) compares as level 0."""
+    ``<=5.8``."""
     a: tuple[int, ...] = version.key[:3]
     b: tuple[int, ...] = bound.key[:3]
     if bound.patch is not None:
@@ -296,6 +296,11 @@ class VersionClause:
     high: KernelVersion | None = None  # only for ``..``
 
     def contains(self, v: KernelVersion) -> bool:
+        """A clause that names a patch level never contains a version whose patch level is
+        unknown (``5.4.y`` is neither in ``5.4.0..5.4.46`` nor in ``>=5.4.47``)."""
+        if v.any_level and (self.low.patch is not None
+                            or (self.high is not None and self.high.patch is not None)):
+            return False
         c = _cmp_prefix(v, self.low)
         if self.op == "==":
             return c == 0
