@@ -379,8 +379,9 @@ def do_swap_page(m: Machine, p: Process, slot: PageSlot, *, write: bool) -> None
     # (kernel-eras §f.5); the lookup reference becomes the pte's.  A clean swap-cache page
     # of an ordinary anon page is the first thing reclaim takes, though: under any memory
     # pressure from elsewhere the swap-in reads a new frame (seen on the shared host), so
-    # the model allows "copied" there.  A KSM page keeps the exact prediction (§f.5).
-    if not swapcache.ksm:
+    # the model allows "copied" there.  A KSM page keeps the exact prediction, and so does
+    # a pinned page (reclaim cannot free a page someone holds a reference to).
+    if not swapcache.ksm and m.pins_of(swapcache) == 0:
         m.may_also(slot, "copied")
     m.get_page(swapcache)
     page = ksm_might_need_to_copy(m, p, slot, swapcache)
