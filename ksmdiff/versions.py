@@ -22,7 +22,7 @@ from ksmdiff.errors import InvalidArgument
 
 _VERSION_RE = re.compile(
     r"^(?P<major>\d{1,3})\.(?P<minor>\d{1,3})(?:\.(?P<patch>\d{1,4}|y))?(?:-rc(?P<rc>\d{1,3}))?"
-    r"(?:$|[-+~_ .])")
+    r"(?:$|[-+~_ ])")
 
 # A release candidate sorts before the release: (major, minor, stage, patch).
 _RELEASE_STAGE = 1_000
@@ -188,6 +188,13 @@ def _load_facts() -> dict[str, Fact]:
 FACTS: dict[str, Fact] = _load_facts()
 
 
+def merge_window(first: KernelVersion) -> KernelVersion:
+    """A table version ``X.Y`` means the commit came with the merge window: ``X.Y-rc1``."""
+    if first.rc is None and first.patch is None and not first.any_level:
+        return KernelVersion(first.major, first.minor, rc=1)
+    return first
+
+
 def fact(name: str) -> Fact:
     try:
         return FACTS[name]
@@ -201,12 +208,12 @@ def has_fact(version: KernelVersion, name: str) -> Optional[bool]:
     f = fact(name)
     for b in f.backports:
         if b.branch == version.mm and version.rc is None:
-            if version.patch is None and not version.any_level:
+            if not version.patch and not version.any_level:
                 return False                   # the mainline release: before any backport
             if version.any_level or b.level is None:
                 return None
             return version.patch >= b.level
-    if version < f.first:
+    if version < merge_window(f.first):
         return False
     if f.last is not None and version > f.last:
         return False
@@ -246,7 +253,7 @@ NEWEST_CHECKED = KernelVersion.parse(_table.NEWEST_CHECKED)
 def _era_of(version: KernelVersion) -> "Era":
     found = None
     for era, info in ERA_INFO.items():
-        if info.first is None or version >= info.first:
+        if info.first is None or version >= merge_window(info.first):
             found = era
     assert found is not None
     return found
