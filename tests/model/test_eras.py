@@ -1,4 +1,4 @@
-"""The decision tables of kernel-eras §a, row by row, through user-level scenarios (and,
+"""The do_wp_page decision table of every era, row by row, through user-level scenarios (and,
 for the rows a user cannot reach, through the model's functions directly)."""
 
 import pytest
@@ -22,7 +22,7 @@ A: write buf[3] 0x01
 
 @pytest.mark.parametrize("version", ERA_VERSIONS)
 def test_singly_mapped_ksm_page_write(version):
-    """§0: same PFN only in 5.1-5.8; cow_ksm counts the copy from 5.19."""
+    """Same PFN only in 5.1-5.8; cow_ksm counts the copy from 5.19."""
     r = run(SINGLE, version)
     assert r.violations == ()
     expected = "reused" if version in REUSE_ERA else "copied"
@@ -37,7 +37,7 @@ def test_singly_mapped_ksm_page_write(version):
         assert last(r, "counter.pgreuse") == {0}      # a KSM copy is no reuse
 
 
-# ---------------------------------------------------------------- §a.2, 5.1-5.8, row by row
+# ---------------------------------------------------------------- 5.1-5.8, row by row
 
 def test_a2_swapcache_ksm_page_copies_unless_swap_is_full():
     """Row SC=1: a KSM page swapped out and read back stays in the swap cache -> copy.
@@ -136,7 +136,7 @@ def test_a2_freeze_fails_copies():
 
 
 def test_a2_freeze_ok_reuses_in_place():
-    """Row ok: same frame, the page stops being KSM, refcount back to 1 (§b.3)."""
+    """Row ok: same frame, the page stops being KSM, refcount back to 1."""
     m, p, slot, f = _ksm_machine()
     M.do_wp_page(m, p, slot)
     assert slot.pte.frame is f and slot.pte.writable
@@ -159,7 +159,7 @@ def test_other_eras_copy_even_when_reuse_conditions_hold(version):
     assert slot.pte.frame is not f and f.freed and slot.pte.frame.content == f.content
 
 
-# ---------------------------------------------------------------- zero page (§a.7)
+# ---------------------------------------------------------------- zero page
 
 @pytest.mark.parametrize("version", ERA_VERSIONS)
 def test_zero_page_write_copies_without_cow_ksm(version):
@@ -273,7 +273,7 @@ def test_write_swapin_of_anon_page_reuses_without_pgreuse(version):
 
 @pytest.mark.parametrize("version", PAGEOUT_VERSIONS)
 def test_swapped_ksm_page_write_copies(version):
-    """§f.5: swap-in returns the same KSM frame (no ksm_swpin_copy); the write copies,
+    """Swap-in returns the same KSM frame (no ksm_swpin_copy); the write copies,
     except on 5.1-5.8 when swap is more than half full: do_swap_page's try_to_free_swap()
     leaves page_count 1 and reuse_ksm_page() keeps the frame."""
     r = run("""A: mmap buf 2
