@@ -80,14 +80,14 @@ FACTS = (
     {"name": "gup_breaks_cow", "commit": "17839856fd58",
      "title": "gup: document and work around \"COW can break either way\" issue",
      "first": "5.8", "last": "5.9-rc3",
-     "backports": (("5.7", 3, "inferred"), ("5.4", 47, "inferred"),
-                   ("4.19", None, "verified"), ("4.14", 232, "inferred"),
+     "backports": (("5.7", 3, "verified"), ("5.4", 47, "verified"),
+                   ("4.19", 189, "verified"), ("4.14", 232, "verified"),
                    ("4.9", None, "verified"), ("4.4", None, "verified")),
      "status": "verified",
-     "checked": "reverted by a308c71bf1e6 in merge b25d1dc9474e (5.9-rc4); stable@: 5.4.y "
-                "had it by Oct 2021 ('since a year ago'), 4.14/4.19 backports posted Apr "
-                "2021, 4.4/4.9 Oct 2021 and Jan 2022; the 5.4.47 and 5.7.3 levels are those "
-                "of the week the backport was queued, not read from a changelog",
+     "checked": "reverted by a308c71bf1e6 in merge b25d1dc9474e (5.9-rc4); the release "
+                "announcements of 5.7.3 and 5.4.47 (2020-06-17) and of 4.19.189 and "
+                "4.14.232 (2021-04-28) list it; 4.4.y/4.9.y got it in Oct 2021/Jan 2022 "
+                "(stable@ threads) at levels not in this table",
      "summary": "a read-only FOLL_GET pin (vmsplice) on a COW mapping breaks COW first"},
     # ---------------------------------------------------------------- swap
     {"name": "madv_pageout", "commit": "1a4e58cce84e", "title": "mm: introduce MADV_PAGEOUT",

@@ -56,8 +56,9 @@ the scenario each way and every record allows what any run allows, with a note s
   ``should_try_to_free_swap`` does.  A singly-mapped 5.1-5.8 KSM page then leaves the swap
   cache with page_count 1 and the write's ``reuse_ksm_page`` keeps the frame; on 5.9-5.17
   an ordinary page read back from swap is reused instead of copied.
-* a kernel fact whose stable backport level is not known for the version (``5.4.y``, or a
-  4.19.y kernel for 17839856fd58, whose 4.19.y level is not in the table).
+* a kernel fact whose stable backport level is not known for the version (``5.4.y``: a
+  distribution kernel that hides its level; or a 4.9.y kernel for 17839856fd58, whose
+  4.9.y level is not in the table).
 * a pinned page's twin churns once per scan (``cow_ksm`` ANY after that settle/scan).
 * the model does not track addresses, so vma merges and splits are uncertain: a
   zero-page-only part of a region may or may not have an anon_vma, and fork may or may not
@@ -73,7 +74,8 @@ verified or inferred); the era of ``do_wp_page`` comes from the same table.  Amo
   6.1, so even 5.1-5.8 *copies* on unmerge; from 6.2 (6cce3314b928) it is an unshare
   fault: the copy stays read-only and exclusive, and the next write reuses it (pgreuse).
 * a read-only pin (vmsplice, FOLL_GET) breaks COW first on 5.8 and on the 17839856fd58
-  backports (``gup_breaks_cow``: 5.7.3+, 5.4.47+, 4.14.232+; 4.19.y at an unknown level);
+  backports (``gup_breaks_cow``: 5.7.3+, 5.4.47+, 4.19.189+, 4.14.232+; 4.9.y/4.4.y at
+  levels not in the table);
   elsewhere it only takes a reference.
 * MADV_PAGEOUT exists from 5.4 (1a4e58cce84e): a scenario using it is unsupported before;
   it skips pages mapped by more than one pte.

@@ -21,8 +21,9 @@ A: pin buf[0]
 
 @pytest.mark.parametrize("version,ksm_after_pin", [
     ("5.4", {True}), ("5.4.46", {True}), ("5.4.47", {False}), ("5.7.3", {False}),
-    ("5.8", {False}), ("4.14.232", {False}), ("4.19", {True}),
-    ("5.4.y", {True, False}), ("4.19.150", {True, False}),
+    ("5.8", {False}), ("4.14.232", {False}), ("4.19", {True}), ("4.19.188", {True}),
+    ("4.19.189", {False}), ("5.4.y", {True, False}), ("4.19.y", {True, False}),
+    ("4.9.300", {True, False}),
 ])
 def test_pin_time_cow_break_follows_the_stable_level(version, ksm_after_pin):
     """17839856fd58 breaks COW at pin time; where the stable level is unknown the model

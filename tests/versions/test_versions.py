@@ -98,7 +98,8 @@ def test_eras_come_from_the_table():
 
 @pytest.mark.parametrize("version,expect", [
     ("4.14", False), ("4.14.231", False), ("4.14.232", True), ("4.14.y", None),
-    ("4.19", False), ("4.19.0", False), ("4.19.200", None), ("4.20", False),
+    ("4.19", False), ("4.19.0", False), ("4.19.188", False), ("4.19.189", True),
+    ("4.19.y", None), ("4.9.300", None), ("4.9", False), ("4.20", False),
     ("5.4", False), ("5.4.46", False), ("5.4.47", True), ("5.4.300", True), ("5.4.y", None),
     ("5.7", False), ("5.7.2", False), ("5.7.3", True),
     ("5.8-rc1", True), ("5.8", True), ("5.8.18", True),
