@@ -384,3 +384,22 @@ def has_feature(version: KernelVersion, name: str) -> bool:
 def beyond_checked(version: KernelVersion) -> bool:
     """Newer than every version the fact table was checked against."""
     return version.mm > NEWEST_CHECKED.mm
+
+
+def format_table() -> str:
+    """The fact table and the eras as text (``python -m ksmdiff.versions``)."""
+    lines = ["eras of do_wp_page for a KSM page:"]
+    for era in Era:
+        info = ERA_INFO[era]
+        first = "" if info.first is None else f"from {info.first}"
+        lines.append(f"  {era.value:9} {first:14} {info.summary}")
+    lines.append("")
+    lines.append(f"{'fact':30} {'status':9} {'commit':13} versions")
+    for f in FACTS.values():
+        lines.append(f"{f.name:30} {f.status.value:9} {f.commit or '-':13} {f.ranges()}")
+        lines.append(f"{'':30} {f.summary}")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":  # pragma: no cover - a reader for people
+    print(format_table())

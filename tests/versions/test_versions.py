@@ -175,3 +175,12 @@ def test_release_candidates_sit_between_releases_in_clauses():
     assert not VersionClause("<=", V("5.8")).contains(V("5.9-rc2"))
     assert VersionClause("<", V("5.9")).contains(V("5.9-rc2"))
     assert VersionClause("==", V("5.9")).contains(V("5.9.3"))
+
+
+def test_format_table_lists_every_era_and_fact():
+    from ksmdiff.versions import format_table
+    text = format_table()
+    for era in Era:
+        assert era.value in text
+    for name, f in FACTS.items():
+        assert name in text and f.ranges() in text
