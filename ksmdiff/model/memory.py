@@ -139,7 +139,7 @@ def wp_page_copy(m: Machine, p: Process, slot: PageSlot, old: Optional[Frame],
         m.page_remove_rmap(old)
         m.put_page(old)                        # the reference the old pte held
         # >= 5.14 wp_page_copy(): if (page_copied) free_swap_cache(old_page) ("mm: free
-        # idle swap cache page after COW", Huang Ying 2021 [I: version]); before, an
+        # idle swap cache page after COW", Huang Ying 2021); before, an
         # unmapped swap-cache page (a swapped-in KSM page, say) lingers until reclaim
         if m.has("wp_page_copy_frees_swap"):
             free_swap_cache(m, old)

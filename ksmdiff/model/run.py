@@ -363,7 +363,7 @@ class Interpreter:
                     if m.has("ksm_zero_pages_fork"):
                         # >= 6.17 fork counts the child's KSM zero ptes ("mm/ksm: fix
                         # incorrect KSM counter handling in mm_struct during fork", Donet
-                        # Tom 2025 [I: version; Cc stable]); seen on the host's 6.18
+                        # Tom 2025, Cc stable); seen on the host's 6.18
                         m.count("ksm_zero_pages")
                     else:
                         # before: not counted at fork but uncounted when the child's
