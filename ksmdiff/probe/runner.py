@@ -73,7 +73,7 @@ from ksmdiff.probe.compiler import Program, compile_scenario, merge_signatures
 from ksmdiff.scenario import ast as A
 from ksmdiff.scenario import implied_features
 from ksmdiff.scenario.ast import Scenario
-from ksmdiff.versions import FEATURE_NOTES, KernelVersion, has_counter, has_feature
+from ksmdiff.versions import FEATURE_NOTES, KernelVersion, has_counter, has_feature, parse_host
 
 __all__ = ["KernelRun", "host_version", "is_root", "run_kernel", "restore"]
 
@@ -101,7 +101,15 @@ def is_root() -> bool:
 
 
 def host_version() -> KernelVersion:
-    return KernelVersion.parse(os.uname().release)
+    """The running kernel's version, with the stable patch level a distribution hides in
+    its release string read from where it keeps it (versions.parse_host): Ubuntu's
+    /proc/version_signature, Debian's uname -v."""
+    u = os.uname()
+    try:
+        signature: str | None = Path("/proc/version_signature").read_text()
+    except OSError:
+        signature = None
+    return parse_host(u.release, u.version, signature)
 
 
 def restore(journal_path: str | None = None) -> str:
