@@ -252,8 +252,8 @@ def register(sub) -> None:
     g.add_argument("--seed", type=int, default=0, metavar="S")
     g.add_argument("--bound", type=int, default=10, metavar="K",
                    help="longest trace, in spec steps (default 10)")
-    g.add_argument("--beam", type=int, default=600, metavar="W",
-                   help="states kept per search level (default 600)")
+    g.add_argument("--beam", type=int, default=200, metavar="W",
+                   help="states kept per search level (default 200)")
     g.add_argument("--mutant", metavar="NAME", help="generate from a spec mutant (spec/mutants)")
     g.add_argument("--replay", action="append", metavar="VERSION",
                    help="then judge the scenarios three ways on this model version or 'host'")

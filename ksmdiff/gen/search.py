@@ -25,7 +25,7 @@ from typing import Optional
 
 from ksmdiff.gen.specmap import SpecWorld, choices_of, labels_of
 
-DEFAULT_BEAM = 600
+DEFAULT_BEAM = 200
 DEFAULT_BOUND = 10
 EXHAUSTIVE_DEPTH = 4
 RARE = 40          # a label fired at most this often so far: keep the state it leads to
