@@ -178,6 +178,7 @@ class _Forked:
         self.stdout = os.fdopen(fds[1], "rb", buffering=0)
         self.stderr = os.fdopen(fds[2], "rb", buffering=0)
         self.returncode: int | None = None
+        self.closed = False
 
     def poll(self) -> int | None:
         if self.pidfd is None:
@@ -217,6 +218,7 @@ class _Forked:
                 continue
 
     def close(self) -> None:
+        self.closed = True
         for f in (self.stdin, self.stdout, self.stderr):
             try:
                 f.close()
@@ -399,7 +401,9 @@ class _Live:
         self.kill()
 
     def kill(self) -> None:
-        if self.proc.poll() is None and not self.ended:
+        if self.proc.closed:
+            return                       # killed (or ended) and closed before
+        if not self.ended:
             # killed through its pidfd; its scenario processes leave within 200 ms of it
             # (they watch its pidfd) and are waited for, so that what they hold is freed
             # before the next group (a probe that ended normally has killed and reaped
