@@ -830,7 +830,7 @@ static long exclude_internal(struct mailbox *mb, unsigned char *scratch)
             p++;
         uintptr_t hi = (uintptr_t)strtoull(p, &p, 16);
         int ours = 0;
-        for (int i = 0; i < mb->nexcl; i++)
+        for (int i = 0; i < mb->nexcl && i < MAX_REGIONS; i++)
             if (lo < mb->excl_addr[i] + mb->excl_len[i] && mb->excl_addr[i] < hi)
                 ours = 1;
         if (!ours && hi > lo && hi < 0xffffffffff600000UL)
@@ -1064,9 +1064,13 @@ static int child_main(void *arg)
             _exit(0);
         if (mb->op == OP_PEEK) {
             /* no counter window: loads of present pages move no counter */
-            for (int i = 0; i < mb->npeek; i++)
+            int npeek = mb->npeek;
+            if (npeek < 0 || npeek > MAX_TOTAL_PAGES)
+                npeek = 0, mb->ret = -EINVAL;   /* counts bounded by the arrays, always */
+            else
+                mb->ret = 0;
+            for (int i = 0; i < npeek; i++)
                 scan_content((const volatile unsigned char *)mb->peek_addr[i], &mb->peek[i]);
-            mb->ret = 0;
             __atomic_store_n(&mb->done_seq, seq, __ATOMIC_SEQ_CST);
             futex(&mb->done_seq, FUTEX_WAKE, INT_MAX, NULL);
             continue;
@@ -1887,7 +1891,7 @@ int main(int argc, char **argv)
         setenv("GLIBC_TUNABLES", "glibc.pthread.rseq=0", 1);
         char self[PATH_MAX];
         ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
-        if (n > 0) {
+        if (n > 0 && (size_t)n < sizeof self - 1) {   /* (a full buffer may be cut) */
             self[n] = 0;
             execv(self, argv);
         }

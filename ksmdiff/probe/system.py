@@ -826,8 +826,8 @@ class Keeper:
 
     def __init__(self):
         import mmap
-        self.map = mmap.mmap(-1, 4096, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
-        self.map.write(os.urandom(4096))
+        self.map = mmap.mmap(-1, mmap.PAGESIZE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        self.map.write(os.urandom(mmap.PAGESIZE))
         try:
             self.map.madvise(mmap.MADV_MERGEABLE)
         except (AttributeError, OSError):
