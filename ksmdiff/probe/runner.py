@@ -271,7 +271,7 @@ class _ProbeServer:
         data, fds, bad = b"", [], False
         while len(data) < self.REPLY_LEN:
             chunk, got, flags, _addr = self._socket.recv_fds(
-                self.sock, self.REPLY_LEN - len(data), 4)
+                self.sock, self.REPLY_LEN - len(data), 4, self._socket.MSG_CMSG_CLOEXEC)
             fds += got
             bad = bad or bool(flags & self._socket.MSG_CTRUNC)
             if not chunk:
@@ -878,26 +878,26 @@ class _Session:
         unowned_breaks = 0
         last_merge = None
         for ev in events:
-            if ev[0] == "enter":           # a scenario process registered this mm
-                lv = owner_of_pid.get(ev[1])
+            if isinstance(ev, system.Enter):   # a scenario process registered this mm
+                lv = owner_of_pid.get(ev.pid)
                 if lv is not None:
-                    self.mm_owner[ev[2]] = lv
+                    self.mm_owner[ev.mm] = lv
                 else:
-                    self.mm_owner.pop(ev[2], None)
-            elif ev[0] == "remove":        # stable nodes removed: by PFN
-                owners = [lv for lv in lives if ev[1] in lv.ksm_pfns]
+                    self.mm_owner.pop(ev.mm, None)
+            elif isinstance(ev, system.Remove):  # stable nodes removed: by PFN
+                owners = [lv for lv in lives if ev.pfn in lv.ksm_pfns]
                 if len(owners) == 1:
                     removed[id(owners[0])] += 1
                 elif len(owners) > 1:
                     for lv in owners:
-                        lv.ambiguous = lv.ambiguous or f"stable node pfn {ev[1]} in two scenarios"
-            elif ev[0] == "merge":
+                        lv.ambiguous = lv.ambiguous or f"stable node pfn {ev.pfn} in two scenarios"
+            elif isinstance(ev, system.Merge):
                 # try_to_merge_two_pages: the first page becomes KSM in place (no KSM page
                 # yet, error 0); when merging the second into it fails, break_cow undoes
                 # the first (one unshare fault: cow_ksm +1), charged to the first page's mm
-                _t, with_ksm, mm, err = ev
-                if with_ksm and err and last_merge and not last_merge[1] and not last_merge[3]:
-                    lv = self.mm_owner.get(last_merge[2])
+                if (ev.with_ksm and ev.err and last_merge and not last_merge.with_ksm
+                        and not last_merge.err):
+                    lv = self.mm_owner.get(last_merge.mm)
                     if lv is not None and id(lv) in breaks:
                         breaks[id(lv)] += 1
                     else:
