@@ -1284,7 +1284,8 @@ static int pgreuse_possible(struct stmt *s, int ngroup)
         if (!ps->alive || !rs || !rs->exists)
             continue;
         size_t cnt = (size_t)(x->hi - x->lo + 1);
-        if (pread(ps->pagemap_fd, pm, cnt * 8, (off_t)((rs->addr / page_size + (uintptr_t)x->lo) * 8)) !=
+        off_t at = (off_t)((rs->addr / page_size + (uintptr_t)x->lo) * 8);
+        if (pread(ps->pagemap_fd, pm, cnt * 8, at) !=
             (ssize_t)(cnt * 8))
             return INT_MAX;   /* cannot tell: keep the value */
         for (int i = x->lo; i <= x->hi; i++) {

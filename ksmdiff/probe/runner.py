@@ -38,14 +38,14 @@ global change; ``cow_ksm`` from ksmd's break_cow, charged to the mm of the page 
 the global change; ``pgreuse`` never moves in ksmd.  When a check fails, the scenarios
 concerned are replayed alone, so batch results are those of one-at-a-time runs (a few
 kernel values differ between any two runs: the frame and cow_ksm of a pinned page's twin,
-which ksmd makes KSM and breaks again at every scan; reuse vs copy of a page a per-CPU LRU batch still references).  Scenarios sharing a
-batch do the same ksm statement at every index (settle, ``scan N`` or the same ``set`` of
-max_page_sharing / merge_across_nodes); ``ksm set use_zero_pages`` is no index of its own:
-it matters only to a scenario that may hold real zero pages, and a batch's scenarios that
-do agree on its value at every scan (``compiler.merge_signatures``, ``_pack``);
-``max_page_sharing`` / ``merge_across_nodes`` after ksmd ran run alone; at most one
-scenario whose real zero pages meet ksmd with use_zero_pages=0 joins a batch
-(``compiler.Program``).
+which ksmd makes KSM and breaks again at every scan; reuse vs copy of a page a per-CPU LRU
+batch still references).  Scenarios sharing a batch do the same ksm statement at every
+index (settle, ``scan N`` or the same ``set`` of max_page_sharing / merge_across_nodes);
+``ksm set use_zero_pages`` is no index of its own: it matters only to a scenario that may
+hold real zero pages, and a batch's scenarios that do agree on its value at every scan
+(``compiler.merge_signatures``, ``_pack``); ``max_page_sharing`` / ``merge_across_nodes``
+after ksmd ran run alone; at most one scenario whose real zero pages meet ksmd with
+use_zero_pages=0 joins a batch (``compiler.Program``).
 """
 
 from __future__ import annotations
