@@ -112,3 +112,35 @@ def test_the_server_needs_its_token(exe):
     p, sock = server(exe, token=None)
     code, err = finish(p, sock)
     assert code == 4 and b"KSMDIFF_PROBE_TOKEN" in err
+
+
+def test_without_pidfds_the_runner_says_so(monkeypatch):
+    """A kernel without pidfd_open: the server answers without a pidfd, and the runner
+    stops with that reason instead of watching a probe by a pid that may be reused."""
+    import threading
+
+    from ksmdiff.errors import EnvironmentProblem
+    a, b = socket.socketpair()
+    srv = _ProbeServer.__new__(_ProbeServer)
+    srv._socket, srv.sock, srv.lock, srv.token = socket, a, threading.Lock(), TOKEN.encode()
+    monkeypatch.setattr(_ProbeServer, "_reply", lambda self: (4242, None))
+    try:
+        with pytest.raises(EnvironmentProblem, match="pidfd_open"):
+            srv.spawn_many([PROGRAM])
+    finally:
+        a.close()
+        b.close()
+
+
+def test_an_answer_out_of_step_is_refused():
+    a, b = socket.socketpair()
+    srv = _ProbeServer.__new__(_ProbeServer)
+    srv._socket, srv.sock, srv.token = socket, a, TOKEN.encode()
+    from ksmdiff.errors import EnvironmentProblem
+    try:
+        b.sendall(b"fedcba9876543210 %11d\n" % 77)
+        with pytest.raises(EnvironmentProblem, match="out of step"):
+            srv._reply()
+    finally:
+        a.close()
+        b.close()
