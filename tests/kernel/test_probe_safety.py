@@ -62,3 +62,34 @@ def test_a_killed_probe_takes_its_processes_with_it(state_kept):
                     os.close(fd)
         finally:
             server.close()
+
+
+def test_a_hole_stays_reserved_for_its_region(state_kept):
+    """After munmap a[1] the probe keeps a's hole mapped PROT_NONE: a[0], the one-page
+    hole and a[2..3] stay contiguous in the process's maps, so b cannot land there."""
+    from ksmdiff.probe import runner, system
+    from ksmdiff.probe.build import default_probe
+    from ksmdiff.probe.compiler import compile_scenario
+    scn = parse('scenario "r"\nprocess A\nA: mmap a 4\nA: munmap a[1]\nA: mmap b 1\n'
+                'A: fill b 0x01\nksm settle\n')
+    page = os.sysconf("SC_PAGE_SIZE")
+    with system.RunLock(system.state_dir(None)), tempfile.TemporaryDirectory() as tmp:
+        server = runner._ProbeServer(default_probe(), Path(tmp) / "windows.lock")
+        try:
+            lv = runner._Live(0, scn, compile_scenario(scn), server, host_version(), ())
+            lv.wait_start()
+            lv.step()                       # stops at the settle, before ksmd runs
+            assert lv.status == OK, lv.reason
+            maps = []
+            for line in Path(f"/proc/{lv.pids[0]}/maps").read_text().splitlines():
+                lo, hi = (int(x, 16) for x in line.split()[0].split("-"))
+                maps.append((lo, hi, line.split()[1]))
+            lv.kill()
+        finally:
+            server.close()
+    maps.sort()
+    triples = [(x, y, z) for x, y, z in zip(maps, maps[1:], maps[2:])
+               if x[1] == y[0] and y[1] == z[0] and y[1] - y[0] == page and y[2] == "---p"
+               and x[2] == z[2] == "rw-p" and z[1] - z[0] >= 2 * page]
+    # (a[0] may share its vma with b, mapped right below it: equal flags merge)
+    assert len(triples) == 1, "\n".join(f"{a:x}-{b:x} {p}" for a, b, p in maps)
