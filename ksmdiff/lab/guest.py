@@ -22,15 +22,18 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import lzma
 import os
 import shutil
 import signal
 import stat
+import struct
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -186,7 +189,6 @@ def find_busybox() -> Path:
 
 def _is_static(path: Path) -> bool:
     """An ELF executable without a PT_INTERP program header."""
-    import struct
     data = path.read_bytes()[:65536]
     if data[:4] != b"\x7fELF" or data[4] != 2:
         return False
@@ -213,6 +215,80 @@ def initramfs(kernel: KernelImage) -> Path:
     return out
 
 
+# ----------------------------------------------------------------------------- vmlinux
+
+_MAGICS = ((b"\xfd7zXZ\x00", "xz"), (b"\x1f\x8b\x08", "gzip"), (b"\x28\xb5\x2f\xfd", "zstd"))
+
+
+def _decompress(blob: bytes, kind: str) -> bytes | None:
+    try:
+        if kind == "xz":
+            return lzma.LZMADecompressor().decompress(blob)
+        if kind == "gzip":
+            return zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(blob)
+        if kind == "zstd":
+            r = subprocess.run(["zstd", "-dcq"], input=blob, capture_output=True)
+            return r.stdout or None
+    except (lzma.LZMAError, zlib.error, OSError):
+        return None
+    return None
+
+
+def has_pvh_note(elf: bytes) -> bool:
+    """An ELF64 kernel with XEN_ELFNOTE_PHYS32_ENTRY (type 18, owner "Xen"): CONFIG_PVH,
+    which qemu's -kernel needs to start an uncompressed vmlinux."""
+    if elf[:4] != b"\x7fELF" or elf[4] != 2:
+        return False
+    phoff, = struct.unpack_from("<Q", elf, 0x20)
+    phentsize, phnum = struct.unpack_from("<HH", elf, 0x36)
+    for i in range(phnum):
+        ptype, _flags, off, _va, _pa, filesz = struct.unpack_from("<IIQQQQ", elf,
+                                                                  phoff + i * phentsize)
+        if ptype != 4:      # PT_NOTE
+            continue
+        pos, end = off, off + filesz
+        while pos + 12 <= end:
+            namesz, descsz, ntype = struct.unpack_from("<III", elf, pos)
+            name = elf[pos + 12:pos + 12 + namesz].rstrip(b"\0")
+            if name == b"Xen" and ntype == 18:
+                return True
+            pos += 12 + (namesz + 3) // 4 * 4 + (descsz + 3) // 4 * 4
+    return False
+
+
+def boot_image(kernel: KernelImage) -> Path:
+    """What qemu's -kernel gets: the uncompressed vmlinux (cached, beside nothing in the
+    store) when the kernel has a PVH entry, else the bzImage.
+
+    Measured on the 2-core build machine (load ~9): Debian 6.1 to a trivial init took
+    28.6 s as bzImage (its XZ decompressor runs emulated) and 11.6 s as PVH vmlinux."""
+    from ksmdiff.probe.build import cache_dir
+    data = kernel.vmlinuz.read_bytes()
+    h = hashlib.sha256(data).hexdigest()[:16]
+    d = cache_dir() / "lab" / "vmlinux"
+    out, no = d / f"{kernel.name}-{h}", d / f"{kernel.name}-{h}.no-pvh"
+    if out.exists():
+        return out
+    if no.exists():
+        return kernel.vmlinuz
+    d.mkdir(parents=True, exist_ok=True)
+    for magic, kind in _MAGICS:
+        pos = data.find(magic)
+        while pos >= 0:
+            elf = _decompress(data[pos:], kind)
+            if elf and elf[:4] == b"\x7fELF":
+                if has_pvh_note(elf):
+                    tmp = out.with_suffix(".tmp")
+                    tmp.write_bytes(elf)
+                    os.replace(tmp, out)
+                    return out
+                no.write_text("no PVH entry (CONFIG_PVH): booting the bzImage\n")
+                return kernel.vmlinuz
+            pos = data.find(magic, pos + 1)
+    no.write_text("no compressed vmlinux found in the bzImage\n")
+    return kernel.vmlinuz
+
+
 # ----------------------------------------------------------------------------- qemu
 
 def qemu_command(kernel: KernelImage, initrd: Path, out: Path, *, smp: int = 1) -> list[str]:
@@ -220,7 +296,7 @@ def qemu_command(kernel: KernelImage, initrd: Path, out: Path, *, smp: int = 1) 
               f"brd.rd_nr=1 brd.rd_size={SWAP_MB * 1024} mitigations=off no_timer_check")
     return [QEMU, "-accel", "tcg", "-cpu", "max", "-m", MEMORY, "-smp", str(smp),
             "-nographic", "-no-reboot", "-nodefaults", "-serial", "stdio",
-            "-kernel", str(kernel.vmlinuz), "-initrd", str(initrd), "-append", append,
+            "-kernel", str(boot_image(kernel)), "-initrd", str(initrd), "-append", append,
             "-virtfs", "local,path=/,mount_tag=host,security_model=none,readonly=on,"
                        "multidevs=remap",
             "-virtfs", f"local,path={out},mount_tag=out,security_model=none"]
