@@ -65,7 +65,15 @@ def print_summary(scenarios, versions, cells, *, verbose: bool = False,
             else:
                 where = f"the {v} model"
             if cell.status in ("not-run", "environment"):
-                out.write(f"{scn.source}: {cell.status} on {where}: {cell.reason}\n")
+                # one kernel that did not run (not fetched, a panic) is said once
+                same = [j for j in range(len(scenarios)) if cells[(j, v)].status == cell.status
+                        and cells[(j, v)].reason == cell.reason]
+                if len(same) > 1 and v.startswith("lab:"):
+                    if same[0] == i:
+                        out.write(f"{cell.status} on {where}, {len(same)} scenarios: "
+                                  f"{cell.reason}\n")
+                else:
+                    out.write(f"{scn.source}: {cell.status} on {where}: {cell.reason}\n")
             for e in cell.failed:
                 problems += 1
                 out.write(f"{scn.source}:{e.line}: failed on {where}: {e.text}\n"

@@ -15,7 +15,7 @@ import sys
 import time
 
 
-def run_job(job: dict) -> dict:
+def run_job(job: dict, beat=lambda what: None) -> dict:
     """Replay the job's scenarios; ``job["payload"]`` is the host's pickle of the parsed
     scenarios and the model's records for each (None where the model did not run): the
     guest neither builds the scenario parser nor imports the model, which under TCG cost
@@ -31,7 +31,8 @@ def run_job(job: dict) -> dict:
     payload = pickle.loads(base64.b64decode(job["payload"]))
     scenarios, model_records = payload["scenarios"], payload["model"]
     t = time.monotonic()
-    runs = run_kernel(scenarios, batch=job.get("batch"))
+    runs = run_kernel(scenarios, batch=job.get("batch"),
+                      progress=lambda done, total: beat(f"{done}/{total}"))
     corpus_s = time.monotonic() - t
     reruns: dict[str, list] = {}
     for i, (scn, run) in enumerate(zip(scenarios, runs)):
@@ -40,8 +41,10 @@ def run_job(job: dict) -> dict:
         with pure():
             diverges = bool(compare(model_records[i], run.records))
         if diverges:
-            reruns[str(i)] = [_run_json(run_kernel([scn], batch=False)[0])
-                              for _ in range(int(job.get("reruns", 2)))]
+            reruns[str(i)] = []
+            for k in range(int(job.get("reruns", 2))):
+                beat(f"rerun {i}.{k}")
+                reruns[str(i)].append(_run_json(run_kernel([scn], batch=False)[0]))
     return {"release": os.uname().release, "runs": [_run_json(r) for r in runs],
             "reruns": reruns, "corpus_s": round(corpus_s, 3)}
 
@@ -68,8 +71,14 @@ def main(argv=None) -> int:
         f.write(f"{t0}\n")
     with open(os.path.join(out, "job.json")) as f:
         job = json.load(f)
+    def beat(what: str) -> None:     # the host's hang detector: progress, not a deadline
+        path = os.path.join(out, "progress")
+        with open(path + ".tmp", "w") as f:
+            f.write(f"{what} {time.monotonic() - t0:.3f}\n")
+        os.replace(path + ".tmp", path)
+
     try:
-        doc = run_job(job)
+        doc = run_job(job, beat)
     except BaseException as e:      # the host reports it as an environment result
         import traceback
         _write(os.path.join(out, "result.json"),

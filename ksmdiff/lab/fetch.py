@@ -37,10 +37,11 @@ class Distro:
 DISTROS = {d.name: d for d in (Distro("5.10", "bullseye"), Distro("6.1", "bookworm"),
                                Distro("6.12", "trixie"))}
 
-# Modules the guest loads (when not built in), with everything modules.dep says they need:
-# the virtio PCI transport, 9p over virtio (the host's file system, read-only, and the
-# result directory), and brd (a RAM disk for swap inside the guest).
-GUEST_MODULES = ("virtio_pci", "9pnet_virtio", "9p", "brd")
+# Modules the guest loads (when not built in), with everything their .modinfo says they
+# need: the virtio PCI transport, 9p over virtio (the host's file system, read-only, and the
+# result directory), virtio-blk (the swap device) and brd (a RAM disk: swap when there is no
+# virtio disk).
+GUEST_MODULES = ("virtio_pci", "9pnet_virtio", "9p", "virtio_blk", "brd")
 
 
 def apt_dir(suite: str) -> Path:

@@ -42,8 +42,10 @@ from ksmdiff.lab.store import KernelImage
 
 QEMU = "qemu-system-x86_64"
 MEMORY = "1G"
-SWAP_MB = 128                 # the brd RAM disk used as swap in the guest
-BOOT_TIMEOUT = 120.0          # seconds from qemu start to the result
+SWAP_MB = 128                 # the guest's swap: a sparse virtio disk image (or brd)
+SWAP_IMAGE = "swap.img"       # in the run's private directory, removed with it
+BOOT_TIMEOUT = 240.0          # seconds from qemu start to the agent's start
+STEP_TIMEOUT = 180.0          # seconds the agent may go without progress (a scenario done)
 CONSOLE_TAIL = 40             # lines of console kept in an environment result
 GUEST_OUT = "/tmp/ksmdiff-lab"  # where the result share is mounted in the chroot
 
@@ -74,10 +76,15 @@ mount -t tmpfs run $H/run
 mount -t tracefs tracefs $H/sys/kernel/tracing 2>/dev/null || echo "ksmdiff-lab: no tracefs"
 mkdir -p $H@OUT@
 mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144 out $H@OUT@ || fail "mount out 9p"
-if [ -b /dev/ram0 ]; then
-    mkswap /dev/ram0 >/dev/null && swapon /dev/ram0 || echo "ksmdiff-lab: no swap on /dev/ram0"
+# swap: the virtio disk (asynchronous, like the host's swap); brd only without one, as
+# brd is QUEUE_FLAG_SYNCHRONOUS and do_swap_page then skips the swap cache (a KSM page
+# swapped out comes back as a new, non-KSM page)
+SWAPDEV=
+for d in /dev/vda /dev/ram0; do [ -b $d ] && { SWAPDEV=$d; break; }; done
+if [ -n "$SWAPDEV" ]; then
+    mkswap $SWAPDEV >/dev/null && swapon $SWAPDEV || echo "ksmdiff-lab: no swap on $SWAPDEV"
 else
-    echo "ksmdiff-lab: no /dev/ram0 (brd): scenarios that need swap cannot run"
+    echo "ksmdiff-lab: no swap device: scenarios that need swap cannot run"
 fi
 echo "ksmdiff-lab: agent at $(cut -d' ' -f1 /proc/uptime)"
 chroot $H /bin/sh @OUT@/run.sh
@@ -299,7 +306,8 @@ def qemu_command(kernel: KernelImage, initrd: Path, out: Path, *, smp: int = 1) 
             "-kernel", str(boot_image(kernel)), "-initrd", str(initrd), "-append", append,
             "-virtfs", "local,path=/,mount_tag=host,security_model=none,readonly=on,"
                        "multidevs=remap",
-            "-virtfs", f"local,path={out},mount_tag=out,security_model=none"]
+            "-virtfs", f"local,path={out},mount_tag=out,security_model=none",
+            "-drive", f"file={out / SWAP_IMAGE},format=raw,if=virtio,cache=unsafe"]
 
 
 def qemu_available() -> str | None:
@@ -372,9 +380,12 @@ def _tail(text: str, n: int = CONSOLE_TAIL) -> str:
 
 
 def boot(kernel: KernelImage, job: dict, *, timeout: float = BOOT_TIMEOUT,
-         smp: int = 1) -> BootResult:
+         step_timeout: float = STEP_TIMEOUT, smp: int = 1) -> BootResult:
     """One boot of ``kernel`` running ``job`` in the agent; returns its result document
-    or, for a panic, hang or failed agent, the reason with the console tail."""
+    or, for a panic, hang or failed agent, the reason with the console tail.
+
+    A hang is no start of the agent within ``timeout`` seconds of qemu's start, or no
+    progress (a scenario finished, a re-run begun) for ``step_timeout`` seconds after."""
     why = qemu_available()
     if why:
         return BootResult(kernel, None, why)
@@ -384,6 +395,8 @@ def boot(kernel: KernelImage, job: dict, *, timeout: float = BOOT_TIMEOUT,
     with tempfile.TemporaryDirectory(prefix=f"ksmdiff-lab-{kernel.name}-") as tmp:
         out = Path(tmp)
         (out / "job.json").write_text(json.dumps(job))
+        with open(out / SWAP_IMAGE, "wb") as f:
+            f.truncate(SWAP_MB << 20)                      # sparse
         (out / "run.sh").write_text(RUN_SH.format(
             home=os.path.expanduser("~"),
             pythonpath=guest_pythonpath(),
@@ -401,20 +414,34 @@ def boot(kernel: KernelImage, job: dict, *, timeout: float = BOOT_TIMEOUT,
                                      preexec_fn=_preexec)
                 _LIVE.add(p)
             try:
+                deadline, beat = t0 + timeout, ""
                 while True:
                     rc = p.poll()
+                    now = time.monotonic()
                     if "agent" not in timings and (out / "started").exists():
-                        timings["agent"] = time.monotonic() - t0
+                        timings["agent"] = now - t0
+                        deadline = now + step_timeout
+                    try:
+                        b = (out / "progress").read_text()
+                    except OSError:
+                        b = beat
+                    if b != beat:
+                        beat, deadline = b, now + step_timeout
+                        if "first" not in timings:
+                            timings["first"] = now - t0
                     if "result" not in timings and (out / "result.json").exists():
-                        timings["result"] = time.monotonic() - t0
+                        timings["result"] = now - t0
                     if rc is not None:
                         break
-                    if time.monotonic() - t0 > timeout:
+                    if now > deadline:
                         _kill(p)
                         text = console_path.read_text(errors="replace")
-                        return BootResult(kernel, None, f"no result within {timeout:.0f} s "
-                                          "(hang); console tail:\n" + _tail(text), text,
-                                          timings)
+                        what = (f"the agent made no progress for {step_timeout:.0f} s "
+                                f"(last: {beat.split()[0] if beat else 'none'})"
+                                if "agent" in timings else
+                                f"the agent did not start within {timeout:.0f} s")
+                        return BootResult(kernel, None, f"hang: {what}; console tail:\n"
+                                          + _tail(text), text, timings)
                     time.sleep(0.05)
             finally:
                 _kill(p)

@@ -80,7 +80,8 @@ def test_guest_modules_closure_order_and_builtins(tmp_path):
     mod = tmp_path / "lib" / "modules" / "6.1.0-x"
     for rel, deps in {"kernel/fs/9p/9p.ko": "9pnet,netfs", "kernel/net/9p/9pnet.ko": "",
                       "kernel/fs/netfs/netfs.ko": "", "kernel/net/9p/9pnet_virtio.ko": "9pnet,virtio",
-                      "kernel/drivers/block/brd.ko": "", "kernel/other/unused.ko": ""}.items():
+                      "kernel/drivers/block/brd.ko": "", "kernel/other/unused.ko": "",
+                      "kernel/drivers/block/virtio_blk.ko": "virtio"}.items():
         p = mod / (rel + ".xz")
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_bytes(lzma.compress(fake_module(deps)))
@@ -93,7 +94,7 @@ def test_guest_modules_closure_order_and_builtins(tmp_path):
     assert order.index("kernel/fs/netfs/netfs.ko") < order.index("kernel/fs/9p/9p.ko")
     assert set(order) == {"kernel/fs/9p/9p.ko", "kernel/net/9p/9pnet.ko",
                           "kernel/fs/netfs/netfs.ko", "kernel/net/9p/9pnet_virtio.ko",
-                          "kernel/drivers/block/brd.ko"}
+                          "kernel/drivers/block/brd.ko", "kernel/drivers/block/virtio_blk.ko"}
     assert (out / "kernel/fs/9p/9p.ko").read_bytes()[:4] == b"\x7fELF"   # decompressed
     dep = (out / "modules.dep").read_text()
     assert "kernel/fs/9p/9p.ko: kernel/net/9p/9pnet.ko kernel/fs/netfs/netfs.ko" in dep

@@ -60,8 +60,8 @@ def test_initramfs_contents(kernel, tmp_path):
     assert stat.S_ISREG(mode) and mode & 0o111
     init = init.decode()
     assert init.startswith("#!/bin/busybox sh")
-    for needed in ("mount -t 9p", "trans=virtio", ",ro,", "mkswap /dev/ram0",
-                   "swapon /dev/ram0", "mount -t tracefs", "chroot $H", "reboot -f",
+    for needed in ("mount -t 9p", "trans=virtio", ",ro,", "/dev/vda /dev/ram0",
+                   "mkswap $SWAPDEV", "swapon $SWAPDEV", "mount -t tracefs", "chroot $H", "reboot -f",
                    guest.GUEST_OUT):
         assert needed in init, needed
     assert files["bin/busybox"] == (stat.S_IFREG | 0o755, b"\x7fELF-busybox")
@@ -97,6 +97,8 @@ def test_qemu_command(kernel, tmp_path, monkeypatch):
     assert "path=/," in host and "readonly=on" in host
     out = [a for a in cmd if "mount_tag=out" in a][0]
     assert f"path={tmp_path / 'out'}" in out and "readonly" not in out
+    drive = cmd[cmd.index("-drive") + 1]
+    assert f"file={tmp_path / 'out' / guest.SWAP_IMAGE}" in drive and "if=virtio" in drive
     append = cmd[cmd.index("-append") + 1]
     assert "panic=-1" in append and "console=ttyS0" in append
 
