@@ -10,11 +10,21 @@ the result out; the agent writes the result atomically (rename), so a half-writt
 is never read.  The console (ttyS0) is kept; its tail is the reason of an environment
 result when the kernel panics, hangs or the agent dies.
 
-Why Python in the guest (measured on this project's 2-core build machine under TCG,
-``bench/bench_lab.py``): python with the runner and the model imported starts in
-about 1.5-2.5 s inside a 6.1 guest (boot to init ~2-3 s), and the whole corpus
-replays in a few seconds more, which keeps a kernel's first result under the lab's budget;
-reusing the runner means host and VM run the same backend code.
+Python in the guest, measured (bench/bench_lab.py, 34-scenario corpus, one kernel at a
+time, on this project's 2-CPU build machine while other jobs kept the load average at 11-12):
+
+    kernel     agent running  first result  corpus done  corpus in guest
+    5.10.262        27.0 s        44.6 s        72.9 s         27.3 s
+    6.1.192         27.5 s        43.3 s        77.4 s         29.2 s
+    6.12.118        33.9 s        68.9 s       191.5 s         47.9 s  (all diverge: re-runs)
+
+In the guest ``python -S -c pass`` took 1.2-6.5 s and the agent's imports (runner,
+scenario language with lark, judge) 13-26 s of guest time; the host imports the same in
+0.6 s.  The 5 s first-result budget is out of reach with an interpreter under TCG on a
+loaded machine; what it buys is the host runner itself (knob pins, settles, counters,
+tracepoints, swap) running unchanged against every kernel.  Booting the PVH vmlinux
+instead of the bzImage (no emulated XZ decompressor) took a trivial init from 28.6 s to
+11.6 s at the same load.
 """
 
 from __future__ import annotations
