@@ -20,7 +20,7 @@ SEED = ROOT / "corpora" / "seed" / "reuse-only-pte-mapped.scenario"
 SUBSET = [SEED, ROOT / "corpora" / "matrix" / "sharer-exits.scenario",
           ROOT / "corpora" / "matrix" / "pageout-swapin-read.scenario"]
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.lab]
 
 
 def _need(name: str) -> store.KernelImage:

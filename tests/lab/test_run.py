@@ -119,3 +119,19 @@ def test_cli_lab_list(empty_lab):
 def test_cli_lab_fetch_unknown_name(empty_lab):
     r = _cli("lab", "fetch", "4.19")
     assert r.returncode == 2 and "5.10, 6.1, 6.12" in r.stderr
+
+
+def test_pytest_plugin_lab_items_skip_with_the_reason(empty_lab, tmp_path):
+    import os
+    (tmp_path / "seed.scenario").write_text(SEED.read_text())
+    env = dict(os.environ, PYTHONPATH=str(ROOT), KSMDIFF_LAB_DIR=str(empty_lab))
+    from importlib.metadata import entry_points
+    load = ([] if "ksmdiff.pytest_plugin" in {ep.value for ep in entry_points(group="pytest11")}
+            else ["-p", "ksmdiff.pytest_plugin"])
+    r = subprocess.run([sys.executable, "-m", "pytest", *load, "-q",
+                        "-rs", "-p", "no:cacheprovider", "--rootdir", str(tmp_path),
+                        str(tmp_path), "--ksmdiff-no-host", "--ksmdiff-kernel", "6.1",
+                        "--ksmdiff-kernel", "lab:6.1"], capture_output=True, text=True,
+                       cwd=ROOT, env=env, timeout=300)
+    assert "1 passed, 1 skipped" in r.stdout, r.stdout + r.stderr
+    assert "lab:6.1 not run: not fetched" in r.stdout
