@@ -15,6 +15,33 @@ import sys
 import time
 
 
+TIME_SCALE = 10.0   # the guest's CPU under TCG is 10-30x slower than the host's
+
+
+def scale_ksmd_waits(scale: float) -> None:
+    """Stretch the runner's bounded waits for ksmd (settle, exact scans, draining stable
+    nodes) by ``scale``: the bounds were chosen for a native CPU; an emulated one scans
+    the same pages many times slower.  Only the bounds change, not what is waited for."""
+    from ksmdiff.probe import system
+
+    settle, scan_exact, drain = system.settle, system.scan_exact, system.drain_stable_nodes
+
+    def settle_scaled(*, min_scans: int = 2, timeout: float = 3.0) -> int:
+        return settle(min_scans=min_scans, timeout=timeout * scale)
+
+    def scan_exact_scaled(n: int, *, sleep_ms: int = 20, timeout: float | None = None) -> int:
+        if timeout is None:
+            timeout = 2.0 + n * sleep_ms / 1000 * 3
+        return scan_exact(n, sleep_ms=sleep_ms, timeout=timeout * scale)
+
+    def drain_scaled(timeout: float = 2.0) -> bool:
+        return drain(timeout=timeout * scale)
+
+    system.settle = settle_scaled
+    system.scan_exact = scan_exact_scaled
+    system.drain_stable_nodes = drain_scaled
+
+
 def run_job(job: dict, beat=lambda what: None) -> dict:
     """Replay the job's scenarios; ``job["payload"]`` is the host's pickle of the parsed
     scenarios and the model's records for each (None where the model did not run): the
@@ -28,6 +55,7 @@ def run_job(job: dict, beat=lambda what: None) -> dict:
     from ksmdiff.observe import OK
     from ksmdiff.probe import run_kernel
 
+    scale_ksmd_waits(float(job.get("time_scale", TIME_SCALE)))
     payload = pickle.loads(base64.b64decode(job["payload"]))
     scenarios, model_records = payload["scenarios"], payload["model"]
     t = time.monotonic()

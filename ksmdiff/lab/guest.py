@@ -311,7 +311,10 @@ def boot_image(kernel: KernelImage) -> Path:
 def qemu_command(kernel: KernelImage, initrd: Path, out: Path, *, smp: int = 1) -> list[str]:
     append = ("console=ttyS0 quiet panic=-1 oops=panic random.trust_cpu=on rdinit=/init "
               f"brd.rd_nr=1 brd.rd_size={SWAP_MB * 1024} mitigations=off no_timer_check")
-    return [QEMU, "-accel", "tcg", "-cpu", "max", "-m", MEMORY, "-smp", str(smp),
+    # mem-merge=off: qemu marks guest RAM MADV_MERGEABLE by default, and the host's ksmd
+    # (a --kernel host run beside the lab) would merge it into the host's KSM counters
+    return [QEMU, "-accel", "tcg", "-machine", "pc,mem-merge=off", "-cpu", "max",
+            "-m", MEMORY, "-smp", str(smp),
             "-nographic", "-no-reboot", "-nodefaults", "-serial", "stdio",
             "-kernel", str(boot_image(kernel)), "-initrd", str(initrd), "-append", append,
             "-virtfs", "local,path=/,mount_tag=host,security_model=none,readonly=on,"

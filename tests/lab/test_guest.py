@@ -93,6 +93,7 @@ def test_qemu_command(kernel, tmp_path, monkeypatch):
     assert cmd[0] == "qemu-system-x86_64"
     assert "-accel tcg" in text and "-cpu max" in text and "-no-reboot" in text
     assert "-nographic" in text and "-smp 1" in text
+    assert "mem-merge=off" in cmd[cmd.index("-machine") + 1]   # host ksmd leaves it alone
     host = [a for a in cmd if "mount_tag=host" in a][0]
     assert "path=/," in host and "readonly=on" in host
     out = [a for a in cmd if "mount_tag=out" in a][0]
