@@ -15,7 +15,11 @@ import pytest
 from ksmdiff.lab import guest, run, store
 from ksmdiff.scenario import parse_file
 
+import ksmdiff
+
 ROOT = Path(__file__).resolve().parents[2]
+# the ksmdiff under test (the installed one in CI, the checkout in `python -m pytest`)
+HOME = str(Path(ksmdiff.__file__).resolve().parents[1])
 SEED = ROOT / "corpora" / "seed" / "reuse-only-pte-mapped.scenario"
 SUBSET = [SEED, ROOT / "corpora" / "matrix" / "sharer-exits.scenario",
           ROOT / "corpora" / "matrix" / "pageout-swapin-read.scenario"]
@@ -64,9 +68,9 @@ def test_corpus_subset_on_debian_6_1_copies_the_seed_case():
 def test_sigterm_leaves_no_qemu_and_no_result(tmp_path):
     _need("6.1")
     out = tmp_path / "run.json"
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env = dict(os.environ, PYTHONPATH=HOME)
     p = subprocess.Popen([sys.executable, "-m", "ksmdiff.cli", "run", str(SEED), "--kernel",
-                          "lab:6.1", "-q", "--json", str(out)], cwd=ROOT, env=env,
+                          "lab:6.1", "-q", "--json", str(out)], cwd=HOME, env=env,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     qemu = None
     deadline = time.monotonic() + 120

@@ -11,7 +11,11 @@ from ksmdiff.lab import guest, run, store
 from ksmdiff.observe import ENVIRONMENT, NOT_RUN
 from ksmdiff.scenario import parse_file
 
+import ksmdiff
+
 ROOT = Path(__file__).resolve().parents[2]
+# the ksmdiff under test (the installed one in CI, the checkout in `python -m pytest`)
+HOME = str(Path(ksmdiff.__file__).resolve().parents[1])
 SEED = ROOT / "corpora" / "seed" / "reuse-only-pte-mapped.scenario"
 
 
@@ -85,9 +89,9 @@ def test_guest_records_are_judged_against_the_kernels_own_version(empty_lab):
 
 def _cli(*args, env_extra=None):
     import os
-    env = dict(os.environ, PYTHONPATH=str(ROOT), **(env_extra or {}))
+    env = dict(os.environ, PYTHONPATH=HOME, **(env_extra or {}))
     return subprocess.run([sys.executable, "-m", "ksmdiff.cli", *args], capture_output=True,
-                          text=True, cwd=ROOT, env=env, timeout=300)
+                          text=True, cwd=HOME, env=env, timeout=300)
 
 
 def test_cli_missing_lab_kernel_exits_3_and_says_why(empty_lab, tmp_path):
@@ -124,7 +128,7 @@ def test_cli_lab_fetch_unknown_name(empty_lab):
 def test_pytest_plugin_lab_items_skip_with_the_reason(empty_lab, tmp_path):
     import os
     (tmp_path / "seed.scenario").write_text(SEED.read_text())
-    env = dict(os.environ, PYTHONPATH=str(ROOT), KSMDIFF_LAB_DIR=str(empty_lab))
+    env = dict(os.environ, PYTHONPATH=HOME, KSMDIFF_LAB_DIR=str(empty_lab))
     from importlib.metadata import entry_points
     load = ([] if "ksmdiff.pytest_plugin" in {ep.value for ep in entry_points(group="pytest11")}
             else ["-p", "ksmdiff.pytest_plugin"])
@@ -132,6 +136,6 @@ def test_pytest_plugin_lab_items_skip_with_the_reason(empty_lab, tmp_path):
                         "-rs", "-p", "no:cacheprovider", "--rootdir", str(tmp_path),
                         str(tmp_path), "--ksmdiff-no-host", "--ksmdiff-kernel", "6.1",
                         "--ksmdiff-kernel", "lab:6.1"], capture_output=True, text=True,
-                       cwd=ROOT, env=env, timeout=300)
+                       cwd=HOME, env=env, timeout=300)
     assert "1 passed, 1 skipped" in r.stdout, r.stdout + r.stderr
     assert "lab:6.1 not run: not fetched" in r.stdout
