@@ -74,6 +74,9 @@ def print_summary(scenarios, versions, cells, *, verbose: bool = False,
                                   f"{cell.reason}\n")
                 else:
                     out.write(f"{scn.source}: {cell.status} on {where}: {cell.reason}\n")
+            elif cell.reason and v.startswith("lab:") and all(
+                    cells[(j, v)].reason != cell.reason for j in range(i)):
+                out.write(f"note on {where}: {cell.reason}\n")    # about the whole kernel
             for e in cell.failed:
                 problems += 1
                 out.write(f"{scn.source}:{e.line}: failed on {where}: {e.text}\n"

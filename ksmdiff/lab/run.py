@@ -84,7 +84,14 @@ def cells_from_boot(scenarios: Sequence[A.Scenario], target: str,
             return queue.pop(0)
         return KernelRun(scn, k.version, NOT_RUN, "no re-run came back from the guest")
 
-    return kernel_cells(scenarios, k.version, target, [runs], rerun)
+    cells = kernel_cells(scenarios, k.version, target, [runs], rerun)
+    if doc.get("kpageflags_ksm_on_plain_anon"):
+        note = (f"kernel {k.release}: /proc/kpageflags reports KPF_KSM for an anonymous page "
+                "KSM never merged (dee3d0bef2b0 without its fix 81401cebfc15): this kernel's "
+                "'ksm' fields are all true")
+        for c in cells:
+            c.reason = note + (f"; {c.reason}" if c.reason else "")
+    return cells
 
 
 def run_lab(scenarios: Sequence[A.Scenario], targets: Sequence[str], *,

@@ -63,6 +63,7 @@ def test_corpus_subset_on_debian_6_1_copies_the_seed_case():
     assert not seed.failed and seed.mismatch is None
     swap = cells[2]
     assert swap.status == "ok", swap.reason                     # swap inside the guest
+    assert boots[0].result["kpageflags_ksm_on_plain_anon"] is False     # 6.1: no 6.10 bug
 
 
 def test_sigterm_leaves_no_qemu_and_no_result(tmp_path):

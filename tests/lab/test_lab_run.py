@@ -139,3 +139,26 @@ def test_pytest_plugin_lab_items_skip_with_the_reason(empty_lab, tmp_path):
                        cwd=HOME, env=env, timeout=300)
     assert "1 passed, 1 skipped" in r.stdout, r.stdout + r.stderr
     assert "lab:6.1 not run: not fetched" in r.stdout
+
+
+def test_broken_kpageflags_ksm_is_noted_on_every_cell(empty_lab):
+    scn = parse_file(SEED)
+    doc = {"runs": [{"status": "ok", "reason": "", "records": []}], "reruns": {},
+           "kpageflags_ksm_on_plain_anon": True}
+    cell = run.cells_from_boot([scn], "lab:6.1", guest.BootResult(_kernel(), doc))[0]
+    assert "81401cebfc15" in cell.reason
+    import io
+    from ksmdiff.report import print_summary
+    buf = io.StringIO()
+    print_summary([scn], ["lab:6.1"], {(0, "lab:6.1"): cell}, out=buf)
+    assert buf.getvalue().count("81401cebfc15") == 1
+
+
+def test_the_ksm_flag_check_reads_a_plain_page_as_root():
+    """As root the check reads the page's flags (None only when it cannot); which answer
+    is the host kernel's business, the boot test sees both kinds of kernel."""
+    import os
+    from ksmdiff.lab.agent import kpageflags_ksm_on_plain_anon
+    if os.geteuid() != 0:
+        pytest.skip("PFNs need root")
+    assert kpageflags_ksm_on_plain_anon() is not None
