@@ -157,5 +157,6 @@ def test_guest_config_fragment_lists_what_the_guest_uses():
     for o in ("CONFIG_KSM", "CONFIG_9P_FS", "CONFIG_NET_9P_VIRTIO", "CONFIG_VIRTIO_PCI",
               "CONFIG_BLK_DEV_RAM", "CONFIG_SWAP", "CONFIG_PROC_PAGE_MONITOR",
               "CONFIG_BLK_DEV_INITRD", "CONFIG_SERIAL_8250_CONSOLE", "CONFIG_DEVTMPFS",
-              "CONFIG_ADVISE_SYSCALLS", "CONFIG_PVH"):
+              "CONFIG_ADVISE_SYSCALLS", "CONFIG_PVH", "CONFIG_VIRTIO_BLK",
+              "CONFIG_NETWORK_FILESYSTEMS"):
         assert o in opts, o
