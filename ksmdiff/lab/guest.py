@@ -1,13 +1,14 @@
 """Boot a lab kernel under qemu and run scenarios in it with the host's own runner.
 
-The guest is a small initramfs (Debian's static busybox, the kernel's virtio/9p/brd modules,
-``/init``).  It mounts the host's root file system read-only over virtio-9p, gives
-itself swap on a brd RAM disk, and runs ``python -m ksmdiff.lab.agent`` chrooted into the
-host's tree: the same interpreter and the same ``ksmdiff.probe.run_kernel`` that serve
+The guest is a small initramfs (Debian's static busybox, the kernel's virtio/9p/virtio-blk/
+brd modules, ``/init``).  It mounts the host's root file system read-only over virtio-9p,
+swaps on a sparse virtio disk, and runs ``python -S -m ksmdiff.lab.agent`` chrooted into
+the host's tree: the same interpreter and the same ``ksmdiff.probe.run_kernel`` that serve
 ``--kernel host`` (knob pins, bounded settles, counters, tracepoints) run against the guest
 kernel.  A second, writable 9p share (a private temporary directory) carries the job in and
 the result out; the agent writes the result atomically (rename), so a half-written result
-is never read.  The console (ttyS0) is kept; its tail is the reason of an environment
+is never read.  qemu runs with mem-merge=off (guest RAM is no KSM candidate of the host),
+in its own process group, dying with the thread that started it (PR_SET_PDEATHSIG).  The console (ttyS0) is kept; its tail is the reason of an environment
 result when the kernel panics, hangs or the agent dies.
 
 Python in the guest, measured (bench/bench_lab.py, 34-scenario corpus, one kernel at a
