@@ -20,8 +20,9 @@ TIME_SCALE = 10.0   # the guest's CPU under TCG is 10-30x slower than the host's
 
 def scale_ksmd_waits(scale: float) -> None:
     """Stretch the runner's bounded waits for ksmd (settle, exact scans, draining stable
-    nodes) by ``scale``: the bounds were chosen for a native CPU; an emulated one scans
-    the same pages many times slower.  Only the bounds change, not what is waited for."""
+    nodes) and ksmd's sleep between exact scans by ``scale``: they were chosen for a native
+    CPU; an emulated one does the same work many times slower.  Only the bounds and the
+    sleep change, not what is waited for."""
     from ksmdiff.probe import system
 
     settle, scan_exact, drain = system.settle, system.scan_exact, system.drain_stable_nodes
@@ -30,6 +31,9 @@ def scale_ksmd_waits(scale: float) -> None:
         return settle(min_scans=min_scans, timeout=timeout * scale)
 
     def scan_exact_scaled(n: int, *, sleep_ms: int = 20, timeout: float | None = None) -> int:
+        # the runner must write run=0 while ksmd sleeps after the n-th scan: a 20 ms sleep
+        # was too short a window for an emulated CPU ("ksmd did 2 full scans" on 6.1)
+        sleep_ms = int(sleep_ms * scale)
         if timeout is None:
             timeout = 2.0 + n * sleep_ms / 1000 * 3
         return scan_exact(n, sleep_ms=sleep_ms, timeout=timeout * scale)
