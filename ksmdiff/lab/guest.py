@@ -19,6 +19,9 @@ time, on this project's 2-CPU build machine while other jobs kept the load avera
     6.1.192         27.5 s        43.3 s        77.4 s         29.2 s
     6.12.118        33.9 s        68.9 s       191.5 s         47.9 s  (all diverge: re-runs)
 
+and at load 8-9 (after the swap disk and stretched ksmd bounds): 6.1 14.9 / 25.8 / 42.5 /
+14.9 s, 5.10 16.8 / 29.5 / 49.7 / 18.7 s.
+
 In the guest ``python -S -c pass`` took 1.2-6.5 s and the agent's imports (runner,
 scenario language with lark, judge) 13-26 s of guest time; the host imports the same in
 0.6 s.  The 5 s first-result budget is out of reach with an interpreter under TCG on a
