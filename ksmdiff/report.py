@@ -18,6 +18,8 @@ def cell_text(cell) -> str:
     if cell.status == "unsupported":
         return "unsupported"
     if cell.status == "not-run":
+        if cell.target.startswith("lab:"):      # say why in the cell: never a silent pass
+            return "not run: " + cell.reason.split(":")[0]
         return "not run"
     if cell.status == "environment":
         return "environment"
@@ -56,9 +58,25 @@ def print_summary(scenarios, versions, cells, *, verbose: bool = False,
     for i, scn in enumerate(scenarios):
         for v in versions:
             cell = cells[(i, v)]
-            where = f"{v} (host kernel)" if v == "host" else f"the {v} model"
+            if v == "host":
+                where = f"{v} (host kernel)"
+            elif v.startswith("lab:"):
+                where = f"{v} (kernel {cell.version or 'absent'} under qemu)"
+            else:
+                where = f"the {v} model"
             if cell.status in ("not-run", "environment"):
-                out.write(f"{scn.source}: {cell.status} on {where}: {cell.reason}\n")
+                # one kernel that did not run (not fetched, a panic) is said once
+                same = [j for j in range(len(scenarios)) if cells[(j, v)].status == cell.status
+                        and cells[(j, v)].reason == cell.reason]
+                if len(same) > 1 and v.startswith("lab:"):
+                    if same[0] == i:
+                        out.write(f"{cell.status} on {where}, {len(same)} scenarios: "
+                                  f"{cell.reason}\n")
+                else:
+                    out.write(f"{scn.source}: {cell.status} on {where}: {cell.reason}\n")
+            elif cell.reason and v.startswith("lab:") and all(
+                    cells[(j, v)].reason != cell.reason for j in range(i)):
+                out.write(f"note on {where}: {cell.reason}\n")    # about the whole kernel
             for e in cell.failed:
                 problems += 1
                 out.write(f"{scn.source}:{e.line}: failed on {where}: {e.text}\n"

@@ -330,6 +330,9 @@ class Interpreter:
             M.change_pte_range(self.m, slot, s.prot)
 
     def do_Munmap(self, s: A.Munmap) -> None:
+        # munmap(2) of the range's still-mapped pages; pages already unmapped are holes of
+        # this region only (no other region ever lands in them: the scenario validator's
+        # munmap rule), so they are left as they are
         self.note_split(s.proc, s.target)
         for slot in self.slots(s.proc, s.target):
             if slot.mapped:
