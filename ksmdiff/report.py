@@ -96,10 +96,18 @@ def print_summary(scenarios, versions, cells, *, verbose: bool = False,
     out.write(f"\n{ok}/{total} runs held, {problems} problem(s)\n")
 
 
-def write_json(path: str, scenarios, versions, cells, elapsed: float, argv: Sequence[str]) -> None:
+RECORD_FORMAT = 1     # bumped when a field changes meaning (docs/run-record.schema.json)
+
+
+def write_json(path: str, scenarios, versions, cells, elapsed: float, argv: Sequence[str],
+               notes: Sequence[str] = ()) -> None:
+    from ksmdiff import __version__
     record = {
         "tool": "ksmdiff",
+        "tool_version": __version__,
+        "format": RECORD_FORMAT,
         "argv": list(argv),
+        "notes": list(notes),
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - elapsed)),
         "elapsed_s": round(elapsed, 3),
         "host": {"uname": platform.release(), "machine": platform.machine()},
@@ -110,6 +118,14 @@ def write_json(path: str, scenarios, versions, cells, elapsed: float, argv: Sequ
     # Written atomically: a killed run never leaves half a record.
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=".ksmdiff-", suffix=".json")
-    with os.fdopen(fd, "w") as fh:
-        json.dump(record, fh, indent=1, sort_keys=True, default=str)
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(record, fh, indent=1, sort_keys=True, default=str)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
