@@ -1,4 +1,4 @@
-"""The public API and the walls of design §2."""
+"""The public API, and the pure code never touching the system or the probe."""
 
 import ast
 import dataclasses
