@@ -1,4 +1,4 @@
-"""The executable reference model of the KSM write-fault path.
+"""The executable reference model of the KSM write-fault path (design §1, issue 2 item 3).
 
 Usage::
 
@@ -44,16 +44,14 @@ still has a choice, the record holds every allowed value:
   kept exact (the differential test is about it); the same remote batch could turn it
   into a copy on a real 5.x kernel, which the judge will then report.
 * the swap-in of an ordinary anon page may find its swap-cache page reclaimed (memory
-  pressure from elsewhere): ``copied`` as well as ``reused``.  KSM pages stay exact
-  (docs/kernel-notes.md#swap-in-same-frame).
+  pressure from elsewhere): ``copied`` as well as ``reused``.  KSM pages stay exact (§f.5).
 * a pinned page's twin churns once per scan (``cow_ksm`` ANY after that settle/scan).
 * the model does not track addresses, so vma merges and splits are uncertain: a
   zero-page-only part of a region may or may not have an anon_vma, and fork may or may not
   copy its zero ptes (``present`` {True, False} until the child touches the page).
 
-Era facts beyond the era table (docs/kernel-notes.md#eras) that the model encodes (each
-checked in kernel text or on the host's 6.18; versions marked [I] are inferred from
-posting dates):
+Era facts beyond kernel-eras.md §a that the model encodes (each checked in kernel text or
+on the host's 6.18; versions marked [I] are inferred from posting dates):
 
 * ``break_ksm`` holds ``follow_page(FOLL_GET)``'s reference across the write fault up to
   6.1, so even 5.1-5.8 *copies* on unmerge; from 6.2 (6cce3314b928) it is an unshare
@@ -83,8 +81,8 @@ posting dates):
 
 Counters are deltas since the scenario began and appear only on versions that have them
 (``versions.has_counter``).  ``pages_shared``/``pages_sharing``/``stable_nodes_removed``
-change only while ksmd runs (lazily, docs/kernel-notes.md#lazy-cleanup); ``cow_ksm``,
-``pgreuse``, ``ksm_swpin_copy`` and ``ksm_zero_pages`` change at fault time.
+change only while ksmd runs (lazily, §c.3); ``cow_ksm``, ``pgreuse``, ``ksm_swpin_copy``
+and ``ksm_zero_pages`` change at fault time.
 
 Mutants (``MUTANTS``), all in 5.1-5.8's ``reuse_ksm_page``/``do_wp_page``:
 
@@ -116,7 +114,7 @@ host when one process faults a page and another pages it out before any ksmd sca
 model pages it out).
 
 This package never touches /sys or /proc and never imports ``ksmdiff.kspec`` or
-``ksmdiff.probe``: the pure code stays off the system.
+``ksmdiff.probe`` (design §2's walls).
 """
 
 from ksmdiff.model.invariants import Violation

@@ -33,7 +33,7 @@ class Machine:
         # per-step: slots whose fault outcome may also be something else
         self.fault_alternatives: dict[int, set[str]] = {}
         self.notes: list[str] = []
-        self.ksm_churn = False                 # a merge failed on a pinned page: its twin churns
+        self.ksm_churn = False                 # a merge failed on a pinned page (§f.4)
 
     # ------------------------------------------------------------------ versions
     def since(self, major: int, minor: int) -> bool:

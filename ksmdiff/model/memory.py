@@ -133,7 +133,7 @@ def wp_page_reuse(m: Machine, p: Process, slot: PageSlot, page: Frame) -> None:
 def wp_page_copy(m: Machine, p: Process, slot: PageSlot, old: Optional[Frame],
                  *, unshare: bool = False) -> None:
     """Allocate a new page (zeroed for the zero page), copy, switch the pte, drop the old
-    page's rmap and the pte's reference (docs/kernel-notes.md#copy)."""
+    page's rmap and the pte's reference (kernel-eras §b.2)."""
     pte = slot.pte
     anon_vma_prepare(slot)
     new = m.alloc_page(ZERO_CONTENT if old is None or old.zero else old.content)
@@ -179,7 +179,7 @@ def reuse_swap_page(m: Machine, page: Frame) -> bool:
 
 
 def reuse_ksm_page(m: Machine, page: Frame) -> bool:
-    """5.1-5.8 mm/ksm.c reuse_ksm_page() (52d1e606ee73), with the mutants of MUTANTS."""
+    """5.1-5.8 mm/ksm.c reuse_ksm_page() (52d1e606ee73), with the mutants of §MUTANTS."""
     mut = m.mutant
     if page.swapcache and mut != "no-swapcache-check":
         return False
@@ -371,8 +371,7 @@ def do_swap_page(m: Machine, p: Process, slot: PageSlot, *, write: bool) -> None
     swapcache = pte.swap
     assert swapcache is not None
     # lookup_swap_cache hits: a quiet system still has the page in the swap cache
-    # (docs/kernel-notes.md#swap-in-same-frame); the lookup reference becomes the pte's.
-    # A clean swap-cache page
+    # (kernel-eras §f.5); the lookup reference becomes the pte's.  A clean swap-cache page
     # of an ordinary anon page is the first thing reclaim takes, though: under any memory
     # pressure from elsewhere the swap-in reads a new frame (seen on the shared host), so
     # the model allows "copied" there.  A KSM page keeps the exact prediction (§f.5).
@@ -512,7 +511,7 @@ def madvise_pageout_page(m: Machine, slot: PageSlot) -> None:
     Pages mapped by more than one pte are skipped (``page_mapcount(page) != 1``); the zero
     page and swapped ptes are skipped.  The page goes to the swap cache, is unmapped
     (rmap_walk_ksm for a KSM page) and written out; without memory pressure it stays in
-    the swap cache (docs/kernel-notes.md#swap-in-same-frame)."""
+    the swap cache (kernel-eras §f.5)."""
     pte = slot.pte
     if not pte.present:
         return

@@ -18,8 +18,7 @@ from ksmdiff.versions import FEATURE_NOTES, COUNTERS, Era, KernelVersion, has_co
 MUTANTS = ("no-freeze", "freeze-at-2", "no-swapcache-check", "no-stable-node-check",
            "reuse-mapcount-2")
 
-# Fault-time counters: they keep moving while a pinned twin churns
-# (docs/kernel-notes.md#pinned-twin), so a settle's
+# Fault-time counters: they keep moving while a pinned twin churns (§f.4), so a settle's
 # fixpoint ignores them.
 FAULT_COUNTERS = ("cow_ksm", "pgreuse", "ksm_swpin_copy")
 SETTLE_MIN_SCANS = 2
@@ -383,8 +382,7 @@ class Interpreter:
     def _after_scans(self) -> None:
         m = self.m
         if m.ksm_churn:
-            # docs/kernel-notes.md#pinned-twin: a pinned page's unpinned twin is made KSM
-            # and broken again on every
+            # §f.4: a pinned page's unpinned twin is made KSM and broken again on every
             # scan (+1 cow_ksm, new frame); how often depends on the scan count and the
             # scan order of the two pages
             m.count_any("cow_ksm")
@@ -400,8 +398,7 @@ class Interpreter:
         # max_page_sharing_store / merge_across_nodes_store: -EBUSY while KSM pages are
         # shared; otherwise remove_all_stable_nodes() first
         if any(node.hlist for node in m.ksm.stable_tree) or not K.remove_all_stable_nodes(m):
-            # the lazily kept pages_shared counter is enough to refuse
-            # (docs/kernel-notes.md#lazy-cleanup)
+            # the lazily kept pages_shared counter is enough to refuse (§c.3)
             m.notes.append(f"ksm set {s.knob} {s.value}: the kernel refuses (EBUSY: KSM "
                            "pages are still counted as shared); the knob keeps its value")
             return

@@ -5,13 +5,12 @@ flags), a :class:`StableNode` is ``struct ksm_stable_node`` (keyhole: ``kpfn`` n
 page, the page's mapping names the node), an :class:`RmapItem` is ``struct
 ksm_rmap_item``, a :class:`Pte` is one page-table entry of one process.
 
-Refcount accounting (docs/kernel-notes.md#refcounts): ``refcount`` = one per mapping pte
-+ one for the swap cache + one per pin + transient references (ksmd's
-``follow_page(FOLL_GET)``, the ``get_page`` before ``wp_page_copy``), which the behaviour
-code adds and drops around the step that holds them.  The stable node holds no reference.
-Per-CPU LRU-add batches hold a reference the model does not count; ``maybe_pvec`` marks
-frames that may still sit in one (allocated after the last ``lru_add_drain_all`` of a ksmd
-full scan).
+Refcount accounting (kernel-eras §b): ``refcount`` = one per mapping pte + one for the
+swap cache + one per pin + transient references (ksmd's ``follow_page(FOLL_GET)``, the
+``get_page`` before ``wp_page_copy``), which the behaviour code adds and drops around
+the step that holds them.  The stable node holds no reference.  Per-CPU LRU-add batches
+hold a reference the model does not count; ``maybe_pvec`` marks frames that may still sit
+in one (allocated after the last ``lru_add_drain_all`` of a ksmd full scan).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The public API, and the pure code never touching the system or the probe."""
+"""The public API and the walls of design §2."""
 
 import ast
 import dataclasses

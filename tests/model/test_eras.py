@@ -1,5 +1,4 @@
-"""The era decision tables (docs/kernel-notes.md#eras), row by row, through user-level
-scenarios (and,
+"""The decision tables of kernel-eras §a, row by row, through user-level scenarios (and,
 for the rows a user cannot reach, through the model's functions directly)."""
 
 import pytest
@@ -23,7 +22,7 @@ A: write buf[3] 0x01
 
 @pytest.mark.parametrize("version", ERA_VERSIONS)
 def test_singly_mapped_ksm_page_write(version):
-    """Same PFN only in 5.1-5.8; cow_ksm counts the copy from 5.19."""
+    """§0: same PFN only in 5.1-5.8; cow_ksm counts the copy from 5.19."""
     r = run(SINGLE, version)
     assert r.violations == ()
     expected = "reused" if version in REUSE_ERA else "copied"
@@ -38,7 +37,7 @@ def test_singly_mapped_ksm_page_write(version):
         assert last(r, "counter.pgreuse") == {0}      # a KSM copy is no reuse
 
 
-# ---------------------------------------------------------------- 5.1-5.8, row by row
+# ---------------------------------------------------------------- §a.2, 5.1-5.8, row by row
 
 def test_a2_swapcache_ksm_page_copies():
     """Row SC=1: a KSM page swapped out and read back stays in the swap cache -> copy."""
@@ -110,7 +109,7 @@ def test_a2_freeze_fails_copies():
 
 
 def test_a2_freeze_ok_reuses_in_place():
-    """Row ok: same frame, the page stops being KSM, refcount back to 1 (reuse_ksm_page)."""
+    """Row ok: same frame, the page stops being KSM, refcount back to 1 (§b.3)."""
     m, p, slot, f = _ksm_machine()
     M.do_wp_page(m, p, slot)
     assert slot.pte.frame is f and slot.pte.writable
@@ -133,7 +132,7 @@ def test_other_eras_copy_even_when_reuse_conditions_hold(version):
     assert slot.pte.frame is not f and f.freed and slot.pte.frame.content == f.content
 
 
-# ---------------------------------------------------------------- zero page
+# ---------------------------------------------------------------- zero page (§a.7)
 
 @pytest.mark.parametrize("version", ERA_VERSIONS)
 def test_zero_page_write_copies_without_cow_ksm(version):
