@@ -26,6 +26,7 @@ def pytest_addoption(parser):
 MARKERS = {
     "kernel": "replays a scenario on the running kernel (needs root and KSM; ksmdiff)",
     "slow": "takes more than a few seconds (ksmdiff)",
+    "lab": "replays a scenario on a lab kernel under qemu (ksmdiff)",
 }
 
 

@@ -24,6 +24,8 @@ def cell_text(cell) -> str:
     if cell.status == "unsupported":
         return "unsupported"
     if cell.status == "not-run":
+        if cell.target.startswith("lab:"):      # say why in the cell: never a silent pass
+            return "not run: " + cell.reason.split(":")[0]
         return "not run"
     if cell.status == "environment":
         return "environment"
@@ -60,14 +62,20 @@ def _name(scn: A.Scenario) -> str:
     return f"{parent}/{base}" if parent else base
 
 
-def _where(versions: Sequence[str]) -> str:
-    """'the 5.4 model', 'the 5.4, 5.10 models', 'the host kernel', or both."""
-    models = [v for v in versions if v != "host"]
+def _where(versions: Sequence[str], cells_of=None) -> str:
+    """'the 5.4 model', 'the 5.4, 5.10 models', 'the host kernel', 'lab:NAME (kernel V under
+    qemu)', joined by 'and'.  ``cells_of(v)`` gives a cell of ``v`` (for a lab kernel's
+    version)."""
+    models = [v for v in versions if v != "host" and not v.startswith("lab:")]
     parts = []
     if models:
         parts.append(f"the {', '.join(models)} model{'s' if len(models) > 1 else ''}")
     if "host" in versions:
         parts.append("the host kernel")
+    for v in versions:
+        if v.startswith("lab:"):
+            version = getattr(cells_of(v), "version", None) if cells_of else None
+            parts.append(f"{v} (kernel {version or 'absent'} under qemu)")
     return " and ".join(parts)
 
 
@@ -136,12 +144,28 @@ def print_summary(scenarios, versions, cells, *, verbose: bool = False,
             out.write(text + "\n")
 
     problems = 0
+    # A kernel that did not run for one reason (no root, not fetched) is said once.
+    said_once: set[tuple[str, str, str]] = set()
+    for v in versions:
+        by_reason: dict[tuple[str, str], list[int]] = {}
+        for i in range(len(scenarios)):
+            c = cells[(i, v)]
+            if c.status in ("not-run", "environment"):
+                by_reason.setdefault((c.status, c.reason), []).append(i)
+        for (status, reason), rows in by_reason.items():
+            if len(rows) > 1:
+                word = {"not-run": "not run"}.get(status, status)
+                out.write(f"{word} on {_where([v], lambda v, i=rows[0]: cells[(i, v)])}, "
+                          f"{len(rows)} scenarios: {reason}\n")
+                said_once.add((v, status, reason))
     for i, scn in enumerate(scenarios):
         # One line per distinct problem, with every version it happened on.
         groups: dict[tuple, list[str]] = {}
         for v in versions:
             cell = cells[(i, v)]
-            if cell.status in ("not-run", "environment", "unsupported"):
+            if (v, cell.status, cell.reason) in said_once:
+                pass
+            elif cell.status in ("not-run", "environment", "unsupported"):
                 groups.setdefault(("status", cell.status, _unversioned(cell.reason, v)),
                                   []).append(v)
             for e in cell.failed:
@@ -155,24 +179,27 @@ def print_summary(scenarios, versions, cells, *, verbose: bool = False,
             if key[0] == "status":
                 _, status, reason = key
                 word = {"not-run": "not run"}.get(status, status)
-                out.write(f"{scn.source}: {word} on {_where(vs)}: {reason}\n")
+                out.write(f"{scn.source}: {word} on "
+                          f"{_where(vs, lambda v: cells[(i, v)])}: {reason}\n")
             elif key[0] == "failed":
                 problems += 1
                 _, line, stmt, text, reason = key
-                out.write(f"{scn.source}:{line}: failed on {_where(vs)}: {text}\n"
+                where = _where(vs, lambda v: cells[(i, v)])
+                out.write(f"{scn.source}:{line}: failed on {where}: {text}\n"
                           f"    observed: {reason}\n")
-                models = [v for v in vs if v != "host"]
+                models = [v for v in vs if v != "host" and not v.startswith("lab:")]
                 note = several_values_note(scn.statements[stmt], reason) if models else None
                 if note:
                     out.write(f"    {note}\n")
             else:
                 problems += 1
                 _, line, prop, detail = key
-                out.write(f"{scn.source}:{line}: violation on {_where(vs)}: {prop}: "
+                out.write(f"{scn.source}:{line}: violation on "
+                          f"{_where(vs, lambda v: cells[(i, v)])}: {prop}: "
                           f"{detail}\n")
         for v in versions:
             cell = cells[(i, v)]
-            where = _where([v])
+            where = _where([v], lambda v: cell)
             if verbose:
                 for e in cell.expects:
                     if e.status != "failed":

@@ -81,3 +81,17 @@ def test_several_allowed_values_are_named():
     skipped = CellResult(scn, "5.4", KernelVersion.parse("5.4"), "ok", "",
                          [ExpectResult(6, 9, "x", SKIPPED, "not on 5.4")])
     assert cell_text(skipped) == "ran, 0 checked"
+
+
+def test_a_kernel_that_did_not_run_is_said_once():
+    a = parse(TEXT, "a.scenario")
+    b = parse(TEXT, "b.scenario")
+    why = "not root: kernel results not run"
+    cells = {(i, "host"): CellResult(s, "host", KernelVersion.parse("6.18"), "not-run", why)
+             for i, s in enumerate([a, b])}
+    out = io.StringIO()
+    print_summary([a, b], ["host"], cells, out=out)
+    text = out.getvalue()
+    assert text.count(why) == 1
+    assert f"not run on the host kernel, 2 scenarios: {why}" in text
+    assert "'not run': the kernel side could not run here" in text
