@@ -22,11 +22,6 @@ ERA_VERSIONS = ("4.19", "5.4", "5.10", "5.18", "6.1", "6.12")
 
 EXIT_OK, EXIT_FAIL, EXIT_INPUT, EXIT_ENV = 0, 1, 2, 3
 
-# The oldest and newest kernels the model's facts were checked against (the oldest era's
-# facts go back to 4.14's do_wp_page; the newest sources read were 6.18).  A version outside
-# is run all the same, judged as the era its major.minor falls into, with a note.
-CHECKED_RANGE = (KernelVersion(4, 14), KernelVersion(6, 18))
-
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # usage errors: exit 2, one line, no traceback
@@ -133,6 +128,12 @@ def _versions(args) -> list[str]:
     return list(dict.fromkeys(out))
 
 
+# The oldest and newest kernels the model's facts were checked against (the oldest era's
+# facts go back to 4.14's do_wp_page; the newest sources read were 6.18).  A version outside
+# is run all the same, judged as the era its major.minor falls into, with a note.
+CHECKED_RANGE = (KernelVersion(4, 14), KernelVersion(6, 18))
+
+
 def version_notes(versions: Sequence[str]) -> list[str]:
     """A note for each version outside the range the kernel facts were checked for: it is
     run all the same, judged as the era its major.minor falls into."""
@@ -140,7 +141,7 @@ def version_notes(versions: Sequence[str]) -> list[str]:
     low, high = CHECKED_RANGE
     notes = []
     for v in versions:
-        if v == "host":
+        if v == "host" or v.startswith("lab:"):
             continue
         kv = KernelVersion.parse(v)
         era = Era.of(kv).value
