@@ -1,5 +1,5 @@
 /* ksmdiff probe: replays a compiled scenario program in real processes and reports
- * what the kernel did, one JSON line per statement (docs/probe-wire.md).
+ * what the kernel did, one JSON line per statement (design.md section 5).
  *
  * C11 + libc only.  Runs as root (PFNs, /proc/kpageflags, /proc/kpagecount).
  *

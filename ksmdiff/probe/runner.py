@@ -1,4 +1,4 @@
-"""Replay scenarios on the running kernel through the C probe.
+"""Replay scenarios on the running kernel through the C probe (design §5, issue 3).
 
 Public API (re-exported by ``ksmdiff.probe``)::
 
@@ -38,7 +38,7 @@ global change; ``cow_ksm`` from ksmd's break_cow, charged to the mm of the page 
 the global change; ``pgreuse`` never moves in ksmd.  When a check fails, the scenarios
 concerned are replayed alone, so batch results are those of one-at-a-time runs (a few
 kernel values differ between any two runs: the frame and cow_ksm of a pinned page's twin,
-which ksmd makes KSM and breaks again at every scan; reuse vs copy of a page a per-CPU LRU batch still references).  Scenarios sharing a
+§f.4; reuse vs copy of a page a per-CPU LRU batch still references).  Scenarios sharing a
 batch do the same ksm statement at every index (settle, ``scan N`` or the same ``set`` of
 max_page_sharing / merge_across_nodes); ``ksm set use_zero_pages`` is no index of its own:
 it matters only to a scenario that may hold real zero pages, and a batch's scenarios that
@@ -905,7 +905,7 @@ class _Session:
             return
         moved = [k for k in EVENT_COUNTERS if delta.get(k, 0)]
         # Events during a settle: ksmd counts cow_ksm only when it breaks a page it had just
-        # made KSM (break_cow), which needs a page it cannot merge - a pinned one (its twin);
+        # made KSM (break_cow), which needs a page it cannot merge - a pinned one (§f.4);
         # with every scenario paused and lru_add_drain_all() at each scan start nothing
         # else holds such a reference.  So a batch's one pinning scenario owns them.
         # With several pinning scenarios in the batch the events cannot be told apart: those

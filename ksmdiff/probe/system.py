@@ -30,7 +30,7 @@ LOCK_NAME = "lock"
 SWAPFILE_NAME = "swapfile"
 SWAPFILE_MB = 64
 
-# The knobs every run pins, plus the model's assumptions, in the order they are written.
+# The pins of design §5 plus the model's assumptions (issue 3), in the order they are written.
 # run goes to 0 first (ksmd paused) and the advisor off before pages_to_scan (EINVAL while an
 # advisor is active).  NEVER run=2.
 PINS: tuple[tuple[str, str], ...] = (
