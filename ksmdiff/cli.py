@@ -15,10 +15,9 @@ from pathlib import Path
 from typing import Sequence
 
 from ksmdiff.errors import EnvironmentProblem, InputError, KsmdiffError, UsageError
-from ksmdiff.versions import KernelVersion
+from ksmdiff.versions import ERA_VERSIONS, KernelVersion
 
 # One representative version per era: the default columns of ``ksmdiff run``.
-ERA_VERSIONS = ("4.19", "5.4", "5.10", "5.18", "6.1", "6.12")
 
 EXIT_OK, EXIT_FAIL, EXIT_INPUT, EXIT_ENV = 0, 1, 2, 3
 

@@ -1,4 +1,4 @@
-"""The executable reference model of the KSM write-fault path (design §1, issue 2 item 3).
+"""The executable reference model of the KSM write-fault path.
 
 Usage::
 
@@ -44,33 +44,58 @@ still has a choice, the record holds every allowed value:
   kept exact (the differential test is about it); the same remote batch could turn it
   into a copy on a real 5.x kernel, which the judge will then report.
 * the swap-in of an ordinary anon page may find its swap-cache page reclaimed (memory
-  pressure from elsewhere): ``copied`` as well as ``reused``.  KSM pages stay exact (§f.5).
+  pressure from elsewhere): ``copied`` as well as ``reused``.  KSM pages and pinned pages
+  stay exact (seen on the host's 6.18: a KSM page stays in the swap cache).
+
+Where the kernel's behaviour depends on something the scenario does not fix, the model runs
+the scenario each way and every record allows what any run allows, with a note saying why
+(``run.assumptions``):
+
+* swap more than half full (``swap_full``, only for scenarios that page out): <= 5.17
+  ``do_swap_page`` then calls ``try_to_free_swap`` (``mem_cgroup_swap_full``), >= 5.18
+  ``should_try_to_free_swap`` does.  A singly-mapped 5.1-5.8 KSM page then leaves the swap
+  cache with page_count 1 and the write's ``reuse_ksm_page`` keeps the frame; on 5.9-5.17
+  an ordinary page read back from swap is reused instead of copied.
+* a kernel fact whose stable backport level is not known for the version (``5.4.y``: a
+  distribution kernel that hides its level; or a 4.9.y kernel for 17839856fd58, whose
+  4.9.y level is not in the table).
 * a pinned page's twin churns once per scan (``cow_ksm`` ANY after that settle/scan).
 * the model does not track addresses, so vma merges and splits are uncertain: a
   zero-page-only part of a region may or may not have an anon_vma, and fork may or may not
   copy its zero ptes (``present`` {True, False} until the child touches the page).
 
-Era facts beyond kernel-eras.md §a that the model encodes (each checked in kernel text or
-on the host's 6.18; versions marked [I] are inferred from posting dates):
+Version facts
+-------------
+Every version-dependent branch asks ``Machine.has(name)`` for a row of the kernel fact table
+(``ksmdiff/kernel_facts.py``: commit, first/last version, stable backports by patch level,
+verified or inferred); the era of ``do_wp_page`` comes from the same table.  Among them:
 
 * ``break_ksm`` holds ``follow_page(FOLL_GET)``'s reference across the write fault up to
   6.1, so even 5.1-5.8 *copies* on unmerge; from 6.2 (6cce3314b928) it is an unshare
   fault: the copy stays read-only and exclusive, and the next write reuses it (pgreuse).
 * a read-only pin (vmsplice, FOLL_GET) breaks COW first on 5.8 and on the 17839856fd58
-  backports (5.7.3+, 5.4.47+ [I], 4.14.232+ [I]); elsewhere it only takes a reference.
+  backports (``gup_breaks_cow``: 5.7.3+, 5.4.47+, 4.19.189+, 4.14.232+; 4.9.y/4.4.y at
+  levels not in the table);
+  elsewhere it only takes a reference.
 * MADV_PAGEOUT exists from 5.4 (1a4e58cce84e): a scenario using it is unsupported before;
   it skips pages mapped by more than one pte.
-* >= 5.14 ``wp_page_copy`` frees the old page's swap cache ([I] Huang Ying, 2021); before,
-  a COWed swap-cache KSM page lingers with its stable node.
-* >= 6.11 ``do_swap_page`` maps an exclusive page writable on a read fault ([I] Barry
-  Song, 2024); >= 5.19 ``mprotect(rw)`` makes an exclusive anon pte writable at once.
+* 5.18 ``do_swap_page`` (c145e0b47c77) maps a written page writable by page_count (a fresh
+  copy, or page_count 1 after ``should_try_to_free_swap``); <= 5.17 by ``reuse_swap_page``
+  (mapcount + swap count), >= 5.19 by PageAnonExclusive / the exclusive swap pte.
+* >= 5.14 ``wp_page_copy`` frees the old page's swap cache; before, a COWed swap-cache KSM
+  page lingers with its stable node.
+* >= 6.11 ``do_swap_page`` maps an exclusive page writable on a read fault.
+* >= 6.0 ``mprotect(rw)`` makes a dirty exclusive anon pte writable at once
+  (64fe24a3e05e), >= 6.2 a clean one too; up to 5.19 the next write faults.
+* every fault path maps with ``maybe_mkwrite``: a write fault in a read-only vma (GUP
+  write, break_ksm <= 6.1) leaves a read-only pte.
 * >= 6.11 ``cmp_and_merge_page`` checks the checksum before the stable tree
   (d58a361b0350): joining an existing KSM page takes two scans instead of one.
 * fork does not copy the ptes of a vma without an anon_vma (zero-page-only regions).
 * ``write_protect_page`` never takes a page that is already KSM (page_address_in_vma()
   needs page_anon_vma()), so a KSM page left without a stable node stays so.
-* fork of KSM-placed zero ptes: counted in ``ksm_zero_pages`` from 6.17 ([I] Donet Tom,
-  2025, seen on the host's 6.18); before, the global delta is ANY.
+* fork of KSM-placed zero ptes: counted in ``ksm_zero_pages`` from 6.17 (seen on the host's
+  6.18); before, the global delta is ANY.
 * a stable node whose rmap_items have all gone (its page kept by a pin or the swap
   cache) takes no new sharer although it stays valid (seen on the host's 6.18; mechanism
   not located; applied to every era); a stale node that no rmap_item names goes when
@@ -81,7 +106,7 @@ on the host's 6.18; versions marked [I] are inferred from posting dates):
 
 Counters are deltas since the scenario began and appear only on versions that have them
 (``versions.has_counter``).  ``pages_shared``/``pages_sharing``/``stable_nodes_removed``
-change only while ksmd runs (lazily, §c.3); ``cow_ksm``, ``pgreuse``, ``ksm_swpin_copy``
+change only while ksmd runs (lazily); ``cow_ksm``, ``pgreuse``, ``ksm_swpin_copy``
 and ``ksm_zero_pages`` change at fault time.
 
 Mutants (``MUTANTS``), all in 5.1-5.8's ``reuse_ksm_page``/``do_wp_page``:
@@ -103,18 +128,18 @@ Mutants (``MUTANTS``), all in 5.1-5.8's ``reuse_ksm_page``/``do_wp_page``:
   broke only in the scanning process (see ksm.write_protect_page).  Its single mapper's
   write is then reused instead of copied: an observable change, no isolation break.
 
-Left out: the 4.19.y patch level that got 17839856fd58; THP/large folios; NUMA
-(merge_across_nodes is accepted and ignored); stable-node migration and chain pruning;
-``run=2``; smart scan and the advisor (the runner disables them); memory pressure beyond
-the allowances above, and swap-in readahead; the per-VMA-lock ``VM_FAULT_RETRY``; uffd-wp
-and soft-dirty; hwpoison; races (the ``retry`` outcome is never predicted); addresses
-(scan order inside an mm assumes top-down mmap: later regions first, pages ascending);
-MADV_PAGEOUT skipping a page that still sits in another CPU's LRU-add batch (seen on the
-host when one process faults a page and another pages it out before any ksmd scan: the
-model pages it out).
+Left out: mlock (VM_LOCKED also makes do_swap_page free the swap cache; no scenario
+mlocks); THP/large folios; NUMA (merge_across_nodes is accepted and ignored); stable-node
+migration and chain pruning; ``run=2``; smart scan and the advisor (the runner disables
+them); memory pressure beyond the allowances above, and swap-in readahead; the
+per-VMA-lock ``VM_FAULT_RETRY``; uffd-wp and soft-dirty; hwpoison; races (the ``retry``
+outcome is never predicted); addresses (scan order inside an mm assumes top-down mmap:
+later regions first, pages ascending); MADV_PAGEOUT skipping a page that still sits in
+another CPU's LRU-add batch (seen on the host when one process faults a page and another
+pages it out before any ksmd scan: the model pages it out).
 
 This package never touches /sys or /proc and never imports ``ksmdiff.kspec`` or
-``ksmdiff.probe`` (design §2's walls).
+``ksmdiff.probe``.
 """
 
 from ksmdiff.model.invariants import Violation

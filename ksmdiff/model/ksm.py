@@ -155,14 +155,14 @@ def write_protect_page(m: Machine, slot: PageSlot, page: Frame) -> int:
     if page.ksm:
         return EFAULT
     # >= 5.19 also when PageAnonExclusive (the pte may be clean and read-only)
-    if pte.writable or pte.dirty or (m.since(5, 19) and page.anon_exclusive):
+    if pte.writable or pte.dirty or (m.has("anon_exclusive") and page.anon_exclusive):
         swapped = int(page.swapcache)
         # ptep_clear_flush, then: page_mapcount(page) + 1 + swapped != page_count(page)
         # -> restore the pte, -EFAULT (a pin or O_DIRECT holds the page)
         if page.mapcount + 1 + swapped != page.refcount:
             return EFAULT
         # >= 5.19: page_try_share_anon_rmap() (fails only for FOLL_PIN pins)
-        if m.since(5, 19):
+        if m.has("anon_exclusive"):
             page.anon_exclusive = False
         pte.writable = False
         pte.dirty = False                      # pte_mkclean(pte_wrprotect()), set_page_dirty
@@ -175,7 +175,7 @@ def replace_page(m: Machine, slot: PageSlot, page: Frame, kpage: Frame) -> int:
         # use_zero_pages: a special zero pte, no refcount; >= 6.6 pte_mkdirty +
         # ksm_map_zero_page() counts it (e2942062e01d)
         pte.frame = kpage
-        pte.ksm_zero = m.since(6, 6)
+        pte.ksm_zero = m.has("ksm_zero_pages")
         if pte.ksm_zero:
             m.count("ksm_zero_pages")
     else:
@@ -273,7 +273,7 @@ def cmp_and_merge_page(m: Machine, p: Process, slot: PageSlot, item: RmapItem) -
     stable_node = page.stable_node if page.ksm else None   # page_stable_node()
     if stable_node is not None and item.head is stable_node:
         return
-    if m.since(6, 11) and stable_node is None:
+    if m.has("ksm_checksum_first") and stable_node is None:
         # >= 6.11 cmp_and_merge_page() (d58a361b0350): a non-KSM page leaves the trees,
         # then checksum and the zero page come first: a fast-changing anon page does not
         # search the stable tree
@@ -294,7 +294,7 @@ def cmp_and_merge_page(m: Machine, p: Process, slot: PageSlot, item: RmapItem) -
             stable_tree_append(m, item, kpage.stable_node)
         m.put_page(kpage)
         return
-    if not m.since(6, 11):
+    if not m.has("ksm_checksum_first"):
         # <= 6.10 cmp_and_merge_page(): checksum after the stable-tree search
         if _checksum_changed(item, page):
             return
@@ -326,9 +326,9 @@ def break_ksm(m: Machine, p: Process, slot: PageSlot) -> None:
         return
     f = pte.frame
     # >= 6.6 break_ksm(): also KSM-placed zero pages (is_ksm_zero_pte, 79271476b336)
-    if not (f.ksm or (pte.ksm_zero and m.since(6, 6))):
+    if not (f.ksm or (pte.ksm_zero and m.has("ksm_zero_pages"))):
         return
-    if m.since(6, 2):
+    if m.has("break_ksm_unshare"):
         # >= 6.2 break_ksm() (6cce3314b928): FAULT_FLAG_UNSHARE|FAULT_FLAG_REMOTE: a new
         # exclusive copy, the pte stays read-only; no page reference held
         M.handle_mm_fault(m, p, slot, unshare=True)

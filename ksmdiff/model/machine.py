@@ -1,7 +1,8 @@
 """The machine: every piece of model state plus the small primitives shared by memory.py
 and ksm.py (page allocation, ``get_page``/``put_page``, rmap counts, event counters).
 
-Nothing here is era-dependent except through :attr:`Machine.since`.
+Nothing here is version-dependent except through :meth:`Machine.has`, which reads the
+kernel fact table (ksmdiff/kernel_facts.py).
 """
 
 from __future__ import annotations
@@ -11,15 +12,19 @@ from typing import Iterable, Optional
 from ksmdiff.model.state import Frame, KsmState, PageSlot, Process, ZERO_CONTENT
 from ksmdiff.observe import ANY
 from ksmdiff.scenario.ast import Content
-from ksmdiff.versions import Era, KernelVersion
+from ksmdiff.versions import Era, KernelVersion, has_fact
 
 # A counter's set of possible values is widened to ANY past this size.
 MAX_COUNTER_CHOICES = 64
 
 
 class Machine:
-    def __init__(self, version: KernelVersion, mutant: Optional[str] = None):
+    def __init__(self, version: KernelVersion, mutant: Optional[str] = None,
+                 assume: Optional[dict[str, bool]] = None):
         self.version = version
+        # the value taken in this run by every kernel fact unknown for ``version`` and by
+        # every condition of the environment a scenario does not control (run.ASSUMPTIONS)
+        self.assume: dict[str, bool] = dict(assume or {})
         self.era = Era.of(version)
         self.mutant = mutant
         self.procs: dict[str, Process] = {}
@@ -33,11 +38,22 @@ class Machine:
         # per-step: slots whose fault outcome may also be something else
         self.fault_alternatives: dict[int, set[str]] = {}
         self.notes: list[str] = []
-        self.ksm_churn = False                 # a merge failed on a pinned page (§f.4)
+        self.ksm_churn = False                 # a merge failed on a pinned page (its twin churns)
 
     # ------------------------------------------------------------------ versions
-    def since(self, major: int, minor: int) -> bool:
-        return self.version.mm >= (major, minor)
+    def has(self, name: str) -> bool:
+        """Does the modelled kernel have kernel fact ``name``?  A fact whose stable patch
+        level is unknown for this version takes the value assumed for this run (run_model
+        runs both and merges the records)."""
+        got = has_fact(self.version, name)
+        if got is None:
+            return self.assume[name]
+        return got
+
+    def env(self, name: str) -> bool:
+        """A condition of the environment the scenario does not control (``swap_full``),
+        as assumed for this run."""
+        return self.assume[name]
 
     # ------------------------------------------------------------------ counters
     def count(self, name: str, n: int = 1) -> None:

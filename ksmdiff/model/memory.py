@@ -40,7 +40,7 @@ def page_move_anon_rmap(m: Machine, page: Frame) -> None:
     page.stable_node = None
     page.anon = True
     # 5.19-6.6 page_move_anon_rmap() also SetPageAnonExclusive (>= 6.7 do_wp_page does it)
-    if m.since(5, 19):
+    if m.has("anon_exclusive"):
         page.anon_exclusive = True
 
 
@@ -61,23 +61,6 @@ def free_swap_cache(m: Machine, page: Frame) -> None:
     """mm/swap_state.c free_swap_cache(): PageSwapCache && !page_mapped -> try_to_free_swap."""
     if page.swapcache and page.mapcount == 0:
         try_to_free_swap(m, page)
-
-
-# ----------------------------------------------------------------------------- GUP
-
-
-def gup_breaks_cow(version) -> bool:
-    """Versions where a read-only FOLL_GET pin (vmsplice) breaks COW first: mainline 5.8
-    (17839856fd58, reverted in 5.9 by a308c71bf1e6 when do_wp_page went refcount-based)
-    and its stable backports: 5.7.3 (the 5.7.3 review series carries it), 5.4.47 [I: the
-    5.4.y release of the same week] and 4.14.232 [I: kernel-eras, Amazon's notes].  A
-    version without a patch level means the mainline release (no backport).  4.19.y got
-    it too, at a patch level not verified here: not modelled."""
-    mm, patch = version.mm, version.patch or 0
-    if mm == (5, 8):
-        return True
-    return (mm == (5, 7) and patch >= 3) or (mm == (5, 4) and patch >= 47) or \
-        (mm == (4, 14) and patch >= 232)
 
 
 # ----------------------------------------------------------------------------- faults
@@ -117,28 +100,37 @@ def do_anonymous_page(m: Machine, p: Process, slot: PageSlot, *, write: bool) ->
     page = m.alloc_page(ZERO_CONTENT)          # the pte's reference
     page.mapcount = 1                          # page_add_new_anon_rmap
     # >= 5.19: page_add_new_anon_rmap() marks the new page PageAnonExclusive
-    page.anon_exclusive = m.since(5, 19)
-    pte.present, pte.frame, pte.writable, pte.dirty = True, page, True, True
+    page.anon_exclusive = m.has("anon_exclusive")
+    # all eras do_anonymous_page(): if (vma->vm_flags & VM_WRITE) pte_mkwrite(pte_mkdirty())
+    w = maybe_mkwrite(slot)
+    pte.present, pte.frame, pte.writable, pte.dirty = True, page, w, w
+
+
+def maybe_mkwrite(slot: PageSlot) -> bool:
+    """include/linux/mm.h maybe_mkwrite(): pte_mkwrite only if vma->vm_flags & VM_WRITE."""
+    return slot.prot == "rw"
 
 
 def wp_page_reuse(m: Machine, p: Process, slot: PageSlot, page: Frame) -> None:
-    """Same PFN; the pte becomes young, dirty, writable; no refcount change."""
-    slot.pte.writable = True
+    """Same PFN; the pte becomes young, dirty and -- maybe_mkwrite() -- writable only in a
+    VM_WRITE vma (a FOLL_FORCE or GUP write fault in a read-only vma leaves it read-only);
+    no refcount change."""
+    slot.pte.writable = maybe_mkwrite(slot)
     slot.pte.dirty = True
     # >= 5.9 wp_page_reuse(): count_vm_event(PGREUSE) (798a6b87ecd7)
-    if m.since(5, 9):
+    if m.has("pgreuse"):
         m.count("pgreuse")
 
 
 def wp_page_copy(m: Machine, p: Process, slot: PageSlot, old: Optional[Frame],
                  *, unshare: bool = False) -> None:
     """Allocate a new page (zeroed for the zero page), copy, switch the pte, drop the old
-    page's rmap and the pte's reference (kernel-eras §b.2)."""
+    page's rmap and the pte's reference."""
     pte = slot.pte
     anon_vma_prepare(slot)
     new = m.alloc_page(ZERO_CONTENT if old is None or old.zero else old.content)
     new.mapcount = 1                           # page_add_new_anon_rmap
-    new.anon_exclusive = m.since(5, 19)
+    new.anon_exclusive = m.has("anon_exclusive")
     if old is None or old.zero:
         # >= 6.6 wp_page_copy(): ksm_might_unmap_zero_page() for a KSM-placed zero pte
         if pte.ksm_zero:
@@ -147,14 +139,16 @@ def wp_page_copy(m: Machine, p: Process, slot: PageSlot, old: Optional[Frame],
         m.page_remove_rmap(old)
         m.put_page(old)                        # the reference the old pte held
         # >= 5.14 wp_page_copy(): if (page_copied) free_swap_cache(old_page) ("mm: free
-        # idle swap cache page after COW", Huang Ying 2021 [I: version]); before, an
+        # idle swap cache page after COW", Huang Ying 2021); before, an
         # unmapped swap-cache page (a swapped-in KSM page, say) lingers until reclaim
-        if m.since(5, 14):
+        if m.has("wp_page_copy_frees_swap"):
             free_swap_cache(m, old)
     pte.frame, pte.present = new, True
     pte.ksm_zero = False
-    # FAULT_FLAG_UNSHARE (>= 5.19, used by break_ksm >= 6.2): the copy stays read-only
-    pte.writable = not unshare
+    # FAULT_FLAG_UNSHARE (>= 5.19, used by break_ksm >= 6.2): the copy stays read-only and
+    # clean; a write: all eras wp_page_copy(): maybe_mkwrite(pte_mkdirty(entry), vma), so
+    # the copy is read-only in a read-only vma (a FOLL_FORCE/GUP write, break_ksm <= 6.1)
+    pte.writable = (not unshare) and maybe_mkwrite(slot)
     pte.dirty = not unshare
 
 
@@ -162,7 +156,7 @@ def _copy(m: Machine, p: Process, slot: PageSlot, page: Frame, unshare: bool) ->
     """do_wp_page's copy tail: get_page, unlock the PTL, (COW_KSM), wp_page_copy, put."""
     m.get_page(page)
     # >= 5.19 do_wp_page(): if (PageKsm(page)) count_vm_event(COW_KSM) (94bfe85bde18)
-    if page.ksm and m.since(5, 19):
+    if page.ksm and m.has("cow_ksm"):
         m.count("cow_ksm")
     wp_page_copy(m, p, slot, page, unshare=unshare)
     m.put_page(page)
@@ -179,7 +173,7 @@ def reuse_swap_page(m: Machine, page: Frame) -> bool:
 
 
 def reuse_ksm_page(m: Machine, page: Frame) -> bool:
-    """5.1-5.8 mm/ksm.c reuse_ksm_page() (52d1e606ee73), with the mutants of §MUTANTS."""
+    """5.1-5.8 mm/ksm.c reuse_ksm_page() (52d1e606ee73), with the mutants of run.MUTANTS."""
     mut = m.mutant
     if page.swapcache and mut != "no-swapcache-check":
         return False
@@ -280,7 +274,7 @@ def _pvec_uncertain(m: Machine, slot: PageSlot, page: Frame) -> bool:
 
 def _reuse_maybe(m, p, slot, page, uncertain: bool) -> None:
     wp_page_reuse(m, p, slot, page)
-    if uncertain and m.since(5, 9):
+    if uncertain and m.has("pgreuse"):
         m.count_choices("pgreuse", (0, -1))
 
 
@@ -361,9 +355,20 @@ def ksm_might_need_to_copy(m: Machine, p: Process, slot: PageSlot, page: Frame) 
         return page
     new = m.alloc_page(page.content)
     # >= 5.18 ksm_might_need_to_copy(): count_vm_event(KSM_SWPIN_COPY)
-    if m.since(5, 18):
+    if m.has("ksm_swpin_copy"):
         m.count("ksm_swpin_copy")
     return new
+
+
+def should_try_to_free_swap(m: Machine, page: Frame, write: bool) -> bool:
+    """>= 5.18 mm/memory.c should_try_to_free_swap() (c145e0b47c77).  Swap more than half
+    full (mem_cgroup_swap_full) is the environment's ``swap_full``; VM_LOCKED and mlocked
+    pages do not occur (no scenario mlocks)."""
+    if not page.swapcache:
+        return False
+    if m.env("swap_full"):
+        return True
+    return write and not page.ksm and page.refcount == 2
 
 
 def do_swap_page(m: Machine, p: Process, slot: PageSlot, *, write: bool) -> None:
@@ -371,11 +376,12 @@ def do_swap_page(m: Machine, p: Process, slot: PageSlot, *, write: bool) -> None
     swapcache = pte.swap
     assert swapcache is not None
     # lookup_swap_cache hits: a quiet system still has the page in the swap cache
-    # (kernel-eras §f.5); the lookup reference becomes the pte's.  A clean swap-cache page
+    # (seen on the host's 6.18); the lookup reference becomes the pte's.  A clean swap-cache page
     # of an ordinary anon page is the first thing reclaim takes, though: under any memory
     # pressure from elsewhere the swap-in reads a new frame (seen on the shared host), so
-    # the model allows "copied" there.  A KSM page keeps the exact prediction (§f.5).
-    if not swapcache.ksm:
+    # the model allows "copied" there.  A KSM page keeps the exact prediction, and so does
+    # a pinned page (reclaim cannot free a page someone holds a reference to).
+    if not swapcache.ksm and m.pins_of(swapcache) == 0:
         m.may_also(slot, "copied")
     m.get_page(swapcache)
     page = ksm_might_need_to_copy(m, p, slot, swapcache)
@@ -384,32 +390,46 @@ def do_swap_page(m: Machine, p: Process, slot: PageSlot, *, write: bool) -> None
     exclusive_entry = pte.swp_exclusive
     make_writable = False
     was_read = not write
-    if m.since(5, 19):
+    if m.has("anon_exclusive"):
         # >= 5.19 do_swap_page(): exclusive from the swp pte or from a fresh copy
         exclusive = (not page.ksm) and (exclusive_entry or page is not swapcache)
         swapcache.swap_refs -= 1               # swap_free(entry)
-        # should_try_to_free_swap(): write && !PageKsm && page_count == 2
-        if write and page is swapcache and not page.ksm and page.refcount == 2:
+        if should_try_to_free_swap(m, page, write):
             try_to_free_swap(m, page)
         if not page.ksm and (exclusive or page.refcount == 1):
             if write:
                 make_writable, write = True, False
-            elif m.since(6, 11) and slot.prot == "rw":
+            elif m.has("swapin_map_exclusive_writable") and slot.prot == "rw":
                 # >= 6.11 do_swap_page() ("mm: swap: reuse exclusive folio directly
-                # instead of wp page faults", Barry Song 2024 [I: version]): an exclusive
-                # page is mapped writable (not dirty) even on a read fault
+                # instead of wp page faults"): an exclusive page is mapped writable (not
+                # dirty) even on a read fault
                 make_writable = True
             page.anon_exclusive = True
+    elif m.has("swapin_refcount"):
+        # 5.18 do_swap_page() (c145e0b47c77): swap_free, should_try_to_free_swap(), then a
+        # write maps the page writable if it is a fresh copy or page_count == 1; never KSM
+        swapcache.swap_refs -= 1               # swap_free(entry)
+        if should_try_to_free_swap(m, page, write):
+            try_to_free_swap(m, page)
+        if write and not page.ksm and (page is not swapcache or page.refcount == 1):
+            make_writable, write = True, False
     else:
-        # <= 5.18 do_swap_page(): FAULT_FLAG_WRITE && reuse_swap_page(page) -> writable
+        # <= 5.17 do_swap_page(): FAULT_FLAG_WRITE && reuse_swap_page(page) -> writable
+        # (mapcount + swapcount based; PageKsm -> false)
         if write and page is swapcache and reuse_swap_page(m, page):
             make_writable, write = True, False
         elif write and page is not swapcache:
             make_writable, write = True, False
         swapcache.swap_refs -= 1               # swap_free(entry)
+        # <= 5.17 do_swap_page(): if (mem_cgroup_swap_full(page) || (vma->vm_flags &
+        # VM_LOCKED) || PageMlocked(page)) try_to_free_swap(page).  A singly-mapped KSM
+        # page then leaves the swap cache with page_count 1, and the write below goes
+        # through do_wp_page() -> 5.1-5.8 reuse_ksm_page(): the frame is kept
+        if m.env("swap_full"):
+            try_to_free_swap(m, page)
     pte.swap, pte.swp_exclusive = None, False
     pte.present, pte.frame = True, page
-    pte.writable = make_writable
+    pte.writable = make_writable and maybe_mkwrite(slot)   # maybe_mkwrite(pte_mkdirty())
     pte.dirty = make_writable and not was_read
 
     m.page_add_rmap(page)
@@ -468,7 +488,7 @@ def copy_pte(m: Machine, src: PageSlot, dst: PageSlot) -> None:
             m.get_page(f)
             m.page_add_rmap(f)                 # page_dup_rmap
             # >= 5.19 copy_present_pte(): page_try_dup_anon_rmap clears PageAnonExclusive
-            if m.since(5, 19):
+            if m.has("anon_exclusive"):
                 f.anon_exclusive = False
         # is_cow_mapping && pte_write -> ptep_set_wrprotect on both sides
         sp.writable = False
@@ -494,11 +514,12 @@ def change_pte_range(m: Machine, slot: PageSlot, prot: str) -> None:
     if not pte.present or pte.writable:
         return
     f = pte.frame
-    # >= 5.19 change_pte_range(): MM_CP_TRY_CHANGE_WRITABLE + can_change_pte_writable()
-    # (64fe24a3e05e): only an exclusive anon page; 5.19-6.1 also needs pte_dirty
-    # (">= 6.2 allow clean exclusive anon pages to be writable" [version I])
-    if m.since(5, 19) and not f.zero and f.anon and not f.ksm and f.anon_exclusive \
-            and (pte.dirty or m.since(6, 2)):
+    # >= 6.0 change_pte_range(): MM_CP_TRY_CHANGE_WRITABLE + can_change_pte_writable()
+    # (64fe24a3e05e): only an exclusive anon page; 6.0-6.1 also needs pte_dirty (>= 6.2
+    # "mm/mprotect: allow clean exclusive anon pages to be writable"); <= 5.19 a private
+    # anon pte stays read-only until the write fault
+    if m.has("mprotect_try_change_writable") and not f.zero and f.anon and not f.ksm \
+            and f.anon_exclusive and (pte.dirty or m.has("mprotect_clean_writable")):
         pte.writable = True
 
 
@@ -511,7 +532,7 @@ def madvise_pageout_page(m: Machine, slot: PageSlot) -> None:
     Pages mapped by more than one pte are skipped (``page_mapcount(page) != 1``); the zero
     page and swapped ptes are skipped.  The page goes to the swap cache, is unmapped
     (rmap_walk_ksm for a KSM page) and written out; without memory pressure it stays in
-    the swap cache (kernel-eras §f.5)."""
+    the swap cache (seen on the host's 6.18)."""
     pte = slot.pte
     if not pte.present:
         return
@@ -523,7 +544,7 @@ def madvise_pageout_page(m: Machine, slot: PageSlot) -> None:
         m.get_page(f)
     # try_to_unmap_one(): the pte becomes a swap entry (exclusive if the page was AE)
     f.swap_refs += 1
-    excl = f.anon_exclusive and m.since(5, 19)
+    excl = f.anon_exclusive and m.has("anon_exclusive")
     f.anon_exclusive = False
     m.page_remove_rmap(f)
     m.put_page(f)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import itertools
+from dataclasses import dataclass, replace
 from typing import Optional
 
 from ksmdiff.model import ksm as K
@@ -13,12 +14,13 @@ from ksmdiff.model.state import PageSlot, Process, Region, ZERO_CONTENT
 from ksmdiff.observe import ANY, Record, counter_key, label_frames, page_key
 from ksmdiff.scenario import ast as A
 from ksmdiff.scenario.validate import implied_features
-from ksmdiff.versions import FEATURE_NOTES, COUNTERS, Era, KernelVersion, has_counter, has_feature
+from ksmdiff.versions import (FEATURE_NOTES, COUNTERS, FACTS, Era, KernelVersion, has_counter,
+                              has_fact, has_feature)
 
 MUTANTS = ("no-freeze", "freeze-at-2", "no-swapcache-check", "no-stable-node-check",
            "reuse-mapcount-2")
 
-# Fault-time counters: they keep moving while a pinned twin churns (§f.4), so a settle's
+# Fault-time counters: they keep moving while a pinned twin churns, so a settle's
 # fixpoint ignores them.
 FAULT_COUNTERS = ("cow_ksm", "pgreuse", "ksm_swpin_copy")
 SETTLE_MIN_SCANS = 2
@@ -35,9 +37,47 @@ class ModelRun:
     violations: tuple[Violation, ...]
 
 
+# Conditions a scenario does not control but the kernel's behaviour depends on: the model
+# runs each way and the records allow what either run allows.  name -> (relevant?, why)
+ENVIRONMENT = {
+    # do_swap_page() frees the swap cache of the page it maps when swap is more than half
+    # full (mem_cgroup_swap_full: vm_swap_full() or the memcg's swap.max); only a scenario
+    # that pages out can reach it
+    "swap_full": (lambda scn: "swap" in implied_features(scn),
+                  "swap may be more than half full (do_swap_page() then calls "
+                  "try_to_free_swap(), mem_cgroup_swap_full)"),
+}
+
+# Statements that reach a kernel fact whose stable patch level may be unknown (a fact not
+# listed is assumed reachable by every scenario).
+FACT_STATEMENTS = {"gup_breaks_cow": (A.Pin,)}
+
+
+def assumptions(scenario: A.Scenario, version: KernelVersion) -> dict[str, str]:
+    """What the model must run both ways for ``scenario`` on ``version``: name -> why."""
+    out: dict[str, str] = {}
+    for name, f in FACTS.items():
+        if has_fact(version, name) is not None:
+            continue
+        kinds = FACT_STATEMENTS.get(name)
+        if kinds is not None and not any(isinstance(s, kinds) for s in scenario.statements):
+            continue
+        where = ", ".join(f"{b}+" for b in f.backports if b.branch == version.mm)
+        out[name] = (f"the stable patch level of {version} is unknown and {f.commit} "
+                     f"({f.summary}) reached that branch at {where}")
+    for name, (relevant, why) in ENVIRONMENT.items():
+        if relevant(scenario):
+            out[name] = why
+    return out
+
+
 def run_model(scenario: A.Scenario, version: KernelVersion, *,
               mutant: Optional[str] = None) -> ModelRun:
-    """Replay ``scenario`` on the model of kernel ``version``; see the package docstring."""
+    """Replay ``scenario`` on the model of kernel ``version``; see the package docstring.
+
+    Where the behaviour depends on something the scenario does not fix (:func:`assumptions`:
+    a fact at an unknown stable patch level, swap more than half full), the scenario runs
+    once per combination and every record allows what any run allows (with a note)."""
     if not isinstance(version, KernelVersion):
         raise TypeError(f"version must be a KernelVersion, not {type(version).__name__}")
     if mutant is not None and mutant not in MUTANTS:
@@ -47,15 +87,58 @@ def run_model(scenario: A.Scenario, version: KernelVersion, *,
     if missing:
         return ModelRun(version, era, "unsupported",
                         f"kernel {version} lacks {', '.join(FEATURE_NOTES[f] for f in missing)}", (), ())
-    interp = Interpreter(scenario, version, mutant)
-    interp.run()
-    return ModelRun(version, era, "ok", "", tuple(interp.records), tuple(interp.violations))
+    why = assumptions(scenario, version)
+    names = sorted(why)
+    runs = []
+    for values in itertools.product((False, True), repeat=len(names)):
+        interp = Interpreter(scenario, version, mutant, assume=dict(zip(names, values)))
+        interp.run()
+        runs.append(interp)
+    records = merge_records([r.records for r in runs], [why[n] for n in names])
+    violations: dict = {}
+    for r in runs:
+        for v in r.violations:
+            violations.setdefault(v, None)
+    return ModelRun(version, era, "ok", "", tuple(records), tuple(violations))
+
+
+def merge_records(runs: list[list[Record]], reasons: list[str]) -> list[Record]:
+    """Field-wise union of the records of several runs of one scenario (same statements);
+    a record where the runs differ says why in its note."""
+    first = runs[0]
+    if len(runs) == 1:
+        return list(first)
+    out = []
+    for i, base in enumerate(first):
+        fields = dict(base.fields)
+        differs = False
+        notes = [base.note] if base.note else []
+        for other in runs[1:]:
+            rec = other[i]
+            assert (rec.stmt, rec.line) == (base.stmt, base.line), "runs diverged"
+            for key, val in rec.fields.items():
+                cur = fields.get(key)
+                if cur == val:
+                    continue
+                differs = True
+                fields[key] = ANY if cur is None or cur is ANY or val is ANY else cur | val
+            if rec.note and rec.note not in notes:
+                notes.append(rec.note)
+        if differs:
+            notes.append("allows each outcome because " + "; or ".join(reasons))
+        out.append(replace(base, fields=fields, note="; ".join(notes)))
+    return out
 
 
 class Interpreter:
-    def __init__(self, scn: A.Scenario, version: KernelVersion, mutant: Optional[str]):
+    def __init__(self, scn: A.Scenario, version: KernelVersion, mutant: Optional[str],
+                 assume: Optional[dict[str, bool]] = None):
         self.scn = scn
-        self.m = Machine(version, mutant)
+        if assume is None:
+            # a direct caller (tests): the quiet branch of every environment condition
+            assume = {name: False for name in ENVIRONMENT}
+            assume.update({n: False for n in FACTS if has_fact(version, n) is None})
+        self.m = Machine(version, mutant, assume)
         self.records: list[Record] = []
         self.violations: list[Violation] = []
         self.m.procs[scn.initial] = Process(scn.initial)
@@ -247,6 +330,9 @@ class Interpreter:
             M.change_pte_range(self.m, slot, s.prot)
 
     def do_Munmap(self, s: A.Munmap) -> None:
+        # munmap(2) of the range's still-mapped pages; pages already unmapped are holes of
+        # this region only (no other region ever lands in them: the scenario validator's
+        # munmap rule), so they are left as they are
         self.note_split(s.proc, s.target)
         for slot in self.slots(s.proc, s.target):
             if slot.mapped:
@@ -277,10 +363,10 @@ class Interpreter:
                 cs.logical = ps.logical
                 M.copy_pte(m, ps, cs)
                 if cs.pte.ksm_zero:
-                    if m.since(6, 17):
+                    if m.has("ksm_zero_pages_fork"):
                         # >= 6.17 fork counts the child's KSM zero ptes ("mm/ksm: fix
                         # incorrect KSM counter handling in mm_struct during fork", Donet
-                        # Tom 2025 [I: version; Cc stable]); seen on the host's 6.18
+                        # Tom 2025, Cc stable); seen on the host's 6.18
                         m.count("ksm_zero_pages")
                     else:
                         # before: not counted at fork but uncounted when the child's
@@ -311,14 +397,13 @@ class Interpreter:
         for idx in s.target.indices(len(r.pages)):
             slot = r.pages[idx]
             slot.maybe_absent = False          # GUP faults it in either way
-            if M.gup_breaks_cow(m.version):
+            if m.has("gup_breaks_cow"):
                 # 17839856fd58 "gup: document and work around 'COW can break either way'":
                 # FOLL_GET on a COW mapping turns on FOLL_WRITE, so a read-only pte is
                 # COW-broken (KSM, fork-shared, zero page) before the pin is taken
                 if not (slot.pte.present and slot.pte.writable):
+                    # (in a read-only vma the new pte stays read-only: maybe_mkwrite)
                     M.handle_mm_fault(m, p, slot, write=True)
-                    if slot.prot == "ro":
-                        slot.pte.writable = False     # maybe_mkwrite: no VM_WRITE
             elif not slot.pte.present:
                 # vmsplice -> get_user_pages_fast without FOLL_WRITE: a read fault
                 M.handle_mm_fault(m, p, slot)
@@ -382,7 +467,7 @@ class Interpreter:
     def _after_scans(self) -> None:
         m = self.m
         if m.ksm_churn:
-            # §f.4: a pinned page's unpinned twin is made KSM and broken again on every
+            # a pinned page's unpinned twin is made KSM and broken again on every
             # scan (+1 cow_ksm, new frame); how often depends on the scan count and the
             # scan order of the two pages
             m.count_any("cow_ksm")
@@ -398,7 +483,7 @@ class Interpreter:
         # max_page_sharing_store / merge_across_nodes_store: -EBUSY while KSM pages are
         # shared; otherwise remove_all_stable_nodes() first
         if any(node.hlist for node in m.ksm.stable_tree) or not K.remove_all_stable_nodes(m):
-            # the lazily kept pages_shared counter is enough to refuse (§c.3)
+            # the lazily kept pages_shared counter is enough to refuse
             m.notes.append(f"ksm set {s.knob} {s.value}: the kernel refuses (EBUSY: KSM "
                            "pages are still counted as shared); the knob keeps its value")
             return

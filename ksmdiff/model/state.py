@@ -5,7 +5,7 @@ flags), a :class:`StableNode` is ``struct ksm_stable_node`` (keyhole: ``kpfn`` n
 page, the page's mapping names the node), an :class:`RmapItem` is ``struct
 ksm_rmap_item``, a :class:`Pte` is one page-table entry of one process.
 
-Refcount accounting (kernel-eras §b): ``refcount`` = one per mapping pte + one for the
+Refcount accounting: ``refcount`` = one per mapping pte + one for the
 swap cache + one per pin + transient references (ksmd's ``follow_page(FOLL_GET)``, the
 ``get_page`` before ``wp_page_copy``), which the behaviour code adds and drops around
 the step that holds them.  The stable node holds no reference.  Per-CPU LRU-add batches

@@ -1,4 +1,4 @@
-"""The real-kernel side (design §5): the C probe, its compiler and the runner.
+"""The real-kernel side: the C probe, its compiler and the runner.
 
 Only this package (and the lab) touch the system; the pure parts never import it.
 """

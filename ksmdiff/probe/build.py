@@ -15,7 +15,10 @@ from ksmdiff.errors import EnvironmentProblem
 # -z now: no lazy binding.  A first call through the PLT writes the GOT, a private page
 # that a fork shares: after the sibling exits that write is a reuse fault (pgreuse) of the
 # probe's own, inside a counter window.
-CFLAGS = ["-std=c11", "-O2", "-Wall", "-Wextra", "-Wno-unused-parameter", "-Wl,-z,now"]
+# The probe runs as root and parses what it is given: _FORTIFY_SOURCE=2 (checked string and
+# memory calls where the size is known; it needs -O) and -fstack-protector-strong.
+CFLAGS = ["-std=c11", "-O2", "-D_FORTIFY_SOURCE=2", "-fstack-protector-strong", "-Wall",
+          "-Wextra", "-Wno-unused-parameter", "-Wl,-z,now"]
 
 
 def source_text() -> bytes:
@@ -46,7 +49,7 @@ def find_compiler() -> str:
 def default_probe() -> Path:
     """The probe the runner uses: static when the C library allows it (exec is faster, no
     dynamic loader writing private pages), else dynamic with -z now."""
-    marker = cache_dir() / f"no-static-{source_hash()}"
+    marker = cache_dir() / f"no-static-{_flags_hash(True)}"
     if not marker.exists():
         try:
             return probe_path(static=True)
@@ -58,22 +61,36 @@ def default_probe() -> Path:
     return probe_path(static=False)
 
 
-def probe_path(static: bool = False, *, rebuild: bool = False) -> Path:
-    """The probe executable for the current source, building it if needed."""
-    src = source_text()
-    h = hashlib.sha256(src + (b"static" if static else b"")).hexdigest()[:16]
-    out = cache_dir() / f"ksmdiff-probe-{h}{'-static' if static else ''}"
-    if out.exists() and not rebuild:
-        return out
+def _flags_hash(static: bool) -> str:
+    """The cache key: the source and every flag it is built with."""
+    key = source_text() + "\0".join(CFLAGS + (["-static"] if static else [])).encode()
+    return hashlib.sha256(key).hexdigest()[:16]
+
+
+def build_probe(static: bool = False, out: str | os.PathLike | None = None) -> Path:
+    """Compile the probe to ``out`` (default: the cache, see :func:`probe_path`) and return
+    its path.  ``static=True`` links it statically (the lab's initramfs has no C library).
+    The file appears atomically: a concurrent build of the same source is harmless."""
+    if out is None:
+        return probe_path(static=static, rebuild=True)
+    out = Path(out)
     cc = find_compiler()
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
         c = Path(tmp) / "probe.c"
-        c.write_bytes(src)
+        c.write_bytes(source_text())
         exe = Path(tmp) / "probe"
         cmd = [cc, *CFLAGS, *(["-static"] if static else []), "-o", str(exe), str(c)]
         r = subprocess.run(cmd, capture_output=True, text=True)
         if r.returncode != 0:
             raise EnvironmentProblem(f"building the probe failed ({' '.join(cmd)}):\n{r.stderr}")
-        os.replace(exe, out)  # atomic: a concurrent build of the same hash is harmless
+        os.replace(exe, out)
     return out
+
+
+def probe_path(static: bool = False, *, rebuild: bool = False) -> Path:
+    """The probe executable for the current source, building it if needed."""
+    out = cache_dir() / f"ksmdiff-probe-{_flags_hash(static)}{'-static' if static else ''}"
+    if out.exists() and not rebuild:
+        return out
+    return build_probe(static=static, out=out)

@@ -165,9 +165,11 @@ def compile_scenario(scn: A.Scenario, salt: int | None = None) -> Program:
         elif isinstance(s, A.Exit):
             lines.append(f"{k} exit {p}")
         elif isinstance(s, A.Pin):
-            # ksmd may break a pinned page's identical twin on every scan (cow_ksm churn,
-            # kernel-eras §f.4): settle-time events of a batch belong to its pinning
-            # scenarios (one: it owns them; several: they are replayed alone)
+            # ksmd may break a pinned page's identical twin on every scan (cow_ksm churn:
+            # write_protect_page refuses the pinned page, and try_to_merge_two_pages
+            # break_cow()s the twin it had just made KSM): settle-time events of a batch
+            # belong to its pinning scenarios (one: it owns them; several: they are
+            # replayed alone)
             has_pins = True
             lo, hi, _ = rng(s.proc, s.target)
             lines.append(f"{k} pin {p} {regions.index(s.target.region)} {lo} {hi}")

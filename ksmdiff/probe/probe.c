@@ -1,5 +1,5 @@
 /* ksmdiff probe: replays a compiled scenario program in real processes and reports
- * what the kernel did, one JSON line per statement (design.md section 5).
+ * what the kernel did, one JSON line per statement (docs/probe-wire.md).
  *
  * C11 + libc only.  Runs as root (PFNs, /proc/kpageflags, /proc/kpagecount).
  *
@@ -43,6 +43,15 @@
  * OPs:  mmap P R NPAGES | fill P R LO HI BYTE|z | write P R LO HI BYTE SALT2(0|1)
  *       read P R LO HI | madv P R LO HI m|u|d|p | mprot P R LO HI r|w | munmap P R LO HI
  *       fork P C | exit P | pin P R LO HI | unpin P R LO HI | prctl P 0|1 | sync
+ *
+ * munmap P R LO HI acts on the pages of LO..HI that are still mapped (one munmap(2) per run
+ * of them) and leaves the others alone, as the model does.  The hole is at once reserved
+ * again (PROT_NONE, MAP_FIXED_NOREPLACE), so a later mmap can never land in a region's old
+ * pages: the probe then cannot unmap or observe another region's page as if it were the
+ * region's own (it did before: mmap a 4; munmap a[1]; mmap b 1 put b in a's hole, and
+ * munmap a took b with it).  Every other operation needs its pages mapped (validation).
+ *
+ * Output: JSON lines, described in ksmdiff/probe/wire.py and docs/probe-wire.md.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -70,7 +79,9 @@
 #include <unistd.h>
 #include <linux/futex.h>
 
-#define PAGE 4096UL
+/* The page size comes from sysconf(_SC_PAGESIZE) at start (page_size); pages larger than
+ * MAX_PAGE_SIZE are refused (the shared scratch areas are sized for it). */
+#define MAX_PAGE_SIZE 65536UL
 #define MAX_PROCS 16
 #define MAX_REGIONS 64
 #define MAX_REGION_PAGES 1024
@@ -82,12 +93,18 @@
 #define MAX_SCANS 100
 #define SALT_OFF 64
 #define WRITE_OFF 0
-#define FILL_OFF 4095
+#define FILL_OFF (page_size - 1)
 #define STACK_SIZE (256UL * 1024)
-#define SCRATCH_SIZE (64UL * 1024)
+/* A scenario process's scratch: the first MAX_PAGE_SIZE bytes take what unpin reads back
+ * out of a pin pipe, the rest (COUNTER_BUF) the counter files; /proc/self/maps takes all. */
+#define SCRATCH_SIZE (MAX_PAGE_SIZE + COUNTER_BUF)
+#define COUNTER_BUF (64UL * 1024)
 #define MAX_PIN_ENTRIES 4096
 #define CMD_TIMEOUT_MS 30000
 
+#ifndef MAP_FIXED_NOREPLACE
+#define MAP_FIXED_NOREPLACE 0x100000
+#endif
 #ifndef MADV_PAGEOUT
 #define MADV_PAGEOUT 21
 #endif
@@ -97,11 +114,34 @@
 #ifndef SYS_pidfd_open
 #define SYS_pidfd_open 434
 #endif
+#ifndef SYS_pidfd_send_signal
+#define SYS_pidfd_send_signal 424
+#endif
+
+/* Processes are signalled through pidfds (Linux 5.1 pidfd_send_signal, 5.3 pidfd_open),
+ * never by a pid that may have been reaped and reused.  -1 with errno where the kernel
+ * lacks them (ENOSYS); each caller says what it falls back to. */
+static int pidfd_open_pid(pid_t pid)
+{
+    return (int)syscall(SYS_pidfd_open, pid, 0);
+}
+
+static int pidfd_kill(int pidfd, int sig)
+{
+    return (int)syscall(SYS_pidfd_send_signal, pidfd, sig, NULL, 0);
+}
 
 /* ------------------------------------------------------------------ counters */
 enum { C_COW_KSM, C_SWPIN_COPY, C_PGREUSE, C_SHARED, C_SHARING, C_ZERO, NCOUNTERS };
+/* (the wire format of the records, ksmdiff/probe/wire.py, names them in this order) */
 static const char *const counter_names[NCOUNTERS] = {
     "cow_ksm", "ksm_swpin_copy", "pgreuse", "pages_shared", "pages_sharing", "ksm_zero_pages"};
+/* The fields of a page entry of a record (observe() prints them in this order), named in
+ * the start message; ksmdiff/probe/wire.py is their description, and the runner refuses a
+ * probe whose names differ from it.  Format of every message: docs/probe-wire.md. */
+static const char *const page_fields[] = {
+    "proc", "region", "page", "present", "swapped", "pfn", "ksm", "zero_page", "mapcount",
+    "exclusive", "content", "fault"};
 static int vmstat_fd = -1;
 /* Several probes of a batch may run at once; their counter windows must not overlap, or a
  * global counter moved by one would land in another's window.  The runner names a lock
@@ -198,6 +238,7 @@ struct slot {
 
 static struct slot *slots;
 static pid_t supervisor_pid;
+static size_t page_size;
 
 /* ------------------------------------------------------------------ errors */
 static int cur_line;
@@ -688,24 +729,33 @@ static void parse_vmstat(const char *buf, int64_t *out)
     }
 }
 
-/* Reads into `scratch` (shared memory): no private page is written. */
-static void read_counters(int64_t *out, unsigned char *scratch)
+/* The counter area of a slot's scratch (shared memory: reading into it writes no private
+ * page), COUNTER_BUF bytes. */
+static unsigned char *counter_buf(int p)
+{
+    return slots[p].scratch + MAX_PAGE_SIZE;
+}
+
+/* Every read is bounded by `size`, the buffer's.  A file that fills the buffer may have been
+ * cut: its counters stay unknown (-1, reported absent), never parsed from a partial text. */
+static void read_counters(int64_t *out, unsigned char *buf, size_t size)
 {
     for (int i = 0; i < NCOUNTERS; i++)
         out[i] = -1;
     if (vmstat_fd >= 0) {
-        ssize_t n = pread(vmstat_fd, scratch, SCRATCH_SIZE - 1, 0);
-        if (n > 0) {
-            scratch[n] = 0;
-            parse_vmstat((char *)scratch, out);
+        ssize_t n = pread(vmstat_fd, buf, size - 1, 0);
+        if (n > 0 && (size_t)n < size - 1) {
+            buf[n] = 0;
+            parse_vmstat((char *)buf, out);
         }
     }
     for (int i = C_SHARED; i < NCOUNTERS; i++)
         if (sysfs_fd[i] >= 0) {
-            ssize_t n = pread(sysfs_fd[i], scratch, 64, 0);
-            if (n > 0) {
-                scratch[n] = 0;
-                out[i] = strtoll((char *)scratch, NULL, 10);
+            size_t lim = size < 64 ? size : 64;     /* a number and a newline */
+            ssize_t n = pread(sysfs_fd[i], buf, lim - 1, 0);
+            if (n > 0 && (size_t)n < lim - 1) {
+                buf[n] = 0;
+                out[i] = strtoll((char *)buf, NULL, 10);
             }
         }
 }
@@ -751,17 +801,27 @@ static struct pin_entry *find_pin(struct mailbox *mb, uintptr_t addr, int create
 }
 
 /* Mark every VMA that is not one of the scenario's regions unmergeable (after
- * PR_SET_MEMORY_MERGE), so the probe's own memory never takes part in merging. */
-static void exclude_internal(struct mailbox *mb, unsigned char *scratch)
+ * PR_SET_MEMORY_MERGE), so the probe's own memory never takes part in merging.  0 or
+ * -errno: a maps file that does not fit the scratch (-EFBIG) or cannot be read is an error,
+ * never a silent cut (a VMA past the cut would stay mergeable). */
+static long exclude_internal(struct mailbox *mb, unsigned char *scratch)
 {
     int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
     if (fd < 0)
-        return;
+        return -errno;
     size_t got = 0;
-    ssize_t n;
+    ssize_t n = 0;
     while (got < SCRATCH_SIZE - 1 && (n = read(fd, scratch + got, SCRATCH_SIZE - 1 - got)) > 0)
         got += (size_t)n;
+    long err = n < 0 ? -errno : 0;
+    if (!err && got == SCRATCH_SIZE - 1) {
+        char extra;
+        n = read(fd, &extra, 1);   /* (the mailbox's stack is shared: no private write) */
+        err = n < 0 ? -errno : n > 0 ? -EFBIG : 0;
+    }
     close(fd);
+    if (err)
+        return err;
     scratch[got] = 0;
     char *p = (char *)scratch;
     while (p && *p) {
@@ -770,7 +830,7 @@ static void exclude_internal(struct mailbox *mb, unsigned char *scratch)
             p++;
         uintptr_t hi = (uintptr_t)strtoull(p, &p, 16);
         int ours = 0;
-        for (int i = 0; i < mb->nexcl; i++)
+        for (int i = 0; i < mb->nexcl && i < MAX_REGIONS; i++)
             if (lo < mb->excl_addr[i] + mb->excl_len[i] && mb->excl_addr[i] < hi)
                 ours = 1;
         if (!ours && hi > lo && hi < 0xffffffffff600000UL)
@@ -779,6 +839,7 @@ static void exclude_internal(struct mailbox *mb, unsigned char *scratch)
         if (p)
             p++;
     }
+    return 0;
 }
 
 /* Runs in a scenario process on its own present page: loads only, no calls, and the only
@@ -810,7 +871,7 @@ static void scan_content(const volatile unsigned char *pg, struct content_scan *
     out->zero_based = zero_based;
     out->bad = -1;
     out->bad_byte = 0;
-    for (int i = 0; i < (int)PAGE; i++) {
+    for (int i = 0; i < (int)page_size; i++) {
         if (i == WRITE_OFF || (i >= SALT_OFF && i < SALT_OFF + 8))
             continue;
         unsigned char b = pg[i];
@@ -826,7 +887,7 @@ static long do_op(int self, struct mailbox *mb)
 {
     unsigned char *scratch = slots[self].scratch;
     unsigned char *base = (unsigned char *)mb->addr;
-    size_t len = mb->npages * PAGE;
+    size_t len = mb->npages * page_size;
     long ret = 0;
     switch (mb->op) {
     case OP_MMAP: {
@@ -839,18 +900,18 @@ static long do_op(int self, struct mailbox *mb)
     }
     case OP_FILL:
         for (size_t i = 0; i < mb->npages; i++) {
-            unsigned char *pg = base + i * PAGE;
+            unsigned char *pg = base + i * page_size;
             if (mb->arg < 0) {
-                memset(pg, 0, PAGE);
+                memset(pg, 0, page_size);
             } else {
-                memset(pg, mb->arg, PAGE);
+                memset(pg, mb->arg, page_size);
                 memcpy(pg + SALT_OFF, &salt, sizeof salt);
             }
         }
         break;
     case OP_WRITE:
         for (size_t i = 0; i < mb->npages; i++) {
-            volatile unsigned char *pg = base + i * PAGE;
+            volatile unsigned char *pg = base + i * page_size;
             pg[WRITE_OFF] = (unsigned char)mb->arg;
             if (mb->arg2)
                 memcpy((unsigned char *)pg + SALT_OFF, &salt2, sizeof salt2);
@@ -859,7 +920,7 @@ static long do_op(int self, struct mailbox *mb)
     case OP_READ: {
         unsigned sum = 0;
         for (size_t i = 0; i < mb->npages; i++)
-            sum += ((volatile unsigned char *)base)[i * PAGE + FILL_OFF];
+            sum += ((volatile unsigned char *)base)[i * page_size + FILL_OFF];
         mb->ret_addr = sum;
         break;
     }
@@ -874,15 +935,26 @@ static long do_op(int self, struct mailbox *mb)
         if (mprotect(base, len, mb->arg == 'r' ? PROT_READ : PROT_READ | PROT_WRITE))
             ret = -errno;
         break;
-    case OP_MUNMAP:
+    case OP_MUNMAP: {
+        /* One run of still-mapped pages (the supervisor never names an unmapped one).
+         * Then the hole is reserved again, PROT_NONE, at once: this process maps nothing
+         * in between, so no later mmap of the scenario (or of the probe) can land in it
+         * and be mistaken for the region's pages.  Pins of unmapped pages stay held. */
         if (munmap(base, len))
-            ret = -errno;
-        for (int i = 0; i < mb->npins; i++) /* pins of unmapped pages stay held */
-            ;
+            return -errno;
+        void *a = mmap(base, len, PROT_NONE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE, -1, 0);
+        if (a == MAP_FAILED)
+            return -errno;
+        if (a != (void *)base) {   /* a kernel before 4.17 takes the flag as a mere hint */
+            (void)munmap(a, len);
+            return -EEXIST;
+        }
         break;
+    }
     case OP_PIN:
         for (size_t i = 0; i < mb->npages; i++) {
-            uintptr_t a = (uintptr_t)(base + i * PAGE);
+            uintptr_t a = (uintptr_t)(base + i * page_size);
             struct pin_entry *e = find_pin(mb, a, 1);
             if (!e)
                 return -ENOSPC;
@@ -893,22 +965,22 @@ static long do_op(int self, struct mailbox *mb)
                 e->rfd = fds[0];
                 e->wfd = fds[1];
             }
-            struct iovec iov = {(void *)a, PAGE};
+            struct iovec iov = {(void *)a, page_size};
             ssize_t n = vmsplice(e->wfd, &iov, 1, 0);
-            if (n != (ssize_t)PAGE)
+            if (n != (ssize_t)page_size)
                 return n < 0 ? -errno : -EIO;
             e->count++;
         }
         break;
     case OP_UNPIN:
         for (size_t i = 0; i < mb->npages; i++) {
-            uintptr_t a = (uintptr_t)(base + i * PAGE);
+            uintptr_t a = (uintptr_t)(base + i * page_size);
             struct pin_entry *e = find_pin(mb, a, 0);
             if (!e || e->count <= 0)
                 return -ENOENT;
             size_t got = 0;
-            while (got < PAGE) {
-                ssize_t n = read(e->rfd, scratch + got, PAGE - got);
+            while (got < page_size) {
+                ssize_t n = read(e->rfd, scratch + got, page_size - got);
                 if (n <= 0)
                     return n < 0 ? -errno : -EIO;
                 got += (size_t)n;
@@ -924,7 +996,7 @@ static long do_op(int self, struct mailbox *mb)
         if (prctl(PR_SET_MEMORY_MERGE, (unsigned long)mb->arg, 0, 0, 0))
             return -errno;
         if (mb->arg)
-            exclude_internal(mb, scratch);
+            return exclude_internal(mb, scratch);
         break;
     case OP_FORK: {
         int c = mb->child;
@@ -973,7 +1045,7 @@ static int child_main(void *arg)
             }
     }
     if (supervisor_pidfd < 0)   /* process 0 opens it; its children inherit it */
-        supervisor_pidfd = (int)syscall(SYS_pidfd_open, supervisor_pid, 0);
+        supervisor_pidfd = pidfd_open_pid(supervisor_pid);   /* alive: waits for us */
     mb->pid = getpid();
     __atomic_store_n(&mb->ready, 1, __ATOMIC_SEQ_CST);
     futex((volatile uint32_t *)&mb->ready, FUTEX_WAKE, INT_MAX, NULL);
@@ -992,9 +1064,13 @@ static int child_main(void *arg)
             _exit(0);
         if (mb->op == OP_PEEK) {
             /* no counter window: loads of present pages move no counter */
-            for (int i = 0; i < mb->npeek; i++)
+            int npeek = mb->npeek;
+            if (npeek < 0 || npeek > MAX_TOTAL_PAGES)
+                npeek = 0, mb->ret = -EINVAL;   /* counts bounded by the arrays, always */
+            else
+                mb->ret = 0;
+            for (int i = 0; i < npeek; i++)
                 scan_content((const volatile unsigned char *)mb->peek_addr[i], &mb->peek[i]);
-            mb->ret = 0;
             __atomic_store_n(&mb->done_seq, seq, __ATOMIC_SEQ_CST);
             futex(&mb->done_seq, FUTEX_WAKE, INT_MAX, NULL);
             continue;
@@ -1008,12 +1084,12 @@ static int child_main(void *arg)
         int64_t c0[NCOUNTERS], pre[NCOUNTERS], post[NCOUNTERS], c3[NCOUNTERS];
         window_lock();
         if (faults)
-            read_counters(c0, slots[self].scratch + PAGE);
-        read_counters(pre, slots[self].scratch + PAGE);
+            read_counters(c0, counter_buf(self), COUNTER_BUF);
+        read_counters(pre, counter_buf(self), COUNTER_BUF);
         long r = do_op(self, mb);
-        read_counters(post, slots[self].scratch + PAGE);
+        read_counters(post, counter_buf(self), COUNTER_BUF);
         if (faults) {
-            read_counters(c3, slots[self].scratch + PAGE);
+            read_counters(c3, counter_buf(self), COUNTER_BUF);
             window_delta(c0, pre, post, c3, mb->delta);
         } else {
             window_delta(pre, pre, post, post, mb->delta);
@@ -1063,7 +1139,10 @@ static void open_proc_files(int sidx, int p, pid_t pid)
     char path[64];
     struct proc_state *ps = &procs[p];
     ps->pid = pid;
-    ps->pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+    /* Race-free: the process has said it is ready and now only waits for commands; it
+     * leaves only on an 'exit' command or when the supervisor is gone, so nothing has
+     * reaped it and its pid still names it. */
+    ps->pidfd = pidfd_open_pid(pid);
     snprintf(path, sizeof path, "/proc/%d/pagemap", (int)pid);
     ps->pagemap_fd = open(path, O_RDONLY | O_CLOEXEC);
     if (ps->pagemap_fd < 0)
@@ -1123,9 +1202,20 @@ static void kill_all(void)
     if (!slots || getpid() != supervisor_pid)
         return;
     window_lock();
-    for (int p = 0; p < MAX_PROCS; p++)
-        if (procs[p].spawned && procs[p].alive && procs[p].pid > 0)
-            kill(procs[p].pid, SIGKILL);
+    for (int p = 0; p < MAX_PROCS; p++) {
+        struct proc_state *ps = &procs[p];
+        if (!ps->spawned || !ps->alive || ps->pid <= 0)
+            continue;
+        if (ps->pidfd >= 0 && pidfd_kill(ps->pidfd, SIGKILL) == 0)
+            continue;
+        if (ps->pidfd >= 0 && errno != ENOSYS)
+            continue;            /* ESRCH: gone already */
+        /* No pidfds on this kernel (before 5.3): kill(2) by pid.  Safe as far as the probe
+         * can make it: a live scenario process leaves only on an 'exit' command (it is then
+         * no longer alive here) or when the supervisor is gone, so its pid was not reaped
+         * and reused; only a process killed from outside could have freed it. */
+        kill(ps->pid, SIGKILL);
+    }
     for (int p = 0; p < MAX_PROCS; p++)
         if (procs[p].spawned && procs[p].alive && procs[p].pidfd >= 0) {
             struct pollfd pfd = {procs[p].pidfd, POLLIN, 0};
@@ -1194,7 +1284,8 @@ static int pgreuse_possible(struct stmt *s, int ngroup)
         if (!ps->alive || !rs || !rs->exists)
             continue;
         size_t cnt = (size_t)(x->hi - x->lo + 1);
-        if (pread(ps->pagemap_fd, pm, cnt * 8, (off_t)((rs->addr / PAGE + (uintptr_t)x->lo) * 8)) !=
+        off_t at = (off_t)((rs->addr / page_size + (uintptr_t)x->lo) * 8);
+        if (pread(ps->pagemap_fd, pm, cnt * 8, at) !=
             (ssize_t)(cnt * 8))
             return INT_MAX;   /* cannot tell: keep the value */
         for (int i = x->lo; i <= x->hi; i++) {
@@ -1224,7 +1315,7 @@ static int ksm_stat(int64_t *merging, int64_t *zero)
             return 0;
         ssize_t n = read(fd, buf, sizeof buf - 1);
         close(fd);
-        if (n <= 0)
+        if (n <= 0 || (size_t)n == sizeof buf - 1)   /* unreadable, or maybe cut */
             return 0;
         buf[n] = 0;
         for (char *l = buf; l && *l;) {
@@ -1287,12 +1378,12 @@ static void observe(int sidx, struct stmt *s, int ngroup, const int64_t *delta)
             if (used + rs->npages > MAX_TOTAL_PAGES)
                 die_runtime(sidx, "more than %d pages in process %d", MAX_TOTAL_PAGES, p);
             size_t want = (size_t)rs->npages * 8;
-            if (pread(ps->pagemap_fd, mb->pm + used, want, (off_t)(rs->addr / PAGE * 8)) !=
+            if (pread(ps->pagemap_fd, mb->pm + used, want, (off_t)(rs->addr / page_size * 8)) !=
                 (ssize_t)want)
                 die_runtime(sidx, "pagemap read failed: %s", strerror(errno));
             for (int i = 0; i < rs->npages; i++)
                 if (rs->mapped[i] && (mb->pm[used + i] >> 63 & 1))
-                    mb->peek_addr[npeek++] = rs->addr + (uintptr_t)i * PAGE;
+                    mb->peek_addr[npeek++] = rs->addr + (uintptr_t)i * page_size;
             used += rs->npages;
         }
         if (npeek) {
@@ -1319,6 +1410,7 @@ static void observe(int sidx, struct stmt *s, int ngroup, const int64_t *delta)
                         x->p == p && x->r == r && i >= x->lo && i <= x->hi)
                         touched = 1;
                 }
+                /* one entry, fields in page_fields order */
                 printf("%s[%d,%d,%d,%d,%d", first ? "" : ",", p, r, i, present, swapped);
                 first = 0;
                 if (present) {
@@ -1430,7 +1522,13 @@ static void run_program(void)
     wait_ready(-1, 0);
     pretouch_stack();
     open_proc_files(-1, 0, pid);
-    printf("{\"start\":1,\"pid\":%d}\n", (int)pid);
+    printf("{\"start\":1,\"pid\":%d,\"fields\":[", (int)pid);
+    for (size_t i = 0; i < sizeof page_fields / sizeof *page_fields; i++)
+        printf("%s\"%s\"", i ? "," : "", page_fields[i]);
+    printf("],\"counters\":[");
+    for (int i = 0; i < NCOUNTERS; i++)
+        printf("%s\"%s\"", i ? "," : "", counter_names[i]);
+    printf("]}\n");
     fflush(stdout);
     if (!wait_go(-1)) {
         kill_all();
@@ -1453,7 +1551,7 @@ static void run_program(void)
         struct region_state *rs = (s->op == OP_SYNC || s->op == OP_FORK || s->op == OP_EXIT ||
                                    s->op == OP_PRCTL) ? NULL : region_of(s->p, s->r);
         if (rs && s->op != OP_MMAP) {
-            cmd.addr = rs->addr + (uintptr_t)s->lo * PAGE;
+            cmd.addr = rs->addr + (uintptr_t)s->lo * page_size;
             cmd.npages = (size_t)(s->hi - s->lo + 1);
         }
         switch (s->op) {
@@ -1466,8 +1564,8 @@ static void run_program(void)
         case OP_EXIT: {
             int64_t c0[NCOUNTERS], pre[NCOUNTERS], post[NCOUNTERS], c3[NCOUNTERS];
             window_lock();
-            read_counters(c0, slots[s->p].scratch);
-            read_counters(pre, slots[s->p].scratch);
+            read_counters(c0, counter_buf(s->p), COUNTER_BUF);
+            read_counters(pre, counter_buf(s->p), COUNTER_BUF);
             struct mailbox *mb = &slots[s->p].mb;
             mb->op = OP_EXIT;
             __atomic_add_fetch(&mb->cmd_seq, 1, __ATOMIC_SEQ_CST);
@@ -1484,8 +1582,8 @@ static void run_program(void)
                 if (elapsed_ms(&t0) > CMD_TIMEOUT_MS)
                     die_runtime(s->idx, "process %d did not exit", s->p);
             }
-            read_counters(post, slots[s->p].scratch);
-            read_counters(c3, slots[s->p].scratch);
+            read_counters(post, counter_buf(s->p), COUNTER_BUF);
+            read_counters(c3, counter_buf(s->p), COUNTER_BUF);
             window_delta(c0, pre, post, c3, delta);
             window_unlock();
             if (delta[C_PGREUSE] != INT64_MIN)
@@ -1506,17 +1604,39 @@ static void run_program(void)
                     struct region_state *x = procs[s->p].reg[r];
                     if (x && x->exists) {
                         cmd.excl_addr[cmd.nexcl] = x->addr;
-                        cmd.excl_len[cmd.nexcl] = (size_t)x->npages * PAGE;
+                        cmd.excl_len[cmd.nexcl] = (size_t)x->npages * page_size;
                         cmd.nexcl++;
                     }
                 }
             }
             if (s->op == OP_MMAP)
                 cmd.npages = (size_t)s->arg;
-            command(s->idx, s->p, &cmd);
             struct mailbox *mb = &slots[s->p].mb;
-            for (int i = 0; i < NCOUNTERS; i++)
-                delta[i] = mb->delta[i];
+            if (s->op == OP_MUNMAP) {
+                /* munmap acts on the still-mapped pages of LO..HI only, one command per
+                 * run of them (summed windows); pages already unmapped are holes this
+                 * process keeps reserved, and are left alone (the model's rule too) */
+                for (int i = 0; i < NCOUNTERS; i++)
+                    delta[i] = 0;
+                for (int lo = s->lo; lo <= s->hi; lo++) {
+                    if (!rs->mapped[lo])
+                        continue;
+                    int hi = lo;
+                    while (hi < s->hi && rs->mapped[hi + 1])
+                        hi++;
+                    cmd.addr = rs->addr + (uintptr_t)lo * page_size;
+                    cmd.npages = (size_t)(hi - lo + 1);
+                    command(s->idx, s->p, &cmd);
+                    for (int i = 0; i < NCOUNTERS; i++)
+                        delta[i] = (delta[i] == INT64_MIN || mb->delta[i] == INT64_MIN)
+                                       ? INT64_MIN : delta[i] + mb->delta[i];
+                    lo = hi;
+                }
+            } else {
+                command(s->idx, s->p, &cmd);
+                for (int i = 0; i < NCOUNTERS; i++)
+                    delta[i] = mb->delta[i];
+            }
             have_delta = 1;
             if (s->op == OP_MMAP) {
                 rs->exists = 1;
@@ -1561,48 +1681,147 @@ static void run_program(void)
     fflush(stdout);
 }
 
-/* --server FD: FD is a stream socket to the runner.  Each request is a line "P LEN\n"
- * carrying three descriptors (SCM_RIGHTS: stdin, stdout, stderr of the new probe), then LEN
- * bytes of program.  The server forks a probe for it (no exec: ~10x cheaper than starting
- * the executable) and answers "PID\n".  EOF on the socket ends the server. */
+/* --server FD: FD is a stream socket to the runner; the environment carries TOKEN
+ * (KSMDIFF_PROBE_TOKEN, 16 hex digits, dropped from the environment at once).
+ * Request (REQ_LEN bytes, with exactly three descriptors attached, SCM_RIGHTS: stdin,
+ * stdout and stderr of the new probe), then LEN bytes of program:
+ *     "P TOKEN LLLLLLLLLL\n"            LEN as 10 decimal digits
+ * The server forks a probe for it (no exec: ~10x cheaper than starting the executable) and
+ * answers (REPLY_LEN bytes, with the probe's pidfd attached where the kernel has pidfds):
+ *     "TOKEN PPPPPPPPPPP\n"             the pid (or -errno), %11d
+ * The token is compared before anything else of a message is believed (the length above
+ * all): a stream out of step, or bytes of a program read as a header, end the server
+ * instead of sizing a read.  Descriptors beyond the three, or a cut control message
+ * (MSG_CTRUNC), are closed and end it too.  EOF on the socket ends the server. */
+#define TOKEN_LEN 16
+#define REQ_LEN (2 + TOKEN_LEN + 1 + 10 + 1)
+#define REPLY_LEN (TOKEN_LEN + 1 + 11 + 1)
+static char server_token[TOKEN_LEN + 1];
+
+static void close_fds(const int *fds, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (fds[i] >= 0)
+            close(fds[i]);
+}
+
+/* 0: a request (fds and *len set); -1: EOF before a request; -2: malformed (nothing kept). */
 static int recv_request(int sock, int fds[3], size_t *len)
 {
-    char line[64];
+    char hdr[REQ_LEN];
     size_t n = 0;
-    int got_fds = 0;
-    while (n < sizeof line - 1) {
-        char c;
-        struct iovec iov = {&c, 1};
-        union { char buf[CMSG_SPACE(3 * sizeof(int))]; struct cmsghdr align; } u;
+    int got_fds = 0, bad = 0;
+    while (n < REQ_LEN) {
+        struct iovec iov = {hdr + n, REQ_LEN - n};
+        /* room for more than three: extra descriptors arrive (and are closed), not cut */
+        union { char buf[CMSG_SPACE(8 * sizeof(int))]; struct cmsghdr align; } u;
         struct msghdr msg = {0};
         msg.msg_iov = &iov;
         msg.msg_iovlen = 1;
         msg.msg_control = u.buf;
         msg.msg_controllen = sizeof u.buf;
         ssize_t r = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
-        if (r <= 0)
-            return -1;
-        for (struct cmsghdr *c2 = CMSG_FIRSTHDR(&msg); c2; c2 = CMSG_NXTHDR(&msg, c2))
-            if (c2->cmsg_level == SOL_SOCKET && c2->cmsg_type == SCM_RIGHTS &&
-                c2->cmsg_len == CMSG_LEN(3 * sizeof(int)) && !got_fds) {
-                memcpy(fds, CMSG_DATA(c2), 3 * sizeof(int));
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0) {
+            if (got_fds)
+                close_fds(fds, 3);
+            return n == 0 && r == 0 && !bad ? -1 : -2;
+        }
+        n += (size_t)r;
+        if (msg.msg_flags & MSG_CTRUNC)
+            bad = 1;              /* descriptors may have been dropped: the request is lost */
+        for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+            if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+                continue;
+            int k = (int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+            int got[8];
+            if (k > 8)
+                k = 8;
+            memcpy(got, CMSG_DATA(c), (size_t)k * sizeof(int));
+            if (k == 3 && !got_fds) {
+                memcpy(fds, got, 3 * sizeof(int));
                 got_fds = 1;
+            } else {
+                close_fds(got, k);  /* beyond what a request carries */
+                bad = 1;
             }
-        if (c == '\n')
-            break;
-        line[n++] = c;
+        }
     }
-    line[n] = 0;
+    /* the token first: until it matches, nothing else of the header is believed */
+    int diff = hdr[0] != 'P' || hdr[1] != ' ';
+    for (int i = 0; i < TOKEN_LEN; i++)
+        diff |= hdr[2 + i] ^ server_token[i];
+    diff |= hdr[2 + TOKEN_LEN] != ' ' || hdr[REQ_LEN - 1] != '\n';
+    char count[11];
+    memcpy(count, hdr + 3 + TOKEN_LEN, 10);
+    count[10] = 0;
     long v;
-    if (!got_fds || line[0] != 'P' || line[1] != ' ' || parse_uint(line + 2, 0, MAX_PROGRAM, &v))
+    if (diff || bad || !got_fds || parse_uint(count, 0, MAX_PROGRAM, &v)) {
+        if (got_fds)
+            close_fds(fds, 3);
         return -2;
+    }
     *len = (size_t)v;
     return 0;
 }
 
+/* Forked probes are reaped as they exit: never before their pidfd is open (SIGCHLD is
+ * blocked from the fork to then), so the pidfd the runner gets names the probe. */
+static void reap_children(int sig)
+{
+    int saved = errno;
+    (void)sig;
+    while (waitpid(-1, NULL, WNOHANG) > 0)
+        ;
+    errno = saved;
+}
+
+static int send_reply(int sock, long pid, int pidfd)
+{
+    char reply[REPLY_LEN + 1];
+    snprintf(reply, sizeof reply, "%s %11ld\n", server_token, pid);
+    struct iovec iov = {reply, REPLY_LEN};
+    union { char buf[CMSG_SPACE(sizeof(int))]; struct cmsghdr align; } u;
+    struct msghdr msg = {0};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    if (pidfd >= 0) {
+        memset(&u, 0, sizeof u);
+        msg.msg_control = u.buf;
+        msg.msg_controllen = sizeof u.buf;
+        struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+        c->cmsg_level = SOL_SOCKET;
+        c->cmsg_type = SCM_RIGHTS;
+        c->cmsg_len = CMSG_LEN(sizeof(int));
+        memcpy(CMSG_DATA(c), &pidfd, sizeof(int));
+    }
+    ssize_t w;
+    do
+        w = sendmsg(sock, &msg, MSG_NOSIGNAL);
+    while (w < 0 && errno == EINTR);
+    return w == REPLY_LEN ? 0 : -1;
+}
+
 static int serve(int sock)
 {
-    signal(SIGCHLD, SIG_IGN);
+    const char *tok = getenv("KSMDIFF_PROBE_TOKEN");
+    if (!tok || strlen(tok) != TOKEN_LEN || strspn(tok, "0123456789abcdef") != TOKEN_LEN) {
+        fprintf(stderr, "ksmdiff-probe server: KSMDIFF_PROBE_TOKEN must be %d hex digits\n",
+                TOKEN_LEN);
+        return 4;
+    }
+    memcpy(server_token, tok, TOKEN_LEN + 1);
+    unsetenv("KSMDIFF_PROBE_TOKEN");
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = reap_children;
+    sa.sa_flags = SA_RESTART | SA_NOCLDSTOP;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGCHLD, &sa, NULL);
+    sigset_t chld, old;
+    sigemptyset(&chld);
+    sigaddset(&chld, SIGCHLD);
     (void)prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (getppid() == 1)
         return 5;
@@ -1622,12 +1841,17 @@ static int serve(int sock)
         size_t got = 0;
         while (got < len) {
             ssize_t n = read(sock, buf + got, len - got);
+            if (n < 0 && errno == EINTR)
+                continue;
             if (n <= 0)
                 return 2;
             got += (size_t)n;
         }
+        sigprocmask(SIG_BLOCK, &chld, &old);
         pid_t pid = fork();
         if (pid == 0) {
+            signal(SIGCHLD, SIG_DFL);
+            sigprocmask(SIG_SETMASK, &old, NULL);
             for (int i = 0; i < 3; i++)
                 if (dup2(fds[i], i) < 0)
                     _exit(3);
@@ -1643,12 +1867,17 @@ static int serve(int sock)
             fflush(stdout);
             _exit(0);
         }
+        long answer = pid < 0 ? -errno : (long)pid;
+        int pidfd = pid > 0 ? pidfd_open_pid(pid) : -1;   /* not reaped yet: SIGCHLD blocked */
+        sigprocmask(SIG_SETMASK, &old, NULL);
         free(buf);
-        for (int i = 0; i < 3; i++)
-            close(fds[i]);
-        char reply[32];
-        int rl = snprintf(reply, sizeof reply, "%d\n", pid < 0 ? -errno : (int)pid);
-        if (write(sock, reply, (size_t)rl) != rl)
+        close_fds(fds, 3);
+        /* (no pidfd on a kernel before 5.3: the reply carries none, and the runner says it
+         * cannot watch its probes safely there) */
+        int w = send_reply(sock, answer, pidfd);
+        if (pidfd >= 0)
+            close(pidfd);
+        if (w)
             return 3;
     }
 }
@@ -1663,12 +1892,19 @@ int main(int argc, char **argv)
         setenv("GLIBC_TUNABLES", "glibc.pthread.rseq=0", 1);
         char self[PATH_MAX];
         ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
-        if (n > 0) {
+        if (n > 0 && (size_t)n < sizeof self - 1) {   /* (a full buffer may be cut) */
             self[n] = 0;
             execv(self, argv);
         }
         /* exec failed: carry on with rseq */
     }
+    long ps = sysconf(_SC_PAGESIZE);
+    if (ps < 4096 || (unsigned long)ps > MAX_PAGE_SIZE || (ps & (ps - 1))) {
+        fprintf(stderr, "ksmdiff-probe: page size %ld is not supported (4096..%lu)\n", ps,
+                MAX_PAGE_SIZE);
+        return 3;
+    }
+    page_size = (size_t)ps;
     if (argc == 3 && !strcmp(argv[1], "--server")) {
         long fd;
         if (parse_uint(argv[2], 3, 1000, &fd))

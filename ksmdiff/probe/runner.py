@@ -1,4 +1,4 @@
-"""Replay scenarios on the running kernel through the C probe (design §5, issue 3).
+"""Replay scenarios on the running kernel through the C probe.
 
 Public API (re-exported by ``ksmdiff.probe``)::
 
@@ -38,14 +38,14 @@ global change; ``cow_ksm`` from ksmd's break_cow, charged to the mm of the page 
 the global change; ``pgreuse`` never moves in ksmd.  When a check fails, the scenarios
 concerned are replayed alone, so batch results are those of one-at-a-time runs (a few
 kernel values differ between any two runs: the frame and cow_ksm of a pinned page's twin,
-§f.4; reuse vs copy of a page a per-CPU LRU batch still references).  Scenarios sharing a
-batch do the same ksm statement at every index (settle, ``scan N`` or the same ``set`` of
-max_page_sharing / merge_across_nodes); ``ksm set use_zero_pages`` is no index of its own:
-it matters only to a scenario that may hold real zero pages, and a batch's scenarios that
-do agree on its value at every scan (``compiler.merge_signatures``, ``_pack``);
-``max_page_sharing`` / ``merge_across_nodes`` after ksmd ran run alone; at most one
-scenario whose real zero pages meet ksmd with use_zero_pages=0 joins a batch
-(``compiler.Program``).
+which ksmd makes KSM and breaks again at every scan; reuse vs copy of a page a per-CPU LRU
+batch still references).  Scenarios sharing a batch do the same ksm statement at every
+index (settle, ``scan N`` or the same ``set`` of max_page_sharing / merge_across_nodes);
+``ksm set use_zero_pages`` is no index of its own: it matters only to a scenario that may
+hold real zero pages, and a batch's scenarios that do agree on its value at every scan
+(``compiler.merge_signatures``, ``_pack``); ``max_page_sharing`` / ``merge_across_nodes``
+after ksmd ran run alone; at most one scenario whose real zero pages meet ksmd with
+use_zero_pages=0 joins a batch (``compiler.Program``).
 """
 
 from __future__ import annotations
@@ -68,18 +68,20 @@ from ksmdiff.errors import EnvironmentProblem, InvalidArgument
 from ksmdiff.observe import (ENVIRONMENT, NOT_RUN, OK, UNSUPPORTED, Record, label_frames,
                              page_key)
 from ksmdiff.probe import system
+from ksmdiff.probe import wire as W
 from ksmdiff.probe.build import default_probe
 from ksmdiff.probe.compiler import Program, compile_scenario, merge_signatures
 from ksmdiff.scenario import ast as A
 from ksmdiff.scenario import implied_features
 from ksmdiff.scenario.ast import Scenario
-from ksmdiff.versions import FEATURE_NOTES, KernelVersion, has_counter, has_feature
+from ksmdiff.versions import FEATURE_NOTES, KernelVersion, has_counter, has_feature, parse_host
 
 __all__ = ["KernelRun", "host_version", "is_root", "run_kernel", "restore"]
 
 EVENT_COUNTERS = ("cow_ksm", "ksm_swpin_copy", "pgreuse")
 GAUGE_COUNTERS = ("pages_shared", "pages_sharing", "ksm_zero_pages")
-PROBE_COUNTERS = EVENT_COUNTERS + GAUGE_COUNTERS
+PROBE_COUNTERS = W.COUNTERS
+assert set(PROBE_COUNTERS) == set(EVENT_COUNTERS + GAUGE_COUNTERS)
 MAX_BATCH = 64
 PARALLEL_STEPS = os.environ.get("KSMDIFF_SERIAL_STEPS") != "1"
 LINE_TIMEOUT = 90.0
@@ -101,7 +103,15 @@ def is_root() -> bool:
 
 
 def host_version() -> KernelVersion:
-    return KernelVersion.parse(os.uname().release)
+    """The running kernel's version, with the stable patch level a distribution hides in
+    its release string read from where it keeps it (versions.parse_host): Ubuntu's
+    /proc/version_signature, Debian's uname -v."""
+    u = os.uname()
+    try:
+        signature: str | None = Path("/proc/version_signature").read_text()
+    except OSError:
+        signature = None
+    return parse_host(u.release, u.version, signature)
 
 
 def restore(journal_path: str | None = None) -> str:
@@ -166,18 +176,17 @@ def _readable(fds, timeout: float | None) -> list[int]:
 
 class _Forked:
     """A probe the probe server forked: stdin/stdout/stderr on our pipes; not our child,
-    so it is watched and signalled through a pidfd (the server reaps it)."""
+    so it is watched and signalled through the pidfd the server sent with its pid (opened
+    before the server could reap it: it names this probe, never a reused pid)."""
 
-    def __init__(self, pid: int, fds):
+    def __init__(self, pid: int, pidfd: int, fds):
         self.pid = pid
-        try:
-            self.pidfd: int | None = os.pidfd_open(pid)
-        except OSError:
-            self.pidfd = None            # already gone (a refused program exits at once)
+        self.pidfd: int | None = pidfd
         self.stdin = os.fdopen(fds[0], "wb", buffering=0)
         self.stdout = os.fdopen(fds[1], "rb", buffering=0)
         self.stderr = os.fdopen(fds[2], "rb", buffering=0)
-        self.returncode: int | None = None if self.pidfd is not None else -1
+        self.returncode: int | None = None
+        self.closed = False
 
     def poll(self) -> int | None:
         if self.pidfd is None:
@@ -197,10 +206,27 @@ class _Forked:
         if self.poll() is None:
             try:
                 signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)
-            except OSError:
-                pass
+            except ProcessLookupError:
+                pass                     # exited meanwhile
+
+    def wait_tree(self, timeout: float) -> bool:
+        """Wait (bounded) until the probe and every scenario process it started are gone:
+        they all hold the write end of its stdout (inherited), so EOF there means none is
+        left, and their memory was torn down.  What they still wrote is discarded."""
+        fd = self.stdout.fileno()
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or not _readable([fd], left):
+                return False
+            try:
+                if not os.read(fd, 1 << 16):
+                    return True
+            except BlockingIOError:
+                continue
 
     def close(self) -> None:
+        self.closed = True
         for f in (self.stdin, self.stdout, self.stderr):
             try:
                 f.close()
@@ -212,14 +238,26 @@ class _Forked:
 
 
 class _ProbeServer:
-    """``ksmdiff-probe --server``: forks a probe per request, far cheaper than an exec."""
+    """``ksmdiff-probe --server``: forks a probe per request, far cheaper than an exec.
+
+    The protocol (top of probe.c's ``serve``): a request is ``P TOKEN LEN`` (fixed size,
+    LEN as 10 digits) with the probe's stdin, stdout and stderr attached, then the program;
+    the answer is ``TOKEN PID`` (fixed size) with the probe's pidfd attached.  TOKEN is
+    random per server and checked first on every message, by both sides."""
+
+    REQ = b"P %s %010d\n"
+    REQ_LEN = 2 + 16 + 1 + 10 + 1
+    REPLY_LEN = 16 + 1 + 11 + 1
 
     def __init__(self, exe: Path, lock: Path):
+        import secrets
         import socket
         import threading
         self._socket = socket
+        self.token = secrets.token_hex(8).encode()
         a, b = socket.socketpair()
-        env = {**PROBE_ENV, "KSMDIFF_PROBE_LOCK": str(lock)}
+        env = {**PROBE_ENV, "KSMDIFF_PROBE_LOCK": str(lock),
+               "KSMDIFF_PROBE_TOKEN": self.token.decode()}
         devnull = os.open(os.devnull, os.O_RDWR)
         try:
             self.pid = os.posix_spawn(str(exe), [exe.name, "--server", "3"], env, file_actions=[
@@ -229,12 +267,40 @@ class _ProbeServer:
             b.close()
         self.sock = a
         self.lock = threading.Lock()
-        self.rfile = a.makefile("rb", buffering=0)
 
     def spawn(self, program: bytes) -> _Forked:
         return self.spawn_many([program])[0]
 
     PIPELINE = 16    # requests in flight: their programs fit the socket buffer
+
+    def _reply(self) -> tuple[int, int | None]:
+        """One answer: (pid, pidfd).  The token is compared before the pid is read;
+        descriptors beyond the one pidfd, or a cut control message, are closed and fail."""
+        data, fds, bad = b"", [], False
+        while len(data) < self.REPLY_LEN:
+            chunk, got, flags, _addr = self._socket.recv_fds(
+                self.sock, self.REPLY_LEN - len(data), 4, self._socket.MSG_CMSG_CLOEXEC)
+            fds += got
+            bad = bad or bool(flags & self._socket.MSG_CTRUNC)
+            if not chunk:
+                break
+            data += chunk
+        if (len(data) != self.REPLY_LEN or data[:16] != self.token or data[16:17] != b" "
+                or bad or len(fds) > 1):
+            for fd in fds:
+                os.close(fd)
+            raise EnvironmentProblem(f"the probe server died or answered out of step "
+                                     f"({data[:40]!r}{', cut descriptors' if bad else ''})")
+        try:
+            pid = int(data[17:])
+        except ValueError:
+            pid = 0
+        if pid <= 0:
+            for fd in fds:
+                os.close(fd)
+            raise EnvironmentProblem(
+                f"the probe server could not fork: {os.strerror(-pid) if pid else data!r}")
+        return pid, (fds[0] if fds else None)
 
     def spawn_many(self, programs: list[bytes]) -> list[_Forked]:
         """One probe per program.  The requests are pipelined (up to PIPELINE sent before
@@ -249,24 +315,22 @@ class _ProbeServer:
                         sent.append(fds)
                         child = [fds[0][0], fds[1][1], fds[2][1]]
                         try:
-                            self._socket.send_fds(self.sock, [b"P %d\n" % len(program)],
+                            self._socket.send_fds(self.sock, [self.REQ % (self.token,
+                                                                          len(program))],
                                                   child)
                             self.sock.sendall(program)
                         finally:
                             for fd in child:
                                 os.close(fd)
                     for fds in sent:
-                        line = self.rfile.readline()
-                        try:
-                            pid = int(line)
-                        except ValueError:
+                        pid, pidfd = self._reply()
+                        if pidfd is None:
                             raise EnvironmentProblem(
-                                f"the probe server died (answer {line!r})") from None
-                        if pid <= 0:
-                            raise EnvironmentProblem(
-                                f"the probe server could not fork: {os.strerror(-pid)}")
+                                "this kernel has no pidfd_open (Linux 5.3): the runner watches "
+                                "and stops its probes only through pidfds, never by a pid "
+                                "that may have been reused, so it does not run here")
                         os.set_blocking(fds[1][0], False)
-                        out.append(_Forked(pid, (fds[0][1], fds[1][0], fds[2][0])))
+                        out.append(_Forked(pid, pidfd, (fds[0][1], fds[1][0], fds[2][0])))
                 except BaseException:
                     # the probes already answered for die with their pipes (EOF on stdin)
                     for f in out:
@@ -284,7 +348,6 @@ class _ProbeServer:
     def close(self) -> None:
         try:
             self.sock.close()
-            self.rfile.close()
         finally:
             try:
                 os.waitpid(self.pid, 0)
@@ -346,16 +409,16 @@ class _Live:
         self.kill()
 
     def kill(self) -> None:
-        if self.proc.poll() is None and not self.ended:
-            # its scenario processes notice a killed probe only within 200 ms: killed here
-            # too, and waited for, so that what they hold is freed before the next group
-            # (a probe that ended normally has killed and reaped them itself)
-            victims = _pidfds(self.all_pids)
-            try:
-                self.proc.kill()
-            except OSError:
-                pass
-            _kill_and_wait(victims)
+        if self.proc.closed:
+            return                       # killed (or ended) and closed before
+        if not self.ended:
+            # killed through its pidfd; its scenario processes leave within 200 ms of it
+            # (they watch its pidfd) and are waited for, so that what they hold is freed
+            # before the next group (a probe that ended normally has killed and reaped
+            # them itself).  The runner never signals them by pid: it cannot know whether
+            # a pid it was told still names one of them.
+            self.proc.kill()
+            self.proc.wait_tree(timeout=5.0)
         try:
             self.proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
@@ -387,8 +450,12 @@ class _Live:
             return self._fail(ENVIRONMENT, str(e))
         if msg is None or "start" not in msg:
             return self._fail(ENVIRONMENT, self._death_reason(msg))
-        self.pids[0] = msg["pid"]
-        self.all_pids.add(msg["pid"])
+        try:
+            pid = W.check_start(msg)
+        except ValueError as e:
+            return self._fail(ENVIRONMENT, str(e))
+        self.pids[0] = pid
+        self.all_pids.add(pid)
 
     def _death_reason(self, msg) -> str:
         if msg and "error" in msg:
@@ -411,10 +478,12 @@ class _Live:
         while True:
             try:
                 msg = self._readline()
-            except (EnvironmentProblem, ValueError) as e:
+                if self.handle(msg):
+                    return
+            except EnvironmentProblem as e:
                 return self._fail(ENVIRONMENT, str(e))
-            if self.handle(msg):
-                return
+            except ValueError as e:
+                return self._fail(ENVIRONMENT, f"bad probe output: {e}")
 
     def begin_step(self) -> bool:
         if self.done:
@@ -430,13 +499,14 @@ class _Live:
     def handle(self, msg: dict | None) -> bool:
         """One message of a step; True when the step is over (a ksm statement, the end, an
         error)."""
-        if msg is None or "error" in msg:
+        what = None if msg is None else W.kind(msg)
+        if what is None or what is W.Kind.ERROR:
             self._fail(ENVIRONMENT, self._death_reason(msg))
             return True
-        if "sync" in msg:
+        if what is W.Kind.SYNC:
             self.at_barrier = msg["sync"]
             return True
-        if "end" in msg:
+        if what is W.Kind.END:
             # the probe has killed its processes (and waited for them); it exits now and
             # is reaped when the group ends
             self.done = self.ended = True
@@ -445,6 +515,8 @@ class _Live:
             except OSError:
                 pass
             return True
+        if what is not W.Kind.RECORD:
+            raise ValueError(f"unexpected {what.value} message in a step")
         self._record(msg)
         return False
 
@@ -464,23 +536,23 @@ class _Live:
 
     # -- records
     def _record(self, msg: dict) -> None:
-        k = msg["s"]
+        k = msg[W.KEY_STMT]
         stmt = self.scn.statements[k]
         procs, regions = self.prog.procs, self.prog.regions
         if isinstance(stmt, A.Fork):
-            self.pids[procs.index(stmt.child)] = msg["pid"]
-            self.all_pids.add(msg["pid"])
+            self.pids[procs.index(stmt.child)] = msg[W.KEY_PID]
+            self.all_pids.add(msg[W.KEY_PID])
         elif isinstance(stmt, A.Exit):
             self.pids.pop(procs.index(stmt.proc), None)
         values: dict = {}
         order = []
-        for e in msg["p"]:
-            p, r, i, present, swapped = e[0], e[1], e[2], e[3], e[4]
-            pk = (procs[p], regions[r], i)
-            if present:
-                pfn, ksm, zero, count, excl, content = e[5:11]
-                order.append((pk, "Z" if zero else pfn))
-                if ksm and not zero:
+        PRESENT, PFN, KSM, ZERO_PAGE = W.PRESENT, W.PFN, W.KSM, W.ZERO_PAGE
+        for e in msg[W.KEY_PAGES]:
+            pk = (procs[e[W.PROC]], regions[e[W.REGION]], e[W.PAGE])
+            if e[PRESENT]:
+                pfn = e[PFN]
+                order.append((pk, "Z" if e[ZERO_PAGE] else pfn))
+                if e[KSM] and not e[ZERO_PAGE]:
                     self.ksm_pfns[pfn] = k
             else:
                 order.append((pk, None))
@@ -488,25 +560,27 @@ class _Live:
         labels = label_frames(order)
         fs = _singleton
         fields: dict = {}
+        has_fault = W.FAULT + 1
         for pk, e in values.items():
             base = _page_prefix(*pk)
-            fields[base + "present"] = fs(bool(e[3]))
-            fields[base + "swapped"] = fs(bool(e[4]))
+            fields[base + "present"] = fs(bool(e[PRESENT]))
+            fields[base + "swapped"] = fs(bool(e[W.SWAPPED]))
             fields[base + "frame"] = fs(labels[pk])
-            if e[3]:
-                fields[base + "ksm"] = fs(bool(e[6]))
-                fields[base + "mapcount"] = fs(int(e[8]))
-                fields[base + "exclusive"] = fs(bool(e[9]))
-                fields[base + "content"] = fs(e[10])
-            if len(e) > 11:
-                fields[base + "fault"] = fs(e[11])
-        if "c" in msg:
+            if e[PRESENT]:
+                fields[base + "ksm"] = fs(bool(e[KSM]))
+                fields[base + "mapcount"] = fs(int(e[W.MAPCOUNT]))
+                fields[base + "exclusive"] = fs(bool(e[W.EXCLUSIVE]))
+                fields[base + "content"] = fs(e[W.CONTENT])
+            if len(e) == has_fault:
+                fields[base + "fault"] = fs(e[W.FAULT])
+        if W.KEY_COUNTERS in msg:
+            measured = msg[W.KEY_COUNTERS]
             for name in list(self.cum):
-                if name in PROBE_COUNTERS and name not in msg["c"]:
+                if name in PROBE_COUNTERS and name not in measured:
                     # the probe could not measure it (pgreuse on a noisy machine): unknown
                     # from here on, so absent, never guessed
                     del self.cum[name]
-            for name, d in msg["c"].items():
+            for name, d in measured.items():
                 if name in self.cum:
                     self.cum[name] += d
         else:
@@ -524,13 +598,14 @@ class _Live:
         for name, d in pend.get("direct", {}).items():
             if name in self.cum:
                 self.cum[name] += d
-        stat = msg.get("k") if pend.get("ksm_stat") else None
+        stat = msg.get(W.KEY_KSM_STAT) if pend.get("ksm_stat") else None
         if pend.get("ksm_stat") and stat is None:
             self.ambiguous = self.ambiguous or "no /proc/PID/ksm_stat"
         if stat is not None:
             # gauges from this scenario's own state after a shared settle: the probe sums
             # its live processes' /proc/PID/ksm_stat for the record (null: unreadable)
-            ksm_frames = {e[5] for e in msg["p"] if e[3] and e[6] and not e[7]}
+            ksm_frames = {e[W.PFN] for e in msg[W.KEY_PAGES]
+                          if e[W.PRESENT] and e[W.KSM] and not e[W.ZERO_PAGE]}
             own = {"pages_shared": len(ksm_frames),
                    "pages_sharing": stat[0] - len(ksm_frames),
                    "ksm_zero_pages": stat[1]}
@@ -569,45 +644,6 @@ def _step_all(lives: list[_Live]) -> None:
             except ValueError as e:
                 lv._fail(ENVIRONMENT, f"bad probe output: {e}")
                 del active[fd]
-
-
-def _pidfds(pids) -> list[int]:
-    """pidfds of those ``pids`` that are still processes of the probe (by name)."""
-    out = []
-    for pid in pids:
-        try:
-            fd = os.pidfd_open(pid)
-        except OSError:
-            continue
-        try:   # the pidfd pins the process: the name check cannot race with pid reuse
-            with open(f"/proc/{pid}/comm") as f:
-                ours = f.read().startswith("ksmdiff-probe")
-        except OSError:
-            ours = False
-        if ours:
-            out.append(fd)
-        else:
-            os.close(fd)
-    return out
-
-
-def _kill_and_wait(pidfds: list[int], timeout: float = 5.0) -> None:
-    """SIGKILL each process and wait (bounded) until it has exited, which is after its
-    memory was torn down; closes the pidfds."""
-    try:
-        for fd in pidfds:
-            try:
-                signal.pidfd_send_signal(fd, signal.SIGKILL)
-            except OSError:
-                pass
-        deadline = time.monotonic() + timeout
-        left = list(pidfds)
-        while left and time.monotonic() < deadline:
-            ready = set(_readable(left, deadline - time.monotonic()))
-            left = [fd for fd in left if fd not in ready]
-    finally:
-        for fd in pidfds:
-            os.close(fd)
 
 
 def _zero_pages_set(lv: _Live) -> bool:
@@ -850,26 +886,26 @@ class _Session:
         unowned_breaks = 0
         last_merge = None
         for ev in events:
-            if ev[0] == "enter":           # a scenario process registered this mm
-                lv = owner_of_pid.get(ev[1])
+            if isinstance(ev, system.Enter):   # a scenario process registered this mm
+                lv = owner_of_pid.get(ev.pid)
                 if lv is not None:
-                    self.mm_owner[ev[2]] = lv
+                    self.mm_owner[ev.mm] = lv
                 else:
-                    self.mm_owner.pop(ev[2], None)
-            elif ev[0] == "remove":        # stable nodes removed: by PFN
-                owners = [lv for lv in lives if ev[1] in lv.ksm_pfns]
+                    self.mm_owner.pop(ev.mm, None)
+            elif isinstance(ev, system.Remove):  # stable nodes removed: by PFN
+                owners = [lv for lv in lives if ev.pfn in lv.ksm_pfns]
                 if len(owners) == 1:
                     removed[id(owners[0])] += 1
                 elif len(owners) > 1:
                     for lv in owners:
-                        lv.ambiguous = lv.ambiguous or f"stable node pfn {ev[1]} in two scenarios"
-            elif ev[0] == "merge":
+                        lv.ambiguous = lv.ambiguous or f"stable node pfn {ev.pfn} in two scenarios"
+            elif isinstance(ev, system.Merge):
                 # try_to_merge_two_pages: the first page becomes KSM in place (no KSM page
                 # yet, error 0); when merging the second into it fails, break_cow undoes
                 # the first (one unshare fault: cow_ksm +1), charged to the first page's mm
-                _t, with_ksm, mm, err = ev
-                if with_ksm and err and last_merge and not last_merge[1] and not last_merge[3]:
-                    lv = self.mm_owner.get(last_merge[2])
+                if (ev.with_ksm and ev.err and last_merge and not last_merge.with_ksm
+                        and not last_merge.err):
+                    lv = self.mm_owner.get(last_merge.mm)
                     if lv is not None and id(lv) in breaks:
                         breaks[id(lv)] += 1
                     else:
@@ -905,7 +941,7 @@ class _Session:
             return
         moved = [k for k in EVENT_COUNTERS if delta.get(k, 0)]
         # Events during a settle: ksmd counts cow_ksm only when it breaks a page it had just
-        # made KSM (break_cow), which needs a page it cannot merge - a pinned one (§f.4);
+        # made KSM (break_cow), which needs a page it cannot merge - a pinned one (its twin);
         # with every scenario paused and lru_add_drain_all() at each scan start nothing
         # else holds such a reference.  So a batch's one pinning scenario owns them.
         # With several pinning scenarios in the batch the events cannot be told apart: those

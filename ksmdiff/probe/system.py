@@ -16,6 +16,7 @@ import re
 import subprocess
 import threading
 import time
+from typing import NamedTuple
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,7 +31,7 @@ LOCK_NAME = "lock"
 SWAPFILE_NAME = "swapfile"
 SWAPFILE_MB = 64
 
-# The pins of design §5 plus the model's assumptions (issue 3), in the order they are written.
+# The knobs every run pins, plus the model's assumptions, in the order they are written.
 # run goes to 0 first (ksmd paused) and the advisor off before pages_to_scan (EINVAL while an
 # advisor is active).  NEVER run=2.
 PINS: tuple[tuple[str, str], ...] = (
@@ -517,6 +518,29 @@ def _sys_umount(target: str) -> str:
 
 # ----------------------------------------------------------------------------- tracefs
 
+class Enter(NamedTuple):
+    """ksm_enter: the process ``pid`` registered ``mm`` (hashed pointer) with KSM."""
+    kind: str
+    pid: int
+    mm: str
+
+
+class Remove(NamedTuple):
+    """ksm_remove_ksm_page: the stable node of frame ``pfn`` went."""
+    kind: str
+    pfn: int
+
+
+class Merge(NamedTuple):
+    """ksm_merge_with_ksm_page: a merge of a page of ``mm`` into a KSM page
+    (``with_ksm``) or into another plain page (try_to_merge_two_pages' first half);
+    ``err`` 0 on success."""
+    kind: str
+    with_ksm: bool
+    mm: str
+    err: int
+
+
 class Tracer:
     """The ksm:ksm_remove_ksm_page event in a private tracing instance."""
 
@@ -578,7 +602,7 @@ class Tracer:
     def take_events(self) -> list[tuple]:
         """Events since the last take, in order (a consuming read of the instance's
         trace_pipe; truncating ``trace`` would cost an RCU grace period):
-        ("remove", pfn), ("enter", pid, mm), ("merge", with_ksm_page, mm, err)."""
+        Remove, Enter and Merge (named tuples whose first field is the kind)."""
         if not self.ok or not self.instance:
             return []
         chunks = []
@@ -599,12 +623,12 @@ class Tracer:
             pid, name, rest = int(m.group(1)), m.group(2), m.group(3).split()
             try:
                 if name == "ksm_remove_ksm_page":
-                    out.append(("remove", int(rest[rest.index("pfn") + 1])))
+                    out.append(Remove("remove", int(rest[rest.index("pfn") + 1])))
                 elif name == "ksm_enter":
-                    out.append(("enter", pid, rest[rest.index("mm") + 1]))
+                    out.append(Enter("enter", pid, rest[rest.index("mm") + 1]))
                 elif name == "ksm_merge_with_ksm_page":
-                    out.append(("merge", rest[0] == "ksm", rest[rest.index("mm") + 1],
-                                int(rest[rest.index("error") + 1])))
+                    out.append(Merge("merge", rest[0] == "ksm", rest[rest.index("mm") + 1],
+                                     int(rest[rest.index("error") + 1])))
             except (ValueError, IndexError):
                 continue
         return out
@@ -826,8 +850,8 @@ class Keeper:
 
     def __init__(self):
         import mmap
-        self.map = mmap.mmap(-1, 4096, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
-        self.map.write(os.urandom(4096))
+        self.map = mmap.mmap(-1, mmap.PAGESIZE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        self.map.write(os.urandom(mmap.PAGESIZE))
         try:
             self.map.madvise(mmap.MADV_MERGEABLE)
         except (AttributeError, OSError):

@@ -163,6 +163,11 @@ class _Checker:
             r.prot[i] = s.prot
 
     def do_Munmap(self, s: A.Munmap) -> None:
+        # The one munmap rule (model and probe follow it too): munmap unmaps the pages of
+        # the range that are still mapped and leaves pages already unmapped alone, so
+        # "munmap buf" after "munmap buf[1]" is valid and means the rest of buf.  A hole
+        # belongs to its region for good: no other region's mmap ever lands in it (the probe
+        # keeps it reserved), so the statement can never reach another region's page.
         p = self.proc(s.proc, s.pos)
         r, idx = self.region(p, s.proc, s.target, s.pos)
         for i in idx:

@@ -1,5 +1,5 @@
 """The corpus on the running kernel: no mismatch with the model, batch == one at a time,
-and what this machine's kernel does, measured (kernel-eras.md §f)."""
+and what this machine's kernel does, measured."""
 
 from __future__ import annotations
 
@@ -60,7 +60,7 @@ def test_batch_results_equal_one_at_a_time(corpus, state_kept):
         m = {r.stmt: r for r in model.run_model(a.scenario, host_version()).records}
         for x, y, rec in zip(fa, fb, a.records):
             # pgreuse is absent where a noisy machine made it unmeasurable; fields the
-            # model leaves open (a pinned twin churns once per scan, §f.4) differ between
+            # model leaves open (a pinned twin churns once per scan) differ between
             # any two runs: compare the rest
             open_ = {k for k, v in m[rec.stmt].fields.items() if v is ANY or len(v) > 1}
             keys = (set(x) | set(y)) - {"counter.pgreuse"} - open_
@@ -141,7 +141,7 @@ def test_unmerge_counts_cow_ksm_per_page(state_kept):
     run = run_kernel([scn])[0]
     assert run.status == OK, run.reason
     after = {k: next(iter(v)) for k, v in run.records[4].fields.items()}
-    assert after["counter.cow_ksm"] == 3                       # kernel-eras §f.8
+    assert after["counter.cow_ksm"] == 3           # one unshare fault per KSM page
     assert len({after[f"A/b[{i}].frame"] for i in range(3)}) == 3
     end = {k: next(iter(v)) for k, v in run.records[5].fields.items()}
     assert end["counter.pages_shared"] == 0 and end["counter.stable_nodes_removed"] == 1

@@ -4,7 +4,7 @@ inside ksmdiff.internal.audit.pure(): the model cannot open /sys, /proc or /dev.
 from __future__ import annotations
 
 from ksmdiff.model import run_model
-from ksmdiff.model.run import Interpreter
+from ksmdiff.model.run import ENVIRONMENT, Interpreter
 from ksmdiff.scenario import parse
 from ksmdiff.versions import KernelVersion
 
@@ -29,11 +29,21 @@ def run(body: str, version: str, *, mutant=None, requires: str = ""):
     return run_model(scenario(body, requires=requires), V(version), mutant=mutant)
 
 
-def interp(body: str, version: str, *, mutant=None) -> Interpreter:
-    """Run and hand back the interpreter, for tests that inspect internal state."""
-    it = Interpreter(scenario(body), V(version), mutant)
+def interp(body: str, version: str, *, mutant=None, assume=None) -> Interpreter:
+    """Run and hand back the interpreter, for tests that inspect internal state.  Without
+    ``assume`` it takes the quiet branch of every assumption (swap not full, ...)."""
+    full = None
+    if assume is not None:
+        full = {name: False for name in ENVIRONMENT}
+        full.update(assume)
+    it = Interpreter(scenario(body), V(version), mutant, assume=full)
     it.run()
     return it
+
+
+def last_of(it: Interpreter, key):
+    """The allowed set of ``key`` in the interpreter's last record."""
+    return it.records[-1].fields[key]
 
 
 def last(r, key):

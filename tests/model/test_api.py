@@ -1,4 +1,4 @@
-"""The public API and the walls of design §2."""
+"""The public API, and the walls: the model never touches the system nor imports kspec/probe."""
 
 import ast
 import dataclasses

@@ -1,4 +1,4 @@
-"""The decision tables of kernel-eras §a, row by row, through user-level scenarios (and,
+"""The do_wp_page decision table of every era, row by row, through user-level scenarios (and,
 for the rows a user cannot reach, through the model's functions directly)."""
 
 import pytest
@@ -9,7 +9,7 @@ from ksmdiff.model.state import Frame, PageSlot, Process, StableNode
 from ksmdiff.scenario.ast import Content
 from ksmdiff.versions import Era
 
-from .conftest import ERA_VERSIONS, PAGEOUT_VERSIONS, REUSE_ERA, V, interp, last, one, run
+from .conftest import ERA_VERSIONS, PAGEOUT_VERSIONS, REUSE_ERA, V, interp, last, last_of, one, run
 
 SINGLE = """A: mmap buf 4
 A: fill buf 0x5a
@@ -22,7 +22,7 @@ A: write buf[3] 0x01
 
 @pytest.mark.parametrize("version", ERA_VERSIONS)
 def test_singly_mapped_ksm_page_write(version):
-    """§0: same PFN only in 5.1-5.8; cow_ksm counts the copy from 5.19."""
+    """Same PFN only in 5.1-5.8; cow_ksm counts the copy from 5.19."""
     r = run(SINGLE, version)
     assert r.violations == ()
     expected = "reused" if version in REUSE_ERA else "copied"
@@ -37,10 +37,14 @@ def test_singly_mapped_ksm_page_write(version):
         assert last(r, "counter.pgreuse") == {0}      # a KSM copy is no reuse
 
 
-# ---------------------------------------------------------------- §a.2, 5.1-5.8, row by row
+# ---------------------------------------------------------------- 5.1-5.8, row by row
 
-def test_a2_swapcache_ksm_page_copies():
-    """Row SC=1: a KSM page swapped out and read back stays in the swap cache -> copy."""
+def test_a2_swapcache_ksm_page_copies_unless_swap_is_full():
+    """Row SC=1: a KSM page swapped out and read back stays in the swap cache -> copy.
+    But <= 5.17 do_swap_page() calls try_to_free_swap() when swap is more than half full
+    (mem_cgroup_swap_full): the page leaves the swap cache with page_count 1 and the
+    write's do_wp_page() -> reuse_ksm_page() keeps the frame.  Swap fullness is not in the
+    scenario, so the model allows both."""
     body = """A: mmap buf 2
 A: fill buf 0x5a
 A: madvise buf mergeable
@@ -50,15 +54,38 @@ A: madvise buf[0] pageout
 A: read buf[0]
 A: write buf[0] 0x01
 """
-    it = interp(body, "5.4")
+    it = interp(body, "5.4")                   # the quiet branch: swap not full
     r = run(body, "5.4")
     assert r.records[-2].fields["A/buf[0].fault"] == {"reused"}   # the same frame came back
     assert r.records[-2].fields["A/buf[0].ksm"] == {True}
-    assert last(r, "A/buf[0].fault") == {"copied"}
+    assert last(r, "A/buf[0].fault") == {"copied", "reused"}
+    assert "more than half full" in r.records[-1].note
     assert r.violations == ()
-    # the old KSM page lingers in the swap cache with its stable node
+    # quiet: the old KSM page lingers in the swap cache with its stable node
     (node,) = it.m.ksm.stable_tree
     assert node.kpfn.swapcache and node.kpfn.ksm and node.kpfn.mapcount == 0
+    assert one(last_of(it, "A/buf[0].fault")) == "copied"
+    # swap over half full: the swap-in frees the swap cache and the write reuses the frame
+    full = interp(body, "5.4", assume={"swap_full": True})
+    assert one(last_of(full, "A/buf[0].fault")) == "reused"
+    assert one(last_of(full, "A/buf[0].ksm")) is False
+
+
+@pytest.mark.parametrize("version", ["4.19", "5.10", "5.18", "6.1", "6.12"])
+def test_swapped_ksm_page_copies_outside_5_1_to_5_8_even_when_swap_is_full(version):
+    """Every other era copies a KSM page on write whatever the swap cache holds."""
+    body = """A: mmap buf 2
+A: fill buf 0x5a
+A: madvise buf mergeable
+ksm settle
+A: munmap buf[1]
+A: madvise buf[0] pageout
+A: read buf[0]
+A: write buf[0] 0x01
+"""
+    if V(version).mm < (5, 4):
+        return                                 # no MADV_PAGEOUT
+    assert last(run(body, version), "A/buf[0].fault") == {"copied"}
 
 
 def test_a2_refcount_two_copies_shared():
@@ -109,7 +136,7 @@ def test_a2_freeze_fails_copies():
 
 
 def test_a2_freeze_ok_reuses_in_place():
-    """Row ok: same frame, the page stops being KSM, refcount back to 1 (§b.3)."""
+    """Row ok: same frame, the page stops being KSM, refcount back to 1."""
     m, p, slot, f = _ksm_machine()
     M.do_wp_page(m, p, slot)
     assert slot.pte.frame is f and slot.pte.writable
@@ -132,7 +159,7 @@ def test_other_eras_copy_even_when_reuse_conditions_hold(version):
     assert slot.pte.frame is not f and f.freed and slot.pte.frame.content == f.content
 
 
-# ---------------------------------------------------------------- zero page (§a.7)
+# ---------------------------------------------------------------- zero page
 
 @pytest.mark.parametrize("version", ERA_VERSIONS)
 def test_zero_page_write_copies_without_cow_ksm(version):
@@ -214,14 +241,19 @@ A: write buf 0x01
 @pytest.mark.parametrize("version", PAGEOUT_VERSIONS)
 def test_anon_swapcache_page_write(version):
     """A read swap-in leaves the page in the swap cache (rc 2): 5.9-5.17 copies (the
-    regression 53a05ad9f21d fixed), <= 5.8 reuse_swap_page and >= 5.18 reuse."""
+    regression 53a05ad9f21d fixed) unless swap is more than half full (do_swap_page's
+    try_to_free_swap already dropped the swap cache), <= 5.8 reuse_swap_page and >= 5.18
+    reuse."""
     r = run(SWAPIN_THEN_WRITE, version)
     assert r.records[2].fields["A/buf[0].swapped"] == {True}
     # the swap cache keeps the frame on a quiet system; reclaim elsewhere may drop it
     assert r.records[3].fields["A/buf[0].fault"] == {"reused", "copied"}
     era = Era.of(V(version))
     if era is Era.V5_9_TO_5_17:
-        assert last(r, "A/buf[0].fault") == {"copied"}
+        assert last(r, "A/buf[0].fault") == {"copied", "reused"}
+        assert one(last_of(interp(SWAPIN_THEN_WRITE, version), "A/buf[0].fault")) == "copied"
+        full = interp(SWAPIN_THEN_WRITE, version, assume={"swap_full": True})
+        assert "reused" in last_of(full, "A/buf[0].fault")
     elif era is Era.V5_18:
         # no PageAnonExclusive yet: the refcount test may see an LRU-batch reference
         assert last(r, "A/buf[0].fault") == {"reused", "copied"}
@@ -241,7 +273,9 @@ def test_write_swapin_of_anon_page_reuses_without_pgreuse(version):
 
 @pytest.mark.parametrize("version", PAGEOUT_VERSIONS)
 def test_swapped_ksm_page_write_copies(version):
-    """§f.5: swap-in returns the same KSM frame (no ksm_swpin_copy); the write copies."""
+    """Swap-in returns the same KSM frame (no ksm_swpin_copy); the write copies,
+    except on 5.1-5.8 when swap is more than half full: do_swap_page's try_to_free_swap()
+    leaves page_count 1 and reuse_ksm_page() keeps the frame."""
     r = run("""A: mmap buf 2
 A: fill buf 0x5a
 A: madvise buf mergeable
@@ -250,7 +284,8 @@ A: munmap buf[1]
 A: madvise buf[0] pageout
 A: write buf[0] 0x01
 """, version)
-    assert last(r, "A/buf[0].fault") == {"copied"}
+    reuse_era = Era.of(V(version)) is Era.V5_1_TO_5_8
+    assert last(r, "A/buf[0].fault") == ({"copied", "reused"} if reuse_era else {"copied"})
     if V(version).mm >= (5, 18):
         assert last(r, "counter.ksm_swpin_copy") == {0}
     if V(version).mm >= (5, 19):

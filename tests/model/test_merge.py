@@ -71,7 +71,7 @@ ksm settle
     assert r.violations == ()
 
 
-# ---------------------------------------------------------------- pins (§f.4)
+# ---------------------------------------------------------------- pins
 
 PIN = """A: mmap buf 2
 A: fill buf 0x5a
@@ -198,7 +198,7 @@ def test_unmerge_of_ksm_zero_pages(version, unshared):
         assert last(r, "A/buf[0].content") == {"zero"}
 
 
-# ---------------------------------------------------------------- lazy removal (§c.3)
+# ---------------------------------------------------------------- lazy removal
 
 @pytest.mark.parametrize("version", ["5.4", "6.4", "6.18"])
 def test_stale_node_is_removed_lazily(version):
@@ -313,7 +313,7 @@ def test_failed_two_page_merge_can_leave_a_ksm_page_without_a_stable_node(versio
 
 @pytest.mark.parametrize("version,fault", [("5.4", {"copied"}), ("6.18", {"copied"})])
 def test_a2_no_stable_node_row_is_reachable_from_user_level(version, fault):
-    """kernel-eras §a.2 says K && !SN exists only inside ksmd's merge window; the orphan
+    """K && !SN is not only a state inside ksmd's merge window: the orphan
     above reaches it from user space: rc 1, not swap cache, no node -> reuse_ksm_page()
     refuses and 5.1-5.8 copies."""
     r = run(ORPHAN + "B: write buf[2] 0x02\n", version)

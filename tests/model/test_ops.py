@@ -90,7 +90,7 @@ A: read buf
     assert r.violations == ()
 
 
-# ---------------------------------------------------------------- unmerge (§b.5, §f.8)
+# ---------------------------------------------------------------- unmerge
 
 @pytest.mark.parametrize("version", ERA_VERSIONS)
 def test_unmerge_gives_every_page_a_new_frame(version):
@@ -99,7 +99,7 @@ def test_unmerge_gives_every_page_a_new_frame(version):
     assert last(r, "A/buf[0].frame") != last(r, "A/buf[1].frame")
     assert last(r, "A/buf[0].content") == {"0x5a"}
     if V(version).mm >= (5, 19):
-        assert last(r, "counter.cow_ksm") == {2}         # §f.8: unmerging counts
+        assert last(r, "counter.cow_ksm") == {2}         # unmerging counts cow_ksm (seen on 6.18)
     # counters move only when ksmd next runs
     assert last(r, "counter.pages_shared") == {1} and last(r, "counter.pages_sharing") == {1}
     assert r.violations == ()
@@ -115,8 +115,7 @@ def test_unmerge_counters_drop_at_the_next_scan(version):
 
 def test_unmerge_in_5_1_to_5_8_copies_because_break_ksm_holds_a_reference():
     """break_ksm() keeps follow_page(FOLL_GET)'s reference across handle_mm_fault(), so
-    even a singly-mapped KSM page is copied, not reused in place (kernel-eras §b.5 says
-    otherwise; see the model's report)."""
+    even a singly-mapped KSM page is copied, not reused in place."""
     it = interp(KSM2 + "A: munmap buf[1]\nA: madvise buf[0] unmergeable\n", "5.4")
     (node,) = it.m.ksm.stable_tree
     new = it.m.procs["A"].regions["buf"].pages[0].pte.frame
@@ -151,10 +150,13 @@ def test_mprotect_rw_does_not_make_a_ksm_page_writable(version):
 
 
 @pytest.mark.parametrize("version,pgreuse", [("5.10", {0, 1}), ("5.18", {0, 1}),
-                                             ("5.19", {0}), ("6.18", {0})])
+                                             ("5.19", {1}), ("6.0", {0}), ("6.1", {0}),
+                                             ("6.18", {0})])
 def test_mprotect_rw_on_an_exclusive_anon_page(version, pgreuse):
-    """>= 5.19 change_pte_range() maps an exclusive anon page writable at once; before, the
-    next write goes through do_wp_page (and may copy if an LRU batch holds the page)."""
+    """>= 6.0 change_pte_range() maps a dirty exclusive anon page writable at once
+    (64fe24a3e05e, MM_CP_TRY_CHANGE_WRITABLE); before, the next write goes through
+    do_wp_page: 5.19 reuses the PageAnonExclusive page (pgreuse), 5.9-5.18 may copy if an
+    LRU batch holds the page."""
     r = run("A: mmap buf 1\nA: fill buf 0x5a\nA: mprotect buf ro\nA: mprotect buf rw\n"
             "A: write buf 0x01\n", version)
     assert "reused" in last(r, "A/buf[0].fault")
@@ -216,7 +218,7 @@ def test_fork_skips_a_vma_without_anon_vma(version):
 
 
 def test_swapped_ksm_page_keeps_the_exact_prediction():
-    """§f.5: the swap-in of a KSM page is predicted exactly (same frame, still KSM)."""
+    """The swap-in of a KSM page is predicted exactly (same frame, still KSM)."""
     r = run("""A: mmap buf 2
 A: fill buf 0x5a
 A: madvise buf mergeable

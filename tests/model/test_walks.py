@@ -1,4 +1,4 @@
-"""Refcount / mapcount walks of kernel-eras §b, on the model's internal state."""
+"""Refcount / mapcount walks of the write-fault paths, on the model's internal state."""
 
 import pytest
 
@@ -33,7 +33,7 @@ def test_b1_two_page_merge(version):
 @pytest.mark.parametrize("version", ["4.19", "5.10", "6.18"])
 def test_b2_copy_of_the_only_mapping_frees_the_ksm_page(version):
     it = interp(MERGE2 + "A: munmap buf[1]\nA: write buf[0] 0x01\n", version)
-    (node,) = it.m.ksm.stable_tree               # not removed at fault time (§c.3)
+    (node,) = it.m.ksm.stable_tree               # not removed at fault time (lazily, by ksmd)
     old = node.kpfn
     assert old.freed and old.refcount == 0 and old.mapcount == 0
     new = pages(it)[0]

@@ -12,24 +12,15 @@ from typing import Optional
 
 from ksmdiff.errors import InputError, Location
 from ksmdiff.kspec.internal import ast as A
-from ksmdiff.versions import Era, KernelVersion, VersionSet
+from ksmdiff.versions import ERA_INFO, Era, KernelVersion, VersionSet, era_span
 
 # ----------------------------------------------------------------------------- eras
 
-# Lowest, representative and highest version of every era (for `when kernel in ...`).
-ERA_SPAN = {
-    Era.LE_5_0: ("4.14", "5.0", "5.0"),
-    Era.V5_1_TO_5_8: ("5.1", "5.4", "5.8"),
-    Era.V5_9_TO_5_17: ("5.9", "5.10", "5.17"),
-    Era.V5_18: ("5.18", "5.18", "5.18"),
-    Era.V5_19_TO_6_6: ("5.19", "6.1", "6.6"),
-    Era.GE_6_7: ("6.7", "6.12", "6.18"),
-}
+# Lowest, representative and highest version of every era (for `when kernel in ...`),
+# from the kernel fact table.
+ERA_SPAN = {e: tuple(str(v) for v in era_span(e)) for e in Era}
 ERAS = tuple(Era)
-ERA_SLUG = {
-    Era.LE_5_0: "le-5.0", Era.V5_1_TO_5_8: "5.1-5.8", Era.V5_9_TO_5_17: "5.9-5.17",
-    Era.V5_18: "5.18", Era.V5_19_TO_6_6: "5.19-6.6", Era.GE_6_7: "ge-6.7",
-}
+ERA_SLUG = {e: ERA_INFO[e].slug for e in Era}
 
 
 def era_contains(vs: Optional[VersionSet], era: Era) -> bool:
@@ -49,8 +40,8 @@ def check_era_split(vs: Optional[VersionSet], loc) -> None:
         got = {vs.contains(KernelVersion.parse(v)) for v in (lo, mid, hi)}
         if len(got) > 1:
             raise InputError(f"version condition '{vs}' splits the era {era.value}", loc,
-                             "version bounds at era boundaries (<=5.0, 5.1..5.8, 5.9..5.17, "
-                             "5.18, 5.19..6.6, >=6.7)")
+                             "version bounds at era boundaries ("
+                             + ", ".join(e.value for e in ERAS) + ")")
 
 
 # ----------------------------------------------------------------------------- types

@@ -1,0 +1,91 @@
+"""What the probe writes: one JSON object a line on its stdout (docs/probe-wire.md).
+
+This module is the one description of that format on the Python side; the C side
+(``probe.c``: ``page_fields``, ``counter_names``) prints the same names in its start message,
+and :func:`check_start` refuses a probe whose layout differs, so the two cannot drift apart
+silently.  Pure: no system access.
+
+Messages, told apart by their keys (:func:`kind`)::
+
+    {"start":1,"pid":P,"fields":[...],"counters":[...]}  ready; waits for the first "go"
+    {"sync":S}                                            at ksm statement S; waits for "go"
+    {"s":S,"error":"..."}                                 a syscall failed (S -1: at start)
+    {"s":S,"c":{...},"p":[[...],...]}                     the record after statement S
+    {"s":S,"k":[M,Z]|null,"p":[[...],...]}                the record after a ksm statement
+    {"end":1}                                             done; its processes are gone
+
+A record: ``"s"`` the scenario statement index; ``"c"`` each counter's change over the
+statement (a name missing: not measured, e.g. pgreuse on a noisy machine); ``"k"`` (after
+a ksm statement) ksm_merging_pages and ksm_zero_pages summed over the live processes'
+``/proc/PID/ksm_stat``, null where that file is missing; ``"pid"`` (after a fork) the new
+process's pid; ``"p"`` one entry per mapped page of every live process, fields in
+:data:`PAGE_FIELDS` order, read by the index constants below (``entry[PRESENT]``).
+"""
+
+from __future__ import annotations
+
+import enum
+
+#: the fields of one page entry of a record's "p", in order
+PAGE_FIELDS = ("proc", "region", "page", "present", "swapped", "pfn", "ksm", "zero_page",
+               "mapcount", "exclusive", "content", "fault")
+(PROC, REGION, PAGE, PRESENT, SWAPPED, PFN, KSM, ZERO_PAGE, MAPCOUNT, EXCLUSIVE, CONTENT,
+ FAULT) = range(len(PAGE_FIELDS))
+# proc, region: the program's indices (compiler.Program.procs / .regions); page: index in
+# the region; present, swapped: pagemap bits 63 and 62 (0/1).  The next five are null when
+# the page is not present: pfn (pagemap bits 0-54), ksm and zero_page (/proc/kpageflags
+# KPF_KSM, KPF_ZERO_PAGE), mapcount (/proc/kpagecount), exclusive (pagemap bit 56), content
+# (CONTENT_FORMS).  fault: only for a present page the statement read or wrote (FAULTS);
+# the entry is one shorter without it.
+
+#: the counters of a record's "c", in the probe's order (absent: not measured)
+COUNTERS = ("cow_ksm", "ksm_swpin_copy", "pgreuse", "pages_shared", "pages_sharing",
+            "ksm_zero_pages")
+
+#: a touched page's fault outcome: no frame before / the same frame / another frame
+FAULTS = ("fresh", "reused", "copied")
+
+#: content strings, as the scenario language writes them; the two ``?`` forms say the page
+#: holds something the scenario never wrote (a wrong salt, or byte N differs)
+CONTENT_FORMS = ("zero", "zero+0xWW", "0xFF", "0xFF+0xWW", "?salt", "?byteN=0xXX")
+
+KEY_STMT, KEY_COUNTERS, KEY_PAGES, KEY_KSM_STAT, KEY_PID = "s", "c", "p", "k", "pid"
+
+
+class Kind(enum.Enum):
+    START = "start"
+    SYNC = "sync"
+    END = "end"
+    ERROR = "error"
+    RECORD = "record"
+
+
+def kind(msg: dict) -> Kind:
+    """Which message ``msg`` is; ValueError for anything else."""
+    if KEY_STMT in msg:
+        if "error" in msg:
+            return Kind.ERROR
+        if KEY_PAGES in msg:
+            return Kind.RECORD
+    elif "sync" in msg:
+        return Kind.SYNC
+    elif "start" in msg:
+        return Kind.START
+    elif "end" in msg:
+        return Kind.END
+    raise ValueError(f"not a probe message: {msg!r:.200}")
+
+
+def check_start(msg: dict) -> int:
+    """The pid of process 0 from a start message, after checking that the probe lays out
+    page entries and counters as this module says (ValueError if not)."""
+    if tuple(msg.get("fields", ())) != PAGE_FIELDS:
+        raise ValueError(f"the probe's page fields {msg.get('fields')} are not "
+                         f"{list(PAGE_FIELDS)} (probe and runner from different versions?)")
+    if tuple(msg.get("counters", ())) != COUNTERS:
+        raise ValueError(f"the probe's counters {msg.get('counters')} are not "
+                         f"{list(COUNTERS)}")
+    pid = msg.get(KEY_PID)
+    if not isinstance(pid, int) or pid <= 0:
+        raise ValueError(f"bad pid in the start message: {pid!r}")
+    return pid

@@ -1,0 +1,125 @@
+"""The kernel facts of ksmdiff/kernel_facts.py as the model follows them: unknown stable
+levels and swap fullness run both ways, maybe_mkwrite, the 6.0 mprotect write-upgrade,
+5.18's refcount-based swap-in, and 5.9-rc1..rc3 in the reuse_ksm_page era."""
+
+from __future__ import annotations
+
+import pytest
+
+from ksmdiff.model.run import assumptions
+
+from .conftest import V, interp, last, last_of, run, scenario
+
+PIN_KSM = """A: mmap buf 2
+A: fill buf 0x5a
+A: madvise buf mergeable
+ksm settle
+A: munmap buf[1]
+A: pin buf[0]
+"""
+
+
+@pytest.mark.parametrize("version,ksm_after_pin", [
+    ("5.4", {True}), ("5.4.46", {True}), ("5.4.47", {False}), ("5.7.3", {False}),
+    ("5.8", {False}), ("4.14.232", {False}), ("4.19", {True}), ("4.19.188", {True}),
+    ("4.19.189", {False}), ("5.4.y", {True, False}), ("4.19.y", {True, False}),
+    ("4.9.300", {True, False}),
+])
+def test_pin_time_cow_break_follows_the_stable_level(version, ksm_after_pin):
+    """17839856fd58 breaks COW at pin time; where the stable level is unknown the model
+    runs with and without it and says why."""
+    r = run(PIN_KSM, version)
+    assert last(r, "A/buf[0].ksm") == ksm_after_pin
+    assert r.violations == ()
+    if len(ksm_after_pin) == 2:
+        assert "stable patch level" in r.records[-1].note
+        assert "17839856fd58" in r.records[-1].note
+    else:
+        assert "stable patch level" not in r.records[-1].note
+
+
+def test_unknown_level_runs_both_ways_only_when_a_pin_reaches_it():
+    no_pin = scenario("A: mmap buf 1\nA: fill buf 0x5a\n")
+    with_pin = scenario(PIN_KSM)
+    assert assumptions(no_pin, V("5.4.y")) == {}
+    assert set(assumptions(with_pin, V("5.4.y"))) == {"gup_breaks_cow"}
+    assert assumptions(with_pin, V("5.4.47")) == {}
+
+
+def test_swap_fullness_is_assumed_only_for_scenarios_that_page_out():
+    assert assumptions(scenario("A: mmap buf 1\nA: fill buf 0x01\n"), V("5.4")) == {}
+    pageout = scenario("A: mmap buf 1\nA: fill buf 0x01\nA: madvise buf pageout\n",
+                       requires="swap")
+    assert set(assumptions(pageout, V("5.4"))) == {"swap_full"}
+
+
+def test_5_9_rc2_still_reuses_a_singly_mapped_ksm_page():
+    body = """A: mmap buf 2
+A: fill buf 0x5a
+A: madvise buf mergeable
+ksm settle
+A: munmap buf[1]
+A: write buf[0] 0x01
+"""
+    assert last(run(body, "5.9-rc2"), "A/buf[0].fault") == {"reused"}
+    assert last(run(body, "5.9-rc4"), "A/buf[0].fault") == {"copied"}
+    assert "counter.pgreuse" not in run(body, "5.9-rc2").records[-1].fields
+
+
+UNMERGE_RO = """A: mmap buf 2
+A: fill buf 0x5a
+A: mprotect buf ro
+A: madvise buf mergeable
+ksm settle
+A: munmap buf[1]
+A: madvise buf[0] unmergeable
+"""
+
+
+@pytest.mark.parametrize("version", ["4.19", "5.4", "5.10", "5.18", "5.19", "6.1", "6.2", "6.12"])
+def test_break_ksm_in_a_read_only_vma_leaves_a_read_only_copy(version):
+    """wp_page_copy(): maybe_mkwrite(pte_mkdirty(entry), vma); unshare (>= 6.2) leaves the
+    copy read-only anyway.  Dirty after the <= 6.1 write fault, clean after an unshare."""
+    it = interp(UNMERGE_RO, version)
+    pte = it.m.procs["A"].regions["buf"].pages[0].pte
+    assert pte.present and not pte.frame.ksm
+    assert not pte.writable
+    assert pte.dirty == (V(version) < V("6.2"))
+
+
+@pytest.mark.parametrize("version,pgreuse", [("5.19", {1}), ("6.0", {0}), ("6.1", {0}),
+                                             ("6.2", {0}), ("6.12", {0})])
+def test_mprotect_rw_after_a_read_only_unmerge(version, pgreuse):
+    """6.0-6.1 upgrade the dirty copy, >= 6.2 also the clean unshare copy; 5.19 faults."""
+    r = run(UNMERGE_RO + "A: mprotect buf[0] rw\nA: write buf[0] 0x01\n", version)
+    assert last(r, "A/buf[0].fault") == {"reused"}
+    assert last(r, "counter.pgreuse") == pgreuse
+
+
+PINNED_PAGEOUT = """A: mmap buf 1
+A: fill buf 0x5a
+A: pin buf[0]
+A: madvise buf pageout
+A: write buf[0] 0x01
+"""
+
+
+@pytest.mark.parametrize("version,fault", [("5.4", {"reused"}), ("5.10", {"reused"}),
+                                           ("5.17", {"reused"}), ("5.18", {"copied"}),
+                                           ("5.19", {"reused"}), ("6.12", {"reused"})])
+def test_write_swapin_of_a_pinned_page(version, fault):
+    """<= 5.17 reuse_swap_page() counts mapcount + swap count; 5.18 (c145e0b47c77) counts
+    page_count, which the pin raises; >= 5.19 the swap pte was exclusive."""
+    r = run(PINNED_PAGEOUT, version, requires="swap")
+    assert last(r, "A/buf[0].fault") == fault
+    assert r.violations == ()
+
+
+def test_5_18_write_swapin_frees_the_swap_cache_at_page_count_two():
+    body = "A: mmap buf 1\nA: fill buf 0x5a\nA: madvise buf pageout\nA: write buf 0x01\n"
+    it = interp(body, "5.18")
+    f = it.m.procs["A"].regions["buf"].pages[0].pte.frame
+    assert not f.swapcache and f.refcount == 1
+    # reused (a fresh swap-in read may also have come from a new frame: reclaim elsewhere)
+    assert "reused" in last_of(it, "A/buf[0].fault")
+    assert it.m.procs["A"].regions["buf"].pages[0].pte.writable
