@@ -127,17 +127,18 @@ def _versions(args) -> list[str]:
     return list(dict.fromkeys(out))
 
 
-# The oldest and newest kernels the model's facts were checked against (the oldest era's
-# facts go back to 4.14's do_wp_page; the newest sources read were 6.18).  A version outside
-# is run all the same, judged as the era its major.minor falls into, with a note.
-CHECKED_RANGE = (KernelVersion(4, 14), KernelVersion(6, 18))
+def checked_range() -> tuple[KernelVersion, KernelVersion]:
+    """The oldest and newest kernels the fact table was checked against: the lowest
+    version of the oldest era and ``NEWEST_CHECKED`` (ksmdiff/kernel_facts.py)."""
+    from ksmdiff.versions import ERA_INFO, NEWEST_CHECKED, Era
+    return ERA_INFO[list(Era)[0]].lowest, NEWEST_CHECKED
 
 
 def version_notes(versions: Sequence[str]) -> list[str]:
     """A note for each version outside the range the kernel facts were checked for: it is
-    run all the same, judged as the era its major.minor falls into."""
+    run all the same, judged as the era it falls into."""
     from ksmdiff.versions import Era
-    low, high = CHECKED_RANGE
+    low, high = checked_range()
     notes = []
     for v in versions:
         if v == "host" or v.startswith("lab:"):
