@@ -152,6 +152,11 @@ def print_summary(scenarios, versions, cells, *, verbose: bool = False,
             c = cells[(i, v)]
             if c.status in ("not-run", "environment"):
                 by_reason.setdefault((c.status, c.reason), []).append(i)
+        for i in range(len(scenarios)):      # a note about the whole kernel (lab boots)
+            c = cells[(i, v)]
+            if c.status == "ok" and c.reason and (v, "note", c.reason) not in said_once:
+                out.write(f"note on {_where([v], lambda v, c=c: c)}: {c.reason}\n")
+                said_once.add((v, "note", c.reason))
         for (status, reason), rows in by_reason.items():
             if len(rows) > 1:
                 word = {"not-run": "not run"}.get(status, status)

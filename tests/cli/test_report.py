@@ -95,3 +95,15 @@ def test_a_kernel_that_did_not_run_is_said_once():
     assert text.count(why) == 1
     assert f"not run on the host kernel, 2 scenarios: {why}" in text
     assert "'not run': the kernel side could not run here" in text
+
+
+def test_a_note_on_a_kernel_that_ran_is_said_once():
+    a = parse(TEXT, "a.scenario")
+    b = parse(TEXT, "b.scenario")
+    note = "this kernel's kpageflags mark plain anon pages KSM"
+    cells = {(i, "6.12"): CellResult(s, "6.12", KernelVersion.parse("6.12"), "ok", note)
+             for i, s in enumerate([a, b])}
+    out = io.StringIO()
+    print_summary([a, b], ["6.12"], cells, out=out)
+    assert out.getvalue().count(note) == 1
+    assert f"note on the 6.12 model: {note}" in out.getvalue()
