@@ -43,5 +43,8 @@ setup(
     packages=find_namespace_packages(include=["ksmdiff", "ksmdiff.*"],
                                      exclude=["*.__pycache__"]) + data_packages,
     package_dir={"": ".", **data_dirs},
-    package_data={"ksmdiff.probe": ["*.c"], **data_files},
+    package_data={"ksmdiff.probe": ["*.c"],
+                  "ksmdiff.lab": ["known.toml", "configs/*.config", "patches/*.patch",
+                                  "patches/*.md"],
+                  **data_files},
 )

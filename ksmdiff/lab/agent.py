@@ -1,0 +1,155 @@
+"""The guest side of a lab run: ``python -m ksmdiff.lab.agent OUTDIR`` inside the VM.
+
+It reads ``OUTDIR/job.json`` (the parsed scenarios and the model's records for the
+kernel's real version, pickled by the host; the batch mode), replays the scenarios with ``ksmdiff.probe.run_kernel`` exactly as
+``--kernel host`` does on the host, replays alone (``RERUNS`` times) each scenario whose
+records differ from the model of that version (the host classifies the mismatch from
+them, as it does for its own kernel), and writes ``OUTDIR/result.json`` atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+
+
+TIME_SCALE = 10.0   # the guest's CPU under TCG is 10-30x slower than the host's
+
+
+def scale_ksmd_waits(scale: float) -> None:
+    """Stretch the runner's bounded waits for ksmd (settle, exact scans, draining stable
+    nodes) and ksmd's sleep between exact scans by ``scale``: they were chosen for a native
+    CPU; an emulated one does the same work many times slower.  Only the bounds and the
+    sleep change, not what is waited for."""
+    from ksmdiff.probe import system
+
+    settle, scan_exact, drain = system.settle, system.scan_exact, system.drain_stable_nodes
+
+    def settle_scaled(*, min_scans: int = 2, timeout: float = 3.0) -> int:
+        return settle(min_scans=min_scans, timeout=timeout * scale)
+
+    def scan_exact_scaled(n: int, *, sleep_ms: int = 20, timeout: float | None = None) -> int:
+        # the runner must write run=0 while ksmd sleeps after the n-th scan: a 20 ms sleep
+        # was too short a window for an emulated CPU ("ksmd did 2 full scans" on 6.1)
+        sleep_ms = int(sleep_ms * scale)
+        if timeout is None:
+            timeout = 2.0 + n * sleep_ms / 1000 * 3
+        return scan_exact(n, sleep_ms=sleep_ms, timeout=timeout * scale)
+
+    def drain_scaled(timeout: float = 2.0) -> bool:
+        return drain(timeout=timeout * scale)
+
+    system.settle = settle_scaled
+    system.scan_exact = scan_exact_scaled
+    system.drain_stable_nodes = drain_scaled
+
+
+def kpageflags_ksm_on_plain_anon() -> bool | None:
+    """Does /proc/kpageflags report KPF_KSM for an anonymous page KSM never saw?
+
+    True on kernels with dee3d0bef2b0 ("proc: rewrite stable_page_flags()", v6.10) and
+    without 81401cebfc15 ("fs/proc: fix KPF_KSM reported for all anonymous pages"):
+    ``mapping & PAGE_MAPPING_KSM`` holds for every anonymous folio there, so every ``ksm``
+    field the probe reads is true.  None when it cannot be read."""
+    import mmap
+    import struct
+    try:
+        m = mmap.mmap(-1, mmap.PAGESIZE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        m[0:1] = b"\x5a"                         # fault it in: a plain anonymous page
+        import ctypes
+        addr = ctypes.addressof(ctypes.c_char.from_buffer(m))
+        with open("/proc/self/pagemap", "rb") as f:
+            f.seek(addr // mmap.PAGESIZE * 8)
+            entry, = struct.unpack("<Q", f.read(8))
+        pfn = entry & ((1 << 55) - 1)
+        if not entry >> 63 or not pfn:
+            return None
+        with open("/proc/kpageflags", "rb") as f:
+            f.seek(pfn * 8)
+            flags, = struct.unpack("<Q", f.read(8))
+        return bool(flags >> 12 & 1) and bool(flags >> 21 & 1)     # KPF_ANON, KPF_KSM
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def run_job(job: dict, beat=lambda what: None) -> dict:
+    """Replay the job's scenarios; ``job["payload"]`` is the host's pickle of the parsed
+    scenarios and the model's records for each (None where the model did not run): the
+    guest neither builds the scenario parser nor imports the model, which under TCG cost
+    seconds."""
+    import base64
+    import pickle
+
+    from ksmdiff.internal.audit import pure
+    from ksmdiff.judge.compare import compare
+    from ksmdiff.observe import OK
+    from ksmdiff.probe import run_kernel
+
+    scale_ksmd_waits(float(job.get("time_scale", TIME_SCALE)))
+    ksm_flag_broken = kpageflags_ksm_on_plain_anon()
+    payload = pickle.loads(base64.b64decode(job["payload"]))
+    scenarios, model_records = payload["scenarios"], payload["model"]
+    t = time.monotonic()
+    runs = run_kernel(scenarios, batch=job.get("batch"),
+                      progress=lambda done, total: beat(f"{done}/{total}"))
+    corpus_s = time.monotonic() - t
+    reruns: dict[str, list] = {}
+    for i, (scn, run) in enumerate(zip(scenarios, runs)):
+        if run.status != OK or model_records[i] is None:
+            continue
+        with pure():
+            diverges = bool(compare(model_records[i], run.records))
+        if diverges:
+            reruns[str(i)] = []
+            for k in range(int(job.get("reruns", 2))):
+                beat(f"rerun {i}.{k}")
+                reruns[str(i)].append(_run_json(run_kernel([scn], batch=False)[0]))
+    return {"release": os.uname().release, "runs": [_run_json(r) for r in runs],
+            "reruns": reruns, "corpus_s": round(corpus_s, 3),
+            "kpageflags_ksm_on_plain_anon": ksm_flag_broken}
+
+
+def _run_json(run) -> dict:
+    return {"status": run.status, "reason": run.reason, "mode": run.mode, "salt": run.salt,
+            "records": [r.to_json() for r in run.records]}
+
+
+def _write(path: str, doc: dict) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(doc, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    out = argv[0]
+    t0 = time.monotonic()
+    with open(os.path.join(out, "started"), "w") as f:
+        f.write(f"{t0}\n")
+    with open(os.path.join(out, "job.json")) as f:
+        job = json.load(f)
+    def beat(what: str) -> None:     # the host's hang detector: progress, not a deadline
+        path = os.path.join(out, "progress")
+        with open(path + ".tmp", "w") as f:
+            f.write(f"{what} {time.monotonic() - t0:.3f}\n")
+        os.replace(path + ".tmp", path)
+
+    try:
+        doc = run_job(job, beat)
+    except BaseException as e:      # the host reports it as an environment result
+        import traceback
+        _write(os.path.join(out, "result.json"),
+               {"error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()})
+        return 1
+    doc["agent_s"] = round(time.monotonic() - t0, 3)
+    _write(os.path.join(out, "result.json"), doc)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

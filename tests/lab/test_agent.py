@@ -1,0 +1,21 @@
+"""The guest agent's adjustments to the runner (no VM needed)."""
+
+from ksmdiff.lab import agent
+from ksmdiff.probe import system
+
+
+def test_ksmd_bounds_and_exact_scan_sleep_are_stretched(monkeypatch):
+    calls = []
+    monkeypatch.setattr(system, "scan_exact", lambda n, *, sleep_ms=20, timeout=None:
+                        calls.append(("scan", n, sleep_ms, timeout)) or n)
+    monkeypatch.setattr(system, "settle", lambda *, min_scans=2, timeout=3.0:
+                        calls.append(("settle", min_scans, timeout)) or min_scans)
+    monkeypatch.setattr(system, "drain_stable_nodes", lambda timeout=2.0:
+                        calls.append(("drain", timeout)) or True)
+    agent.scale_ksmd_waits(10)
+    assert system.scan_exact(1) == 1
+    assert system.scan_exact(3, sleep_ms=5, timeout=1.0) == 3
+    assert system.settle(min_scans=2, timeout=3.0) == 2
+    assert system.drain_stable_nodes(timeout=2.0) is True
+    assert calls == [("scan", 1, 200, (2.0 + 1 * 0.2 * 3) * 10), ("scan", 3, 50, 10.0),
+                     ("settle", 2, 30.0), ("drain", 20.0)]
