@@ -1,4 +1,4 @@
-"""Benchmark of `ksmdiff prove` (issue 4): the time of every model/era and every mutant at
+"""Benchmark of `ksmdiff prove`: the time of every model/era and every mutant at
 its bound, and the totals, as medians over ``--runs`` cold runs (the prover's in-process
 caches are cleared before each run, so no run profits from an earlier one).
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Benchmark: scenarios per second replaying the corpus on the host kernel (issue 3, item 7).
+"""Benchmark: scenarios per second replaying the corpus on the host kernel.
 
 Three ways to replay the same scenarios (the corpus, repeated ``--copies`` times so that a
 run is long enough to time):

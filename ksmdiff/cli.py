@@ -1,4 +1,4 @@
-"""The ``ksmdiff`` command line (design §7).
+"""The ``ksmdiff`` command line (README.md "Commands"; the run record: docs/run-record.md).
 
 Exit codes: 0 everything held; 1 an expect failed, a kernel/model mismatch, or a failed
 proof; 2 usage or input error (nothing ran); 3 the environment could not run what was asked
@@ -8,7 +8,6 @@ proof; 2 usage or input error (nothing ran); 3 the environment could not run wha
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -30,21 +29,52 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(EXIT_INPUT)
 
 
-def _load(paths: Sequence[str]):
+class InputErrors(KsmdiffError):
+    """The errors of several input files, all reported (``main`` prints each one)."""
+
+    def __init__(self, errors: Sequence[InputError]):
+        self.errors = list(errors)
+        super().__init__("\n".join(e.render() for e in self.errors))
+
+
+def _load_each(paths: Sequence[str]):
+    """Parse every file; return (scenarios, errors) so that one pass reports every file."""
     from ksmdiff.scenario import find_scenarios, parse_file
-    files = find_scenarios(paths)
-    if not files:
-        raise InputError("no .scenario files found", None)
-    return [parse_file(f) for f in files]
+    files: list = []
+    errors: list[InputError] = []
+    for p in paths:
+        try:
+            files.extend(find_scenarios([p]))
+        except InputError as e:
+            errors.append(e)
+    if not files and not errors:
+        errors.append(InputError("no .scenario files found in " + " ".join(paths), None))
+    scenarios = []
+    for f in files:
+        try:
+            scenarios.append(parse_file(f))
+        except InputError as e:
+            errors.append(e)
+    return scenarios, errors
+
+
+def _load(paths: Sequence[str]):
+    """Every scenario, or every error of every file (:class:`InputErrors`): nothing runs."""
+    scenarios, errors = _load_each(paths)
+    if errors:
+        raise InputErrors(errors)
+    return scenarios
 
 
 # ----------------------------------------------------------------------------- check
 
 def cmd_check(args) -> int:
-    scenarios = _load(args.paths)
+    scenarios, errors = _load_each(args.paths)
     if not args.quiet:
         for s in scenarios:
             print(f"{s.source}: ok ({len(s.statements)} statements)")
+    if errors:
+        raise InputErrors(errors)
     return EXIT_OK
 
 
@@ -52,16 +82,34 @@ def cmd_format(args) -> int:
     from ksmdiff.scenario import print_scenario
     status = EXIT_OK
     for scn in _load(args.paths):
-        text = print_scenario(scn)
+        text = print_scenario(scn)     # comments included: formatting never drops one
         if args.check:
             if Path(scn.source).read_text() != text:
                 print(f"{scn.source}: not in canonical form")
                 status = EXIT_FAIL
         elif args.in_place:
-            Path(scn.source).write_text(text)
+            if Path(scn.source).read_text() != text:
+                _write_atomically(Path(scn.source), text)
         else:
             sys.stdout.write(text)
     return status
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """A temporary file beside ``path``, renamed over it: a killed run leaves either file."""
+    import tempfile
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        os.chmod(tmp, path.stat().st_mode & 0o7777 if path.exists() else 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
 
 
 # ----------------------------------------------------------------------------- run
@@ -77,6 +125,52 @@ def _versions(args) -> list[str]:
         except ValueError as e:
             raise UsageError(f"--kernel {v}: {e}") from None
     return list(dict.fromkeys(out))
+
+
+# The oldest and newest kernels the model's facts were checked against (the oldest era's
+# facts go back to 4.14's do_wp_page; the newest sources read were 6.18).  A version outside
+# is run all the same, judged as the era its major.minor falls into, with a note.
+CHECKED_RANGE = (KernelVersion(4, 14), KernelVersion(6, 18))
+
+
+def version_notes(versions: Sequence[str]) -> list[str]:
+    """A note for each version outside the range the kernel facts were checked for: it is
+    run all the same, judged as the era its major.minor falls into."""
+    from ksmdiff.versions import Era
+    low, high = CHECKED_RANGE
+    notes = []
+    for v in versions:
+        if v == "host" or v.startswith("lab:"):
+            continue
+        kv = KernelVersion.parse(v)
+        era = Era.of(kv).value
+        if kv.mm > high.mm:
+            notes.append(f"note: {v} is newer than {high}, the newest version the kernel facts "
+                         f"were checked against; it is judged as the {era} era")
+        elif kv.mm < low.mm:
+            notes.append(f"note: {v} is older than {low}, the oldest version the kernel facts "
+                         f"were checked against; it is judged as the {era} era")
+    return notes
+
+
+def check_output_path(path: str) -> None:
+    """Refuse a ``--json`` path that cannot be written, before anything runs (exit 2)."""
+    import tempfile
+    target = Path(path)
+    if target.is_dir():
+        raise UsageError(f"--json {path}: is a directory")
+    parent = target.parent if str(target.parent) else Path(".")
+    if not parent.is_dir():
+        raise UsageError(f"--json {path}: no such directory {str(parent)!r}")
+    try:                                 # the record is written as a temporary file there
+        fd, tmp = tempfile.mkstemp(dir=parent, prefix=".ksmdiff-", suffix=".json")
+    except OSError as e:
+        raise UsageError(f"--json {path}: cannot write in {str(parent)!r}: "
+                         f"{e.strerror}") from None
+    os.close(fd)
+    os.unlink(tmp)
+    if target.exists() and not os.access(target, os.W_OK):
+        raise UsageError(f"--json {path}: not writable")
 
 
 def _progress(total_hint: int, quiet: bool):
@@ -97,6 +191,11 @@ def cmd_run(args) -> int:
     versions = _versions(args)
     if args.repeat < 1 or args.repeat > 1000:
         raise UsageError("--repeat takes 1..1000")
+    if args.json:
+        check_output_path(args.json)
+    notes = version_notes(versions)
+    for note in notes:
+        print(note)
     started = time.time()
     cells: dict[tuple[int, str], session.CellResult] = {}
     total = len(scenarios) * len(versions)
@@ -127,7 +226,7 @@ def cmd_run(args) -> int:
     elapsed = time.time() - started
     print_summary(scenarios, versions, cells, verbose=args.verbose, out=sys.stdout)
     if args.json:
-        write_json(args.json, scenarios, versions, cells, elapsed, sys.argv[1:])
+        write_json(args.json, scenarios, versions, cells, elapsed, sys.argv[1:], notes=notes)
     if any(c.failed or c.mismatch or c.violations for c in cells.values()):
         return EXIT_FAIL
     if any(c.status in ("environment", "not-run") for c in cells.values()):
@@ -191,10 +290,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    # Everything, the imports of the subcommands included, runs inside the try: Ctrl-C at
+    # any point prints one line, never a traceback.
     try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
         return int(args.func(args) or 0)
+    except InputErrors as e:
+        for err in e.errors:
+            print(err.render(), file=sys.stderr)
+        return EXIT_INPUT
     except InputError as e:
         print(e.render(), file=sys.stderr)
         return EXIT_INPUT

@@ -1,4 +1,5 @@
-"""Observation records (design §4): data only, shared by the model, the probe and the judge.
+"""Observation records (docs/run-record.md): data only, shared by the model, the probe and
+the judge.
 
 One :class:`Record` follows every *action* statement of a scenario (expects are judged
 against the record of the last action before them).  A record maps field keys to the set
@@ -106,7 +107,7 @@ class Record:
             seen.setdefault((proc, region, idx), None)
         return list(seen)
 
-    # -- JSON (design §4: the JSON run record carries these)
+    # -- JSON (the JSON run record carries these: docs/run-record.schema.json)
     def to_json(self) -> dict:
         return {
             "stmt": self.stmt,

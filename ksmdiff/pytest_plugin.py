@@ -1,4 +1,4 @@
-"""pytest plugin (design §7): ``pytest corpora/`` collects every ``.scenario`` file.
+"""pytest plugin: ``pytest corpora/`` collects every ``.scenario`` file.
 
 Each file gives one item per model version (``--ksmdiff-kernel``, repeatable; default one
 version per era) and one ``host`` item that replays it on the running kernel (skipped,
@@ -19,6 +19,20 @@ def pytest_addoption(parser):
                          "'host' adds the running kernel")
     group.addoption("--ksmdiff-no-host", action="store_true",
                     help="do not add a host-kernel item per scenario")
+
+
+# The markers this plugin puts on its items, registered so that a user's pytest (with
+# --strict-markers or not) knows them without any configuration of its own.
+MARKERS = {
+    "kernel": "replays a scenario on the running kernel (needs root and KSM; ksmdiff)",
+    "slow": "takes more than a few seconds (ksmdiff)",
+    "lab": "replays a scenario on a lab kernel under qemu (ksmdiff)",
+}
+
+
+def pytest_configure(config):
+    for name, text in MARKERS.items():
+        config.addinivalue_line("markers", f"{name}: {text}")
 
 
 def pytest_collect_file(parent, file_path):

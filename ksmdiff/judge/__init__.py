@@ -1,4 +1,4 @@
-"""The judge: expects, stream comparison, mismatch classification (design §4)."""
+"""The judge: expects, stream comparison, mismatch classification."""
 
 from ksmdiff.judge.classify import (ENVIRONMENT, FLAKY, REPRODUCIBLE, Mismatch, MismatchGroup,
                                     classify, rank)

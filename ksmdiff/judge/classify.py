@@ -1,4 +1,4 @@
-"""Classifying, de-duplicating and ranking kernel-vs-model mismatches (design §4).
+"""Classifying, de-duplicating and ranking kernel-vs-model mismatches.
 
 A mismatch is re-run before it is reported: *reproducible* when every re-run diverges on
 the same field, *flaky* when some re-run does not, *environment* when a run could not

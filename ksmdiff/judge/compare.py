@@ -1,4 +1,4 @@
-"""Comparing two observation streams by allowed-set inclusion (design §4).
+"""Comparing two observation streams by allowed-set inclusion.
 
 ``compare(model, kernel)`` is one-sided, like herd's checker: every value the kernel showed
 must be in the model's allowed set; an allowed value that never shows up is not a failure

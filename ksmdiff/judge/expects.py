@@ -1,4 +1,5 @@
-"""Evaluating ``expect`` statements against an observation stream (design §3, §4).
+"""Evaluating ``expect`` statements against an observation stream
+(docs/scenario-language.md, "How an expectation is judged").
 
 On a kernel stream every field holds one value and an expect holds when that value
 satisfies it.  On a model stream an expect holds only when *every* allowed value satisfies

@@ -1,4 +1,4 @@
-"""kspec: the formal spec of the KSM write-fault path, compiled to Z3 (design §6, issue 4).
+"""kspec: the formal spec of the KSM write-fault path, compiled to Z3 (docs/kspec-language.md).
 
 Public surface::
 
@@ -8,7 +8,7 @@ Public surface::
     prove(spec, eras=None, props=None, bound=None, mutants=False, ...) -> list[Result]
     branch_labels(spec) -> list[(model, era, owner, label)]   # the generator's targets
 
-This package never imports ksmdiff.model or the probe (design §2, the wall).
+This package never imports ksmdiff.model or the probe.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The scenario language (design §3): parse, validate, print.
+"""The scenario language (docs/scenario-language.md): parse, validate, print.
 
 Public surface::
 

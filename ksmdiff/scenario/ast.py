@@ -1,8 +1,10 @@
-"""Scenario objects: immutable data, no behaviour (design §3).
+"""Scenario objects: immutable data, no behaviour (the language: docs/scenario-language.md).
 
 A :class:`Scenario` is what the parser produces, the validator checks, the printer prints,
 the model and the probe replay, and the generator builds.  Positions (``pos``) are kept for
 error messages and reports but never take part in equality, so ``parse(print(s)) == s``.
+Comments are kept the same way: attached to the statement they stand above or end the line
+of (:class:`Comments`), printed back by the printer, and never part of equality.
 """
 
 from __future__ import annotations
@@ -21,6 +23,29 @@ class Pos:
 
 def _pos() -> Pos:
     return field(default=Pos(), compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class Comments:
+    """The comments of one statement.
+
+    ``before``: the lines standing above the statement, in order, each the text after its
+    ``#`` (``None`` for a blank line that separates groups); ``trailing``: the text after the
+    ``#`` that ends the statement's own line, or ``None``.
+    """
+
+    before: tuple[str | None, ...] = ()
+    trailing: str | None = None
+
+    def __bool__(self) -> bool:
+        return bool(self.before) or self.trailing is not None
+
+
+NO_COMMENTS = Comments()
+
+
+def _comments() -> Comments:
+    return field(default=NO_COMMENTS, compare=False, repr=False)
 
 
 # ----------------------------------------------------------------------------- targets
@@ -59,6 +84,7 @@ class Mmap:
     region: str
     npages: int
     pos: Pos = _pos()
+    comments: Comments = _comments()
 
 
 @dataclass(frozen=True)
@@ -67,6 +93,7 @@ class Fill:
     target: Target
     byte: int | None          # None: ``zero`` (real zeros, no salt)
     pos: Pos = _pos()
+    comments: Comments = _comments()
 
 
 @dataclass(frozen=True)
@@ -75,6 +102,7 @@ class Write:
     target: Target
     byte: int
     pos: Pos = _pos()
+    comments: Comments = _comments()
 
 
 @dataclass(frozen=True)
@@ -82,6 +110,7 @@ class Read:
     proc: str
     target: Target
     pos: Pos = _pos()
+    comments: Comments = _comments()
 
 
 MADVICES = ("mergeable", "unmergeable", "dontneed", "pageout")
@@ -93,6 +122,7 @@ class Madvise:
     target: Target
     advice: str               # one of MADVICES
     pos: Pos = _pos()
+    comments: Comments = _comments()
 
 
 @dataclass(frozen=True)
@@ -101,6 +131,7 @@ class Mprotect:
     target: Target
     prot: str                 # "ro" | "rw"
     pos: Pos = _pos()
+    comments: Comments = _comments()
 
 
 @dataclass(frozen=True)
@@ -108,6 +139,7 @@ class Munmap:
     proc: str
     target: Target
     pos: Pos = _pos()
+    comments: Comments = _comments()
 
 
 @dataclass(frozen=True)
@@ -115,12 +147,14 @@ class Fork:
     proc: str
     child: str
     pos: Pos = _pos()
+    comments: Comments = _comments()
 
 
 @dataclass(frozen=True)
 class Exit:
     proc: str
     pos: Pos = _pos()
+    comments: Comments = _comments()
 
 
 @dataclass(frozen=True)
@@ -128,6 +162,7 @@ class Pin:
     proc: str
     target: Target
     pos: Pos = _pos()
+    comments: Comments = _comments()
 
 
 @dataclass(frozen=True)
@@ -135,6 +170,7 @@ class Unpin:
     proc: str
     target: Target
     pos: Pos = _pos()
+    comments: Comments = _comments()
 
 
 @dataclass(frozen=True)
@@ -142,17 +178,20 @@ class Prctl:
     proc: str
     on: bool
     pos: Pos = _pos()
+    comments: Comments = _comments()
 
 
 @dataclass(frozen=True)
 class KsmSettle:
     pos: Pos = _pos()
+    comments: Comments = _comments()
 
 
 @dataclass(frozen=True)
 class KsmScan:
     scans: int
     pos: Pos = _pos()
+    comments: Comments = _comments()
 
 
 KNOBS = ("use_zero_pages", "max_page_sharing", "merge_across_nodes")
@@ -163,6 +202,7 @@ class KsmSet:
     knob: str                 # one of KNOBS
     value: int
     pos: Pos = _pos()
+    comments: Comments = _comments()
 
 
 # ----------------------------------------------------------------------------- expectations
@@ -241,6 +281,7 @@ class ExpectPage:
     predicate: Predicate
     versions: VersionSet | None = None
     pos: Pos = _pos()
+    comments: Comments = _comments()
 
 
 @dataclass(frozen=True)
@@ -249,6 +290,7 @@ class ExpectCounter:
     delta: int
     versions: VersionSet | None = None
     pos: Pos = _pos()
+    comments: Comments = _comments()
 
 
 Action = Union[Mmap, Fill, Write, Read, Madvise, Mprotect, Munmap, Fork, Exit, Pin, Unpin,
@@ -275,6 +317,14 @@ class Scenario:
     source: str = field(default="<string>", compare=False)
     title_pos: Pos = _pos()
     initial_pos: Pos = _pos()
+    # Comments of the header lines ("scenario", "tags", "requires", "process": the key) and
+    # the comment lines after the last statement.
+    header_comments: tuple[tuple[str, Comments], ...] = field(default=(), compare=False,
+                                                              repr=False)
+    end_comments: tuple[str | None, ...] = field(default=(), compare=False, repr=False)
+
+    def header_comment(self, which: str) -> Comments:
+        return dict(self.header_comments).get(which, NO_COMMENTS)
 
     @property
     def actions(self) -> tuple[Action, ...]:

@@ -1,7 +1,13 @@
-"""Text → lark tree → :class:`Scenario` (syntax only; the validator checks meaning)."""
+"""Text → lark tree → :class:`Scenario` (syntax only; the validator checks meaning).
+
+Comments are kept: every ``#`` comment is attached to a statement (the comment lines above
+it, or the one that ends its line) or to the end of the scenario, so that ``ksmdiff format``
+prints them back where they were.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 import lark
@@ -233,22 +239,95 @@ def parse_raw(data: bytes | str, source: str = "<string>") -> A.Scenario:
         if isinstance(err.orig_exc, InputError):
             raise err.orig_exc from None
         raise
-    return _assemble(items, source)
+    return _assemble(items, source, text)
 
 
-def _assemble(items, source: str) -> A.Scenario:
+def _comment_start(line: str) -> int:
+    """Column (0-based) of the ``#`` that starts a comment on ``line``, or -1.  A ``#``
+    inside the quoted title is no comment."""
+    in_str = escaped = False
+    for i, ch in enumerate(line):
+        if in_str:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_str = False
+        elif ch == '"':
+            in_str = True
+        elif ch == "#":
+            return i
+    return -1
+
+
+def _tidy(lines: list, *, lead: bool, tail: bool) -> tuple:
+    """Collapse runs of blank lines (``None``) to one; drop them at the start/end if asked."""
+    out: list = []
+    for item in lines:
+        if item is None and (out[-1:] == [None] or (lead and not out)):
+            continue
+        out.append(item)
+    while tail and out and out[-1] is None:
+        out.pop()
+    return tuple(out)
+
+
+class _CommentLines:
+    """The comments and blank lines of a text, handed out statement by statement."""
+
+    def __init__(self, text: str):
+        self.lines = [ln.rstrip("\r") for ln in text.split("\n")]
+        self.next = 1                       # first line not yet handed out
+
+    def upto(self, line: int) -> tuple[list, str | None]:
+        """The standalone comments / blank lines before ``line``, and ``line``'s trailing
+        comment."""
+        before: list = []
+        for n in range(self.next, min(line, len(self.lines) + 1)):
+            text = self.lines[n - 1]
+            at = _comment_start(text)
+            if at >= 0:
+                before.append(text[at + 1:].rstrip())
+            elif not text.strip():
+                before.append(None)
+        trailing = None
+        if 1 <= line <= len(self.lines):
+            text = self.lines[line - 1]
+            at = _comment_start(text)
+            if at >= 0:
+                trailing = text[at + 1:].rstrip()
+        self.next = max(self.next, line + 1)
+        return before, trailing
+
+    def rest(self) -> tuple:
+        before, _ = self.upto(len(self.lines) + 1)
+        return _tidy(before, lead=False, tail=True)
+
+
+def _assemble(items, source: str, text: str = "") -> A.Scenario:
     title = initial = None
     title_pos = initial_pos = A.Pos()
     tags: tuple = ()
     requires: tuple = ()
     stmts: list = []
 
+    comment_lines = _CommentLines(text)
+    header_comments: list = []
+
     def err(pos: A.Pos, msg: str, expected: str | None = None) -> InputError:
         return InputError(msg, Location(source, pos.line or 1, pos.column or 1), expected)
 
     for i, item in enumerate(items):
+        line = item[2].line if isinstance(item, tuple) else item.pos.line
+        before, trailing = comment_lines.upto(line)
+        # The printer puts the header lines first and a blank line before 'process'.
+        first = i == 0 or (isinstance(item, tuple) and item[0] == "process")
+        comments = A.Comments(_tidy(before, lead=first, tail=False), trailing)
         if isinstance(item, tuple):
             kind, value, pos = item
+            if comments:
+                header_comments.append((kind, comments))
             if kind == "scenario":
                 if i != 0:
                     raise err(pos, "'scenario' must be the first statement")
@@ -274,7 +353,7 @@ def _assemble(items, source: str) -> A.Scenario:
                     for tok in value:
                         _check_feature(tok, source)
             continue
-        stmts.append(item)
+        stmts.append(dataclasses.replace(item, comments=comments) if comments else item)
     if title is None:
         first = items[0] if items else None
         pos = first[2] if isinstance(first, tuple) else getattr(first, "pos", A.Pos(1, 1))
@@ -283,7 +362,8 @@ def _assemble(items, source: str) -> A.Scenario:
         raise err(A.Pos(title_pos.line + 1, 1), "no 'process' statement", "process NAME")
     return A.Scenario(title=title, initial=initial, statements=tuple(stmts), tags=tags,
                       requires=requires, source=source, title_pos=title_pos,
-                      initial_pos=initial_pos)
+                      initial_pos=initial_pos, header_comments=tuple(header_comments),
+                      end_comments=comment_lines.rest())
 
 
 def _check_feature(tok, source: str) -> None:

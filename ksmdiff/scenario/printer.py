@@ -1,4 +1,9 @@
-"""Scenario → text, in the canonical form (the generator and the prover print scenarios)."""
+"""Scenario → text, in the canonical form (the generator and the prover print scenarios).
+
+Comments attached by the parser are printed back: the lines above a statement above it, a
+trailing comment two spaces after it.  Blank lines between statements are kept (one for a
+run of them); the header lines come first, then one blank line, then ``process``.
+"""
 
 from __future__ import annotations
 
@@ -55,14 +60,30 @@ def _quote(title: str) -> str:
     return '"' + title.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+def _comment_lines(before) -> list[str]:
+    return ["" if c is None else f"#{c}" for c in before]
+
+
+def _with_comments(text: str, comments: A.Comments) -> list[str]:
+    lines = _comment_lines(comments.before)
+    if comments.trailing is not None:
+        text = f"{text}  #{comments.trailing}"
+    lines.append(text)
+    return lines
+
+
 def print_scenario(scn: A.Scenario) -> str:
-    """The canonical text of ``scn``; ``parse(print_scenario(s)) == s``."""
-    lines = [f"scenario {_quote(scn.title)}"]
+    """The canonical text of ``scn``, comments included; ``parse(print_scenario(s)) == s``."""
+    lines = _with_comments(f"scenario {_quote(scn.title)}", scn.header_comment("scenario"))
     if scn.tags:
-        lines.append("tags " + ", ".join(scn.tags))
+        lines += _with_comments("tags " + ", ".join(scn.tags), scn.header_comment("tags"))
     if scn.requires:
-        lines.append("requires " + ", ".join(scn.requires))
+        lines += _with_comments("requires " + ", ".join(scn.requires),
+                                scn.header_comment("requires"))
     lines.append("")
-    lines.append(f"process {scn.initial}")
-    lines.extend(format_statement(s) for s in scn.statements)
+    lines += _with_comments(f"process {scn.initial}", scn.header_comment("process"))
+    for s in scn.statements:
+        lines += _with_comments(format_statement(s), getattr(s, "comments", A.NO_COMMENTS))
+    if scn.end_comments:
+        lines += _comment_lines(scn.end_comments)
     return "\n".join(lines) + "\n"

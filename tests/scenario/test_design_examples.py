@@ -1,11 +1,12 @@
-"""Scenarios written from design §3 alone parse with no change (the issue's done-when)."""
+"""Scenarios written from the language reference alone (docs/scenario-language.md) parse
+with no change."""
 
 from __future__ import annotations
 
 from ksmdiff.scenario import ast as A
 from ksmdiff.scenario import parse, print_scenario
 
-DESIGN_EXAMPLE = '''\
+README_EXAMPLE = '''\
 scenario "reuse of an only-pte-mapped KSM page"
 tags seed, reuse
 
@@ -23,10 +24,11 @@ expect A buf[3] copied on <5.1, >=5.9
 expect A buf[3] content 0x5a+0x01
 '''
 
-# Written by hand from the statement table of design §3, every statement once, with the
-# spellings a reader would try: CRLF line ends, tabs, trailing comments, no blank lines.
+# Written by hand from the statement tables of docs/scenario-language.md, every statement
+# once, with the spellings a reader would try: CRLF line ends, tabs, trailing comments, no
+# blank lines.
 EVERY_STATEMENT = (
-    'scenario "every statement of design section 3"\r\n'
+    'scenario "every statement of the language reference"\r\n'
     "tags matrix, fork, swap\r\n"
     "requires swap, tracepoints\r\n"
     "process P\r\n"
@@ -75,12 +77,12 @@ EVERY_STATEMENT = (
 )
 
 
-def test_design_example_parses_and_round_trips():
-    scn = parse(DESIGN_EXAMPLE, "design.scenario")
+def test_readme_example_parses_and_round_trips():
+    scn = parse(README_EXAMPLE, "readme.scenario")
     assert scn.title == "reuse of an only-pte-mapped KSM page"
     assert scn.tags == ("seed", "reuse")
     assert isinstance(scn.statements[-1], A.ExpectPage)
-    assert print_scenario(scn) == DESIGN_EXAMPLE
+    assert print_scenario(scn) == README_EXAMPLE
 
 
 def test_every_statement_of_the_table_parses():

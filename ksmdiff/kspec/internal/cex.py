@@ -1,4 +1,4 @@
-"""Counterexamples: a user-level trace becomes a ``.scenario`` (design §3); a race-model
+"""Counterexamples: a user-level trace becomes a ``.scenario``; a race-model
 trace becomes an interleaving listing."""
 
 from __future__ import annotations
