@@ -187,7 +187,8 @@ def cmd_run(args) -> int:
     from ksmdiff import session
     from ksmdiff.report import print_summary, write_json
 
-    scenarios = _load(args.paths)
+    from ksmdiff.reports import cli as reports_cli
+    scenarios = reports_cli.select_shard(args, _load(args.paths))
     versions = _versions(args)
     if args.repeat < 1 or args.repeat > 1000:
         raise UsageError("--repeat takes 1..1000")
@@ -227,6 +228,8 @@ def cmd_run(args) -> int:
     print_summary(scenarios, versions, cells, verbose=args.verbose, out=sys.stdout)
     if args.json:
         write_json(args.json, scenarios, versions, cells, elapsed, sys.argv[1:], notes=notes)
+    reports_cli.after_run(args, lambda path: write_json(path, scenarios, versions, cells,
+                                                        elapsed, sys.argv[1:], notes=notes))
     if any(c.failed or c.mismatch or c.violations for c in cells.values()):
         return EXIT_FAIL
     if any(c.status in ("environment", "not-run") for c in cells.values()):
@@ -284,7 +287,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     from ksmdiff.kspec import cli as kspec_cli
     from ksmdiff.probe import cli as probe_cli
-    for module in (probe_cli, kspec_cli):
+    from ksmdiff.reports import cli as reports_cli
+    reports_cli.add_run_options(r)
+    for module in (probe_cli, kspec_cli, reports_cli):
         module.register(sub)
     return p
 
