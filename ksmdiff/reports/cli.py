@@ -15,12 +15,14 @@ _FORMATS = {
     "ktap": ("ksmdiff.reports.ktap", "to_ktap"),
     "junit": ("ksmdiff.reports.junit", "to_junit"),
 }
+_REPORT_ONLY = {"kcidb": ("ksmdiff.reports.kcidb", "to_kcidb")}     # report, not run
 
 
 def _render(fmt: str, record: dict) -> str:
     import importlib
-    module, func = _FORMATS[fmt]
-    return getattr(importlib.import_module(module), func)(record)
+    module, func = {**_FORMATS, **_REPORT_ONLY}[fmt]
+    out = getattr(importlib.import_module(module), func)(record)
+    return out if isinstance(out, str) else json.dumps(out, indent=1) + "\n"
 
 
 def write_text(path: str, text: str) -> None:
@@ -102,10 +104,10 @@ def _load_all(paths):
 
 
 def cmd_report(args) -> int:
-    _check_outputs(args, list(_FORMATS) + ["output"])
+    _check_outputs(args, list(_FORMATS) + list(_REPORT_ONLY) + ["output"])
     record = _load_all(args.records)
     written = False
-    for f in _FORMATS:
+    for f in [*_FORMATS, *_REPORT_ONLY]:
         if getattr(args, f, None):
             write_text(getattr(args, f), _render(f, record))
             written = True
@@ -115,7 +117,7 @@ def cmd_report(args) -> int:
         written = True
     if not written:
         raise UsageError("report: nothing to write; give -o FILE.html, --ktap FILE or "
-                         "--junit FILE")
+                         "--junit FILE or --kcidb FILE")
     return 0
 
 
@@ -138,6 +140,7 @@ def register(sub) -> None:
     p.add_argument("-o", "--output", metavar="FILE.html", help="a self-contained HTML page")
     p.add_argument("--ktap", metavar="FILE", help="KTAP version 1")
     p.add_argument("--junit", metavar="FILE", help="JUnit XML")
+    p.add_argument("--kcidb", metavar="FILE", help="KernelCI database (KCIDB) I/O data, JSON")
     p.set_defaults(func=cmd_report)
 
     m = sub.add_parser("merge", help="merge the run records of shards and kernels into one",
