@@ -29,7 +29,7 @@ def test_every_scenario_is_in_exactly_one_shard():
         shards = [select(scenarios, (i, n)) for i in range(1, n + 1)]
         assert sorted(s.source for sh in shards for s in sh) == sorted(s.source
                                                                       for s in scenarios)
-    assert all(select(scenarios, (i, 3)) for i in (1, 2, 3))     # 27 files: none empty
+    assert all(select(scenarios, (i, 3)) for i in (1, 2, 3))     # 32 files: none empty
 
 
 def test_the_shard_follows_the_canonical_text_not_the_file(tmp_path):
@@ -133,3 +133,8 @@ def test_the_example_ci_workflow_end_to_end(tmp_path, monkeypatch):
     assert without_timing(load("merged.json")) == without_timing(load(str(whole)))
     assert Path("results.ktap").read_text() == Path("whole.ktap").read_text()
     assert Path("junit.xml").read_text() == Path("whole.xml").read_text()
+    from tests.reports.test_html import _parse
+    assert main(["report", str(whole), "-o", "whole.html"]) == 0
+    merged_page, whole_page = _parse(Path("report.html").read_text()), _parse(
+        Path("whole.html").read_text())
+    assert merged_page.grid == whole_page.grid and len(merged_page.grid) == len(load(str(whole))["results"])
