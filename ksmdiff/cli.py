@@ -204,7 +204,10 @@ def cmd_run(args) -> int:
     try:
         if prog:
             prog.start()
+        cells.update(reports_cli.run_on_cluster(args, scenarios, versions))
         for v in versions:
+            if cells and (0, v) in cells:
+                continue                  # run on the cluster
             if v == "host":
                 def tick(done, _total):
                     if prog:

@@ -62,6 +62,17 @@ def add_run_options(r) -> None:
     r.add_argument("--shard", metavar="I/N",
                    help="run only the I-th of N shards of the scenarios (by a hash of each "
                         "scenario's canonical text); merge the records with ksmdiff merge")
+    r.add_argument("--cluster", metavar="ADDRESS",
+                   help="run the model versions on the Dask distributed scheduler at ADDRESS "
+                        "(e.g. tcp://10.0.0.1:8786), one task per batch and version")
+
+
+def run_on_cluster(args, scenarios, versions) -> dict:
+    """The model cells run on ``--cluster`` (none without it)."""
+    if not getattr(args, "cluster", None):
+        return {}
+    from ksmdiff.cluster import run_model_cells
+    return run_model_cells(args.cluster, scenarios, versions)
 
 
 def select_shard(args, scenarios):
