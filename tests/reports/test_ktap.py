@@ -56,3 +56,11 @@ def test_everything_skipped_skips_the_target(run_json):
 def test_the_parser_is_strict(bad):
     with pytest.raises(KtapError):
         parse(bad)
+
+
+def test_an_unwritable_ktap_path_fails_before_the_run(scenario_dir, tmp_path, capsys):
+    rc = main(["run", str(scenario_dir), "--kernel", "5.4", "-q",
+               "--ktap", str(tmp_path / "no" / "such" / "dir.ktap")])
+    assert rc == 2
+    err = capsys.readouterr()
+    assert "--ktap" in err.err and "no such directory" in err.err and err.out == ""
