@@ -199,7 +199,8 @@ def cmd_run(args) -> int:
     if args.three_way:
         from ksmdiff.gen.cli import run_three_way_cli
         return run_three_way_cli(args.paths, _versions(args), quiet=args.quiet, json_out=args.json)
-    scenarios = _load(args.paths)
+    from ksmdiff.reports import cli as reports_cli
+    scenarios = reports_cli.select_shard(args, _load(args.paths))
     versions = _versions(args)
     if args.repeat < 1 or args.repeat > 1000:
         raise UsageError("--repeat takes 1..1000")
@@ -228,9 +229,12 @@ def cmd_run(args) -> int:
                 signal.signal(signal.SIGTERM, _term)   # finally below kills the VMs
             lab = Background(scenarios, lab_targets,
                              batch=False if args.one_at_a_time else None)
+        cells.update(reports_cli.run_on_cluster(args, scenarios, versions))
         for v in versions:
             if v.startswith("lab:"):
                 continue
+            if (0, v) in cells:
+                continue                  # run on the cluster
             if v == "host":
                 def tick(done, _total):
                     if prog:
@@ -263,6 +267,8 @@ def cmd_run(args) -> int:
     print_summary(scenarios, versions, cells, verbose=args.verbose, out=sys.stdout)
     if args.json:
         write_json(args.json, scenarios, versions, cells, elapsed, sys.argv[1:], notes=notes)
+    reports_cli.after_run(args, lambda path: write_json(path, scenarios, versions, cells,
+                                                        elapsed, sys.argv[1:], notes=notes))
     if any(c.failed or c.mismatch or c.violations for c in cells.values()):
         return EXIT_FAIL
     if any(c.status in ("environment", "not-run") for c in cells.values()):
@@ -326,7 +332,9 @@ def build_parser() -> argparse.ArgumentParser:
     from ksmdiff.kspec import cli as kspec_cli
     from ksmdiff.lab import cli as lab_cli
     from ksmdiff.probe import cli as probe_cli
-    for module in (probe_cli, kspec_cli, lab_cli, gen_cli):
+    from ksmdiff.reports import cli as reports_cli
+    reports_cli.add_run_options(r)
+    for module in (probe_cli, kspec_cli, lab_cli, gen_cli, reports_cli):
         module.register(sub)
     return p
 

@@ -1,0 +1,146 @@
+"""The one reader of run records (docs/run-record.schema.json, format 1) for the report
+formats: loading with clear errors, and each result's outcome as an enum."""
+
+from __future__ import annotations
+
+import enum
+import json
+import os
+from typing import Iterable
+
+from ksmdiff.errors import InputError, Location
+
+FORMAT = 1
+REQUIRED = ("tool", "tool_version", "format", "argv", "notes", "started", "elapsed_s",
+            "host", "versions", "scenarios", "results")
+RESULT_REQUIRED = ("source", "title", "target", "version", "status", "reason", "ksm_reuse",
+                   "expects", "mismatch", "violations", "observations")
+# Fields that say when, how long and by which command line, not what happened: ignored
+# when comparing runs (a merged record against the unsharded run).
+TIMING_FIELDS = ("started", "elapsed_s", "argv")
+
+
+class Outcome(enum.Enum):
+    """What one scenario did on one target, as every report format shows it."""
+    HELD = "held"                   # ran; every judged expect held
+    FAILED = "failed"               # an expect failed or a model invariant broke
+    MISMATCH = "mismatch"           # the kernel showed a value the model does not allow
+    UNSUPPORTED = "unsupported"     # the version lacks a feature the scenario needs
+    ENVIRONMENT = "environment"     # the machine could not run it
+    NOT_RUN = "not-run"             # the kernel side did not run (no root, no lab kernel)
+
+
+def outcome(result: dict) -> Outcome:
+    status = result["status"]
+    if status == "unsupported":
+        return Outcome.UNSUPPORTED
+    if status == "environment":
+        return Outcome.ENVIRONMENT
+    if status == "not-run":
+        return Outcome.NOT_RUN
+    if result.get("mismatch"):
+        return Outcome.MISMATCH
+    if result.get("violations") or any(e["status"] == "failed" for e in result["expects"]):
+        return Outcome.FAILED
+    return Outcome.HELD
+
+
+def first_problem(result: dict) -> str | None:
+    """One line for the first thing that went wrong: the mismatch, the first failed expect,
+    the first violation; None when nothing did."""
+    m = result.get("mismatch")
+    if m:
+        f = m["first"]
+        return (f"{result['source']}:{f['line']}: mismatch ({m['classification']}, "
+                f"{m['reproduced']}/{m['reruns']} re-runs) at {m['statement']}: {f['key']} "
+                f"allowed {_values(f['allowed'])}, observed {_values(f['observed'])}")
+    for e in result["expects"]:
+        if e["status"] == "failed":
+            return (f"{result['source']}:{e['line']}: failed: {e['expect']}"
+                    + (f" (observed: {e['reason']})" if e["reason"] else ""))
+    for v in result.get("violations", ()):
+        return f"{result['source']}:{v['line']}: violation: {v['prop']}: {v['detail']}"
+    return None
+
+
+def _values(v) -> str:
+    if v is None:
+        return "nothing"
+    if v == "*":
+        return "any value"
+    return "{" + ", ".join("null" if x is None else str(x).lower() if isinstance(x, bool)
+                           else str(x) for x in v) + "}"
+
+
+def scenario_name(source: str) -> str:
+    """'dir/file' without '.scenario': a test name with no '#' or newline in it."""
+    base = os.path.splitext(os.path.basename(source))[0]
+    parent = os.path.basename(os.path.dirname(source))
+    name = f"{parent}/{base}" if parent else base
+    return name.replace("#", "_").replace("\n", " ")
+
+
+def load(path: str) -> dict:
+    """A run record from ``path``; an :class:`InputError` naming the file (and line) when
+    it is not JSON or not a format-1 ksmdiff run record."""
+    try:
+        with open(path) as fh:
+            text = fh.read()
+    except OSError as e:
+        raise InputError(f"cannot read run record: {e.strerror}",
+                         Location(path, 1, 1)) from None
+    try:
+        record = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise InputError(f"not JSON: {e.msg}", Location(path, e.lineno, e.colno)) from None
+    check(record, path)
+    return record
+
+
+def check(record, path: str = "<record>") -> None:
+    where = Location(path, 1, 1)
+    if not isinstance(record, dict) or record.get("tool") != "ksmdiff":
+        raise InputError("not a ksmdiff run record", where,
+                         expected='an object with "tool": "ksmdiff" (ksmdiff run --json)')
+    if record.get("format") != FORMAT:
+        raise InputError(f"run record format {record.get('format')!r} is not supported",
+                         where, expected=f'"format": {FORMAT}')
+    missing = [k for k in REQUIRED if k not in record]
+    if missing:
+        raise InputError(f"run record lacks {', '.join(missing)}", where)
+    for i, r in enumerate(record["results"]):
+        lack = [k for k in RESULT_REQUIRED if k not in r]
+        if lack:
+            raise InputError(f"results[{i}] lacks {', '.join(lack)}", where)
+        if r["target"] not in record["versions"]:
+            raise InputError(f"results[{i}] is on target {r['target']!r}, which is not in "
+                             f"versions", where)
+
+
+def by_target(record: dict) -> dict[str, list[dict]]:
+    """Results per target (column), each list in scenario (row) order."""
+    out: dict[str, list[dict]] = {v: [] for v in record["versions"]}
+    for r in record["results"]:
+        out[r["target"]].append(r)
+    return out
+
+
+def cell(record: dict) -> dict[tuple[str, str], dict]:
+    """(source, target) -> result."""
+    return {(r["source"], r["target"]): r for r in record["results"]}
+
+
+def without_timing(record: dict) -> dict:
+    return {k: v for k, v in record.items() if k not in TIMING_FIELDS}
+
+
+def kernel_version(record: dict, target: str) -> str | None:
+    """The kernel version a target judged (a lab or host kernel's real version)."""
+    for r in record["results"]:
+        if r["target"] == target and r["version"]:
+            return r["version"]
+    return None
+
+
+def targets(records: Iterable[dict]) -> list[str]:
+    return list(dict.fromkeys(v for rec in records for v in rec["versions"]))
