@@ -46,34 +46,6 @@ def scale_ksmd_waits(scale: float) -> None:
     system.drain_stable_nodes = drain_scaled
 
 
-def kpageflags_ksm_on_plain_anon() -> bool | None:
-    """Does /proc/kpageflags report KPF_KSM for an anonymous page KSM never saw?
-
-    True on kernels with dee3d0bef2b0 ("proc: rewrite stable_page_flags()", v6.10) and
-    without 81401cebfc15 ("fs/proc: fix KPF_KSM reported for all anonymous pages"):
-    ``mapping & PAGE_MAPPING_KSM`` holds for every anonymous folio there, so every ``ksm``
-    field the probe reads is true.  None when it cannot be read."""
-    import mmap
-    import struct
-    try:
-        m = mmap.mmap(-1, mmap.PAGESIZE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
-        m[0:1] = b"\x5a"                         # fault it in: a plain anonymous page
-        import ctypes
-        addr = ctypes.addressof(ctypes.c_char.from_buffer(m))
-        with open("/proc/self/pagemap", "rb") as f:
-            f.seek(addr // mmap.PAGESIZE * 8)
-            entry, = struct.unpack("<Q", f.read(8))
-        pfn = entry & ((1 << 55) - 1)
-        if not entry >> 63 or not pfn:
-            return None
-        with open("/proc/kpageflags", "rb") as f:
-            f.seek(pfn * 8)
-            flags, = struct.unpack("<Q", f.read(8))
-        return bool(flags >> 12 & 1) and bool(flags >> 21 & 1)     # KPF_ANON, KPF_KSM
-    except (OSError, ValueError, TypeError):
-        return None
-
-
 def run_job(job: dict, beat=lambda what: None) -> dict:
     """Replay the job's scenarios; ``job["payload"]`` is the host's pickle of the parsed
     scenarios and the model's records for each (None where the model did not run): the
@@ -88,6 +60,7 @@ def run_job(job: dict, beat=lambda what: None) -> dict:
     from ksmdiff.probe import run_kernel
 
     scale_ksmd_waits(float(job.get("time_scale", TIME_SCALE)))
+    from ksmdiff.probe.system import kpageflags_ksm_on_plain_anon
     ksm_flag_broken = kpageflags_ksm_on_plain_anon()
     payload = pickle.loads(base64.b64decode(job["payload"]))
     scenarios, model_records = payload["scenarios"], payload["model"]

@@ -864,3 +864,31 @@ class Keeper:
         except (AttributeError, OSError):
             pass
         self.map.close()
+
+
+def kpageflags_ksm_on_plain_anon() -> bool | None:
+    """Does /proc/kpageflags report KPF_KSM for an anonymous page KSM never saw?
+
+    True on kernels with dee3d0bef2b0 ("proc: rewrite stable_page_flags()", v6.10) and
+    without 81401cebfc15 ("fs/proc: fix KPF_KSM reported for all anonymous pages"):
+    ``mapping & PAGE_MAPPING_KSM`` holds for every anonymous folio there, so every ``ksm``
+    field the probe reads is true.  None when it cannot be read."""
+    import mmap
+    import struct
+    try:
+        m = mmap.mmap(-1, mmap.PAGESIZE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        m[0:1] = b"\x5a"                         # fault it in: a plain anonymous page
+        import ctypes
+        addr = ctypes.addressof(ctypes.c_char.from_buffer(m))
+        with open("/proc/self/pagemap", "rb") as f:
+            f.seek(addr // mmap.PAGESIZE * 8)
+            entry, = struct.unpack("<Q", f.read(8))
+        pfn = entry & ((1 << 55) - 1)
+        if not entry >> 63 or not pfn:
+            return None
+        with open("/proc/kpageflags", "rb") as f:
+            f.seek(pfn * 8)
+            flags, = struct.unpack("<Q", f.read(8))
+        return bool(flags >> 12 & 1) and bool(flags >> 21 & 1)     # KPF_ANON, KPF_KSM
+    except (OSError, ValueError, TypeError):
+        return None

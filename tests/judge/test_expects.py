@@ -123,3 +123,25 @@ def test_counter_the_stream_does_not_carry_is_skipped_not_failed():
     res = by_line(evaluate_expects(SCN, s, V61))
     assert res[17].status == SKIPPED
     assert "not observed in this run" in res[17].reason
+
+
+def test_an_expect_on_a_field_the_kernel_left_absent_is_skipped_not_failed():
+    """A kernel whose KPF_KSM cannot be trusted leaves 'ksm' absent: not judged there."""
+    from ksmdiff.judge.expects import SKIPPED, evaluate_expects
+    from ksmdiff.observe import OK, Record
+    from ksmdiff.scenario import parse
+    from ksmdiff.versions import KernelVersion
+    scn = parse('scenario "t"\nprocess A\nA: mmap buf 1\nA: fill buf 0x01\n'
+                'expect A buf[0] ksm\nexpect A buf[0] not ksm\nexpect A buf[0] present\n')
+    base = "A/buf[0]."
+    fields = {base + "present": frozenset([True]), base + "swapped": frozenset([False]),
+              base + "frame": frozenset(["F0"]), base + "content": frozenset(["0x01"])}
+    recs = [Record(0, 3, dict(fields), OK), Record(1, 4, dict(fields), OK)]
+    got = evaluate_expects(scn, recs, KernelVersion.parse("6.12"))
+    assert [r.status for r in got] == [SKIPPED, SKIPPED, "held"], got
+    assert "not observable" in got[0].reason
+    # with the field reported, the same expects are judged
+    fields[base + "ksm"] = frozenset([False])
+    recs = [Record(0, 3, dict(fields), OK), Record(1, 4, dict(fields), OK)]
+    got = evaluate_expects(scn, recs, KernelVersion.parse("6.12"))
+    assert [r.status for r in got] == ["failed", "held", "held"], got

@@ -158,7 +158,7 @@ def test_the_ksm_flag_check_reads_a_plain_page_as_root():
     """As root the check reads the page's flags (None only when it cannot); which answer
     is the host kernel's business, the boot test sees both kinds of kernel."""
     import os
-    from ksmdiff.lab.agent import kpageflags_ksm_on_plain_anon
+    from ksmdiff.probe.system import kpageflags_ksm_on_plain_anon
     if os.geteuid() != 0:
         pytest.skip("PFNs need root")
     assert kpageflags_ksm_on_plain_anon() is not None
