@@ -168,6 +168,13 @@ FACTS = (
      "first": "6.4", "last": None, "backports": (), "status": "verified",
      "checked": "a KSM changelog lists it under 6.4",
      "summary": "prctl(PR_SET_MEMORY_MERGE)"},
+    {"name": "kpageflags_ksm_on_every_anon", "commit": "dee3d0bef2b0",
+     "title": "proc: rewrite stable_page_flags()",
+     "first": "6.10", "last": "7.2-rc2", "backports": (), "status": "verified",
+     "checked": "fixed by 81401cebfc15 'fs/proc: fix KPF_KSM reported for all anonymous pages' "
+                "after 7.2-rc2 (stable levels of the fix unknown); seen on Debian's 6.12.118, "
+                "not on the host's 6.18.44. The runner checks a plain page at run time",
+     "summary": "/proc/kpageflags sets KPF_KSM on every anonymous page: 'ksm' unobservable"},
     {"name": "use_zero_pages", "commit": None, "title": "ksm: introduce ksm_use_zero_pages",
      "first": "4.11", "last": None, "backports": (), "status": "inferred",
      "checked": "Documentation/admin-guide/mm/ksm.rst",
