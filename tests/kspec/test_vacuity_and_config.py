@@ -66,9 +66,15 @@ def test_no_initial_state_in_range_is_vacuous(tmp_path):
     with pytest.raises(InputError) as e:                  # a literal: refused at once
         _spec(tmp_path, DEAD.replace("= 0", "= 5", 1))
     assert "m.kspec:2:" in e.value.render() and "outside 0..3" in e.value.render()
-    res = _by_prop(prove(_spec(tmp_path / "b", DEAD + "init { x := 5 }\n"), eras=[ERA]))
+    res = _by_prop(prove(_spec(tmp_path / "b", DEAD + "init { x := 3 + 2 }\n"), eras=[ERA]))
     assert res["vacuity"].status == Status.VACUOUS
     assert "no initial state lies within the declared ranges" in res["vacuity"].note
+
+
+def test_a_literal_outside_its_cells_range_is_a_check_error(tmp_path):
+    with pytest.raises(InputError) as e:
+        _spec(tmp_path, DEAD.replace("x := 0", "x := 25"))
+    assert "m.kspec:4:" in e.value.render() and "outside the range of x" in e.value.render()
 
 
 def test_an_empty_range_is_a_check_error(tmp_path):

@@ -432,6 +432,17 @@ class Checker:
             if not self.compatible(v.type, t):
                 self.err(f"cannot assign a {t} to {s.name} of type {v.type}",
                          getattr(s.value, "loc", None) or s.loc, f"a {v.type}")
+            lit = isinstance(s.value, A.IntLit) or (
+                isinstance(s.value, A.Unary) and s.value.op == "-"
+                and isinstance(s.value.arg, A.IntLit))
+            if lit and self.is_int(v.type):
+                c = self.const_value(s.value)
+                vt = v.type
+                vals = range(vt.lo, vt.hi + 1) if isinstance(vt, Int) else \
+                    m.domains[vt.name].encodings()
+                if c not in vals:
+                    self.err(f"{c} is outside the range of {s.name} ({vt})",
+                             getattr(s.value, "loc", None) or s.loc, f"a value in {vt}")
         elif isinstance(s, (A.Require,)):
             self._want_bool(self.expr(s.cond, scope), s.cond)
         elif isinstance(s, A.Assert):
@@ -487,7 +498,9 @@ class Checker:
                 if not self.compatible(v.type, t):
                     self.err(f"initial value of {v.name} is a {t}, not a {v.type}",
                              getattr(v.init, "loc", None) or v.loc)
-                if isinstance(v.type, Int) and isinstance(v.init, (A.IntLit, A.Unary)):
+                if isinstance(v.type, Int) and (isinstance(v.init, A.IntLit) or (
+                        isinstance(v.init, A.Unary) and v.init.op == "-"
+                        and isinstance(v.init.arg, A.IntLit))):
                     c = self.const_value(v.init)
                     if not v.type.lo <= c <= v.type.hi:
                         self.err(f"initial value {c} of {v.name} is outside {v.type}",

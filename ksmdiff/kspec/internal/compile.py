@@ -157,6 +157,7 @@ class _Exec:
         self.thread = thread      # (pc key, {label: index}) for thread steps
         self.depth = 0
         self.W = ts.width
+        self._cur_ids = None
 
     # -- choice slots
     def slot(self, name, domain):
@@ -164,6 +165,22 @@ class _Exec:
         self.acc.nslots += 1
         self.acc.choices.append((k, name, domain))
         return IVar(f"{self.acc.prefix}{k}", self.W)
+
+    def _clean(self, t) -> bool:
+        """``t`` is a literal of the model or a cell of the state before the step (or a
+        choice among such cells), never a value computed in this step: within its
+        declared range, so the word width (check.word_width) already holds any sum of
+        two of them.  (A cell out of range before the step is a ``bounds`` violation of
+        an earlier step, reported there.)  Only other operands need the overflow check."""
+        if z3.is_bv_value(t):
+            return True
+        if self._cur_ids is None:
+            self._cur_ids = {c.get_id() for c in self.ts.cur.values()}
+        if t.get_id() in self._cur_ids:
+            return True
+        if z3.is_app_of(t, z3.Z3_OP_ITE):
+            return self._clean(t.arg(1)) and self._clean(t.arg(2))
+        return False
 
     def _under(self, env, cond):
         """``env`` on the path where ``cond`` holds too (for overflow checks only)."""
@@ -221,12 +238,13 @@ class _Exec:
                 b = self.ev(e.right, self._under(env, z3.Not(a) if op == "or" else a))
                 return {"and": z3.And, "or": z3.Or, "=>": z3.Implies}[op](a, b)
             b = self.ev(e.right, env)
-            if op == "+":
-                self._overflow(z3.Not(z3.And(z3.BVAddNoOverflow(a, b, True),
-                                             z3.BVAddNoUnderflow(a, b))), env)
-            elif op == "-":
-                self._overflow(z3.Not(z3.And(z3.BVSubNoOverflow(a, b),
-                                             z3.BVSubNoUnderflow(a, b, True))), env)
+            if op in ("+", "-") and not (self._clean(a) and self._clean(b)):
+                if op == "+":
+                    self._overflow(z3.Not(z3.And(z3.BVAddNoOverflow(a, b, True),
+                                                 z3.BVAddNoUnderflow(a, b))), env)
+                else:
+                    self._overflow(z3.Not(z3.And(z3.BVSubNoOverflow(a, b),
+                                                 z3.BVSubNoUnderflow(a, b, True))), env)
             return A.ARITH[op](a, b)
         if isinstance(e, A.Ite):
             c = self.ev(e.cond, env)
