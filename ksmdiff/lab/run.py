@@ -18,7 +18,7 @@ from typing import Callable, Sequence
 from ksmdiff.internal.audit import pure
 from ksmdiff.lab import guest, store
 from ksmdiff.observe import ENVIRONMENT, NOT_RUN, OK, Record
-from ksmdiff.probe.runner import KernelRun
+from ksmdiff.probe.runner import KPF_KSM_NOTE, KernelRun
 from ksmdiff.scenario import ast as A
 from ksmdiff.session import RERUNS, CellResult, kernel_cells
 
