@@ -182,7 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     r.set_defaults(func=cmd_run)
 
-    for mod in ("ksmdiff.probe.cli", "ksmdiff.kspec.cli"):
+    for mod in ("ksmdiff.probe.cli", "ksmdiff.kspec.cli", "ksmdiff.lab.cli"):
         try:
             module = __import__(mod, fromlist=["register"])
         except ImportError as e:

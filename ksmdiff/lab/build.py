@@ -723,3 +723,204 @@ def _build_tree(src: Source, s_hash: str, c_hash: str, key: str, frags: list[Pat
         raise
     finally:
         log.close()
+
+
+# ----------------------------------------------------------------------------- known kernels
+
+KNOWN_FILE = Path(__file__).with_name("known.toml")
+
+
+@dataclass(frozen=True)
+class KnownKernel:
+    name: str
+    source_id: str
+    patches: tuple[Path, ...]
+
+
+@dataclass(frozen=True)
+class KnownSources:
+    search: tuple[Path, ...]
+    sources: dict          # id -> {"tarballs": [...], "trees": [...], "gits": [...]}
+    kernels: tuple[KnownKernel, ...]
+
+
+def _toml_load(path: Path) -> dict:
+    try:
+        import tomllib
+    except ModuleNotFoundError:      # Python 3.10
+        try:
+            import tomli as tomllib
+        except ModuleNotFoundError:
+            raise EnvironmentProblem("reading known.toml needs Python 3.11 or tomli") from None
+    try:
+        return tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as e:
+        line = getattr(e, "lineno", 1) or 1
+        col = getattr(e, "colno", 1) or 1
+        raise InputError(f"not valid TOML: {e}", Location(str(path), line, col)) from None
+
+
+def load_known(path: Path = KNOWN_FILE) -> KnownSources:
+    """The known kernels and where to look for their sources; a malformed file is an
+    InputError naming it."""
+    doc = _toml_load(path)
+    here = Location(str(path), 1, 1)
+
+    def strings(v, what) -> list[str]:
+        if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
+            raise InputError(f"{what} must be a list of strings", here)
+        return v
+    unknown = set(doc) - {"search", "source", "kernel"}
+    if unknown:
+        raise InputError(f"unknown top-level keys {', '.join(sorted(unknown))}", here,
+                         "search, source, kernel")
+    env = os.environ.get("KSMDIFF_LAB_SOURCES")
+    roots = env.split(":") if env is not None else strings(doc.get("search", []), "search")
+    sources = {}
+    for sid, s in doc.get("source", {}).items():
+        if not isinstance(s, dict) or set(s) - {"tarballs", "trees", "gits"}:
+            raise InputError(f"source {sid!r}: expected only tarballs, trees, gits", here)
+        sources[sid] = {k: strings(s.get(k, []), f"source {sid!r} {k}")
+                        for k in ("tarballs", "trees", "gits")}
+    kernels = []
+    for name, k in doc.get("kernel", {}).items():
+        store.check_name(name)
+        if not isinstance(k, dict) or set(k) - {"source", "patches"} or "source" not in k:
+            raise InputError(f"kernel {name!r}: expected source and optional patches", here)
+        if k["source"] not in sources:
+            raise InputError(f"kernel {name!r}: unknown source {k['source']!r}", here,
+                             "one of " + ", ".join(sorted(sources)))
+        pats = tuple(PATCH_DIR / p for p in strings(k.get("patches", []),
+                                                    f"kernel {name!r} patches"))
+        for p in pats:
+            if not p.is_file():
+                raise InputError(f"kernel {name!r}: no patch {p}", here)
+        kernels.append(KnownKernel(name, k["source"], pats))
+    return KnownSources(tuple(Path(r).expanduser() for r in roots if r), sources,
+                        tuple(kernels))
+
+
+def find_source(known: KnownSources, source_id: str) -> Source | None:
+    """The first candidate of SOURCE_ID that exists under a search root, detected."""
+    cand = known.sources[source_id]
+    for root in known.search:
+        for rel in cand["tarballs"] + cand["trees"] + cand["gits"]:
+            p = root / rel
+            if p.exists():
+                try:
+                    return detect_source(p)
+                except InputError:
+                    continue         # something else by that name: keep looking
+    return None
+
+
+class Outcome(enum.Enum):
+    BUILT = "built"
+    CACHED = "cached"
+    NO_SOURCE = "not run: no source"
+    FAILED = "failed"
+
+
+def build_known(names: Sequence[str] = (), jobs: int = 2,
+                echo: Callable[[str], None] | None = None,
+                known: KnownSources | None = None) -> list[tuple[str, Outcome, str]]:
+    """Build every known kernel (or those named) whose source is on this machine.
+    Returns (name, outcome, detail) per kernel; a kernel without a source is NO_SOURCE,
+    a failed build FAILED with its error: the caller decides the exit code."""
+    known = known or load_known()
+    wanted = list(names) or [k.name for k in known.kernels]
+    by_name = {k.name: k for k in known.kernels}
+    bad = [n for n in wanted if n not in by_name]
+    if bad:
+        raise InputError(f"unknown kernel {', '.join(bad)} in {KNOWN_FILE}", None,
+                         "one of " + ", ".join(by_name))
+    # clean kernels first: the patched ones start from their trees
+    order = sorted((by_name[n] for n in wanted), key=lambda k: bool(k.patches))
+    out = []
+    for k in order:
+        src = find_source(known, k.source_id)
+        if src is None:
+            roots = ", ".join(map(str, known.search)) or "(no search roots)"
+            out.append((k.name, Outcome.NO_SOURCE, f"{k.source_id} found in none of {roots}"))
+            continue
+        try:
+            r = build(src, k.name, k.patches, jobs=jobs, echo=echo)
+        except (BuildError, EnvironmentProblem) as e:
+            out.append((k.name, Outcome.FAILED, str(e)))
+            continue
+        how = "cached" if r.cached else f"{r.make_seconds:.0f} s of make" + (
+            ", incremental" if r.incremental else "")
+        out.append((k.name, Outcome.CACHED if r.cached else Outcome.BUILT,
+                    f"{r.kernel.release} ({how})"))
+    return out
+
+
+# ----------------------------------------------------------------------------- command line
+
+def _resolve_patch(arg: str) -> Path:
+    """A patch file as given, or one of the repository's patches by file name."""
+    p = Path(arg)
+    if p.is_file() or p.parent != Path("."):
+        return p
+    return PATCH_DIR / arg if (PATCH_DIR / arg).is_file() else p
+
+
+def add_parser(lab_sub) -> None:
+    """Add ``build`` to the ``ksmdiff lab`` subcommands."""
+    b = lab_sub.add_parser(
+        "build", help="build a kernel from source (tinyconfig + the lab's fragment) into "
+                      "the lab's kernel store",
+        description="Build kernel NAME from a kernel.org tarball, an unpacked tree (or a "
+                    "directory holding one) or a git directory, with optional patches, "
+                    "and store it for --kernel lab:NAME.  Cached by source, config and "
+                    "patches.  --all-known builds the kernels listed in "
+                    "ksmdiff/lab/known.toml whose sources are on this machine.")
+    b.add_argument("name", nargs="?", metavar="NAME", help="the kernel's name in the store")
+    b.add_argument("--source", metavar="PATH", help="tarball, tree or git directory")
+    b.add_argument("--patch", action="append", default=[], metavar="FILE",
+                   help="apply this patch (patch -p1, no fuzz); a bare file name also "
+                        "finds the lab's own patches (repeatable, applied in order)")
+    b.add_argument("--config", action="append", default=[], metavar="FRAGMENT",
+                   help="another config fragment merged after the lab's (repeatable)")
+    b.add_argument("--all-known", action="store_true",
+                   help="build every known kernel whose source is found (NAME may narrow "
+                        "it to one)")
+    b.add_argument("-j", "--jobs", type=int, default=2, help="make -j (default 2)")
+    b.add_argument("-v", "--verbose", action="store_true", help="echo build steps")
+    b.set_defaults(func=cmd_build)
+
+
+def cmd_build(args) -> int:
+    import sys
+    from ksmdiff.errors import UsageError
+    echo = (lambda m: print(f"  {m}", file=sys.stderr)) if args.verbose else None
+    if args.jobs < 1:
+        raise UsageError("--jobs must be at least 1")
+    if args.all_known:
+        if args.source or args.patch or args.config:
+            raise UsageError("--all-known takes no --source, --patch or --config")
+        results = build_known([args.name] if args.name else [], args.jobs, echo)
+        for name, outcome, detail in results:
+            print(f"{name}: {outcome.value}: {detail}")
+        if any(o is Outcome.FAILED for _, o, _ in results):
+            return 1
+        if any(o is Outcome.NO_SOURCE for _, o, _ in results):
+            return 3
+        return 0
+    if not args.name or not args.source:
+        raise UsageError("lab build needs NAME and --source PATH (or --all-known)")
+    try:
+        r = build(args.source, args.name, [_resolve_patch(p) for p in args.patch],
+                  args.config, args.jobs, echo)
+    except BuildError as e:
+        print(f"ksmdiff: lab build {args.name}: {e}", file=sys.stderr)
+        return 1
+    how = "cached" if r.cached else (f"built in {r.seconds:.0f} s "
+                                     f"({r.make_seconds:.0f} s of make"
+                                     + (", incremental)" if r.incremental else ")"))
+    print(f"{r.name}: {r.kernel.release} (era {r.kernel.era.value}), {how}: {r.kernel.path}")
+    if r.missing_files:
+        print(f"  note: {len(r.missing_files)} files were absent from the source and not "
+              "needed: " + ", ".join(r.missing_files[:3])
+              + (" ..." if len(r.missing_files) > 3 else ""))
+    return 0
