@@ -73,6 +73,14 @@ def _versions(args) -> list[str]:
         if v == "host":
             out.append(v)
             continue
+        if v.startswith("lab:"):
+            from ksmdiff.lab.store import check_name
+            try:
+                check_name(v[4:])
+            except ValueError as e:
+                raise UsageError(f"--kernel {v}: {e}") from None
+            out.append(v)
+            continue
         try:
             out.append(str(KernelVersion.parse(v)))
         except ValueError as e:
@@ -102,10 +110,25 @@ def cmd_run(args) -> int:
     cells: dict[tuple[int, str], session.CellResult] = {}
     total = len(scenarios) * len(versions)
     prog, task = _progress(total, args.quiet)
+    lab_targets = [v for v in versions if v.startswith("lab:")]
+    lab = None
     try:
         if prog:
             prog.start()
+        if lab_targets:     # booting in the background while the host and models run
+            import signal
+
+            from ksmdiff.lab.run import Background
+
+            def _term(signum, _frame):
+                raise SystemExit(128 + signum)
+            if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
+                signal.signal(signal.SIGTERM, _term)   # finally below kills the VMs
+            lab = Background(scenarios, lab_targets,
+                             batch=False if args.one_at_a_time else None)
         for v in versions:
+            if v.startswith("lab:"):
+                continue
             if v == "host":
                 def tick(done, _total):
                     if prog:
@@ -122,7 +145,16 @@ def cmd_run(args) -> int:
                 cells[(i, v)] = session.run_model_cell(scn, kv)
                 if prog:
                     prog.update(task, advance=1, description=f"model {v}")
+        if lab is not None:
+            if prog:
+                prog.update(task, description="lab kernels")
+            for v, lab_cells in lab.join().items():
+                for i, cell in enumerate(lab_cells):
+                    cells[(i, v)] = cell
+            lab = None
     finally:
+        if lab is not None:         # interrupted: no qemu outlives the run
+            lab.cancel()
         if prog:
             prog.stop()
     elapsed = time.time() - started
@@ -171,7 +203,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    "per era: " + ", ".join(ERA_VERSIONS) + ".")
     r.add_argument("paths", nargs="+", metavar="PATH")
     r.add_argument("--kernel", action="append", metavar="VERSION",
-                   help="a kernel version such as 5.4 or 6.12.117, or 'host' (repeatable)")
+                   help="a kernel version such as 5.4 or 6.12.117 (its model), 'host' (the "
+                        "running kernel) or 'lab:NAME' (a lab kernel under qemu, judged by "
+                        "the model of its own version; see 'ksmdiff lab list') (repeatable)")
     r.add_argument("--json", metavar="FILE", help="write the JSON run record to FILE")
     r.add_argument("--repeat", type=int, default=1, metavar="N",
                    help="run the host kernel N times and count how often each allowed value "

@@ -2,7 +2,10 @@
 
 Each file gives one item per model version (``--ksmdiff-kernel``, repeatable; default one
 version per era) and one ``host`` item that replays it on the running kernel (skipped,
-with the reason, without root).  JUnit XML comes from pytest's own ``--junitxml``.
+with the reason, without root).  ``--ksmdiff-kernel lab:NAME`` adds a ``lab[NAME]`` item
+per file: the first such item boots the kernel once for every collected scenario (the
+others read their cell); a kernel not in the lab store skips with the reason.  JUnit XML
+comes from pytest's own ``--junitxml``.
 """
 
 from __future__ import annotations
@@ -16,9 +19,13 @@ def pytest_addoption(parser):
     group = parser.getgroup("ksmdiff")
     group.addoption("--ksmdiff-kernel", action="append", default=None, metavar="VERSION",
                     help="model version(s) for .scenario items (default: one per era); "
-                         "'host' adds the running kernel")
+                         "'host' adds the running kernel, 'lab:NAME' a lab kernel under qemu")
     group.addoption("--ksmdiff-no-host", action="store_true",
                     help="do not add a host-kernel item per scenario")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "lab: replays a scenario on a lab kernel under qemu")
 
 
 def pytest_collect_file(parent, file_path):
@@ -35,8 +42,11 @@ class ScenarioFile(pytest.File):
         if not self.config.getoption("--ksmdiff-no-host") and "host" not in versions:
             versions.append("host")
         for v in versions:
-            yield ScenarioItem.from_parent(self, name=f"{'kernel' if v == 'host' else 'model'}"
-                                           f"[{v}]", scenario=scn, version=v)
+            if v.startswith("lab:"):
+                name = f"lab[{v[4:]}]"
+            else:
+                name = f"{'kernel' if v == 'host' else 'model'}[{v}]"
+            yield ScenarioItem.from_parent(self, name=name, scenario=scn, version=v)
 
 
 class ScenarioFailure(Exception):
@@ -50,6 +60,21 @@ class ScenarioItem(pytest.Item):
         self.version = version
         if version == "host":
             self.add_marker(pytest.mark.kernel)
+        elif version.startswith("lab:"):
+            self.add_marker(pytest.mark.lab)
+
+    def _lab_cell(self):
+        """This item's cell from the one boot of its kernel for all collected items."""
+        cache = self.config.__dict__.setdefault("_ksmdiff_lab_cells", {})
+        if id(self) not in cache:
+            from ksmdiff.lab.run import run_lab
+            items = [it for it in self.session.items
+                     if isinstance(it, ScenarioItem) and it.version == self.version
+                     and id(it) not in cache]
+            cells = run_lab([it.scenario for it in items], [self.version])[self.version]
+            for it, cell in zip(items, cells):
+                cache[id(it)] = cell
+        return cache[id(self)]
 
     def runtest(self):
         from ksmdiff import session
@@ -58,6 +83,10 @@ class ScenarioItem(pytest.Item):
             cell = session.run_host_cells([self.scenario], batch=False)[0]
             if cell.status == "not-run":
                 pytest.skip(cell.reason)
+        elif self.version.startswith("lab:"):
+            cell = self._lab_cell()
+            if cell.status == "not-run":
+                pytest.skip(f"{self.version} not run: {cell.reason}")
         else:
             cell = session.run_model_cell(self.scenario, KernelVersion.parse(self.version))
         if cell.status == "unsupported":

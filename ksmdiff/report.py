@@ -18,6 +18,8 @@ def cell_text(cell) -> str:
     if cell.status == "unsupported":
         return "unsupported"
     if cell.status == "not-run":
+        if cell.target.startswith("lab:"):      # say why in the cell: never a silent pass
+            return "not run: " + cell.reason.split(":")[0]
         return "not run"
     if cell.status == "environment":
         return "environment"
@@ -56,7 +58,12 @@ def print_summary(scenarios, versions, cells, *, verbose: bool = False,
     for i, scn in enumerate(scenarios):
         for v in versions:
             cell = cells[(i, v)]
-            where = f"{v} (host kernel)" if v == "host" else f"the {v} model"
+            if v == "host":
+                where = f"{v} (host kernel)"
+            elif v.startswith("lab:"):
+                where = f"{v} (kernel {cell.version or 'absent'} under qemu)"
+            else:
+                where = f"the {v} model"
             if cell.status in ("not-run", "environment"):
                 out.write(f"{scn.source}: {cell.status} on {where}: {cell.reason}\n")
             for e in cell.failed:

@@ -113,6 +113,18 @@ def run_host_cells(scenarios: Sequence[A.Scenario], *, repeat: int = 1,
                            "knobs need root)") for s in scenarios]
     runs = [run_kernel(list(scenarios), batch=batch, progress=progress)
             for _ in range(max(1, repeat))]
+    return kernel_cells(scenarios, version, HOST, runs,
+                        lambda scn: run_kernel([scn], batch=False)[0])
+
+
+def kernel_cells(scenarios: Sequence[A.Scenario], version: KernelVersion, target: str,
+                 runs: Sequence[Sequence], rerun: Callable[[A.Scenario], object]
+                 ) -> list[CellResult]:
+    """Judge kernel runs (``runs[k][i]``: run k of scenario i) against the model of
+    ``version``: expects on the kernel's records, the stream compared with the model's, a
+    divergence re-run ``RERUNS`` times alone (``rerun(scenario)``) and classified.  Serves
+    the host kernel and the lab's kernels (whose re-runs happened in their VM)."""
+    from ksmdiff.model import run_model
     cells: list[CellResult] = []
     for i, scn in enumerate(scenarios):
         kernel_runs = [r[i] for r in runs]
@@ -122,14 +134,14 @@ def run_host_cells(scenarios: Sequence[A.Scenario], *, repeat: int = 1,
         if first.status != OK or model.status != OK:
             status = first.status if first.status != OK else model.status
             reason = first.reason or model.reason
-            cells.append(CellResult(scn, HOST, version, status, reason,
+            cells.append(CellResult(scn, target, version, status, reason,
                                     records=first.records))
             continue
         with pure():
             expects = evaluate_expects(scn, first.records, version)
             divs_per_run = [compare(model.records, k.records) if k.status == OK else None
                             for k in kernel_runs]
-        cell = CellResult(scn, HOST, version, OK, "", expects, first.records, model.records,
+        cell = CellResult(scn, target, version, OK, "", expects, first.records, model.records,
                           ksm_reuse=ksm_reuse_seen(scn, first.records))
         bad = [(j, d) for j, d in enumerate(divs_per_run) if d]
         if bad:
@@ -138,7 +150,7 @@ def run_host_cells(scenarios: Sequence[A.Scenario], *, repeat: int = 1,
             assert div is not None
             reruns = []
             for _ in range(RERUNS):
-                again = run_kernel([scn], batch=False)[0]
+                again = rerun(scn)
                 with pure():
                     reruns.append(compare(model.records, again.records)
                                   if again.status == OK else None)
@@ -152,7 +164,7 @@ def run_host_cells(scenarios: Sequence[A.Scenario], *, repeat: int = 1,
             cell.records = kernel_runs[j].records
             if kind == ENVIRONMENT:
                 cell.status = ENVIRONMENT
-        if repeat > 1:
+        if len(runs) > 1:
             t = tally([k.records for k in kernel_runs if k.status == OK])
             cell.frequencies = t.frequencies(model.records)
         cells.append(cell)

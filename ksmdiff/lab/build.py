@@ -865,7 +865,7 @@ def _resolve_patch(arg: str) -> Path:
     return PATCH_DIR / arg if (PATCH_DIR / arg).is_file() else p
 
 
-def add_parser(lab_sub) -> None:
+def register(lab_sub) -> None:
     """Add ``build`` to the ``ksmdiff lab`` subcommands."""
     b = lab_sub.add_parser(
         "build", help="build a kernel from source (tinyconfig + the lab's fragment) into "

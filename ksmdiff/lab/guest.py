@@ -1,0 +1,440 @@
+"""Boot a lab kernel under qemu and run scenarios in it with the host's own runner.
+
+The guest is a small initramfs (Debian's static busybox, the kernel's virtio/9p/brd modules,
+``/init``).  It mounts the host's root file system read-only over virtio-9p, gives
+itself swap on a brd RAM disk, and runs ``python -m ksmdiff.lab.agent`` chrooted into the
+host's tree: the same interpreter and the same ``ksmdiff.probe.run_kernel`` that serve
+``--kernel host`` (knob pins, bounded settles, counters, tracepoints) run against the guest
+kernel.  A second, writable 9p share (a private temporary directory) carries the job in and
+the result out; the agent writes the result atomically (rename), so a half-written result
+is never read.  The console (ttyS0) is kept; its tail is the reason of an environment
+result when the kernel panics, hangs or the agent dies.
+
+Why Python in the guest (measured on this project's 2-core build machine under TCG,
+``bench/bench_lab.py``): python with the runner and the model imported starts in
+about 1.5-2.5 s inside a 6.1 guest (boot to init ~2-3 s), and the whole corpus
+replays in a few seconds more, which keeps a kernel's first result under the lab's budget;
+reusing the runner means host and VM run the same backend code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import lzma
+import os
+import shutil
+import signal
+import stat
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ksmdiff.errors import EnvironmentProblem
+from ksmdiff.lab.store import KernelImage
+
+QEMU = "qemu-system-x86_64"
+MEMORY = "1G"
+SWAP_MB = 128                 # the brd RAM disk used as swap in the guest
+BOOT_TIMEOUT = 120.0          # seconds from qemu start to the result
+CONSOLE_TAIL = 40             # lines of console kept in an environment result
+GUEST_OUT = "/tmp/ksmdiff-lab"  # where the result share is mounted in the chroot
+
+INIT = r"""#!/bin/busybox sh
+# ksmdiff lab guest init: modules, the host's tree (read-only 9p), swap, the agent.
+/bin/busybox --install -s /bin
+export PATH=/bin
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev 2>/dev/null
+echo "ksmdiff-lab: init $(uname -r) at $(cut -d' ' -f1 /proc/uptime)"
+for m in $(cat /etc/lab-modules); do
+    case "$m" in
+        */brd.ko) insmod "/lib/modules/$m" rd_nr=1 rd_size=@SWAP_KB@ || echo "ksmdiff-lab: insmod $m failed" ;;
+        *) insmod "/lib/modules/$m" || echo "ksmdiff-lab: insmod $m failed" ;;
+    esac
+done
+fail() { echo "ksmdiff-lab: FAILED: $*"; reboot -f; sleep 10; }
+H=/host
+mkdir -p $H
+mount -t 9p -o trans=virtio,version=9p2000.L,ro,cache=loose,msize=262144 host $H || fail "mount host 9p"
+for d in proc sys dev tmp run; do [ -d $H/$d ] || fail "no /$d in the host tree"; done
+mount -t proc proc $H/proc
+mount -t sysfs sys $H/sys
+mount -t devtmpfs dev $H/dev || mount -o bind /dev $H/dev
+mount -t tmpfs tmp $H/tmp
+mount -t tmpfs run $H/run
+mount -t tracefs tracefs $H/sys/kernel/tracing 2>/dev/null || echo "ksmdiff-lab: no tracefs"
+mkdir -p $H@OUT@
+mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144 out $H@OUT@ || fail "mount out 9p"
+if [ -b /dev/ram0 ]; then
+    mkswap /dev/ram0 >/dev/null && swapon /dev/ram0 || echo "ksmdiff-lab: no swap on /dev/ram0"
+else
+    echo "ksmdiff-lab: no /dev/ram0 (brd): scenarios that need swap cannot run"
+fi
+echo "ksmdiff-lab: agent at $(cut -d' ' -f1 /proc/uptime)"
+chroot $H /bin/sh @OUT@/run.sh
+echo "ksmdiff-lab: agent exit $? at $(cut -d' ' -f1 /proc/uptime)"
+reboot -f
+sleep 10
+"""
+
+RUN_SH = """#!/bin/sh
+cd /
+exec env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME={home} \\
+    PYTHONPATH={pythonpath} PYTHONDONTWRITEBYTECODE=1 PYTHONHASHSEED=0 \\
+    KSMDIFF_STATE_DIR=/run/ksmdiff KSMDIFF_CACHE={cache} \\
+    {python} -S -m ksmdiff.lab.agent {out}
+"""
+
+
+# ----------------------------------------------------------------------------- initramfs
+
+class Cpio:
+    """A cpio archive in the "newc" format the kernel unpacks as its initramfs."""
+
+    def __init__(self):
+        self.buf = io.BytesIO()
+        self.ino = 1
+
+    def _entry(self, name: str, mode: int, data: bytes = b"") -> None:
+        nb = name.encode() + b"\0"
+        hdr = "070701" + "".join(f"{x:08X}" for x in (
+            self.ino, mode, 0, 0, 1, 0, len(data), 0, 0, 0, 0, len(nb), 0))
+        self.ino += 1
+        self.buf.write(hdr.encode() + nb)
+        self.buf.write(b"\0" * (-(110 + len(nb)) % 4))
+        self.buf.write(data)
+        self.buf.write(b"\0" * (-len(data) % 4))
+
+    def dir(self, name: str) -> None:
+        self._entry(name, stat.S_IFDIR | 0o755)
+
+    def file(self, name: str, data: bytes, mode: int = 0o644) -> None:
+        self._entry(name, stat.S_IFREG | mode, data)
+
+    def symlink(self, name: str, target: str) -> None:
+        self._entry(name, stat.S_IFLNK | 0o777, target.encode())
+
+    def finish(self) -> bytes:
+        self._entry("TRAILER!!!", 0)
+        self.buf.write(b"\0" * (-self.buf.tell() % 512))
+        return self.buf.getvalue()
+
+
+def module_load_order(modules: Path | None) -> list[str]:
+    """Module files (relative to the modules tree) in an order insmod accepts: every
+    module after what modules.dep says it needs."""
+    if modules is None or not (modules / "modules.dep").exists():
+        return []
+    dep: dict[str, list[str]] = {}
+    for line in (modules / "modules.dep").read_text().splitlines():
+        if ":" in line:
+            m, _, d = line.partition(":")
+            dep[m.strip()] = d.split()
+    order: list[str] = []
+
+    def visit(m: str) -> None:
+        if m in order:
+            return
+        for d in dep.get(m, []):
+            visit(d)
+        order.append(m)
+
+    for m in dep:
+        visit(m)
+    return order
+
+
+def initramfs_entries(kernel: KernelImage, busybox: Path) -> Cpio:
+    c = Cpio()
+    for d in ("bin", "dev", "etc", "lib", "lib/modules", "proc", "sys", "tmp", "host"):
+        c.dir(d)
+    c.file("bin/busybox", busybox.read_bytes(), 0o755)
+    c.file("init", INIT.replace("@SWAP_KB@", str(SWAP_MB * 1024))
+           .replace("@OUT@", GUEST_OUT).encode(), 0o755)
+    order = module_load_order(kernel.modules)
+    made = {"lib/modules"}
+    for rel in order:
+        parts = rel.split("/")[:-1]
+        for i in range(1, len(parts) + 1):
+            d = "lib/modules/" + "/".join(parts[:i])
+            if d not in made:
+                c.dir(d)
+                made.add(d)
+        c.file(f"lib/modules/{rel}", (kernel.modules / rel).read_bytes())
+    c.file("etc/lab-modules", ("\n".join(order) + "\n").encode())
+    return c
+
+
+def find_busybox() -> Path:
+    """Debian's busybox-static: fetched into the lab cache, else the host's if static."""
+    from ksmdiff.lab.fetch import apt_dir
+    cached = apt_dir("bookworm").parent / "busybox"
+    if cached.exists():
+        return cached
+    for p in ("/bin/busybox", "/usr/bin/busybox"):
+        if os.path.exists(p) and _is_static(Path(p)):
+            return Path(p)
+    raise EnvironmentProblem("no static busybox: run 'ksmdiff lab fetch' (it fetches "
+                             "busybox-static) or install busybox-static")
+
+
+def _is_static(path: Path) -> bool:
+    """An ELF executable without a PT_INTERP program header."""
+    data = path.read_bytes()[:65536]
+    if data[:4] != b"\x7fELF" or data[4] != 2:
+        return False
+    phoff, = struct.unpack_from("<Q", data, 0x20)
+    phentsize, phnum = struct.unpack_from("<HH", data, 0x36)
+    for i in range(phnum):
+        ptype, = struct.unpack_from("<I", data, phoff + i * phentsize)
+        if ptype == 3:
+            return False
+    return True
+
+
+def initramfs(kernel: KernelImage) -> Path:
+    """The kernel's initramfs, cached by its content."""
+    from ksmdiff.probe.build import cache_dir
+    data = initramfs_entries(kernel, find_busybox()).finish()
+    h = hashlib.sha256(data).hexdigest()[:16]
+    out = cache_dir() / "lab" / "initramfs" / f"{kernel.name}-{h}.cpio"
+    if not out.exists():
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_suffix(".tmp")
+        tmp.write_bytes(data)
+        os.replace(tmp, out)
+    return out
+
+
+# ----------------------------------------------------------------------------- vmlinux
+
+_MAGICS = ((b"\xfd7zXZ\x00", "xz"), (b"\x1f\x8b\x08", "gzip"), (b"\x28\xb5\x2f\xfd", "zstd"))
+
+
+def _decompress(blob: bytes, kind: str) -> bytes | None:
+    try:
+        if kind == "xz":
+            return lzma.LZMADecompressor().decompress(blob)
+        if kind == "gzip":
+            return zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(blob)
+        if kind == "zstd":
+            r = subprocess.run(["zstd", "-dcq"], input=blob, capture_output=True)
+            return r.stdout or None
+    except (lzma.LZMAError, zlib.error, OSError):
+        return None
+    return None
+
+
+def has_pvh_note(elf: bytes) -> bool:
+    """An ELF64 kernel with XEN_ELFNOTE_PHYS32_ENTRY (type 18, owner "Xen"): CONFIG_PVH,
+    which qemu's -kernel needs to start an uncompressed vmlinux."""
+    if elf[:4] != b"\x7fELF" or elf[4] != 2:
+        return False
+    phoff, = struct.unpack_from("<Q", elf, 0x20)
+    phentsize, phnum = struct.unpack_from("<HH", elf, 0x36)
+    for i in range(phnum):
+        ptype, _flags, off, _va, _pa, filesz = struct.unpack_from("<IIQQQQ", elf,
+                                                                  phoff + i * phentsize)
+        if ptype != 4:      # PT_NOTE
+            continue
+        pos, end = off, off + filesz
+        while pos + 12 <= end:
+            namesz, descsz, ntype = struct.unpack_from("<III", elf, pos)
+            name = elf[pos + 12:pos + 12 + namesz].rstrip(b"\0")
+            if name == b"Xen" and ntype == 18:
+                return True
+            pos += 12 + (namesz + 3) // 4 * 4 + (descsz + 3) // 4 * 4
+    return False
+
+
+def boot_image(kernel: KernelImage) -> Path:
+    """What qemu's -kernel gets: the uncompressed vmlinux (cached, beside nothing in the
+    store) when the kernel has a PVH entry, else the bzImage.
+
+    Measured on the 2-core build machine (load ~9): Debian 6.1 to a trivial init took
+    28.6 s as bzImage (its XZ decompressor runs emulated) and 11.6 s as PVH vmlinux."""
+    from ksmdiff.probe.build import cache_dir
+    data = kernel.vmlinuz.read_bytes()
+    h = hashlib.sha256(data).hexdigest()[:16]
+    d = cache_dir() / "lab" / "vmlinux"
+    out, no = d / f"{kernel.name}-{h}", d / f"{kernel.name}-{h}.no-pvh"
+    if out.exists():
+        return out
+    if no.exists():
+        return kernel.vmlinuz
+    d.mkdir(parents=True, exist_ok=True)
+    for magic, kind in _MAGICS:
+        pos = data.find(magic)
+        while pos >= 0:
+            elf = _decompress(data[pos:], kind)
+            if elf and elf[:4] == b"\x7fELF":
+                if has_pvh_note(elf):
+                    tmp = out.with_suffix(".tmp")
+                    tmp.write_bytes(elf)
+                    os.replace(tmp, out)
+                    return out
+                no.write_text("no PVH entry (CONFIG_PVH): booting the bzImage\n")
+                return kernel.vmlinuz
+            pos = data.find(magic, pos + 1)
+    no.write_text("no compressed vmlinux found in the bzImage\n")
+    return kernel.vmlinuz
+
+
+# ----------------------------------------------------------------------------- qemu
+
+def qemu_command(kernel: KernelImage, initrd: Path, out: Path, *, smp: int = 1) -> list[str]:
+    append = ("console=ttyS0 quiet panic=-1 oops=panic random.trust_cpu=on rdinit=/init "
+              f"brd.rd_nr=1 brd.rd_size={SWAP_MB * 1024} mitigations=off no_timer_check")
+    return [QEMU, "-accel", "tcg", "-cpu", "max", "-m", MEMORY, "-smp", str(smp),
+            "-nographic", "-no-reboot", "-nodefaults", "-serial", "stdio",
+            "-kernel", str(boot_image(kernel)), "-initrd", str(initrd), "-append", append,
+            "-virtfs", "local,path=/,mount_tag=host,security_model=none,readonly=on,"
+                       "multidevs=remap",
+            "-virtfs", f"local,path={out},mount_tag=out,security_model=none"]
+
+
+def qemu_available() -> str | None:
+    """None when qemu can run, else why not."""
+    if not shutil.which(QEMU):
+        return f"{QEMU} not found (apt-get install qemu-system-x86)"
+    return None
+
+
+@dataclass
+class BootResult:
+    kernel: KernelImage
+    result: dict | None           # the agent's result document, or None
+    reason: str = ""              # why there is no result (panic, hang, agent failure)
+    console: str = ""
+    timings: dict = field(default_factory=dict)   # seconds since qemu start
+
+
+_LIVE: set[subprocess.Popen] = set()
+_LIVE_LOCK = threading.Lock()
+_STOP = threading.Event()      # set by kill_all: no new boot starts until reset()
+
+
+def guest_pythonpath() -> str:
+    """The agent runs with ``python -S`` (site's .pth processing cost ~1.5 s under TCG):
+    the ksmdiff tree and the directory holding lark, its one third-party import."""
+    import ksmdiff
+    import lark
+    dirs = [str(Path(ksmdiff.__file__).resolve().parent.parent),
+            str(Path(lark.__file__).resolve().parent.parent)]
+    return ":".join(dict.fromkeys(dirs))
+
+
+def reset() -> None:
+    _STOP.clear()
+
+
+def _preexec() -> None:
+    # qemu dies with the thread that started it (the run waits on it in that thread)
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(1, signal.SIGKILL, 0, 0, 0)   # PR_SET_PDEATHSIG
+
+
+def kill_all() -> None:
+    """Kill every qemu this process started and is still running (its process group);
+    boots not yet started do not start."""
+    _STOP.set()
+    with _LIVE_LOCK:
+        procs = list(_LIVE)
+    for p in procs:
+        _kill(p)
+
+
+def _kill(p: subprocess.Popen) -> None:
+    if p.poll() is None:
+        try:
+            os.killpg(p.pid, signal.SIGKILL)    # its own session: pid == pgid
+        except ProcessLookupError:
+            pass
+    try:
+        p.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        pass
+
+
+def _tail(text: str, n: int = CONSOLE_TAIL) -> str:
+    lines = [l.rstrip("\r") for l in text.splitlines()]
+    return "\n".join(lines[-n:])
+
+
+def boot(kernel: KernelImage, job: dict, *, timeout: float = BOOT_TIMEOUT,
+         smp: int = 1) -> BootResult:
+    """One boot of ``kernel`` running ``job`` in the agent; returns its result document
+    or, for a panic, hang or failed agent, the reason with the console tail."""
+    why = qemu_available()
+    if why:
+        return BootResult(kernel, None, why)
+    from ksmdiff.probe.build import cache_dir, default_probe
+    default_probe()                      # the guest's file system is read-only: build now
+    initrd = initramfs(kernel)
+    with tempfile.TemporaryDirectory(prefix=f"ksmdiff-lab-{kernel.name}-") as tmp:
+        out = Path(tmp)
+        (out / "job.json").write_text(json.dumps(job))
+        (out / "run.sh").write_text(RUN_SH.format(
+            home=os.path.expanduser("~"),
+            pythonpath=guest_pythonpath(),
+            cache=str(cache_dir()), python=sys.executable, out=GUEST_OUT))
+        console_path = out / "console.log"
+        t0 = time.monotonic()
+        timings: dict[str, float] = {}
+        with open(console_path, "wb") as console:
+            with _LIVE_LOCK:
+                if _STOP.is_set():
+                    return BootResult(kernel, None, "interrupted before the boot")
+                p = subprocess.Popen(qemu_command(kernel, initrd, out, smp=smp),
+                                     stdin=subprocess.DEVNULL, stdout=console,
+                                     stderr=subprocess.STDOUT, start_new_session=True,
+                                     preexec_fn=_preexec)
+                _LIVE.add(p)
+            try:
+                while True:
+                    rc = p.poll()
+                    if "agent" not in timings and (out / "started").exists():
+                        timings["agent"] = time.monotonic() - t0
+                    if "result" not in timings and (out / "result.json").exists():
+                        timings["result"] = time.monotonic() - t0
+                    if rc is not None:
+                        break
+                    if time.monotonic() - t0 > timeout:
+                        _kill(p)
+                        text = console_path.read_text(errors="replace")
+                        return BootResult(kernel, None, f"no result within {timeout:.0f} s "
+                                          "(hang); console tail:\n" + _tail(text), text,
+                                          timings)
+                    time.sleep(0.05)
+            finally:
+                _kill(p)
+                with _LIVE_LOCK:
+                    _LIVE.discard(p)
+        timings["exit"] = time.monotonic() - t0
+        text = console_path.read_text(errors="replace")
+        if (out / "result.json").exists():
+            try:
+                result = json.loads((out / "result.json").read_text())
+            except json.JSONDecodeError as e:
+                return BootResult(kernel, None, f"unreadable result: {e}", text, timings)
+            if "started" in result:
+                timings["agent_started_in_guest"] = result["started"]
+            return BootResult(kernel, result, "", text, timings)
+        if "Kernel panic" in text:
+            what = "kernel panic"
+        elif "FAILED" in text:
+            what = "guest setup failed"
+        else:
+            what = f"qemu exited (status {p.returncode}) without a result"
+        return BootResult(kernel, None, f"{what}; console tail:\n" + _tail(text), text,
+                          timings)

@@ -1,0 +1,158 @@
+"""``--kernel lab:NAME``: run scenarios on lab kernels, one boot per kernel, judged against
+the model of each kernel's own version.
+
+Kernels boot in parallel, at most one per CPU.  A kernel missing from the store, or no
+qemu, gives ``not-run`` cells saying why; a panic, hang or dead agent gives
+``environment`` cells carrying the console tail; neither is ever a pass.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import pickle
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Callable, Sequence
+
+from ksmdiff.internal.audit import pure
+from ksmdiff.lab import guest, store
+from ksmdiff.observe import ENVIRONMENT, NOT_RUN, OK, Record
+from ksmdiff.probe.runner import KernelRun
+from ksmdiff.scenario import ast as A
+from ksmdiff.session import RERUNS, CellResult, kernel_cells
+
+PREFIX = "lab:"
+
+
+def is_lab(target: str) -> bool:
+    return target.startswith(PREFIX)
+
+
+def lab_name(target: str) -> str:
+    return store.check_name(target[len(PREFIX):])
+
+
+def missing_reason(name: str) -> str:
+    from ksmdiff.lab.fetch import DISTROS
+    how = (f"ksmdiff lab fetch {name}" if name in DISTROS
+           else f"ksmdiff lab build --source PATH {name}")
+    what = "not fetched" if name in DISTROS else "not built"
+    return f"{what}: no kernel {name} in {store.lab_dir()} (run '{how}')"
+
+
+def make_job(scenarios: Sequence[A.Scenario], kernel: store.KernelImage,
+             batch: bool | None) -> dict:
+    from ksmdiff.model import run_model
+    model = []
+    with pure():
+        for scn in scenarios:
+            run = run_model(scn, kernel.version)
+            model.append(run.records if run.status == OK else None)
+    payload = pickle.dumps({"scenarios": list(scenarios), "model": model})
+    return {"version": str(kernel.version), "batch": batch, "reruns": RERUNS,
+            "payload": base64.b64encode(payload).decode()}
+
+
+def _kernel_run(scn: A.Scenario, version, doc: dict) -> KernelRun:
+    return KernelRun(scn, version, doc["status"], doc["reason"],
+                     tuple(Record.from_json(r) for r in doc["records"]), doc.get("mode", ""),
+                     doc.get("salt"))
+
+
+def cells_from_boot(scenarios: Sequence[A.Scenario], target: str,
+                    res: guest.BootResult) -> list[CellResult]:
+    k = res.kernel
+    doc = res.result
+    if doc is None or "error" in doc:
+        reason = res.reason if doc is None else (
+            f"the agent failed in the guest: {doc['error']}\n{doc.get('traceback', '')}")
+        return [CellResult(s, target, k.version, ENVIRONMENT, f"kernel {k.release}: {reason}")
+                for s in scenarios]
+    runs = [_kernel_run(s, k.version, d) for s, d in zip(scenarios, doc["runs"])]
+    if len(runs) != len(scenarios):
+        return [CellResult(s, target, k.version, ENVIRONMENT,
+                           f"the guest returned {len(runs)} results for {len(scenarios)} "
+                           "scenarios") for s in scenarios]
+    pending = {int(i): [_kernel_run(scenarios[int(i)], k.version, d) for d in docs]
+               for i, docs in doc.get("reruns", {}).items()}
+    index = {id(s): i for i, s in enumerate(scenarios)}
+
+    def rerun(scn: A.Scenario) -> KernelRun:
+        queue = pending.get(index[id(scn)])
+        if queue:
+            return queue.pop(0)
+        return KernelRun(scn, k.version, NOT_RUN, "no re-run came back from the guest")
+
+    return kernel_cells(scenarios, k.version, target, [runs], rerun)
+
+
+def run_lab(scenarios: Sequence[A.Scenario], targets: Sequence[str], *,
+            batch: bool | None = None, timeout: float = guest.BOOT_TIMEOUT,
+            on_boot: Callable[[guest.BootResult], None] | None = None,
+            jobs: int | None = None) -> dict[str, list[CellResult]]:
+    """Cells for every ``lab:NAME`` target, one boot per kernel, in parallel."""
+    scenarios = list(scenarios)
+    out: dict[str, list[CellResult]] = {}
+    todo: list[tuple[str, store.KernelImage]] = []
+    no_qemu = guest.qemu_available()
+    for t in targets:
+        name = lab_name(t)
+        try:
+            k = store.get_kernel(name)
+        except Exception as e:       # a damaged store entry: say so in every cell
+            out[t] = [CellResult(s, t, None, NOT_RUN, f"damaged: {e}") for s in scenarios]
+            continue
+        if k is None:
+            out[t] = [CellResult(s, t, None, NOT_RUN, missing_reason(name)) for s in scenarios]
+        elif no_qemu:
+            out[t] = [CellResult(s, t, k.version, NOT_RUN, f"no qemu: {no_qemu}")
+                      for s in scenarios]
+        else:
+            todo.append((t, k))
+    if not todo:
+        return out
+    guest.reset()
+    workers = max(1, min(len(todo), jobs or os.cpu_count() or 1))
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ksmdiff-lab")
+    try:
+        futs: dict[str, Future] = {
+            t: pool.submit(guest.boot, k, make_job(scenarios, k, batch), timeout=timeout)
+            for t, k in todo}
+        for t, f in futs.items():
+            res = f.result()
+            if on_boot:
+                on_boot(res)
+            out[t] = cells_from_boot(scenarios, t, res)
+    finally:
+        guest.kill_all()             # interrupted: no qemu outlives the run
+        pool.shutdown(wait=True, cancel_futures=True)
+    return {t: out[t] for t in targets}
+
+
+class Background:
+    """run_lab in a thread, so the host kernel and the models run meanwhile."""
+
+    def __init__(self, scenarios, targets, **kw):
+        self.result: dict[str, list[CellResult]] | None = None
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, args=(scenarios, targets), kwargs=kw,
+                                       name="ksmdiff-lab-main", daemon=True)
+        self.thread.start()
+
+    def _run(self, scenarios, targets, **kw) -> None:
+        try:
+            self.result = run_lab(scenarios, targets, **kw)
+        except BaseException as e:
+            self.error = e
+
+    def join(self) -> dict[str, list[CellResult]]:
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+        assert self.result is not None
+        return self.result
+
+    def cancel(self) -> None:
+        guest.kill_all()
+        self.thread.join(timeout=30)

@@ -1,0 +1,158 @@
+"""The guest's initramfs, qemu command line and boot image, without booting."""
+
+import os
+import stat
+import struct
+from pathlib import Path
+
+import pytest
+
+from ksmdiff.lab import guest, store
+
+
+def read_cpio(data: bytes) -> dict[str, tuple[int, bytes]]:
+    """name -> (mode, data) of a newc archive."""
+    out, pos = {}, 0
+    while True:
+        assert data[pos:pos + 6] == b"070701", pos
+        fields = [int(data[pos + 6 + 8 * i:pos + 14 + 8 * i], 16) for i in range(13)]
+        mode, size, namesize = fields[1], fields[6], fields[11]
+        name = data[pos + 110:pos + 110 + namesize - 1].decode()
+        pos += 110 + namesize
+        pos += -pos % 4
+        body = data[pos:pos + size]
+        pos += size
+        pos += -pos % 4
+        if name == "TRAILER!!!":
+            assert len(data) % 512 == 0
+            return out
+        out[name] = (mode, body)
+
+
+@pytest.fixture
+def kernel(tmp_path, monkeypatch):
+    monkeypatch.setenv("KSMDIFF_LAB_DIR", str(tmp_path / "kernels"))
+    img = tmp_path / "bzImage"
+    img.write_bytes(b"kernel")
+    mods = tmp_path / "mods"
+    for rel in ("kernel/a/virtio.ko", "kernel/a/virtio_pci.ko", "kernel/b/brd.ko"):
+        (mods / rel).parent.mkdir(parents=True, exist_ok=True)
+        (mods / rel).write_bytes(rel.encode())
+    (mods / "modules.dep").write_text("kernel/a/virtio_pci.ko: kernel/a/virtio.ko\n"
+                                      "kernel/a/virtio.ko:\nkernel/b/brd.ko:\n")
+    return store.write_kernel("6.1", img, {
+        "release": "6.1.0-9-amd64", "version": "6.1.176", "origin": "debian",
+        "source_hash": None, "config_hash": None, "patches": []}, modules_dir=mods)
+
+
+def test_module_load_order_dependencies_first(kernel):
+    order = guest.module_load_order(kernel.modules)
+    assert order.index("kernel/a/virtio.ko") < order.index("kernel/a/virtio_pci.ko")
+    assert set(order) == {"kernel/a/virtio.ko", "kernel/a/virtio_pci.ko", "kernel/b/brd.ko"}
+    assert guest.module_load_order(None) == []
+
+
+def test_initramfs_contents(kernel, tmp_path):
+    bb = tmp_path / "busybox"
+    bb.write_bytes(b"\x7fELF-busybox")
+    files = read_cpio(guest.initramfs_entries(kernel, bb).finish())
+    mode, init = files["init"]
+    assert stat.S_ISREG(mode) and mode & 0o111
+    init = init.decode()
+    assert init.startswith("#!/bin/busybox sh")
+    for needed in ("mount -t 9p", "trans=virtio", ",ro,", "mkswap /dev/ram0",
+                   "swapon /dev/ram0", "mount -t tracefs", "chroot $H", "reboot -f",
+                   guest.GUEST_OUT):
+        assert needed in init, needed
+    assert files["bin/busybox"] == (stat.S_IFREG | 0o755, b"\x7fELF-busybox")
+    order = files["etc/lab-modules"][1].decode().split()
+    assert order == guest.module_load_order(kernel.modules)
+    for rel in order:
+        assert files[f"lib/modules/{rel}"][1] == rel.encode()
+    for d in ("proc", "sys", "dev", "host", "lib/modules/kernel/a"):
+        assert stat.S_ISDIR(files[d][0]), d
+
+
+def test_initramfs_for_a_kernel_without_modules(tmp_path, monkeypatch):
+    monkeypatch.setenv("KSMDIFF_LAB_DIR", str(tmp_path / "kernels"))
+    img = tmp_path / "bzImage"
+    img.write_bytes(b"k")
+    k = store.write_kernel("5.4", img, {
+        "release": "5.4.59", "version": "5.4.59", "origin": "source", "source_hash": "s",
+        "config_hash": "c", "patches": []})
+    bb = tmp_path / "busybox"
+    bb.write_bytes(b"bb")
+    files = read_cpio(guest.initramfs_entries(k, bb).finish())
+    assert files["etc/lab-modules"][1].strip() == b""
+
+
+def test_qemu_command(kernel, tmp_path, monkeypatch):
+    monkeypatch.setenv("KSMDIFF_CACHE", str(tmp_path / "cache"))
+    cmd = guest.qemu_command(kernel, tmp_path / "initrd", tmp_path / "out")
+    text = " ".join(cmd)
+    assert cmd[0] == "qemu-system-x86_64"
+    assert "-accel tcg" in text and "-cpu max" in text and "-no-reboot" in text
+    assert "-nographic" in text and "-smp 1" in text
+    host = [a for a in cmd if "mount_tag=host" in a][0]
+    assert "path=/," in host and "readonly=on" in host
+    out = [a for a in cmd if "mount_tag=out" in a][0]
+    assert f"path={tmp_path / 'out'}" in out and "readonly" not in out
+    append = cmd[cmd.index("-append") + 1]
+    assert "panic=-1" in append and "console=ttyS0" in append
+
+
+def _elf_with_note(name: bytes, ntype: int) -> bytes:
+    desc = b"\0" * 4
+    note = struct.pack("<III", len(name) + 1, len(desc), ntype) + name + b"\0"
+    note += b"\0" * (-len(note) % 4) + desc
+    hdr = bytearray(64)
+    hdr[:6] = b"\x7fELF\x02\x01"
+    struct.pack_into("<Q", hdr, 0x20, 64)
+    struct.pack_into("<HH", hdr, 0x36, 56, 1)
+    ph = struct.pack("<IIQQQQQQ", 4, 0, 120, 0, 0, len(note), len(note), 4)
+    return bytes(hdr) + ph + note
+
+
+def test_pvh_note_detection():
+    assert guest.has_pvh_note(_elf_with_note(b"Xen", 18))
+    assert not guest.has_pvh_note(_elf_with_note(b"Xen", 17))
+    assert not guest.has_pvh_note(_elf_with_note(b"GNU", 18))
+    assert not guest.has_pvh_note(b"MZ not an elf")
+
+
+def test_boot_image_extracts_a_pvh_vmlinux(tmp_path, monkeypatch):
+    import lzma
+    monkeypatch.setenv("KSMDIFF_LAB_DIR", str(tmp_path / "kernels"))
+    monkeypatch.setenv("KSMDIFF_CACHE", str(tmp_path / "cache"))
+    elf = _elf_with_note(b"Xen", 18)
+    img = tmp_path / "bzImage"
+    img.write_bytes(b"MZ setup code" + lzma.compress(elf, format=lzma.FORMAT_XZ))
+    k = store.write_kernel("x", img, {"release": "6.1.0", "version": "6.1.1",
+                                      "origin": "debian", "source_hash": None,
+                                      "config_hash": None, "patches": []})
+    got = guest.boot_image(k)
+    assert got != k.vmlinuz and got.read_bytes() == elf
+    # no PVH entry: the bzImage itself
+    img.write_bytes(b"MZ" + lzma.compress(_elf_with_note(b"Xen", 1), format=lzma.FORMAT_XZ))
+    k2 = store.write_kernel("y", img, {"release": "6.1.0", "version": "6.1.1",
+                                       "origin": "debian", "source_hash": None,
+                                       "config_hash": None, "patches": []})
+    assert guest.boot_image(k2) == k2.vmlinuz
+
+
+def test_find_busybox_is_static():
+    try:
+        bb = guest.find_busybox()
+    except Exception as e:
+        pytest.skip(f"no busybox: {e}")
+    assert guest._is_static(bb)
+
+
+def test_guest_config_fragment_lists_what_the_guest_uses():
+    text = (Path(guest.__file__).parent / "configs" / "guest.config").read_text()
+    opts = {l.split("=")[0] for l in text.splitlines() if l.startswith("CONFIG_")}
+    for o in ("CONFIG_KSM", "CONFIG_9P_FS", "CONFIG_NET_9P_VIRTIO", "CONFIG_VIRTIO_PCI",
+              "CONFIG_BLK_DEV_RAM", "CONFIG_SWAP", "CONFIG_PROC_PAGE_MONITOR",
+              "CONFIG_BLK_DEV_INITRD", "CONFIG_SERIAL_8250_CONSOLE", "CONFIG_DEVTMPFS",
+              "CONFIG_ADVISE_SYSCALLS", "CONFIG_PVH"):
+        assert o in opts, o

@@ -1,0 +1,121 @@
+"""--kernel lab:NAME without booting: missing kernels, broken boots, CLI wiring."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ksmdiff.lab import guest, run, store
+from ksmdiff.observe import ENVIRONMENT, NOT_RUN
+from ksmdiff.scenario import parse_file
+
+ROOT = Path(__file__).resolve().parents[2]
+SEED = ROOT / "corpora" / "seed" / "reuse-only-pte-mapped.scenario"
+
+
+@pytest.fixture
+def empty_lab(tmp_path, monkeypatch):
+    monkeypatch.setenv("KSMDIFF_LAB_DIR", str(tmp_path / "kernels"))
+    return tmp_path / "kernels"
+
+
+def _kernel(name="6.1", version="6.1.176"):
+    img = Path(store.lab_dir()).parent / "bzImage"
+    img.parent.mkdir(parents=True, exist_ok=True)
+    img.write_bytes(b"k")
+    return store.write_kernel(name, img, {"release": "6.1.0-9-amd64", "version": version,
+                                          "origin": "debian", "source_hash": None,
+                                          "config_hash": None, "patches": []})
+
+
+def test_missing_kernel_is_not_run_with_reason(empty_lab):
+    scn = parse_file(SEED)
+    cells = run.run_lab([scn], ["lab:6.1", "lab:5.4"])
+    c61, c54 = cells["lab:6.1"][0], cells["lab:5.4"][0]
+    assert c61.status == NOT_RUN and "ksmdiff lab fetch 6.1" in c61.reason
+    assert c54.status == NOT_RUN and "ksmdiff lab build" in c54.reason
+    assert not c61.ok and not c54.ok
+    from ksmdiff.report import cell_text
+    assert cell_text(c61) == "not run: not fetched"
+    assert cell_text(c54) == "not run: not built"
+
+
+def test_panic_is_an_environment_result_with_the_console_tail(empty_lab):
+    k = _kernel()
+    scn = parse_file(SEED)
+    console = "booting\n" * 100 + "Kernel panic - not syncing: VFS\n"
+    res = guest.BootResult(k, None, "kernel panic; console tail:\n" + guest._tail(console),
+                           console)
+    cells = run.cells_from_boot([scn], "lab:6.1", res)
+    assert cells[0].status == ENVIRONMENT
+    assert "Kernel panic - not syncing" in cells[0].reason
+    assert cells[0].reason.count("booting") <= guest.CONSOLE_TAIL
+
+
+def test_agent_error_is_an_environment_result(empty_lab):
+    k = _kernel()
+    scn = parse_file(SEED)
+    res = guest.BootResult(k, {"error": "ImportError: no lark", "traceback": "tb"})
+    cell = run.cells_from_boot([scn], "lab:6.1", res)[0]
+    assert cell.status == ENVIRONMENT and "no lark" in cell.reason
+
+
+def test_guest_records_are_judged_against_the_kernels_own_version(empty_lab):
+    """A fabricated guest result: the seed case copied, as 6.1 does; and the same records
+    judged as a 5.4.59 kernel's are a reproducible mismatch (5.1..5.8 reuse)."""
+    from ksmdiff.model import run_model
+    from ksmdiff.versions import KernelVersion
+    scn = parse_file(SEED)
+    model = run_model(scn, KernelVersion.parse("6.1.176"))
+    records = [{**r.to_json(), "fields": {k: sorted(v, key=str)[:1] for k, v in
+                                          r.to_json()["fields"].items()}}
+               for r in model.records]
+    doc = {"runs": [{"status": "ok", "reason": "", "mode": "alone", "salt": 1,
+                     "records": records}], "reruns": {}}
+    cell = run.cells_from_boot([scn], "lab:6.1", guest.BootResult(_kernel(), doc))[0]
+    assert cell.status == "ok" and not cell.failed and cell.mismatch is None, cell.reason
+    old = _kernel("5.4", "5.4.59")
+    runs = {"0": [doc["runs"][0], doc["runs"][0]]}
+    cell = run.cells_from_boot([scn], "lab:5.4", guest.BootResult(old, dict(doc, reruns=runs)))[0]
+    assert cell.mismatch is not None and cell.mismatch.reproduced == 2
+    assert any("reused" in e.text for e in cell.failed)
+
+
+def _cli(*args, env_extra=None):
+    import os
+    env = dict(os.environ, PYTHONPATH=str(ROOT), **(env_extra or {}))
+    return subprocess.run([sys.executable, "-m", "ksmdiff.cli", *args], capture_output=True,
+                          text=True, cwd=ROOT, env=env, timeout=300)
+
+
+def test_cli_missing_lab_kernel_exits_3_and_says_why(empty_lab, tmp_path):
+    out = tmp_path / "run.json"
+    r = _cli("run", str(SEED), "--kernel", "lab:6.12", "--kernel", "6.12", "--json", str(out),
+             env_extra={"KSMDIFF_LAB_DIR": str(empty_lab)})
+    assert r.returncode == 3, r.stdout + r.stderr
+    assert "not run: not fetched" in r.stdout
+    assert "ksmdiff lab fetch 6.12" in r.stdout
+    rec = json.loads(out.read_text())
+    assert rec["versions"] == ["lab:6.12", "6.12"]
+    assert [x["status"] for x in rec["results"]] == ["not-run", "ok"]
+
+
+def test_cli_bad_lab_name_is_a_usage_error(empty_lab):
+    r = _cli("run", str(SEED), "--kernel", "lab:../x")
+    assert r.returncode == 2 and "bad lab kernel name" in r.stderr
+
+
+def test_cli_lab_list(empty_lab):
+    _kernel()
+    r = _cli("lab", "list", env_extra={"KSMDIFF_LAB_DIR": str(empty_lab)})
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0].split() == ["name", "version", "era", "origin", "release", "patches"]
+    assert lines[1].split()[:3] == ["6.1", "6.1.176", "5.19-6.6"]
+
+
+def test_cli_lab_fetch_unknown_name(empty_lab):
+    r = _cli("lab", "fetch", "4.19")
+    assert r.returncode == 2 and "5.10, 6.1, 6.12" in r.stderr
