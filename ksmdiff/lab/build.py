@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import fcntl
 import hashlib
 import json
 import os
@@ -503,6 +504,7 @@ class BuildResult:
     make_seconds: float       # wall time of make on the tree (0 when cached)
     incremental: bool         # a patched copy of a built tree
     missing_files: list[str] = dataclasses.field(default_factory=list)
+    state: dict = dataclasses.field(default_factory=dict)   # the tree's state.json
 
 
 def _sha256_file(p: Path) -> str:
@@ -540,6 +542,12 @@ class _Log:
 
     def close(self) -> None:
         self.f.close()
+
+
+def _children_cpu() -> float:
+    import resource
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
 
 
 def _make(jobs: int, *targets: str) -> list[str]:
@@ -627,7 +635,7 @@ def build(source: str | os.PathLike | Source, name: str,
             and have.config_hash == c_hash and list(have.patches) == names \
             and _sha256_file(have.vmlinuz) == state.get("bzimage_sha256"):
         return BuildResult(name, key, have, True, time.monotonic() - t0, 0.0, bool(pats),
-                           state.get("missing_files", []))
+                           state.get("missing_files", []), state)
 
     if state is None:
         state = _build_tree(src, s_hash, c_hash, key, frags, wanted, pats, jobs, echo)
@@ -641,7 +649,7 @@ def build(source: str | os.PathLike | Source, name: str,
     kernel = store.write_kernel(name, tree / "arch/x86/boot/bzImage", meta)
     return BuildResult(name, key, kernel, cached, time.monotonic() - t0,
                        0.0 if cached else state["make_seconds"], bool(pats),
-                       state.get("missing_files", []))
+                       state.get("missing_files", []), state)
 
 
 def _build_tree(src: Source, s_hash: str, c_hash: str, key: str, frags: list[Path],
@@ -652,9 +660,42 @@ def _build_tree(src: Source, s_hash: str, c_hash: str, key: str, frags: list[Pat
     root = build_root()
     d = root / key[:24]
     tree = d / "tree"
-    if d.exists():            # a killed or failed earlier attempt: start it over
-        shutil.rmtree(d)
-    d.mkdir(parents=True)
+    (root / "locks").mkdir(parents=True, exist_ok=True)
+    lock = open(root / "locks" / f"{key[:24]}.lock", "w")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.close()
+        raise EnvironmentProblem(f"another ksmdiff is building {d} right now") from None
+    try:
+        _remove_stale(root)
+        state = _read_state(d)
+        if state is not None:      # built meanwhile by the holder of the lock
+            return state
+        if d.exists():             # a killed earlier attempt: start it over
+            shutil.rmtree(d)
+        d.mkdir(parents=True)
+        return _build_locked(src, s_hash, c_hash, key, frags, wanted, pats, jobs, echo,
+                             root, d, tree)
+    finally:
+        lock.close()
+
+
+def _remove_stale(root: Path) -> None:
+    """Remove the trees of killed builds: no state.json, and nobody holds their lock."""
+    for d in root.iterdir():
+        if not d.is_dir() or d.name in ("locks", "logs") or (d / "state.json").exists():
+            continue
+        name = d.name.removesuffix(".partial")
+        with open(root / "locks" / f"{name}.lock", "w") as lk:
+            try:
+                fcntl.flock(lk, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue           # being built
+            shutil.rmtree(d, ignore_errors=True)
+
+
+def _build_locked(src, s_hash, c_hash, key, frags, wanted, pats, jobs, echo, root, d, tree):
     log = _Log(root / "logs" / f"{key[:24]}.log", echo)
     try:
         log(f"source: {src.describe()} (hash {s_hash[:16]})")
@@ -668,13 +709,13 @@ def _build_tree(src: Source, s_hash: str, c_hash: str, key: str, frags: list[Pat
                 clean_state = _build_tree(src, s_hash, c_hash, clean_key, frags, wanted, [],
                                           jobs, echo)
             source_files = set((clean_dir / "source-files.txt").read_text().splitlines())
-            log(f"copying the built tree {clean_dir.name} (sources linked, outputs copied)")
-            clone_built_tree(clean_dir / "tree", tree, source_files)
             for p in pats:
                 for f in p.files:
                     if f not in source_files:
                         raise BuildError(f"patch {p.path} changes {f}, which is not a source "
                                          "file of this kernel")
+            log(f"copying the built tree {clean_dir.name} (sources linked, outputs copied)")
+            clone_built_tree(clean_dir / "tree", tree, source_files)
             log("applying " + ", ".join(p.name for p in pats))
             apply_patches(tree, pats)
             (d / "source-files.txt").write_text(
@@ -704,18 +745,21 @@ def _build_tree(src: Source, s_hash: str, c_hash: str, key: str, frags: list[Pat
                                  "make olddefconfig (unmet dependencies, or not in this "
                                  "kernel version): " + "; ".join(lost))
         t = time.monotonic()
+        cpu = _children_cpu()
         log.run(_make(jobs, "bzImage"), tree, "make bzImage")
         make_seconds = time.monotonic() - t
+        make_cpu = _children_cpu() - cpu
         version, release = _kernel_version(tree)
         bz = tree / "arch/x86/boot/bzImage"
         state = {"key": key, "source": src.describe(), "source_hash": s_hash,
                  "config_hash": c_hash, "patches": [p.name for p in pats],
                  "patch_sha256": [p.sha256 for p in pats], "make_vars": MAKE_VARS,
                  "version": version, "release": release, "make_seconds": round(make_seconds, 2),
+                 "make_cpu_seconds": round(make_cpu, 2),
                  "incremental": bool(pats), "missing_files": missing,
                  "bzimage_sha256": _sha256_file(bz), "built": store.now_iso()}
         _write_state(d, state)
-        log(f"built {release} in {make_seconds:.1f} s of make")
+        log(f"built {release} in {make_seconds:.1f} s of make ({make_cpu:.0f} CPU-seconds)")
         return state
     except BaseException as e:
         log(f"failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
