@@ -305,3 +305,16 @@ def test_known_refuses_a_malformed_file(tmp_path):
     with pytest.raises(InputError) as e:
         B.load_known(f)
     assert e.value.location.file == str(f)
+
+
+def test_trees_of_killed_builds_are_removed_unless_being_built(tmp_path):
+    import fcntl
+    root = tmp_path / "build"
+    (root / "locks").mkdir(parents=True)
+    for name in ("done", "killed", "busy"):
+        (root / name / "tree").mkdir(parents=True)
+    (root / "done" / "state.json").write_text("{}")
+    with open(root / "locks" / "busy.lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        B._remove_stale(root)
+    assert sorted(p.name for p in root.iterdir()) == ["busy", "done", "locks"]
