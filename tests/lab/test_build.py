@@ -318,3 +318,88 @@ def test_trees_of_killed_builds_are_removed_unless_being_built(tmp_path):
         fcntl.flock(held, fcntl.LOCK_EX)
         B._remove_stale(root)
     assert sorted(p.name for p in root.iterdir()) == ["busy", "done", "locks"]
+
+
+# ----------------------------------------------------------------------------- whole builds
+# A stand-in kernel tree whose Makefile knows the targets lab build uses: the whole flow
+# (configure, verify, make, store, cache, patched copy) runs in a second.
+
+FAKE_MAKEFILE = """VERSION = 5
+PATCHLEVEL = 4
+SUBLEVEL = 59
+tinyconfig:
+\tprintf 'CONFIG_64BIT=y\\n' > .config
+olddefconfig:
+\tif [ -e drop-ksm ]; then sed -i '/^CONFIG_KSM=/d' .config; fi
+bzImage: arch/x86/boot/bzImage
+arch/x86/boot/bzImage: mm/ksm.c mm/memory.c
+\tmkdir -p arch/x86/boot
+\tcat mm/ksm.c mm/memory.c > arch/x86/boot/bzImage
+\techo $@ >> compiled
+kernelrelease:
+\t@echo 5.4.59
+"""
+
+FAKE_MERGE = """#!/bin/sh
+shift; shift
+cat "$@" >> .config
+"""
+
+
+def _fake_kernel(root: Path) -> Path:
+    _fake_tree(root)
+    (root / "Makefile").write_text(FAKE_MAKEFILE)
+    m = root / "scripts/kconfig/merge_config.sh"
+    m.parent.mkdir(parents=True)
+    m.write_text(FAKE_MERGE)
+    m.chmod(0o755)
+    return root
+
+
+@pytest.mark.skipif(shutil.which("make") is None or shutil.which("patch") is None,
+                    reason="needs make and patch")
+def test_whole_build_cache_and_patched_copy(dirs):
+    src = _fake_kernel(dirs / "linux-5.4.59")
+    r = B.build(src, "5.4")
+    assert not r.cached and r.kernel.release == "5.4.59"
+    assert r.kernel.vmlinuz.read_text() == "int ksm;\nint memory;\n"
+    assert r.kernel.source_hash == B.source_hash(B.detect_source(src))
+    again = B.build(src, "5.4")
+    assert again.cached and again.key == r.key
+    clean_tree = B.build_root() / r.key[:24] / "tree"
+    assert (clean_tree / "compiled").read_text().count("bzImage") == 1
+
+    p = dirs / "5.4-x.patch"
+    p.write_text(GOOD)
+    m = B.build(src, "5.4-x", patches=[p])
+    assert m.incremental and not m.cached and m.kernel.patches == ("5.4-x.patch",)
+    assert m.kernel.vmlinuz.read_text() == "int ksm_patched;\nint memory;\n"
+    assert (clean_tree / "mm/ksm.c").read_text() == "int ksm;\n"         # untouched
+    mutant_tree = B.build_root() / m.key[:24] / "tree"
+    assert (mutant_tree / "compiled").read_text().count("bzImage") == 2  # rebuilt once
+    assert B.build(src, "5.4-x", patches=[p]).cached
+
+    # a patch that does not apply: BuildError, the store and the clean tree as they were
+    stale = dirs / "5.4-stale.patch"
+    stale.write_text(GOOD.replace("-int ksm;", "-int other;"))
+    before = {k.name: k.vmlinuz.read_bytes() for k in B.store.list_kernels()}
+    with pytest.raises(B.BuildError, match="does not apply"):
+        B.build(src, "5.4-stale", patches=[stale])
+    assert {k.name: k.vmlinuz.read_bytes() for k in B.store.list_kernels()} == before
+    assert (clean_tree / "mm/ksm.c").read_text() == "int ksm;\n"
+    assert sorted(d.name for d in B.build_root().iterdir()
+                  if d.name not in ("locks", "logs")) == sorted([r.key[:24], m.key[:24]])
+
+    # the same name with other inputs is rebuilt and replaces the stored kernel
+    (src / "mm/memory.c").write_text("int memory2;\n")
+    r2 = B.build(src, "5.4")
+    assert not r2.cached and r2.kernel.vmlinuz.read_text().endswith("int memory2;\n")
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
+def test_an_option_olddefconfig_drops_is_an_error(dirs):
+    src = _fake_kernel(dirs / "linux-5.4.59")
+    (src / "drop-ksm").write_text("")
+    with pytest.raises(B.BuildError, match=r"CONFIG_KSM=y \(got not set\)"):
+        B.build(src, "5.4")
+    assert B.store.list_kernels() == []
