@@ -518,7 +518,7 @@ class _Log:
         self.path = path
         self.echo = echo
         path.parent.mkdir(parents=True, exist_ok=True)
-        self.f = open(path, "a")
+        self.f = open(path, "w")    # one attempt per log
 
     def __call__(self, msg: str) -> None:
         self.f.write(f"[ksmdiff] {msg}\n")
