@@ -175,6 +175,8 @@ def build_parser() -> argparse.ArgumentParser:
                 "Linux KSM write-fault path (do_wp_page, reuse_ksm_page, every era).",
                 epilog="exit codes: 0 all held, 1 failed expect / mismatch / failed proof, "
                        "2 usage or input error, 3 environment could not run it")
+    from ksmdiff import __version__
+    p.add_argument("--version", action="version", version=f"ksmdiff {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
 
@@ -216,13 +218,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     r.set_defaults(func=cmd_run)
 
-    for mod in ("ksmdiff.probe.cli", "ksmdiff.kspec.cli", "ksmdiff.lab.cli"):
-        try:
-            module = __import__(mod, fromlist=["register"])
-        except ImportError as e:
-            if e.name and not mod.startswith(e.name):
-                raise
-            continue
+    from ksmdiff.kspec import cli as kspec_cli
+    from ksmdiff.lab import cli as lab_cli
+    from ksmdiff.probe import cli as probe_cli
+    for module in (probe_cli, kspec_cli, lab_cli):
         module.register(sub)
     return p
 

@@ -8,6 +8,7 @@ kernel runner, the CLI run in a subprocess) lives elsewhere or is marked ``syste
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,16 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "system: may touch the system even in a pure folder")
+
+
+def pytest_sessionstart(session):
+    """CI tests the installed wheel: refuse to test the checkout by accident."""
+    import ksmdiff
+    here = Path(ksmdiff.__file__).resolve()
+    if os.environ.get("KSMDIFF_REQUIRE_INSTALLED") and ROOT in here.parents:
+        raise pytest.UsageError(
+            f"KSMDIFF_REQUIRE_INSTALLED is set but ksmdiff was imported from the source tree "
+            f"({here}); run the installed package's `pytest`, not `python -m pytest`")
 
 
 @pytest.fixture(autouse=True)

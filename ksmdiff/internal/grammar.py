@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import functools
-from importlib import resources
 from pathlib import Path
 
 import lark
 from lark.lexer import PatternStr
 
 from ksmdiff.errors import InputError, Location
+from ksmdiff.internal.resources import data_package_dir
 
 _REPO_GRAMMARS = Path(__file__).resolve().parents[2] / "grammars"
 
@@ -34,7 +34,7 @@ def grammar_text(name: str) -> str:
     local = _REPO_GRAMMARS / f"{name}.lark"
     if local.is_file():
         return local.read_text()
-    return resources.files("ksmdiff.grammars").joinpath(f"{name}.lark").read_text()
+    return (data_package_dir("ksmdiff.grammars") / f"{name}.lark").read_text()
 
 
 @functools.lru_cache(maxsize=None)

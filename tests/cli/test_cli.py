@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+import ksmdiff
+
 from ksmdiff.cli import main
 
 GOOD = '''scenario "only-pte-mapped KSM page"
@@ -35,9 +37,12 @@ def good(tmp_path):
 
 
 def run_cli(*args, cwd=None):
-    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]))
+    # The ksmdiff under test (the installed one in CI, the checkout in a developer's
+    # `python -m pytest`), never the other: `-m` puts the cwd first on sys.path.
+    home = str(Path(ksmdiff.__file__).resolve().parents[1])
+    env = dict(os.environ, PYTHONPATH=home)
     return subprocess.run([sys.executable, "-m", "ksmdiff.cli", *map(str, args)],
-                          capture_output=True, text=True, cwd=cwd, env=env, timeout=300)
+                          capture_output=True, text=True, cwd=cwd or home, env=env, timeout=300)
 
 
 def test_check_ok(good, capsys):

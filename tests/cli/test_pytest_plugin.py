@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+HOME = Path(__import__("ksmdiff").__file__).resolve().parents[1]  # the ksmdiff under test
 
 GOOD = '''scenario "only-pte-mapped"
 process A
@@ -31,7 +32,8 @@ def _plugin_args() -> list[str]:
 def pytest_run(path, *args):
     return subprocess.run([sys.executable, "-m", "pytest", *_plugin_args(),
                            "-q", "-p", "no:cacheprovider", "--rootdir", str(path), str(path),
-                           *args], capture_output=True, text=True, cwd=ROOT, timeout=300)
+                           *args], capture_output=True, text=True, timeout=300,
+                          cwd=HOME, env={**os.environ, "PYTHONPATH": str(HOME)})
 
 
 def test_items_per_version_and_junit(tmp_path):

@@ -5,6 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+# Where the ksmdiff under test lives (site-packages in CI, the checkout otherwise): the cwd
+# and PYTHONPATH of every subprocess, so that `python -m`/`-c` import that one and no other.
+PKG_HOME = Path(__import__("ksmdiff").__file__).resolve().parents[1]
+PKG_ENV = {**__import__("os").environ, "PYTHONPATH": str(PKG_HOME)}
 KSM = Path("/sys/kernel/mm/ksm")
 
 

@@ -12,7 +12,7 @@ from ksmdiff.observe import OK, UNSUPPORTED
 from ksmdiff.probe import host_version, run_kernel
 from ksmdiff.scenario import parse, parse_file
 
-from _kstate import ROOT, corpus_paths
+from _kstate import PKG_ENV, PKG_HOME, ROOT, corpus_paths
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +42,7 @@ def test_corpus_matches_the_model(corpus, state_kept):
 
 def test_cli_run_of_the_corpus_exits_0(state_kept):
     r = subprocess.run([sys.executable, "-m", "ksmdiff.cli", "run", str(ROOT / "corpora"),
-                        "--kernel", "host", "-q"], cwd=ROOT, capture_output=True, text=True,
+                        "--kernel", "host", "-q"], cwd=PKG_HOME, env=PKG_ENV, capture_output=True, text=True,
                        timeout=600)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
 

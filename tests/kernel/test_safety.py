@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from _kstate import ROOT, machine_state, probe_pids
+from _kstate import PKG_ENV, PKG_HOME, ROOT, machine_state, probe_pids
 
 JOURNAL = Path("/var/lib/ksmdiff/journal.json")
 
@@ -30,8 +30,8 @@ RUNNER = textwrap.dedent("""
 
 def start_run(copies: int, mode: str = "alone") -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-c", RUNNER, str(ROOT / "corpora"), str(copies),
-                             mode], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+                             mode], cwd=PKG_HOME, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=PKG_ENV)
 
 
 def wait_until_running(proc: subprocess.Popen, timeout: float = 60) -> None:
@@ -95,12 +95,12 @@ def test_sigkill_mid_run_then_restore(state_kept):
     while probe_pids() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not probe_pids()
-    r = subprocess.run([sys.executable, "-m", "ksmdiff.cli", "restore"], cwd=ROOT,
+    r = subprocess.run([sys.executable, "-m", "ksmdiff.cli", "restore"], cwd=PKG_HOME, env=PKG_ENV,
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     assert "restored" in r.stdout or "nothing to restore" in r.stdout  # (or a new run did it)
     assert not journal_of(proc)
-    again = subprocess.run([sys.executable, "-m", "ksmdiff.cli", "restore"], cwd=ROOT,
+    again = subprocess.run([sys.executable, "-m", "ksmdiff.cli", "restore"], cwd=PKG_HOME, env=PKG_ENV,
                            capture_output=True, text=True, timeout=60)
     assert again.returncode == 0
 

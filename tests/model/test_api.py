@@ -11,7 +11,7 @@ from ksmdiff.versions import Era
 
 from .conftest import V, run, scenario
 
-MODEL_DIR = Path(__file__).resolve().parents[2] / "ksmdiff" / "model"
+MODEL_DIR = Path(__import__("ksmdiff.model").model.__file__).resolve().parent
 
 BODY = """A: mmap buf 2
 A: fill buf 0x5a

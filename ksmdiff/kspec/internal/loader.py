@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 
 from ksmdiff.errors import InputError, Location
+from ksmdiff.internal.resources import data_package_dir
 from ksmdiff.kspec.internal import ast as A
 from ksmdiff.kspec.internal.check import Model, build_model
 from ksmdiff.kspec.internal.parse import parse_file, parse_text
@@ -18,7 +18,7 @@ def spec_dir() -> Path:
     """spec/ of the checkout, else the installed package data ksmdiff.spec_files."""
     if _REPO_SPEC.is_dir() and any(_REPO_SPEC.glob("*.kspec")):
         return _REPO_SPEC
-    return Path(str(resources.files("ksmdiff.spec_files")))
+    return data_package_dir("ksmdiff.spec_files")
 
 
 @dataclass

@@ -1,0 +1,26 @@
+"""Where the installed data folders are (grammars, spec): real directories on disk.
+
+``grammars/`` and ``spec/`` carry no ``__init__.py`` (they are for users to read and edit),
+so in a wheel they are namespace packages and ``importlib.resources.files`` returns a
+``MultiplexedPath``, which is no path to hand to ``open`` or to print.  A wheel installs them
+as plain folders, so the package's single search location is the folder.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+from ksmdiff.errors import EnvironmentProblem
+
+
+def data_package_dir(package: str) -> Path:
+    """The folder of an installed data package such as ``ksmdiff.spec_files``."""
+    spec = importlib.util.find_spec(package)
+    locations = list(spec.submodule_search_locations or []) if spec else []
+    folders = [Path(p) for p in locations if Path(p).is_dir()]
+    if len(folders) != 1:
+        raise EnvironmentProblem(
+            f"the installed package data {package} was not found (searched {locations or 'nothing'}):"
+            " reinstall ksmdiff")
+    return folders[0]
