@@ -44,6 +44,7 @@ def test_build_5_4_is_cached_and_stored():
 
 
 def _boot(kernel, tmp_path) -> tuple[str, float]:
+    """Boot as the lab does (the PVH vmlinux when the kernel has one) to a busybox init."""
     from ksmdiff.lab import guest
     try:
         busybox = guest.find_busybox()
@@ -59,7 +60,7 @@ def _boot(kernel, tmp_path) -> tuple[str, float]:
     t = time.monotonic()
     p = subprocess.run(["qemu-system-x86_64", "-accel", "tcg", "-cpu", "max", "-m", "256M",
                         "-nographic", "-no-reboot", "-nodefaults", "-serial", "stdio",
-                        "-kernel", str(kernel.vmlinuz), "-initrd", str(initrd),
+                        "-kernel", str(guest.boot_image(kernel)), "-initrd", str(initrd),
                         "-append", "console=ttyS0 panic=-1 rdinit=/init"],
                        capture_output=True, text=True, timeout=180)
     return p.stdout, time.monotonic() - t
