@@ -778,6 +778,7 @@ class KnownKernel:
     name: str
     source_id: str
     patches: tuple[Path, ...]
+    config: tuple[Path, ...] = ()     # fragments after the lab's (configs/)
 
 
 @dataclass(frozen=True)
@@ -828,8 +829,10 @@ def load_known(path: Path = KNOWN_FILE) -> KnownSources:
     kernels = []
     for name, k in doc.get("kernel", {}).items():
         store.check_name(name)
-        if not isinstance(k, dict) or set(k) - {"source", "patches"} or "source" not in k:
-            raise InputError(f"kernel {name!r}: expected source and optional patches", here)
+        if not isinstance(k, dict) or set(k) - {"source", "patches", "config"} \
+                or "source" not in k:
+            raise InputError(f"kernel {name!r}: expected source and optional patches, "
+                             "config", here)
         if k["source"] not in sources:
             raise InputError(f"kernel {name!r}: unknown source {k['source']!r}", here,
                              "one of " + ", ".join(sorted(sources)))
@@ -838,7 +841,12 @@ def load_known(path: Path = KNOWN_FILE) -> KnownSources:
         for p in pats:
             if not p.is_file():
                 raise InputError(f"kernel {name!r}: no patch {p}", here)
-        kernels.append(KnownKernel(name, k["source"], pats))
+        cfgs = tuple(CONFIG_DIR / c for c in strings(k.get("config", []),
+                                                     f"kernel {name!r} config"))
+        for c in cfgs:
+            if not c.is_file():
+                raise InputError(f"kernel {name!r}: no config fragment {c}", here)
+        kernels.append(KnownKernel(name, k["source"], pats, cfgs))
     return KnownSources(tuple(Path(r).expanduser() for r in roots if r), sources,
                         tuple(kernels))
 
@@ -887,7 +895,7 @@ def build_known(names: Sequence[str] = (), jobs: int = 2,
             out.append((k.name, Outcome.NO_SOURCE, f"{k.source_id} found in none of {roots}"))
             continue
         try:
-            r = build(src, k.name, k.patches, jobs=jobs, echo=echo)
+            r = build(src, k.name, k.patches, k.config, jobs=jobs, echo=echo)
         except (BuildError, EnvironmentProblem) as e:
             out.append((k.name, Outcome.FAILED, str(e)))
             continue
