@@ -238,7 +238,9 @@ RECORD_FORMAT = 1     # bumped when a field changes meaning (docs/run-record.sch
 
 
 def write_json(path: str, scenarios, versions, cells, elapsed: float, argv: Sequence[str],
-               notes: Sequence[str] = ()) -> None:
+               notes: Sequence[str] = (), extra: dict | None = None) -> None:
+    """The JSON run record (docs/run-record.md); ``extra``: the optional top-level parts of
+    a three-way run (``coverage``, ``three_way``)."""
     from ksmdiff import __version__
     record = {
         "tool": "ksmdiff",
@@ -252,6 +254,7 @@ def write_json(path: str, scenarios, versions, cells, elapsed: float, argv: Sequ
         "versions": list(versions),
         "scenarios": [s.source for s in scenarios],
         "results": [cells[(i, v)].to_json() for i in range(len(scenarios)) for v in versions],
+        **(extra or {}),
     }
     # Written atomically: a killed run never leaves half a record.
     write_text_atomically(path, json.dumps(record, indent=1, sort_keys=True, default=str))

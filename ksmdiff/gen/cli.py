@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 
 from ksmdiff.errors import UsageError
@@ -76,6 +77,7 @@ def run_three_way_cli(paths, targets, *, quiet=False, json_out=None, spec_model=
     from ksmdiff.judge.threeway import SpecModel
     out = out or sys.stdout
     scenarios = _load(paths)
+    started = time.time()
     cells = []
     for t in targets:
         if t == "host":
@@ -113,8 +115,14 @@ def run_three_way_cli(paths, targets, *, quiet=False, json_out=None, spec_model=
     print("spec/model: " + ", ".join(f"{k.value} {n}" for k, n in
                                      sorted(counts.items(), key=lambda x: x[0].value)), file=out)
     if json_out:
-        Path(json_out).write_text(json.dumps({"cells": [tw.to_json() for tw in judged],
-                                              "coverage": cov}, indent=1, default=str))
+        # a run record like ``ksmdiff run --json`` writes (the reports read it), with the
+        # label coverage and each cell's spec/model verdict beside the results
+        from ksmdiff.report import write_json
+        by_cell = {(i, t): judged[k * len(scenarios) + i].cell
+                   for k, t in enumerate(targets) for i in range(len(scenarios))}
+        write_json(json_out, scenarios, list(targets), by_cell, time.time() - started,
+                   sys.argv[1:], extra={"coverage": cov,
+                                        "three_way": [tw.to_json() for tw in judged]})
     if any(tw.failed for tw in judged):
         return EXIT_FAIL
     if any(tw.cell.status in ("environment", "not-run") for tw in judged):
