@@ -37,7 +37,7 @@ from ksmdiff.errors import InputError, Location
 from ksmdiff.internal.grammar import TERMINAL_WORDS, _REPO_GRAMMARS, decode_source
 from ksmdiff.internal.resources import data_package_dir
 from ksmdiff.kspec.internal import ast as A
-from ksmdiff.kspec.internal.check import INT, Checker, Dom, Int
+from ksmdiff.kspec.internal.check import INT, Checker, Dom
 from ksmdiff.kspec.internal.explicit import _World
 from ksmdiff.kspec.internal.parse import _Build
 from ksmdiff.versions import Era
@@ -100,14 +100,14 @@ def _words(names) -> str:
     return " or ".join(words) if len(words) < 3 else "one of " + ", ".join(words)
 
 
-def _loc(source: str, line: int, col: int, line0: int) -> Location:
-    return Location(source, line + line0, col)
+def _loc(source: str, line: int, col: int) -> Location:
+    return Location(source, line, col)
 
 
-def _syntax_error(err, source, line0) -> InputError:
+def _syntax_error(err, source) -> InputError:
     if isinstance(err, lark.exceptions.UnexpectedCharacters):
         return InputError(f"unexpected character {err.char!r}",
-                          _loc(source, err.line, err.column, line0),
+                          _loc(source, err.line, err.column),
                           _words(err.allowed or ()))
     if isinstance(err, lark.exceptions.UnexpectedToken):
         tok = err.token
@@ -117,21 +117,20 @@ def _syntax_error(err, source, line0) -> InputError:
         col = getattr(tok, "column", None) or err.column or 1
         if line == -1 or col == -1:
             line, col = 1, 1
-        return InputError(what, _loc(source, line, col, line0), _words(err.expected or ()))
+        return InputError(what, _loc(source, line, col), _words(err.expected or ()))
     if isinstance(err, lark.exceptions.UnexpectedEOF):
-        return InputError("unexpected end of the constraint", Location(source, 1 + line0, 1),
+        return InputError("unexpected end of the constraint", Location(source, 1, 1),
                           _words(err.expected or ()))
-    return InputError(str(err), Location(source, 1 + line0, 1))
+    return InputError(str(err), Location(source, 1, 1))
 
 
-def parse_constraints(text: str | bytes, source: str = "<constraints>",
-                      line0: int = 0) -> list[Constraint]:
+def parse_constraints(text: str | bytes, source: str = "<constraints>") -> list[Constraint]:
     """Constraints of ``text`` (syntax only: :func:`check_constraints` checks names)."""
     text = decode_source(text, source, MAX_FILE_BYTES)
     try:
         tree = _parser().parse(text)
     except lark.exceptions.LarkError as err:
-        raise _syntax_error(err, source, line0) from None
+        raise _syntax_error(err, source) from None
     for t in tree.iter_subtrees():
         if isinstance(t.data, str) and t.data.startswith(KSPEC_PREFIX):
             t.data = type(t.data)(t.data[len(KSPEC_PREFIX):]) \
@@ -143,14 +142,14 @@ def parse_constraints(text: str | bytes, source: str = "<constraints>",
         kind = node.data
         m = node.meta
         snippet = _span(lines, m)
-        loc = Location(source, m.line + line0, m.column)
+        loc = Location(source, m.line, m.column)
         try:
             if kind in ("at_step", "after_step"):
                 lab = node.children[0]
                 e = build.transform(node.children[1])
                 out.append(Constraint(Anchor.AT if kind == "at_step" else Anchor.AFTER, e,
                                       snippet, loc, str(lab),
-                                      Location(source, lab.line + line0, lab.column)))
+                                      Location(source, lab.line, lab.column)))
             else:
                 sub = node.children[0]
                 e = build.transform(sub)
@@ -161,9 +160,6 @@ def parse_constraints(text: str | bytes, source: str = "<constraints>",
             if isinstance(err.orig_exc, InputError):
                 raise err.orig_exc from None
             raise
-    # the transformer's locations count lines from 1 of the text: shift them
-    if line0:
-        out = [_shift(c, line0) for c in out]
     return out
 
 
@@ -175,25 +171,6 @@ def _span(lines, meta) -> str:
                      [x.strip() for x in lines[meta.line: meta.end_line - 1]] +
                      [lines[meta.end_line - 1][: meta.end_column - 1].strip()])
     return " ".join(s.split())
-
-
-def _shift(c: Constraint, line0: int) -> Constraint:
-    def fix(x):
-        if isinstance(x, Location):
-            return Location(x.source, x.line + line0, x.column)
-        return x
-
-    def walk(e):
-        if not hasattr(e, "__dataclass_fields__"):
-            if isinstance(e, tuple):
-                return tuple(walk(x) for x in e)
-            return e
-        kw = {}
-        for f in e.__dataclass_fields__:
-            v = getattr(e, f)
-            kw[f] = fix(v) if f == "loc" else walk(v)
-        return type(e)(**kw)
-    return Constraint(c.anchor, walk(c.expr), c.text, c.loc, c.label, c.label_loc, c.binds)
 
 
 def parse_where(text: str, index: int = 1) -> list[Constraint]:

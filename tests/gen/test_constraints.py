@@ -166,3 +166,31 @@ def test_deterministic_for_a_seed():
     a = generate_constrained([Era.V5_1_TO_5_8], cs, wanted=2, seed=5, **SMALL)
     b = generate_constrained([Era.V5_1_TO_5_8], cs, wanted=2, seed=5, **SMALL)
     assert [g.text for g in a.scenarios] == [g.text for g in b.scenarios]
+
+
+def test_frame_literals_turn_off_frame_symmetry():
+    from ksmdiff.gen.constraints import symmetric_in
+    w, cs = _checked("at write: refcount[frame[p, v]] == 2")
+    assert symmetric_in(w.model, cs, "Frame")
+    for text in ("finally not ksm[0]", "at write: frame[p, v] == 1"):
+        w, cs = _checked(text)
+        assert not symmetric_in(w.model, cs, "Frame"), text
+
+
+def test_command_line(tmp_path, capsys):
+    from ksmdiff.cli import main
+    out = tmp_path / "out"
+    small = ["--bound", "4", "--beam", "30", "--per-label", "1"]
+    assert main(["generate", "--kernel", "5.4", "--out", str(out), "--where",
+                 "at write refcount[frame[p, v]] == 2"] + small) == 2
+    assert "--where #1:1:10: error: unexpected 'refcount'" in capsys.readouterr().err
+    assert not out.exists()
+    assert main(["generate", "--kernel", "5.4", "--out", str(out), "-q",
+                 "--where", "processes == 3"] + small) == 1
+    assert "unsatisfiable at any depth" in capsys.readouterr().out
+    js = tmp_path / "r.json"
+    assert main(["generate", "--kernel", "5.4", "--out", str(out), "-q", "--json", str(js),
+                 "--where", "at write: refcount[frame[p, v]] == 2"] + small) == 0
+    [f] = list(out.rglob("*.scenario"))
+    assert "# where at write: refcount[frame[p, v]] == 2" in f.read_text()
+    assert '"at write: refcount[frame[p, v]] == 2"' in js.read_text()
