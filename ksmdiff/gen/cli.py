@@ -273,7 +273,7 @@ def register(sub) -> None:
                               "it), 'eventually EXPR', 'finally EXPR', 'always EXPR'; a "
                               "trace count alone ('processes == 2', 'ksm_frames >= 1', "
                               "'frames == 3': the largest value on the trace).  Examples: "
-                              "--where 'at write: refcount[frame[p, v]] == 2'  "
+                              "--where 'at write: present[p, v] and refcount[frame[p, v]] == 2'  "
                               "--where 'at write: swapped[p, v]'  "
                               "--constraints spec/constraints/stale_node.constraints")
     g.add_argument("--kernel", action="append", metavar="VERSION",
@@ -292,7 +292,7 @@ def register(sub) -> None:
     g.add_argument("--json", metavar="FILE", help="write the label report as JSON")
     g.add_argument("--where", action="append", metavar="CONSTRAINT",
                    help="a constraint every scenario satisfies (repeatable), e.g. "
-                        "'at write: refcount[frame[p, v]] == 2'")
+                        "'at write: present[p, v] and refcount[frame[p, v]] == 2'")
     g.add_argument("--constraints", action="append", metavar="FILE",
                    help="constraints from a file, one after another ('#' comments)")
     g.add_argument("-q", "--quiet", action="store_true")

@@ -87,7 +87,7 @@ def test_label_binds_the_firing_actions_parameters():
 
 
 def test_satisfiable_constraint_yields_scenarios_that_satisfy_it():
-    cs = parse_where("at write: refcount[frame[p, v]] == 2", 1) + parse_where("processes == 2", 2)
+    cs = parse_where("at write: present[p, v] and refcount[frame[p, v]] == 2", 1) + parse_where("processes == 2", 2)
     gen = generate_constrained([Era.V5_1_TO_5_8], cs, wanted=2, seed=1, **SMALL)
     [rep] = gen.labels
     assert rep.status is Reach.REACHED and rep.scenarios == len(gen.scenarios) >= 1
@@ -95,7 +95,7 @@ def test_satisfiable_constraint_yields_scenarios_that_satisfy_it():
     checked = check_constraints(w.model, cs, Counts.load())
     tr = Tracker(w, checked, Counts.load())
     for g in gen.scenarios:
-        assert "# where at write: refcount[frame[p, v]] == 2" in g.text
+        assert "# where at write: present[p, v] and refcount[frame[p, v]] == 2" in g.text
         steps = [w.statement_instance(s) for s in g.scenario.statements
                  if w.statement_instance(s) is not None]
         # the explicit engine and Z3 agree that the scenario satisfies the constraints ...
@@ -110,7 +110,7 @@ def test_satisfiable_constraint_yields_scenarios_that_satisfy_it():
 
 
 def test_a_refuted_trace_is_refuted_by_both_engines():
-    w, cs = _checked("at write: refcount[frame[p, v]] == 2")
+    w, cs = _checked("at write: present[p, v] and refcount[frame[p, v]] == 2")
     tr = Tracker(w, cs, Counts.load())
     inv = {t: n for n, t in w.text_of.items()}
     steps = [inv["A: fill buf[0] 0x01"], inv["A: write buf[0] 0x03"]]   # refcount 1
@@ -162,7 +162,7 @@ def test_unsatisfiable_within_the_bound_says_the_bound():
 
 
 def test_deterministic_for_a_seed():
-    cs = parse_where("at write: refcount[frame[p, v]] == 2")
+    cs = parse_where("at write: present[p, v] and refcount[frame[p, v]] == 2")
     a = generate_constrained([Era.V5_1_TO_5_8], cs, wanted=2, seed=5, **SMALL)
     b = generate_constrained([Era.V5_1_TO_5_8], cs, wanted=2, seed=5, **SMALL)
     assert [g.text for g in a.scenarios] == [g.text for g in b.scenarios]
@@ -190,7 +190,7 @@ def test_command_line(tmp_path, capsys):
     assert "unsatisfiable at any depth" in capsys.readouterr().out
     js = tmp_path / "r.json"
     assert main(["generate", "--kernel", "5.4", "--out", str(out), "-q", "--json", str(js),
-                 "--where", "at write: refcount[frame[p, v]] == 2"] + small) == 0
+                 "--where", "at write: present[p, v] and refcount[frame[p, v]] == 2"] + small) == 0
     [f] = list(out.rglob("*.scenario"))
-    assert "# where at write: refcount[frame[p, v]] == 2" in f.read_text()
-    assert '"at write: refcount[frame[p, v]] == 2"' in js.read_text()
+    assert "# where at write: present[p, v] and refcount[frame[p, v]] == 2" in f.read_text()
+    assert '"at write: present[p, v] and refcount[frame[p, v]] == 2"' in js.read_text()
