@@ -194,3 +194,23 @@ def test_command_line(tmp_path, capsys):
     [f] = list(out.rglob("*.scenario"))
     assert "# where at write: present[p, v] and refcount[frame[p, v]] == 2" in f.read_text()
     assert '"at write: present[p, v] and refcount[frame[p, v]] == 2"' in js.read_text()
+
+
+def test_swap_cache_write_holds_on_the_reference_model():
+    """'the page is in the swap cache when written', checked on the model's own records:
+    just before one of the scenario's writes, the model shows that page swapped out."""
+    from ksmdiff.scenario import ast as S
+    cs = parse_where("at write: swapped[p, v] and swapcache[frame[p, v]]")
+    gen = generate_constrained([Era.V5_9_TO_5_17], cs, wanted=2, seed=2, **SMALL)
+    assert gen.scenarios, gen.labels[0].why
+    for g in gen.scenarios:
+        cell = run_model_cell(g.scenario, KernelVersion.parse("5.10"))
+        assert not judge_cell(cell).failed
+        recs = list(cell.records)
+        seen = False
+        for k, r in enumerate(recs[1:], 1):
+            s = g.scenario.statements[r.stmt]
+            if isinstance(s, S.Write):
+                key = f"{s.proc}/{s.target.region}[{s.target.lo}].swapped"
+                seen |= True in recs[k - 1].fields.get(key, frozenset())
+        assert seen, g.text
