@@ -1494,6 +1494,17 @@ static void run_program(void)
     (void)prctl(PR_SET_CHILD_SUBREAPER, 1);
     if (getppid() == 1)
         exit(5);
+    /* Every process of the scenario on one CPU (children inherit it): a page it just
+     * faulted sits in that CPU's LRU-add batch, and madvise(MADV_PAGEOUT) drains only the
+     * local batch (lru_add_drain()) before isolating, so a page faulted on another CPU
+     * would be skipped, not paged out.  Best effort: a failure leaves the mask as it was. */
+    int cpu = sched_getcpu();
+    if (cpu >= 0 && cpu < CPU_SETSIZE) {
+        cpu_set_t one;
+        CPU_ZERO(&one);
+        CPU_SET(cpu, &one);
+        (void)sched_setaffinity(0, sizeof one, &one);
+    }
     kpageflags_fd = open("/proc/kpageflags", O_RDONLY | O_CLOEXEC);
     kpagecount_fd = open("/proc/kpagecount", O_RDONLY | O_CLOEXEC);
     if (kpageflags_fd < 0 || kpagecount_fd < 0) {

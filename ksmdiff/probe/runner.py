@@ -359,6 +359,8 @@ class _ProbeServer:
 class _Live:
     """One scenario's probe: a process tree that steps on the runner's word."""
 
+    ksm_flag = True    # KPF_KSM tells KSM pages apart (see _run_kernel); set per instance
+
     def __init__(self, index: int, scn: Scenario, prog: Program, server: "_ProbeServer",
                  version: KernelVersion, counters: tuple[str, ...],
                  proc: "_Forked | None" = None, ksm_flag: bool = True):
