@@ -97,19 +97,8 @@ def cmd_format(args) -> int:
 
 def _write_atomically(path: Path, text: str) -> None:
     """A temporary file beside ``path``, renamed over it: a killed run leaves either file."""
-    import tempfile
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.chmod(tmp, path.stat().st_mode & 0o7777 if path.exists() else 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    from ksmdiff.internal.atomic import write_text_atomically
+    write_text_atomically(path, text, keep_mode=True)
 
 
 # ----------------------------------------------------------------------------- run

@@ -7,10 +7,10 @@ import json
 import os
 import platform
 import re
-import tempfile
 import time
 from typing import IO, Sequence
 
+from ksmdiff.internal.atomic import write_text_atomically
 from ksmdiff.judge import rank
 from ksmdiff.scenario import ast as A
 
@@ -238,7 +238,9 @@ RECORD_FORMAT = 1     # bumped when a field changes meaning (docs/run-record.sch
 
 
 def write_json(path: str, scenarios, versions, cells, elapsed: float, argv: Sequence[str],
-               notes: Sequence[str] = ()) -> None:
+               notes: Sequence[str] = (), extra: dict | None = None) -> None:
+    """The JSON run record (docs/run-record.md); ``extra``: the optional top-level parts of
+    a three-way run (``coverage``, ``three_way``)."""
     from ksmdiff import __version__
     record = {
         "tool": "ksmdiff",
@@ -252,18 +254,7 @@ def write_json(path: str, scenarios, versions, cells, elapsed: float, argv: Sequ
         "versions": list(versions),
         "scenarios": [s.source for s in scenarios],
         "results": [cells[(i, v)].to_json() for i in range(len(scenarios)) for v in versions],
+        **(extra or {}),
     }
     # Written atomically: a killed run never leaves half a record.
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".ksmdiff-", suffix=".json")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(record, fh, indent=1, sort_keys=True, default=str)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    write_text_atomically(path, json.dumps(record, indent=1, sort_keys=True, default=str))

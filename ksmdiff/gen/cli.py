@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 
 from ksmdiff.errors import UsageError
@@ -40,8 +41,10 @@ def cmd_generate(args) -> int:
         if args.mutant not in spec.mutants:
             raise UsageError(f"--mutant {args.mutant}: one of {', '.join(sorted(spec.mutants))}")
         model = spec.mutants[args.mutant]
+    constraints = _constraints_of(args)
     gen = generate(eras, per_label=args.per_label, seed=args.seed, bound=args.bound,
-                   beam=args.beam, model=model, progress=None if args.quiet else _say)
+                   beam=args.beam, model=model, progress=None if args.quiet else _say,
+                   constraints=constraints)
     out = Path(args.out)
     for g in gen.scenarios:
         path = out / file_name(g)
@@ -55,13 +58,28 @@ def cmd_generate(args) -> int:
         Path(args.json).write_text(json.dumps({
             "seed": args.seed, "bound": args.bound, "per_label": args.per_label,
             "seconds": round(gen.seconds, 2),
+            "constraints": [c.text for c in constraints or ()],
             "labels": [r.to_json() for r in gen.labels],
             "scenarios": [{"file": file_name(g), "era": g.era.value, "label": g.label,
                            "hash": g.hash} for g in gen.scenarios]}, indent=1))
+    if constraints and not gen.scenarios:
+        return EXIT_FAIL              # no era satisfies the constraints (each says why)
     if args.replay:
         return run_three_way_cli([str(out)], args.replay, quiet=args.quiet, json_out=None,
                                  spec_model=model)
     return EXIT_OK
+
+
+def _constraints_of(args):
+    """The constraints of --constraints FILE and every --where, in that order (parsed
+    here; checked against the spec by generate)."""
+    from ksmdiff.gen.constraints import load_constraints, parse_where
+    out = []
+    for path in args.constraints or ():
+        out += load_constraints(path)
+    for i, text in enumerate(args.where or (), 1):
+        out += parse_where(text, i)
+    return out or None
 
 
 # ----------------------------------------------------------------------------- three-way
@@ -76,6 +94,7 @@ def run_three_way_cli(paths, targets, *, quiet=False, json_out=None, spec_model=
     from ksmdiff.judge.threeway import SpecModel
     out = out or sys.stdout
     scenarios = _load(paths)
+    started = time.time()
     cells = []
     for t in targets:
         if t == "host":
@@ -113,8 +132,14 @@ def run_three_way_cli(paths, targets, *, quiet=False, json_out=None, spec_model=
     print("spec/model: " + ", ".join(f"{k.value} {n}" for k, n in
                                      sorted(counts.items(), key=lambda x: x[0].value)), file=out)
     if json_out:
-        Path(json_out).write_text(json.dumps({"cells": [tw.to_json() for tw in judged],
-                                              "coverage": cov}, indent=1, default=str))
+        # a run record like ``ksmdiff run --json`` writes (the reports read it), with the
+        # label coverage and each cell's spec/model verdict beside the results
+        from ksmdiff.report import write_json
+        by_cell = {(i, t): judged[k * len(scenarios) + i].cell
+                   for k, t in enumerate(targets) for i in range(len(scenarios))}
+        write_json(json_out, scenarios, list(targets), by_cell, time.time() - started,
+                   sys.argv[1:], extra={"coverage": cov,
+                                        "three_way": [tw.to_json() for tw in judged]})
     if any(tw.failed for tw in judged):
         return EXIT_FAIL
     if any(tw.cell.status in ("environment", "not-run") for tw in judged):
@@ -243,7 +268,22 @@ def register(sub) -> None:
                        description="For every branch label of the spec's user-level model "
                                    "in the era of --kernel (or every era), find up to "
                                    "--per-label distinct scenarios that reach it and write "
-                                   "them with the spec's predicted expects.")
+                                   "them with the spec's predicted expects.  With --where "
+                                   "or --constraints: up to --per-label scenarios per era "
+                                   "whose spec execution satisfies every constraint (each "
+                                   "confirmed by Z3 with the constraints in the query), or "
+                                   "why there is none: unsatisfiable within the bound, or "
+                                   "at any depth by the model's invariants.",
+                       epilog="Constraints (docs/constraints.md) are kspec expressions "
+                              "over the spec's state behind an anchor:  'at LABEL: EXPR' "
+                              "(before a step firing a branch label or action; its "
+                              "parameters p, v, ... are bound), 'after LABEL: EXPR' (after "
+                              "it), 'eventually EXPR', 'finally EXPR', 'always EXPR'; a "
+                              "trace count alone ('processes == 2', 'ksm_frames >= 1', "
+                              "'frames == 3': the largest value on the trace).  Examples: "
+                              "--where 'at write: present[p, v] and refcount[frame[p, v]] == 2'  "
+                              "--where 'at write: swapped[p, v]'  "
+                              "--constraints spec/constraints/stale_node.constraints")
     g.add_argument("--kernel", action="append", metavar="VERSION",
                    help="a kernel version (its era); repeatable")
     g.add_argument("--all-eras", action="store_true", help="every era")
@@ -258,6 +298,11 @@ def register(sub) -> None:
     g.add_argument("--replay", action="append", metavar="VERSION",
                    help="then judge the scenarios three ways on this model version or 'host'")
     g.add_argument("--json", metavar="FILE", help="write the label report as JSON")
+    g.add_argument("--where", action="append", metavar="CONSTRAINT",
+                   help="a constraint every scenario satisfies (repeatable), e.g. "
+                        "'at write: present[p, v] and refcount[frame[p, v]] == 2'")
+    g.add_argument("--constraints", action="append", metavar="FILE",
+                   help="constraints from a file, one after another ('#' comments)")
     g.add_argument("-q", "--quiet", action="store_true")
     g.set_defaults(func=cmd_generate)
 

@@ -152,9 +152,17 @@ def scenario_text(world: SpecWorld, witness: Witness, eras_worlds: dict, *, titl
 def generate(eras, *, per_label: int = 3, seed: int = 0, bound: int = DEFAULT_BOUND,
              beam: int = DEFAULT_BEAM, model=None, exhaustive_depth: int = EXHAUSTIVE_DEPTH,
              expect_eras=None, progress: Optional[Callable[[str], None]] = None,
-             confirm: bool = True) -> Generation:
+             confirm: bool = True, constraints=None) -> Generation:
     """Scenarios for every branch label of every era in ``eras``; ``expect_eras``: the eras
-    whose predictions the scenarios carry (default: ``eras``)."""
+    whose predictions the scenarios carry (default: ``eras``).  With ``constraints``
+    (ksmdiff/gen/constraints.py): up to ``per_label`` scenarios per era satisfying them."""
+    if constraints:
+        from ksmdiff.gen.constraints import generate_constrained
+        return generate_constrained(eras, constraints, wanted=per_label, seed=seed,
+                                    bound=bound, beam=beam, model=model,
+                                    exhaustive_depth=exhaustive_depth,
+                                    expect_eras=expect_eras, progress=progress,
+                                    confirm=confirm)
     t0 = time.monotonic()
     gen = Generation()
     expect_eras = list(expect_eras or eras)

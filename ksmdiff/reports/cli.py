@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from pathlib import Path
 
 from ksmdiff.errors import UsageError
+from ksmdiff.internal.atomic import write_text_atomically
 
 # The report formats: option -> (module, function), each a pure function of a record.
 _FORMATS = {
@@ -27,20 +27,7 @@ def _render(fmt: str, record: dict) -> str:
 
 def write_text(path: str, text: str) -> None:
     """Written to a temporary file beside ``path`` and renamed over it."""
-    target = Path(path)
-    parent = target.parent if str(target.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(dir=parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    write_text_atomically(path, text)
 
 
 def _check_outputs(args, names) -> None:

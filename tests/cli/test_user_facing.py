@@ -82,9 +82,11 @@ def test_a_failed_write_leaves_the_old_record(tmp_path, monkeypatch):
     out = tmp_path / "run.json"
     out.write_text("old")
 
-    def boom(*a, **k):
+    from ksmdiff.internal import atomic
+
+    def boom(*a, **k):       # interrupted after the new text is written, before the rename
         raise KeyboardInterrupt
-    monkeypatch.setattr(report.json, "dump", boom)
+    monkeypatch.setattr(atomic.os, "replace", boom)
     with pytest.raises(KeyboardInterrupt):
         report.write_json(str(out), [], [], {}, 0.0, [])
     assert out.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["run.json"]
