@@ -51,7 +51,7 @@ def merge(records: Sequence[dict], names: Sequence[str] | None = None) -> dict:
     tool_versions = list(dict.fromkeys(r["tool_version"] for r in records))
     if len(tool_versions) > 1:
         notes.append("note: merged from runs of ksmdiff " + ", ".join(tool_versions))
-    return {
+    merged = {
         "tool": "ksmdiff",
         "tool_version": tool_versions[0],
         "format": FORMAT,
@@ -64,3 +64,21 @@ def merge(records: Sequence[dict], names: Sequence[str] | None = None) -> dict:
         "scenarios": scenarios,
         "results": results,
     }
+    coverage = merge_coverage([rec["coverage"] for rec in records if "coverage" in rec])
+    if coverage:
+        merged["coverage"] = coverage
+    return merged
+
+
+def merge_coverage(coverages: Sequence[dict]) -> dict:
+    """The label coverage of three-way runs, target by target and era by era: the labels in
+    first-seen order, and what the corpus, the model and the kernel reached, united."""
+    out: dict = {}
+    for cov in coverages:
+        for target, eras in cov.items():
+            for era, c in eras.items():
+                into = out.setdefault(target, {}).setdefault(
+                    era, {"labels": [], "corpus": [], "model": [], "kernel": []})
+                for key in ("labels", "corpus", "model", "kernel"):
+                    into[key] = list(dict.fromkeys([*into[key], *c.get(key, [])]))
+    return out

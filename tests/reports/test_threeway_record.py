@@ -30,3 +30,17 @@ def test_a_three_way_record_validates_and_reports_its_coverage(tmp_path):
     assert "reuse" in era["corpus"] and "reuse" in era["model"] and era["kernel"] == []
     html = to_html(load(str(out)))
     assert 'id="coverage"' in html and "reuse" in html
+
+
+def test_merged_records_keep_the_coverage_of_each():
+    from ksmdiff.reports.merge import merge_coverage
+    a = {"5.4": {"5.1-5.8": {"labels": ["reuse", "gkp_stale"], "corpus": ["reuse"],
+                             "model": ["reuse"], "kernel": []}}}
+    b = {"5.4": {"5.1-5.8": {"labels": ["reuse", "gkp_stale"], "corpus": ["gkp_stale"],
+                             "model": ["gkp_stale"], "kernel": []}},
+         "host": {">=6.7": {"labels": ["ksm_copy"], "corpus": ["ksm_copy"],
+                            "model": ["ksm_copy"], "kernel": ["ksm_copy"]}}}
+    m = merge_coverage([a, b])
+    assert m["5.4"]["5.1-5.8"]["corpus"] == ["reuse", "gkp_stale"]
+    assert m["host"][">=6.7"]["kernel"] == ["ksm_copy"]
+    assert merge_coverage([]) == {}
