@@ -5,7 +5,7 @@ import pytest
 from ksmdiff.cli import main
 from ksmdiff.reports.ktap import to_ktap
 from ksmdiff.reports.record import load
-from tests.reports.ktap_parser import KtapError, parse
+from .ktap_parser import KtapError, parse
 
 
 def test_run_ktap_is_strict_ktap_v1(scenario_dir, tmp_path):
