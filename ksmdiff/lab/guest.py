@@ -85,11 +85,20 @@ for d in proc sys dev tmp run; do [ -d $H/$d ] || fail "no /$d in the host tree"
 mount -t proc proc $H/proc
 mount -t sysfs sys $H/sys
 mount -t devtmpfs dev $H/dev || mount -o bind /dev $H/dev
+# the guest's /tmp is its own tmpfs; the host's stays reachable for the paths the agent
+# needs there (a virtual environment made under /tmp, as CI makes one): list "keep"
+mkdir -p /hosttmp
+mount -o bind $H/tmp /hosttmp || fail "bind the host's /tmp"
 mount -t tmpfs tmp $H/tmp
 mount -t tmpfs run $H/run
 mount -t tracefs tracefs $H/sys/kernel/tracing 2>/dev/null || echo "ksmdiff-lab: no tracefs"
 mkdir -p $H@OUT@
 mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144 out $H@OUT@ || fail "mount out 9p"
+if [ -f $H@OUT@/keep ]; then
+    while read -r p; do
+        mkdir -p "$H$p" && mount -o bind "/hosttmp${p#/tmp}" "$H$p" || fail "bind $p"
+    done < $H@OUT@/keep
+fi
 # swap: the virtio disk (asynchronous, like the host's swap); brd only without one, as
 # brd is QUEUE_FLAG_SYNCHRONOUS and do_swap_page then skips the swap cache (a KSM page
 # swapped out comes back as a new, non-KSM page)
@@ -358,6 +367,17 @@ def guest_pythonpath() -> str:
     return ":".join(dict.fromkeys(dirs))
 
 
+def host_tmp_paths() -> list[str]:
+    """The host paths under /tmp the agent needs (the guest mounts its own tmpfs there):
+    the Python environment and the directories on the agent's PYTHONPATH."""
+    wanted = [sys.prefix, *guest_pythonpath().split(":")]
+    keep: list[str] = []
+    for d in sorted({str(Path(p).resolve()) for p in wanted}):
+        if d.startswith("/tmp/") and not any(d.startswith(k + "/") for k in keep):
+            keep.append(d)
+    return keep
+
+
 def reset() -> None:
     _STOP.clear()
 
@@ -414,6 +434,7 @@ def boot(kernel: KernelImage, job: dict, *, timeout: float = BOOT_TIMEOUT,
         (out / "job.json").write_text(json.dumps(job))
         with open(out / SWAP_IMAGE, "wb") as f:
             f.truncate(SWAP_MB << 20)                      # sparse
+        (out / "keep").write_text("".join(f"{d}\n" for d in host_tmp_paths()))
         (out / "run.sh").write_text(RUN_SH.format(
             home=os.path.expanduser("~"),
             pythonpath=guest_pythonpath(),

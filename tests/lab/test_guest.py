@@ -160,3 +160,14 @@ def test_guest_config_fragment_lists_what_the_guest_uses():
               "CONFIG_ADVISE_SYSCALLS", "CONFIG_PVH", "CONFIG_VIRTIO_BLK",
               "CONFIG_NETWORK_FILESYSTEMS"):
         assert o in opts, o
+
+
+def test_host_tmp_paths_keep_a_venv_made_under_tmp(monkeypatch):
+    """The guest mounts its own tmpfs on /tmp; a venv made there (as CI makes one) is bound
+    back in, or the agent's interpreter is missing (env: '/tmp/.../python': not found)."""
+    from ksmdiff.lab import guest
+    monkeypatch.setattr(guest.sys, "prefix", "/tmp/ci-x/venv")
+    monkeypatch.setattr(guest, "guest_pythonpath",
+                        lambda: "/tmp/ci-x/venv/lib/python3.11/site-packages:/usr/lib/python3")
+    assert guest.host_tmp_paths() == ["/tmp/ci-x/venv"]
+    assert 'mount -o bind "/hosttmp${p#/tmp}" "$H$p"' in guest.INIT
