@@ -133,7 +133,7 @@ def test_the_example_ci_workflow_end_to_end(tmp_path, monkeypatch):
     assert without_timing(load("merged.json")) == without_timing(load(str(whole)))
     assert Path("results.ktap").read_text() == Path("whole.ktap").read_text()
     assert Path("junit.xml").read_text() == Path("whole.xml").read_text()
-    from tests.reports.test_html import _parse
+    from .test_html import _parse
     assert main(["report", str(whole), "-o", "whole.html"]) == 0
     merged_page, whole_page = _parse(Path("report.html").read_text()), _parse(
         Path("whole.html").read_text())
