@@ -21,6 +21,7 @@ import tempfile
 import time
 
 from ksmdiff.errors import InputError, InvalidArgument
+from ksmdiff.internal.atomic import write_text_atomically
 from ksmdiff.versions import Era, KernelVersion
 
 HELP = "prove the formal spec's properties (Z3: k-induction, BMC) for every kernel era"
@@ -138,10 +139,31 @@ def run(args) -> int:
         else:
             os.rmdir(out)
     if args.json:
-        with open(args.json, "w") as fh:
-            json.dump({"seconds": round(total, 3), "results": [r.to_json() for r in results]},
-                      fh, indent=1)
+        write_text_atomically(args.json, json.dumps(prove_record(args, results, total, t0),
+                                                    indent=1) + "\n")
     return 1 if bad else 0
+
+
+PROVE_FORMAT = 1
+
+
+def prove_record(args, results, total: float, t0: float) -> dict:
+    """The machine-readable result of one ``prove`` (``--json``; ``ksmdiff report`` reads
+    it beside run records): per model, era and property the status, and for a failed one
+    its counterexample as data (``trace``) and as the text written to ``--out``."""
+    from ksmdiff import __version__
+    rows = []
+    for r in results:
+        row = r.to_json()
+        row["counterexample_text"] = None
+        if r.file:
+            with open(r.file) as fh:
+                row["counterexample_text"] = fh.read()
+        rows.append(row)
+    return {"tool": "ksmdiff", "kind": "prove", "format": PROVE_FORMAT,
+            "tool_version": __version__, "argv": sys.argv[1:],
+            "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t0)),
+            "mutants": bool(args.mutants), "seconds": round(total, 3), "results": rows}
 
 
 class _Progress:
