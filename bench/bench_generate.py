@@ -11,12 +11,13 @@
     python bench/bench_generate.py [--runs 3] [--fuzz-seconds 60] [--no-host] [--json FILE]
 
 Not a timed test: read the numbers with the load average printed beside them.
+``--json FILE`` writes every run's numbers (a benchmark result, ksmdiff/reports/
+bench_record.py) for ``ksmdiff report``.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -28,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from ksmdiff.gen import specmap  # noqa: E402
 from ksmdiff.gen.generate import generate  # noqa: E402
 from ksmdiff.kspec.internal.engine import clear_caches  # noqa: E402
+from ksmdiff.reports import bench_record  # noqa: E402
 from ksmdiff.versions import Era, KernelVersion  # noqa: E402
 
 ERAS = {e.value: e for e in Era}
@@ -87,6 +89,7 @@ def main() -> int:
     ap.add_argument("--no-host", action="store_true", help="skip the fuzz measurement")
     ap.add_argument("--json", metavar="FILE")
     a = ap.parse_args()
+    host = bench_record.start()
     out = {"load": os.getloadavg()}
     gen = [bench_generate(ERAS[a.era], a.beam, a.per_label) for _ in range(a.runs)]
     out["cover_era_seconds"] = statistics.median(g[0] for g in gen)
@@ -103,7 +106,17 @@ def main() -> int:
     for k, v in out.items():
         print(f"{k:24} {v:.2f}" if isinstance(v, float) else f"{k:24} {v}")
     if a.json:
-        Path(a.json).write_text(json.dumps(out, indent=1))
+        S, HIGHER = bench_record.series, bench_record.Better.HIGHER
+        series = [S(f"cover every label of {a.era}", "s", [g[0] for g in gen],
+                    group="generate: time to cover an era"),
+                  S("generated", "scenarios/s", [g[1] / g[0] for g in gen],
+                    group="scenarios per second", better=HIGHER),
+                  S(f"replay on the {a.replay_version} model", "scenarios/s",
+                    [r[0] for r in rep], group="scenarios per second", better=HIGHER)]
+        if not a.no_host:
+            series.append(S(f"fuzz on {a.fuzz_kernel}", "scenarios/s", [f[0] for f in fz],
+                            group="scenarios per second", better=HIGHER))
+        bench_record.write(a.json, "generate", host, series)
     return 0
 
 

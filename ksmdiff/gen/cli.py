@@ -20,10 +20,6 @@ def _era_of(text: str) -> Era:
         raise UsageError(f"--kernel {text}: {e}") from None
 
 
-def _say(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
-
-
 # ----------------------------------------------------------------------------- generate
 
 def cmd_generate(args) -> int:
@@ -42,9 +38,18 @@ def cmd_generate(args) -> int:
             raise UsageError(f"--mutant {args.mutant}: one of {', '.join(sorted(spec.mutants))}")
         model = spec.mutants[args.mutant]
     constraints = _constraints_of(args)
-    gen = generate(eras, per_label=args.per_label, seed=args.seed, bound=args.bound,
-                   beam=args.beam, model=model, progress=None if args.quiet else _say,
-                   constraints=constraints)
+    from ksmdiff.internal.progress import Progress
+    with Progress(quiet=args.quiet) as prog:
+        prog.stage(f"generate: searching {len(eras)} era(s) "
+                   f"({', '.join(e.value for e in eras)})", total=len(eras))
+        done = [0]
+
+        def era_done(msg):
+            done[0] += 1
+            prog.stage(msg, total=len(eras), done=done[0])
+        gen = generate(eras, per_label=args.per_label, seed=args.seed, bound=args.bound,
+                       beam=args.beam, model=model, progress=era_done,
+                       constraints=constraints)
     out = Path(args.out)
     for g in gen.scenarios:
         path = out / file_name(g)
@@ -247,12 +252,18 @@ def cmd_fuzz(args) -> int:
     prefixes = _prefixes(Path(args.corpus), era)
     alphabet = sorted(world.text_of.values())
 
-    def progress(rep):
-        if not args.quiet:
-            _say(f"fuzz {args.kernel}: {rep.scenarios} scenarios in {rep.batches} batches, "
-                 f"{rep.seconds:.0f} s, {rep.rate:.1f}/s, {len(rep.found)} found")
-    rep = fuzz(run_batch, budget=budget, seed=args.seed, batch=args.batch, prefixes=prefixes,
-               alphabet=alphabet, out_dir=Path(args.out), progress=progress)
+    from ksmdiff.internal.progress import Progress
+    with Progress(quiet=args.quiet) as prog:
+        prog.stage(f"fuzz {args.kernel}: {budget:.0f} s, batches of {args.batch}",
+                   total=max(1, int(budget)))
+
+        def progress(rep):
+            prog.update(done=min(int(rep.seconds), int(budget)),
+                        note=f"{rep.scenarios} scenarios in {rep.batches} batches, "
+                             f"{rep.rate:.1f}/s, {len(rep.found)} found")
+        rep = fuzz(run_batch, budget=budget, seed=args.seed, batch=args.batch,
+                   prefixes=prefixes, alphabet=alphabet, out_dir=Path(args.out),
+                   progress=progress)
     print(f"fuzz {args.kernel} ({version}): {rep.scenarios} scenarios, {rep.batches} batches, "
           f"{rep.seconds:.0f} s ({rep.rate:.1f} scenarios/s), seed {args.seed}"
           + (", interrupted" if rep.interrupted else ""))

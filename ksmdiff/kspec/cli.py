@@ -100,7 +100,8 @@ def run(args) -> int:
     temp_out = out is None
     if temp_out:
         out = tempfile.mkdtemp(prefix="ksmdiff-prove-")
-    progress = _Progress(quiet=args.quiet)
+    from ksmdiff.internal.progress import Progress
+    progress = Progress(quiet=args.quiet)
 
     def show(r):
         if args.quiet and r.status not in (Status.FAILED, Status.VACUOUS) and \
@@ -164,49 +165,6 @@ def prove_record(args, results, total: float, t0: float) -> dict:
             "tool_version": __version__, "argv": sys.argv[1:],
             "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t0)),
             "mutants": bool(args.mutants), "seconds": round(total, 3), "results": rows}
-
-
-class _Progress:
-    """Where the prover is: a rich status line on a terminal, one stderr line per stage
-    otherwise, nothing when quiet.  Result lines go to stdout above the status line."""
-
-    def __init__(self, quiet: bool, stream=None):
-        self.quiet = quiet
-        self.stream = stream or sys.stderr
-        self.status = None
-        self.console = None
-        if not quiet and sys.stdout.isatty():
-            try:
-                from rich.console import Console
-                self.console = Console()
-            except ImportError:
-                self.console = None
-
-    def __enter__(self):
-        if self.console is not None:
-            self.status = self.console.status("starting")
-            self.status.__enter__()
-        return self
-
-    def __exit__(self, *exc):
-        if self.status is not None:
-            self.status.__exit__(*exc)
-            self.status = None
-        return False
-
-    def stage(self, text: str) -> None:
-        if self.quiet:
-            return
-        if self.status is not None:
-            self.status.update(text)
-        else:
-            print(f"... {text}", file=self.stream, flush=True)
-
-    def line(self, text: str) -> None:
-        if self.console is not None and self.status is not None:
-            self.console.print(text, highlight=False, markup=False, soft_wrap=True)
-        else:
-            print(text, flush=True)
 
 
 def main(argv=None) -> int:

@@ -938,15 +938,25 @@ def register(lab_sub) -> None:
                         "it to one)")
     b.add_argument("-j", "--jobs", type=int, default=2, help="make -j (default 2)")
     b.add_argument("-v", "--verbose", action="store_true", help="echo build steps")
+    b.add_argument("-q", "--quiet", action="store_true", help="no progress")
     b.set_defaults(func=cmd_build)
 
 
 def cmd_build(args) -> int:
     import sys
     from ksmdiff.errors import UsageError
-    echo = (lambda m: print(f"  {m}", file=sys.stderr)) if args.verbose else None
     if args.jobs < 1:
         raise UsageError("--jobs must be at least 1")
+    from ksmdiff.internal.progress import Progress
+    if args.verbose:             # every step already: no progress display beside it
+        return _cmd_build(args, lambda m: print(f"  {m}", file=sys.stderr))
+    with Progress(quiet=args.quiet) as prog:
+        return _cmd_build(args, lambda m: prog.stage(f"lab build: {m}"))
+
+
+def _cmd_build(args, echo) -> int:
+    import sys
+    from ksmdiff.errors import UsageError
     if args.all_known:
         if args.source or args.patch or args.config:
             raise UsageError("--all-known takes no --source, --patch or --config")
