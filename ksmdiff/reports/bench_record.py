@@ -91,7 +91,7 @@ def write(path: str, bench: str, host: dict, all_series: list[dict], argv=None) 
 
 def summary(samples) -> Summary | None:
     """Median, quartiles and range of the measured samples; None when none was."""
-    xs = sorted(float(s) for s in samples if s is not None)
+    xs = sorted(float(s) for s in samples if s is not None and not math.isnan(float(s)))
     if not xs:
         return None
     if len(xs) == 1:

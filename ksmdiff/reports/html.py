@@ -296,7 +296,7 @@ def bench_section(path: str, rec: dict) -> list[str]:
     return parts
 
 
-def run_sections(record: dict) -> list[str]:
+def run_summary(record: dict) -> list[str]:
     groups = by_target(record)
     counts = {o: 0 for o in Outcome}
     for r in record["results"]:
@@ -311,6 +311,14 @@ def run_sections(record: dict) -> list[str]:
     cov = record.get("coverage")
     if cov:
         parts += ["<h2>Label coverage by kernel</h2>", coverage_table(cov)]
+    return parts
+
+
+def scenario_sections(record: dict) -> list[str]:
+    """Per scenario: what went wrong where, the frame graph after every statement, the
+    statement table."""
+    groups = by_target(record)
+    parts = []
     cells = {(r["source"], r["target"]): r for r in record["results"]}
     for i, src in enumerate(record["scenarios"]):
         results = [cells[(src, t)] for t in groups if (src, t) in cells]
@@ -321,8 +329,8 @@ def run_sections(record: dict) -> list[str]:
             problem = first_problem(r)
             if problem:
                 parts.append(f"<p><b>{_e(r['target'])}</b>: {_e(problem)}</p>")
-        parts.append(statement_table(results))
         parts.append(frame_graphs(results))
+        parts.append(statement_table(results))
     return parts
 
 
@@ -332,13 +340,16 @@ def to_html(record: dict | None, proofs=(), benches=()) -> str:
     title = f"ksmdiff run {record['started']}" if record else "ksmdiff results"
     parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
              f"<title>{_e(title)}</title><style>{CSS}</style></head><body>"]
+    # The overviews first (grid, coverage, proofs, plots), then each scenario's details.
     if record is not None:
-        parts += run_sections(record)
+        parts += run_summary(record)
     else:
         parts.append("<h1>ksmdiff results</h1>")
     for n, (path, rec) in enumerate(proofs):
         parts += proofs_section(n, path, rec)
     for path, rec in benches:
         parts += bench_section(path, rec)
+    if record is not None:
+        parts += scenario_sections(record)
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"
