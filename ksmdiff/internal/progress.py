@@ -56,6 +56,7 @@ class Progress:
         self._live = None
         self._task = None
         self._stage = None
+        self._total = None
         self._last_line = 0.0
         self._lock = threading.Lock()
 
@@ -87,7 +88,7 @@ class Progress:
     def stage(self, text: str, total: int | None = None, done: int = 0) -> None:
         """A new stage: ``total`` steps if known, ``done`` of them already."""
         with self._lock:
-            self._stage = text
+            self._stage, self._total = text, total
             if self.mode is Mode.LINES:
                 self._say(text + (f" ({done}/{total})" if total and done else ""))
             elif self._live is not None:
@@ -97,6 +98,9 @@ class Progress:
                note: str | None = None) -> None:
         """The current stage advanced (``done`` of ``total``; ``note`` says more)."""
         with self._lock:
+            if total is not None:
+                self._total = total
+            total = self._total
             if self.mode is Mode.LINES:
                 if time.monotonic() - self._last_line >= self.interval:
                     what = self._stage or ""
