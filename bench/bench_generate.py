@@ -110,7 +110,7 @@ def main() -> int:
         series = [S(f"cover every label of {a.era}", "s", [g[0] for g in gen],
                     group="generate: time to cover an era"),
                   S("generated", "scenarios/s", [g[1] / g[0] for g in gen],
-                    group="scenarios per second", better=HIGHER),
+                    group="generate: scenarios per second", better=HIGHER),
                   S(f"replay on the {a.replay_version} model", "scenarios/s",
                     [r[0] for r in rep], group="scenarios per second", better=HIGHER)]
         if not a.no_host:
