@@ -116,7 +116,7 @@ def statement_table(results: list[dict]) -> str:
             by_line.setdefault((r["target"] + " model", rec["line"]), rec["fields"])
     cols = []
     for r in ran:
-        if r.get("model_observations"):
+        if states(r, "model_observations"):
             cols += [(r["target"] + " model", "allowed"), (r["target"], "showed")]
         else:
             cols.append((r["target"], "allowed"))
