@@ -98,3 +98,8 @@ def test_a_bad_prove_result_is_an_error_naming_the_file(prove_json, tmp_path, ca
 def test_ktap_needs_a_run_record(prove_json, tmp_path, capsys):
     assert main(["report", str(prove_json), "--ktap", str(tmp_path / "k.tap")]) == 2
     assert "needs a run record" in capsys.readouterr().err
+
+
+def test_the_report_reads_every_status_the_prover_writes():
+    from ksmdiff.kspec import Status
+    assert {s.value for s in Status} == {s.value for s in prove_record.ProofStatus}
