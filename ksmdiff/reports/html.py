@@ -166,8 +166,9 @@ def frame_graphs(results: list[dict]) -> str:
         head = f"frames after each statement on {_e(', '.join(targets))}"
         if i == 0:
             out.append(f"<p>{head}:</p>{body}")
-        else:
-            out.append(f"<details><summary>{head}</summary>{body}</details>")
+        else:     # folded, unless it holds a first divergence
+            out.append(f"<details{' open' if lines else ''}><summary>{head}</summary>"
+                       f"{body}</details>")
     return "\n".join(out)
 
 

@@ -90,9 +90,12 @@ def frame_svg(s: FrameState, title: str) -> str:
     foot = top + row * n_rows + 12
     if s.stable_nodes is UNKNOWN:
         out.append(f'<text x="4" y="{foot}" fill="#555">stable nodes: not one value</text>')
+    elif s.ksm and nodes == 0:
+        out.append(f'<text x="4" y="{foot}" fill="#a00" data-no-stable-node="true">'
+                   "KSM, but no stable node (pages_shared +0)</text>")
     elif s.ksm and not linked:
-        out.append(f'<text x="4" y="{foot}" fill="#555">{nodes} stable node(s) for '
-                   f"{len(s.ksm)} KSM frame(s): which frame has one is not recorded</text>")
+        out.append(f'<text x="4" y="{foot}" fill="#555">{nodes} node(s), {len(s.ksm)} KSM '
+                   "frame(s): which is whose is not recorded</text>")
     out.append("</svg>")
     return "".join(out)
 

@@ -32,11 +32,14 @@ def test_a_state_links_ptes_to_frames_and_ksm_frames_to_stable_nodes():
 
 
 def test_fewer_stable_nodes_than_ksm_frames_is_said_not_guessed():
-    fields = dict(MERGED["fields"], **{"counter.pages_shared": [0]})
-    s = frame_state(_rec(6, fields))
-    assert not s.nodes_per_frame
+    two_ksm = dict(MERGED["fields"], **{"B/buf[0].ksm": [True], "counter.pages_shared": [1]})
+    s = frame_state(_rec(6, two_ksm))
+    assert s.ksm == {"F0", "F1"} and not s.nodes_per_frame
     svg = frame_svg(s, "x")
-    assert "data-stable-node" not in svg and "which frame has one is not recorded" in svg
+    assert svg.count('data-stable-node="unlinked"') == 1 and "which is whose" in svg
+    none = frame_svg(frame_state(_rec(6, dict(MERGED["fields"],
+                                               **{"counter.pages_shared": [0]}))), "x")
+    assert "data-stable-node=" not in none and 'data-no-stable-node="true"' in none
 
 
 def test_a_field_the_model_allows_several_values_for_is_unknown():
