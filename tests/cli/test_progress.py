@@ -86,3 +86,22 @@ def test_commands_say_their_stages_in_ci_and_nothing_with_q(argv, stage, tmp_pat
     q = subprocess.run([sys.executable, "-m", "ksmdiff", *argv, "-q"], cwd=ROOT, env=env,
                        capture_output=True, text=True, timeout=600)
     assert "..." not in q.stderr, q.stderr
+
+
+def test_lab_build_says_each_build_step(monkeypatch, capsys):
+    from ksmdiff.cli import main
+    from ksmdiff.lab import build as B
+
+    def fake_build_known(names, jobs, echo):
+        echo("unpacking the source")
+        echo("make -j2 bzImage")
+        return [("5.4", B.Outcome.BUILT, "5.4.59 (1 s of make)")]
+    monkeypatch.setattr(B, "build_known", fake_build_known)
+    monkeypatch.delenv("CI", raising=False)
+    assert main(["lab", "build", "--all-known", "5.4"]) == 0
+    out = capsys.readouterr()
+    assert out.err.splitlines() == ["... lab build: unpacking the source",
+                                    "... lab build: make -j2 bzImage"]
+    assert "5.4: built" in out.out
+    assert main(["lab", "build", "--all-known", "5.4", "-q"]) == 0
+    assert capsys.readouterr().err == ""
