@@ -1,4 +1,4 @@
-"""A run record as one self-contained HTML page (no scripts, no external files):
+"""Results as one self-contained HTML page (no scripts, no external files):
 
 * the version × scenario grid: held, mismatch with its class, failed, unsupported or not
   run with the reason;
@@ -19,12 +19,14 @@ The data comes from :mod:`record`, :mod:`frames`, :mod:`prove_record` and
 from __future__ import annotations
 
 import html
+
 from ksmdiff.reports import prove_record
 from ksmdiff.reports.bench_record import Better
 from ksmdiff.reports.frames import frame_steps
 from ksmdiff.reports.record import (Outcome, by_target, first_problem, outcome, scenario_name,
                                     states)
 from ksmdiff.reports.svg import frame_svg, spread_plot
+
 CSS = """
 body{font:14px/1.4 sans-serif;margin:1.5em;color:#222}
 table{border-collapse:collapse;margin:.5em 0 1.5em}
@@ -155,12 +157,8 @@ def frame_graphs(results: list[dict]) -> str:
             groups.append(([r["target"]], steps, set(diverge)))
     out = []
     for i, (targets, steps, lines) in enumerate(groups):
-        svgs = []
-        for st in steps:
-            svg = frame_svg(st, f"after line {st.line}")
-            if st.line in lines:
-                svg = svg.replace('class="frames"', 'class="frames diverge"', 1)
-            svgs.append(svg)
+        svgs = [frame_svg(st, f"after line {st.line}", diverge=st.line in lines)
+                for st in steps]
         body = (f'<div class="steps" data-targets="{_e(" ".join(targets))}">'
                 + "".join(svgs) + "</div>")
         head = f"frames after each statement on {_e(', '.join(targets))}"

@@ -27,9 +27,10 @@ def _fmt(v) -> str:
 
 # ----------------------------------------------------------------------------- frames
 
-def frame_svg(s: FrameState, title: str) -> str:
+def frame_svg(s: FrameState, title: str, diverge: bool = False) -> str:
     """One state: processes -> ptes -> frames -> stable nodes.  A pte's fill is this
-    statement's fault outcome on it; KSM frames are orange, stable nodes blue diamonds."""
+    statement's fault outcome on it; KSM frames are orange, stable nodes blue diamonds;
+    ``diverge``: the state of a first divergence (framed red by the page's style)."""
     row, top = 24, 34
     x_proc, x_pte, x_frame, x_node = 4, 64, 196, 290
     nodes = s.stable_nodes if isinstance(s.stable_nodes, int) else 0
@@ -38,7 +39,8 @@ def frame_svg(s: FrameState, title: str) -> str:
     y_proc = {p: top + i * row for i, p in enumerate(s.processes)}
     y_frame = {f: top + i * row for i, f in enumerate(s.frames)}
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="360" height="{height}" '
-           f'class="frames" data-step="{s.line}" role="img" font-size="11">'
+           f'class="frames{" diverge" if diverge else ""}" data-step="{s.line}" role="img" '
+           'font-size="11">'
            f"<title>{_e(title)}</title>",
            f'<text x="4" y="13" font-weight="bold">{_e(title)}</text>',
            '<text x="4" y="27" fill="#555">process</text><text x="64" y="27" fill="#555">'

@@ -94,9 +94,13 @@ def test_grid_cells(run_json, tmp_path):
 
 
 def test_mismatch_coverage_and_divergence(run_json):
-    page = _parse(to_html(_with_host(load(str(run_json)))))
+    text = to_html(_with_host(load(str(run_json))))
+    page = _parse(text)
     assert {o for (s, t), o in page.grid.items() if t == "host"} == {"mismatch"}
     assert page.diverge == 1 and page.coverage
+    # the host's graphs differ from the model's: their own row, unfolded, the state after
+    # the diverging statement framed
+    assert text.count('class="frames diverge"') == 1 and "<details open>" in text
 
 
 def test_merged_records(run_json, tmp_path):
