@@ -85,25 +85,41 @@ def _constraints_of(args):
 # ----------------------------------------------------------------------------- three-way
 
 def run_three_way_cli(paths, targets, *, quiet=False, json_out=None, spec_model=None,
-                      model_mutant=None, out=None) -> int:
-    """``ksmdiff run --three-way``: cells as ``ksmdiff run`` makes them, each judged
-    against the spec too; a coverage table at the end."""
+                      model_mutant=None, out=None, args=None) -> int:
+    """``ksmdiff run --three-way``: cells as ``ksmdiff run`` makes them (model versions,
+    ``host``, ``lab:NAME``), each judged against the spec too; a coverage table at the
+    end.  ``args``: ``ksmdiff run``'s options (--shard, --ktap, --junit)."""
     from ksmdiff import session
-    from ksmdiff.cli import _load
+    from ksmdiff.cli import _load, check_output_path
     from ksmdiff.gen.threeway import coverage, coverage_table, judge_cell
     from ksmdiff.judge.threeway import SpecModel
     out = out or sys.stdout
     scenarios = _load(paths)
+    if args is not None:
+        from ksmdiff.reports import cli as reports_cli
+        scenarios = reports_cli.select_shard(args, scenarios)
+    if json_out:
+        check_output_path(json_out)
+    for t in targets:
+        if t != "host" and not t.startswith("lab:"):
+            try:
+                KernelVersion.parse(t)
+            except ValueError as e:
+                raise UsageError(f"--kernel {t}: {e}") from None
     started = time.time()
+    lab_cells: dict = {}
+    lab_targets = [t for t in targets if t.startswith("lab:")]
+    if lab_targets:                  # one boot per lab kernel, as plain 'ksmdiff run'
+        from ksmdiff.lab.run import run_lab
+        lab_cells = run_lab(scenarios, lab_targets)
     cells = []
     for t in targets:
         if t == "host":
             cells += session.run_host_cells(scenarios)
+        elif t in lab_cells:
+            cells += lab_cells[t]
         else:
-            try:
-                v = KernelVersion.parse(t)
-            except ValueError as e:
-                raise UsageError(f"--kernel {t}: {e}") from None
+            v = KernelVersion.parse(t)
             cells += [session.run_model_cell(s, v, model_mutant) for s in scenarios]
     judged = [judge_cell(c, spec_model) for c in cells]
     counts: dict = {}
@@ -131,15 +147,21 @@ def run_three_way_cli(paths, targets, *, quiet=False, json_out=None, spec_model=
     print(coverage_table(cov), file=out)
     print("spec/model: " + ", ".join(f"{k.value} {n}" for k, n in
                                      sorted(counts.items(), key=lambda x: x[0].value)), file=out)
-    if json_out:
+    by_cell = {(i, t): judged[k * len(scenarios) + i].cell
+               for k, t in enumerate(targets) for i in range(len(scenarios))}
+    extra = {"coverage": cov, "three_way": [tw.to_json() for tw in judged]}
+
+    def write_record(path):
         # a run record like ``ksmdiff run --json`` writes (the reports read it), with the
         # label coverage and each cell's spec/model verdict beside the results
         from ksmdiff.report import write_json
-        by_cell = {(i, t): judged[k * len(scenarios) + i].cell
-                   for k, t in enumerate(targets) for i in range(len(scenarios))}
-        write_json(json_out, scenarios, list(targets), by_cell, time.time() - started,
-                   sys.argv[1:], extra={"coverage": cov,
-                                        "three_way": [tw.to_json() for tw in judged]})
+        write_json(path, scenarios, list(targets), by_cell, time.time() - started,
+                   sys.argv[1:], extra=extra)
+    if json_out:
+        write_record(json_out)
+    if args is not None:
+        from ksmdiff.reports import cli as reports_cli
+        reports_cli.after_run(args, write_record)
     if any(tw.failed for tw in judged):
         return EXIT_FAIL
     if any(tw.cell.status in ("environment", "not-run") for tw in judged):
