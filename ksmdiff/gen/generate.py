@@ -171,13 +171,24 @@ def generate(eras, *, per_label: int = 3, seed: int = 0, bound: int = DEFAULT_BO
         world = world_for(era, model)
         worlds = {e: world_for(e, model) for e in expect_eras}
         allowed, lacking = supported_instances(world, ERA_VERSION[era])
+        excluded: dict = {}
+
+        def hopeless(label, world=world, era=era):
+            if label not in excluded:
+                excluded[label] = excluded_by_invariants(world.model, era, label)
+            return excluded[label]
         cov = search(world, per_label=per_label, bound=bound, seed=seed, beam=beam,
-                     exhaustive_depth=exhaustive_depth, allowed=allowed)
+                     exhaustive_depth=exhaustive_depth, allowed=allowed,
+                     hopeless=hopeless if confirm else None)
         if progress:
             progress(f"{era.value}: search {cov.seconds:.1f} s, {cov.states} states, "
                      f"{len(cov.witnesses)} of {len(cov.labels)} labels")
         for label in cov.labels:
             ws = cov.witnesses.get(label, [])
+            if ws and confirm and excluded.get(label):
+                raise AssertionError(
+                    f"kspec engines disagree: the explicit search reaches {label} on "
+                    f"{era.value}, Z3 excludes it by the invariants")
             rep = LabelReport(era, label, Reach.REACHED if ws else Reach.NOT_REACHED)
             for k, w in enumerate(ws):
                 if confirm and not confirm_witness(world.model, era, list(w.steps), label):
@@ -198,7 +209,7 @@ def generate(eras, *, per_label: int = 3, seed: int = 0, bound: int = DEFAULT_BO
                 gen.scenarios.append(Generated(scn, text, era, label, seed, bound, h))
                 rep.scenarios += 1
             if not ws:
-                if excluded_by_invariants(world.model, era, label):
+                if hopeless(label):
                     rep.status = Reach.UNREACHABLE
                     rep.why = ("unreachable at any depth: no state satisfying the model's "
                                "invariants fires it")
