@@ -57,10 +57,17 @@ def bench_replay(n, version):
 
 
 def bench_fuzz(kernel, seconds, batch):
+    """As ``ksmdiff fuzz`` runs: spec-seeded and full-language scenarios, judged three
+    ways (the host kernel's cells, or a model's)."""
     from ksmdiff import session
+    from ksmdiff.gen.cli import _prefixes
     from ksmdiff.gen.fuzz import fuzz
+    from ksmdiff.gen.specmap import world_for
     from ksmdiff.gen.threeway import judge_cell
     if kernel == "host":
+        from ksmdiff.probe import host_version
+        v = host_version()
+
         def run_batch(scns):
             return [judge_cell(c) for c in session.run_host_cells(scns)]
     else:
@@ -68,8 +75,11 @@ def bench_fuzz(kernel, seconds, batch):
 
         def run_batch(scns):
             return [judge_cell(session.run_model_cell(s, v)) for s in scns]
+    era = Era.of(v)
+    prefixes = _prefixes(Path(__file__).resolve().parents[1] / "corpora" / "generated", era)
+    alphabet = sorted(world_for(era).text_of.values())
     rep = fuzz(run_batch, budget=seconds, seed=int(time.time()) % 1000, batch=batch,
-               out_dir=None)
+               prefixes=prefixes, alphabet=alphabet, out_dir=None)
     return rep.rate, len(rep.found)
 
 
@@ -83,7 +93,7 @@ def main() -> int:
     ap.add_argument("--replay-version", default="6.12")
     ap.add_argument("--fuzz-kernel", default="host")
     ap.add_argument("--fuzz-seconds", type=float, default=60)
-    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--batch", type=int, default=512)
     ap.add_argument("--no-host", action="store_true", help="skip the fuzz measurement")
     ap.add_argument("--json", metavar="FILE")
     a = ap.parse_args()

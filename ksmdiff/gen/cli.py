@@ -343,15 +343,17 @@ def register(sub) -> None:
 
     f = sub.add_parser("fuzz", help="replay batches of generated scenarios, judge them three "
                                     "ways, save every reproducible failure reduced",
-                       description="Draw scenarios (spec-seeded and full-language) with "
-                                   "Hypothesis, run them in batches on the host kernel or the "
-                                   "model of a version, judge spec, model and kernel; a failure "
-                                   "is shrunk (Hypothesis, then ddmin), re-checked and saved "
-                                   "under --out with its seed. Ctrl-C keeps what was found.")
+                       description="Draw scenarios (spec-seeded and full-language; "
+                                   "deterministic for --seed), run them in batches on the host "
+                                   "kernel or the model of a version, judge spec, model and "
+                                   "kernel; a failure is re-checked alone, reduced (ddmin) and "
+                                   "saved under --out with its seed. Ctrl-C keeps what was "
+                                   "found.")
     f.add_argument("--kernel", required=True, metavar="host|VERSION")
     f.add_argument("--budget", default="10m", metavar="DURATION", help="e.g. 90s, 10m (default)")
     f.add_argument("--seed", type=int, default=0, metavar="S")
-    f.add_argument("--batch", type=int, default=64, metavar="N", help="scenarios per batch")
+    f.add_argument("--batch", type=int, default=512, metavar="N",
+                   help="scenarios per batch, one run of the batch runner (default 512)")
     f.add_argument("--corpus", default="corpora/generated", metavar="DIR",
                    help="generated scenarios whose states seed the drawing")
     f.add_argument("--out", default="corpora/regressions", metavar="DIR")
