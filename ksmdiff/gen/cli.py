@@ -41,6 +41,7 @@ def cmd_generate(args) -> int:
         if args.mutant not in spec.mutants:
             raise UsageError(f"--mutant {args.mutant}: one of {', '.join(sorted(spec.mutants))}")
         model = spec.mutants[args.mutant]
+        _refuse_unobservable(model, "--mutant")
     constraints = _constraints_of(args)
     gen = generate(eras, per_label=args.per_label, seed=args.seed, bound=args.bound,
                    beam=args.beam, model=model, progress=None if args.quiet else _say,
@@ -51,7 +52,8 @@ def cmd_generate(args) -> int:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(g.text)
     for rep in gen.labels:
-        tail = f"{rep.scenarios} scenario(s)" if rep.status is Reach.REACHED else rep.why
+        tail = (f"{rep.scenarios} scenario(s)" + (f"; {rep.why}" if rep.why else "")
+                if rep.status is Reach.REACHED else rep.why)
         print(f"{rep.era.value:10} {rep.label:24} {rep.status.value:12} {tail}")
     print(f"{len(gen.scenarios)} scenarios in {out} ({gen.seconds:.1f} s)")
     if args.json:
@@ -191,7 +193,16 @@ def _spec_mutant(name):
     spec = load_spec()
     if name not in spec.mutants:
         raise UsageError(f"--spec-mutant {name}: one of {', '.join(sorted(spec.mutants))}")
+    _refuse_unobservable(spec.mutants[name], "--spec-mutant")
     return spec.mutants[name]
+
+
+def _refuse_unobservable(model, option: str) -> None:
+    from ksmdiff.gen.generate import unobservable_mutant
+    from ksmdiff.gen.specmap import load_config
+    why = unobservable_mutant(model, load_config().model)
+    if why:
+        raise UsageError(f"{option}: {why}")
 
 
 def cmd_reduce(args) -> int:

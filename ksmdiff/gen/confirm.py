@@ -100,3 +100,82 @@ def excluded_by_invariants(model, era, label) -> bool:
         if _check(base + [_instance_step(ts, u, n, 0), u.step_expr(lab, 0)]):
             return False
     return True
+
+
+# ---------------------------------------------------------------------- distinct witnesses
+
+def solve_distinct(model, era, label, found: list, *, bound: int, seed: int = 0,
+                   allowed=None, proc_domain: str = "Proc", page_domain: str = "Page",
+                   accept=None, max_tries: int = 8):
+    """A trace of at most ``bound`` steps firing ``label`` at its last step whose shape
+    (``witness_shape_in``: the actions' order, the number of processes, of pages) differs
+    from that of every trace in ``found`` (lists of instance numbers): Z3 over the
+    compiled model's unrolling with one blocking clause per shape found, shortest first.
+    ``accept(steps)``: a further check (the explicit replay, whose choices are fixed); a
+    refused trace is blocked exactly and the query asked again, at most ``max_tries``
+    times per depth.  Returns the instance numbers, or None when no such trace exists
+    within the bound (or every candidate was refused)."""
+    ts = _compiled(model, era)
+    _known_label(ts, label)
+    lab = z3.Or([e for (_o, name), e in ts.step_labels.items() if name == label])
+    n_inst = len(ts.instances)
+    allowed = sorted(set(range(n_inst)) if allowed is None else set(allowed))
+    names = sorted({ts.instances[n].name for n in allowed})
+    by_name = {nm: [n for n in allowed if ts.instances[n].name == nm] for nm in names}
+    doms = {}
+    for n in allowed:
+        for _p, dom, code in ts.instances[n].args:
+            if dom in (proc_domain, page_domain):
+                doms.setdefault((dom, code), []).append(n)
+    shapes = {}
+    for steps in found:
+        sh = witness_shape_in(ts, steps, proc_domain, page_domain)
+        shapes.setdefault(len(steps), set()).add(sh)
+    start = min((len(s) for s in found), default=1)
+    for d in list(range(start, bound + 1)) + list(range(1, start)):
+        u = Unroller(ts)
+        sels = [u.sel(t) for t in range(d)]
+
+        def is_one(t, ns):
+            return z3.Or([sels[t] == n for n in ns]) if ns else z3.BoolVal(False)
+
+        def count(dom):
+            used = [z3.Or([is_one(t, ns) for t in range(d)])
+                    for (dm, _c), ns in sorted(doms.items()) if dm == dom]
+            return z3.Sum([z3.If(x, 1, 0) for x in used]) if used else z3.IntVal(0)
+        nprocs, npages = count(proc_domain), count(page_domain)
+        cons = [u.init(), u.at(ts.types, 0)] + [u.step(t) for t in range(d)]
+        cons += [is_one(t, allowed) for t in range(d)]
+        cons.append(u.step_expr(lab, d - 1))
+        for order, np_, npg in sorted(shapes.get(d, ())):
+            cons.append(z3.Not(z3.And([is_one(t, by_name.get(order[t], []))
+                                       for t in range(d)] + [nprocs == np_, npages == npg])))
+        for _ in range(max_tries):
+            s = z3.Solver()
+            s.set("timeout", CONFIRM_TIMEOUT_MS)
+            s.set("random_seed", seed)
+            s.add(*cons)
+            r = s.check()
+            if r == z3.unknown:
+                raise TimeoutError(f"Z3: {s.reason_unknown()}")
+            if r == z3.unsat:
+                break
+            m = s.model()
+            steps = [m.eval(sels[t], model_completion=True).as_long() for t in range(d)]
+            if accept is None or accept(steps):
+                return steps
+            cons.append(z3.Not(z3.And([sels[t] == n for t, n in enumerate(steps)])))
+    return None
+
+
+def witness_shape_in(ts, steps, proc_domain: str = "Proc", page_domain: str = "Page") -> tuple:
+    """What makes two witnesses of a label different scenarios: the order of the actions
+    (their names, step by step), how many processes and how many pages they name."""
+    procs, pages = set(), set()
+    for n in steps:
+        for _name, dom, code in ts.instances[n].args:
+            if dom == proc_domain:
+                procs.add(code)
+            elif dom == page_domain:
+                pages.add(code)
+    return (tuple(ts.instances[n].name for n in steps), len(procs), len(pages))
