@@ -18,6 +18,8 @@ from ksmdiff.kspec.internal.engine import _compiled
 from ksmdiff.kspec.internal.prove import Unroller
 
 CONFIRM_TIMEOUT_MS = 60000
+DISTINCT_TIMEOUT_MS = 20000      # one query for another shape; unknown: no answer
+DISTINCT_EXTRA_DEPTH = 2         # look for other shapes this many steps past the shortest
 
 
 class Reach(enum.Enum):
@@ -104,17 +106,25 @@ def excluded_by_invariants(model, era, label) -> bool:
 
 # ---------------------------------------------------------------------- distinct witnesses
 
+class NoAnswer(Exception):
+    """Z3 gave no answer for another shape within DISTINCT_TIMEOUT_MS."""
+
+
 def solve_distinct(model, era, label, found: list, *, bound: int, seed: int = 0,
                    allowed=None, proc_domain: str = "Proc", page_domain: str = "Page",
-                   accept=None, max_tries: int = 8):
+                   accept=None, max_tries: int = 8,
+                   timeout_ms: int = DISTINCT_TIMEOUT_MS,
+                   extra_depth: int = DISTINCT_EXTRA_DEPTH):
     """A trace of at most ``bound`` steps firing ``label`` at its last step whose shape
     (``witness_shape_in``: the actions' order, the number of processes, of pages) differs
     from that of every trace in ``found`` (lists of instance numbers): Z3 over the
     compiled model's unrolling with one blocking clause per shape found, shortest first.
     ``accept(steps)``: a further check (the explicit replay, whose choices are fixed); a
     refused trace is blocked exactly and the query asked again, at most ``max_tries``
-    times per depth.  Returns the instance numbers, or None when no such trace exists
-    within the bound (or every candidate was refused)."""
+    times per depth.  Depths from the shortest trace found to ``extra_depth`` more (at
+    most ``bound``).  Returns the instance numbers, or None when no such trace exists at
+    those depths (or every candidate was refused); :class:`NoAnswer` when Z3 ran out of
+    ``timeout_ms`` at a depth before any answer."""
     ts = _compiled(model, era)
     _known_label(ts, label)
     lab = z3.Or([e for (_o, name), e in ts.step_labels.items() if name == label])
@@ -132,7 +142,7 @@ def solve_distinct(model, era, label, found: list, *, bound: int, seed: int = 0,
         sh = witness_shape_in(ts, steps, proc_domain, page_domain)
         shapes.setdefault(len(steps), set()).add(sh)
     start = min((len(s) for s in found), default=1)
-    for d in list(range(start, bound + 1)) + list(range(1, start)):
+    for d in range(start, min(bound, start + extra_depth) + 1):
         u = Unroller(ts)
         sels = [u.sel(t) for t in range(d)]
 
@@ -151,17 +161,24 @@ def solve_distinct(model, era, label, found: list, *, bound: int, seed: int = 0,
             cons.append(z3.Not(z3.And([is_one(t, by_name.get(order[t], []))
                                        for t in range(d)] + [nprocs == np_, npages == npg])))
         for _ in range(max_tries):
-            s = z3.Solver()
-            s.set("timeout", CONFIRM_TIMEOUT_MS)
+            # A fresh context per query: Z3's answer among several traces depends on the
+            # order its terms were made in, and in the shared context that order depends
+            # on what was made and freed before; a translated copy is made in the same
+            # order each time, so the answer depends on the query and the seed alone.
+            ctx = z3.Context()
+            s = z3.Solver(ctx=ctx)
+            s.set("timeout", timeout_ms)
             s.set("random_seed", seed)
-            s.add(*cons)
+            s.add(z3.And(cons).translate(ctx))
             r = s.check()
             if r == z3.unknown:
-                raise TimeoutError(f"Z3: {s.reason_unknown()}")
+                raise NoAnswer(f"Z3 gave no answer within {timeout_ms / 1000:g} s for a "
+                               f"trace of {d} steps ({s.reason_unknown()})")
             if r == z3.unsat:
                 break
             m = s.model()
-            steps = [m.eval(sels[t], model_completion=True).as_long() for t in range(d)]
+            steps = [m.eval(sels[t].translate(ctx), model_completion=True).as_long()
+                     for t in range(d)]
             if accept is None or accept(steps):
                 return steps
             cons.append(z3.Not(z3.And([sels[t] == n for t, n in enumerate(steps)])))

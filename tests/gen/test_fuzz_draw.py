@@ -4,7 +4,6 @@ seed, and packed by the batch runner into full batches (one settle serves a batc
 from __future__ import annotations
 
 import random
-from pathlib import Path
 
 from ksmdiff.gen.fuzz import SpecSeeded, draw_batch
 from ksmdiff.gen.specmap import world_for

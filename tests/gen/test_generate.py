@@ -123,6 +123,8 @@ def test_fuzz_on_a_model_finds_a_wrong_model_and_saves_it_reduced(tmp_path, monk
 
 
 def test_more_scenarios_per_label_come_from_z3_with_their_shapes_blocked():
+    """(Deterministic for a seed across runs: tests/cli/test_gen_cli.py; within one
+    process Z3 may answer a repeated query with another trace.)"""
     from ksmdiff.gen.confirm import solve_distinct, witness_shape_in
     from ksmdiff.gen.generate import fires
     from ksmdiff.kspec.internal.engine import _compiled
@@ -139,9 +141,6 @@ def test_more_scenarios_per_label_come_from_z3_with_their_shapes_blocked():
         assert confirm_witness(w.model, w.era, steps, "unstable_insert")
         assert witness_shape_in(ts, steps) not in {witness_shape_in(ts, f) for f in found}
         found.append(steps)
-    again = solve_distinct(w.model, w.era, "unstable_insert", found[:1], bound=4, seed=0,
-                           accept=lambda s: fires(w, s, "unstable_insert"))
-    assert again == found[1]                        # deterministic for a seed
     # within one step no other shape fires the label: the query says so
     assert solve_distinct(w.model, w.era, "fault_fresh", [[n] for n in range(len(ts.instances))
                                                           if fires(w, [n], "fault_fresh")],
