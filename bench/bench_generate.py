@@ -9,6 +9,7 @@
   (target >= 200/s; root, takes the runner lock), or on a model with ``--fuzz-kernel``.
 
     python bench/bench_generate.py [--runs 3] [--fuzz-seconds 60] [--no-host] [--json FILE]
+        [--parts generate,replay,fuzz]
 
 Not a timed test: read the numbers with the load average printed beside them.
 """
@@ -95,17 +96,22 @@ def main() -> int:
     ap.add_argument("--fuzz-seconds", type=float, default=60)
     ap.add_argument("--batch", type=int, default=512)
     ap.add_argument("--no-host", action="store_true", help="skip the fuzz measurement")
+    ap.add_argument("--parts", default="generate,replay,fuzz",
+                    help="which measurements, comma-separated (default all three)")
     ap.add_argument("--json", metavar="FILE")
     a = ap.parse_args()
     out = {"load": os.getloadavg()}
-    gen = [bench_generate(ERAS[a.era], a.beam, a.per_label) for _ in range(a.runs)]
-    out["cover_era_seconds"] = statistics.median(g[0] for g in gen)
-    out["generated_per_second"] = statistics.median(g[1] / g[0] for g in gen)
-    out["labels"] = f"{gen[0][2]} reached of {gen[0][3]}"
-    rep = [bench_replay(a.replay_n, a.replay_version) for _ in range(a.runs)]
-    out["replay_per_second"] = statistics.median(r[0] for r in rep)
-    out["replay_failed"] = rep[0][1]
-    if not a.no_host:
+    parts = set(a.parts.split(","))
+    if "generate" in parts:
+        gen = [bench_generate(ERAS[a.era], a.beam, a.per_label) for _ in range(a.runs)]
+        out["cover_era_seconds"] = statistics.median(g[0] for g in gen)
+        out["generated_per_second"] = statistics.median(g[1] / g[0] for g in gen)
+        out["labels"] = f"{gen[0][2]} reached of {gen[0][3]}"
+    if "replay" in parts:
+        rep = [bench_replay(a.replay_n, a.replay_version) for _ in range(a.runs)]
+        out["replay_per_second"] = statistics.median(r[0] for r in rep)
+        out["replay_failed"] = rep[0][1]
+    if "fuzz" in parts and not a.no_host:
         fz = [bench_fuzz(a.fuzz_kernel, a.fuzz_seconds, a.batch) for _ in range(a.runs)]
         out["fuzz_per_second"] = statistics.median(f[0] for f in fz)
         out["fuzz_found"] = [f[1] for f in fz]

@@ -1,6 +1,10 @@
 """``ksmdiff generate``: for every branch label of the spec, user-level scenarios that reach
-it, found by the explicit search (search.py), each confirmed by Z3 (confirm.py), printed
-through the scenario printer with the spec's predicted expects.
+it, printed through the scenario printer with the spec's predicted expects.  A label's
+first scenario is found by the explicit search (search.py) and confirmed by Z3; each
+further one (``per_label``) is solved by Z3 over the compiled model with a blocking
+clause on the shape of every earlier one: the actions' order, the number of processes,
+the number of pages (confirm.py).  A label the search does not reach is checked against
+the model's invariants (unreachable at any depth) before any exhaustive search.
 
 A scenario made for one era carries expects ``on`` that era's versions; made for several
 (``--all-eras``), each expect names the eras whose spec predicts it (none when all do).
