@@ -85,3 +85,12 @@ def test_generate_is_deterministic_for_a_seed(tmp_path):
     assert outs[0] and outs[0] == outs[1]
     assert any("found by Z3 with the shapes of the earlier ones blocked" in t
                for t in outs[0].values())
+
+
+def test_fuzz_on_a_model_runs_batches_and_finds_nothing(tmp_path, capsys):
+    rc = main(["fuzz", "--kernel", "5.4", "--budget", "3s", "--batch", "32", "--seed", "5",
+               "--out", str(tmp_path / "found"), "-q"])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    assert "seed 5" in out and " batches" in out
+    assert not (tmp_path / "found").exists()
