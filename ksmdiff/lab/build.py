@@ -868,6 +868,7 @@ def find_source(known: KnownSources, source_id: str) -> Source | None:
 class Outcome(enum.Enum):
     BUILT = "built"
     CACHED = "cached"
+    STORED = "stored"             # no source here, but the store holds a build of it
     NO_SOURCE = "not run: no source"
     FAILED = "failed"
 
@@ -892,7 +893,15 @@ def build_known(names: Sequence[str] = (), jobs: int = 2,
         src = find_source(known, k.source_id)
         if src is None:
             roots = ", ".join(map(str, known.search)) or "(no search roots)"
-            out.append((k.name, Outcome.NO_SOURCE, f"{k.source_id} found in none of {roots}"))
+            have = store.get_kernel(k.name)
+            if have is not None:
+                # still runnable: say so, and that it cannot be rebuilt here
+                out.append((k.name, Outcome.STORED,
+                            f"{have.release}, built earlier; {k.source_id} found in none "
+                            f"of {roots}, so it is not rebuilt"))
+            else:
+                out.append((k.name, Outcome.NO_SOURCE,
+                            f"{k.source_id} found in none of {roots}"))
             continue
         try:
             r = build(src, k.name, k.patches, k.config, jobs=jobs, echo=echo)
