@@ -177,7 +177,8 @@ def cmd_run(args) -> int:
 
     if args.three_way:
         from ksmdiff.gen.cli import run_three_way_cli
-        return run_three_way_cli(args.paths, _versions(args), quiet=args.quiet, json_out=args.json)
+        return run_three_way_cli(args.paths, _versions(args), quiet=args.quiet,
+                                 json_out=args.json, args=args)
     from ksmdiff.reports import cli as reports_cli
     scenarios = reports_cli.select_shard(args, _load(args.paths))
     versions = _versions(args)
