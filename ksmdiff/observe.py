@@ -84,6 +84,12 @@ def counter_key(name: str) -> str:
     return f"counter.{name}"
 
 
+def proc_counter_key(proc: str, name: str) -> str:
+    """A per-process counter (/proc/PID/ksm_stat of ``proc``): ``counter.NAME@P``.  In the
+    ``counter.`` namespace, so everything that walks a record's pages skips it."""
+    return f"counter.{name}@{proc}"
+
+
 @dataclass(frozen=True)
 class Record:
     """What was (kernel) or may be (model) observed after statement ``stmt``."""

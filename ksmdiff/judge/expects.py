@@ -12,11 +12,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from ksmdiff.observe import ANY, Record, counter_key, page_key
+from ksmdiff.observe import ANY, Record, counter_key, page_key, proc_counter_key
 from ksmdiff.scenario import ast as A
 from ksmdiff.scenario.layout import layout_at
 from ksmdiff.scenario.printer import format_statement
-from ksmdiff.versions import KernelVersion, has_counter
+from ksmdiff.versions import KernelVersion, has_counter, has_proc_counter
 
 HELD = "held"
 FAILED = "failed"
@@ -157,11 +157,16 @@ def evaluate_expects(scn: A.Scenario, records: Sequence[Record],
             results.append(ExpectResult(i, line, text, FAILED, "no observation recorded"))
             continue
         if isinstance(s, A.ExpectCounter):
-            if not has_counter(version, s.counter):
+            if s.proc is not None:
+                has, key = (has_proc_counter(version, s.counter),
+                            proc_counter_key(s.proc, s.counter))
+            else:
+                has, key = has_counter(version, s.counter), counter_key(s.counter)
+            if not has:
                 results.append(ExpectResult(i, line, text, SKIPPED,
                                             f"{version} has no counter {s.counter}"))
                 continue
-            values = last.get(counter_key(s.counter)) if last else frozenset([0])
+            values = last.get(key) if last else frozenset([0])
             if values is None:
                 # The version has the counter but this stream does not carry it: the
                 # kernel run could not attribute it (a global counter moved by others).

@@ -398,6 +398,7 @@ def ksm_do_scan_full(m: Machine) -> None:
             m.put_page(page)
     prune_unreferenced_stale_nodes(m)
     ksm.full_scans += 1
+    m.count("full_scans")                      # ksm_scan.seqnr++ (sysfs full_scans)
 
 
 def prune_unreferenced_stale_nodes(m: Machine) -> None:
@@ -412,6 +413,31 @@ def prune_unreferenced_stale_nodes(m: Machine) -> None:
         if stale and not node.hlist:
             m.count_choices("stable_nodes_removed", (0, -1))
             remove_node_from_stable_tree(m, node)
+
+
+def unmerge_and_remove_all_rmap_items(m: Machine) -> None:
+    """run_store(KSM_RUN_UNMERGE) -> unmerge_and_remove_all_rmap_items() (every era):
+    for every mm_slot, unmerge_ksm_pages() over each VM_MERGEABLE vma, then
+    remove_trailing_rmap_items() drops all its rmap_items; the mm_slot (MMF_VM_MERGEABLE,
+    MMF_VM_MERGE_ANY, VM_MERGEABLE) stays unless the mm is exiting, so ksmd merges again at
+    its next run; then remove_all_stable_nodes() and ``ksm_scan.seqnr = 0``."""
+    for p in list(m.ksm.mm_slots):
+        if p.alive:
+            # for_each_vma: VM_MERGEABLE && anon_vma -> unmerge_ksm_pages(): break_ksm()
+            unmerge_ksm_pages(m, p, [s for _r, s in p.slots() if s.mergeable])
+        # remove_trailing_rmap_items(&mm_slot->rmap_list)
+        for key in sorted(p.rmap_items, key=addr_order):
+            remove_rmap_item_from_tree(m, p.rmap_items[key])
+        p.rmap_items.clear()
+        if not p.alive:
+            # ksm_test_exit(mm): mm_slot_free(), clear_bit(MMF_VM_MERGEABLE)
+            m.ksm.mm_slots.remove(p)
+            p.ksm_entered = False
+    # "Clean up stable nodes, but don't worry if some are still busy"
+    remove_all_stable_nodes(m)
+    # ksm_scan.seqnr = 0: full_scans restarts from 0, and the scenario does not know the
+    # value it had (every ksm user on the machine moved it)
+    m.count_any("full_scans")
 
 
 def remove_all_stable_nodes(m: Machine) -> bool:

@@ -11,18 +11,20 @@ from ksmdiff.model import memory as M
 from ksmdiff.model.invariants import Violation, check
 from ksmdiff.model.machine import Machine
 from ksmdiff.model.state import PageSlot, Process, Region, ZERO_CONTENT
-from ksmdiff.observe import ANY, Record, counter_key, label_frames, page_key
+from ksmdiff.observe import (ANY, Record, counter_key, label_frames, page_key,
+                             proc_counter_key)
 from ksmdiff.scenario import ast as A
 from ksmdiff.scenario.validate import implied_features
-from ksmdiff.versions import (FEATURE_NOTES, COUNTERS, FACTS, Era, KernelVersion, has_counter,
-                              has_fact, has_feature)
+from ksmdiff.versions import (FEATURE_NOTES, COUNTERS, FACTS, PROC_COUNTERS, Era,
+                              KernelVersion, has_counter, has_fact, has_feature,
+                              has_proc_counter)
 
 MUTANTS = ("no-freeze", "freeze-at-2", "no-swapcache-check", "no-stable-node-check",
            "reuse-mapcount-2")
 
-# Fault-time counters: they keep moving while a pinned twin churns, so a settle's
+# Counters a settle's fixpoint ignores: the fault-time ones keep moving while a pinned twin
 # fixpoint ignores them.
-FAULT_COUNTERS = ("cow_ksm", "pgreuse", "ksm_swpin_copy")
+FAULT_COUNTERS = ("cow_ksm", "pgreuse", "ksm_swpin_copy", "full_scans")
 SETTLE_MIN_SCANS = 2
 SETTLE_MAX_SCANS = 64
 
@@ -142,6 +144,9 @@ class Interpreter:
         self.records: list[Record] = []
         self.violations: list[Violation] = []
         self.m.procs[scn.initial] = Process(scn.initial)
+        # per-process counters at the creation of each process (``expect counter P NAME``
+        # is the change since then): 0 for the first; a child's at fork
+        self.proc_base: dict[str, dict[str, int]] = {scn.initial: {}}
 
     # ------------------------------------------------------------------ driver
     def run(self) -> None:
@@ -245,10 +250,45 @@ class Interpreter:
                 put("content", str(f.content))
             if key in faults:
                 out[page_key(pname, rname, idx, "fault")] = faults[key]
+        gauges = self.ksmd_gauges()
         for name in COUNTERS:
             if has_counter(m.version, name):
-                out[counter_key(name)] = m.counter(name)
+                out[counter_key(name)] = (frozenset([gauges[name]]) if name in gauges
+                                          else m.counter(name))
+        for p in m.live_procs():
+            base = self.proc_base.get(p.name, {})
+            for name, value in self.proc_counters(p).items():
+                if has_proc_counter(m.version, name):
+                    out[proc_counter_key(p.name, name)] = frozenset(
+                        [value - base.get(name, 0)])
         return out
+
+    def ksmd_gauges(self) -> dict[str, int]:
+        """The sysfs gauges that follow ksmd's rmap_items, from the scenario's own items
+        (its processes', the exited ones' included until ksmd drops them):
+        ``ksm_pages_unshared`` counts rmap_items with UNSTABLE_FLAG (++ in
+        unstable_tree_search_insert(), -- in remove_rmap_item_from_tree()); after a full
+        scan those are the ones inserted by that scan.  ``pages_volatile`` is
+        ksm_rmap_items - pages_shared - pages_sharing - pages_unshared (general sysfs
+        show function, every era).  ``pages_skipped`` (>= 6.7) moves only with smart_scan,
+        which stays 0 (the runner pins it)."""
+        items = [it for p in self.m.procs.values() for it in p.rmap_items.values()]
+        unshared = sum(1 for it in items if it.unstable and it.head is None)
+        stable = sum(1 for it in items if it.head is not None)
+        return {"pages_unshared": unshared,
+                "pages_volatile": len(items) - stable - unshared,
+                "pages_skipped": 0}
+
+    def proc_counters(self, p: Process) -> dict[str, int]:
+        """/proc/PID/ksm_stat of one process: mm->ksm_rmap_items (alloc/free_rmap_item),
+        mm->ksm_merging_pages (++ stable_tree_append(), -- when the item leaves the stable
+        tree), mm->ksm_zero_pages (>= 6.6: ++ replace_page() with the zero page, -- when
+        such a pte goes: ksm_might_unmap_zero_page())."""
+        return {"ksm_rmap_items": len(p.rmap_items),
+                "ksm_merging_pages": sum(1 for it in p.rmap_items.values()
+                                         if it.head is not None),
+                "ksm_zero_pages": sum(1 for _r, s in p.slots()
+                                      if s.pte.present and s.pte.ksm_zero)}
 
     # ------------------------------------------------------------------ helpers
     def slots(self, proc: str, target: A.Target) -> list[PageSlot]:
@@ -377,6 +417,9 @@ class Interpreter:
         # ksm_fork(): a child of an MMF_VM_MERGEABLE mm gets its own mm_slot
         if parent.ksm_entered:
             K.ksm_enter(m, child)
+        # dup_mm() copies the mm's KSM counters (reset in ksm_fork() from the fork-counter
+        # fix on); either way ``expect counter C ...`` counts from here
+        self.proc_base[s.child] = self.proc_counters(child)
 
     def do_Exit(self, s: A.Exit) -> None:
         m = self.m
@@ -457,7 +500,14 @@ class Interpreter:
                 break
         else:
             m.notes.append(f"no fixpoint after {SETTLE_MAX_SCANS} scans")
+        # a kernel's settle waits for quiet gauges, so it may take more scans than this
+        m.count_any("full_scans")
         self._after_scans()
+
+    def do_KsmUnmergeAll(self, s: A.KsmUnmergeAll) -> None:
+        # all eras: run_store(KSM_RUN_UNMERGE) -> unmerge_and_remove_all_rmap_items();
+        # the runner then writes run=0 (ksmd stays paused between ksm statements)
+        K.unmerge_and_remove_all_rmap_items(self.m)
 
     def do_KsmScan(self, s: A.KsmScan) -> None:
         for _ in range(s.scans):

@@ -194,6 +194,15 @@ class KsmScan:
     comments: Comments = _comments()
 
 
+@dataclass(frozen=True)
+class KsmUnmergeAll:
+    """``ksm unmerge-all`` (also written ``ksm set run 2``): KSM_RUN_UNMERGE, every KSM page
+    of the machine unmerged, then ksmd paused again."""
+
+    pos: Pos = _pos()
+    comments: Comments = _comments()
+
+
 KNOBS = ("use_zero_pages", "max_page_sharing", "merge_across_nodes")
 
 
@@ -289,17 +298,18 @@ class ExpectCounter:
     counter: str
     delta: int
     versions: VersionSet | None = None
+    proc: str | None = None   # a per-process counter (/proc/PID/ksm_stat) of this process
     pos: Pos = _pos()
     comments: Comments = _comments()
 
 
 Action = Union[Mmap, Fill, Write, Read, Madvise, Mprotect, Munmap, Fork, Exit, Pin, Unpin,
-               Prctl, KsmSettle, KsmScan, KsmSet]
+               Prctl, KsmSettle, KsmScan, KsmSet, KsmUnmergeAll]
 Expect = Union[ExpectPage, ExpectCounter]
 Statement = Union[Action, Expect]
 
 ACTION_TYPES = (Mmap, Fill, Write, Read, Madvise, Mprotect, Munmap, Fork, Exit, Pin, Unpin,
-                Prctl, KsmSettle, KsmScan, KsmSet)
+                Prctl, KsmSettle, KsmScan, KsmSet, KsmUnmergeAll)
 EXPECT_TYPES = (ExpectPage, ExpectCounter)
 
 

@@ -51,8 +51,11 @@ def format_statement(s: A.Statement) -> str:
     if isinstance(s, A.ExpectPage):
         neg = "not " if s.negated else ""
         return f"expect {s.proc} {s.target} {neg}{s.predicate}{on}"
+    if isinstance(s, A.KsmUnmergeAll):
+        return "ksm unmerge-all"
     if isinstance(s, A.ExpectCounter):
-        return f"expect counter {s.counter} {s.delta:+d}{on}"
+        who = "" if s.proc is None else f"{s.proc} "
+        return f"expect counter {who}{s.counter} {s.delta:+d}{on}"
     raise TypeError(f"not a scenario statement: {s!r}")
 
 

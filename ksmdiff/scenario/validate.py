@@ -10,7 +10,7 @@ from __future__ import annotations
 from ksmdiff.errors import InputError, Location
 from ksmdiff.scenario import ast as A
 from ksmdiff.scenario.layout import Layout, Proc as _Proc, Region as _Region
-from ksmdiff.versions import COUNTERS, FEATURES
+from ksmdiff.versions import COUNTERS, FEATURES, PROC_COUNTERS
 
 # Limits that keep a scenario small enough for the probe and the prover.
 MAX_REGION_PAGES = 1024
@@ -183,6 +183,11 @@ class _Checker:
         if not 1 <= s.scans <= MAX_SCANS:
             raise self.err(s.pos, f"ksm scan {s.scans}", f"1..{MAX_SCANS} scans")
 
+    def do_KsmUnmergeAll(self, s: A.KsmUnmergeAll) -> None:
+        # every kernel has run=2; on the host the runner refuses it without --allow-global
+        # (it unmerges every KSM page of the machine)
+        pass
+
     def do_KsmSet(self, s: A.KsmSet) -> None:
         lo, hi = KNOB_RANGES[s.knob]
         if not lo <= s.value <= hi:
@@ -209,5 +214,16 @@ class _Checker:
                                "one page, or as many pages as the left side")
 
     def do_ExpectCounter(self, s: A.ExpectCounter) -> None:
+        if s.proc is not None:
+            # a per-process counter: /proc/PID/ksm_stat of a live process, the change since
+            # that process was created
+            self.proc(s.proc, s.pos)
+            if s.counter not in PROC_COUNTERS:
+                raise self.err(s.pos, f"unknown per-process counter {s.counter!r}",
+                               " or ".join(PROC_COUNTERS))
+            return
         if s.counter not in COUNTERS:
-            raise self.err(s.pos, f"unknown counter {s.counter!r}", " or ".join(COUNTERS))
+            hint = (f" (a per-process counter: expect counter PROCESS {s.counter} ...)"
+                    if s.counter in PROC_COUNTERS and s.counter not in COUNTERS else "")
+            raise self.err(s.pos, f"unknown counter {s.counter!r}{hint}",
+                           " or ".join(COUNTERS))
