@@ -12,6 +12,10 @@ from dataclasses import dataclass, field
 
 from ksmdiff.scenario import ast as A
 
+# sysfs values that move only while ksmd runs, for the whole machine (the runner reads
+# them around a barrier: a scenario can own them only when it runs alone)
+KSMD_GAUGES = ("pages_unshared", "pages_volatile", "full_scans", "pages_skipped")
+
 
 
 @dataclass(frozen=True)
@@ -27,6 +31,10 @@ class Program:
     zero_merges: bool = False              # real (unsalted) zero pages meet ksmd with
                                            # use_zero_pages=0: at most one such per batch
     has_pins: bool = False                 # pins pages: may own settle-time events
+    quiet: bool = False                    # needs ksmd's machine-wide gauges as its own
+                                           # (expects pages_unshared, ..., or unmerges
+                                           # everything): alone, after a reap
+    unmerge_all: bool = False              # has ``ksm unmerge-all`` (run=2)
     scan_knobs: dict = field(default_factory=dict)
                                            # barrier index -> {knob: value} this scenario
                                            # needs while ksmd runs there (use_zero_pages,
@@ -88,6 +96,14 @@ def compile_scenario(scn: A.Scenario, salt: int | None = None) -> Program:
     scan_knobs: dict = {}
     scanned = False             # a settle or scan came before
     zero_pages_knob = 0         # use_zero_pages as this scenario left it
+    unmerge_all = False
+    # ksmd-wide sysfs gauges cannot be told apart between the scenarios of a batch
+    quiet = any(isinstance(s, A.ExpectCounter) and s.proc is None and s.counter in KSMD_GAUGES
+                for s in scn.statements)
+    if quiet:
+        solo.append("expects a ksmd-wide counter (" + ", ".join(
+            sorted({s.counter for s in scn.statements if isinstance(s, A.ExpectCounter)
+                    and s.proc is None and s.counter in KSMD_GAUGES})) + ")")
 
     def pidx(name: str) -> int:
         return procs.index(name)
@@ -180,6 +196,13 @@ def compile_scenario(scn: A.Scenario, salt: int | None = None) -> Program:
             # the probe marks its own memory unmergeable after prctl, so only the
             # scenario's regions take part: batchable
             lines.append(f"{k} prctl {p} {int(s.on)}")
+        elif isinstance(s, A.KsmUnmergeAll):
+            # run=2 unmerges every KSM page of the machine, other scenarios' too
+            barriers[k] = s
+            unmerge_all = True
+            add_solo("unmerges every KSM page (ksm unmerge-all)")
+            sig.append(("unmerge-all",))
+            lines.append(f"{k} sync")
         elif isinstance(s, (A.KsmSettle, A.KsmScan, A.KsmSet)):
             barriers[k] = s
             if isinstance(s, A.KsmSet):
@@ -216,4 +239,4 @@ def compile_scenario(scn: A.Scenario, salt: int | None = None) -> Program:
     ]
     text = "\n".join(header + lines + ["end"]) + "\n"
     return Program(text, tuple(procs), tuple(regions), barriers, tuple(solo), tuple(sig), salt,
-                   zero_merges, has_pins, scan_knobs)
+                   zero_merges, has_pins, quiet or unmerge_all, unmerge_all, scan_knobs)

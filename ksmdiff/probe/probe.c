@@ -1331,6 +1331,45 @@ static int ksm_stat(int64_t *merging, int64_t *zero)
     return 1;
 }
 
+/* One process's per-process KSM counters, -1 where the kernel has no such value:
+ * ksm_rmap_items and ksm_zero_pages from /proc/PID/ksm_stat (6.1+, 6.6+),
+ * ksm_merging_pages from /proc/PID/ksm_merging_pages (5.19+).  Reading them takes no page
+ * reference and no lock a scenario step could wait on (mmap_read_lock only). */
+static int read_small(const char *path, char *buf, size_t size)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    ssize_t n = read(fd, buf, size - 1);
+    close(fd);
+    if (n <= 0 || (size_t)n == size - 1)
+        return 0;
+    buf[n] = 0;
+    return 1;
+}
+
+static int proc_ksm_counters(int p, int64_t out[3])
+{
+    char path[64], buf[512];
+    out[0] = out[1] = out[2] = -1;
+    snprintf(path, sizeof path, "/proc/%d/ksm_stat", (int)procs[p].pid);
+    if (read_small(path, buf, sizeof buf)) {
+        for (char *l = buf; l && *l;) {
+            if (!strncmp(l, "ksm_rmap_items ", 15))
+                out[0] = strtoll(l + 15, NULL, 10);
+            else if (!strncmp(l, "ksm_zero_pages ", 15))
+                out[2] = strtoll(l + 15, NULL, 10);
+            l = strchr(l, '\n');
+            if (l)
+                l++;
+        }
+    }
+    snprintf(path, sizeof path, "/proc/%d/ksm_merging_pages", (int)procs[p].pid);
+    if (read_small(path, buf, sizeof buf))
+        out[1] = strtoll(buf, NULL, 10);
+    return out[0] >= 0 || out[1] >= 0 || out[2] >= 0;
+}
+
 static void observe(int sidx, struct stmt *s, int ngroup, const int64_t *delta)
 {
     int64_t checked[NCOUNTERS];
@@ -1351,6 +1390,19 @@ static void observe(int sidx, struct stmt *s, int ngroup, const int64_t *delta)
     }
     if (s->op == OP_FORK)
         printf(",\"pid\":%d", (int)procs[s->arg].pid);
+    {
+        int firstm = 1;
+        for (int p = 0; p < MAX_PROCS; p++) {
+            int64_t v[3];
+            if (!procs[p].spawned || !procs[p].alive || !proc_ksm_counters(p, v))
+                continue;
+            printf("%s[%d,%lld,%lld,%lld]", firstm ? ",\"m\":[" : ",", p, (long long)v[0],
+                   (long long)v[1], (long long)v[2]);
+            firstm = 0;
+        }
+        if (!firstm)
+            printf("]");
+    }
     if (delta) {
         printf(",\"c\":{");
         int first = 1;

@@ -67,15 +67,16 @@ from typing import Callable, Iterable
 
 from ksmdiff.errors import EnvironmentProblem, InvalidArgument
 from ksmdiff.observe import (ENVIRONMENT, NOT_RUN, OK, UNSUPPORTED, Record, label_frames,
-                             page_key)
+                             page_key, proc_counter_key)
 from ksmdiff.probe import system
 from ksmdiff.probe import wire as W
 from ksmdiff.probe.build import default_probe
-from ksmdiff.probe.compiler import Program, compile_scenario, merge_signatures
+from ksmdiff.probe.compiler import KSMD_GAUGES, Program, compile_scenario, merge_signatures
 from ksmdiff.scenario import ast as A
 from ksmdiff.scenario import implied_features
 from ksmdiff.scenario.ast import Scenario
-from ksmdiff.versions import FEATURE_NOTES, KernelVersion, has_counter, has_feature, parse_host
+from ksmdiff.versions import (FEATURE_NOTES, KernelVersion, has_counter, has_feature,
+                              has_proc_counter, parse_host)
 
 __all__ = ["KernelRun", "host_version", "is_root", "run_kernel", "restore"]
 
@@ -84,6 +85,9 @@ GAUGE_COUNTERS = ("pages_shared", "pages_sharing", "ksm_zero_pages")
 PROBE_COUNTERS = W.COUNTERS
 assert set(PROBE_COUNTERS) == set(EVENT_COUNTERS + GAUGE_COUNTERS)
 MAX_BATCH = 64
+UNMERGE_ALL_REFUSED = ("'ksm unmerge-all' writes run=2, which unmerges every KSM page of this "
+                       "machine, other programs' too: refused without --allow-global "
+                       "(a lab VM always allows it)")
 PARALLEL_STEPS = os.environ.get("KSMDIFF_SERIAL_STEPS") != "1"
 LINE_TIMEOUT = 90.0
 
@@ -386,6 +390,7 @@ class _Live:
         self.gauge_after: dict[str, int] = {}
         self.last_barrier_raw: dict | None = None
         self.started = False
+        self.proc_base: dict[int, tuple] = {}   # probe proc index -> "m" values at creation
 
     # -- I/O
     def _readline(self) -> dict | None:
@@ -593,9 +598,22 @@ class _Live:
         for name in self.counters:
             if name in self.cum:
                 fields["counter." + name] = fs(self.cum[name])
+        self._proc_counters(msg, fields)
         note = "" if not self.ambiguous else "ambiguous in a batch: " + self.ambiguous
         # (one-element sets, shared between records)
         self.records.append(Record(k, stmt.pos.line, fields, OK, note))
+
+    def _proc_counters(self, msg: dict, fields: dict) -> None:
+        """Per-process counters (/proc/PID/ksm_stat): the change since the process was
+        created, the first process from 0, a child from its values in its fork's record
+        (dup_mm() copies the parent's counters on kernels before the fork-counter fix)."""
+        for e in msg.get(W.KEY_PROC_KSM) or ():
+            p, values = e[0], e[1:]
+            base = self.proc_base.setdefault(
+                p, (0,) * len(values) if p == 0 else tuple(values))
+            for name, v, b in zip(W.PROC_KSM_COUNTERS, values, base):
+                if v >= 0 and has_proc_counter(self.version, name):
+                    fields[proc_counter_key(self.prog.procs[p], name)] = _singleton(v - b)
 
     def _apply_barrier(self, msg: dict) -> None:
         pend = self.pending or {}
@@ -746,6 +764,8 @@ class _Session:
     dirty: bool = False          # a group failed: what it left is not accounted for
     gate: _Gate = field(default_factory=_Gate)
     ksm_flag: bool = True        # /proc/kpageflags' KPF_KSM tells KSM pages from the others
+    allow_global: bool = False   # ksm unmerge-all may write run=2 (--allow-global, lab VM)
+    keeper_age: int = 2          # ksmd scans of the keeper's rmap_item (2: or more)
 
     def join_first_reap(self) -> None:
         first, self.first_reap = self.first_reap, None
@@ -764,6 +784,7 @@ class _Session:
         else:
             try:
                 system.settle(min_scans=2, timeout=3.0)
+                self.keeper_age = 2
             except system.SettleTimeout as e:
                 self.warnings.append(f"reap: {e}")
         if self.tracer:
@@ -873,6 +894,9 @@ class _Session:
                     raise system.SettleTimeout(
                         f"ksm scan {stmt.scans}: ksmd did {done} full scans (host too slow to "
                         "stop it in its sleep)")
+            elif isinstance(stmt, A.KsmUnmergeAll):
+                # (refused before any probe starts unless allowed: _Plan)
+                system.unmerge_everything(allow_global=self.allow_global)
             else:
                 try:
                     system.write_knob(stmt.knob, str(stmt.value))
@@ -889,6 +913,7 @@ class _Session:
         after = system.read_counters()
         events = early + (self.tracer.take_events() if self.tracer else [])
         delta = {k: after[k] - before[k] for k in after if k in before}
+        self._keeper_correction(stmt, delta)
         owner_of_pid = {pid: lv for lv in lives for pid in lv.all_pids}
         removed = {id(lv): 0 for lv in lives}
         breaks = {id(lv): 0 for lv in lives}   # ksmd's break_cow, by scenario
@@ -962,6 +987,8 @@ class _Session:
         if by_trace:        # every break_cow seen and charged to its scenario
             owner, moved = None, []
         for lv in waiting:
+            for name in KSMD_GAUGES:   # machine-wide: not this scenario's alone
+                lv.cum.pop(name, None)
             direct = {"stable_nodes_removed": removed[id(lv)]}
             if by_trace:
                 direct["cow_ksm"] = breaks[id(lv)]
@@ -971,6 +998,24 @@ class _Session:
                 lv.ambiguous = lv.ambiguous or f"{', '.join(moved)} moved during a shared settle"
             lv.pending = {"direct": direct, "ksm_stat": True}
         self._check_gauges = (waiting, delta, residual)
+
+    def _keeper_correction(self, stmt, delta: dict) -> None:
+        """Take the runner's keeper page (system.Keeper) out of the ksmd gauges.  Its
+        rmap_item sits in the unstable tree once ksmd scanned it twice (pages_unshared 1);
+        run=2 removes it, the next scan makes a new one that only records its checksum
+        (pages_volatile 1), the one after puts it back in the unstable tree."""
+        def share(age: int) -> dict:
+            return {"pages_unshared": int(age >= 2), "pages_volatile": int(age == 1)}
+        old = share(self.keeper_age)
+        if isinstance(stmt, A.KsmUnmergeAll):
+            self.keeper_age = 0
+        elif isinstance(stmt, (A.KsmSettle, A.KsmScan)):
+            scans = delta.get("full_scans", 2)
+            self.keeper_age = min(2, self.keeper_age + max(scans, 0))
+        new = share(self.keeper_age)
+        for name in new:
+            if name in delta:
+                delta[name] -= new[name] - old[name]
 
     def check_gauges(self) -> None:
         """After every scenario reported its barrier record: the per-scenario gauges must add
@@ -998,13 +1043,18 @@ class _Session:
 
 def run_kernel(scenarios: list[Scenario], *, batch: bool | None = None,
                progress: Callable[[int, int], None] | None = None,
-               journal_dir: str | os.PathLike | None = None) -> list[KernelRun]:
+               journal_dir: str | os.PathLike | None = None,
+               allow_global: bool = False) -> list[KernelRun]:
     """Replay each scenario on the running kernel; one KernelRun per scenario, input order.
+
+    ``allow_global``: a scenario with ``ksm unmerge-all`` may write run=2, which unmerges
+    every KSM page of the machine; without it such a scenario is not run (with the reason).
 
     SIGINT and SIGTERM stop the run after everything was restored: SIGINT then raises
     KeyboardInterrupt, SIGTERM SystemExit(143)."""
     try:
-        return _run_kernel(scenarios, batch=batch, progress=progress, journal_dir=journal_dir)
+        return _run_kernel(scenarios, batch=batch, progress=progress, journal_dir=journal_dir,
+                           allow_global=allow_global)
     except _Interrupted as e:
         if e.signum == signal.SIGINT:
             raise KeyboardInterrupt from None
@@ -1016,7 +1066,8 @@ KPF_KSM_NOTE = ("/proc/kpageflags reports KPF_KSM for an anonymous page KSM neve
                 "'ksm' is not observable on this kernel, so expects on it are skipped")
 
 
-def _run_kernel(scenarios, *, batch, progress, journal_dir) -> list[KernelRun]:
+def _run_kernel(scenarios, *, batch, progress, journal_dir,
+                allow_global=False) -> list[KernelRun]:
     scenarios = list(scenarios)
     ksm_flag = True
     for s in scenarios:
@@ -1130,8 +1181,10 @@ def _run_kernel(scenarios, *, batch, progress, journal_dir) -> list[KernelRun]:
                     swap_ok, swap_reason = False, f"no swap: {e}"
             if tracer:
                 counters += ("stable_nodes_removed",)
+            counters += tuple(c for c in KSMD_GAUGES if has_counter(version, c))
             sess = _Session(version, exe, Path(tmpdir.name), tracer, swap_ok, swap_reason,
-                            counters, first_reap=first_reap, ksm_flag=ksm_flag)
+                            counters, first_reap=first_reap, ksm_flag=ksm_flag,
+                            allow_global=allow_global)
             # started by this (main) thread: the server dies with the thread that started
             # it (PR_SET_PDEATHSIG), and so do the probes it forks
             sess.server = _ProbeServer(exe, Path(tmpdir.name) / "windows.lock")
@@ -1246,6 +1299,10 @@ class _Plan:
                 finish(i, KernelRun(s, sess.version, ENVIRONMENT,
                                     "the ksm tracepoints are not available (tracefs)"))
                 continue
+            if not sess.allow_global and any(isinstance(x, A.KsmUnmergeAll)
+                                             for x in s.statements):
+                finish(i, KernelRun(s, sess.version, NOT_RUN, UNMERGE_ALL_REFUSED))
+                continue
             progs[i] = compile_scenario(s)
         self.progs = progs
         use_batch = self.use_batch = (len(progs) > 1) if batch is None else batch
@@ -1335,8 +1392,8 @@ def _run_all(sess: _Session, scenarios, todo, needs, batch, finish,
             # replay after a reap.  max_page_sharing / merge_across_nodes can only change
             # with no stable nodes left.
             i = members[0]
-            quiet = any(isinstance(b, A.KsmSet) and b.knob != "use_zero_pages"
-                        for b in progs[i].barriers.values())
+            quiet = progs[i].quiet or any(isinstance(b, A.KsmSet) and b.knob != "use_zero_pages"
+                                          for b in progs[i].barriers.values())
             lv = sess.run_group(items, reap=not use_batch or quiet, spawned=fut)[0]
             if lv.ambiguous:
                 retry.append(i)
