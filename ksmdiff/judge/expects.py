@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from ksmdiff.observe import ANY, Record, counter_key, page_key, proc_counter_key
+from ksmdiff.observe import ANY, PRCTL_MERGE, Record, counter_key, page_key, proc_counter_key
 from ksmdiff.scenario import ast as A
 from ksmdiff.scenario.layout import layout_at
 from ksmdiff.scenario.printer import format_statement
@@ -155,6 +155,18 @@ def evaluate_expects(scn: A.Scenario, records: Sequence[Record],
             continue
         if last is None and any(isinstance(x, A.ACTION_TYPES) for x in scn.statements[:i]):
             results.append(ExpectResult(i, line, text, FAILED, "no observation recorded"))
+            continue
+        if isinstance(s, A.ExpectPrctl):
+            # (before the first action: a new process, MMF_VM_MERGE_ANY clear)
+            values = (last.get(proc_counter_key(s.proc, PRCTL_MERGE)) if last
+                      else frozenset([False]))
+            if values is None:
+                results.append(ExpectResult(i, line, text, SKIPPED,
+                                            "prctl(PR_GET_MEMORY_MERGE) was not observed"))
+                continue
+            ok = _all(values, lambda v: bool(v) == s.on)
+            results.append(ExpectResult(i, line, text, HELD if ok else FAILED,
+                                        f"PR_GET_MEMORY_MERGE gave {_fmt(values)}"))
             continue
         if isinstance(s, A.ExpectCounter):
             if s.proc is not None:

@@ -11,7 +11,7 @@ from ksmdiff.model import memory as M
 from ksmdiff.model.invariants import Violation, check
 from ksmdiff.model.machine import Machine
 from ksmdiff.model.state import PageSlot, Process, Region, ZERO_CONTENT
-from ksmdiff.observe import (ANY, Record, counter_key, label_frames, page_key,
+from ksmdiff.observe import (ANY, PRCTL_MERGE, Record, counter_key, label_frames, page_key,
                              proc_counter_key)
 from ksmdiff.scenario import ast as A
 from ksmdiff.scenario.validate import implied_features
@@ -261,6 +261,9 @@ class Interpreter:
                 if has_proc_counter(m.version, name):
                     out[proc_counter_key(p.name, name)] = frozenset(
                         [value - base.get(name, 0)])
+            if has_feature(m.version, "prctl-merge"):
+                # >= 6.4 prctl(PR_GET_MEMORY_MERGE): test_bit(MMF_VM_MERGE_ANY)
+                out[proc_counter_key(p.name, PRCTL_MERGE)] = frozenset([p.merge_any])
         return out
 
     def ksmd_gauges(self) -> dict[str, int]:

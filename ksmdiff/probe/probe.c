@@ -111,6 +111,9 @@
 #ifndef PR_SET_MEMORY_MERGE
 #define PR_SET_MEMORY_MERGE 67
 #endif
+#ifndef PR_GET_MEMORY_MERGE
+#define PR_GET_MEMORY_MERGE 68
+#endif
 #ifndef SYS_pidfd_open
 #define SYS_pidfd_open 434
 #endif
@@ -226,6 +229,7 @@ struct mailbox {
      * (supervisor -> process) and their scans (back) */
     uint64_t pm[MAX_TOTAL_PAGES];
     int npeek;
+    int merge_any;             /* OP_PEEK: prctl(PR_GET_MEMORY_MERGE), -1 if refused */
     uintptr_t peek_addr[MAX_TOTAL_PAGES];
     struct content_scan peek[MAX_TOTAL_PAGES];
 };
@@ -1071,6 +1075,12 @@ static int child_main(void *arg)
                 mb->ret = 0;
             for (int i = 0; i < npeek; i++)
                 scan_content((const volatile unsigned char *)mb->peek_addr[i], &mb->peek[i]);
+            /* MMF_VM_MERGE_ANY of this process's mm (6.4+; EINVAL before): only the
+             * process itself can ask */
+            {
+                int r = prctl(PR_GET_MEMORY_MERGE, 0, 0, 0, 0);
+                mb->merge_any = r < 0 ? -1 : r;
+            }
             __atomic_store_n(&mb->done_seq, seq, __ATOMIC_SEQ_CST);
             futex(&mb->done_seq, FUTEX_WAKE, INT_MAX, NULL);
             continue;
@@ -1390,19 +1400,6 @@ static void observe(int sidx, struct stmt *s, int ngroup, const int64_t *delta)
     }
     if (s->op == OP_FORK)
         printf(",\"pid\":%d", (int)procs[s->arg].pid);
-    {
-        int firstm = 1;
-        for (int p = 0; p < MAX_PROCS; p++) {
-            int64_t v[3];
-            if (!procs[p].spawned || !procs[p].alive || !proc_ksm_counters(p, v))
-                continue;
-            printf("%s[%d,%lld,%lld,%lld]", firstm ? ",\"m\":[" : ",", p, (long long)v[0],
-                   (long long)v[1], (long long)v[2]);
-            firstm = 0;
-        }
-        if (!firstm)
-            printf("]");
-    }
     if (delta) {
         printf(",\"c\":{");
         int first = 1;
@@ -1415,6 +1412,9 @@ static void observe(int sidx, struct stmt *s, int ngroup, const int64_t *delta)
     }
     printf(",\"p\":[");
     int first = 1;
+    int merge_any[MAX_PROCS];
+    for (int p = 0; p < MAX_PROCS; p++)
+        merge_any[p] = -1;
     for (int p = 0; p < MAX_PROCS; p++) {
         struct proc_state *ps = &procs[p];
         if (!ps->spawned || !ps->alive)
@@ -1438,11 +1438,11 @@ static void observe(int sidx, struct stmt *s, int ngroup, const int64_t *delta)
                     mb->peek_addr[npeek++] = rs->addr + (uintptr_t)i * page_size;
             used += rs->npages;
         }
-        if (npeek) {
-            mb->op = OP_PEEK;
-            mb->npeek = npeek;
-            issue(sidx, p);
-        }
+        /* (also without present pages: the process reports its prctl merge state) */
+        mb->op = OP_PEEK;
+        mb->npeek = npeek;
+        issue(sidx, p);
+        merge_any[p] = mb->merge_any;
         int j = 0;
         for (int r = 0; r < nregions; r++) {
             struct region_state *rs = ps->reg[r];
@@ -1499,7 +1499,23 @@ static void observe(int sidx, struct stmt *s, int ngroup, const int64_t *delta)
             }
         }
     }
-    printf("]}\n");
+    printf("]");
+    {
+        int firstm = 1;
+        for (int p = 0; p < MAX_PROCS; p++) {
+            int64_t v[3];
+            if (!procs[p].spawned || !procs[p].alive)
+                continue;
+            if (!proc_ksm_counters(p, v) && merge_any[p] < 0)
+                continue;
+            printf("%s[%d,%lld,%lld,%lld,%d]", firstm ? ",\"m\":[" : ",", p, (long long)v[0],
+                   (long long)v[1], (long long)v[2], merge_any[p]);
+            firstm = 0;
+        }
+        if (!firstm)
+            printf("]");
+    }
+    printf("}\n");
     fflush(stdout);
 }
 

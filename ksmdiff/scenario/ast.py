@@ -305,12 +305,23 @@ class ExpectCounter:
 
 Action = Union[Mmap, Fill, Write, Read, Madvise, Mprotect, Munmap, Fork, Exit, Pin, Unpin,
                Prctl, KsmSettle, KsmScan, KsmSet, KsmUnmergeAll]
-Expect = Union[ExpectPage, ExpectCounter]
+@dataclass(frozen=True)
+class ExpectPrctl:
+    """``expect P prctl merge on|off``: what P's prctl(PR_GET_MEMORY_MERGE) returns."""
+
+    proc: str
+    on: bool
+    versions: VersionSet | None = None
+    pos: Pos = _pos()
+    comments: Comments = _comments()
+
+
+Expect = Union[ExpectPage, ExpectCounter, ExpectPrctl]
 Statement = Union[Action, Expect]
 
 ACTION_TYPES = (Mmap, Fill, Write, Read, Madvise, Mprotect, Munmap, Fork, Exit, Pin, Unpin,
                 Prctl, KsmSettle, KsmScan, KsmSet, KsmUnmergeAll)
-EXPECT_TYPES = (ExpectPage, ExpectCounter)
+EXPECT_TYPES = (ExpectPage, ExpectCounter, ExpectPrctl)
 
 
 def is_action(stmt: Statement) -> bool:

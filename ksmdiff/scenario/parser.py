@@ -173,6 +173,13 @@ class _Build(Transformer):
         return A.ExpectCounter(str(name), self._int(delta, "counter change"), versions,
                                pos=_pos(kw))
 
+    def expect_prctl(self, items):
+        kw, proc, onoff = items[0], items[1], items[2]
+        versions = items[3] if len(items) > 3 else None
+        if str(onoff) not in ("on", "off"):
+            raise self._err(onoff, f"unknown prctl merge value {str(onoff)!r}", "on or off")
+        return A.ExpectPrctl(str(proc), str(onoff) == "on", versions, pos=_pos(kw))
+
     def expect_proc_counter(self, items):
         kw, proc, name, delta = items[0], items[1], items[2], items[3]
         versions = items[4] if len(items) > 4 else None

@@ -16,7 +16,7 @@ def _byte(b: int | None) -> str:
 
 def format_statement(s: A.Statement) -> str:
     on = ""
-    if isinstance(s, (A.ExpectPage, A.ExpectCounter)) and s.versions is not None:
+    if isinstance(s, (A.ExpectPage, A.ExpectCounter, A.ExpectPrctl)) and s.versions is not None:
         on = f" on {s.versions}"
     if isinstance(s, A.Mmap):
         return f"{s.proc}: mmap {s.region} {s.npages}"
@@ -51,6 +51,8 @@ def format_statement(s: A.Statement) -> str:
     if isinstance(s, A.ExpectPage):
         neg = "not " if s.negated else ""
         return f"expect {s.proc} {s.target} {neg}{s.predicate}{on}"
+    if isinstance(s, A.ExpectPrctl):
+        return f"expect {s.proc} prctl merge {'on' if s.on else 'off'}{on}"
     if isinstance(s, A.KsmUnmergeAll):
         return "ksm unmerge-all"
     if isinstance(s, A.ExpectCounter):

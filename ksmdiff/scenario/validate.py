@@ -32,7 +32,7 @@ def implied_features(scn: A.Scenario) -> tuple[str, ...]:
     whole scenario."""
     need = set(scn.requires)
     for s in scn.statements:
-        if isinstance(s, A.Prctl):
+        if isinstance(s, (A.Prctl, A.ExpectPrctl)):
             need.add("prctl-merge")
         elif isinstance(s, A.Madvise) and s.advice == "pageout":
             need.add("swap")
@@ -212,6 +212,9 @@ class _Checker:
             if len(idx2) != 1 and len(idx2) != len(idx):
                 raise self.err(s.pos, f"same-frame compares {len(idx)} pages with {len(idx2)}",
                                "one page, or as many pages as the left side")
+
+    def do_ExpectPrctl(self, s: A.ExpectPrctl) -> None:
+        self.proc(s.proc, s.pos)
 
     def do_ExpectCounter(self, s: A.ExpectCounter) -> None:
         if s.proc is not None:
