@@ -263,4 +263,5 @@ FEATURES = {
     "zero-pages": ("use_zero_pages", "zero-pages (use_zero_pages)"),
     "tracepoints": ("ksm_tracepoints", "tracepoints (ksm:*)"),
     "prctl-merge": ("prctl_merge", "prctl-merge (PR_SET_MEMORY_MERGE)"),
+    "smart-scan": ("ksm_smart_scan", "smart-scan (the smart_scan knob)"),
 }

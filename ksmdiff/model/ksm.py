@@ -357,6 +357,40 @@ def lru_add_drain_all(m: Machine) -> None:
         f.maybe_pvec = False
 
 
+def skip_age(age: int) -> int:
+    """>= 6.7 skip_age(): how many scans to skip next, by how often merging failed."""
+    if age <= 3:
+        return 1
+    if age <= 5:
+        return 2
+    if age <= 8:
+        return 4
+    return 8
+
+
+def should_skip_rmap_item(m: Machine, page: Frame, item: RmapItem) -> bool:
+    """>= 6.7 should_skip_rmap_item() (5e924ff54d08, smart scan): a page that is not KSM is
+    skipped for skip_age(age) scans once its rmap_item is 3 scans old; a skipped item
+    leaves its tree (remove_rmap_item_from_tree) and counts in pages_skipped.  The age is
+    never reset (a new rmap_item starts at 0)."""
+    if not m.ksm.knobs.smart_scan:
+        return False
+    if page.ksm:                               # folio_test_ksm(): never skipped
+        return False
+    age = item.age
+    if age != 255:                             # U8_MAX
+        item.age += 1
+    if age < 3:
+        return False
+    if not item.remaining_skips:
+        item.remaining_skips = skip_age(age)
+        return False
+    m.count("pages_skipped")
+    item.remaining_skips -= 1
+    remove_rmap_item_from_tree(m, item)
+    return True
+
+
 def ksm_do_scan_full(m: Machine) -> None:
     """One full scan: scan_get_next_rmap_item() over every mm_slot, cmp_and_merge_page()
     for each anonymous page of a VM_MERGEABLE vma, dropping the rmap_items of addresses
@@ -393,6 +427,8 @@ def ksm_do_scan_full(m: Machine) -> None:
             item = p.rmap_items.get(key)
             if item is None:
                 item = p.rmap_items[key] = RmapItem(p, key)
+            if should_skip_rmap_item(m, page, item):
+                continue                       # >= 6.7 smart scan: goto next_page
             m.get_page(page)                   # follow_page(FOLL_GET)
             cmp_and_merge_page(m, p, s, item)
             m.put_page(page)

@@ -273,14 +273,13 @@ class Interpreter:
         unstable_tree_search_insert(), -- in remove_rmap_item_from_tree()); after a full
         scan those are the ones inserted by that scan.  ``pages_volatile`` is
         ksm_rmap_items - pages_shared - pages_sharing - pages_unshared (general sysfs
-        show function, every era).  ``pages_skipped`` (>= 6.7) moves only with smart_scan,
-        which stays 0 (the runner pins it)."""
+        show function, every era).  ``pages_skipped`` (>= 6.7) is counted by the smart
+        scan (ksm.should_skip_rmap_item), off unless the scenario sets smart_scan."""
         items = [it for p in self.m.procs.values() for it in p.rmap_items.values()]
         unshared = sum(1 for it in items if it.unstable and it.head is None)
         stable = sum(1 for it in items if it.head is not None)
         return {"pages_unshared": unshared,
-                "pages_volatile": len(items) - stable - unshared,
-                "pages_skipped": 0}
+                "pages_volatile": len(items) - stable - unshared}
 
     def proc_counters(self, p: Process) -> dict[str, int]:
         """/proc/PID/ksm_stat of one process: mm->ksm_rmap_items (alloc/free_rmap_item),
@@ -530,6 +529,10 @@ class Interpreter:
         knobs = m.ksm.knobs
         if s.knob == "use_zero_pages":
             knobs.use_zero_pages = s.value
+            return
+        if s.knob == "smart_scan":
+            # >= 6.7 smart_scan_store(): takes effect at the next rmap_item visited
+            knobs.smart_scan = s.value
             return
         if getattr(knobs, s.knob) == s.value:
             return

@@ -74,6 +74,8 @@ class RmapItem:
     oldchecksum: Optional[Content] = None   # None: never computed (kzalloc'd 0)
     head: Optional[StableNode] = None       # STABLE_FLAG
     unstable: bool = False                   # UNSTABLE_FLAG, in this scan's unstable tree
+    age: int = 0                             # >= 6.7 smart scan: rmap_age_t age (u8)
+    remaining_skips: int = 0                 # >= 6.7 smart scan
 
 
 @dataclass(eq=False)
@@ -153,6 +155,7 @@ class Knobs:
     use_zero_pages: int = 0
     max_page_sharing: int = 256
     merge_across_nodes: int = 1
+    smart_scan: int = 0               # >= 6.7 (the runner pins it to 0 unless a scenario sets it)
 
 
 @dataclass(eq=False)

@@ -212,6 +212,10 @@ def compile_scenario(scn: A.Scenario, salt: int | None = None) -> Program:
                 # batchable only before the first scan, when no scenario has KSM pages
                 if s.knob == "use_zero_pages":
                     zero_pages_knob = s.value      # no entry: see merge_signatures
+                elif s.knob == "smart_scan":
+                    # it changes what ksmd does with every page of a batch
+                    add_solo("sets smart_scan")
+                    sig.append(("set", s.knob, s.value))
                 else:
                     if scanned:
                         add_solo(f"sets the knob {s.knob} after ksmd ran")

@@ -750,6 +750,51 @@ class _FirstReap:
         return self.error
 
 
+class _KeeperItem:
+    """The rmap_item of the runner's keeper page (a page that never merges) as ksmd sees
+    it, so that its share of the ksmd gauges is not charged to a scenario: after two scans
+    it sits in the unstable tree (pages_unshared); a new item first records its checksum
+    (pages_volatile); with smart_scan, should_skip_rmap_item() skips it like any page that
+    never merges (pages_skipped; a skipped item leaves the tree).  Its age only grows under
+    smart_scan and is never reset, but by run=2."""
+
+    def __init__(self):
+        self.exists, self.checked, self.in_tree = True, True, True   # the first reap
+        self.age, self.remaining_skips = 0, 0
+        self.skipped = 0
+
+    def share(self) -> dict:
+        return {"pages_unshared": int(self.in_tree),
+                "pages_volatile": int(self.exists and not self.in_tree),
+                "pages_skipped": self.skipped}
+
+    def settled(self) -> None:          # two or more scans without smart_scan
+        if not self.exists:
+            self.exists, self.age, self.remaining_skips = True, 0, 0
+        self.checked = self.in_tree = True
+
+    def removed(self) -> None:          # run=2: unmerge_and_remove_all_rmap_items()
+        self.exists = self.checked = self.in_tree = False
+
+    def scan(self, smart: bool) -> None:
+        if not self.exists:             # get_next_rmap_item(): a new, zeroed item
+            self.exists, self.checked, self.age, self.remaining_skips = True, False, 0, 0
+        if smart:                       # should_skip_rmap_item()
+            age = self.age
+            self.age = min(self.age + 1, 255)
+            if age >= 3:
+                if self.remaining_skips:
+                    self.remaining_skips -= 1
+                    self.skipped += 1
+                    self.in_tree = False
+                    return
+                self.remaining_skips = (1 if age <= 3 else 2 if age <= 5
+                                        else 4 if age <= 8 else 8)
+        # cmp_and_merge_page(): a new checksum first, then the unstable tree
+        self.in_tree = self.checked
+        self.checked = True
+
+
 @dataclass
 class _Session:
     version: KernelVersion
@@ -769,7 +814,7 @@ class _Session:
     gate: _Gate = field(default_factory=_Gate)
     ksm_flag: bool = True        # /proc/kpageflags' KPF_KSM tells KSM pages from the others
     allow_global: bool = False   # ksm unmerge-all may write run=2 (--allow-global, lab VM)
-    keeper_age: int = 2          # ksmd scans of the keeper's rmap_item (2: or more)
+    keeper: "_KeeperItem" = field(default_factory=lambda: _KeeperItem())
 
     def join_first_reap(self) -> None:
         first, self.first_reap = self.first_reap, None
@@ -787,8 +832,8 @@ class _Session:
             pass        # the run's first reap (a thread during the setup); nothing ran since
         else:
             try:
-                system.settle(min_scans=2, timeout=3.0)
-                self.keeper_age = 2
+                system.settle(min_scans=2, timeout=3.0)     # (smart_scan pinned to 0)
+                self.keeper.settled()
             except system.SettleTimeout as e:
                 self.warnings.append(f"reap: {e}")
         if self.tracer:
@@ -888,6 +933,8 @@ class _Session:
             if system.read_knob(name) != str(value):
                 system.write_knob(name, str(value))
         early = self.tracer.take_events() if self.tracer else []
+        smart = system.read_knob("smart_scan") == "1" if has_counter(
+            self.version, "pages_skipped") else False
         before = system.read_counters()
         try:
             if isinstance(stmt, A.KsmSettle):
@@ -917,7 +964,7 @@ class _Session:
         after = system.read_counters()
         events = early + (self.tracer.take_events() if self.tracer else [])
         delta = {k: after[k] - before[k] for k in after if k in before}
-        self._keeper_correction(stmt, delta)
+        self._keeper_correction(stmt, delta, smart)
         owner_of_pid = {pid: lv for lv in lives for pid in lv.all_pids}
         removed = {id(lv): 0 for lv in lives}
         breaks = {id(lv): 0 for lv in lives}   # ksmd's break_cow, by scenario
@@ -1003,20 +1050,18 @@ class _Session:
             lv.pending = {"direct": direct, "ksm_stat": True}
         self._check_gauges = (waiting, delta, residual)
 
-    def _keeper_correction(self, stmt, delta: dict) -> None:
-        """Take the runner's keeper page (system.Keeper) out of the ksmd gauges.  Its
-        rmap_item sits in the unstable tree once ksmd scanned it twice (pages_unshared 1);
-        run=2 removes it, the next scan makes a new one that only records its checksum
-        (pages_volatile 1), the one after puts it back in the unstable tree."""
-        def share(age: int) -> dict:
-            return {"pages_unshared": int(age >= 2), "pages_volatile": int(age == 1)}
-        old = share(self.keeper_age)
+    def _keeper_correction(self, stmt, delta: dict, smart: bool) -> None:
+        """Take the runner's keeper page (system.Keeper, a page that never merges) out of
+        the ksmd gauges: ``delta`` loses what the keeper's rmap_item did over the barrier
+        (``smart``: smart_scan was on during its scans)."""
+        k = self.keeper
+        old = k.share()
         if isinstance(stmt, A.KsmUnmergeAll):
-            self.keeper_age = 0
+            k.removed()
         elif isinstance(stmt, (A.KsmSettle, A.KsmScan)):
-            scans = delta.get("full_scans", 2)
-            self.keeper_age = min(2, self.keeper_age + max(scans, 0))
-        new = share(self.keeper_age)
+            for _ in range(max(delta.get("full_scans", 2), 0)):
+                k.scan(smart)
+        new = k.share()
         for name in new:
             if name in delta:
                 delta[name] -= new[name] - old[name]

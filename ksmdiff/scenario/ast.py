@@ -203,7 +203,7 @@ class KsmUnmergeAll:
     comments: Comments = _comments()
 
 
-KNOBS = ("use_zero_pages", "max_page_sharing", "merge_across_nodes")
+KNOBS = ("use_zero_pages", "max_page_sharing", "merge_across_nodes", "smart_scan")
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ MAX_STATEMENTS = 10_000
 MAX_SCANS = 100
 MAX_PINS_PER_PAGE = 8
 MAX_MAPCOUNT = 1 << 16
-KNOB_RANGES = {"use_zero_pages": (0, 1), "merge_across_nodes": (0, 1),
+KNOB_RANGES = {"use_zero_pages": (0, 1), "merge_across_nodes": (0, 1), "smart_scan": (0, 1),
                "max_page_sharing": (2, 1 << 16)}
 
 
@@ -38,6 +38,8 @@ def implied_features(scn: A.Scenario) -> tuple[str, ...]:
             need.add("swap")
         elif isinstance(s, A.KsmSet) and s.knob == "use_zero_pages" and s.value:
             need.add("zero-pages")
+        elif isinstance(s, A.KsmSet) and s.knob == "smart_scan":
+            need.add("smart-scan")      # (the knob file itself is 6.7+)
     return tuple(f for f in FEATURES if f in need)
 
 
