@@ -1350,7 +1350,8 @@ class _Plan:
                 continue
             if not sess.allow_global and any(isinstance(x, A.KsmUnmergeAll)
                                              for x in s.statements):
-                finish(i, KernelRun(s, sess.version, NOT_RUN, UNMERGE_ALL_REFUSED))
+                # (unsupported, as a missing feature: this run does not allow run=2)
+                finish(i, KernelRun(s, sess.version, UNSUPPORTED, UNMERGE_ALL_REFUSED))
                 continue
             progs[i] = compile_scenario(s)
         self.progs = progs
