@@ -192,6 +192,16 @@ FACTS = (
                 "kept unless the mm exits, remove_all_stable_nodes(), ksm_scan.seqnr = 0",
      "summary": "writing 2 to /sys/kernel/mm/ksm/run unmerges the whole machine and resets "
                 "full_scans to 0"},
+    {"name": "follow_page_skips_protnone", "commit": "474098edac26",
+     "title": "mm/gup: replace FOLL_NUMA by gup_can_follow_protnone()",
+     "first": "6.1", "last": "6.4", "backports": (), "status": "inferred",
+     "checked": "listed with the 6.1 mremap-merge batch in linux-next; fixed by d74943a2f3cd "
+                "'mm/gup: reintroduce FOLL_NUMA as FOLL_HONOR_NUMA_FAULT' (2023-08-03, in a "
+                "6.5-rc, exact rc not checked), whose changelog says KSM no longer worked "
+                "on inaccessible VMAs; its 6.1-stable backport failed to apply (2023-08-26), "
+                "later 6.1.y levels not checked",
+     "summary": "follow_page() returns no page for a PROT_NONE pte: ksmd neither merges nor "
+                "(with the follow_page()-based break_ksm() of <= 6.1) unmerges there"},
     {"name": "ksm_smart_scan", "commit": "5e924ff54d08",
      "title": "mm/ksm: add \"smart\" page scanning mode",
      "first": "6.7", "last": None, "backports": (), "status": "inferred",

@@ -73,7 +73,7 @@ def ksm_reuse_seen(scn: A.Scenario, records: Sequence[Record]) -> bool:
     """Did a write or fill keep a frame that was KSM in the record before (reuse_ksm_page)?"""
     prev: Record | None = None
     for r in records:
-        if not isinstance(scn.statements[r.stmt], (A.Write, A.Fill)):
+        if not isinstance(scn.statements[r.stmt], (A.Write, A.ForceWrite, A.Fill)):
             prev = r
             continue
         for key, values in r.fields.items():

@@ -130,6 +130,8 @@ def _kernel_may_omit(pred: A.Predicate) -> str | None:
         return pred.name
     if isinstance(pred, A.Mapcount):
         return "mapcount"
+    if isinstance(pred, A.HasContent):
+        return "content"         # a PROT_NONE page is never loaded by the probe
     return None
 
 

@@ -325,6 +325,11 @@ def break_ksm(m: Machine, p: Process, slot: PageSlot) -> None:
     if not pte.present:
         return
     f = pte.frame
+    if slot.prot == "none" and m.has("follow_page_skips_protnone") \
+            and not m.has("break_ksm_unshare"):
+        # 6.1 break_ksm(): follow_page() finds no page behind a PROT_NONE pte (474098edac26);
+        # from 6.2 break_ksm() walks the page table itself (walk_page_range_vma())
+        return
     # >= 6.6 break_ksm(): also KSM-placed zero pages (is_ksm_zero_pte, 79271476b336)
     if not (f.ksm or (pte.ksm_zero and m.has("ksm_zero_pages"))):
         return
@@ -418,6 +423,10 @@ def ksm_do_scan_full(m: Machine) -> None:
         for key in sorted(set(cands) | set(p.rmap_items), key=addr_order):
             s = cands.get(key)
             page = s.pte.frame if s is not None and s.pte.present else None
+            if page is not None and s.prot == "none" and m.has("follow_page_skips_protnone"):
+                # 6.1-6.4 follow_page(): pte_protnone() && !gup_can_follow_protnone() ->
+                # no page (474098edac26 .. d74943a2f3cd)
+                page = None
             if page is None or page.zero or not page.anon:
                 # follow_page() found nothing (or not PageAnon): the old item goes
                 item = p.rmap_items.pop(key, None)

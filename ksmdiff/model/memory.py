@@ -508,7 +508,8 @@ def copy_pte(m: Machine, src: PageSlot, dst: PageSlot) -> None:
 
 def change_pte_range(m: Machine, slot: PageSlot, prot: str) -> None:
     pte = slot.pte
-    if prot == "ro":
+    if prot in ("ro", "none"):
+        # PROT_READ / PROT_NONE (x86: _PAGE_PROTNONE, still present for pagemap): no write
         pte.writable = False
         return
     if not pte.present or pte.writable:

@@ -160,7 +160,7 @@ class Interpreter:
             touched: list[tuple[Process, Region, PageSlot]] = []
             before = {}
             handler = getattr(self, "do_" + type(s).__name__)
-            if isinstance(s, (A.Fill, A.Write, A.Read)):
+            if isinstance(s, (A.Fill, A.Write, A.ForceWrite, A.Read)):
                 p = m.procs[s.proc]
                 r = p.regions[s.target.region]
                 for idx in s.target.indices(len(r.pages)):
@@ -330,6 +330,20 @@ class Interpreter:
         p = self.m.procs[s.proc]
         for slot in self.slots(s.proc, s.target):
             self.user_write(p, slot, A.Content(slot.logical.fill, s.byte))
+
+    def do_ForceWrite(self, s: A.ForceWrite) -> None:
+        # /proc/PID/mem: access_remote_vm() -> get_user_pages_remote(FOLL_FORCE |
+        # FOLL_WRITE) on a COW mapping: a write fault whatever the protection (all eras;
+        # check_vma_flags() allows FOLL_FORCE writes to private mappings); in a vma without
+        # VM_WRITE the new pte stays read-only (maybe_mkwrite), and the data goes in
+        # through the kernel mapping of the page
+        p = self.m.procs[s.proc]
+        for slot in self.slots(s.proc, s.target):
+            content = A.Content(slot.logical.fill, s.byte)
+            M.handle_mm_fault(self.m, p, slot, write=True)
+            assert slot.pte.present and not slot.pte.frame.zero, "GUP write left no page"
+            slot.pte.frame.content = content
+            slot.logical = content
 
     def do_Read(self, s: A.Read) -> None:
         p = self.m.procs[s.proc]

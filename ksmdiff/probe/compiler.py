@@ -135,7 +135,7 @@ def compile_scenario(scn: A.Scenario, salt: int | None = None) -> Program:
                 base[(s.proc, s.target.region)][i] = "zero" if s.byte is None else "fill"
             b = "z" if s.byte is None else f"0x{s.byte:02x}"
             lines.append(f"{k} fill {p} {regions.index(s.target.region)} {lo} {hi} {b}")
-        elif isinstance(s, A.Write):
+        elif isinstance(s, (A.Write, A.ForceWrite)):
             pages = base[(s.proc, s.target.region)]
             r = regions.index(s.target.region)
             if s.byte == 0 and any(pages[i] == "zero" for i in rng(s.proc, s.target)[2]):
@@ -148,7 +148,8 @@ def compile_scenario(scn: A.Scenario, salt: int | None = None) -> Program:
             for i in list(idx) + [None]:
                 flag = None if i is None else int(pages[i] == "zero" and s.byte != 0)
                 if run_lo is not None and (i is None or flag != run_flag):
-                    lines.append(f"{k} write {p} {r} {run_lo} {prev} 0x{s.byte:02x} {run_flag}")
+                    op = "fwrite" if isinstance(s, A.ForceWrite) else "write"
+                    lines.append(f"{k} {op} {p} {r} {run_lo} {prev} 0x{s.byte:02x} {run_flag}")
                     run_lo = None
                 if i is not None:
                     if run_lo is None:
@@ -166,7 +167,7 @@ def compile_scenario(scn: A.Scenario, salt: int | None = None) -> Program:
             lines.append(f"{k} madv {p} {regions.index(s.target.region)} {lo} {hi} {adv}")
         elif isinstance(s, A.Mprotect):
             lo, hi, _ = rng(s.proc, s.target)
-            pr = "r" if s.prot == "ro" else "w"
+            pr = {"ro": "r", "rw": "w", "none": "n"}[s.prot]
             lines.append(f"{k} mprot {p} {regions.index(s.target.region)} {lo} {hi} {pr}")
         elif isinstance(s, A.Munmap):
             lo, hi, _ = rng(s.proc, s.target)

@@ -580,7 +580,8 @@ class _Live:
                     fields[base + "ksm"] = fs(bool(e[KSM]))
                 fields[base + "mapcount"] = fs(int(e[W.MAPCOUNT]))
                 fields[base + "exclusive"] = fs(bool(e[W.EXCLUSIVE]))
-                fields[base + "content"] = fs(e[W.CONTENT])
+                if e[W.CONTENT] is not None:     # null: PROT_NONE, never loaded
+                    fields[base + "content"] = fs(e[W.CONTENT])
             if len(e) == has_fault:
                 fields[base + "fault"] = fs(e[W.FAULT])
         if W.KEY_COUNTERS in msg:

@@ -106,6 +106,18 @@ class Write:
 
 
 @dataclass(frozen=True)
+class ForceWrite:
+    """``P: force-write TARGET BYTE``: ``write``, but through /proc/PID/mem (GUP with
+    FOLL_FORCE | FOLL_WRITE), so it also reaches read-only and PROT_NONE pages."""
+
+    proc: str
+    target: Target
+    byte: int
+    pos: Pos = _pos()
+    comments: Comments = _comments()
+
+
+@dataclass(frozen=True)
 class Read:
     proc: str
     target: Target
@@ -129,7 +141,7 @@ class Madvise:
 class Mprotect:
     proc: str
     target: Target
-    prot: str                 # "ro" | "rw"
+    prot: str                 # "ro" | "rw" | "none"
     pos: Pos = _pos()
     comments: Comments = _comments()
 
@@ -303,7 +315,7 @@ class ExpectCounter:
     comments: Comments = _comments()
 
 
-Action = Union[Mmap, Fill, Write, Read, Madvise, Mprotect, Munmap, Fork, Exit, Pin, Unpin,
+Action = Union[Mmap, Fill, Write, ForceWrite, Read, Madvise, Mprotect, Munmap, Fork, Exit, Pin, Unpin,
                Prctl, KsmSettle, KsmScan, KsmSet, KsmUnmergeAll]
 @dataclass(frozen=True)
 class ExpectPrctl:
@@ -319,7 +331,7 @@ class ExpectPrctl:
 Expect = Union[ExpectPage, ExpectCounter, ExpectPrctl]
 Statement = Union[Action, Expect]
 
-ACTION_TYPES = (Mmap, Fill, Write, Read, Madvise, Mprotect, Munmap, Fork, Exit, Pin, Unpin,
+ACTION_TYPES = (Mmap, Fill, Write, ForceWrite, Read, Madvise, Mprotect, Munmap, Fork, Exit, Pin, Unpin,
                 Prctl, KsmSettle, KsmScan, KsmSet, KsmUnmergeAll)
 EXPECT_TYPES = (ExpectPage, ExpectCounter, ExpectPrctl)
 

@@ -101,6 +101,10 @@ class _Build(Transformer):
         return (A.Write, (target, self._byte(value)))
 
     @v_args(inline=True)
+    def force_write(self, target, value):
+        return (A.ForceWrite, (target, self._byte(value)))
+
+    @v_args(inline=True)
     def read(self, target):
         return (A.Read, (target,))
 
@@ -113,8 +117,8 @@ class _Build(Transformer):
 
     @v_args(inline=True)
     def mprotect(self, target, prot):
-        if str(prot) not in ("ro", "rw"):
-            raise self._err(prot, f"unknown protection {str(prot)!r}", "ro or rw")
+        if str(prot) not in ("ro", "rw", "none"):
+            raise self._err(prot, f"unknown protection {str(prot)!r}", "ro, rw or none")
         return (A.Mprotect, (target, str(prot)))
 
     @v_args(inline=True)

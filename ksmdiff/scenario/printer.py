@@ -24,6 +24,8 @@ def format_statement(s: A.Statement) -> str:
         return f"{s.proc}: fill {s.target} {_byte(s.byte)}"
     if isinstance(s, A.Write):
         return f"{s.proc}: write {s.target} {_byte(s.byte)}"
+    if isinstance(s, A.ForceWrite):
+        return f"{s.proc}: force-write {s.target} {_byte(s.byte)}"
     if isinstance(s, A.Read):
         return f"{s.proc}: read {s.target}"
     if isinstance(s, A.Madvise):

@@ -128,7 +128,15 @@ class _Checker:
         self.mapped_pages(s, "write", writable=True)
 
     def do_Read(self, s: A.Read) -> None:
-        self.mapped_pages(s, "read")
+        r, idx = self.mapped_pages(s, "read")
+        for i in idx:
+            if r.prot[i] == "none":
+                raise self.err(s.pos, f"read of a PROT_NONE page {s.target.region}[{i}] "
+                                      "would fault (SIGSEGV)", "mprotect ... ro or rw first")
+
+    def do_ForceWrite(self, s: A.ForceWrite) -> None:
+        # FOLL_FORCE: any protection of a private mapping
+        self.mapped_pages(s, "force-write")
 
     def do_Madvise(self, s: A.Madvise) -> None:
         self.mapped_pages(s, f"madvise {s.advice}")
