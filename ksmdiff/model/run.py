@@ -478,6 +478,27 @@ class Interpreter:
             f = p.pins[(s.target.region, idx)].pop()
             m.put_page(f)
 
+    def do_Mlock(self, s: A.Mlock) -> None:
+        # all eras: mlock_fixup() sets VM_LOCKED, then __mm_populate() ->
+        # populate_vma_page_range(): FOLL_WRITE when (VM_WRITE | VM_SHARED) == VM_WRITE
+        # ("to break COW"), else a read (FOLL_FORCE); GUP faults only where follow_page()
+        # finds no page it may use (absent, or read-only for a write)
+        self.note_split(s.proc, s.target)
+        p = self.m.procs[s.proc]
+        for slot in self.slots(s.proc, s.target):
+            slot.locked = True
+            slot.maybe_absent = False          # populated either way
+            write = slot.prot == "rw"
+            pte = slot.pte
+            if not pte.present or (write and not pte.writable):
+                M.handle_mm_fault(self.m, p, slot, write=write)
+
+    def do_Munlock(self, s: A.Munlock) -> None:
+        # munlock_fixup(): VM_LOCKED cleared; no fault
+        self.note_split(s.proc, s.target)
+        for slot in self.slots(s.proc, s.target):
+            slot.locked = False
+
     def do_Prctl(self, s: A.Prctl) -> None:
         m = self.m
         p = m.procs[s.proc]

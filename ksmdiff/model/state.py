@@ -107,6 +107,7 @@ class PageSlot:
     mapped: bool = True
     prot: str = "rw"
     mergeable: bool = False           # VM_MERGEABLE of the vma holding the page
+    locked: bool = False              # VM_LOCKED (mlock; not inherited by fork)
     logical: Content = ZERO_CONTENT   # what this process wrote or inherited (the oracle)
     last_frame: Optional[Frame] = None  # the frame at the end of the previous step
     region: Optional["Region"] = None   # the vma (region) holding the page

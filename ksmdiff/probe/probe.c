@@ -44,6 +44,7 @@
  *       read P R LO HI | madv P R LO HI m|u|d|p | mprot P R LO HI r|w | munmap P R LO HI
  *       fork P C | exit P | pin P R LO HI | unpin P R LO HI | prctl P 0|1 | sync
  *       fwrite P R LO HI BYTE SALT2(0|1)  (as write, through /proc/self/mem: FOLL_FORCE)
+ *       mlock P R LO HI | munlock P R LO HI
  *       (mprot's protection: r, w or n for PROT_NONE; a PROT_NONE page is never loaded)
  *
  * munmap P R LO HI acts on the pages of LO..HI that are still mapped (one munmap(2) per run
@@ -171,12 +172,13 @@ static int sysfs_fd[NCOUNTERS] = {-1, -1, -1, -1, -1, -1};
 /* ------------------------------------------------------------------ program */
 enum op {
     OP_MMAP, OP_FILL, OP_WRITE, OP_READ, OP_MADV, OP_MPROT, OP_MUNMAP, OP_FORK, OP_EXIT,
-    OP_PIN, OP_UNPIN, OP_PRCTL, OP_FWRITE, OP_SYNC, OP_START /* internal: child start */,
+    OP_PIN, OP_UNPIN, OP_PRCTL, OP_FWRITE, OP_MLOCK, OP_MUNLOCK, OP_SYNC, OP_START /* internal: child start */,
     OP_PEEK /* internal: read own present pages (observe) */
 };
 static const char *const op_names[] = {"mmap", "fill", "write", "read", "madv", "mprot",
                                         "munmap", "fork", "exit", "pin", "unpin", "prctl",
-                                        "fwrite", "sync", "start", "peek"};
+                                        "fwrite", "mlock", "munlock", "sync", "start",
+                                        "peek"};
 
 struct stmt {
     int idx;
@@ -434,6 +436,7 @@ static void validate_program(void)
             break;
         }
         case OP_FILL: case OP_WRITE: case OP_READ: case OP_MADV: case OP_MPROT: case OP_FWRITE:
+        case OP_MLOCK: case OP_MUNLOCK:
             check_range(s, 1);
             break;
         case OP_PIN: {
@@ -654,7 +657,8 @@ static void parse_program_buffer(char *buf, size_t got)
         case OP_MMAP: want = 5; break;
         case OP_FILL: want = 7; break;
         case OP_WRITE: case OP_FWRITE: want = 8; break;
-        case OP_READ: case OP_MUNMAP: case OP_PIN: case OP_UNPIN: want = 6; break;
+        case OP_READ: case OP_MUNMAP: case OP_PIN: case OP_UNPIN: case OP_MLOCK:
+        case OP_MUNLOCK: want = 6; break;
         case OP_MADV: case OP_MPROT: want = 7; break;
         case OP_FORK: case OP_PRCTL: want = 4; break;
         case OP_EXIT: want = 3; break;
@@ -944,6 +948,14 @@ static long do_op(int self, struct mailbox *mb)
                                                            : PROT_READ | PROT_WRITE))
             ret = -errno;
         break;
+    case OP_MLOCK:       /* VM_LOCKED + populate: write faults in a writable vma */
+        if (mlock(base, len))
+            ret = -errno;
+        break;
+    case OP_MUNLOCK:
+        if (munlock(base, len))
+            ret = -errno;
+        break;
     case OP_FWRITE: {
         /* a write through /proc/self/mem: access_remote_vm() -> GUP with
          * FOLL_FORCE | FOLL_WRITE, which may write where the process cannot (read-only,
@@ -1114,7 +1126,8 @@ static int child_main(void *arg)
          * has empty control windows on both sides to catch the machine's own noise; for
          * every other operation the probe's share is 0 and the machine's noise is not
          * measured at all. */
-        int faults = mb->op == OP_WRITE || mb->op == OP_FILL || mb->op == OP_FWRITE;
+        int faults = mb->op == OP_WRITE || mb->op == OP_FILL || mb->op == OP_FWRITE ||
+                     mb->op == OP_MLOCK;
         int64_t c0[NCOUNTERS], pre[NCOUNTERS], post[NCOUNTERS], c3[NCOUNTERS];
         window_lock();
         if (faults)
@@ -1311,7 +1324,7 @@ static int pgreuse_possible(struct stmt *s, int ngroup)
     uint64_t pm[MAX_REGION_PAGES];
     for (int g = 0; g < ngroup; g++) {
         struct stmt *x = s + g;
-        if (x->op != OP_WRITE && x->op != OP_FILL && x->op != OP_FWRITE)
+        if (x->op != OP_WRITE && x->op != OP_FILL && x->op != OP_FWRITE && x->op != OP_MLOCK)
             continue;
         struct proc_state *ps = &procs[x->p];
         struct region_state *rs = ps->reg[x->r];

@@ -608,17 +608,17 @@ class _Live:
         """Per-process counters (/proc/PID/ksm_stat): the change since the process was
         created, the first process from 0, a child from its values in its fork's record
         (dup_mm() copies the parent's counters on kernels before the fork-counter fix)."""
-        n = len(W.PROC_KSM_COUNTERS)
         for e in msg.get(W.KEY_PROC_KSM) or ():
-            p, values = e[0], e[1:1 + n]
+            p, values = e[W.M_PROC], e[W.M_COUNTERS]
             proc = self.prog.procs[p]
             base = self.proc_base.setdefault(
                 p, (0,) * len(values) if p == 0 else tuple(values))
             for name, v, b in zip(W.PROC_KSM_COUNTERS, values, base):
                 if v >= 0 and has_proc_counter(self.version, name):
                     fields[proc_counter_key(proc, name)] = _singleton(v - b)
-            if len(e) > 1 + n and e[1 + n] >= 0 and has_feature(self.version, "prctl-merge"):
-                fields[proc_counter_key(proc, PRCTL_MERGE)] = _singleton(bool(e[1 + n]))
+            if (len(e) > W.M_MERGE_ANY and e[W.M_MERGE_ANY] >= 0
+                    and has_feature(self.version, "prctl-merge")):
+                fields[proc_counter_key(proc, PRCTL_MERGE)] = _singleton(bool(e[W.M_MERGE_ANY]))
 
     def _apply_barrier(self, msg: dict) -> None:
         pend = self.pending or {}

@@ -59,6 +59,10 @@ KEY_PROC_KSM = "m"
 #: the values of one entry of a record's "m", after the process index; then the process's
 #: prctl(PR_GET_MEMORY_MERGE) (0/1, -1 where the kernel refuses it)
 PROC_KSM_COUNTERS = ("ksm_rmap_items", "ksm_merging_pages", "ksm_zero_pages")
+#: read an entry of "m" by these: entry[M_PROC], entry[M_COUNTERS], entry[M_MERGE_ANY]
+M_PROC = 0
+M_COUNTERS = slice(1, 1 + len(PROC_KSM_COUNTERS))
+M_MERGE_ANY = 1 + len(PROC_KSM_COUNTERS)
 
 
 class Kind(enum.Enum):

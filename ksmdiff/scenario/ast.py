@@ -186,6 +186,27 @@ class Unpin:
 
 
 @dataclass(frozen=True)
+class Mlock:
+    """``P: mlock TARGET``: mlock(2) (VM_LOCKED, populated: a writable private page is
+    write-faulted, so a KSM page there is COW-broken)."""
+
+    proc: str
+    target: Target
+    pos: Pos = _pos()
+    comments: Comments = _comments()
+
+
+@dataclass(frozen=True)
+class Munlock:
+    """``P: munlock TARGET``: munlock(2)."""
+
+    proc: str
+    target: Target
+    pos: Pos = _pos()
+    comments: Comments = _comments()
+
+
+@dataclass(frozen=True)
 class Prctl:
     proc: str
     on: bool
@@ -316,6 +337,7 @@ class ExpectCounter:
 
 
 Action = Union[Mmap, Fill, Write, ForceWrite, Read, Madvise, Mprotect, Munmap, Fork, Exit, Pin, Unpin,
+               Mlock, Munlock,
                Prctl, KsmSettle, KsmScan, KsmSet, KsmUnmergeAll]
 @dataclass(frozen=True)
 class ExpectPrctl:
@@ -332,6 +354,7 @@ Expect = Union[ExpectPage, ExpectCounter, ExpectPrctl]
 Statement = Union[Action, Expect]
 
 ACTION_TYPES = (Mmap, Fill, Write, ForceWrite, Read, Madvise, Mprotect, Munmap, Fork, Exit, Pin, Unpin,
+                Mlock, Munlock,
                 Prctl, KsmSettle, KsmScan, KsmSet, KsmUnmergeAll)
 EXPECT_TYPES = (ExpectPage, ExpectCounter, ExpectPrctl)
 

@@ -141,6 +141,14 @@ class _Build(Transformer):
         return (A.Unpin, (target,))
 
     @v_args(inline=True)
+    def mlock(self, target):
+        return (A.Mlock, (target,))
+
+    @v_args(inline=True)
+    def munlock(self, target):
+        return (A.Munlock, (target,))
+
+    @v_args(inline=True)
     def prctl(self, onoff):
         if str(onoff) not in ("on", "off"):
             raise self._err(onoff, f"unknown prctl merge value {str(onoff)!r}", "on or off")

@@ -42,6 +42,10 @@ def format_statement(s: A.Statement) -> str:
         return f"{s.proc}: pin {s.target}"
     if isinstance(s, A.Unpin):
         return f"{s.proc}: unpin {s.target}"
+    if isinstance(s, A.Mlock):
+        return f"{s.proc}: mlock {s.target}"
+    if isinstance(s, A.Munlock):
+        return f"{s.proc}: munlock {s.target}"
     if isinstance(s, A.Prctl):
         return f"{s.proc}: prctl merge {'on' if s.on else 'off'}"
     if isinstance(s, A.KsmSettle):

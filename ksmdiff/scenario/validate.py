@@ -54,6 +54,7 @@ class _Checker:
         self.scn = scn
         self.layout = Layout()
         self.procs = self.layout.procs        # the layout before the statement being checked
+        self.locked: set[tuple[str, str, int]] = set()   # VM_LOCKED pages (not inherited)
 
     def err(self, pos: A.Pos, msg: str, expected: str | None = None) -> InputError:
         return InputError(msg, Location(self.scn.source, pos.line or 1, pos.column or 1),
@@ -139,10 +140,31 @@ class _Checker:
         self.mapped_pages(s, "force-write")
 
     def do_Madvise(self, s: A.Madvise) -> None:
-        self.mapped_pages(s, f"madvise {s.advice}")
+        _r, idx = self.mapped_pages(s, f"madvise {s.advice}")
+        if s.advice in ("pageout", "dontneed") and any(
+                (s.proc, s.target.region, i) in self.locked for i in idx):
+            # madvise_pageout/madvise_dontneed: !can_madv_lru_vma(VM_LOCKED) -> -EINVAL
+            raise self.err(s.pos, f"madvise {s.advice} of an mlocked page fails (EINVAL)",
+                           "munlock it first")
 
     def do_Mprotect(self, s: A.Mprotect) -> None:
-        self.mapped_pages(s, "mprotect")
+        _r, idx = self.mapped_pages(s, "mprotect")
+        if s.prot == "none" and any((s.proc, s.target.region, i) in self.locked for i in idx):
+            raise self.err(s.pos, "mprotect none of an mlocked page is not modelled",
+                           "munlock it first")
+
+    def do_Mlock(self, s: A.Mlock) -> None:
+        r, idx = self.mapped_pages(s, "mlock")
+        for i in idx:
+            if r.prot[i] == "none":
+                raise self.err(s.pos, f"mlock of a PROT_NONE page {s.target.region}[{i}] "
+                                      "is not modelled", "mprotect ... ro or rw first")
+            self.locked.add((s.proc, s.target.region, i))
+
+    def do_Munlock(self, s: A.Munlock) -> None:
+        _r, idx = self.mapped_pages(s, "munlock")
+        for i in idx:
+            self.locked.discard((s.proc, s.target.region, i))
 
     def do_Munmap(self, s: A.Munmap) -> None:
         # The one munmap rule (model and probe follow it too): munmap unmaps the pages of
@@ -151,7 +173,9 @@ class _Checker:
         # belongs to its region for good: no other region's mmap ever lands in it (the probe
         # keeps it reserved), so the statement can never reach another region's page.
         p = self.proc(s.proc, s.pos)
-        self.region(p, s.proc, s.target, s.pos)
+        _r, idx = self.region(p, s.proc, s.target, s.pos)
+        for i in idx:
+            self.locked.discard((s.proc, s.target.region, i))
 
     def do_Fork(self, s: A.Fork) -> None:
         p = self.proc(s.proc, s.pos)

@@ -98,3 +98,41 @@ def test_smart_scan_skips_by_age(version):
 def test_smart_scan_off_skips_nothing():
     r = run("A: mmap m 1\nA: madvise m mergeable\nA: fill m 0x61\nksm scan 20\n", "6.12")
     assert last(r, "counter.pages_skipped") == {0}
+
+
+@pytest.mark.parametrize("version", ERA_VERSIONS)
+def test_mlock_write_faults_ksm_pages_out(version):
+    r = run("""A: mmap buf 2
+A: fill buf 0x5a
+A: madvise buf mergeable
+A: fork B
+ksm settle
+A: mlock buf[0]
+""", version)
+    assert last(r, "A/buf[0].ksm") == {False} and last(r, "A/buf[0].mapcount") == {1}
+    assert last(r, "A/buf[1].ksm") == {True}
+    if "counter.cow_ksm" in r.records[-1].fields:
+        assert last(r, "counter.cow_ksm") == {1}
+
+
+@pytest.mark.parametrize("version", ["4.19", "5.4", "6.12"])
+def test_mlock_of_a_read_only_range_only_reads(version):
+    r = run("A: mmap buf 1\nA: mprotect buf ro\nA: mlock buf\n", version)
+    assert last(r, "A/buf[0].frame") == {"Z"}
+
+
+@pytest.mark.parametrize("version,merges", [("5.4", True), ("6.1", False), ("6.4", False),
+                                            ("6.5", True), ("6.12", True)])
+def test_prot_none_is_skipped_by_ksmd_on_6_1_to_6_4(version, merges):
+    r = run("A: mmap buf 2\nA: fill buf 0x11\nA: mprotect buf none\n"
+            "A: madvise buf mergeable\nksm settle\n", version)
+    assert last(r, "A/buf[0].ksm") == {merges}
+
+
+@pytest.mark.parametrize("version", ["4.19", "5.4", "6.1", "6.12"])
+def test_force_write_copies_and_keeps_the_pte_read_only(version):
+    r = run("A: mmap buf 1\nA: fill buf 0x11\nA: fork B\nA: mprotect buf ro\n"
+            "A: force-write buf 0x01\n", version)
+    assert last(r, "A/buf[0].fault") == {"copied"}
+    assert last(r, "A/buf[0].content") == {"0x11+0x01"}
+    assert last(r, "B/buf[0].content") == {"0x11"}

@@ -64,3 +64,31 @@ def test_errors(body, message):
     with pytest.raises(InputError) as info:
         parse(HEAD + body, "e.scenario")
     assert message in info.value.render()
+
+
+def test_mlock_force_write_and_prot_none_round_trip():
+    scn = parse(HEAD + "A: fill buf 0x11\nA: mlock buf[0..1]\nA: munlock buf[0]\n"
+                "A: mprotect buf[2..3] none\nA: force-write buf[2] 0x01\n")
+    kinds = [type(s) for s in scn.statements[-4:]]
+    assert kinds == [A.Mlock, A.Munlock, A.Mprotect, A.ForceWrite]
+    assert parse(print_scenario(scn)) == scn
+
+
+@pytest.mark.parametrize("body, message", [
+    ("A: mprotect buf none\nA: read buf[0]\n", "PROT_NONE page"),
+    ("A: mprotect buf none\nA: write buf[0] 0x01\n", "read-only page"),
+    ("A: mprotect buf none\nA: mlock buf\n", "mlock of a PROT_NONE page"),
+    ("A: mlock buf\nA: madvise buf[0] pageout\n", "mlocked page fails (EINVAL)"),
+    ("A: mlock buf\nA: madvise buf[1] dontneed\n", "mlocked page fails (EINVAL)"),
+    ("A: mlock buf\nA: mprotect buf none\n", "not modelled"),
+])
+def test_mlock_and_prot_none_errors(body, message):
+    with pytest.raises(InputError) as info:
+        parse(HEAD + body, "e.scenario")
+    assert message in info.value.render()
+
+
+def test_mlock_is_not_inherited_and_munlock_ends_it():
+    parse(HEAD + "A: mlock buf\nA: fork B\nB: madvise buf pageout\n")
+    parse(HEAD + "A: mlock buf\nA: munlock buf\nA: madvise buf pageout\n")
+    parse(HEAD + "A: mlock buf\nA: munmap buf\nA: mmap buf 2\nA: madvise buf pageout\n")
