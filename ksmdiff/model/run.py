@@ -23,8 +23,10 @@ MUTANTS = ("no-freeze", "freeze-at-2", "no-swapcache-check", "no-stable-node-che
            "reuse-mapcount-2")
 
 # Counters a settle's fixpoint ignores: the fault-time ones keep moving while a pinned twin
-# fixpoint ignores them.
-FAULT_COUNTERS = ("cow_ksm", "pgreuse", "ksm_swpin_copy", "full_scans")
+# churns, full_scans grows with every scan, and the rmap_item gauges alternate under smart
+# scan.
+FAULT_COUNTERS = ("cow_ksm", "pgreuse", "ksm_swpin_copy", "full_scans", "pages_unshared",
+                  "pages_volatile", "pages_skipped")
 SETTLE_MIN_SCANS = 2
 SETTLE_MAX_SCANS = 64
 
