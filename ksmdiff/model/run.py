@@ -253,16 +253,24 @@ class Interpreter:
             if key in faults:
                 out[page_key(pname, rname, idx, "fault")] = faults[key]
         gauges = self.ksmd_gauges()
+        # 6.1-6.4 with PROT_NONE mergeable pages: stable 6.1.y levels took d74943a2f3cd in
+        # some form (the lab's 6.1.192 keeps rmap_items for them but merges none), so the
+        # rmap_item gauges there are not predicted
+        protnone_open = m.has("follow_page_skips_protnone") and any(
+            s.prot == "none" and s.mergeable for p in m.live_procs() for _r, s in p.slots())
         for name in COUNTERS:
             if has_counter(m.version, name):
-                out[counter_key(name)] = (frozenset([gauges[name]]) if name in gauges
-                                          else m.counter(name))
+                if name in gauges:
+                    out[counter_key(name)] = ANY if protnone_open else frozenset([gauges[name]])
+                else:
+                    out[counter_key(name)] = m.counter(name)
         for p in m.live_procs():
             base = self.proc_base.get(p.name, {})
             for name, value in self.proc_counters(p).items():
                 if has_proc_counter(m.version, name):
-                    out[proc_counter_key(p.name, name)] = frozenset(
-                        [value - base.get(name, 0)])
+                    out[proc_counter_key(p.name, name)] = (
+                        ANY if protnone_open and name == "ksm_rmap_items"
+                        else frozenset([value - base.get(name, 0)]))
             if has_feature(m.version, "prctl-merge"):
                 # >= 6.4 prctl(PR_GET_MEMORY_MERGE): test_bit(MMF_VM_MERGE_ANY)
                 out[proc_counter_key(p.name, PRCTL_MERGE)] = frozenset([p.merge_any])
