@@ -1349,7 +1349,7 @@ class _Plan:
                 finish(i, KernelRun(s, sess.version, ENVIRONMENT,
                                     "the ksm tracepoints are not available (tracefs)"))
                 continue
-            if not sess.allow_global and any(isinstance(x, A.KsmUnmergeAll)
+            if not getattr(sess, "allow_global", False) and any(isinstance(x, A.KsmUnmergeAll)
                                              for x in s.statements):
                 # (unsupported, as a missing feature: this run does not allow run=2)
                 finish(i, KernelRun(s, sess.version, UNSUPPORTED, UNMERGE_ALL_REFUSED))
