@@ -292,8 +292,8 @@ class Interpreter:
                 "pages_volatile": len(items) - stable - unshared}
 
     def proc_counters(self, p: Process) -> dict[str, int]:
-        """/proc/PID/ksm_stat of one process: mm->ksm_rmap_items (alloc/free_rmap_item),
-        mm->ksm_merging_pages (++ stable_tree_append(), -- when the item leaves the stable
+        """What one process's ksm_stat file shows (proc_pid_ksm_stat()): mm->ksm_rmap_items
+        (alloc/free_rmap_item), mm->ksm_merging_pages (++ stable_tree_append(), -- when the item leaves the stable
         tree), mm->ksm_zero_pages (>= 6.6: ++ replace_page() with the zero page, -- when
         such a pte goes: ksm_might_unmap_zero_page())."""
         return {"ksm_rmap_items": len(p.rmap_items),
