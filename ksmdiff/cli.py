@@ -229,7 +229,8 @@ def cmd_run(args) -> int:
                     prog.update(done=done, total=_total)
                 for i, cell in enumerate(session.run_host_cells(
                         scenarios, repeat=args.repeat,
-                        batch=False if args.one_at_a_time else None, progress=tick)):
+                        batch=False if args.one_at_a_time else None, progress=tick,
+                        allow_global=args.allow_global)):
                     cells[(i, v)] = cell
                 continue
             kv = KernelVersion.parse(v)
@@ -306,6 +307,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "shows up")
     r.add_argument("--one-at-a-time", action="store_true",
                    help="host: run scenarios one at a time instead of in a batch")
+    r.add_argument("--allow-global", action="store_true",
+                   help="host: let 'ksm unmerge-all' write run=2, which unmerges every KSM "
+                        "page of this machine (other programs' too); without it such "
+                        "scenarios are not run on the host (a lab VM always allows it)")
     r.add_argument("--three-way", action="store_true",
                    help="judge the spec's predictions against the model too, with label coverage")
     r.add_argument("-v", "--verbose", action="store_true", help="list every expect")
