@@ -115,8 +115,7 @@ def main(argv=None) -> int:
     try:
         if job.get("kind") == "race":          # ksmdiff lab race: race.c, no scenarios
             from ksmdiff.lab.race import run_in_guest
-            beat("race")
-            doc = run_in_guest(job)
+            doc = run_in_guest(job, beat)
         else:
             doc = run_job(job, beat)
     except BaseException as e:      # the host reports it as an environment result

@@ -128,12 +128,19 @@ def make_job(rounds: int, window_us: int, timeout_s: float = TIMEOUT_S) -> dict:
             "argv": [str(race_binary()), str(rounds), str(window_us), str(timeout_s)]}
 
 
-def run_in_guest(job: dict) -> dict:
-    """The agent's side: run race.c, return its output (the host parses it)."""
+def run_in_guest(job: dict, beat=lambda what: None) -> dict:
+    """The agent's side: run race.c, a progress beat per round, and return its output
+    (the host parses it)."""
     import os
-    p = subprocess.run(job["argv"], capture_output=True, text=True)
-    return {"release": os.uname().release, "rc": p.returncode, "stdout": p.stdout,
-            "stderr": p.stderr}
+    out = []
+    with subprocess.Popen(job["argv"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True) as p:
+        for line in p.stdout:
+            out.append(line)
+            beat(f"race-{len(out)}")
+        err = p.stderr.read()
+    return {"release": os.uname().release, "rc": p.returncode, "stdout": "".join(out),
+            "stderr": err}
 
 
 def run(name: str, rounds: int = ROUNDS, window_us: int = WINDOW_US) -> Outcome:
