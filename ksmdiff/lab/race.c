@@ -9,7 +9,9 @@
  * Each round:
  *   1. process A maps two private pages a and h, both mergeable, fills both with the
  *      round's pattern X and waits until ksmd has merged them into one KSM page;
- *   2. A unmaps h: the KSM page is mapped by A's pte only, page_count 1, a stable node;
+ *   2. A unmaps h and waits for two full scans (each starts with lru_add_drain_all(),
+ *      which drops the merge's pagevec reference): the KSM page is mapped by A's pte
+ *      only, page_count 1, a stable node;
  *   3. A tells process V "go" and at once writes one byte Y into a: do_wp_page ->
  *      reuse_ksm_page(), which waits reuse_window_us between its count check (5.4.59:
  *      page_ref_freeze) and page_move_anon_rmap();
@@ -248,6 +250,8 @@ static int round_(int r, double timeout)
 	h = a + pagesz;
 	if (madvise(a, 2 * pagesz, MADV_MERGEABLE))
 		die("madvise(MADV_MERGEABLE)");
+	if (madvise(a, 2 * pagesz, MADV_DONTFORK))      /* V must not map A's page */
+		die("madvise(MADV_DONTFORK)");
 	memset(a, x, 2 * pagesz);
 	for (end = now() + timeout;; usleep(2000)) {
 		before = pfn_of(a);
@@ -260,6 +264,13 @@ static int round_(int r, double timeout)
 	}
 	if (munmap(h, pagesz))
 		die("munmap");
+	/* on SMP the merge's mark_page_accessed() leaves a reference in ksmd's CPU's
+	 * activate pagevec (do_wp_page would copy); the lru_add_drain_all() that starts
+	 * each full scan drops it */
+	if (wait_full_scans(2, timeout)) {
+		errno = ETIMEDOUT;
+		die("ksmd did not finish two full scans");
+	}
 	if (pipe(go) || pipe(back))
 		die("pipe");
 	v = fork();
