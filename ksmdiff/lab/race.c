@@ -47,6 +47,7 @@
 #define PARAM "/sys/module/ksm/parameters/"
 #define KPF_KSM 21
 #define Y 0xEEu
+#define Z 0x01u             /* V's page before "go": no round's pattern */
 
 static long pagesz;
 static void restore(void);
@@ -159,7 +160,7 @@ static unsigned char pattern(int r)
 {
 	unsigned char x = (unsigned char)(0x10 + r % 0xD0);
 
-	return x == Y ? 0x01 : x;
+	return x == Y ? 0x02 : x;
 }
 
 static int wait_full_scans(unsigned long n, double timeout)
@@ -218,10 +219,11 @@ static void victim(int r, int go, int back)
 	if (v == MAP_FAILED || madvise(v, pagesz, MADV_MERGEABLE))
 		_exit(3);
 	pin(0, 1);
+	memset(v, Z, pagesz);     /* faulted now: its LRU-add reference is drained before "go" */
 	c = 'r';
 	if (write(back, &c, 1) != 1 || read(go, &c, 1) != 1)
 		_exit(3);
-	memset(v, x, pagesz);
+	memset(v, x, pagesz);     /* a write to a present page: no fault, no new reference */
 	if (read(go, &c, 1) != 1)
 		_exit(3);
 	res[0] = 0;
@@ -244,6 +246,20 @@ static int round_(int r, double timeout)
 	double end;
 	pid_t v;
 
+	if (pipe(go) || pipe(back))
+		die("pipe");
+	v = fork();
+	if (v < 0)
+		die("fork");
+	if (v == 0) {
+		close(go[1]);
+		close(back[0]);
+		victim(r, go[0], back[1]);
+	}
+	close(go[0]);
+	close(back[1]);
+	if (read(back[0], &c, 1) != 1)
+		die("victim");
 	a = mmap(NULL, 2 * pagesz, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (a == MAP_FAILED)
 		die("mmap");
@@ -271,20 +287,6 @@ static int round_(int r, double timeout)
 		errno = ETIMEDOUT;
 		die("ksmd did not finish two full scans");
 	}
-	if (pipe(go) || pipe(back))
-		die("pipe");
-	v = fork();
-	if (v < 0)
-		die("fork");
-	if (v == 0) {
-		close(go[1]);
-		close(back[0]);
-		victim(r, go[0], back[1]);
-	}
-	close(go[0]);
-	close(back[1]);
-	if (read(back[0], &c, 1) != 1)
-		die("victim");
 	w0 = read_ul(PARAM "reuse_windows");
 	l0 = read_ul(PARAM "reuse_window_lookups");
 	before = pfn_of(a);
