@@ -73,7 +73,7 @@ def ksm_reuse_seen(scn: A.Scenario, records: Sequence[Record]) -> bool:
     """Did a write or fill keep a frame that was KSM in the record before (reuse_ksm_page)?"""
     prev: Record | None = None
     for r in records:
-        if not isinstance(scn.statements[r.stmt], (A.Write, A.Fill)):
+        if not isinstance(scn.statements[r.stmt], (A.Write, A.ForceWrite, A.Fill)):
             prev = r
             continue
         for key, values in r.fields.items():
@@ -102,7 +102,10 @@ def run_model_cell(scn: A.Scenario, version: KernelVersion, mutant: str | None =
 
 def run_host_cells(scenarios: Sequence[A.Scenario], *, repeat: int = 1,
                    batch: bool | None = None,
-                   progress: Callable[[int, int], None] | None = None) -> list[CellResult]:
+                   progress: Callable[[int, int], None] | None = None,
+                   allow_global: bool = False) -> list[CellResult]:
+    """``allow_global``: scenarios with ``ksm unmerge-all`` may write run=2 (it unmerges
+    every KSM page of the machine); otherwise they are not run."""
     from ksmdiff.model import run_model
     from ksmdiff.probe import host_version, is_root, run_kernel
 
@@ -111,10 +114,12 @@ def run_host_cells(scenarios: Sequence[A.Scenario], *, repeat: int = 1,
         return [CellResult(s, HOST, version, NOT_RUN,
                            "not root: kernel results not run (PFNs, kpageflags and the KSM "
                            "knobs need root)") for s in scenarios]
-    runs = [run_kernel(list(scenarios), batch=batch, progress=progress)
+    runs = [run_kernel(list(scenarios), batch=batch, progress=progress,
+                       allow_global=allow_global)
             for _ in range(max(1, repeat))]
     return kernel_cells(scenarios, version, HOST, runs,
-                        lambda scn: run_kernel([scn], batch=False)[0])
+                        lambda scn: run_kernel([scn], batch=False,
+                                               allow_global=allow_global)[0])
 
 
 def kernel_cells(scenarios: Sequence[A.Scenario], version: KernelVersion, target: str,

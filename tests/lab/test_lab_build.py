@@ -296,6 +296,20 @@ def test_known_without_sources_reports_not_run(dirs, monkeypatch):
     assert main(["lab", "build", "--all-known"]) == 3
 
 
+def test_known_without_source_but_stored_says_stored(dirs, monkeypatch):
+    # a kernel built earlier (its source since removed) stays runnable: not "no source"
+    from ksmdiff.lab import store
+    monkeypatch.setenv("KSMDIFF_LAB_SOURCES", str(dirs / "nothing-here"))
+    img = dirs / "bzImage"
+    img.write_bytes(b"\0" * 64)
+    store.write_kernel("5.8", img, {"release": "5.8.1", "version": "5.8.1",
+                                    "origin": "source", "source_hash": "ab" * 8,
+                                    "config_hash": "cd" * 8, "patches": []})
+    out = dict((n, (o, d)) for n, o, d in B.build_known())
+    assert out["5.8"][0] is B.Outcome.STORED and "5.8.1" in out["5.8"][1]
+    assert out["5.4"][0] is B.Outcome.NO_SOURCE
+
+
 def test_known_finds_a_tree_under_a_search_root(dirs, monkeypatch):
     _fake_tree(dirs / "roots" / "linux-5.8.1")
     monkeypatch.setenv("KSMDIFF_LAB_SOURCES", str(dirs / "roots"))
