@@ -92,7 +92,11 @@ def test_qemu_command(kernel, tmp_path, monkeypatch):
     text = " ".join(cmd)
     assert cmd[0] == "qemu-system-x86_64"
     assert "-accel tcg" in text and "-cpu max" in text and "-no-reboot" in text
-    assert "-nographic" in text and "-smp 1" in text
+    assert "-nographic" in text and "-smp 1,sockets=1," in text
+    two = guest.qemu_command(kernel, tmp_path / "initrd", tmp_path / "out", smp=2)
+    # one CPU per socket: a kernel without ACPI sees CPUs through SeaBIOS's MP table,
+    # which lists one per package
+    assert two[two.index("-smp") + 1] == "2,sockets=2,cores=1,threads=1"
     assert "mem-merge=off" in cmd[cmd.index("-machine") + 1]   # host ksmd leaves it alone
     host = [a for a in cmd if "mount_tag=host" in a][0]
     assert "path=/," in host and "readonly=on" in host
