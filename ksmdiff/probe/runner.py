@@ -791,11 +791,16 @@ class _Plan:
 
     def look_ahead(self, k: int) -> None:
         """Group k and about one batch of probes after it."""
+        if not self.pool:
+            return                   # one scenario at a time: each group's probes start with it
         self.submit(k)
         ahead = k + 1
         plan = self.plan
-        while ahead < len(plan) and sum(len(plan[j][1])
-                                        for j in range(k + 1, ahead + 1)) <= MAX_BATCH:
+        size = 0                     # the probes of groups k+1 .. ahead
+        while ahead < len(plan):
+            size += len(plan[ahead][1])
+            if size > MAX_BATCH:
+                break
             self.submit(ahead)
             ahead += 1
 
