@@ -367,6 +367,27 @@ def guest_pythonpath() -> str:
     return ":".join(dict.fromkeys(dirs))
 
 
+_COMPILED = threading.Lock()
+_COMPILED_ONCE: list[bool] = []
+
+
+def compile_guest_sources() -> None:
+    """Byte-compile the ksmdiff tree the guest imports (``__pycache__`` beside the sources,
+    as Python itself writes it): the guest mounts the tree read-only and would compile
+    every module from source at every boot, under an emulated CPU.  Up-to-date files are
+    skipped; an unwritable tree (an installed package, compiled when installed) is left
+    as it is.  Once per process."""
+    import compileall
+    import ksmdiff
+    with _COMPILED:
+        if _COMPILED_ONCE:
+            return
+        _COMPILED_ONCE.append(True)
+        root = Path(ksmdiff.__file__).resolve().parent
+        if os.access(root, os.W_OK):
+            compileall.compile_dir(str(root), quiet=2, workers=1)
+
+
 def host_tmp_paths() -> list[str]:
     """The host paths under /tmp the agent needs (the guest mounts its own tmpfs there):
     the Python environment and the directories on the agent's PYTHONPATH."""
@@ -428,6 +449,7 @@ def boot(kernel: KernelImage, job: dict, *, timeout: float = BOOT_TIMEOUT,
         return BootResult(kernel, None, why)
     from ksmdiff.probe.build import cache_dir, default_probe
     default_probe()                      # the guest's file system is read-only: build now
+    compile_guest_sources()
     initrd = initramfs(kernel)
     with tempfile.TemporaryDirectory(prefix=f"ksmdiff-lab-{kernel.name}-") as tmp:
         out = Path(tmp)
