@@ -128,7 +128,9 @@ def main() -> int:
                 times[k.name][x].append(t.get(x, float("nan")))
             print(f"round {r + 1} {k.name}: " + ", ".join(
                 f"{x} {t.get(x, float('nan')):.1f} s" for x in KEYS)
-                + f"; {t['reruns']} re-runs; guest uptime: " + ", ".join(
+                + f"; {t['reruns']} re-runs; host clock: " + ", ".join(
+                f"{x[6:]} {v:.1f}" for x, v in t.items() if x.startswith("phase:"))
+                + "; guest uptime: " + ", ".join(
                 f"{x} {v:.1f}" for x, v in t["phases"].items()), flush=True)
     print(f"\nmedians over {args.rounds} rounds (seconds from qemu start; corpus: inside "
           "the guest)")

@@ -77,6 +77,7 @@ def run_job(job: dict, beat=lambda what, now=False: None) -> dict:
     from ksmdiff.probe import run_kernel
 
     PHASES["imports"] = uptime()
+    beat("phase:imports", now=True)
     scale_ksmd_waits(float(job.get("time_scale", TIME_SCALE)))
     from ksmdiff.probe.system import kpageflags_ksm_on_plain_anon
     ksm_flag_broken = kpageflags_ksm_on_plain_anon()
@@ -105,6 +106,7 @@ def run_job(job: dict, beat=lambda what, now=False: None) -> dict:
         pstats.Stats(profile, stream=out).sort_stats("tottime").print_stats(30)
         profile_text = out.getvalue()
     PHASES["corpus"] = uptime()
+    beat("phase:corpus", now=True)
     reruns: dict[str, list] = {}
     for i, (scn, run) in enumerate(zip(scenarios, runs)):
         if run.status != OK or model_records[i] is None:
@@ -117,6 +119,7 @@ def run_job(job: dict, beat=lambda what, now=False: None) -> dict:
                 beat(f"rerun {i}.{k}")
                 reruns[str(i)].append(_run_json(run_kernel([scn], batch=False)[0]))
     PHASES["reruns"] = uptime()
+    beat("phase:reruns", now=True)
     return {"release": os.uname().release, "runs": [_run_json(r) for r in runs],
             "reruns": reruns, "corpus_s": round(corpus_s, 3), "phases": dict(PHASES),
             "profile": profile_text,

@@ -487,7 +487,9 @@ def boot(kernel: KernelImage, job: dict, *, timeout: float = BOOT_TIMEOUT,
                         b = beat
                     if b != beat:
                         beat, deadline = b, now + step_timeout
-                        if "first" not in timings:
+                        if b.startswith("phase:"):      # the agent's steps, for the bench
+                            timings.setdefault(b.split()[0], now - t0)
+                        elif "first" not in timings:
                             timings["first"] = now - t0
                     if "result" not in timings and (out / "result.json").exists():
                         timings["result"] = now - t0
