@@ -29,6 +29,24 @@ loaded machine; what it buys is the host runner itself (knob pins, settles, coun
 tracepoints, swap) running unchanged against every kernel.  Booting the PVH vmlinux
 instead of the bzImage (no emulated XZ decompressor) took a trivial init from 28.6 s to
 11.6 s at the same load.
+
+Where a boot's time goes (bench_lab.py, 84-scenario corpus, load 4-7; the guest's uptime at
+each step, the host's clock for the totals).  5.4.59 before and after the guest's Python
+work was cut (result encoded by json's C encoder and written once, no lark import, a
+byte-compiled tree, progress beats at most once a second, a 10x slower poll of ksmd):
+
+             kernel  init  python  imports  corpus | host: agent  first  result
+    before     3.0   0.3    4.4     13.0    19.4   |       10.6   28.0    59.7
+    after      1.8   0.2    2.1      5.2    13.2   |       10.0   22.2    55.3
+
+and 6.1.192 (its kernel 7.6 s and its module loading 4.6 s alone): first result 40.9 ->
+37.2 s, result 76.2 -> 73.1 s.  The uptime of 5.4/5.8 is no measure: their tinyconfig
+kernels have no HPET or PM timer and count time in jiffies, which fall behind the host's
+clock when qemu waits for a CPU (a 5 s sleep measured 5.25 s of uptime).  Under cProfile
+the corpus' time in the guest is spread over the runner's Python (decoding probe lines,
+sysfs reads, probe I/O, compiling programs): no one part to cut.  What is left above the
+5 s target is the interpreter itself (start and imports, 10-15 s on the host's clock):
+the way under it is a guest without Python, the static probe driven from the host.
 """
 
 from __future__ import annotations
