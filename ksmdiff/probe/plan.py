@@ -1,6 +1,7 @@
-"""Which scenarios replay together: batches of scenarios whose ksm statements agree
-(``compiler.merge_signatures``), the scenarios that run alone, and the order of the groups.
-Pure: the host runner and the lab's guest backend plan alike."""
+"""Which scenarios can replay together: batches of scenarios whose ksm statements agree
+(``compiler.merge_signatures``), at most one per batch whose real zero pages meet ksmd with
+use_zero_pages=0, and which groups set a stable-node knob (they run last).  Pure: no
+system access; the runner's ``_Plan`` orders the groups and starts their probes."""
 
 from __future__ import annotations
 
