@@ -47,7 +47,12 @@ def six_column(tree: Path) -> tuple[float, int]:
                        + [a for k in SIX for a in ("--kernel", k)],
                        capture_output=True, text=True, cwd=tree,
                        env={**os.environ, "PYTHONPATH": str(tree)})
-    return time.monotonic() - t, r.returncode
+    took = time.monotonic() - t
+    if r.returncode != 0:            # which cells failed, and why (a loaded host's own column)
+        print("\n".join(line for line in r.stdout.splitlines()
+                        if ": environment on" in line or "mismatch" in line
+                        or "failed" in line)[-3000:], flush=True)
+    return took, r.returncode
 
 
 def main() -> int:
