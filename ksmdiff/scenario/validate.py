@@ -13,15 +13,15 @@ from ksmdiff.scenario.layout import Layout, Proc as _Proc, Region as _Region
 from ksmdiff.versions import COUNTERS, FEATURES
 
 # Limits that keep a scenario small enough for the probe and the prover.
-MAX_REGION_PAGES = 1024
-MAX_TOTAL_PAGES = 4096
+MAX_REGION_PAGES = 1 << 17
+MAX_TOTAL_PAGES = 1 << 17
 MAX_PROCESSES = 16
 MAX_STATEMENTS = 10_000
 MAX_SCANS = 100
 MAX_PINS_PER_PAGE = 8
 MAX_MAPCOUNT = 1 << 16
 KNOB_RANGES = {"use_zero_pages": (0, 1), "merge_across_nodes": (0, 1),
-               "max_page_sharing": (2, 1 << 16)}
+               "max_page_sharing": (2, 1 << 17)}
 
 
 def implied_features(scn: A.Scenario) -> tuple[str, ...]:
