@@ -11,7 +11,8 @@ from ksmdiff.model import memory as M
 from ksmdiff.model.invariants import Violation, check
 from ksmdiff.model.machine import Machine
 from ksmdiff.model.state import PageSlot, Process, Region, ZERO_CONTENT
-from ksmdiff.observe import ANY, Record, counter_key, label_frames, page_key
+from ksmdiff.observe import (ABSENT, ANY, PAGE_FIELDS, History, Record, changes,
+                             counter_key, page_key)
 from ksmdiff.scenario import ast as A
 from ksmdiff.scenario.validate import implied_features
 from ksmdiff.versions import (FEATURE_NOTES, COUNTERS, FACTS, Era, KernelVersion, has_counter,
@@ -104,29 +105,45 @@ def run_model(scenario: A.Scenario, version: KernelVersion, *,
 
 def merge_records(runs: list[list[Record]], reasons: list[str]) -> list[Record]:
     """Field-wise union of the records of several runs of one scenario (same statements);
-    a record where the runs differ says why in its note."""
+    a record where the runs differ says why in its note.  Works on what changed: a field is
+    merged again only where some run changed it."""
     first = runs[0]
     if len(runs) == 1:
         return list(first)
+    history = History()
+    streams = [changes(r) for r in runs]
+    differing: set[str] = set()       # keys where the runs differ in the current record
     out = []
     for i, base in enumerate(first):
-        fields = dict(base.fields)
-        differs = False
+        recs, keys = [], set()
+        for it in streams:
+            rec, changed = next(it)
+            recs.append(rec)
+            keys.update(changed)
+        delta: dict = {}
         notes = [base.note] if base.note else []
-        for other in runs[1:]:
-            rec = other[i]
+        for rec in recs[1:]:
             assert (rec.stmt, rec.line) == (base.stmt, base.line), "runs diverged"
-            for key, val in rec.fields.items():
-                cur = fields.get(key)
-                if cur == val:
-                    continue
-                differs = True
-                fields[key] = ANY if cur is None or cur is ANY or val is ANY else cur | val
             if rec.note and rec.note not in notes:
                 notes.append(rec.note)
-        if differs:
+        for key in keys:
+            cur = base.fields.get(key)
+            differs = False
+            for rec in recs[1:]:
+                val = rec.fields.get(key)
+                if val is None or cur == val:
+                    continue
+                differs = True
+                cur = ANY if cur is None or cur is ANY or val is ANY else cur | val
+            delta[key] = ABSENT if cur is None else cur
+            if differs:
+                differing.add(key)
+            else:
+                differing.discard(key)
+        if differing:
             notes.append("allows each outcome because " + "; or ".join(reasons))
-        out.append(replace(base, fields=fields, note="; ".join(notes)))
+        out.append(replace(base, fields=history.commit(delta), note="; ".join(notes),
+                           delta=delta))
     return out
 
 
@@ -141,6 +158,13 @@ class Interpreter:
         self.m = Machine(version, mutant, assume)
         self.records: list[Record] = []
         self.violations: list[Violation] = []
+        # the stream's fields, as changes (observe.History), and what the last record
+        # showed: each page's state tuple (_page_states), the fault keys, the counters
+        self.history = History()
+        self._shown: dict = {}
+        self._shown_faults: set = set()
+        self._shown_counters: dict = {}
+        self._sets: dict = {}
         self.m.procs[scn.initial] = Process(scn.initial)
 
     # ------------------------------------------------------------------ driver
@@ -185,7 +209,9 @@ class Interpreter:
                 if p.alive:
                     self._note_possible_vma_merges(p)
             note = "; ".join(m.notes[n_notes:])
-            self.records.append(Record(i, s.pos.line, self.fields(faults), note=note))
+            delta = self.observe(faults)
+            self.records.append(Record(i, s.pos.line, self.history.commit(delta), note=note,
+                                       delta=delta))
             self.violations.extend(check(m, i, s.pos.line))
 
     @staticmethod
@@ -212,42 +238,109 @@ class Interpreter:
         return slot.last_frame
 
     # ------------------------------------------------------------------ observations
-    def fields(self, faults: dict) -> dict:
-        m = self.m
-        order = []
-        for p in m.live_procs():
+    def _page_states(self) -> dict:
+        """(proc, region, index) -> the page's observable state, for every mapped page of
+        every live process in canonical order: (present, swapped, frame label, ksm,
+        mapcount, exclusive, content, maybe-absent zero page); the values the page's
+        fields show (docs/run-record.md), None where a field is absent.  One pass, no
+        field keys: a record is built only from the pages whose tuple changed."""
+        labels: dict = {}
+        out: dict = {}
+        for p in self.m.live_procs():
+            pname = p.name
             for rname, r in p.regions.items():
                 for s in r.pages:
-                    if s.mapped:
-                        f = s.pte.frame if s.pte.present else None
-                        order.append(((p.name, rname, s.index), s,
-                                      None if f is None else f.fid))
-        labels = label_frames(((k, fid) for k, _s, fid in order), zero="Z")
-        out: dict = {}
-        for key, s, _fid in order:
-            pname, rname, idx = key
-            pte = s.pte
+                    if not s.mapped:
+                        continue
+                    pte = s.pte
+                    swapped = pte.swap is not None
+                    if not pte.present:
+                        out[(pname, rname, s.index)] = (False, swapped, None, None, None, None,
+                                                        None, False)
+                        continue
+                    f = pte.frame
+                    if f.zero:
+                        out[(pname, rname, s.index)] = (True, swapped, "Z", False, 0, False,
+                                                        str(f.content), s.maybe_absent)
+                        continue
+                    label = labels.get(f.fid)
+                    if label is None:
+                        label = labels[f.fid] = f"F{len(labels)}"
+                    out[(pname, rname, s.index)] = (True, swapped, label, f.ksm, f.mapcount,
+                                                    f.mapcount == 1, str(f.content), False)
+        return out
 
-            def put(name, value):
-                out[page_key(pname, rname, idx, name)] = frozenset([value])
+    def _set(self, name: str, value) -> frozenset:
+        """One shared one-element set per (field, value) ({True} == {1}: keyed by field)."""
+        got = self._sets.get((name, value))
+        if got is None:
+            got = self._sets[(name, value)] = frozenset([value])
+        return got
 
-            put("present", pte.present)
-            put("swapped", pte.swap is not None)
-            put("frame", labels[key])
-            if s.maybe_absent and pte.present and pte.frame.zero:
-                out[page_key(pname, rname, idx, "present")] = frozenset([True, False])
-                out[page_key(pname, rname, idx, "frame")] = frozenset(["Z", None])
-            if pte.present:
-                f = pte.frame
-                put("ksm", bool(f.ksm and not f.zero))
-                put("mapcount", 0 if f.zero else f.mapcount)
-                put("exclusive", (not f.zero) and f.mapcount == 1)
-                put("content", str(f.content))
-            if key in faults:
-                out[page_key(pname, rname, idx, "fault")] = faults[key]
+    def _page_fields(self, key: tuple, st: tuple) -> dict:
+        present, swapped, label, ksm, mapcount, exclusive, content, maybe_absent = st
+        put = self._set
+        out = {"present": put("present", present), "swapped": put("swapped", swapped),
+               "frame": put("frame", label)}
+        if maybe_absent:
+            out["present"] = frozenset([True, False])
+            out["frame"] = frozenset(["Z", None])
+        if present:
+            out["ksm"] = put("ksm", ksm)
+            out["mapcount"] = put("mapcount", mapcount)
+            out["exclusive"] = put("exclusive", exclusive)
+            out["content"] = put("content", content)
+        return out
+
+    def observe(self, faults: dict) -> dict:
+        """The fields that changed since the last record (docs/run-record.md): pages whose
+        state tuple changed, pages that went (every field ABSENT), the faults of this step
+        (and the last step's going), counters that moved."""
+        delta: dict = {}
+        states = self._page_states()
+        shown = self._shown
+        for key, st in states.items():
+            old = shown.get(key)
+            if old == st:
+                continue
+            new = self._page_fields(key, st)
+            for name in PAGE_FIELDS[:-1]:
+                v = new.get(name, ABSENT)
+                if old is not None or v is not ABSENT:
+                    delta[page_key(*key, name)] = v
+        for key in shown.keys() - states.keys():
+            for name in PAGE_FIELDS[:-1]:
+                delta[page_key(*key, name)] = ABSENT
+        self._shown = states
+        fault_keys = set()
+        for key, outcomes in faults.items():
+            if key in states:
+                k = page_key(*key, "fault")
+                fault_keys.add(k)
+                delta[k] = outcomes
+        for k in self._shown_faults - fault_keys:
+            delta[k] = ABSENT
+        self._shown_faults = fault_keys
+        m = self.m
         for name in COUNTERS:
             if has_counter(m.version, name):
-                out[counter_key(name)] = m.counter(name)
+                v = m.counter(name)
+                if self._shown_counters.get(name, ABSENT) != v:
+                    delta[counter_key(name)] = v
+                    self._shown_counters[name] = v
+        return delta
+
+    def fields(self, faults: dict) -> dict:
+        """The whole state as a record shows it (for callers outside the run loop)."""
+        out: dict = {}
+        for key, st in self._page_states().items():
+            for name, v in self._page_fields(key, st).items():
+                out[page_key(*key, name)] = v
+            if key in faults:
+                out[page_key(*key, "fault")] = faults[key]
+        for name in COUNTERS:
+            if has_counter(self.m.version, name):
+                out[counter_key(name)] = self.m.counter(name)
         return out
 
     # ------------------------------------------------------------------ helpers
@@ -441,9 +534,13 @@ class Interpreter:
                 slot.mergeable = False
             p.merge_any = False
 
-    def _observable(self) -> dict:
-        return {k: v for k, v in self.fields({}).items()
-                if not any(k == counter_key(c) for c in FAULT_COUNTERS)}
+    def _observable(self) -> tuple:
+        """What a settle's fixpoint compares: every page's state and the counters that are
+        not fault-time counters."""
+        m = self.m
+        return (self._page_states(),
+                {c: m.counter(c) for c in COUNTERS
+                 if c not in FAULT_COUNTERS and has_counter(m.version, c)})
 
     def do_KsmSettle(self, s: A.KsmSettle) -> None:
         """At least two full scans, then until one more changes nothing observable."""
