@@ -66,8 +66,8 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from ksmdiff.errors import EnvironmentProblem, InvalidArgument
-from ksmdiff.observe import (ENVIRONMENT, NOT_RUN, OK, UNSUPPORTED, Record, label_frames,
-                             page_key)
+from ksmdiff.observe import (ENVIRONMENT, NOT_RUN, OK, UNSUPPORTED, History, Record,
+                             label_frames, page_key)
 from ksmdiff.probe import system
 from ksmdiff.probe import wire as W
 from ksmdiff.probe.build import default_probe
@@ -370,6 +370,7 @@ class _Live:
         self.proc = proc if proc is not None else server.spawn(prog.text.encode())
         self.buf = b""
         self.records: list[Record] = []
+        self.history = History()          # the records' fields, stored as changes
         self.cum: dict[str, int] = {c: 0 for c in counters}
         self.status = OK
         self.reason = ""
@@ -594,8 +595,9 @@ class _Live:
             if name in self.cum:
                 fields["counter." + name] = fs(self.cum[name])
         note = "" if not self.ambiguous else "ambiguous in a batch: " + self.ambiguous
-        # (one-element sets, shared between records)
-        self.records.append(Record(k, stmt.pos.line, fields, OK, note))
+        # (one-element sets, shared between records; the stream keeps what changed)
+        view, delta = self.history.commit_full(fields)
+        self.records.append(Record(k, stmt.pos.line, view, OK, note, delta))
 
     def _apply_barrier(self, msg: dict) -> None:
         pend = self.pending or {}

@@ -14,7 +14,8 @@ from __future__ import annotations
 import html
 import re
 
-from ksmdiff.reports.record import Outcome, by_target, first_problem, outcome, scenario_name
+from ksmdiff.reports.record import (Outcome, by_target, first_problem, outcome, scenario_name,
+                                    with_fields)
 
 _PAGE_KEY = re.compile(r"^([A-Za-z_][A-Za-z0-9_-]*)/([A-Za-z_][A-Za-z0-9_-]*)\[([0-9]+)\]"
                        r"\.([a-z]+)$")
@@ -80,7 +81,7 @@ def grid(record: dict) -> str:
 def _changed(records: list[dict]) -> list[tuple[int, str]]:
     """(line, key) of each field whose value changed from the record before."""
     rows, prev = [], {}
-    for rec in records:
+    for rec in with_fields(records):
         for key, v in sorted(rec["fields"].items()):
             if prev.get(key, object()) != v:
                 rows.append((rec["line"], key))
@@ -96,9 +97,9 @@ def statement_table(results: list[dict]) -> str:
         return "<p>no observations: it ran on no target.</p>"
     by_line = {}
     for r in ran:
-        for rec in r["observations"]:
+        for rec in with_fields(r["observations"]):
             by_line.setdefault((r["target"], rec["line"]), rec["fields"])
-        for rec in r.get("model_observations", ()):
+        for rec in with_fields(r.get("model_observations", [])):
             by_line.setdefault((r["target"] + " model", rec["line"]), rec["fields"])
     cols = []
     for r in ran:
@@ -229,7 +230,7 @@ def to_html(record: dict) -> str:
         shown = next((r for r in results if r["status"] == "ok" and r["observations"]), None)
         if shown:
             # The last state with a KSM page in it, else the last state.
-            recs = shown["observations"]
+            recs = with_fields(shown["observations"])
             last = next((rec for rec in reversed(recs) if any(
                 k.endswith(".ksm") and _one(v) is True for k, v in rec["fields"].items())),
                 recs[-1])
