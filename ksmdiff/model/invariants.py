@@ -57,10 +57,11 @@ def check(m: Machine, stmt: int, line: int) -> list[Violation]:
                     v("writable-exclusive",
                       f"{p.name}/{r.name}[{s.index}] is writable but {pte.frame!r} is also "
                       f"mapped by {', '.join(others)}")
+    pin_counts = m.pin_counts()
     for f in m.frames:
         if f.freed:
             continue
-        pins = m.pins_of(f)
+        pins = pin_counts.get(id(f), 0)
         nptes = len(mapped_by.get(id(f), []))
         if f.refcount < 0 or f.mapcount < 0 or f.swap_refs < 0:
             v("refcount", f"negative count on {f!r}")

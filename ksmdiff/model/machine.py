@@ -39,15 +39,19 @@ class Machine:
         self.fault_alternatives: dict[int, set[str]] = {}
         self.notes: list[str] = []
         self.ksm_churn = False                 # a merge failed on a pinned page (its twin churns)
+        self._facts: dict[str, bool] = {}      # has(): the fact table, read once per name
 
     # ------------------------------------------------------------------ versions
     def has(self, name: str) -> bool:
         """Does the modelled kernel have kernel fact ``name``?  A fact whose stable patch
         level is unknown for this version takes the value assumed for this run (run_model
         runs both and merges the records)."""
-        got = has_fact(self.version, name)
+        got = self._facts.get(name)
         if got is None:
-            return self.assume[name]
+            got = has_fact(self.version, name)
+            if got is None:
+                got = self.assume[name]
+            self._facts[name] = got
         return got
 
     def env(self, name: str) -> bool:
@@ -123,6 +127,15 @@ class Machine:
             for _r, s in p.slots():
                 if s.pte.present and s.pte.frame is f:
                     out.append((p, s))
+        return out
+
+    def pin_counts(self) -> dict[int, int]:
+        """id(frame) -> its pins, for every pinned frame (one pass over the pins)."""
+        out: dict[int, int] = {}
+        for p in self.procs.values():
+            for lst in p.pins.values():
+                for g in lst:
+                    out[id(g)] = out.get(id(g), 0) + 1
         return out
 
     def pins_of(self, f: Frame) -> int:

@@ -71,7 +71,7 @@ from ksmdiff.observe import (ENVIRONMENT, NOT_RUN, OK, UNSUPPORTED, History, Rec
 from ksmdiff.probe import system
 from ksmdiff.probe import wire as W
 from ksmdiff.probe.build import default_probe
-from ksmdiff.probe.compiler import Program, compile_scenario, merge_signatures
+from ksmdiff.probe.compiler import Program, beyond_probe, compile_scenario, merge_signatures
 from ksmdiff.scenario import ast as A
 from ksmdiff.scenario import implied_features
 from ksmdiff.scenario.ast import Scenario
@@ -1055,9 +1055,12 @@ def _run_kernel(scenarios, *, batch, progress, journal_dir) -> list[KernelRun]:
         feats = implied_features(s)
         needs[i] = feats
         missing = [f for f in feats if not has_feature(version, f)]
+        too_big = beyond_probe(s)
         if missing:
             finish(i, KernelRun(s, version, UNSUPPORTED,
                                 f"kernel {version} lacks {', '.join(FEATURE_NOTES[f] for f in missing)}"))
+        elif too_big:
+            finish(i, KernelRun(s, version, UNSUPPORTED, too_big))
         else:
             todo.append(i)
     if not todo:
