@@ -129,11 +129,14 @@ class History:
             return v
         return self._interned.setdefault((key[key.rfind(".") + 1:], v), v)
 
-    def commit(self, changes: Mapping[str, Any]) -> "FieldsView":
+    def commit(self, changes: Mapping[str, Any], *, shared: bool = False) -> "FieldsView":
+        """``shared``: the caller already shares one object per value (no interning)."""
         pos = self._n
         hist = self._hist
+        intern = self.intern
         for key, v in changes.items():
-            v = self.intern(key, v)
+            if not shared:
+                v = intern(key, v)
             h = hist.get(key)
             if h is None:
                 if v is ABSENT:

@@ -30,7 +30,8 @@ class Machine:
         self.procs: dict[str, Process] = {}
         self.ksm = KsmState()
         self.zero_page = Frame("Z", ZERO_CONTENT, zero=True, anon=False)
-        self.frames: list[Frame] = []          # every frame ever allocated (for invariants)
+        self.frames: list[Frame] = []          # every frame ever allocated (for the tests)
+        self._live: list[Frame] = []           # those not yet seen freed (for invariants)
         self._next_fid = 0
         self._next_seq = 0
         # counter name -> frozenset of possible deltas, or ANY
@@ -91,7 +92,14 @@ class Machine:
         f = Frame(self._next_fid, content, refcount=1, maybe_pvec=True)
         self._next_fid += 1
         self.frames.append(f)
+        self._live.append(f)
         return f
+
+    def live_frames(self) -> list[Frame]:
+        """The frames not freed (a freed page stays freed: the list drops them here, so an
+        invariant check does not grow with every copy a scenario made)."""
+        self._live[:] = [f for f in self._live if not f.freed]
+        return self._live
 
     def get_page(self, f: Frame, n: int = 1) -> None:
         if f.zero:

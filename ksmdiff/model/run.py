@@ -165,6 +165,8 @@ class Interpreter:
         self._shown_faults: set = set()
         self._shown_counters: dict = {}
         self._sets: dict = {}
+        self._prefixes: dict = {}           # page -> "P/R[i]." (key prefix)
+        self._content_text: dict = {}       # Content -> its text
         self.m.procs[scn.initial] = Process(scn.initial)
 
     # ------------------------------------------------------------------ driver
@@ -202,7 +204,8 @@ class Interpreter:
                 else:
                     out = {"copied"}
                 out |= m.fault_alternatives.get(id(slot), set())
-                faults[(p.name, r.name, slot.index)] = frozenset(out)
+                out = frozenset(out)
+                faults[(p.name, r.name, slot.index)] = self._sets.setdefault(("fault", out), out)
             for p in m.procs.values():
                 for _r, slot in p.slots():
                     slot.last_frame = self._known_frame(slot)
@@ -210,7 +213,8 @@ class Interpreter:
                     self._note_possible_vma_merges(p)
             note = "; ".join(m.notes[n_notes:])
             delta = self.observe(faults)
-            self.records.append(Record(i, s.pos.line, self.history.commit(delta), note=note,
+            self.records.append(Record(i, s.pos.line, self.history.commit(delta, shared=True),
+                                       note=note,
                                        delta=delta))
             self.violations.extend(check(m, i, s.pos.line))
 
@@ -246,6 +250,7 @@ class Interpreter:
         field keys: a record is built only from the pages whose tuple changed."""
         labels: dict = {}
         out: dict = {}
+        text = self._content_text
         for p in self.m.live_procs():
             pname = p.name
             for rname, r in p.regions.items():
@@ -259,15 +264,18 @@ class Interpreter:
                                                         None, False)
                         continue
                     f = pte.frame
+                    c = text.get(f.content)
+                    if c is None:
+                        c = text[f.content] = str(f.content)
                     if f.zero:
-                        out[(pname, rname, s.index)] = (True, swapped, "Z", False, 0, False,
-                                                        str(f.content), s.maybe_absent)
+                        out[(pname, rname, s.index)] = (True, swapped, "Z", False, 0, False, c,
+                                                        s.maybe_absent)
                         continue
                     label = labels.get(f.fid)
                     if label is None:
                         label = labels[f.fid] = f"F{len(labels)}"
                     out[(pname, rname, s.index)] = (True, swapped, label, f.ksm, f.mapcount,
-                                                    f.mapcount == 1, str(f.content), False)
+                                                    f.mapcount == 1, c, False)
         return out
 
     def _set(self, name: str, value) -> frozenset:
@@ -277,45 +285,59 @@ class Interpreter:
             got = self._sets[(name, value)] = frozenset([value])
         return got
 
-    def _page_fields(self, key: tuple, st: tuple) -> dict:
+    def _page_fields(self, st: tuple) -> tuple:
+        """The page's fields, in PAGE_FIELDS order without ``fault`` (ABSENT: not there)."""
         present, swapped, label, ksm, mapcount, exclusive, content, maybe_absent = st
         put = self._set
-        out = {"present": put("present", present), "swapped": put("swapped", swapped),
-               "frame": put("frame", label)}
         if maybe_absent:
-            out["present"] = frozenset([True, False])
-            out["frame"] = frozenset(["Z", None])
-        if present:
-            out["ksm"] = put("ksm", ksm)
-            out["mapcount"] = put("mapcount", mapcount)
-            out["exclusive"] = put("exclusive", exclusive)
-            out["content"] = put("content", content)
-        return out
+            pres, frame = self._MAYBE_PRESENT, self._MAYBE_ZERO
+        else:
+            pres, frame = put("present", present), put("frame", label)
+        if not present:
+            return (pres, put("swapped", swapped), frame, ABSENT, ABSENT, ABSENT, ABSENT)
+        return (pres, put("swapped", swapped), frame, put("ksm", ksm),
+                put("mapcount", mapcount), put("exclusive", exclusive),
+                put("content", content))
+
+    _MAYBE_PRESENT = frozenset([True, False])
+    _MAYBE_ZERO = frozenset(["Z", None])
+    _NAMES = PAGE_FIELDS[:-1]           # fault is the step's, not the page's
+    _GONE = (ABSENT,) * len(_NAMES)
+
+    def _prefix(self, key: tuple) -> str:
+        got = self._prefixes.get(key)
+        if got is None:
+            got = self._prefixes[key] = page_key(*key, "")
+        return got
 
     def observe(self, faults: dict) -> dict:
-        """The fields that changed since the last record (docs/run-record.md): pages whose
-        state tuple changed, pages that went (every field ABSENT), the faults of this step
-        (and the last step's going), counters that moved."""
+        """The fields that changed since the last record (docs/run-record.md): the fields
+        of pages whose state changed, pages that went (every field ABSENT), the faults of
+        this step (and the last step's going), counters that moved."""
         delta: dict = {}
         states = self._page_states()
         shown = self._shown
+        names = self._NAMES
         for key, st in states.items():
             old = shown.get(key)
             if old == st:
                 continue
-            new = self._page_fields(key, st)
-            for name in PAGE_FIELDS[:-1]:
-                v = new.get(name, ABSENT)
-                if old is not None or v is not ABSENT:
-                    delta[page_key(*key, name)] = v
+            new = self._page_fields(st)
+            was = self._GONE if old is None else self._page_fields(old)
+            prefix = self._prefix(key)
+            for name, a, b in zip(names, was, new):
+                if a is not b:
+                    delta[prefix + name] = b
         for key in shown.keys() - states.keys():
-            for name in PAGE_FIELDS[:-1]:
-                delta[page_key(*key, name)] = ABSENT
+            prefix = self._prefix(key)
+            for name, a in zip(names, self._page_fields(shown[key])):
+                if a is not ABSENT:
+                    delta[prefix + name] = ABSENT
         self._shown = states
         fault_keys = set()
         for key, outcomes in faults.items():
             if key in states:
-                k = page_key(*key, "fault")
+                k = self._prefix(key) + "fault"
                 fault_keys.add(k)
                 delta[k] = outcomes
         for k in self._shown_faults - fault_keys:
@@ -334,8 +356,9 @@ class Interpreter:
         """The whole state as a record shows it (for callers outside the run loop)."""
         out: dict = {}
         for key, st in self._page_states().items():
-            for name, v in self._page_fields(key, st).items():
-                out[page_key(*key, name)] = v
+            for name, v in zip(self._NAMES, self._page_fields(st)):
+                if v is not ABSENT:
+                    out[page_key(*key, name)] = v
             if key in faults:
                 out[page_key(*key, "fault")] = faults[key]
         for name in COUNTERS:
