@@ -17,7 +17,8 @@ then ``run=2`` unmerges everything (both counters back to 0).  LTP sets
 ``max_page_sharing`` to the total number of pages so that one KSM page can take every
 sharer.  What the port leaves out: the ``pages_volatile`` / ``pages_unshared`` checks and
 ``run=2`` (the port unmerges with ``madvise(MADV_UNMERGEABLE)`` in each child instead, which
-gives the same counters back), and the ``unit``-sized mmaps (one region per child).
+gives the same counters back), and by default the ``unit``-sized mmaps (``--unit N``
+maps them).
 
 ``--pages N`` is the pages per child (LTP's default: 128 MB = 32,768 pages; the scaled-down
 port the issue measured: 1,024).  Each size runs ``--runs`` times on the model (one
@@ -49,35 +50,47 @@ PROCS = ("A", "B", "C")
 PHASES = ((0x63, 0x61, 0x61), (0x63, 0x62, 0x61), (0x64, 0x64, 0x64), (0x64, 0x64, 0x64))
 
 
-def ksm01_scenario(pages: int) -> str:
-    """The ksm01 port with ``pages`` pages per child, as scenario text."""
+def ksm01_scenario(pages: int, unit: int = 0) -> str:
+    """The ksm01 port with ``pages`` pages per child, as scenario text; ``unit`` > 0 maps
+    each child's memory in regions of ``unit`` pages, as LTP's ``-u`` does (default one
+    region per child)."""
+    unit = unit or pages
+    if pages % unit:
+        raise SystemExit(f"--unit {unit} does not divide {pages} pages")
+    regions = [f"m{j}" for j in range(pages // unit)]
     total = pages * len(PROCS)
-    out = [f"# LTP ksm01 (create_same_memory, 3 children x {pages} pages) at this size;",
-           "# left out: pages_volatile/pages_unshared, run=2 (madvise unmergeable instead),",
-           "# the 1 MB mmap units (one region per child).",
+    out = [f"# LTP ksm01 (create_same_memory, 3 children x {pages} pages in regions of "
+           f"{unit}) at this size;",
+           "# left out: pages_volatile/pages_unshared, run=2 (madvise unmergeable instead).",
            f'scenario "LTP ksm01: 3 x {pages} pages merge into 2, 3, 1, 1 KSM pages"',
            "tags ltp, scale", "",
            "process P",
            f"ksm set max_page_sharing {total}"]
     for c in PROCS:
-        out += [f"P: fork {c}", f"{c}: mmap mem {pages}", f"{c}: madvise mem mergeable"]
+        out.append(f"P: fork {c}")
+        for m in regions:
+            out += [f"{c}: mmap {m} {unit}", f"{c}: madvise {m} mergeable"]
     expected = ((2, total - 2), (3, total - 3), (1, total - 1), (1, total - 2))
+    last = regions[-1]
     for phase, (bytes_, (shared, sharing)) in enumerate(zip(PHASES, expected)):
         for c, b in zip(PROCS, bytes_):
-            out.append(f"{c}: fill mem 0x{b:02x}")
+            for m in regions:
+                out.append(f"{c}: fill {m} 0x{b:02x}")
         if phase == 3:
-            out.append(f"B: write mem[{pages - 1}] 0x65")
+            out.append(f"B: write {last}[{unit - 1}] 0x65")
         out += ["ksm settle", f"expect counter pages_shared +{shared}",
                 f"expect counter pages_sharing +{sharing}"]
         if phase == 3:
-            out.append(f"expect B mem[{pages - 1}] not ksm")
-        out.append(f"expect A mem same-frame C mem[0]" if phase >= 2 else
-                   f"expect B mem same-frame C mem[0]" if phase == 0 else
-                   f"expect A mem[0] not same-frame B mem[0]")
+            out.append(f"expect B {last}[{unit - 1}] not ksm")
+        first = regions[0]
+        out.append(f"expect A {first} same-frame C {first}[0]" if phase >= 2 else
+                   f"expect B {first} same-frame C {first}[0]" if phase == 0 else
+                   f"expect A {first}[0] not same-frame B {first}[0]")
     for c in PROCS:
-        out.append(f"{c}: madvise mem unmergeable")
-    out += ["ksm settle","expect counter pages_shared +0", "expect counter pages_sharing +0",
-            "expect A mem not ksm"]
+        for m in regions:
+            out.append(f"{c}: madvise {m} unmergeable")
+    out += ["ksm settle", "expect counter pages_shared +0", "expect counter pages_sharing +0",
+            f"expect A {regions[0]} not ksm"]
     return "\n".join(out) + "\n"
 
 
@@ -125,6 +138,8 @@ def _summary(cell) -> str:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--pages", default="1024", help="pages per child, comma-separated sizes")
+    ap.add_argument("--unit", type=int, default=0,
+                    help="pages per region (LTP -u; default: one region per child)")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--version", default="6.8", help="model version")
     ap.add_argument("--host", action="store_true", help="also on the host kernel (root)")
@@ -133,12 +148,12 @@ def main() -> int:
     args = ap.parse_args()
     sizes = [int(x) for x in args.pages.split(",")]
     if args.write:
-        Path(args.write).write_text(ksm01_scenario(sizes[0]))
+        Path(args.write).write_text(ksm01_scenario(sizes[0], args.unit))
         return 0
     version = KernelVersion.parse(args.version)
     print(f"load average before: {os.getloadavg()}; cpus: {os.cpu_count()}")
     for pages in sizes:
-        text = ksm01_scenario(pages)
+        text = ksm01_scenario(pages, args.unit)
         nstmt = sum(1 for line in text.splitlines() if line and not line.startswith("#"))
         targets = [] if args.no_model else [("model " + str(version),
                                              lambda: model_once(text, version))]
