@@ -165,7 +165,7 @@ class Interpreter:
         self._shown_faults: set = set()
         self._shown_counters: dict = {}
         self._sets: dict = {}
-        self._prefixes: dict = {}           # page -> "P/R[i]." (key prefix)
+        self._prefixes: dict = {}           # page -> its field keys (_keys)
         self._content_text: dict = {}       # Content -> its text
         self.m.procs[scn.initial] = Process(scn.initial)
 
@@ -304,10 +304,13 @@ class Interpreter:
     _NAMES = PAGE_FIELDS[:-1]           # fault is the step's, not the page's
     _GONE = (ABSENT,) * len(_NAMES)
 
-    def _prefix(self, key: tuple) -> str:
+    def _keys(self, key: tuple) -> tuple:
+        """The page's field keys, PAGE_FIELDS order (fault last): one string object per
+        key for the whole run, shared by every record's delta and the history."""
         got = self._prefixes.get(key)
         if got is None:
-            got = self._prefixes[key] = page_key(*key, "")
+            prefix = page_key(*key, "")
+            got = self._prefixes[key] = tuple(prefix + n for n in PAGE_FIELDS)
         return got
 
     def observe(self, faults: dict) -> dict:
@@ -317,27 +320,24 @@ class Interpreter:
         delta: dict = {}
         states = self._page_states()
         shown = self._shown
-        names = self._NAMES
         for key, st in states.items():
             old = shown.get(key)
             if old == st:
                 continue
             new = self._page_fields(st)
             was = self._GONE if old is None else self._page_fields(old)
-            prefix = self._prefix(key)
-            for name, a, b in zip(names, was, new):
+            for k, a, b in zip(self._keys(key), was, new):
                 if a is not b:
-                    delta[prefix + name] = b
+                    delta[k] = b
         for key in shown.keys() - states.keys():
-            prefix = self._prefix(key)
-            for name, a in zip(names, self._page_fields(shown[key])):
+            for k, a in zip(self._keys(key), self._page_fields(shown[key])):
                 if a is not ABSENT:
-                    delta[prefix + name] = ABSENT
+                    delta[k] = ABSENT
         self._shown = states
         fault_keys = set()
         for key, outcomes in faults.items():
             if key in states:
-                k = self._prefix(key) + "fault"
+                k = self._keys(key)[-1]
                 fault_keys.add(k)
                 delta[k] = outcomes
         for k in self._shown_faults - fault_keys:
