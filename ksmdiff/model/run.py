@@ -167,6 +167,7 @@ class Interpreter:
         self._sets: dict = {}
         self._prefixes: dict = {}           # page -> its field keys (_keys)
         self._content_text: dict = {}       # Content -> its text
+        self._fields_of: dict = {}          # page state -> its fields (_page_fields)
         self.m.procs[scn.initial] = Process(scn.initial)
 
     # ------------------------------------------------------------------ driver
@@ -286,7 +287,14 @@ class Interpreter:
         return got
 
     def _page_fields(self, st: tuple) -> tuple:
-        """The page's fields, in PAGE_FIELDS order without ``fault`` (ABSENT: not there)."""
+        """The page's fields, in PAGE_FIELDS order without ``fault`` (ABSENT: not there);
+        one tuple per distinct state (most pages of a scenario share a few states)."""
+        got = self._fields_of.get(st)
+        if got is None:
+            got = self._fields_of[st] = self._make_page_fields(st)
+        return got
+
+    def _make_page_fields(self, st: tuple) -> tuple:
         present, swapped, label, ksm, mapcount, exclusive, content, maybe_absent = st
         put = self._set
         if maybe_absent:
