@@ -9,14 +9,16 @@
   (target >= 200/s; root, takes the runner lock), or on a model with ``--fuzz-kernel``.
 
     python bench/bench_generate.py [--runs 3] [--fuzz-seconds 60] [--no-host] [--json FILE]
+        [--parts generate,replay,fuzz]
 
 Not a timed test: read the numbers with the load average printed beside them.
+``--json FILE`` writes every run's numbers (a benchmark result, ksmdiff/reports/
+bench_record.py) for ``ksmdiff report``.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -28,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from ksmdiff.gen import specmap  # noqa: E402
 from ksmdiff.gen.generate import generate  # noqa: E402
 from ksmdiff.kspec.internal.engine import clear_caches  # noqa: E402
+from ksmdiff.reports import bench_record  # noqa: E402
 from ksmdiff.versions import Era, KernelVersion  # noqa: E402
 
 ERAS = {e.value: e for e in Era}
@@ -57,10 +60,17 @@ def bench_replay(n, version):
 
 
 def bench_fuzz(kernel, seconds, batch):
+    """As ``ksmdiff fuzz`` runs: spec-seeded and full-language scenarios, judged three
+    ways (the host kernel's cells, or a model's)."""
     from ksmdiff import session
+    from ksmdiff.gen.cli import _prefixes
     from ksmdiff.gen.fuzz import fuzz
+    from ksmdiff.gen.specmap import world_for
     from ksmdiff.gen.threeway import judge_cell
     if kernel == "host":
+        from ksmdiff.probe import host_version
+        v = host_version()
+
         def run_batch(scns):
             return [judge_cell(c) for c in session.run_host_cells(scns)]
     else:
@@ -68,8 +78,11 @@ def bench_fuzz(kernel, seconds, batch):
 
         def run_batch(scns):
             return [judge_cell(session.run_model_cell(s, v)) for s in scns]
+    era = Era.of(v)
+    prefixes = _prefixes(Path(__file__).resolve().parents[1] / "corpora" / "generated", era)
+    alphabet = sorted(world_for(era).text_of.values())
     rep = fuzz(run_batch, budget=seconds, seed=int(time.time()) % 1000, batch=batch,
-               out_dir=None)
+               prefixes=prefixes, alphabet=alphabet, out_dir=None)
     return rep.rate, len(rep.found)
 
 
@@ -83,19 +96,25 @@ def main() -> int:
     ap.add_argument("--replay-version", default="6.12")
     ap.add_argument("--fuzz-kernel", default="host")
     ap.add_argument("--fuzz-seconds", type=float, default=60)
-    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--batch", type=int, default=512)
     ap.add_argument("--no-host", action="store_true", help="skip the fuzz measurement")
+    ap.add_argument("--parts", default="generate,replay,fuzz",
+                    help="which measurements, comma-separated (default all three)")
     ap.add_argument("--json", metavar="FILE")
     a = ap.parse_args()
+    host = bench_record.start()
     out = {"load": os.getloadavg()}
-    gen = [bench_generate(ERAS[a.era], a.beam, a.per_label) for _ in range(a.runs)]
-    out["cover_era_seconds"] = statistics.median(g[0] for g in gen)
-    out["generated_per_second"] = statistics.median(g[1] / g[0] for g in gen)
-    out["labels"] = f"{gen[0][2]} reached of {gen[0][3]}"
-    rep = [bench_replay(a.replay_n, a.replay_version) for _ in range(a.runs)]
-    out["replay_per_second"] = statistics.median(r[0] for r in rep)
-    out["replay_failed"] = rep[0][1]
-    if not a.no_host:
+    parts = set(a.parts.split(","))
+    if "generate" in parts:
+        gen = [bench_generate(ERAS[a.era], a.beam, a.per_label) for _ in range(a.runs)]
+        out["cover_era_seconds"] = statistics.median(g[0] for g in gen)
+        out["generated_per_second"] = statistics.median(g[1] / g[0] for g in gen)
+        out["labels"] = f"{gen[0][2]} reached of {gen[0][3]}"
+    if "replay" in parts:
+        rep = [bench_replay(a.replay_n, a.replay_version) for _ in range(a.runs)]
+        out["replay_per_second"] = statistics.median(r[0] for r in rep)
+        out["replay_failed"] = rep[0][1]
+    if "fuzz" in parts and not a.no_host:
         fz = [bench_fuzz(a.fuzz_kernel, a.fuzz_seconds, a.batch) for _ in range(a.runs)]
         out["fuzz_per_second"] = statistics.median(f[0] for f in fz)
         out["fuzz_found"] = [f[1] for f in fz]
@@ -103,7 +122,17 @@ def main() -> int:
     for k, v in out.items():
         print(f"{k:24} {v:.2f}" if isinstance(v, float) else f"{k:24} {v}")
     if a.json:
-        Path(a.json).write_text(json.dumps(out, indent=1))
+        S, HIGHER = bench_record.series, bench_record.Better.HIGHER
+        series = [S(f"cover every label of {a.era}", "s", [g[0] for g in gen],
+                    group="generate: time to cover an era"),
+                  S("generated", "scenarios/s", [g[1] / g[0] for g in gen],
+                    group="generate: scenarios per second", better=HIGHER),
+                  S(f"replay on the {a.replay_version} model", "scenarios/s",
+                    [r[0] for r in rep], group="scenarios per second", better=HIGHER)]
+        if not a.no_host:
+            series.append(S(f"fuzz on {a.fuzz_kernel}", "scenarios/s", [f[0] for f in fz],
+                            group="scenarios per second", better=HIGHER))
+        bench_record.write(a.json, "generate", host, series)
     return 0
 
 

@@ -15,7 +15,8 @@ Kernels boot one at a time here (``--jobs 1``) so each kernel's numbers are its 
 ``ksmdiff run`` boots them in parallel up to the CPU count.  ``--python`` adds one boot per
 kernel that only times ``python -S -c pass`` and the agent's imports in the guest.  Also
 printed: the machine's load average before and after.  Not a timed test: run by hand,
-``python3 bench/bench_lab.py``.
+``python3 bench/bench_lab.py``.  ``--json FILE`` writes every round's times (a benchmark
+result, ksmdiff/reports/bench_record.py) for ``ksmdiff report``.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from ksmdiff.lab import guest, run, store  # noqa: E402
+from ksmdiff.reports import bench_record  # noqa: E402
 from ksmdiff.scenario import find_scenarios, parse_file  # noqa: E402
 
 KEYS = ("agent", "first", "result", "corpus")
@@ -86,7 +88,9 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--python", action="store_true",
                     help="also time the interpreter's start and the agent's imports")
+    ap.add_argument("--json", metavar="FILE", help="also write every round as a benchmark result")
     args = ap.parse_args()
+    host = bench_record.start()
     why = guest.qemu_available()
     if why:
         print(f"cannot run: {why}", file=sys.stderr)
@@ -117,6 +121,12 @@ def main() -> int:
             a, b = python_startup(k)
             print(f"{k.name:<7} {a:6.2f} {b:6.2f}")
     print(f"\nload after: {os.getloadavg()}")
+    if args.json:
+        bench_record.write(args.json, "lab", host, [
+            bench_record.series(f"{k.name} {x}", "s", times[k.name][x],
+                                group=f"lab boot: {x}" if x != "corpus" else
+                                "lab: the corpus inside the guest")
+            for x in KEYS for k in kernels])
     return 0
 
 

@@ -15,6 +15,8 @@ runs, and the mutant/clean ratio.  Uses scratch store and build directories (the
 cache is not touched) unless ``--use-cache``, which takes the clean trees already built
 there (then ``clean`` is not measured) and times only mutant rebuilds in a scratch copy.
 Not a timed test: run it by hand, ``python3 bench/bench_lab_build.py --kernels 5.4,5.4-no-freeze``.
+``--json FILE`` writes every build's wall time (a benchmark result,
+ksmdiff/reports/bench_record.py) for ``ksmdiff report``.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from ksmdiff.lab import build as B  # noqa: E402
+from ksmdiff.reports import bench_record  # noqa: E402
 
 
 def _median(xs):
@@ -45,7 +48,9 @@ def main() -> int:
     ap.add_argument("--use-cache", action="store_true",
                     help="start from the clean trees already in the build cache")
     ap.add_argument("-j", "--jobs", type=int, default=2)
+    ap.add_argument("--json", metavar="FILE", help="also write every build as a benchmark result")
     args = ap.parse_args()
+    host = bench_record.start()
 
     known = B.load_known()
     names = [n for n in args.kernels.split(",") if n] or [k.name for k in known.kernels]
@@ -113,6 +118,10 @@ def main() -> int:
         base = clean_wall.get(name.split("-")[0])
         if kind == "mutant" and base:
             print(f"{name}: mutant/clean wall ratio {_median(wall) / base:.3f}")
+    if args.json:
+        bench_record.write(args.json, "lab-build", host, [
+            bench_record.series(f"{name} {kind}", "s", wall, group=f"lab build: {kind} (wall)")
+            for name, kind, wall, *_ in rows])
     return 0
 
 

@@ -4,6 +4,9 @@ caches are cleared before each run, so no run profits from an earlier one).
 
     python bench/bench_prove.py [--runs 3] [--json FILE]
 
+``--json FILE`` writes every run's times (a benchmark result, ksmdiff/reports/
+bench_record.py) for ``ksmdiff report``.
+
 Not a timed test: the target (every property of every era in under 60 s, 1-3 unbounded,
 the vacuity checks included) is read off this output on a quiet machine; the load average
 is printed with it.
@@ -12,7 +15,6 @@ is printed with it.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -23,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ksmdiff.kspec import load_spec, prove  # noqa: E402
 from ksmdiff.kspec.internal.engine import clear_caches  # noqa: E402
+from ksmdiff.reports import bench_record  # noqa: E402
 
 
 def one_run(spec):
@@ -56,6 +59,7 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--json")
     args = ap.parse_args()
+    host = bench_record.start()
     spec = load_spec()
     runs = [one_run(spec) for _ in range(args.runs)]
     med = statistics.median
@@ -74,8 +78,13 @@ def main() -> int:
     import os
     print("load average (1, 5, 15 min):", " ".join(f"{x:.1f}" for x in os.getloadavg()))
     if args.json:
-        Path(args.json).write_text(json.dumps({"prove": tp, "mutants": tm, "rows": rows,
-                                               "ok": ok}, indent=1))
+        S = bench_record.series
+        bench_record.write(args.json, "prove", host, [
+            S("prove (every property, every era)", "s", [r[0] for r in runs],
+              group="whole runs"),
+            S("prove --mutants", "s", [r[1] for r in runs], group="whole runs"),
+            *[S(what, "s", [r[2][what] for r in runs], group="per model/era and mutant")
+              for what in runs[0][2]]])
     return 0 if ok else 1
 
 

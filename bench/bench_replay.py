@@ -13,7 +13,9 @@ run is long enough to time):
 Each mode runs ``--runs`` times, the modes taking turns (a round is one run of each, so
 load from other work on the machine hits every mode alike); the medians and the ratios
 are printed, for each ``--copies`` value (``--copies 1,8``).  Needs root.
-Not a timed test: run it by hand, ``sudo python3 bench/bench_replay.py``.
+Not a timed test: run it by hand, ``sudo python3 bench/bench_replay.py``.  ``--json FILE``
+writes every run's time (a benchmark result, ksmdiff/reports/bench_record.py) for
+``ksmdiff report``.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from ksmdiff.probe import run_kernel, system  # noqa: E402
+from ksmdiff.reports import bench_record  # noqa: E402
 from ksmdiff.scenario import find_scenarios, parse_file  # noqa: E402
 
 
@@ -69,6 +72,7 @@ def main(argv=None) -> int:
                     help="replay the corpus N times per run; several: 1,8")
     ap.add_argument("--runs", type=int, default=5, help="timed runs per mode (median)")
     ap.add_argument("--modes", default="batch,one-at-a-time,selftest-wait")
+    ap.add_argument("--json", metavar="FILE", help="also write every run as a benchmark result")
     args = ap.parse_args(argv)
     if os.geteuid() != 0:
         print("bench_replay: needs root (the kernel side of ksmdiff)", file=sys.stderr)
@@ -79,6 +83,8 @@ def main(argv=None) -> int:
     print(f"kernel {os.uname().release}, {os.cpu_count()} CPUs; {len(base)} scenarios x "
           f"{'/'.join(map(str, copies))}, {args.runs} runs per mode; the modes take turns "
           "(a round = one run of each), so load from elsewhere hits them alike")
+    host = bench_record.start()
+    series = []
     one_run(base[:2], "batch")   # warm-up: build the probe, page in
     for n in copies:
         scenarios = base * n
@@ -90,6 +96,10 @@ def main(argv=None) -> int:
                 times[mode].append(dt)
         print(f"-- corpus x{n}: {len(scenarios)} scenarios per run")
         med = {m: statistics.median(t) for m, t in times.items()}
+        series += [bench_record.series(f"{mode}, corpus x{n}", "scenarios/s",
+                                       [len(scenarios) / t for t in times[mode]],
+                                       group="replay on the host kernel",
+                                       better=bench_record.Better.HIGHER) for mode in modes]
         for mode in modes:
             m = med[mode]
             print(f"{mode:14s} median {m:7.3f} s  {len(scenarios) / m:7.1f} scenarios/s   "
@@ -101,6 +111,8 @@ def main(argv=None) -> int:
                     rounds = [o / b for o, b in zip(times[mode], times["batch"])]
                     print(f"batch is {med[mode] / med['batch']:.1f}x faster than {mode} "
                           f"(median of the rounds' ratios {statistics.median(rounds):.1f}x)")
+    if args.json:
+        bench_record.write(args.json, "replay", host, series)
     return 0
 
 

@@ -171,23 +171,14 @@ def check_output_path(path: str) -> None:
         raise UsageError(f"--json {path}: not writable")
 
 
-def _progress(total_hint: int, quiet: bool):
-    """A rich progress bar on a terminal outside CI; a no-op otherwise."""
-    if quiet or os.environ.get("CI") or not sys.stderr.isatty():
-        return None, None
-    from rich.progress import Progress
-    prog = Progress(transient=True)
-    task = prog.add_task("running", total=total_hint)
-    return prog, task
-
-
 def cmd_run(args) -> int:
     from ksmdiff import session
     from ksmdiff.report import print_summary, write_json
 
     if args.three_way:
         from ksmdiff.gen.cli import run_three_way_cli
-        return run_three_way_cli(args.paths, _versions(args), quiet=args.quiet, json_out=args.json)
+        return run_three_way_cli(args.paths, _versions(args), quiet=args.quiet,
+                                 json_out=args.json, args=args)
     from ksmdiff.reports import cli as reports_cli
     scenarios = reports_cli.select_shard(args, _load(args.paths))
     versions = _versions(args)
@@ -200,13 +191,12 @@ def cmd_run(args) -> int:
         print(note)
     started = time.time()
     cells: dict[tuple[int, str], session.CellResult] = {}
-    total = len(scenarios) * len(versions)
-    prog, task = _progress(total, args.quiet)
+    from ksmdiff.internal.progress import Progress
+    prog = Progress(quiet=args.quiet)
     lab_targets = [v for v in versions if v.startswith("lab:")]
     lab = None
     try:
-        if prog:
-            prog.start()
+        prog.__enter__()
         if lab_targets:     # booting in the background while the host and models run
             import signal
 
@@ -216,7 +206,15 @@ def cmd_run(args) -> int:
                 raise SystemExit(128 + signum)
             if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
                 signal.signal(signal.SIGTERM, _term)   # finally below kills the VMs
-            lab = Background(scenarios, lab_targets,
+            prog.stage(f"lab: booting {len(lab_targets)} kernel(s) under qemu, "
+                       f"{len(scenarios)} scenarios each (in the background)")
+
+            def booted(res):
+                took = res.timings.get("result")
+                prog.event(f"lab {res.kernel.name}: " + (
+                    f"corpus done {took:.0f} s after qemu's start" if took is not None
+                    and res.result is not None else f"no result: {res.reason}"))
+            lab = Background(scenarios, lab_targets, on_boot=booted,
                              batch=False if args.one_at_a_time else None)
         cells.update(reports_cli.run_on_cluster(args, scenarios, versions))
         for v in versions:
@@ -225,24 +223,23 @@ def cmd_run(args) -> int:
             if (0, v) in cells:
                 continue                  # run on the cluster
             if v == "host":
+                prog.stage("host kernel", total=len(scenarios))
+
                 def tick(done, _total):
-                    if prog:
-                        prog.update(task, advance=0, description=f"host {done}/{_total}")
+                    prog.update(done=done, total=_total)
                 for i, cell in enumerate(session.run_host_cells(
                         scenarios, repeat=args.repeat,
-                        batch=False if args.one_at_a_time else None, progress=tick)):
+                        batch=False if args.one_at_a_time else None, progress=tick,
+                        allow_global=args.allow_global)):
                     cells[(i, v)] = cell
-                if prog:
-                    prog.update(task, advance=len(scenarios))
                 continue
             kv = KernelVersion.parse(v)
+            prog.stage(f"model {v}", total=len(scenarios))
             for i, scn in enumerate(scenarios):
                 cells[(i, v)] = session.run_model_cell(scn, kv)
-                if prog:
-                    prog.update(task, advance=1, description=f"model {v}")
+                prog.update(done=i + 1)
         if lab is not None:
-            if prog:
-                prog.update(task, description="lab kernels")
+            prog.stage(f"lab: waiting for {len(lab_targets)} kernel(s)")
             for v, lab_cells in lab.join().items():
                 for i, cell in enumerate(lab_cells):
                     cells[(i, v)] = cell
@@ -250,8 +247,7 @@ def cmd_run(args) -> int:
     finally:
         if lab is not None:         # interrupted: no qemu outlives the run
             lab.cancel()
-        if prog:
-            prog.stop()
+        prog.__exit__(None, None, None)
     elapsed = time.time() - started
     print_summary(scenarios, versions, cells, verbose=args.verbose, out=sys.stdout)
     if args.json:
@@ -311,6 +307,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "shows up")
     r.add_argument("--one-at-a-time", action="store_true",
                    help="host: run scenarios one at a time instead of in a batch")
+    r.add_argument("--allow-global", action="store_true",
+                   help="host: let 'ksm unmerge-all' write run=2, which unmerges every KSM "
+                        "page of this machine (other programs' too); without it such "
+                        "scenarios are not run on the host (a lab VM always allows it)")
     r.add_argument("--three-way", action="store_true",
                    help="judge the spec's predictions against the model too, with label coverage")
     r.add_argument("-v", "--verbose", action="store_true", help="list every expect")

@@ -183,7 +183,51 @@ FACTS = (
     {"name": "ksm_sysfs", "commit": None, "title": "ksm: the KSM sysfs counters",
      "first": "2.6.32", "last": None, "backports": (), "status": "inferred",
      "checked": "Documentation/admin-guide/mm/ksm.rst",
-     "summary": "pages_shared, pages_sharing"},
+     "summary": "pages_shared, pages_sharing, pages_unshared, pages_volatile, full_scans"},
+    {"name": "ksm_run_unmerge", "commit": None,
+     "title": "ksm: run=2 (KSM_RUN_UNMERGE) unmerges every KSM page",
+     "first": "2.6.32", "last": None, "backports": (), "status": "verified",
+     "checked": "mm/ksm.c unmerge_and_remove_all_rmap_items() in 4.x, 5.x and 6.x: every "
+                "mm_slot's VM_MERGEABLE vmas unmerged, every rmap_item removed, the mm_slot "
+                "kept unless the mm exits, remove_all_stable_nodes(), ksm_scan.seqnr = 0",
+     "summary": "writing 2 to /sys/kernel/mm/ksm/run unmerges the whole machine and resets "
+                "full_scans to 0"},
+    {"name": "follow_page_skips_protnone", "commit": "474098edac26",
+     "title": "mm/gup: replace FOLL_NUMA by gup_can_follow_protnone()",
+     "first": "6.1", "last": "6.4", "backports": (), "status": "inferred",
+     "checked": "listed with the 6.1 mremap-merge batch in linux-next; fixed by d74943a2f3cd "
+                "'mm/gup: reintroduce FOLL_NUMA as FOLL_HONOR_NUMA_FAULT' (2023-08-03, in a "
+                "6.5-rc, exact rc not checked), whose changelog says KSM no longer worked "
+                "on inaccessible VMAs; its 6.1-stable backport failed to apply (2023-08-26), "
+                "later 6.1.y levels not checked",
+     "summary": "follow_page() returns no page for a PROT_NONE pte: ksmd neither merges nor "
+                "(with the follow_page()-based break_ksm() of <= 6.1) unmerges there"},
+    {"name": "ksm_smart_scan", "commit": "5e924ff54d08",
+     "title": "mm/ksm: add \"smart\" page scanning mode",
+     "first": "6.7", "last": None, "backports": (), "status": "inferred",
+     "checked": "posted 2023-09-12 with e5a689912689 'mm/ksm: add pages_skipped metric' "
+                "(series v1..v3); both in the mm-stable listing for the 6.7 merge window",
+     "summary": "the smart_scan knob and the pages_skipped counter (0 while smart_scan is 0)"},
+    {"name": "ksm_stat_rmap_items", "commit": "cb4df4cae4f2",
+     "title": "ksm: count allocated ksm rmap_items for each process",
+     "first": "6.1", "last": None, "backports": (), "status": "inferred",
+     "checked": "fs/proc/base.c blame (proc_pid_ksm_stat: 'ksm_rmap_items', xu xin "
+                "2022-08-30, merged for 6.1)",
+     "summary": "/proc/PID/ksm_stat with ksm_rmap_items (mm->ksm_rmap_items)"},
+    {"name": "ksm_merging_pages", "commit": "7609385337a4",
+     "title": "ksm: count ksm merging pages for each process",
+     "first": "5.19", "last": None, "backports": (), "status": "verified",
+     "checked": "listed next to 94bfe85bde18 (cow_ksm) in linux-next; a review of the "
+                "fork-counter fix names it 'Linux-v5.19'; the ksm_stat line followed in "
+                "d21077fbc2fc (6.4), so the probe reads /proc/PID/ksm_merging_pages",
+     "summary": "/proc/PID/ksm_merging_pages (mm->ksm_merging_pages: rmap_items in the "
+                "stable tree)"},
+    {"name": "ksm_merge_any_readback", "commit": "d7597f59d1d3",
+     "title": "mm: add new api to enable ksm per process (PR_GET_MEMORY_MERGE)",
+     "first": "6.4", "last": None, "backports": (), "status": "verified",
+     "checked": "the same commit as prctl_merge: PR_GET_MEMORY_MERGE returns "
+                "test_bit(MMF_VM_MERGE_ANY)",
+     "summary": "prctl(PR_GET_MEMORY_MERGE)"},
     {"name": "pgreuse", "commit": "798a6b87ecd7", "title": "mm: Add PGREUSE counter",
      "first": "5.9-rc4", "last": None, "backports": (), "status": "verified",
      "checked": "in the 'simplify-do_wp_page' merge b25d1dc9474e (5.9-rc4)",
@@ -208,6 +252,19 @@ COUNTERS = {
     "cow_ksm": "cow_ksm",
     "ksm_zero_pages": "ksm_zero_pages",
     "stable_nodes_removed": "ksm_tracepoints",   # the ksm:ksm_remove_ksm_page tracepoint
+    # ksmd-wide sysfs gauges: they move only while ksmd runs (or at ``ksm unmerge-all``)
+    "pages_unshared": "ksm_sysfs",
+    "pages_volatile": "ksm_sysfs",
+    "full_scans": "ksm_sysfs",
+    "pages_skipped": "ksm_smart_scan",
+}
+
+# Per-process counters (``expect counter P NAME +N``) -> the fact that adds them: the
+# values of /proc/PID/ksm_stat (and /proc/PID/ksm_merging_pages) of one process.
+PROC_COUNTERS = {
+    "ksm_rmap_items": "ksm_stat_rmap_items",
+    "ksm_merging_pages": "ksm_merging_pages",
+    "ksm_zero_pages": "ksm_zero_pages",          # mm->ksm_zero_pages, e2942062e01d
 }
 
 # Features a scenario may require -> (the fact that adds them, what "unsupported" says).
@@ -216,4 +273,5 @@ FEATURES = {
     "zero-pages": ("use_zero_pages", "zero-pages (use_zero_pages)"),
     "tracepoints": ("ksm_tracepoints", "tracepoints (ksm:*)"),
     "prctl-merge": ("prctl_merge", "prctl-merge (PR_SET_MEMORY_MERGE)"),
+    "smart-scan": ("ksm_smart_scan", "smart-scan (the smart_scan knob)"),
 }

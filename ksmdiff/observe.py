@@ -15,7 +15,9 @@ of values allowed there:
   included; ``"fresh"``: the page had no frame before; ``"retry"``: model only, a
   transient);
 * counter fields ``counter.NAME``: the change of NAME since the scenario began (int), only
-  for counters the kernel has.
+  for counters the kernel has; per-process fields ``counter.NAME@P``: the change of P's
+  /proc/PID/ksm_stat value NAME since P was created, and ``counter.prctl_merge@P`` (bool)
+  what P's prctl(PR_GET_MEMORY_MERGE) returns.
 
 A page that is unmapped (or whose process exited) has no fields.  A field a kernel cannot
 report is absent, never guessed.  Frame labels are canonical *per record*: ``F0`` is the
@@ -224,6 +226,17 @@ class FieldsView(Mapping):
 
     def __repr__(self) -> str:
         return f"FieldsView({dict(self)!r})"
+
+
+# The per-process field (``proc_counter_key(P, PRCTL_MERGE)``) holding MMF_VM_MERGE_ANY as
+# prctl(PR_GET_MEMORY_MERGE) returns it (bool), on kernels with prctl merge.
+PRCTL_MERGE = "prctl_merge"
+
+
+def proc_counter_key(proc: str, name: str) -> str:
+    """A per-process counter (/proc/PID/ksm_stat of ``proc``): ``counter.NAME@P``.  In the
+    ``counter.`` namespace, so everything that walks a record's pages skips it."""
+    return f"counter.{name}@{proc}"
 
 
 @dataclass(frozen=True)

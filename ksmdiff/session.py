@@ -85,7 +85,7 @@ def ksm_reuse_seen(scn: A.Scenario, records: Sequence[Record]) -> bool:
         r = by_stmt.get(i)
         if r is None:
             continue
-        if isinstance(s, (A.Write, A.Fill)) and prev is not None:
+        if isinstance(s, (A.Write, A.ForceWrite, A.Fill)) and prev is not None:
             n = sizes.get((s.proc, s.target.region), 0)
             for idx in s.target.indices(n):
                 base = f"{s.proc}/{s.target.region}[{idx}]."
@@ -112,7 +112,10 @@ def run_model_cell(scn: A.Scenario, version: KernelVersion, mutant: str | None =
 
 def run_host_cells(scenarios: Sequence[A.Scenario], *, repeat: int = 1,
                    batch: bool | None = None,
-                   progress: Callable[[int, int], None] | None = None) -> list[CellResult]:
+                   progress: Callable[[int, int], None] | None = None,
+                   allow_global: bool = False) -> list[CellResult]:
+    """``allow_global``: scenarios with ``ksm unmerge-all`` may write run=2 (it unmerges
+    every KSM page of the machine); otherwise they are not run."""
     from ksmdiff.model import run_model
     from ksmdiff.probe import host_version, is_root, run_kernel
 
@@ -121,10 +124,12 @@ def run_host_cells(scenarios: Sequence[A.Scenario], *, repeat: int = 1,
         return [CellResult(s, HOST, version, NOT_RUN,
                            "not root: kernel results not run (PFNs, kpageflags and the KSM "
                            "knobs need root)") for s in scenarios]
-    runs = [run_kernel(list(scenarios), batch=batch, progress=progress)
+    runs = [run_kernel(list(scenarios), batch=batch, progress=progress,
+                       allow_global=allow_global)
             for _ in range(max(1, repeat))]
     return kernel_cells(scenarios, version, HOST, runs,
-                        lambda scn: run_kernel([scn], batch=False)[0])
+                        lambda scn: run_kernel([scn], batch=False,
+                                               allow_global=allow_global)[0])
 
 
 def kernel_cells(scenarios: Sequence[A.Scenario], version: KernelVersion, target: str,

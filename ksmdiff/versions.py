@@ -353,6 +353,9 @@ COUNTER_FACT: dict[str, str] = dict(_table.COUNTERS)
 FEATURE_FACT: dict[str, str] = {k: v[0] for k, v in _table.FEATURES.items()}
 COUNTERS = tuple(COUNTER_FACT)
 FEATURES = tuple(FEATURE_FACT)
+# Per-process counters (``expect counter P NAME``): /proc/PID/ksm_stat of one process.
+PROC_COUNTER_FACT: dict[str, str] = dict(_table.PROC_COUNTERS)
+PROC_COUNTERS = tuple(PROC_COUNTER_FACT)
 
 
 def _since(name: str) -> str:
@@ -375,6 +378,10 @@ def _present(version: KernelVersion, name: str) -> bool:
 
 def has_counter(version: KernelVersion, name: str) -> bool:
     return _present(version, COUNTER_FACT[name])
+
+
+def has_proc_counter(version: KernelVersion, name: str) -> bool:
+    return _present(version, PROC_COUNTER_FACT[name])
 
 
 def has_feature(version: KernelVersion, name: str) -> bool:

@@ -52,7 +52,7 @@ def canonical(scn: A.Scenario) -> A.Scenario:
             s = dataclasses.replace(s, proc=p(s.proc), target=tgt(s.target), predicate=pred)
         else:
             changes = {}
-            if hasattr(s, "proc"):
+            if getattr(s, "proc", None) is not None:   # (a machine-wide counter has none)
                 changes["proc"] = p(s.proc)
             if hasattr(s, "target"):
                 changes["target"] = tgt(s.target)

@@ -20,10 +20,6 @@ def _era_of(text: str) -> Era:
         raise UsageError(f"--kernel {text}: {e}") from None
 
 
-def _say(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
-
-
 # ----------------------------------------------------------------------------- generate
 
 def cmd_generate(args) -> int:
@@ -41,17 +37,28 @@ def cmd_generate(args) -> int:
         if args.mutant not in spec.mutants:
             raise UsageError(f"--mutant {args.mutant}: one of {', '.join(sorted(spec.mutants))}")
         model = spec.mutants[args.mutant]
+        _refuse_unobservable(model, "--mutant")
     constraints = _constraints_of(args)
-    gen = generate(eras, per_label=args.per_label, seed=args.seed, bound=args.bound,
-                   beam=args.beam, model=model, progress=None if args.quiet else _say,
-                   constraints=constraints)
+    from ksmdiff.internal.progress import Progress
+    with Progress(quiet=args.quiet) as prog:
+        prog.stage(f"generate: searching {len(eras)} era(s) "
+                   f"({', '.join(e.value for e in eras)})", total=len(eras))
+        done = [0]
+
+        def era_done(msg):
+            done[0] += 1
+            prog.stage(msg, total=len(eras), done=done[0])
+        gen = generate(eras, per_label=args.per_label, seed=args.seed, bound=args.bound,
+                       beam=args.beam, model=model, progress=era_done,
+                       constraints=constraints)
     out = Path(args.out)
     for g in gen.scenarios:
         path = out / file_name(g)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(g.text)
     for rep in gen.labels:
-        tail = f"{rep.scenarios} scenario(s)" if rep.status is Reach.REACHED else rep.why
+        tail = (f"{rep.scenarios} scenario(s)" + (f"; {rep.why}" if rep.why else "")
+                if rep.status is Reach.REACHED else rep.why)
         print(f"{rep.era.value:10} {rep.label:24} {rep.status.value:12} {tail}")
     print(f"{len(gen.scenarios)} scenarios in {out} ({gen.seconds:.1f} s)")
     if args.json:
@@ -85,25 +92,41 @@ def _constraints_of(args):
 # ----------------------------------------------------------------------------- three-way
 
 def run_three_way_cli(paths, targets, *, quiet=False, json_out=None, spec_model=None,
-                      model_mutant=None, out=None) -> int:
-    """``ksmdiff run --three-way``: cells as ``ksmdiff run`` makes them, each judged
-    against the spec too; a coverage table at the end."""
+                      model_mutant=None, out=None, args=None) -> int:
+    """``ksmdiff run --three-way``: cells as ``ksmdiff run`` makes them (model versions,
+    ``host``, ``lab:NAME``), each judged against the spec too; a coverage table at the
+    end.  ``args``: ``ksmdiff run``'s options (--shard, --ktap, --junit)."""
     from ksmdiff import session
-    from ksmdiff.cli import _load
+    from ksmdiff.cli import _load, check_output_path
     from ksmdiff.gen.threeway import coverage, coverage_table, judge_cell
     from ksmdiff.judge.threeway import SpecModel
     out = out or sys.stdout
     scenarios = _load(paths)
+    if args is not None:
+        from ksmdiff.reports import cli as reports_cli
+        scenarios = reports_cli.select_shard(args, scenarios)
+    if json_out:
+        check_output_path(json_out)
+    for t in targets:
+        if t != "host" and not t.startswith("lab:"):
+            try:
+                KernelVersion.parse(t)
+            except ValueError as e:
+                raise UsageError(f"--kernel {t}: {e}") from None
     started = time.time()
+    lab_cells: dict = {}
+    lab_targets = [t for t in targets if t.startswith("lab:")]
+    if lab_targets:                  # one boot per lab kernel, as plain 'ksmdiff run'
+        from ksmdiff.lab.run import run_lab
+        lab_cells = run_lab(scenarios, lab_targets)
     cells = []
     for t in targets:
         if t == "host":
             cells += session.run_host_cells(scenarios)
+        elif t in lab_cells:
+            cells += lab_cells[t]
         else:
-            try:
-                v = KernelVersion.parse(t)
-            except ValueError as e:
-                raise UsageError(f"--kernel {t}: {e}") from None
+            v = KernelVersion.parse(t)
             cells += [session.run_model_cell(s, v, model_mutant) for s in scenarios]
     judged = [judge_cell(c, spec_model) for c in cells]
     counts: dict = {}
@@ -131,15 +154,21 @@ def run_three_way_cli(paths, targets, *, quiet=False, json_out=None, spec_model=
     print(coverage_table(cov), file=out)
     print("spec/model: " + ", ".join(f"{k.value} {n}" for k, n in
                                      sorted(counts.items(), key=lambda x: x[0].value)), file=out)
-    if json_out:
+    by_cell = {(i, t): judged[k * len(scenarios) + i].cell
+               for k, t in enumerate(targets) for i in range(len(scenarios))}
+    extra = {"coverage": cov, "three_way": [tw.to_json() for tw in judged]}
+
+    def write_record(path):
         # a run record like ``ksmdiff run --json`` writes (the reports read it), with the
         # label coverage and each cell's spec/model verdict beside the results
         from ksmdiff.report import write_json
-        by_cell = {(i, t): judged[k * len(scenarios) + i].cell
-                   for k, t in enumerate(targets) for i in range(len(scenarios))}
-        write_json(json_out, scenarios, list(targets), by_cell, time.time() - started,
-                   sys.argv[1:], extra={"coverage": cov,
-                                        "three_way": [tw.to_json() for tw in judged]})
+        write_json(path, scenarios, list(targets), by_cell, time.time() - started,
+                   sys.argv[1:], extra=extra)
+    if json_out:
+        write_record(json_out)
+    if args is not None:
+        from ksmdiff.reports import cli as reports_cli
+        reports_cli.after_run(args, write_record)
     if any(tw.failed for tw in judged):
         return EXIT_FAIL
     if any(tw.cell.status in ("environment", "not-run") for tw in judged):
@@ -169,7 +198,16 @@ def _spec_mutant(name):
     spec = load_spec()
     if name not in spec.mutants:
         raise UsageError(f"--spec-mutant {name}: one of {', '.join(sorted(spec.mutants))}")
+    _refuse_unobservable(spec.mutants[name], "--spec-mutant")
     return spec.mutants[name]
+
+
+def _refuse_unobservable(model, option: str) -> None:
+    from ksmdiff.gen.generate import unobservable_mutant
+    from ksmdiff.gen.specmap import load_config
+    why = unobservable_mutant(model, load_config().model)
+    if why:
+        raise UsageError(f"{option}: {why}")
 
 
 def cmd_reduce(args) -> int:
@@ -247,12 +285,18 @@ def cmd_fuzz(args) -> int:
     prefixes = _prefixes(Path(args.corpus), era)
     alphabet = sorted(world.text_of.values())
 
-    def progress(rep):
-        if not args.quiet:
-            _say(f"fuzz {args.kernel}: {rep.scenarios} scenarios in {rep.batches} batches, "
-                 f"{rep.seconds:.0f} s, {rep.rate:.1f}/s, {len(rep.found)} found")
-    rep = fuzz(run_batch, budget=budget, seed=args.seed, batch=args.batch, prefixes=prefixes,
-               alphabet=alphabet, out_dir=Path(args.out), progress=progress)
+    from ksmdiff.internal.progress import Progress
+    with Progress(quiet=args.quiet) as prog:
+        prog.stage(f"fuzz {args.kernel}: {budget:.0f} s, batches of {args.batch}",
+                   total=max(1, int(budget)))
+
+        def progress(rep):
+            prog.update(done=min(int(rep.seconds), int(budget)),
+                        note=f"{rep.scenarios} scenarios in {rep.batches} batches, "
+                             f"{rep.rate:.1f}/s, {len(rep.found)} found")
+        rep = fuzz(run_batch, budget=budget, seed=args.seed, batch=args.batch,
+                   prefixes=prefixes, alphabet=alphabet, out_dir=Path(args.out),
+                   progress=progress)
     print(f"fuzz {args.kernel} ({version}): {rep.scenarios} scenarios, {rep.batches} batches, "
           f"{rep.seconds:.0f} s ({rep.rate:.1f} scenarios/s), seed {args.seed}"
           + (", interrupted" if rep.interrupted else ""))
@@ -321,15 +365,17 @@ def register(sub) -> None:
 
     f = sub.add_parser("fuzz", help="replay batches of generated scenarios, judge them three "
                                     "ways, save every reproducible failure reduced",
-                       description="Draw scenarios (spec-seeded and full-language) with "
-                                   "Hypothesis, run them in batches on the host kernel or the "
-                                   "model of a version, judge spec, model and kernel; a failure "
-                                   "is shrunk (Hypothesis, then ddmin), re-checked and saved "
-                                   "under --out with its seed. Ctrl-C keeps what was found.")
+                       description="Draw scenarios (spec-seeded and full-language; "
+                                   "deterministic for --seed), run them in batches on the host "
+                                   "kernel or the model of a version, judge spec, model and "
+                                   "kernel; a failure is re-checked alone, reduced (ddmin) and "
+                                   "saved under --out with its seed. Ctrl-C keeps what was "
+                                   "found.")
     f.add_argument("--kernel", required=True, metavar="host|VERSION")
     f.add_argument("--budget", default="10m", metavar="DURATION", help="e.g. 90s, 10m (default)")
     f.add_argument("--seed", type=int, default=0, metavar="S")
-    f.add_argument("--batch", type=int, default=64, metavar="N", help="scenarios per batch")
+    f.add_argument("--batch", type=int, default=512, metavar="N",
+                   help="scenarios per batch, one run of the batch runner (default 512)")
     f.add_argument("--corpus", default="corpora/generated", metavar="DIR",
                    help="generated scenarios whose states seed the drawing")
     f.add_argument("--out", default="corpora/regressions", metavar="DIR")

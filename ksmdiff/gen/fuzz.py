@@ -1,14 +1,18 @@
-"""``ksmdiff fuzz``: batches of Hypothesis-drawn scenarios through a batch runner, judged three
-ways; Hypothesis shrinks a failing batch, ddmin then shrinks the scenario, and every
-reproducible failure is saved with the seed that found it.
+"""``ksmdiff fuzz``: batches of generated scenarios through a batch runner, judged three
+ways; every reproducible failure is reduced (ddmin, ksmdiff/gen/reduce.py) and saved with
+the seed that found it.
 
-Two kinds of scenarios are drawn, half each:
+Scenarios are drawn from a seeded ``random.Random`` through the same walker as the public
+Hypothesis strategy (:func:`ksmdiff.gen.strategies.build_statements`): Hypothesis' engine
+costs tens of milliseconds per drawn scenario, more than the host kernel takes to run
+one in a batch.  Two kinds, half each:
 
 * *spec-seeded*: a scenario the spec generated (its actions, without expects: a state the
   explicit search found) followed by random steps of the spec's own alphabet, so that
   the spec, the model and the kernel are all compared, from interesting pages;
-* *full language*: :func:`ksmdiff.gen.strategies.scenarios` (more processes, pins, zero
-  pages, mprotect, exit, several regions), compared model against kernel.
+* *full language* (more processes, pins, zero pages, mprotect, exit, several regions),
+  compared model against kernel; ``ksm settle`` is their only ksm statement, so the
+  batch runner packs them into full batches sharing one settle.
 
 ``run_batch(list[Scenario]) -> list[ThreeWayCell]`` is given by the caller (the model of
 a version, or the host kernel through ``ksmdiff.probe.run_kernel``'s batches).
@@ -16,31 +20,21 @@ a version, or the host kernel through ``ksmdiff.probe.run_kernel``'s batches).
 
 from __future__ import annotations
 
+import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
-from hypothesis import HealthCheck, Phase, given, seed as hseed, settings
-from hypothesis import strategies as st
-
 from ksmdiff.errors import InputError
 from ksmdiff.gen.canon import canonical_hash
 from ksmdiff.gen.reduce import ddmin
-from ksmdiff.gen.strategies import scenarios as full_scenarios
+from ksmdiff.gen.strategies import random_scenario
 from ksmdiff.gen.threeway import failure_signature
 from ksmdiff.scenario import ast as A
 from ksmdiff.scenario import parse, print_scenario
-
-SHRINK_SECONDS = 120          # Hypothesis' shrinking of one failing batch, at most
-
-
-class _OutOfBudget(BaseException):
-    """Ends the Hypothesis run without a failure (a BaseException: never shrunk)."""
-
-
-class _ShrinkDone(BaseException):
-    """Ends Hypothesis' shrinking when it has had its time; the last failure stands."""
+from ksmdiff.scenario.parser import parse_raw
+from ksmdiff.scenario.validate import validate
 
 
 @dataclass
@@ -66,23 +60,6 @@ class FuzzReport:
         return self.scenarios / self.seconds if self.seconds else 0.0
 
 
-@st.composite
-def spec_seeded(draw, prefixes: Sequence[Sequence[str]], alphabet: Sequence[str],
-                max_extra: int = 6) -> A.Scenario:
-    """A generated scenario's actions plus up to ``max_extra`` spec actions, each kept only
-    when the result is still a valid scenario."""
-    lines = list(draw(st.sampled_from(list(prefixes))))
-    head = 'scenario "fuzz"\n'
-    for _ in range(draw(st.integers(1, max_extra))):
-        cand = lines + [draw(st.sampled_from(list(alphabet)))]
-        try:
-            parse(head + "\n".join(cand) + "\n")
-        except InputError:
-            continue
-        lines = cand
-    return parse(head + "\n".join(lines) + "\n", "<fuzz>")
-
-
 def _failing(tw) -> set:
     """What failed, reproducibly: a flaky or environment mismatch is not a finding."""
     from ksmdiff.judge import REPRODUCIBLE
@@ -90,86 +67,108 @@ def _failing(tw) -> set:
             and (not s.startswith("mismatch ") or s.endswith(f"({REPRODUCIBLE})"))}
 
 
-def fuzz(run_batch: Callable, *, budget: float, seed: int, batch: int = 50,
+class SpecSeeded:
+    """Spec-seeded scenarios drawn from a ``random.Random``: a generated scenario's actions,
+    then up to ``max_extra`` actions of the spec's alphabet, each kept when the scenario
+    stays valid.  The texts are parsed once; a draw only runs the validator."""
+
+    def __init__(self, prefixes: Sequence[Sequence[str]], alphabet: Sequence[str],
+                 max_extra: int = 6):
+        head = 'scenario "fuzz"\n'
+        self.prefixes = []
+        for lines in prefixes:
+            scn = parse(head + "\n".join(lines) + "\n", "<fuzz>")
+            self.prefixes.append((scn.initial, scn.statements))
+        self.alphabet = []
+        for line in alphabet:
+            raw = parse_raw(head + "process A\n" + line + "\n", "<fuzz>")
+            self.alphabet.extend(raw.statements)
+        self.max_extra = max_extra
+
+    def draw(self, rng: random.Random, title: str = "fuzz") -> A.Scenario:
+        initial, stmts = self.prefixes[rng.randrange(len(self.prefixes))]
+        stmts = list(stmts)
+        for _ in range(rng.randint(1, self.max_extra)):
+            cand = stmts + [self.alphabet[rng.randrange(len(self.alphabet))]]
+            try:
+                validate(A.Scenario(title, initial, tuple(cand)))
+            except InputError:
+                continue
+            stmts = cand
+        return A.Scenario(title, initial, tuple(stmts))
+
+
+def draw_batch(rng: random.Random, n: int, seeded: Optional[SpecSeeded] = None,
+               max_steps: int = 12) -> list:
+    """``n`` scenarios, half spec-seeded (when there are seeds), half of the full language.
+    The full-language ones use ``ksm settle`` as their only ksm statement (and set no
+    knob), so the batch runner packs them into full batches: their ksm statements agree
+    at every index, and one settle serves the whole batch; most hold no ksm statement
+    at all and need no ksmd."""
+    out = []
+    for k in range(n):
+        if seeded is not None and k % 2 == 0:
+            out.append(seeded.draw(rng))
+        else:
+            out.append(random_scenario(rng, max_steps=max_steps, expects=False, knobs=False,
+                                       scans=False))
+    return out
+
+
+def _save(f: Found, out_dir: Path, h: str) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"fuzz-{h}.scenario"
+    path.write_text(f"# found by ksmdiff fuzz, seed {f.seed}: {', '.join(f.signature)}\n"
+                    + print_scenario(A.Scenario(f"fuzz regression {h}", f.scenario.initial,
+                                                f.scenario.statements, ("regression",))))
+    f.path = str(path)
+
+
+def fuzz(run_batch: Callable, *, budget: float, seed: int, batch: int = 512,
          prefixes: Sequence[Sequence[str]] = (), alphabet: Sequence[str] = (),
          out_dir: Optional[Path] = None, run_one: Optional[Callable] = None,
-         progress: Optional[Callable[[FuzzReport], None]] = None) -> FuzzReport:
-    """Fuzz for ``budget`` seconds; ``run_one`` (scenario -> ThreeWayCell) re-checks and
-    reduces what failed (default: ``run_batch`` of one)."""
+         progress: Optional[Callable[[FuzzReport], None]] = None,
+         max_steps: int = 12) -> FuzzReport:
+    """Fuzz for ``budget`` seconds: batches of ``batch`` scenarios drawn from
+    ``random.Random(seed)`` (the drawing is deterministic for a seed), each batch one call
+    of ``run_batch``.  A failure is re-checked alone with ``run_one`` (scenario ->
+    ThreeWayCell; default ``run_batch`` of one): only a reproducible one is reduced
+    (ddmin) and saved.  Ctrl-C keeps what was found."""
     rep = FuzzReport(seed)
     run_one = run_one or (lambda s: run_batch([s])[0])
     t0 = time.monotonic()
-    parts = [full_scenarios(max_steps=12, expects=False, knobs=False)]
-    if prefixes and alphabet:
-        parts.insert(0, spec_seeded(prefixes, alphabet))
-    one = st.one_of(*parts)
-    state = {"shrink_started": None, "last": None}
-    seen_hashes = set()
-
-    def body(scns):
-        now = time.monotonic()
-        if state["shrink_started"] is not None:
-            if now - state["shrink_started"] > SHRINK_SECONDS:
-                raise _ShrinkDone
-        elif now - t0 > budget:
-            raise _OutOfBudget
-        cells = run_batch(list(scns))
-        rep.batches += 1
-        if state["shrink_started"] is None:
+    rng = random.Random(seed)
+    seeded = SpecSeeded(prefixes, alphabet) if prefixes and alphabet else None
+    seen_hashes: set = set()
+    try:
+        while time.monotonic() - t0 < budget:
+            scns = draw_batch(rng, batch, seeded, max_steps)
+            cells = run_batch(scns)
+            rep.batches += 1
             rep.scenarios += len(scns)
             rep.seconds = time.monotonic() - t0
             if progress:
                 progress(rep)
-        for scn, tw in zip(scns, cells):
-            sig = _failing(tw)
-            if sig:
-                if state["shrink_started"] is None:
-                    state["shrink_started"] = time.monotonic()
-                state["last"] = (scn, sig)
-                raise AssertionError(f"{sorted(sig)}")
-
-    def make(seed_value):
-        return hseed(seed_value)(settings(
-            max_examples=10 ** 9, deadline=None, database=None,
-            phases=[Phase.generate, Phase.shrink],
-            suppress_health_check=list(HealthCheck))(
-                given(st.lists(one, min_size=max(1, batch // 2), max_size=batch))(body)))
-
-    test = make(seed)
-    while True:
-        state["shrink_started"] = None
-        state["last"] = None
-        try:
-            test()
-        except _OutOfBudget:
-            break
-        except KeyboardInterrupt:
-            rep.interrupted = True
-            break
-        except (_ShrinkDone, Exception):     # the failure (or a flaky replay of it)
-            pass
-        if state["last"] is None:
-            break
-        scn, sig = state["last"]
-        again = _failing(run_one(scn))
-        if not (again & sig):
-            continue                                 # not reproducible: keep fuzzing
-        small = ddmin(scn, lambda s: bool(_failing(run_one(s)) & sig))
-        h = canonical_hash(small)
-        if h not in seen_hashes:
-            seen_hashes.add(h)
-            f = Found(small, scn, tuple(sorted(sig)), seed)
-            if out_dir is not None:
-                out_dir.mkdir(parents=True, exist_ok=True)
-                path = out_dir / f"fuzz-{h}.scenario"
-                path.write_text(f"# found by ksmdiff fuzz, seed {seed}: {', '.join(f.signature)}\n"
-                                + print_scenario(A.Scenario(f"fuzz regression {h}", small.initial,
-                                                            small.statements, ("regression",))))
-                f.path = str(path)
-            rep.found.append(f)
-        if time.monotonic() - t0 > budget:
-            break
-        seed += 1                                    # a fresh run after a failure
-        test = make(seed)
+            for scn, tw in zip(scns, cells):
+                sig = _failing(tw)
+                if not sig:
+                    continue
+                h0 = canonical_hash(scn)
+                if h0 in seen_hashes:
+                    continue
+                seen_hashes.add(h0)
+                if not (_failing(run_one(scn)) & sig):
+                    continue                         # not reproducible: keep fuzzing
+                small = ddmin(scn, lambda s: bool(_failing(run_one(s)) & sig))
+                h = canonical_hash(small)
+                if h in seen_hashes and h != h0:
+                    continue
+                seen_hashes.add(h)
+                f = Found(small, scn, tuple(sorted(sig)), seed)
+                if out_dir is not None:
+                    _save(f, out_dir, h)
+                rep.found.append(f)
+    except KeyboardInterrupt:
+        rep.interrupted = True
     rep.seconds = time.monotonic() - t0
     return rep

@@ -1,6 +1,10 @@
 """``ksmdiff generate``: for every branch label of the spec, user-level scenarios that reach
-it, found by the explicit search (search.py), each confirmed by Z3 (confirm.py), printed
-through the scenario printer with the spec's predicted expects.
+it, printed through the scenario printer with the spec's predicted expects.  A label's
+first scenario is found by the explicit search (search.py) and confirmed by Z3; each
+further one (``per_label``) is solved by Z3 over the compiled model with a blocking
+clause on the shape of every earlier one: the actions' order, the number of processes,
+the number of pages (confirm.py).  A label the search does not reach is checked against
+the model's invariants (unreachable at any depth) before any exhaustive search.
 
 A scenario made for one era carries expects ``on`` that era's versions; made for several
 (``--all-eras``), each expect names the eras whose spec predicts it (none when all do).
@@ -13,9 +17,10 @@ from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 from ksmdiff.gen.canon import canonical_hash
-from ksmdiff.gen.confirm import Reach, confirm_witness, excluded_by_invariants
+from ksmdiff.gen.confirm import (DISTINCT_EXTRA_DEPTH, NoAnswer, Reach, confirm_witness,
+                                 excluded_by_invariants, solve_distinct)
 from ksmdiff.gen.search import DEFAULT_BEAM, DEFAULT_BOUND, EXHAUSTIVE_DEPTH, Witness, search
-from ksmdiff.gen.specmap import SpecWorld, era_slug, replay, world_for
+from ksmdiff.gen.specmap import SpecWorld, era_slug, labels_of, replay, world_for
 from ksmdiff.scenario import ast as S
 from ksmdiff.scenario import parse, print_scenario
 from ksmdiff.observe import split_page_key
@@ -86,6 +91,32 @@ def supported_instances(world: SpecWorld, version: KernelVersion) -> tuple[set, 
         else:
             allowed.add(n)
     return allowed, lacking
+
+
+def unobservable_mutant(model, cfg_model: str) -> Optional[str]:
+    """Why generate + three-way judging cannot catch a spec mutant of another model than
+    the user-level one ``generate`` reads (None for a mutant of that model)."""
+    decl = getattr(model, "mutant", None)
+    if decl is None or decl.of == cfg_model:
+        return None
+    return (f"mutant {decl.name} changes the {decl.of} model ({decl.doc}), not the "
+            f"{cfg_model} model that scenarios are generated from and judged against: "
+            f"its step ordering against ksmd is not something a user-level scenario "
+            f"chooses, so no generated scenario tells it apart ('ksmdiff prove --mutants' "
+            f"kills it on the {decl.of} model)")
+
+
+def fires(world: SpecWorld, steps, label: str) -> bool:
+    """Does the scenario of ``steps`` (replayed as scenarios are: each step's first
+    outcome) fire ``label`` at its last step?"""
+    state = world.initial()
+    picks = ()
+    for n in steps:
+        outs = world.step(state, n)
+        if not outs:
+            return False
+        picks, state = outs[0]
+    return bool(steps) and label in labels_of(picks)
 
 
 def predicted_expects(world: SpecWorld, scn: S.Scenario) -> list[str]:
@@ -163,6 +194,11 @@ def generate(eras, *, per_label: int = 3, seed: int = 0, bound: int = DEFAULT_BO
                                     exhaustive_depth=exhaustive_depth,
                                     expect_eras=expect_eras, progress=progress,
                                     confirm=confirm)
+    if model is not None:
+        from ksmdiff.gen.specmap import load_config
+        why = unobservable_mutant(model, load_config().model)
+        if why:
+            raise ValueError(why)
     t0 = time.monotonic()
     gen = Generation()
     expect_eras = list(expect_eras or eras)
@@ -171,24 +207,68 @@ def generate(eras, *, per_label: int = 3, seed: int = 0, bound: int = DEFAULT_BO
         world = world_for(era, model)
         worlds = {e: world_for(e, model) for e in expect_eras}
         allowed, lacking = supported_instances(world, ERA_VERSION[era])
+        excluded: dict = {}
+
+        def hopeless(label, world=world, era=era):
+            if label not in excluded:
+                excluded[label] = excluded_by_invariants(world.model, era, label)
+            return excluded[label]
+        # the search keeps up to per_label witnesses of different diversity keys; with Z3
+        # the scenarios after a label's first come from Z3 instead, each with a shape
+        # (actions' order, processes, pages) no earlier one has (blocking clauses), and
+        # the search's others only where Z3 has no answer in time
         cov = search(world, per_label=per_label, bound=bound, seed=seed, beam=beam,
-                     exhaustive_depth=exhaustive_depth, allowed=allowed)
+                     exhaustive_depth=exhaustive_depth, allowed=allowed,
+                     hopeless=hopeless if confirm else None)
         if progress:
             progress(f"{era.value}: search {cov.seconds:.1f} s, {cov.states} states, "
                      f"{len(cov.witnesses)} of {len(cov.labels)} labels")
         for label in cov.labels:
             ws = cov.witnesses.get(label, [])
+            if ws and confirm and excluded.get(label):
+                raise AssertionError(
+                    f"kspec engines disagree: the explicit search reaches {label} on "
+                    f"{era.value}, Z3 excludes it by the invariants")
             rep = LabelReport(era, label, Reach.REACHED if ws else Reach.NOT_REACHED)
-            for k, w in enumerate(ws):
+            ws = list(ws)
+            for w in ws:
                 if confirm and not confirm_witness(world.model, era, list(w.steps), label):
                     raise AssertionError(
                         f"kspec engines disagree: the explicit search reaches {label} on "
                         f"{era.value} by {[world.text_of[n] for n in w.steps]}, Z3 does not")
+            spare = ws[1:] if confirm else []
+            ws = ws[:1] if confirm else ws
+            kind = ["the search"] * len(ws)
+            while confirm and ws and len(ws) < per_label:
+                try:
+                    steps = solve_distinct(
+                        world.model, era, label, [list(w.steps) for w in ws], bound=bound,
+                        seed=seed, allowed=allowed, proc_domain=world.cfg.proc_domain,
+                        page_domain=world.cfg.page_domain,
+                        accept=lambda st, label=label, world=world: fires(world, st, label))
+                except NoAnswer as e:
+                    rep.why = (f"{e}: the other scenarios come from the search, different "
+                               f"by their steps, processes and pages")
+                    for w in spare[:per_label - len(ws)]:      # confirmed above
+                        ws.append(w)
+                        kind.append("the search")
+                    break
+                if steps is None:
+                    rep.why = (f"{len(ws)} of {per_label} scenarios: no trace of "
+                               f"{len(ws[0].steps)} to {len(ws[0].steps) + DISTINCT_EXTRA_DEPTH}"
+                               f" steps (at most {bound}) has another shape (actions' order, "
+                               f"processes, pages)")
+                    break
+                ws.append(Witness(label, tuple(steps), ()))
+                kind.append("Z3")
+            for k, w in enumerate(ws):
                 title = f"{label} on {era.value} ({k + 1} of {len(ws)})"
+                how = (", confirmed by Z3" if kind[k] == "the search" else
+                       ", found by Z3 with the shapes of the earlier ones blocked")
                 header = [f"generated by ksmdiff generate: branch label {label}, era "
                           f"{era.value}, seed {seed}, bound {bound}",
                           f"witness {k + 1} of {len(ws)}, {w.length} spec steps"
-                          + (", confirmed by Z3" if confirm else "")]
+                          + (how if confirm else "")]
                 scn, text = scenario_text(world, w, worlds, title=title, header=header,
                                           tags=("generated", label))
                 h = canonical_hash(scn)
@@ -198,7 +278,7 @@ def generate(eras, *, per_label: int = 3, seed: int = 0, bound: int = DEFAULT_BO
                 gen.scenarios.append(Generated(scn, text, era, label, seed, bound, h))
                 rep.scenarios += 1
             if not ws:
-                if excluded_by_invariants(world.model, era, label):
+                if hopeless(label):
                     rep.status = Reach.UNREACHABLE
                     rep.why = ("unreachable at any depth: no state satisfying the model's "
                                "invariants fires it")

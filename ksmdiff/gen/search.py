@@ -21,7 +21,7 @@ from __future__ import annotations
 import random
 import time
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Callable, Optional
 
 from ksmdiff.gen.specmap import SpecWorld, choices_of, labels_of
 
@@ -48,6 +48,7 @@ class Coverage:
     labels: list                                    # every label of the era
     witnesses: dict = field(default_factory=dict)   # label -> [Witness]
     unreached: dict = field(default_factory=dict)   # label -> why
+    hopeless: set = field(default_factory=set)      # labels no trace reaches (hopeless())
     states: int = 0
     seconds: float = 0.0
 
@@ -124,8 +125,13 @@ def _shape(world: SpecWorld, st: dict, frame_vars) -> tuple:
 def search(world: SpecWorld, *, per_label: int = 3, bound: int = DEFAULT_BOUND,
            seed: int = 0, beam: int = DEFAULT_BEAM, symmetric=("Frame",),
            exhaustive_depth: int = EXHAUSTIVE_DEPTH, deadline: Optional[float] = None,
-           labels: Optional[list] = None, allowed: Optional[set] = None) -> Coverage:
-    """``allowed``: the instance numbers a trace may use (default: all)."""
+           labels: Optional[list] = None, allowed: Optional[set] = None,
+           hopeless: Optional[Callable[[str], bool]] = None) -> Coverage:
+    """``allowed``: the instance numbers a trace may use (default: all).  ``hopeless(label)``
+    (asked once per label, only after a level that found no new witness): True when no
+    trace of any length reaches it (Z3 over the invariants); when every label still
+    missing is hopeless, the search ends there instead of running to ``bound``, and those
+    labels need no exhaustive search either."""
     t0 = time.monotonic()
     rng = random.Random(seed)
     mc = world.mc
@@ -150,12 +156,25 @@ def search(world: SpecWorld, *, per_label: int = 3, bound: int = DEFAULT_BOUND,
             s = prev
         return steps[::-1], picks[::-1]
 
+    verdicts: dict = {}
+
+    def is_hopeless(lab):
+        if hopeless is None:
+            return False
+        if lab not in verdicts:
+            verdicts[lab] = hopeless(lab)
+        return verdicts[lab]
+
     def enough():
         return all(len(wit[lab]) >= per_label for lab in all_labels)
+
+    def only_hopeless_left():
+        return all(is_hopeless(lab) for lab in all_labels if not wit[lab])
 
     for depth in range(bound):
         if not frontier or enough():
             break
+        found_before = sum(len(ws) for ws in wit.values())
         scored = []
         for s in frontier:
             if deadline is not None and time.monotonic() > deadline:
@@ -192,8 +211,12 @@ def search(world: SpecWorld, *, per_label: int = 3, bound: int = DEFAULT_BOUND,
                     scored.append((0 if rare else 1, 0 if novel else 1, rng.random(), t))
         scored.sort(key=lambda x: x[:3])
         frontier = [x[3] for x in scored[:beam]]
+        if (hopeless is not None and sum(len(ws) for ws in wit.values()) == found_before
+                and only_hopeless_left()):
+            break
     cov.witnesses = {lab: ws for lab, ws in wit.items() if ws}
-    missing = [lab for lab in all_labels if not wit[lab]]
+    cov.hopeless = {lab for lab, v in verdicts.items() if v}
+    missing = [lab for lab in all_labels if not wit[lab] and not is_hopeless(lab)]
     if missing:
         proved = _exhaustive(world, missing, exhaustive_depth, sym, deadline, order)
         for lab in missing:

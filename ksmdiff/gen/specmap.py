@@ -109,6 +109,13 @@ class SpecWorld:
             self.text_of[n] = text
             self.by_text[_norm(text)] = n
         self.prelude = list(model.prelude)
+        # Memos over packed states (the spec's world is small and replays share prefixes:
+        # a fuzz batch replays the same few hundred states thousands of times).  Exact:
+        # a step, a record's page fields and the invariants depend on the state alone.
+        self._steps: dict = {}
+        self._fields: dict = {}
+        self._violated: dict = {}
+        self._initial: Optional[tuple] = None
 
     # ------------------------------------------------------------------ config expressions
     def _expr(self, name, text):
@@ -128,14 +135,29 @@ class SpecWorld:
 
     # ------------------------------------------------------------------ states and steps
     def initial(self) -> tuple:
-        return self.mc.initial()[0]
+        if self._initial is None:
+            self._initial = self.mc.initial()[0]
+        return self._initial
 
     def step(self, state: tuple, n: int) -> list[tuple[tuple, tuple]]:
         """[(picks, next state)] of instance ``n`` from ``state`` (empty: not enabled)."""
-        inst = self.mc.instances[n]
-        base = self.mc.unpack(state)
-        w = _World(dict(base), {p: c for p, _d, c in inst.args})
-        return [(tuple(r.picks), self.mc.pack(r.st)) for r in self.mc.run(inst.decl.body, w)]
+        key = (state, n)
+        hit = self._steps.get(key)
+        if hit is None:
+            inst = self.mc.instances[n]
+            base = self.mc.unpack(state)
+            w = _World(dict(base), {p: c for p, _d, c in inst.args})
+            hit = [(tuple(r.picks), self.mc.pack(r.st)) for r in self.mc.run(inst.decl.body, w)]
+            self._steps[_bounded(self._steps, key)] = hit
+        return hit
+
+    def violated(self, state: tuple) -> tuple:
+        """The invariants ``state`` breaks, sorted."""
+        hit = self._violated.get(state)
+        if hit is None:
+            hit = tuple(sorted(self.mc.violated(state, list(self.mc.invariants))))
+            self._violated[_bounded(self._violated, state)] = hit
+        return hit
 
     def steps(self, state: tuple, order):
         """(instance, picks, next state) for every enabled instance in ``order``."""
@@ -160,10 +182,19 @@ class SpecWorld:
                     out[(pname, v)] = {f: self.value(f, st, p, v) for f in RECORD_FIELDS[1:]}
         return out
 
-    def record(self, stmt: int, line: int, before: dict, after: dict,
+    def fields_of(self, state: tuple) -> dict:
+        """page_fields of a packed state (memoized; do not modify the result)."""
+        hit = self._fields.get(state)
+        if hit is None:
+            hit = self.page_fields(self.mc.unpack(state))
+            self._fields[_bounded(self._fields, state)] = hit
+        return hit
+
+    def record(self, stmt: int, line: int, before: tuple, after: tuple,
                touched: Optional[tuple]) -> Record:
-        """The spec's prediction after a statement, in the model's record fields."""
-        pages = self.page_fields(after)
+        """The spec's prediction after a statement, in the model's record fields
+        (``before``, ``after``: packed states)."""
+        pages = self.fields_of(after)
         frames = label_frames(((k, f["frame"] if f["present"] else None)
                                for k, f in pages.items()), zero=object())
         fields = {}
@@ -180,7 +211,7 @@ class SpecWorld:
                                              f["content_write"] or None)))
         if touched is not None and touched in pages and pages[touched]["present"]:
             pname, v = touched
-            prev = self.page_fields(before).get(touched)
+            prev = self.fields_of(before).get(touched)
             if prev is None or not (prev["present"] or prev["swapped"]):
                 fault = "fresh"
             elif prev["frame"] == pages[touched]["frame"]:
@@ -200,6 +231,15 @@ class SpecWorld:
         if p is None or v is None:
             return None
         return (self.model.domains[self.cfg.proc_domain].show(p), v)
+
+
+MEMO_LIMIT = 200_000        # entries per memo; a full memo starts over
+
+
+def _bounded(memo: dict, key):
+    if len(memo) >= MEMO_LIMIT:
+        memo.clear()
+    return key
 
 
 def _norm(text: str) -> str:
@@ -237,7 +277,7 @@ def replay(world: SpecWorld, scn: S.Scenario) -> SpecRun:
         if not S.is_action(s):
             continue
         text = _norm(format_statement(s))
-        st_before = world.mc.unpack(state)
+        st_before = state
         if k < len(prelude):
             if text != prelude[k]:
                 raise OutOfScope(i, f"statement {i} is not the spec's prelude '{prelude[k]}'")
@@ -252,10 +292,9 @@ def replay(world: SpecWorld, scn: S.Scenario) -> SpecRun:
         if not outs:
             raise OutOfScope(i, f"'{text}' is not enabled in the spec's state")
         picks, state = outs[0]
-        after = world.mc.unpack(state)
-        records.append(world.record(i, s.pos.line, st_before, after, world.touched_page(n)))
+        records.append(world.record(i, s.pos.line, st_before, state, world.touched_page(n)))
         labels.append(labels_of(picks))
-        for p in sorted(world.mc.violated(state, list(world.mc.invariants))):
+        for p in world.violated(state):
             viol.append((i, p))
     return SpecRun(tuple(records), tuple(labels), tuple(viol))
 

@@ -14,7 +14,8 @@ from ksmdiff.scenario import ast as A
 from ksmdiff.scenario.layout import Layout
 from ksmdiff.versions import KernelVersion, VersionClause, VersionSet
 
-_BYTES = st.sampled_from([0x11, 0x22, 0x5A, 0xA5, 0xFF])
+BYTES = (0x11, 0x22, 0x5A, 0xA5, 0xFF)
+_BYTES = st.sampled_from(BYTES)
 _VERSIONS = [KernelVersion.parse(v) for v in ("4.19", "5.1", "5.4", "5.8", "5.9", "5.18",
                                                "5.19", "6.1", "6.7", "6.12")]
 
@@ -33,10 +34,12 @@ def version_sets(draw) -> VersionSet:
     return VersionSet(tuple(clauses))
 
 
-@st.composite
-def scenarios(draw, max_steps: int = 14, max_procs: int = 3, max_pages: int = 4,
-              expects: bool = True, knobs: bool = True) -> A.Scenario:
-    """A valid scenario of at most ``max_steps`` statements."""
+def build_statements(ch, max_steps: int = 14, max_procs: int = 3, max_pages: int = 4,
+                     expects: bool = True, knobs: bool = True, scans: bool = True) -> list:
+    """The statements of a valid scenario of at most ``max_steps`` statements, every
+    choice made by ``ch`` (:class:`HypothesisChoices` or :class:`RandomChoices`).  Without
+    ``scans`` the only ksm statement is ``ksm settle``, so that the batch runner can put
+    any number of such scenarios in one batch (their ksm statements agree at every index)."""
     lay = Layout.start("A")
     stmts: list = []
     n_regions = 0
@@ -57,53 +60,53 @@ def scenarios(draw, max_steps: int = 14, max_procs: int = 3, max_pages: int = 4,
                 choices.append((r, ok))
         if not choices:
             return None
-        r, ok = draw(st.sampled_from(choices))
+        r, ok = ch.pick(choices)
         n = regions[r].npages
-        if set(ok) == set(range(n)) and draw(st.booleans()):
+        if set(ok) == set(range(n)) and ch.coin():
             return A.Target(r)
-        lo = draw(st.sampled_from(ok))
+        lo = ch.pick(ok)
         hi = lo
-        while hi + 1 in ok and hi + 1 < n and draw(st.booleans()):
+        while hi + 1 in ok and hi + 1 < n and ch.coin():
             hi += 1
         return A.Target(r, lo, hi)
 
-    for _ in range(draw(st.integers(1, max_steps))):
+    for _ in range(ch.integer(1, max_steps)):
         alive = lay.alive()
         if not alive:
             break
-        p = draw(st.sampled_from(alive))
+        p = ch.pick(alive)
         kinds = ["mmap", "fill", "write", "read", "madvise", "settle", "fork", "mprotect",
-                 "munmap", "exit", "pin", "unpin", "scan"]
+                 "munmap", "exit", "pin", "unpin"] + (["scan"] if scans else [])
         if knobs:
             kinds.append("set")
         if expects:
             kinds += ["expect", "expect", "counter"]
-        kind = draw(st.sampled_from(kinds))
+        kind = ch.pick(kinds)
         if kind == "mmap" and n_regions < 3:
             name = f"r{n_regions}"
             n_regions += 1
-            add(A.Mmap(p, name, draw(st.integers(1, max_pages))))
+            add(A.Mmap(p, name, ch.integer(1, max_pages)))
         elif kind in ("fill", "write", "read"):
             t = target_for(p, need_rw=kind != "read")
             if t is None:
                 continue
             if kind == "fill":
-                add(A.Fill(p, t, draw(st.one_of(st.none(), _BYTES))))
+                add(A.Fill(p, t, ch.pick((None,) + BYTES)))
             elif kind == "write":
-                add(A.Write(p, t, draw(_BYTES)))
+                add(A.Write(p, t, ch.pick(BYTES)))
             else:
                 add(A.Read(p, t))
         elif kind == "madvise":
             t = target_for(p)
             if t is None:
                 continue
-            advice = draw(st.sampled_from(["mergeable", "mergeable", "unmergeable", "dontneed"]))
+            advice = ch.pick(["mergeable", "mergeable", "unmergeable", "dontneed"])
             add(A.Madvise(p, t, advice))
         elif kind == "mprotect":
             t = target_for(p)
             if t is None:
                 continue
-            add(A.Mprotect(p, t, draw(st.sampled_from(["ro", "rw"]))))
+            add(A.Mprotect(p, t, ch.pick(["ro", "rw"])))
         elif kind == "munmap":
             t = target_for(p)
             if t is None:
@@ -124,37 +127,110 @@ def scenarios(draw, max_steps: int = 14, max_procs: int = 3, max_pages: int = 4,
             mine = [k for k, n in lay.procs[p].pins.items() if n > 0]
             if not mine:
                 continue
-            region, i = draw(st.sampled_from(sorted(mine)))
+            region, i = ch.pick(sorted(mine))
             add(A.Unpin(p, A.Target(region, i, i)))
         elif kind == "settle":
             add(A.KsmSettle())
         elif kind == "scan":
-            add(A.KsmScan(draw(st.integers(1, 3))))
+            add(A.KsmScan(ch.integer(1, 3)))
         elif kind == "set":
-            knob = draw(st.sampled_from(["use_zero_pages", "max_page_sharing"]))
-            value = draw(st.integers(0, 1)) if knob == "use_zero_pages" else draw(st.integers(2, 4))
+            knob = ch.pick(["use_zero_pages", "max_page_sharing"])
+            value = ch.integer(0, 1) if knob == "use_zero_pages" else ch.integer(2, 4)
             add(A.KsmSet(knob, value))
         elif kind == "expect":
             t = target_for(p, need_mapped=False)
             if t is None:
                 continue
             flags = ["ksm", "zero-page", "swapped", "present", "unmapped", "exclusive"]
-            touched = target_for(p, need_touched=True) if draw(st.booleans()) else None
+            touched = target_for(p, need_touched=True) if ch.coin() else None
             if touched is not None:
                 t = touched
                 flags += ["reused", "copied"]
-            pred = draw(st.one_of(
-                st.sampled_from(flags).map(A.Flag),
-                st.integers(0, 3).map(A.Mapcount),
-                st.builds(A.Content, st.one_of(st.none(), _BYTES),
-                          st.one_of(st.none(), _BYTES)).map(A.HasContent),
-            ))
-            versions = draw(st.one_of(st.none(), version_sets()))
-            add(A.ExpectPage(p, t, draw(st.booleans()), pred, versions))
+            pred = ch.predicate(flags)
+            add(A.ExpectPage(p, t, ch.coin(), pred, ch.versions()))
         elif kind == "counter":
-            name = draw(st.sampled_from(["cow_ksm", "pages_shared", "pages_sharing", "pgreuse"]))
-            add(A.ExpectCounter(name, draw(st.integers(-3, 3)),
-                                draw(st.one_of(st.none(), version_sets()))))
+            name = ch.pick(["cow_ksm", "pages_shared", "pages_sharing", "pgreuse"])
+            add(A.ExpectCounter(name, ch.integer(-3, 3), ch.versions()))
+    return stmts
+
+
+class HypothesisChoices:
+    """Choices drawn by Hypothesis (which can then shrink them)."""
+
+    def __init__(self, draw):
+        self.draw = draw
+
+    def pick(self, seq):
+        return self.draw(st.sampled_from(list(seq)))
+
+    def integer(self, lo, hi):
+        return self.draw(st.integers(lo, hi))
+
+    def coin(self):
+        return self.draw(st.booleans())
+
+    def predicate(self, flags):
+        return self.draw(st.one_of(
+            st.sampled_from(flags).map(A.Flag),
+            st.integers(0, 3).map(A.Mapcount),
+            st.builds(A.Content, st.one_of(st.none(), _BYTES),
+                      st.one_of(st.none(), _BYTES)).map(A.HasContent)))
+
+    def versions(self):
+        return self.draw(st.one_of(st.none(), version_sets()))
+
+
+class RandomChoices:
+    """The same choices from a seeded ``random.Random``: no per-example engine, for
+    drawing thousands of scenarios a second (``ksmdiff fuzz``); deterministic for a seed."""
+
+    def __init__(self, rng):
+        self.rng = rng
+
+    def pick(self, seq):
+        seq = seq if isinstance(seq, (list, tuple)) else list(seq)
+        return seq[self.rng.randrange(len(seq))]
+
+    def integer(self, lo, hi):
+        return self.rng.randint(lo, hi)
+
+    def coin(self):
+        return self.rng.random() < 0.5
+
+    def predicate(self, flags):
+        k = self.rng.randrange(3)
+        if k == 0:
+            return A.Flag(self.pick(flags))
+        if k == 1:
+            return A.Mapcount(self.integer(0, 3))
+        return A.HasContent(A.Content(self.pick((None,) + BYTES), self.pick((None,) + BYTES)))
+
+    def versions(self):
+        if self.coin():
+            return None
+        clauses = []
+        for _ in range(self.integer(1, 3)):
+            op = self.pick(["==", "<", "<=", ">", ">=", ".."])
+            lo = self.pick(_VERSIONS)
+            if op == "..":
+                clauses.append(VersionClause(op, lo, self.pick([v for v in _VERSIONS if v >= lo])))
+            else:
+                clauses.append(VersionClause(op, lo))
+        return VersionSet(tuple(clauses))
+
+
+def random_scenario(rng, title: str = "fuzz", **kw) -> A.Scenario:
+    """A valid scenario drawn from ``rng`` (``random.Random``); ``kw``: build_statements'."""
+    return A.Scenario(title=title, initial="A",
+                      statements=tuple(build_statements(RandomChoices(rng), **kw)))
+
+
+@st.composite
+def scenarios(draw, max_steps: int = 14, max_procs: int = 3, max_pages: int = 4,
+              expects: bool = True, knobs: bool = True, scans: bool = True) -> A.Scenario:
+    """A valid scenario of at most ``max_steps`` statements."""
+    stmts = build_statements(HypothesisChoices(draw), max_steps, max_procs, max_pages,
+                             expects, knobs, scans)
     title = draw(st.text(st.characters(min_codepoint=32, max_codepoint=126), min_size=1,
                          max_size=30).filter(lambda s: s.strip()))
     tags = tuple(draw(st.lists(st.sampled_from(["seed", "fork", "reuse", "copy", "swap"]),

@@ -40,6 +40,12 @@ class ThreeWayCell:
                 "kernel_reached": sorted(self.kernel_reached), "spec_note": self.why}
 
 
+def on_kernel(target: str) -> bool:
+    """A cell of a real kernel (the host, or a lab kernel 'lab:NAME' under qemu) rather
+    than of a model version."""
+    return target == "host" or target.startswith("lab:")
+
+
 def judge_cell(cell, spec_model=None) -> ThreeWayCell:
     """``cell.records`` are the kernel's (host) or the model's; ``cell.model_records`` the
     model's when the cell ran on a kernel."""
@@ -47,7 +53,7 @@ def judge_cell(cell, spec_model=None) -> ThreeWayCell:
         return ThreeWayCell(cell, None, SpecModelVerdict(SpecModel.OUT_OF_SCOPE),
                             why=f"not run: {cell.status}")
     era = Era.of(cell.version)
-    kernel = cell.target == "host"
+    kernel = on_kernel(cell.target)
     model_records = cell.model_records if kernel else cell.records
     try:
         run = replay(world_for(era, spec_model), cell.scenario)
@@ -91,7 +97,7 @@ def coverage_table(cov: dict) -> str:
     lines = []
     for target, eras in cov.items():
         for era, row in eras.items():
-            kernel = target == "host"
+            kernel = on_kernel(target)
             lines.append(f"coverage on {target} ({era}): corpus {len(row['corpus'])}, model "
                          f"{len(row['model'])}" + (f", kernel {len(row['kernel'])}" if kernel
                                                    else "") + f" of {len(row['labels'])} labels")

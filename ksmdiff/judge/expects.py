@@ -12,11 +12,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from ksmdiff.observe import ANY, Record, counter_key, page_key
+from ksmdiff.observe import ANY, PRCTL_MERGE, Record, counter_key, page_key, proc_counter_key
 from ksmdiff.scenario import ast as A
 from ksmdiff.scenario.layout import layout_at
 from ksmdiff.scenario.printer import format_statement
-from ksmdiff.versions import KernelVersion, has_counter
+from ksmdiff.versions import KernelVersion, has_counter, has_proc_counter
 
 HELD = "held"
 FAILED = "failed"
@@ -130,6 +130,8 @@ def _kernel_may_omit(pred: A.Predicate) -> str | None:
         return pred.name
     if isinstance(pred, A.Mapcount):
         return "mapcount"
+    if isinstance(pred, A.HasContent):
+        return "content"         # a PROT_NONE page is never loaded by the probe
     return None
 
 
@@ -156,12 +158,29 @@ def evaluate_expects(scn: A.Scenario, records: Sequence[Record],
         if last is None and any(isinstance(x, A.ACTION_TYPES) for x in scn.statements[:i]):
             results.append(ExpectResult(i, line, text, FAILED, "no observation recorded"))
             continue
+        if isinstance(s, A.ExpectPrctl):
+            # (before the first action: a new process, MMF_VM_MERGE_ANY clear)
+            values = (last.get(proc_counter_key(s.proc, PRCTL_MERGE)) if last
+                      else frozenset([False]))
+            if values is None:
+                results.append(ExpectResult(i, line, text, SKIPPED,
+                                            "prctl(PR_GET_MEMORY_MERGE) was not observed"))
+                continue
+            ok = _all(values, lambda v: bool(v) == s.on)
+            results.append(ExpectResult(i, line, text, HELD if ok else FAILED,
+                                        f"PR_GET_MEMORY_MERGE gave {_fmt(values)}"))
+            continue
         if isinstance(s, A.ExpectCounter):
-            if not has_counter(version, s.counter):
+            if s.proc is not None:
+                has, key = (has_proc_counter(version, s.counter),
+                            proc_counter_key(s.proc, s.counter))
+            else:
+                has, key = has_counter(version, s.counter), counter_key(s.counter)
+            if not has:
                 results.append(ExpectResult(i, line, text, SKIPPED,
                                             f"{version} has no counter {s.counter}"))
                 continue
-            values = last.get(counter_key(s.counter)) if last else frozenset([0])
+            values = last.get(key) if last else frozenset([0])
             if values is None:
                 # The version has the counter but this stream does not carry it: the
                 # kernel run could not attribute it (a global counter moved by others).

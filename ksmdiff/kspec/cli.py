@@ -21,6 +21,7 @@ import tempfile
 import time
 
 from ksmdiff.errors import InputError, InvalidArgument
+from ksmdiff.internal.atomic import write_text_atomically
 from ksmdiff.versions import Era, KernelVersion
 
 HELP = "prove the formal spec's properties (Z3: k-induction, BMC) for every kernel era"
@@ -99,7 +100,8 @@ def run(args) -> int:
     temp_out = out is None
     if temp_out:
         out = tempfile.mkdtemp(prefix="ksmdiff-prove-")
-    progress = _Progress(quiet=args.quiet)
+    from ksmdiff.internal.progress import Progress
+    progress = Progress(quiet=args.quiet)
 
     def show(r):
         if args.quiet and r.status not in (Status.FAILED, Status.VACUOUS) and \
@@ -138,53 +140,31 @@ def run(args) -> int:
         else:
             os.rmdir(out)
     if args.json:
-        with open(args.json, "w") as fh:
-            json.dump({"seconds": round(total, 3), "results": [r.to_json() for r in results]},
-                      fh, indent=1)
+        write_text_atomically(args.json, json.dumps(prove_record(args, results, total, t0),
+                                                    indent=1) + "\n")
     return 1 if bad else 0
 
 
-class _Progress:
-    """Where the prover is: a rich status line on a terminal, one stderr line per stage
-    otherwise, nothing when quiet.  Result lines go to stdout above the status line."""
+PROVE_FORMAT = 1
 
-    def __init__(self, quiet: bool, stream=None):
-        self.quiet = quiet
-        self.stream = stream or sys.stderr
-        self.status = None
-        self.console = None
-        if not quiet and sys.stdout.isatty():
-            try:
-                from rich.console import Console
-                self.console = Console()
-            except ImportError:
-                self.console = None
 
-    def __enter__(self):
-        if self.console is not None:
-            self.status = self.console.status("starting")
-            self.status.__enter__()
-        return self
-
-    def __exit__(self, *exc):
-        if self.status is not None:
-            self.status.__exit__(*exc)
-            self.status = None
-        return False
-
-    def stage(self, text: str) -> None:
-        if self.quiet:
-            return
-        if self.status is not None:
-            self.status.update(text)
-        else:
-            print(f"... {text}", file=self.stream, flush=True)
-
-    def line(self, text: str) -> None:
-        if self.console is not None and self.status is not None:
-            self.console.print(text, highlight=False, markup=False, soft_wrap=True)
-        else:
-            print(text, flush=True)
+def prove_record(args, results, total: float, t0: float) -> dict:
+    """The machine-readable result of one ``prove`` (``--json``; ``ksmdiff report`` reads
+    it beside run records): per model, era and property the status, and for a failed one
+    its counterexample as data (``trace``) and as the text written to ``--out``."""
+    from ksmdiff import __version__
+    rows = []
+    for r in results:
+        row = r.to_json()
+        row["counterexample_text"] = None
+        if r.file:
+            with open(r.file) as fh:
+                row["counterexample_text"] = fh.read()
+        rows.append(row)
+    return {"tool": "ksmdiff", "kind": "prove", "format": PROVE_FORMAT,
+            "tool_version": __version__, "argv": sys.argv[1:],
+            "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t0)),
+            "mutants": bool(args.mutants), "seconds": round(total, 3), "results": rows}
 
 
 def main(argv=None) -> int:

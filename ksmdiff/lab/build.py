@@ -868,6 +868,7 @@ def find_source(known: KnownSources, source_id: str) -> Source | None:
 class Outcome(enum.Enum):
     BUILT = "built"
     CACHED = "cached"
+    STORED = "stored"             # no source here, but the store holds a build of it
     NO_SOURCE = "not run: no source"
     FAILED = "failed"
 
@@ -892,7 +893,15 @@ def build_known(names: Sequence[str] = (), jobs: int = 2,
         src = find_source(known, k.source_id)
         if src is None:
             roots = ", ".join(map(str, known.search)) or "(no search roots)"
-            out.append((k.name, Outcome.NO_SOURCE, f"{k.source_id} found in none of {roots}"))
+            have = store.get_kernel(k.name)
+            if have is not None:
+                # still runnable: say so, and that it cannot be rebuilt here
+                out.append((k.name, Outcome.STORED,
+                            f"{have.release}, built earlier; {k.source_id} found in none "
+                            f"of {roots}, so it is not rebuilt"))
+            else:
+                out.append((k.name, Outcome.NO_SOURCE,
+                            f"{k.source_id} found in none of {roots}"))
             continue
         try:
             r = build(src, k.name, k.patches, k.config, jobs=jobs, echo=echo)
@@ -938,15 +947,25 @@ def register(lab_sub) -> None:
                         "it to one)")
     b.add_argument("-j", "--jobs", type=int, default=2, help="make -j (default 2)")
     b.add_argument("-v", "--verbose", action="store_true", help="echo build steps")
+    b.add_argument("-q", "--quiet", action="store_true", help="no progress")
     b.set_defaults(func=cmd_build)
 
 
 def cmd_build(args) -> int:
     import sys
     from ksmdiff.errors import UsageError
-    echo = (lambda m: print(f"  {m}", file=sys.stderr)) if args.verbose else None
     if args.jobs < 1:
         raise UsageError("--jobs must be at least 1")
+    from ksmdiff.internal.progress import Progress
+    if args.verbose:             # every step already: no progress display beside it
+        return _cmd_build(args, lambda m: print(f"  {m}", file=sys.stderr))
+    with Progress(quiet=args.quiet) as prog:
+        return _cmd_build(args, lambda m: prog.stage(f"lab build: {m}"))
+
+
+def _cmd_build(args, echo) -> int:
+    import sys
+    from ksmdiff.errors import UsageError
     if args.all_known:
         if args.source or args.patch or args.config:
             raise UsageError("--all-known takes no --source, --patch or --config")

@@ -94,3 +94,5 @@ def register(sub) -> None:
         _build = importlib.import_module("ksmdiff.lab.build")
         if hasattr(_build, "register"):
             _build.register(lsub)
+    from ksmdiff.lab import race as _race                          # ``lab race``
+    _race.register(lsub)

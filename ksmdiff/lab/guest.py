@@ -327,7 +327,10 @@ def qemu_command(kernel: KernelImage, initrd: Path, out: Path, *, smp: int = 1) 
     # mem-merge=off: qemu marks guest RAM MADV_MERGEABLE by default, and the host's ksmd
     # (a --kernel host run beside the lab) would merge it into the host's KSM counters
     return [QEMU, "-accel", "tcg", "-machine", "pc,mem-merge=off", "-cpu", "max",
-            "-m", MEMORY, "-smp", str(smp),
+            # one CPU per socket: SeaBIOS's MP table (the only CPU list of a kernel without
+            # ACPI, as the lab's source builds are) names one CPU per package, so two cores
+            # of one socket boot as one CPU
+            "-m", MEMORY, "-smp", f"{smp},sockets={smp},cores=1,threads=1",
             "-nographic", "-no-reboot", "-nodefaults", "-serial", "stdio",
             "-kernel", str(boot_image(kernel)), "-initrd", str(initrd), "-append", append,
             "-virtfs", "local,path=/,mount_tag=host,security_model=none,readonly=on,"

@@ -103,6 +103,18 @@ verified or inferred); the era of ``do_wp_page`` comes from the same table.  Amo
   less.
 * a knob change that the kernel refuses (``max_page_sharing`` while pages are counted
   shared: EBUSY) keeps the old value and is said in the record's ``note``.
+* ``ksm unmerge-all`` (run=2) follows unmerge_and_remove_all_rmap_items() in every era:
+  break_ksm() on every VM_MERGEABLE page, every rmap_item dropped, the mm_slots kept,
+  remove_all_stable_nodes(); ``full_scans`` is then ANY (``ksm_scan.seqnr = 0``).
+* the ksmd gauges ``pages_unshared`` / ``pages_volatile`` are read off the scenario's
+  rmap_items (UNSTABLE_FLAG; neither tree); per-process counters off each process's
+  rmap_items and KSM zero ptes; ``prctl_merge@P`` is MMF_VM_MERGE_ANY.
+* ``mlock`` populates (a write fault where the range is writable, else a read fault) and
+  sets VM_LOCKED, which makes do_swap_page() free the swap cache; ``force-write`` is a
+  GUP write fault whatever the protection; PROT_NONE ptes are not followed by 6.1-6.4
+  follow_page() (474098edac26), so ksmd skips them there.
+* >= 6.7 smart scan (``smart_scan`` set by the scenario): should_skip_rmap_item() with the
+  rmap_item's age and skip_age(), counted in ``pages_skipped``.
 
 Counters are deltas since the scenario began and appear only on versions that have them
 (``versions.has_counter``).  ``pages_shared``/``pages_sharing``/``stable_nodes_removed``
@@ -128,10 +140,8 @@ Mutants (``MUTANTS``), all in 5.1-5.8's ``reuse_ksm_page``/``do_wp_page``:
   broke only in the scanning process (see ksm.write_protect_page).  Its single mapper's
   write is then reused instead of copied: an observable change, no isolation break.
 
-Left out: mlock (VM_LOCKED also makes do_swap_page free the swap cache; no scenario
-mlocks); THP/large folios; NUMA (merge_across_nodes is accepted and ignored); stable-node
-migration and chain pruning; ``run=2``; smart scan and the advisor (the runner disables
-them); memory pressure beyond the allowances above, and swap-in readahead; the
+Left out: THP/large folios; NUMA (merge_across_nodes is accepted and ignored); stable-node
+migration and chain pruning; the advisor (the runner disables it); memory pressure beyond the allowances above, and swap-in readahead; the
 per-VMA-lock ``VM_FAULT_RETRY``; uffd-wp and soft-dirty; hwpoison; races (the ``retry``
 outcome is never predicted); addresses (scan order inside an mm assumes top-down mmap:
 later regions first, pages ascending); MADV_PAGEOUT skipping a page that still sits in

@@ -325,6 +325,11 @@ def break_ksm(m: Machine, p: Process, slot: PageSlot) -> None:
     if not pte.present:
         return
     f = pte.frame
+    if slot.prot == "none" and m.has("follow_page_skips_protnone") \
+            and not m.has("break_ksm_unshare"):
+        # 6.1 break_ksm(): follow_page() finds no page behind a PROT_NONE pte (474098edac26);
+        # from 6.2 break_ksm() walks the page table itself (walk_page_range_vma())
+        return
     # >= 6.6 break_ksm(): also KSM-placed zero pages (is_ksm_zero_pte, 79271476b336)
     if not (f.ksm or (pte.ksm_zero and m.has("ksm_zero_pages"))):
         return
@@ -357,6 +362,40 @@ def lru_add_drain_all(m: Machine) -> None:
         f.maybe_pvec = False
 
 
+def skip_age(age: int) -> int:
+    """>= 6.7 skip_age(): how many scans to skip next, by how often merging failed."""
+    if age <= 3:
+        return 1
+    if age <= 5:
+        return 2
+    if age <= 8:
+        return 4
+    return 8
+
+
+def should_skip_rmap_item(m: Machine, page: Frame, item: RmapItem) -> bool:
+    """>= 6.7 should_skip_rmap_item() (5e924ff54d08, smart scan): a page that is not KSM is
+    skipped for skip_age(age) scans once its rmap_item is 3 scans old; a skipped item
+    leaves its tree (remove_rmap_item_from_tree) and counts in pages_skipped.  The age is
+    never reset (a new rmap_item starts at 0)."""
+    if not m.ksm.knobs.smart_scan:
+        return False
+    if page.ksm:                               # folio_test_ksm(): never skipped
+        return False
+    age = item.age
+    if age != 255:                             # U8_MAX
+        item.age += 1
+    if age < 3:
+        return False
+    if not item.remaining_skips:
+        item.remaining_skips = skip_age(age)
+        return False
+    m.count("pages_skipped")
+    item.remaining_skips -= 1
+    remove_rmap_item_from_tree(m, item)
+    return True
+
+
 def ksm_do_scan_full(m: Machine) -> None:
     """One full scan: scan_get_next_rmap_item() over every mm_slot, cmp_and_merge_page()
     for each anonymous page of a VM_MERGEABLE vma, dropping the rmap_items of addresses
@@ -384,6 +423,10 @@ def ksm_do_scan_full(m: Machine) -> None:
         for key in sorted(set(cands) | set(p.rmap_items), key=addr_order):
             s = cands.get(key)
             page = s.pte.frame if s is not None and s.pte.present else None
+            if page is not None and s.prot == "none" and m.has("follow_page_skips_protnone"):
+                # 6.1-6.4 follow_page(): pte_protnone() && !gup_can_follow_protnone() ->
+                # no page (474098edac26 .. d74943a2f3cd)
+                page = None
             if page is None or page.zero or not page.anon:
                 # follow_page() found nothing (or not PageAnon): the old item goes
                 item = p.rmap_items.pop(key, None)
@@ -393,11 +436,14 @@ def ksm_do_scan_full(m: Machine) -> None:
             item = p.rmap_items.get(key)
             if item is None:
                 item = p.rmap_items[key] = RmapItem(p, key)
+            if should_skip_rmap_item(m, page, item):
+                continue                       # >= 6.7 smart scan: goto next_page
             m.get_page(page)                   # follow_page(FOLL_GET)
             cmp_and_merge_page(m, p, s, item)
             m.put_page(page)
     prune_unreferenced_stale_nodes(m)
     ksm.full_scans += 1
+    m.count("full_scans")                      # ksm_scan.seqnr++ (sysfs full_scans)
 
 
 def prune_unreferenced_stale_nodes(m: Machine) -> None:
@@ -412,6 +458,31 @@ def prune_unreferenced_stale_nodes(m: Machine) -> None:
         if stale and not node.hlist:
             m.count_choices("stable_nodes_removed", (0, -1))
             remove_node_from_stable_tree(m, node)
+
+
+def unmerge_and_remove_all_rmap_items(m: Machine) -> None:
+    """run_store(KSM_RUN_UNMERGE) -> unmerge_and_remove_all_rmap_items() (every era):
+    for every mm_slot, unmerge_ksm_pages() over each VM_MERGEABLE vma, then
+    remove_trailing_rmap_items() drops all its rmap_items; the mm_slot (MMF_VM_MERGEABLE,
+    MMF_VM_MERGE_ANY, VM_MERGEABLE) stays unless the mm is exiting, so ksmd merges again at
+    its next run; then remove_all_stable_nodes() and ``ksm_scan.seqnr = 0``."""
+    for p in list(m.ksm.mm_slots):
+        if p.alive:
+            # for_each_vma: VM_MERGEABLE && anon_vma -> unmerge_ksm_pages(): break_ksm()
+            unmerge_ksm_pages(m, p, [s for _r, s in p.slots() if s.mergeable])
+        # remove_trailing_rmap_items(&mm_slot->rmap_list)
+        for key in sorted(p.rmap_items, key=addr_order):
+            remove_rmap_item_from_tree(m, p.rmap_items[key])
+        p.rmap_items.clear()
+        if not p.alive:
+            # ksm_test_exit(mm): mm_slot_free(), clear_bit(MMF_VM_MERGEABLE)
+            m.ksm.mm_slots.remove(p)
+            p.ksm_entered = False
+    # "Clean up stable nodes, but don't worry if some are still busy"
+    remove_all_stable_nodes(m)
+    # ksm_scan.seqnr = 0: full_scans restarts from 0, and the scenario does not know the
+    # value it had (every ksm user on the machine moved it)
+    m.count_any("full_scans")
 
 
 def remove_all_stable_nodes(m: Machine) -> bool:

@@ -360,13 +360,14 @@ def ksm_might_need_to_copy(m: Machine, p: Process, slot: PageSlot, page: Frame) 
     return new
 
 
-def should_try_to_free_swap(m: Machine, page: Frame, write: bool) -> bool:
+def should_try_to_free_swap(m: Machine, page: Frame, write: bool,
+                            slot: PageSlot | None = None) -> bool:
     """>= 5.18 mm/memory.c should_try_to_free_swap() (c145e0b47c77).  Swap more than half
-    full (mem_cgroup_swap_full) is the environment's ``swap_full``; VM_LOCKED and mlocked
-    pages do not occur (no scenario mlocks)."""
+    full (mem_cgroup_swap_full) is the environment's ``swap_full``; VM_LOCKED is the
+    slot's ``locked`` (mlock)."""
     if not page.swapcache:
         return False
-    if m.env("swap_full"):
+    if m.env("swap_full") or (slot is not None and slot.locked):
         return True
     return write and not page.ksm and page.refcount == 2
 
@@ -394,7 +395,7 @@ def do_swap_page(m: Machine, p: Process, slot: PageSlot, *, write: bool) -> None
         # >= 5.19 do_swap_page(): exclusive from the swp pte or from a fresh copy
         exclusive = (not page.ksm) and (exclusive_entry or page is not swapcache)
         swapcache.swap_refs -= 1               # swap_free(entry)
-        if should_try_to_free_swap(m, page, write):
+        if should_try_to_free_swap(m, page, write, slot):
             try_to_free_swap(m, page)
         if not page.ksm and (exclusive or page.refcount == 1):
             if write:
@@ -409,7 +410,7 @@ def do_swap_page(m: Machine, p: Process, slot: PageSlot, *, write: bool) -> None
         # 5.18 do_swap_page() (c145e0b47c77): swap_free, should_try_to_free_swap(), then a
         # write maps the page writable if it is a fresh copy or page_count == 1; never KSM
         swapcache.swap_refs -= 1               # swap_free(entry)
-        if should_try_to_free_swap(m, page, write):
+        if should_try_to_free_swap(m, page, write, slot):
             try_to_free_swap(m, page)
         if write and not page.ksm and (page is not swapcache or page.refcount == 1):
             make_writable, write = True, False
@@ -425,7 +426,7 @@ def do_swap_page(m: Machine, p: Process, slot: PageSlot, *, write: bool) -> None
         # VM_LOCKED) || PageMlocked(page)) try_to_free_swap(page).  A singly-mapped KSM
         # page then leaves the swap cache with page_count 1, and the write below goes
         # through do_wp_page() -> 5.1-5.8 reuse_ksm_page(): the frame is kept
-        if m.env("swap_full"):
+        if m.env("swap_full") or slot.locked:
             try_to_free_swap(m, page)
     pte.swap, pte.swp_exclusive = None, False
     pte.present, pte.frame = True, page
@@ -508,7 +509,8 @@ def copy_pte(m: Machine, src: PageSlot, dst: PageSlot) -> None:
 
 def change_pte_range(m: Machine, slot: PageSlot, prot: str) -> None:
     pte = slot.pte
-    if prot == "ro":
+    if prot in ("ro", "none"):
+        # PROT_READ / PROT_NONE (x86: _PAGE_PROTNONE, still present for pagemap): no write
         pte.writable = False
         return
     if not pte.present or pte.writable:

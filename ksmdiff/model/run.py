@@ -11,19 +11,22 @@ from ksmdiff.model import memory as M
 from ksmdiff.model.invariants import Violation, check
 from ksmdiff.model.machine import Machine
 from ksmdiff.model.state import PageSlot, Process, Region, ZERO_CONTENT
-from ksmdiff.observe import (ABSENT, ANY, PAGE_FIELDS, History, Record, changes,
-                             counter_key, page_key)
+from ksmdiff.observe import (ABSENT, ANY, PAGE_FIELDS, PRCTL_MERGE, History, Record, changes,
+                             counter_key, page_key, proc_counter_key)
 from ksmdiff.scenario import ast as A
 from ksmdiff.scenario.validate import implied_features
-from ksmdiff.versions import (FEATURE_NOTES, COUNTERS, FACTS, Era, KernelVersion, has_counter,
-                              has_fact, has_feature)
+from ksmdiff.versions import (FEATURE_NOTES, COUNTERS, FACTS, PROC_COUNTERS, Era,
+                              KernelVersion, has_counter, has_fact, has_feature,
+                              has_proc_counter)
 
 MUTANTS = ("no-freeze", "freeze-at-2", "no-swapcache-check", "no-stable-node-check",
            "reuse-mapcount-2")
 
-# Fault-time counters: they keep moving while a pinned twin churns, so a settle's
-# fixpoint ignores them.
-FAULT_COUNTERS = ("cow_ksm", "pgreuse", "ksm_swpin_copy")
+# Counters a settle's fixpoint ignores: the fault-time ones keep moving while a pinned twin
+# churns, full_scans grows with every scan, and the rmap_item gauges alternate under smart
+# scan.
+FAULT_COUNTERS = ("cow_ksm", "pgreuse", "ksm_swpin_copy", "full_scans", "pages_unshared",
+                  "pages_volatile", "pages_skipped")
 SETTLE_MIN_SCANS = 2
 SETTLE_MAX_SCANS = 64
 
@@ -169,6 +172,9 @@ class Interpreter:
         self._content_text: dict = {}       # Content -> its text
         self._fields_of: dict = {}          # page state -> its fields (_page_fields)
         self.m.procs[scn.initial] = Process(scn.initial)
+        # per-process counters at the creation of each process (``expect counter P NAME``
+        # is the change since then): 0 for the first; a child's at fork
+        self.proc_base: dict[str, dict[str, int]] = {scn.initial: {}}
 
     # ------------------------------------------------------------------ driver
     def run(self) -> None:
@@ -182,7 +188,7 @@ class Interpreter:
             touched: list[tuple[Process, Region, PageSlot]] = []
             before = {}
             handler = getattr(self, "do_" + type(s).__name__)
-            if isinstance(s, (A.Fill, A.Write, A.Read)):
+            if isinstance(s, (A.Fill, A.Write, A.ForceWrite, A.Read)):
                 p = m.procs[s.proc]
                 r = p.regions[s.target.region]
                 for idx in s.target.indices(len(r.pages)):
@@ -351,14 +357,45 @@ class Interpreter:
         for k in self._shown_faults - fault_keys:
             delta[k] = ABSENT
         self._shown_faults = fault_keys
+        counters = self._counter_values()
+        shown_c = self._shown_counters
+        for k, v in counters.items():
+            if shown_c.get(k, ABSENT) != v:
+                delta[k] = v
+        for k in shown_c.keys() - counters.keys():
+            delta[k] = ABSENT
+        self._shown_counters = counters
+        return delta
+
+    def _counter_values(self) -> dict:
+        """The counter fields of a record (key -> allowed set): the event counters, the
+        gauges that follow ksmd's rmap_items, each live process's ksm_stat counters and its
+        prctl merge flag."""
         m = self.m
+        out: dict = {}
+        gauges = self.ksmd_gauges()
+        # 6.1-6.4 with PROT_NONE mergeable pages: stable 6.1.y levels took d74943a2f3cd in
+        # some form (the lab's 6.1.192 keeps rmap_items for them but merges none), so the
+        # rmap_item gauges there are not predicted
+        protnone_open = m.has("follow_page_skips_protnone") and any(
+            s.prot == "none" and s.mergeable for p in m.live_procs() for _r, s in p.slots())
         for name in COUNTERS:
             if has_counter(m.version, name):
-                v = m.counter(name)
-                if self._shown_counters.get(name, ABSENT) != v:
-                    delta[counter_key(name)] = v
-                    self._shown_counters[name] = v
-        return delta
+                if name in gauges:
+                    out[counter_key(name)] = ANY if protnone_open else frozenset([gauges[name]])
+                else:
+                    out[counter_key(name)] = m.counter(name)
+        for p in m.live_procs():
+            base = self.proc_base.get(p.name, {})
+            for name, value in self.proc_counters(p).items():
+                if has_proc_counter(m.version, name):
+                    out[proc_counter_key(p.name, name)] = (
+                        ANY if protnone_open and name == "ksm_rmap_items"
+                        else frozenset([value - base.get(name, 0)]))
+            if has_feature(m.version, "prctl-merge"):
+                # >= 6.4 prctl(PR_GET_MEMORY_MERGE): test_bit(MMF_VM_MERGE_ANY)
+                out[proc_counter_key(p.name, PRCTL_MERGE)] = frozenset([p.merge_any])
+        return out
 
     def fields(self, faults: dict) -> dict:
         """The whole state as a record shows it (for callers outside the run loop)."""
@@ -369,10 +406,34 @@ class Interpreter:
                     out[page_key(*key, name)] = v
             if key in faults:
                 out[page_key(*key, "fault")] = faults[key]
-        for name in COUNTERS:
-            if has_counter(self.m.version, name):
-                out[counter_key(name)] = self.m.counter(name)
+        out.update(self._counter_values())
         return out
+
+    def ksmd_gauges(self) -> dict[str, int]:
+        """The sysfs gauges that follow ksmd's rmap_items, from the scenario's own items
+        (its processes', the exited ones' included until ksmd drops them):
+        ``ksm_pages_unshared`` counts rmap_items with UNSTABLE_FLAG (++ in
+        unstable_tree_search_insert(), -- in remove_rmap_item_from_tree()); after a full
+        scan those are the ones inserted by that scan.  ``pages_volatile`` is
+        ksm_rmap_items - pages_shared - pages_sharing - pages_unshared (general sysfs
+        show function, every era).  ``pages_skipped`` (>= 6.7) is counted by the smart
+        scan (ksm.should_skip_rmap_item), off unless the scenario sets smart_scan."""
+        items = [it for p in self.m.procs.values() for it in p.rmap_items.values()]
+        unshared = sum(1 for it in items if it.unstable and it.head is None)
+        stable = sum(1 for it in items if it.head is not None)
+        return {"pages_unshared": unshared,
+                "pages_volatile": len(items) - stable - unshared}
+
+    def proc_counters(self, p: Process) -> dict[str, int]:
+        """What one process's ksm_stat file shows (proc_pid_ksm_stat()): mm->ksm_rmap_items
+        (alloc/free_rmap_item), mm->ksm_merging_pages (++ stable_tree_append(), -- when the item leaves the stable
+        tree), mm->ksm_zero_pages (>= 6.6: ++ replace_page() with the zero page, -- when
+        such a pte goes: ksm_might_unmap_zero_page())."""
+        return {"ksm_rmap_items": len(p.rmap_items),
+                "ksm_merging_pages": sum(1 for it in p.rmap_items.values()
+                                         if it.head is not None),
+                "ksm_zero_pages": sum(1 for _r, s in p.slots()
+                                      if s.pte.present and s.pte.ksm_zero)}
 
     # ------------------------------------------------------------------ helpers
     def slots(self, proc: str, target: A.Target) -> list[PageSlot]:
@@ -412,6 +473,20 @@ class Interpreter:
         p = self.m.procs[s.proc]
         for slot in self.slots(s.proc, s.target):
             self.user_write(p, slot, A.Content(slot.logical.fill, s.byte))
+
+    def do_ForceWrite(self, s: A.ForceWrite) -> None:
+        # /proc/PID/mem: access_remote_vm() -> get_user_pages_remote(FOLL_FORCE |
+        # FOLL_WRITE) on a COW mapping: a write fault whatever the protection (all eras;
+        # check_vma_flags() allows FOLL_FORCE writes to private mappings); in a vma without
+        # VM_WRITE the new pte stays read-only (maybe_mkwrite), and the data goes in
+        # through the kernel mapping of the page
+        p = self.m.procs[s.proc]
+        for slot in self.slots(s.proc, s.target):
+            content = A.Content(slot.logical.fill, s.byte)
+            M.handle_mm_fault(self.m, p, slot, write=True)
+            assert slot.pte.present and not slot.pte.frame.zero, "GUP write left no page"
+            slot.pte.frame.content = content
+            slot.logical = content
 
     def do_Read(self, s: A.Read) -> None:
         p = self.m.procs[s.proc]
@@ -501,6 +576,9 @@ class Interpreter:
         # ksm_fork(): a child of an MMF_VM_MERGEABLE mm gets its own mm_slot
         if parent.ksm_entered:
             K.ksm_enter(m, child)
+        # dup_mm() copies the mm's KSM counters (reset in ksm_fork() from the fork-counter
+        # fix on); either way ``expect counter C ...`` counts from here
+        self.proc_base[s.child] = self.proc_counters(child)
 
     def do_Exit(self, s: A.Exit) -> None:
         m = self.m
@@ -543,6 +621,27 @@ class Interpreter:
             f = p.pins[(s.target.region, idx)].pop()
             m.put_page(f)
 
+    def do_Mlock(self, s: A.Mlock) -> None:
+        # all eras: mlock_fixup() sets VM_LOCKED, then __mm_populate() ->
+        # populate_vma_page_range(): FOLL_WRITE when (VM_WRITE | VM_SHARED) == VM_WRITE
+        # ("to break COW"), else a read (FOLL_FORCE); GUP faults only where follow_page()
+        # finds no page it may use (absent, or read-only for a write)
+        self.note_split(s.proc, s.target)
+        p = self.m.procs[s.proc]
+        for slot in self.slots(s.proc, s.target):
+            slot.locked = True
+            slot.maybe_absent = False          # populated either way
+            write = slot.prot == "rw"
+            pte = slot.pte
+            if not pte.present or (write and not pte.writable):
+                M.handle_mm_fault(self.m, p, slot, write=write)
+
+    def do_Munlock(self, s: A.Munlock) -> None:
+        # munlock_fixup(): VM_LOCKED cleared; no fault
+        self.note_split(s.proc, s.target)
+        for slot in self.slots(s.proc, s.target):
+            slot.locked = False
+
     def do_Prctl(self, s: A.Prctl) -> None:
         m = self.m
         p = m.procs[s.proc]
@@ -566,12 +665,11 @@ class Interpreter:
             p.merge_any = False
 
     def _observable(self) -> tuple:
-        """What a settle's fixpoint compares: every page's state and the counters that are
-        not fault-time counters."""
-        m = self.m
+        """What a settle's fixpoint compares: every page's state and the counter fields
+        that are not fault-time counters."""
+        fault = {counter_key(c) for c in FAULT_COUNTERS}
         return (self._page_states(),
-                {c: m.counter(c) for c in COUNTERS
-                 if c not in FAULT_COUNTERS and has_counter(m.version, c)})
+                {k: v for k, v in self._counter_values().items() if k not in fault})
 
     def do_KsmSettle(self, s: A.KsmSettle) -> None:
         """At least two full scans, then until one more changes nothing observable."""
@@ -585,7 +683,14 @@ class Interpreter:
                 break
         else:
             m.notes.append(f"no fixpoint after {SETTLE_MAX_SCANS} scans")
+        # a kernel's settle waits for quiet gauges, so it may take more scans than this
+        m.count_any("full_scans")
         self._after_scans()
+
+    def do_KsmUnmergeAll(self, s: A.KsmUnmergeAll) -> None:
+        # all eras: run_store(KSM_RUN_UNMERGE) -> unmerge_and_remove_all_rmap_items();
+        # the runner then writes run=0 (ksmd stays paused between ksm statements)
+        K.unmerge_and_remove_all_rmap_items(self.m)
 
     def do_KsmScan(self, s: A.KsmScan) -> None:
         for _ in range(s.scans):
@@ -605,6 +710,10 @@ class Interpreter:
         knobs = m.ksm.knobs
         if s.knob == "use_zero_pages":
             knobs.use_zero_pages = s.value
+            return
+        if s.knob == "smart_scan":
+            # >= 6.7 smart_scan_store(): takes effect at the next rmap_item visited
+            knobs.smart_scan = s.value
             return
         if getattr(knobs, s.knob) == s.value:
             return

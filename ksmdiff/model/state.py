@@ -74,6 +74,8 @@ class RmapItem:
     oldchecksum: Optional[Content] = None   # None: never computed (kzalloc'd 0)
     head: Optional[StableNode] = None       # STABLE_FLAG
     unstable: bool = False                   # UNSTABLE_FLAG, in this scan's unstable tree
+    age: int = 0                             # >= 6.7 smart scan: rmap_age_t age (u8)
+    remaining_skips: int = 0                 # >= 6.7 smart scan
 
 
 @dataclass(eq=False, slots=True)
@@ -105,6 +107,7 @@ class PageSlot:
     mapped: bool = True
     prot: str = "rw"
     mergeable: bool = False           # VM_MERGEABLE of the vma holding the page
+    locked: bool = False              # VM_LOCKED (mlock; not inherited by fork)
     logical: Content = ZERO_CONTENT   # what this process wrote or inherited (the oracle)
     last_frame: Optional[Frame] = None  # the frame at the end of the previous step
     region: Optional["Region"] = None   # the vma (region) holding the page
@@ -153,6 +156,7 @@ class Knobs:
     use_zero_pages: int = 0
     max_page_sharing: int = 256
     merge_across_nodes: int = 1
+    smart_scan: int = 0               # >= 6.7 (the runner pins it to 0 unless a scenario sets it)
 
 
 @dataclass(eq=False)

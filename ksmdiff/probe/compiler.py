@@ -13,6 +13,10 @@ from dataclasses import dataclass, field
 from ksmdiff.scenario import ast as A
 from ksmdiff.scenario.layout import Layout, Proc as LayoutProc
 
+# sysfs values that move only while ksmd runs, for the whole machine (the runner reads
+# them around a barrier: a scenario can own them only when it runs alone)
+KSMD_GAUGES = ("pages_unshared", "pages_volatile", "full_scans", "pages_skipped")
+
 
 
 @dataclass(frozen=True)
@@ -28,6 +32,10 @@ class Program:
     zero_merges: bool = False              # real (unsalted) zero pages meet ksmd with
                                            # use_zero_pages=0: at most one such per batch
     has_pins: bool = False                 # pins pages: may own settle-time events
+    quiet: bool = False                    # needs ksmd's machine-wide gauges as its own
+                                           # (expects pages_unshared, ..., or unmerges
+                                           # everything): alone, after a reap
+    unmerge_all: bool = False              # has ``ksm unmerge-all`` (run=2)
     scan_knobs: dict = field(default_factory=dict)
                                            # barrier index -> {knob: value} this scenario
                                            # needs while ksmd runs there (use_zero_pages,
@@ -110,6 +118,14 @@ def compile_scenario(scn: A.Scenario, salt: int | None = None) -> Program:
     scan_knobs: dict = {}
     scanned = False             # a settle or scan came before
     zero_pages_knob = 0         # use_zero_pages as this scenario left it
+    unmerge_all = False
+    # ksmd-wide sysfs gauges cannot be told apart between the scenarios of a batch
+    quiet = any(isinstance(s, A.ExpectCounter) and s.proc is None and s.counter in KSMD_GAUGES
+                for s in scn.statements)
+    if quiet:
+        solo.append("expects a ksmd-wide counter (" + ", ".join(
+            sorted({s.counter for s in scn.statements if isinstance(s, A.ExpectCounter)
+                    and s.proc is None and s.counter in KSMD_GAUGES})) + ")")
 
     def pidx(name: str) -> int:
         return procs.index(name)
@@ -141,7 +157,7 @@ def compile_scenario(scn: A.Scenario, salt: int | None = None) -> Program:
                 base[(s.proc, s.target.region)][i] = "zero" if s.byte is None else "fill"
             b = "z" if s.byte is None else f"0x{s.byte:02x}"
             lines.append(f"{k} fill {p} {regions.index(s.target.region)} {lo} {hi} {b}")
-        elif isinstance(s, A.Write):
+        elif isinstance(s, (A.Write, A.ForceWrite)):
             pages = base[(s.proc, s.target.region)]
             r = regions.index(s.target.region)
             if s.byte == 0 and any(pages[i] == "zero" for i in rng(s.proc, s.target)[2]):
@@ -154,7 +170,8 @@ def compile_scenario(scn: A.Scenario, salt: int | None = None) -> Program:
             for i in list(idx) + [None]:
                 flag = None if i is None else int(pages[i] == "zero" and s.byte != 0)
                 if run_lo is not None and (i is None or flag != run_flag):
-                    lines.append(f"{k} write {p} {r} {run_lo} {prev} 0x{s.byte:02x} {run_flag}")
+                    op = "fwrite" if isinstance(s, A.ForceWrite) else "write"
+                    lines.append(f"{k} {op} {p} {r} {run_lo} {prev} 0x{s.byte:02x} {run_flag}")
                     run_lo = None
                 if i is not None:
                     if run_lo is None:
@@ -172,7 +189,7 @@ def compile_scenario(scn: A.Scenario, salt: int | None = None) -> Program:
             lines.append(f"{k} madv {p} {regions.index(s.target.region)} {lo} {hi} {adv}")
         elif isinstance(s, A.Mprotect):
             lo, hi, _ = rng(s.proc, s.target)
-            pr = "r" if s.prot == "ro" else "w"
+            pr = {"ro": "r", "rw": "w", "none": "n"}[s.prot]
             lines.append(f"{k} mprot {p} {regions.index(s.target.region)} {lo} {hi} {pr}")
         elif isinstance(s, A.Munmap):
             lo, hi, _ = rng(s.proc, s.target)
@@ -198,10 +215,21 @@ def compile_scenario(scn: A.Scenario, salt: int | None = None) -> Program:
         elif isinstance(s, A.Unpin):
             lo, hi, _ = rng(s.proc, s.target)
             lines.append(f"{k} unpin {p} {regions.index(s.target.region)} {lo} {hi}")
+        elif isinstance(s, (A.Mlock, A.Munlock)):
+            lo, hi, _ = rng(s.proc, s.target)
+            op = "mlock" if isinstance(s, A.Mlock) else "munlock"
+            lines.append(f"{k} {op} {p} {regions.index(s.target.region)} {lo} {hi}")
         elif isinstance(s, A.Prctl):
             # the probe marks its own memory unmergeable after prctl, so only the
             # scenario's regions take part: batchable
             lines.append(f"{k} prctl {p} {int(s.on)}")
+        elif isinstance(s, A.KsmUnmergeAll):
+            # run=2 unmerges every KSM page of the machine, other scenarios' too
+            barriers[k] = s
+            unmerge_all = True
+            add_solo("unmerges every KSM page (ksm unmerge-all)")
+            sig.append(("unmerge-all",))
+            lines.append(f"{k} sync")
         elif isinstance(s, (A.KsmSettle, A.KsmScan, A.KsmSet)):
             barriers[k] = s
             if isinstance(s, A.KsmSet):
@@ -211,6 +239,10 @@ def compile_scenario(scn: A.Scenario, salt: int | None = None) -> Program:
                 # batchable only before the first scan, when no scenario has KSM pages
                 if s.knob == "use_zero_pages":
                     zero_pages_knob = s.value      # no entry: see merge_signatures
+                elif s.knob == "smart_scan":
+                    # it changes what ksmd does with every page of a batch
+                    add_solo("sets smart_scan")
+                    sig.append(("set", s.knob, s.value))
                 else:
                     if scanned:
                         add_solo(f"sets the knob {s.knob} after ksmd ran")
@@ -238,4 +270,4 @@ def compile_scenario(scn: A.Scenario, salt: int | None = None) -> Program:
     ]
     text = "\n".join(header + lines + ["end"]) + "\n"
     return Program(text, tuple(procs), tuple(regions), barriers, tuple(solo), tuple(sig), salt,
-                   zero_merges, has_pins, scan_knobs)
+                   zero_merges, has_pins, quiet or unmerge_all, unmerge_all, scan_knobs)

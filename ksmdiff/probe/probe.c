@@ -43,6 +43,9 @@
  * OPs:  mmap P R NPAGES | fill P R LO HI BYTE|z | write P R LO HI BYTE SALT2(0|1)
  *       read P R LO HI | madv P R LO HI m|u|d|p | mprot P R LO HI r|w | munmap P R LO HI
  *       fork P C | exit P | pin P R LO HI | unpin P R LO HI | prctl P 0|1 | sync
+ *       fwrite P R LO HI BYTE SALT2(0|1)  (as write, through /proc/self/mem: FOLL_FORCE)
+ *       mlock P R LO HI | munlock P R LO HI
+ *       (mprot's protection: r, w or n for PROT_NONE; a PROT_NONE page is never loaded)
  *
  * munmap P R LO HI acts on the pages of LO..HI that are still mapped (one munmap(2) per run
  * of them) and leaves the others alone, as the model does.  The hole is at once reserved
@@ -111,6 +114,9 @@
 #ifndef PR_SET_MEMORY_MERGE
 #define PR_SET_MEMORY_MERGE 67
 #endif
+#ifndef PR_GET_MEMORY_MERGE
+#define PR_GET_MEMORY_MERGE 68
+#endif
 #ifndef SYS_pidfd_open
 #define SYS_pidfd_open 434
 #endif
@@ -166,12 +172,13 @@ static int sysfs_fd[NCOUNTERS] = {-1, -1, -1, -1, -1, -1};
 /* ------------------------------------------------------------------ program */
 enum op {
     OP_MMAP, OP_FILL, OP_WRITE, OP_READ, OP_MADV, OP_MPROT, OP_MUNMAP, OP_FORK, OP_EXIT,
-    OP_PIN, OP_UNPIN, OP_PRCTL, OP_SYNC, OP_START /* internal: child start */,
+    OP_PIN, OP_UNPIN, OP_PRCTL, OP_FWRITE, OP_MLOCK, OP_MUNLOCK, OP_SYNC, OP_START /* internal: child start */,
     OP_PEEK /* internal: read own present pages (observe) */
 };
 static const char *const op_names[] = {"mmap", "fill", "write", "read", "madv", "mprot",
                                         "munmap", "fork", "exit", "pin", "unpin", "prctl",
-                                        "sync", "start", "peek"};
+                                        "fwrite", "mlock", "munlock", "sync", "start",
+                                        "peek"};
 
 struct stmt {
     int idx;
@@ -226,6 +233,7 @@ struct mailbox {
      * (supervisor -> process) and their scans (back) */
     uint64_t pm[MAX_TOTAL_PAGES];
     int npeek;
+    int merge_any;             /* OP_PEEK: prctl(PR_GET_MEMORY_MERGE), -1 if refused */
     uintptr_t peek_addr[MAX_TOTAL_PAGES];
     struct content_scan peek[MAX_TOTAL_PAGES];
 };
@@ -356,6 +364,7 @@ struct region_state {
     uintptr_t addr;
     unsigned char mapped[MAX_REGION_PAGES];
     unsigned char pins[MAX_REGION_PAGES];
+    unsigned char noaccess[MAX_REGION_PAGES];  /* PROT_NONE: never loaded by a peek */
     uint64_t last_pfn[MAX_REGION_PAGES]; /* NO_PFN: none */
 };
 #define NO_PFN UINT64_MAX
@@ -426,7 +435,8 @@ static void validate_program(void)
             memset(rs->pins, 0, sizeof rs->pins);
             break;
         }
-        case OP_FILL: case OP_WRITE: case OP_READ: case OP_MADV: case OP_MPROT:
+        case OP_FILL: case OP_WRITE: case OP_READ: case OP_MADV: case OP_MPROT: case OP_FWRITE:
+        case OP_MLOCK: case OP_MUNLOCK:
             check_range(s, 1);
             break;
         case OP_PIN: {
@@ -628,8 +638,9 @@ static void parse_program_buffer(char *buf, size_t got)
         struct stmt *s = &stmts[nstmts];
         memset(s, 0, sizeof *s);
         s->idx = (int)need_uint(t, n, 0, 0, 1000000, "statement index");
-        if (s->idx < last_idx || (s->idx == last_idx && (strcmp(t[1], "write") ||
-                                                          stmts[nstmts - 1].op != OP_WRITE)))
+        if (s->idx < last_idx || (s->idx == last_idx &&
+                                  ((strcmp(t[1], "write") || stmts[nstmts - 1].op != OP_WRITE) &&
+                                   (strcmp(t[1], "fwrite") || stmts[nstmts - 1].op != OP_FWRITE))))
             die_program("statement indices must increase (only consecutive writes may share one)");
         last_idx = s->idx;
         if (n < 2)
@@ -645,8 +656,9 @@ static void parse_program_buffer(char *buf, size_t got)
         switch (op) {
         case OP_MMAP: want = 5; break;
         case OP_FILL: want = 7; break;
-        case OP_WRITE: want = 8; break;
-        case OP_READ: case OP_MUNMAP: case OP_PIN: case OP_UNPIN: want = 6; break;
+        case OP_WRITE: case OP_FWRITE: want = 8; break;
+        case OP_READ: case OP_MUNMAP: case OP_PIN: case OP_UNPIN: case OP_MLOCK:
+        case OP_MUNLOCK: want = 6; break;
         case OP_MADV: case OP_MPROT: want = 7; break;
         case OP_FORK: case OP_PRCTL: want = 4; break;
         case OP_EXIT: want = 3; break;
@@ -680,7 +692,7 @@ static void parse_program_buffer(char *buf, size_t got)
                     s->arg = -1;
                 else if ((s->arg = parse_hex_byte(t[6])) < 0)
                     die_program("bad byte '%.20s' (expected 0x00..0xff or z)", t[6]);
-            } else if (op == OP_WRITE) {
+            } else if (op == OP_WRITE || op == OP_FWRITE) {
                 if ((s->arg = parse_hex_byte(t[6])) < 0)
                     die_program("bad byte '%.20s' (expected 0x00..0xff)", t[6]);
                 s->arg2 = (int)need_uint(t, n, 7, 0, 1, "salt2 flag");
@@ -690,8 +702,8 @@ static void parse_program_buffer(char *buf, size_t got)
                     die_program("bad advice '%.20s' (expected m, u, d or p)", a);
                 s->arg = a[0];
             } else if (op == OP_MPROT) {
-                if (strcmp(t[6], "r") && strcmp(t[6], "w"))
-                    die_program("bad protection '%.20s' (expected r or w)", t[6]);
+                if (strcmp(t[6], "r") && strcmp(t[6], "w") && strcmp(t[6], "n"))
+                    die_program("bad protection '%.20s' (expected r, w or n)", t[6]);
                 s->arg = t[6][0];
             }
         }
@@ -932,9 +944,37 @@ static long do_op(int self, struct mailbox *mb)
         break;
     }
     case OP_MPROT:
-        if (mprotect(base, len, mb->arg == 'r' ? PROT_READ : PROT_READ | PROT_WRITE))
+        if (mprotect(base, len, mb->arg == 'r' ? PROT_READ : mb->arg == 'n' ? PROT_NONE
+                                                           : PROT_READ | PROT_WRITE))
             ret = -errno;
         break;
+    case OP_MLOCK:       /* VM_LOCKED + populate: write faults in a writable vma */
+        if (mlock(base, len))
+            ret = -errno;
+        break;
+    case OP_MUNLOCK:
+        if (munlock(base, len))
+            ret = -errno;
+        break;
+    case OP_FWRITE: {
+        /* a write through /proc/self/mem: access_remote_vm() -> GUP with
+         * FOLL_FORCE | FOLL_WRITE, which may write where the process cannot (read-only,
+         * PROT_NONE) and breaks COW like a write fault */
+        int fd = open("/proc/self/mem", O_RDWR | O_CLOEXEC);
+        if (fd < 0)
+            return -errno;
+        for (size_t i = 0; i < mb->npages && !ret; i++) {
+            uintptr_t pg = (uintptr_t)base + i * page_size;
+            unsigned char b = (unsigned char)mb->arg;
+            if (pwrite(fd, &b, 1, (off_t)(pg + WRITE_OFF)) != 1)
+                ret = -errno;
+            else if (mb->arg2 && pwrite(fd, &salt2, sizeof salt2, (off_t)(pg + SALT_OFF)) !=
+                     (ssize_t)sizeof salt2)
+                ret = -errno;
+        }
+        close(fd);
+        break;
+    }
     case OP_MUNMAP: {
         /* One run of still-mapped pages (the supervisor never names an unmapped one).
          * Then the hole is reserved again, PROT_NONE, at once: this process maps nothing
@@ -1071,6 +1111,12 @@ static int child_main(void *arg)
                 mb->ret = 0;
             for (int i = 0; i < npeek; i++)
                 scan_content((const volatile unsigned char *)mb->peek_addr[i], &mb->peek[i]);
+            /* MMF_VM_MERGE_ANY of this process's mm (6.4+; EINVAL before): only the
+             * process itself can ask */
+            {
+                int r = prctl(PR_GET_MEMORY_MERGE, 0, 0, 0, 0);
+                mb->merge_any = r < 0 ? -1 : r;
+            }
             __atomic_store_n(&mb->done_seq, seq, __ATOMIC_SEQ_CST);
             futex(&mb->done_seq, FUTEX_WAKE, INT_MAX, NULL);
             continue;
@@ -1080,7 +1126,8 @@ static int child_main(void *arg)
          * has empty control windows on both sides to catch the machine's own noise; for
          * every other operation the probe's share is 0 and the machine's noise is not
          * measured at all. */
-        int faults = mb->op == OP_WRITE || mb->op == OP_FILL;
+        int faults = mb->op == OP_WRITE || mb->op == OP_FILL || mb->op == OP_FWRITE ||
+                     mb->op == OP_MLOCK;
         int64_t c0[NCOUNTERS], pre[NCOUNTERS], post[NCOUNTERS], c3[NCOUNTERS];
         window_lock();
         if (faults)
@@ -1277,7 +1324,7 @@ static int pgreuse_possible(struct stmt *s, int ngroup)
     uint64_t pm[MAX_REGION_PAGES];
     for (int g = 0; g < ngroup; g++) {
         struct stmt *x = s + g;
-        if (x->op != OP_WRITE && x->op != OP_FILL)
+        if (x->op != OP_WRITE && x->op != OP_FILL && x->op != OP_FWRITE && x->op != OP_MLOCK)
             continue;
         struct proc_state *ps = &procs[x->p];
         struct region_state *rs = ps->reg[x->r];
@@ -1331,6 +1378,45 @@ static int ksm_stat(int64_t *merging, int64_t *zero)
     return 1;
 }
 
+/* One process's per-process KSM counters, -1 where the kernel has no such value:
+ * ksm_rmap_items and ksm_zero_pages from /proc/PID/ksm_stat (6.1+, 6.6+),
+ * ksm_merging_pages from /proc/PID/ksm_merging_pages (5.19+).  Reading them takes no page
+ * reference and no lock a scenario step could wait on (mmap_read_lock only). */
+static int read_small(const char *path, char *buf, size_t size)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    ssize_t n = read(fd, buf, size - 1);
+    close(fd);
+    if (n <= 0 || (size_t)n == size - 1)
+        return 0;
+    buf[n] = 0;
+    return 1;
+}
+
+static int proc_ksm_counters(int p, int64_t out[3])
+{
+    char path[64], buf[512];
+    out[0] = out[1] = out[2] = -1;
+    snprintf(path, sizeof path, "/proc/%d/ksm_stat", (int)procs[p].pid);
+    if (read_small(path, buf, sizeof buf)) {
+        for (char *l = buf; l && *l;) {
+            if (!strncmp(l, "ksm_rmap_items ", 15))
+                out[0] = strtoll(l + 15, NULL, 10);
+            else if (!strncmp(l, "ksm_zero_pages ", 15))
+                out[2] = strtoll(l + 15, NULL, 10);
+            l = strchr(l, '\n');
+            if (l)
+                l++;
+        }
+    }
+    snprintf(path, sizeof path, "/proc/%d/ksm_merging_pages", (int)procs[p].pid);
+    if (read_small(path, buf, sizeof buf))
+        out[1] = strtoll(buf, NULL, 10);
+    return out[0] >= 0 || out[1] >= 0 || out[2] >= 0;
+}
+
 static void observe(int sidx, struct stmt *s, int ngroup, const int64_t *delta)
 {
     int64_t checked[NCOUNTERS];
@@ -1363,6 +1449,9 @@ static void observe(int sidx, struct stmt *s, int ngroup, const int64_t *delta)
     }
     printf(",\"p\":[");
     int first = 1;
+    int merge_any[MAX_PROCS];
+    for (int p = 0; p < MAX_PROCS; p++)
+        merge_any[p] = -1;
     for (int p = 0; p < MAX_PROCS; p++) {
         struct proc_state *ps = &procs[p];
         if (!ps->spawned || !ps->alive)
@@ -1382,15 +1471,15 @@ static void observe(int sidx, struct stmt *s, int ngroup, const int64_t *delta)
                 (ssize_t)want)
                 die_runtime(sidx, "pagemap read failed: %s", strerror(errno));
             for (int i = 0; i < rs->npages; i++)
-                if (rs->mapped[i] && (mb->pm[used + i] >> 63 & 1))
+                if (rs->mapped[i] && !rs->noaccess[i] && (mb->pm[used + i] >> 63 & 1))
                     mb->peek_addr[npeek++] = rs->addr + (uintptr_t)i * page_size;
             used += rs->npages;
         }
-        if (npeek) {
-            mb->op = OP_PEEK;
-            mb->npeek = npeek;
-            issue(sidx, p);
-        }
+        /* (also without present pages: the process reports its prctl merge state) */
+        mb->op = OP_PEEK;
+        mb->npeek = npeek;
+        issue(sidx, p);
+        merge_any[p] = mb->merge_any;
         int j = 0;
         for (int r = 0; r < nregions; r++) {
             struct region_state *rs = ps->reg[r];
@@ -1406,7 +1495,8 @@ static void observe(int sidx, struct stmt *s, int ngroup, const int64_t *delta)
                 int touched = 0;
                 for (int g = 0; g < ngroup; g++) {
                     struct stmt *x = s + g;
-                    if ((x->op == OP_READ || x->op == OP_WRITE || x->op == OP_FILL) &&
+                    if ((x->op == OP_READ || x->op == OP_WRITE || x->op == OP_FILL ||
+                         x->op == OP_FWRITE) &&
                         x->p == p && x->r == r && i >= x->lo && i <= x->hi)
                         touched = 1;
                 }
@@ -1420,10 +1510,14 @@ static void observe(int sidx, struct stmt *s, int ngroup, const int64_t *delta)
                     if (!ok1 || !ok2)
                         die_runtime(sidx, "kpageflags/kpagecount read failed for a page");
                     char content[48];
-                    decode_content(&mb->peek[j++], content, sizeof content);
+                    if (!rs->noaccess[i])
+                        decode_content(&mb->peek[j++], content, sizeof content);
                     printf(",%llu,%d,%d,%llu,%d,", (unsigned long long)pfn, (int)(fl >> 21 & 1),
                            (int)(fl >> 24 & 1), (unsigned long long)cnt, excl);
-                    json_str(stdout, content);
+                    if (rs->noaccess[i])
+                        printf("null");      /* PROT_NONE: a load would fault */
+                    else
+                        json_str(stdout, content);
                 } else {
                     printf(",null,null,null,null,null,null");
                 }
@@ -1447,7 +1541,23 @@ static void observe(int sidx, struct stmt *s, int ngroup, const int64_t *delta)
             }
         }
     }
-    printf("]}\n");
+    printf("]");
+    {
+        int firstm = 1;
+        for (int p = 0; p < MAX_PROCS; p++) {
+            int64_t v[3];
+            if (!procs[p].spawned || !procs[p].alive)
+                continue;
+            if (!proc_ksm_counters(p, v) && merge_any[p] < 0)
+                continue;
+            printf("%s[%d,%lld,%lld,%lld,%d]", firstm ? ",\"m\":[" : ",", p, (long long)v[0],
+                   (long long)v[1], (long long)v[2], merge_any[p]);
+            firstm = 0;
+        }
+        if (!firstm)
+            printf("]");
+    }
+    printf("}\n");
     fflush(stdout);
 }
 
@@ -1654,13 +1764,18 @@ static void run_program(void)
                 rs->npages = s->arg;
                 rs->addr = mb->ret_addr;
                 memset(rs->mapped, 1, (size_t)s->arg);
+                memset(rs->noaccess, 0, sizeof rs->noaccess);
                 for (int i = 0; i < MAX_REGION_PAGES; i++)
                     rs->last_pfn[i] = NO_PFN;
             } else if (s->op == OP_MUNMAP) {
                 for (int i = s->lo; i <= s->hi; i++) {
                     rs->mapped[i] = 0;
+                    rs->noaccess[i] = 0;
                     rs->last_pfn[i] = NO_PFN;
                 }
+            } else if (s->op == OP_MPROT) {
+                for (int i = s->lo; i <= s->hi; i++)
+                    rs->noaccess[i] = s->arg == 'n';
             } else if (s->op == OP_FORK) {
                 int c = s->arg;
                 wait_ready(s->idx, c);

@@ -66,16 +66,18 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from ksmdiff.errors import EnvironmentProblem, InvalidArgument
-from ksmdiff.observe import (ENVIRONMENT, NOT_RUN, OK, UNSUPPORTED, History, Record,
-                             label_frames, page_key)
+from ksmdiff.observe import (ENVIRONMENT, NOT_RUN, OK, PRCTL_MERGE, UNSUPPORTED, History,
+                             Record, label_frames, page_key, proc_counter_key)
 from ksmdiff.probe import system
 from ksmdiff.probe import wire as W
 from ksmdiff.probe.build import default_probe
-from ksmdiff.probe.compiler import Program, beyond_probe, compile_scenario, merge_signatures
+from ksmdiff.probe.compiler import (KSMD_GAUGES, Program, beyond_probe, compile_scenario,
+                                    merge_signatures)
 from ksmdiff.scenario import ast as A
 from ksmdiff.scenario import implied_features
 from ksmdiff.scenario.ast import Scenario
-from ksmdiff.versions import FEATURE_NOTES, KernelVersion, has_counter, has_feature, parse_host
+from ksmdiff.versions import (FEATURE_NOTES, KernelVersion, has_counter, has_feature,
+                              has_proc_counter, parse_host)
 
 __all__ = ["KernelRun", "host_version", "is_root", "run_kernel", "restore"]
 
@@ -84,6 +86,9 @@ GAUGE_COUNTERS = ("pages_shared", "pages_sharing", "ksm_zero_pages")
 PROBE_COUNTERS = W.COUNTERS
 assert set(PROBE_COUNTERS) == set(EVENT_COUNTERS + GAUGE_COUNTERS)
 MAX_BATCH = 64
+UNMERGE_ALL_REFUSED = ("'ksm unmerge-all' writes run=2, which unmerges every KSM page of this "
+                       "machine, other programs' too: refused without --allow-global "
+                       "(a lab VM always allows it)")
 PARALLEL_STEPS = os.environ.get("KSMDIFF_SERIAL_STEPS") != "1"
 LINE_TIMEOUT = 90.0
 
@@ -371,7 +376,10 @@ class _Live:
         self.buf = b""
         self.records: list[Record] = []
         self.history = History()          # the records' fields, stored as changes
-        self.cum: dict[str, int] = {c: 0 for c in counters}
+        # the machine-wide ksmd gauges only for a scenario that expects them (it runs alone,
+        # after a reap): otherwise absent in a batch and alone alike
+        self.cum: dict[str, int] = {c: 0 for c in counters
+                                    if c not in KSMD_GAUGES or prog.quiet}
         self.status = OK
         self.reason = ""
         self.done = False
@@ -387,6 +395,7 @@ class _Live:
         self.gauge_after: dict[str, int] = {}
         self.last_barrier_raw: dict | None = None
         self.started = False
+        self.proc_base: dict[int, tuple] = {}   # probe proc index -> "m" values at creation
 
     # -- I/O
     def _readline(self) -> dict | None:
@@ -576,7 +585,8 @@ class _Live:
                     fields[base + "ksm"] = fs(bool(e[KSM]))
                 fields[base + "mapcount"] = fs(int(e[W.MAPCOUNT]))
                 fields[base + "exclusive"] = fs(bool(e[W.EXCLUSIVE]))
-                fields[base + "content"] = fs(e[W.CONTENT])
+                if e[W.CONTENT] is not None:     # null: PROT_NONE, never loaded
+                    fields[base + "content"] = fs(e[W.CONTENT])
             if len(e) == has_fault:
                 fields[base + "fault"] = fs(e[W.FAULT])
         if W.KEY_COUNTERS in msg:
@@ -594,10 +604,27 @@ class _Live:
         for name in self.counters:
             if name in self.cum:
                 fields["counter." + name] = fs(self.cum[name])
+        self._proc_counters(msg, fields)
         note = "" if not self.ambiguous else "ambiguous in a batch: " + self.ambiguous
         # (one-element sets, shared between records; the stream keeps what changed)
         view, delta = self.history.commit_full(fields)
         self.records.append(Record(k, stmt.pos.line, view, OK, note, delta))
+
+    def _proc_counters(self, msg: dict, fields: dict) -> None:
+        """Per-process counters (/proc/PID/ksm_stat): the change since the process was
+        created, the first process from 0, a child from its values in its fork's record
+        (dup_mm() copies the parent's counters on kernels before the fork-counter fix)."""
+        for e in msg.get(W.KEY_PROC_KSM) or ():
+            p, values = e[W.M_PROC], e[W.M_COUNTERS]
+            proc = self.prog.procs[p]
+            base = self.proc_base.setdefault(
+                p, (0,) * len(values) if p == 0 else tuple(values))
+            for name, v, b in zip(W.PROC_KSM_COUNTERS, values, base):
+                if v >= 0 and has_proc_counter(self.version, name):
+                    fields[proc_counter_key(proc, name)] = _singleton(v - b)
+            if (len(e) > W.M_MERGE_ANY and e[W.M_MERGE_ANY] >= 0
+                    and has_feature(self.version, "prctl-merge")):
+                fields[proc_counter_key(proc, PRCTL_MERGE)] = _singleton(bool(e[W.M_MERGE_ANY]))
 
     def _apply_barrier(self, msg: dict) -> None:
         pend = self.pending or {}
@@ -730,6 +757,51 @@ class _FirstReap:
         return self.error
 
 
+class _KeeperItem:
+    """The rmap_item of the runner's keeper page (a page that never merges) as ksmd sees
+    it, so that its share of the ksmd gauges is not charged to a scenario: after two scans
+    it sits in the unstable tree (pages_unshared); a new item first records its checksum
+    (pages_volatile); with smart_scan, should_skip_rmap_item() skips it like any page that
+    never merges (pages_skipped; a skipped item leaves the tree).  Its age only grows under
+    smart_scan and is never reset, but by run=2."""
+
+    def __init__(self):
+        self.exists, self.checked, self.in_tree = True, True, True   # the first reap
+        self.age, self.remaining_skips = 0, 0
+        self.skipped = 0
+
+    def share(self) -> dict:
+        return {"pages_unshared": int(self.in_tree),
+                "pages_volatile": int(self.exists and not self.in_tree),
+                "pages_skipped": self.skipped}
+
+    def settled(self) -> None:          # two or more scans without smart_scan
+        if not self.exists:
+            self.exists, self.age, self.remaining_skips = True, 0, 0
+        self.checked = self.in_tree = True
+
+    def removed(self) -> None:          # run=2: unmerge_and_remove_all_rmap_items()
+        self.exists = self.checked = self.in_tree = False
+
+    def scan(self, smart: bool) -> None:
+        if not self.exists:             # get_next_rmap_item(): a new, zeroed item
+            self.exists, self.checked, self.age, self.remaining_skips = True, False, 0, 0
+        if smart:                       # should_skip_rmap_item()
+            age = self.age
+            self.age = min(self.age + 1, 255)
+            if age >= 3:
+                if self.remaining_skips:
+                    self.remaining_skips -= 1
+                    self.skipped += 1
+                    self.in_tree = False
+                    return
+                self.remaining_skips = (1 if age <= 3 else 2 if age <= 5
+                                        else 4 if age <= 8 else 8)
+        # cmp_and_merge_page(): a new checksum first, then the unstable tree
+        self.in_tree = self.checked
+        self.checked = True
+
+
 @dataclass
 class _Session:
     version: KernelVersion
@@ -748,6 +820,8 @@ class _Session:
     dirty: bool = False          # a group failed: what it left is not accounted for
     gate: _Gate = field(default_factory=_Gate)
     ksm_flag: bool = True        # /proc/kpageflags' KPF_KSM tells KSM pages from the others
+    allow_global: bool = False   # ksm unmerge-all may write run=2 (--allow-global, lab VM)
+    keeper: "_KeeperItem" = field(default_factory=lambda: _KeeperItem())
 
     def join_first_reap(self) -> None:
         first, self.first_reap = self.first_reap, None
@@ -765,7 +839,8 @@ class _Session:
             pass        # the run's first reap (a thread during the setup); nothing ran since
         else:
             try:
-                system.settle(min_scans=2, timeout=3.0)
+                system.settle(min_scans=2, timeout=3.0)     # (smart_scan pinned to 0)
+                self.keeper.settled()
             except system.SettleTimeout as e:
                 self.warnings.append(f"reap: {e}")
         if self.tracer:
@@ -865,6 +940,8 @@ class _Session:
             if system.read_knob(name) != str(value):
                 system.write_knob(name, str(value))
         early = self.tracer.take_events() if self.tracer else []
+        smart = system.read_knob("smart_scan") == "1" if has_counter(
+            self.version, "pages_skipped") else False
         before = system.read_counters()
         try:
             if isinstance(stmt, A.KsmSettle):
@@ -875,6 +952,9 @@ class _Session:
                     raise system.SettleTimeout(
                         f"ksm scan {stmt.scans}: ksmd did {done} full scans (host too slow to "
                         "stop it in its sleep)")
+            elif isinstance(stmt, A.KsmUnmergeAll):
+                # (refused before any probe starts unless allowed: _Plan)
+                system.unmerge_everything(allow_global=self.allow_global)
             else:
                 try:
                     system.write_knob(stmt.knob, str(stmt.value))
@@ -891,6 +971,7 @@ class _Session:
         after = system.read_counters()
         events = early + (self.tracer.take_events() if self.tracer else [])
         delta = {k: after[k] - before[k] for k in after if k in before}
+        self._keeper_correction(stmt, delta, smart)
         owner_of_pid = {pid: lv for lv in lives for pid in lv.all_pids}
         removed = {id(lv): 0 for lv in lives}
         breaks = {id(lv): 0 for lv in lives}   # ksmd's break_cow, by scenario
@@ -964,6 +1045,8 @@ class _Session:
         if by_trace:        # every break_cow seen and charged to its scenario
             owner, moved = None, []
         for lv in waiting:
+            for name in KSMD_GAUGES:   # machine-wide: not this scenario's alone
+                lv.cum.pop(name, None)
             direct = {"stable_nodes_removed": removed[id(lv)]}
             if by_trace:
                 direct["cow_ksm"] = breaks[id(lv)]
@@ -973,6 +1056,22 @@ class _Session:
                 lv.ambiguous = lv.ambiguous or f"{', '.join(moved)} moved during a shared settle"
             lv.pending = {"direct": direct, "ksm_stat": True}
         self._check_gauges = (waiting, delta, residual)
+
+    def _keeper_correction(self, stmt, delta: dict, smart: bool) -> None:
+        """Take the runner's keeper page (system.Keeper, a page that never merges) out of
+        the ksmd gauges: ``delta`` loses what the keeper's rmap_item did over the barrier
+        (``smart``: smart_scan was on during its scans)."""
+        k = self.keeper
+        old = k.share()
+        if isinstance(stmt, A.KsmUnmergeAll):
+            k.removed()
+        elif isinstance(stmt, (A.KsmSettle, A.KsmScan)):
+            for _ in range(max(delta.get("full_scans", 2), 0)):
+                k.scan(smart)
+        new = k.share()
+        for name in new:
+            if name in delta:
+                delta[name] -= new[name] - old[name]
 
     def check_gauges(self) -> None:
         """After every scenario reported its barrier record: the per-scenario gauges must add
@@ -1000,13 +1099,18 @@ class _Session:
 
 def run_kernel(scenarios: list[Scenario], *, batch: bool | None = None,
                progress: Callable[[int, int], None] | None = None,
-               journal_dir: str | os.PathLike | None = None) -> list[KernelRun]:
+               journal_dir: str | os.PathLike | None = None,
+               allow_global: bool = False) -> list[KernelRun]:
     """Replay each scenario on the running kernel; one KernelRun per scenario, input order.
+
+    ``allow_global``: a scenario with ``ksm unmerge-all`` may write run=2, which unmerges
+    every KSM page of the machine; without it such a scenario is not run (with the reason).
 
     SIGINT and SIGTERM stop the run after everything was restored: SIGINT then raises
     KeyboardInterrupt, SIGTERM SystemExit(143)."""
     try:
-        return _run_kernel(scenarios, batch=batch, progress=progress, journal_dir=journal_dir)
+        return _run_kernel(scenarios, batch=batch, progress=progress, journal_dir=journal_dir,
+                           allow_global=allow_global)
     except _Interrupted as e:
         if e.signum == signal.SIGINT:
             raise KeyboardInterrupt from None
@@ -1018,7 +1122,8 @@ KPF_KSM_NOTE = ("/proc/kpageflags reports KPF_KSM for an anonymous page KSM neve
                 "'ksm' is not observable on this kernel, so expects on it are skipped")
 
 
-def _run_kernel(scenarios, *, batch, progress, journal_dir) -> list[KernelRun]:
+def _run_kernel(scenarios, *, batch, progress, journal_dir,
+                allow_global=False) -> list[KernelRun]:
     scenarios = list(scenarios)
     ksm_flag = True
     for s in scenarios:
@@ -1135,8 +1240,10 @@ def _run_kernel(scenarios, *, batch, progress, journal_dir) -> list[KernelRun]:
                     swap_ok, swap_reason = False, f"no swap: {e}"
             if tracer:
                 counters += ("stable_nodes_removed",)
+            counters += tuple(c for c in KSMD_GAUGES if has_counter(version, c))
             sess = _Session(version, exe, Path(tmpdir.name), tracer, swap_ok, swap_reason,
-                            counters, first_reap=first_reap, ksm_flag=ksm_flag)
+                            counters, first_reap=first_reap, ksm_flag=ksm_flag,
+                            allow_global=allow_global)
             # started by this (main) thread: the server dies with the thread that started
             # it (PR_SET_PDEATHSIG), and so do the probes it forks
             sess.server = _ProbeServer(exe, Path(tmpdir.name) / "windows.lock")
@@ -1251,6 +1358,11 @@ class _Plan:
                 finish(i, KernelRun(s, sess.version, ENVIRONMENT,
                                     "the ksm tracepoints are not available (tracefs)"))
                 continue
+            if not getattr(sess, "allow_global", False) and any(isinstance(x, A.KsmUnmergeAll)
+                                             for x in s.statements):
+                # (unsupported, as a missing feature: this run does not allow run=2)
+                finish(i, KernelRun(s, sess.version, UNSUPPORTED, UNMERGE_ALL_REFUSED))
+                continue
             progs[i] = compile_scenario(s)
         self.progs = progs
         use_batch = self.use_batch = (len(progs) > 1) if batch is None else batch
@@ -1340,8 +1452,8 @@ def _run_all(sess: _Session, scenarios, todo, needs, batch, finish,
             # replay after a reap.  max_page_sharing / merge_across_nodes can only change
             # with no stable nodes left.
             i = members[0]
-            quiet = any(isinstance(b, A.KsmSet) and b.knob != "use_zero_pages"
-                        for b in progs[i].barriers.values())
+            quiet = progs[i].quiet or any(isinstance(b, A.KsmSet) and b.knob != "use_zero_pages"
+                                          for b in progs[i].barriers.values())
             lv = sess.run_group(items, reap=not use_batch or quiet, spawned=fut)[0]
             if lv.ambiguous:
                 retry.append(i)

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ksmdiff.errors import EnvironmentProblem
+from ksmdiff.probe.compiler import KSMD_GAUGES
 
 KSM_DIR = Path("/sys/kernel/mm/ksm")
 THP_ENABLED = Path("/sys/kernel/mm/transparent_hugepage/enabled")
@@ -133,6 +134,17 @@ def write_knob(name: str, value: str) -> None:
     os.pwrite(_fd(f"{KSM_DIR}/{name}", os.O_WRONLY), str(value).encode(), 0)
 
 
+def unmerge_everything(*, allow_global: bool) -> None:
+    """``ksm unmerge-all``: run=2 (KSM_RUN_UNMERGE: unmerge_and_remove_all_rmap_items()
+    unmerges every KSM page of the machine, every process's, and resets full_scans), then
+    run=0 again (ksmd stays paused between ksm statements).  Only with ``allow_global``
+    (``--allow-global``, or inside a lab VM); the run's journal restores ``run``."""
+    if not allow_global:
+        raise AssertionError("run=2 without allow_global")
+    os.pwrite(_fd(f"{KSM_DIR}/run", os.O_WRONLY), b"2", 0)
+    write_knob("run", "0")
+
+
 def read_int(name: str) -> int:
     try:
         return int(_ksm_read(name))
@@ -152,7 +164,7 @@ def read_vmstat(names=("cow_ksm", "ksm_swpin_copy", "pgreuse")) -> dict[str, int
 
 def read_counters() -> dict[str, int]:
     out = read_vmstat()
-    for n in ("pages_shared", "pages_sharing", "ksm_zero_pages"):
+    for n in ("pages_shared", "pages_sharing", "ksm_zero_pages", *KSMD_GAUGES):
         v = read_int(n)
         if v >= 0:
             out[n] = v

@@ -17,7 +17,11 @@ Messages, told apart by their keys (:func:`kind`)::
 A record: ``"s"`` the scenario statement index; ``"c"`` each counter's change over the
 statement (a name missing: not measured, e.g. pgreuse on a noisy machine); ``"k"`` (after
 a ksm statement) ksm_merging_pages and ksm_zero_pages summed over the live processes'
-``/proc/PID/ksm_stat``, null where that file is missing; ``"pid"`` (after a fork) the new
+``/proc/PID/ksm_stat``, null where that file is missing; ``"m"`` (every record, when the
+kernel has any of them) one ``[proc, ksm_rmap_items, ksm_merging_pages, ksm_zero_pages]``
+per live process (:data:`PROC_KSM_COUNTERS`), then its ``prctl(PR_GET_MEMORY_MERGE)``,
+-1 where the kernel lacks that value;
+``"pid"`` (after a fork) the new
 process's pid; ``"p"`` one entry per mapped page of every live process, fields in
 :data:`PAGE_FIELDS` order, read by the index constants below (``entry[PRESENT]``).
 """
@@ -50,6 +54,15 @@ FAULTS = ("fresh", "reused", "copied")
 CONTENT_FORMS = ("zero", "zero+0xWW", "0xFF", "0xFF+0xWW", "?salt", "?byteN=0xXX")
 
 KEY_STMT, KEY_COUNTERS, KEY_PAGES, KEY_KSM_STAT, KEY_PID = "s", "c", "p", "k", "pid"
+KEY_PROC_KSM = "m"
+
+#: the values of one entry of a record's "m", after the process index; then the process's
+#: prctl(PR_GET_MEMORY_MERGE) (0/1, -1 where the kernel refuses it)
+PROC_KSM_COUNTERS = ("ksm_rmap_items", "ksm_merging_pages", "ksm_zero_pages")
+#: read an entry of "m" by these: entry[M_PROC], entry[M_COUNTERS], entry[M_MERGE_ANY]
+M_PROC = 0
+M_COUNTERS = slice(1, 1 + len(PROC_KSM_COUNTERS))
+M_MERGE_ANY = 1 + len(PROC_KSM_COUNTERS)
 
 
 class Kind(enum.Enum):

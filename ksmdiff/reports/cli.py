@@ -94,24 +94,32 @@ def after_run(args, write_record) -> None:
 
 # ----------------------------------------------------------------------------- report/merge
 
-def _load_all(paths):
+def _merged(runs):
+    """One record of the run records given (merged when several), None when none."""
+    if not runs:
+        return None
+    if len(runs) == 1:
+        return runs[0][1]
     from ksmdiff.reports.merge import merge
-    from ksmdiff.reports.record import load
-    records = [load(p) for p in paths]
-    return records[0] if len(records) == 1 else merge(records, paths)
+    return merge([rec for _, rec in runs], [p for p, _ in runs])
 
 
 def cmd_report(args) -> int:
     _check_outputs(args, list(_FORMATS) + list(_REPORT_ONLY) + ["output"])
-    record = _load_all(args.records)
+    from ksmdiff.reports.inputs import load_all
+    inputs = load_all(args.records)
+    record = _merged(inputs.runs)
     written = False
-    for f in [*_FORMATS, *_REPORT_ONLY]:
-        if getattr(args, f, None):
-            write_text(getattr(args, f), _render(f, record))
-            written = True
+    wanted = [f for f in [*_FORMATS, *_REPORT_ONLY] if getattr(args, f, None)]
+    if wanted and record is None:
+        raise UsageError(f"report: --{wanted[0]} needs a run record (ksmdiff run --json); "
+                         "only prove or benchmark results were given")
+    for f in wanted:
+        write_text(getattr(args, f), _render(f, record))
+        written = True
     if args.output:
         from ksmdiff.reports.html import to_html
-        write_text(args.output, to_html(record))
+        write_text(args.output, to_html(record, inputs.proofs, inputs.benches))
         written = True
     if not written:
         raise UsageError("report: nothing to write; give -o FILE.html, --ktap FILE or "
@@ -133,8 +141,12 @@ def register(sub) -> None:
                                       "KTAP or JUnit",
                        description="Read run records (ksmdiff run --json) and write them in "
                                    "other forms. Several records are merged first, as "
-                                   "ksmdiff merge does.")
-    p.add_argument("records", nargs="+", metavar="RUN.json")
+                                   "ksmdiff merge does. The HTML page also shows prove "
+                                   "results (ksmdiff prove --json) and benchmark results "
+                                   "(bench/*.py --json) given among the files.")
+    p.add_argument("records", nargs="+", metavar="RESULT.json",
+                   help="run records, prove results and benchmark results, told apart by "
+                        "their content")
     p.add_argument("-o", "--output", metavar="FILE.html", help="a self-contained HTML page")
     p.add_argument("--ktap", metavar="FILE", help="KTAP version 1")
     p.add_argument("--junit", metavar="FILE", help="JUnit XML")

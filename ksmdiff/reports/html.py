@@ -1,24 +1,32 @@
-"""A run record as one self-contained HTML page (no scripts, no external files):
+"""Results as one self-contained HTML page (no scripts, no external files):
 
 * the version × scenario grid: held, mismatch with its class, failed, unsupported or not
   run with the reason;
 * per scenario, the statement table: at each statement the values the model allows beside
   what each kernel showed, the first divergence highlighted;
-* the frame graph of a scenario (processes -> ptes -> frames, KSM frames marked) at its
-  last state with a KSM page, drawn as inline SVG;
-* label coverage by kernel, when the record carries the ``coverage`` of a three-way run.
+* the frame graph of a scenario after every statement, as small multiples (processes ->
+  ptes -> frames -> stable nodes, KSM frames and the statement's faults marked; targets
+  that show the same graphs share one drawing);
+* label coverage by kernel, when the record carries the ``coverage`` of a three-way run;
+* the results of ``prove --json``: the status per property and era, every counterexample
+  step by step;
+* the results of ``bench/*.py --json``: every series' samples, quartiles and median.
+
+The data comes from :mod:`record`, :mod:`frames`, :mod:`prove_record` and
+:mod:`bench_record`; the drawings from :mod:`svg`; this module only lays them out.
 """
 
 from __future__ import annotations
 
 import html
-import re
 
+from ksmdiff.reports import prove_record
+from ksmdiff.reports.bench_record import Better
+from ksmdiff.reports.frames import frame_steps
 from ksmdiff.reports.record import (Outcome, by_target, first_problem, outcome, scenario_name,
-                                    with_fields)
+                                    states)
+from ksmdiff.reports.svg import frame_svg, spread_plot
 
-_PAGE_KEY = re.compile(r"^([A-Za-z_][A-Za-z0-9_-]*)/([A-Za-z_][A-Za-z0-9_-]*)\[([0-9]+)\]"
-                       r"\.([a-z]+)$")
 CSS = """
 body{font:14px/1.4 sans-serif;margin:1.5em;color:#222}
 table{border-collapse:collapse;margin:.5em 0 1.5em}
@@ -28,6 +36,13 @@ td.held{background:#d7f5d7} td.failed,td.mismatch{background:#f8c8c8;font-weight
 td.unsupported{background:#eee;color:#555} td.not-run,td.environment{background:#fff3c4}
 tr.diverge td{background:#f8c8c8;font-weight:bold}
 code{font-size:13px}
+.steps{display:flex;flex-wrap:wrap;gap:6px;margin:.3em 0 1em}
+.steps svg{border:1px solid #ccc;background:#fff}
+.steps svg.diverge{border:2px solid #c00}
+td.proved{background:#d7f5d7} td.bounded{background:#fff3c4}
+td.vacuous{background:#f8c8c8;font-weight:bold}
+td.failed.killed{background:#d7f5d7;font-weight:normal}
+pre{background:#f6f6f6;padding:.5em;border:1px solid #ddd;overflow-x:auto}
 """
 
 
@@ -81,7 +96,7 @@ def grid(record: dict) -> str:
 def _changed(records: list[dict]) -> list[tuple[int, str]]:
     """(line, key) of each field whose value changed from the record before."""
     rows, prev = [], {}
-    for rec in with_fields(records):
+    for rec in records:
         for key, v in sorted(rec["fields"].items()):
             if prev.get(key, object()) != v:
                 rows.append((rec["line"], key))
@@ -92,23 +107,23 @@ def _changed(records: list[dict]) -> list[tuple[int, str]]:
 def statement_table(results: list[dict]) -> str:
     """Model's allowed values (model columns; a kernel's model_observations) beside what
     each kernel showed, at every statement where a value changed."""
-    ran = [r for r in results if r["status"] == "ok" and r["observations"]]
+    ran = [r for r in results if r["status"] == "ok" and states(r)]
     if not ran:
         return "<p>no observations: it ran on no target.</p>"
     by_line = {}
     for r in ran:
-        for rec in with_fields(r["observations"]):
+        for rec in states(r):
             by_line.setdefault((r["target"], rec["line"]), rec["fields"])
-        for rec in with_fields(r.get("model_observations", [])):
+        for rec in states(r, "model_observations"):
             by_line.setdefault((r["target"] + " model", rec["line"]), rec["fields"])
     cols = []
     for r in ran:
-        if r.get("model_observations"):
+        if states(r, "model_observations"):
             cols += [(r["target"] + " model", "allowed"), (r["target"], "showed")]
         else:
             cols.append((r["target"], "allowed"))
-    rows = sorted(set(_changed(ran[0].get("model_observations") or ran[0]["observations"]))
-                  | {x for r in ran for x in _changed(r["observations"])})
+    rows = sorted(set(_changed(states(ran[0], "model_observations") or states(ran[0])))
+                  | {x for r in ran for x in _changed(states(r))})
     first = {(r["mismatch"]["first"]["line"], r["mismatch"]["first"]["key"])
              for r in ran if r["mismatch"]}
     out = ["<table class=\"stmts\"><tr><th>line</th><th>field</th>"
@@ -122,62 +137,37 @@ def statement_table(results: list[dict]) -> str:
     return "\n".join(out)
 
 
-def _one(v):
-    return v[0] if isinstance(v, list) and len(v) == 1 else None
-
-
-def frame_graph(fields: dict) -> str:
-    """Processes -> ptes -> frames of one observation record, as inline SVG: one value per
-    field (the kernel's, or the model's when it allows only one); KSM frames filled."""
-    ptes: dict[tuple[str, str, int], dict] = {}
-    for key, v in fields.items():
-        m = _PAGE_KEY.match(key)
-        if m:
-            ptes.setdefault((m.group(1), m.group(2), int(m.group(3))), {})[m.group(4)] = v
-    if not ptes:
-        return ""
-    procs = list(dict.fromkeys(p for p, _, _ in sorted(ptes)))
-    frames: dict[str, bool] = {}
-    for f in sorted(ptes.values(), key=lambda f: str(f.get("frame"))):
-        fr = _one(f.get("frame"))
-        if fr is not None:
-            frames[fr] = frames.get(fr, False) or _one(f.get("ksm")) is True
-    row_h, x = 34, (20, 200, 420)
-    height = row_h * max(len(procs), len(ptes), len(frames)) + 40
-    y_proc = {p: 30 + i * row_h for i, p in enumerate(procs)}
-    y_pte = {k: 30 + i * row_h for i, k in enumerate(sorted(ptes))}
-    y_frame = {f: 30 + i * row_h for i, f in enumerate(frames)}
-    svg = [f'<svg xmlns="http://www.w3.org/2000/svg" width="560" height="{height}" '
-           f'class="frames" role="img"><title>processes, ptes and frames</title>',
-           '<text x="20" y="16" font-weight="bold">process</text>'
-           '<text x="200" y="16" font-weight="bold">pte</text>'
-           '<text x="420" y="16" font-weight="bold">frame</text>']
-    for k, y in y_pte.items():
-        f = ptes[k]
-        svg.append(f'<line x1="{x[0] + 90}" y1="{y_proc[k[0]] + 10}" x2="{x[1]}" y2="{y + 10}"'
-                   ' stroke="#888"/>')
-        fr = _one(f.get("frame"))
-        if fr is not None:
-            svg.append(f'<line x1="{x[1] + 150}" y1="{y + 10}" x2="{x[2]}" '
-                       f'y2="{y_frame[fr] + 10}" stroke="#333" stroke-width="2"/>')
-        label = f"{k[1]}[{k[2]}]"
-        if _one(f.get("mapcount")) is not None:
-            label += f" map {_one(f.get('mapcount'))}"
-        if fr is None:
-            label += " (" + ("swapped" if _one(f.get("swapped")) else "no frame") + ")"
-        svg.append(f'<rect x="{x[1]}" y="{y}" width="150" height="22" fill="#f4f4ff" '
-                   f'stroke="#669"/><text x="{x[1] + 4}" y="{y + 15}">{_e(label)}</text>')
-    for p, y in y_proc.items():
-        svg.append(f'<rect x="{x[0]}" y="{y}" width="90" height="22" fill="#eef" '
-                   f'stroke="#446"/><text x="{x[0] + 4}" y="{y + 15}">{_e(p)}</text>')
-    for fr, y in y_frame.items():
-        ksm = frames[fr]
-        svg.append(f'<rect x="{x[2]}" y="{y}" width="110" height="22" '
-                   f'fill="{"#f9b233" if ksm else "#fff"}" stroke="#000" '
-                   f'data-ksm="{str(ksm).lower()}"/>'
-                   f'<text x="{x[2] + 4}" y="{y + 15}">{_e(fr)}{" KSM" if ksm else ""}</text>')
-    svg.append("</svg>")
-    return "".join(svg)
+def frame_graphs(results: list[dict]) -> str:
+    """The frame graph after every statement, per target that ran; targets whose graphs
+    are the same share one row of drawings (the first shown, the others folded)."""
+    groups: list[tuple[list[str], list, set]] = []
+    for r in results:
+        if r["status"] != "ok":
+            continue
+        steps = frame_steps(r)
+        if not steps:
+            continue
+        diverge = {r["mismatch"]["first"]["line"]} if r.get("mismatch") else set()
+        for targets, seen, lines in groups:
+            if seen == steps:
+                targets.append(r["target"])
+                lines |= diverge
+                break
+        else:
+            groups.append(([r["target"]], steps, set(diverge)))
+    out = []
+    for i, (targets, steps, lines) in enumerate(groups):
+        svgs = [frame_svg(st, f"after line {st.line}", diverge=st.line in lines)
+                for st in steps]
+        body = (f'<div class="steps" data-targets="{_e(" ".join(targets))}">'
+                + "".join(svgs) + "</div>")
+        head = f"frames after each statement on {_e(', '.join(targets))}"
+        if i == 0:
+            out.append(f"<p>{head}:</p>{body}")
+        else:     # folded, unless it holds a first divergence
+            out.append(f"<details{' open' if lines else ''}><summary>{head}</summary>"
+                       f"{body}</details>")
+    return "\n".join(out)
 
 
 def coverage_table(coverage: dict) -> str:
@@ -198,15 +188,119 @@ def coverage_table(coverage: dict) -> str:
     return "\n".join(out)
 
 
-def to_html(record: dict) -> str:
+def proof_table(rec: dict, anchor: str) -> str:
+    """Property (or mutant) x era, each cell the prover's status and method; for mutants
+    a failed property is the mutant killed."""
+    eras = prove_record.eras(rec)
+    rows: dict[str, dict[str, dict]] = {}
+    for r in rec["results"]:
+        what = f"mutant {r['mutant']}" if r["mutant"] else f"{r['model']} {r['property']}"
+        rows.setdefault(what, {})[r["era"]] = r
+    out = ['<table class="proofs"><tr><th>property</th>'
+           + "".join(f"<th>{_e(e)}</th>" for e in eras) + "</tr>"]
+    for what, by_era in rows.items():
+        tds = []
+        for e in eras:
+            r = by_era.get(e)
+            if r is None:
+                tds.append('<td class="not-run">-</td>')
+                continue
+            st = prove_record.status(r)
+            text = st.value
+            cls = st.value
+            if r["mutant"]:
+                killed = st is prove_record.ProofStatus.FAILED
+                text = f"killed by {r['property']}" if killed else "SURVIVED"
+                cls = "failed killed" if killed else "vacuous"
+            elif st is not prove_record.ProofStatus.FAILED:
+                text += f" ({r['method']}, {r['bound']})"
+            ref = (f'<a href="#{anchor}-{rec["results"].index(r)}">'
+                   if r["trace"] is not None else "")
+            tds.append(f'<td class="{cls}" data-proof="{st.value}" title="{_e(r["note"])}">'
+                       f"{ref}{_e(text)}{'</a>' if ref else ''}</td>")
+        out.append(f"<tr><td><code>{_e(what)}</code></td>{''.join(tds)}</tr>")
+    out.append("</table>")
+    return "\n".join(out)
+
+
+def counterexample(r: dict, anchor: str) -> str:
+    """One counterexample, step by step: the action or thread step, its choices and the
+    state cells it changed; a user-level one also as the scenario ``prove`` wrote."""
+    t = r["trace"]
+    who = f"mutant {r['mutant']}: " if r["mutant"] else ""
+    out = [f'<h3 id="{anchor}" class="cex">{_e(who)}{_e(r["property"])} fails on '
+           f"{_e(r['era'])} ({_e(r['model'])} model, {t['depth']} steps)</h3>"]
+    if r["counterexample"]:
+        out.append(f"<p>written to <code>{_e(r['counterexample'])}</code></p>")
+    out.append("<p>initial state: <code>" + _e(", ".join(f"{k}={v}" for k, v in
+                                                        t["initial"].items())) + "</code></p>")
+    steps = t["steps"]
+    # A race model's steps are THREAD.LABEL: one column per thread shows the interleaving.
+    threads = list(dict.fromkeys(st["step"].split(".", 1)[0] for st in steps))
+    by_thread = all("." in st["step"] and "(" not in st["step"] for st in steps)
+    cols = threads if by_thread else ["step"]
+    has_choices = any(st["choices"] for st in steps)
+    has_prints = any(st["prints"] for st in steps)
+    out.append('<table class="cex-steps"><tr><th>#</th>'
+               + "".join(f"<th>{_e(c)}</th>" for c in cols)
+               + ("<th>choices</th>" if has_choices else "") + "<th>changes</th>"
+               + ("<th>scenario line</th>" if has_prints else "") + "</tr>")
+    for i, st in enumerate(steps, 1):
+        if by_thread:
+            th, label = st["step"].split(".", 1)
+            cells = "".join(f"<td><code>{_e(label)}</code></td>" if c == th else "<td></td>"
+                            for c in cols)
+        else:
+            cells = f"<td><code>{_e(st['step'])}</code></td>"
+        ch = ", ".join(f"{k}={v}" for k, v in st["choices"].items())
+        changed = ", ".join(f"{k}={v}" for k, v in st["changed"].items())
+        out.append(f'<tr data-cex-step="{i}"><td>{i}</td>{cells}'
+                   + (f"<td>{_e(ch)}</td>" if has_choices else "")
+                   + f"<td><code>{_e(changed)}</code></td>"
+                   + (f"<td><code>{_e(st['prints'] or '')}</code></td>" if has_prints else "")
+                   + "</tr>")
+    out.append("</table>")
+    text = r["counterexample_text"]
+    if text and r["counterexample"] and r["counterexample"].endswith(".scenario"):
+        out.append("<p>as a scenario (replay it with <code>ksmdiff run</code>):</p>"
+                   f"<pre>{_e(text)}</pre>")
+    return "\n".join(out)
+
+
+def proofs_section(n: int, path: str, rec: dict) -> list[str]:
+    what = "mutants" if rec["mutants"] else "properties"
+    parts = [f'<h2 class="prove">Proofs: {what}, {_e(rec["started"])}</h2>',
+             f"<p><code>{_e(path)}</code>: ksmdiff prove {_e(' '.join(rec.get('argv', [])[1:]))}"
+             f", {rec['seconds']:.1f} s</p>", proof_table(rec, f"cex{n}")]
+    parts += [counterexample(r, f"cex{n}-{rec['results'].index(r)}")
+              for r in prove_record.counterexamples(rec)]
+    return parts
+
+
+def bench_section(path: str, rec: dict) -> list[str]:
+    h = rec["host"]
+    parts = [f'<h2 class="bench">Benchmark {_e(rec["bench"])}, {_e(rec["started"])}</h2>',
+             f"<p><code>{_e(path)}</code>: {h.get('cpus')} CPUs, {_e(h.get('release', ''))}; "
+             f"load average {_e(h.get('load_start'))} at the start, "
+             f"{_e(h.get('load_end'))} at the end</p>"]
+    groups: dict[str, list[dict]] = {}
+    for srs in rec["series"]:
+        groups.setdefault(srs["group"], []).append(srs)
+    for group, rows in groups.items():
+        units = {r["unit"] for r in rows}
+        better = {r["better"] for r in rows}
+        unit = units.pop() if len(units) == 1 else "mixed units"
+        parts.append(spread_plot(group, unit, Better(better.pop()) if len(better) == 1
+                                 else Better.LOWER, rows))
+    return parts
+
+
+def run_summary(record: dict) -> list[str]:
     groups = by_target(record)
     counts = {o: 0 for o in Outcome}
     for r in record["results"]:
         counts[outcome(r)] += 1
-    parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
-             f"<title>ksmdiff run {_e(record['started'])}</title><style>{CSS}</style>"
-             "</head><body>",
-             f"<h1>ksmdiff run, {_e(record['started'])}</h1>",
+    parts = [f"<h1>ksmdiff run, {_e(record['started'])}</h1>",
              f"<p>ksmdiff {_e(record['tool_version'])} on {_e(record['host']['uname'])} "
              f"{_e(record['host']['machine'])}; {len(record['scenarios'])} scenarios on "
              f"{len(groups)} targets: "
@@ -216,6 +310,14 @@ def to_html(record: dict) -> str:
     cov = record.get("coverage")
     if cov:
         parts += ["<h2>Label coverage by kernel</h2>", coverage_table(cov)]
+    return parts
+
+
+def scenario_sections(record: dict) -> list[str]:
+    """Per scenario: what went wrong where, the frame graph after every statement, the
+    statement table."""
+    groups = by_target(record)
+    parts = []
     cells = {(r["source"], r["target"]): r for r in record["results"]}
     for i, src in enumerate(record["scenarios"]):
         results = [cells[(src, t)] for t in groups if (src, t) in cells]
@@ -226,15 +328,27 @@ def to_html(record: dict) -> str:
             problem = first_problem(r)
             if problem:
                 parts.append(f"<p><b>{_e(r['target'])}</b>: {_e(problem)}</p>")
+        parts.append(frame_graphs(results))
         parts.append(statement_table(results))
-        shown = next((r for r in results if r["status"] == "ok" and r["observations"]), None)
-        if shown:
-            # The last state with a KSM page in it, else the last state.
-            recs = with_fields(shown["observations"])
-            last = next((rec for rec in reversed(recs) if any(
-                k.endswith(".ksm") and _one(v) is True for k, v in rec["fields"].items())),
-                recs[-1])
-            parts.append(f"<p>frames after line {last['line']} on {_e(shown['target'])}:</p>"
-                         + frame_graph(last["fields"]))
+    return parts
+
+
+def to_html(record: dict | None, proofs=(), benches=()) -> str:
+    """The page: a run record (or None), then ``(path, result)`` of prove and benchmark
+    results."""
+    title = f"ksmdiff run {record['started']}" if record else "ksmdiff results"
+    parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+             f"<title>{_e(title)}</title><style>{CSS}</style></head><body>"]
+    # The overviews first (grid, coverage, proofs, plots), then each scenario's details.
+    if record is not None:
+        parts += run_summary(record)
+    else:
+        parts.append("<h1>ksmdiff results</h1>")
+    for n, (path, rec) in enumerate(proofs):
+        parts += proofs_section(n, path, rec)
+    for path, rec in benches:
+        parts += bench_section(path, rec)
+    if record is not None:
+        parts += scenario_sections(record)
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"

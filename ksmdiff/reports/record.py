@@ -164,3 +164,13 @@ def kernel_version(record: dict, target: str) -> str | None:
 
 def targets(records: Iterable[dict]) -> list[str]:
     return list(dict.fromkeys(v for rec in records for v in rec["versions"]))
+
+
+def states(result: dict, which: str = "observations") -> list[dict]:
+    """The observation records of a result (``which``: ``observations``, or
+    ``model_observations`` beside a kernel's), each as ``{"stmt", "line", "status",
+    "fields"}`` with every field of the state after that statement.  The one place the
+    reports read observation records, so that a change of how a record stores them (e.g.
+    only the fields that changed) is undone here."""
+    return [dict(rec, fields=dict(rec["fields"]))
+            for rec in with_fields(list(result.get(which) or ()))]

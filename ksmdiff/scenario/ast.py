@@ -106,6 +106,18 @@ class Write:
 
 
 @dataclass(frozen=True)
+class ForceWrite:
+    """``P: force-write TARGET BYTE``: ``write``, but through /proc/PID/mem (GUP with
+    FOLL_FORCE | FOLL_WRITE), so it also reaches read-only and PROT_NONE pages."""
+
+    proc: str
+    target: Target
+    byte: int
+    pos: Pos = _pos()
+    comments: Comments = _comments()
+
+
+@dataclass(frozen=True)
 class Read:
     proc: str
     target: Target
@@ -129,7 +141,7 @@ class Madvise:
 class Mprotect:
     proc: str
     target: Target
-    prot: str                 # "ro" | "rw"
+    prot: str                 # "ro" | "rw" | "none"
     pos: Pos = _pos()
     comments: Comments = _comments()
 
@@ -174,6 +186,27 @@ class Unpin:
 
 
 @dataclass(frozen=True)
+class Mlock:
+    """``P: mlock TARGET``: mlock(2) (VM_LOCKED, populated: a writable private page is
+    write-faulted, so a KSM page there is COW-broken)."""
+
+    proc: str
+    target: Target
+    pos: Pos = _pos()
+    comments: Comments = _comments()
+
+
+@dataclass(frozen=True)
+class Munlock:
+    """``P: munlock TARGET``: munlock(2)."""
+
+    proc: str
+    target: Target
+    pos: Pos = _pos()
+    comments: Comments = _comments()
+
+
+@dataclass(frozen=True)
 class Prctl:
     proc: str
     on: bool
@@ -194,7 +227,16 @@ class KsmScan:
     comments: Comments = _comments()
 
 
-KNOBS = ("use_zero_pages", "max_page_sharing", "merge_across_nodes")
+@dataclass(frozen=True)
+class KsmUnmergeAll:
+    """``ksm unmerge-all`` (also written ``ksm set run 2``): KSM_RUN_UNMERGE, every KSM page
+    of the machine unmerged, then ksmd paused again."""
+
+    pos: Pos = _pos()
+    comments: Comments = _comments()
+
+
+KNOBS = ("use_zero_pages", "max_page_sharing", "merge_across_nodes", "smart_scan")
 
 
 @dataclass(frozen=True)
@@ -289,18 +331,32 @@ class ExpectCounter:
     counter: str
     delta: int
     versions: VersionSet | None = None
+    proc: str | None = None   # a per-process counter (/proc/PID/ksm_stat) of this process
     pos: Pos = _pos()
     comments: Comments = _comments()
 
 
-Action = Union[Mmap, Fill, Write, Read, Madvise, Mprotect, Munmap, Fork, Exit, Pin, Unpin,
-               Prctl, KsmSettle, KsmScan, KsmSet]
-Expect = Union[ExpectPage, ExpectCounter]
+Action = Union[Mmap, Fill, Write, ForceWrite, Read, Madvise, Mprotect, Munmap, Fork, Exit, Pin, Unpin,
+               Mlock, Munlock,
+               Prctl, KsmSettle, KsmScan, KsmSet, KsmUnmergeAll]
+@dataclass(frozen=True)
+class ExpectPrctl:
+    """``expect P prctl merge on|off``: what P's prctl(PR_GET_MEMORY_MERGE) returns."""
+
+    proc: str
+    on: bool
+    versions: VersionSet | None = None
+    pos: Pos = _pos()
+    comments: Comments = _comments()
+
+
+Expect = Union[ExpectPage, ExpectCounter, ExpectPrctl]
 Statement = Union[Action, Expect]
 
-ACTION_TYPES = (Mmap, Fill, Write, Read, Madvise, Mprotect, Munmap, Fork, Exit, Pin, Unpin,
-                Prctl, KsmSettle, KsmScan, KsmSet)
-EXPECT_TYPES = (ExpectPage, ExpectCounter)
+ACTION_TYPES = (Mmap, Fill, Write, ForceWrite, Read, Madvise, Mprotect, Munmap, Fork, Exit, Pin, Unpin,
+                Mlock, Munlock,
+                Prctl, KsmSettle, KsmScan, KsmSet, KsmUnmergeAll)
+EXPECT_TYPES = (ExpectPage, ExpectCounter, ExpectPrctl)
 
 
 def is_action(stmt: Statement) -> bool:

@@ -72,7 +72,7 @@ class Layout:
             self.total_pages += s.npages
             self.procs[s.proc].regions[s.region] = Region(
                 s.npages, [True] * s.npages, ["rw"] * s.npages, [False] * s.npages)
-        elif isinstance(s, (A.Fill, A.Write, A.Read)):
+        elif isinstance(s, (A.Fill, A.Write, A.ForceWrite, A.Read)):
             r = self.procs[s.proc].regions[s.target.region]
             for i in s.target.indices(r.npages):
                 r.faulted[i] = True

@@ -101,6 +101,10 @@ class _Build(Transformer):
         return (A.Write, (target, self._byte(value)))
 
     @v_args(inline=True)
+    def force_write(self, target, value):
+        return (A.ForceWrite, (target, self._byte(value)))
+
+    @v_args(inline=True)
     def read(self, target):
         return (A.Read, (target,))
 
@@ -113,8 +117,8 @@ class _Build(Transformer):
 
     @v_args(inline=True)
     def mprotect(self, target, prot):
-        if str(prot) not in ("ro", "rw"):
-            raise self._err(prot, f"unknown protection {str(prot)!r}", "ro or rw")
+        if str(prot) not in ("ro", "rw", "none"):
+            raise self._err(prot, f"unknown protection {str(prot)!r}", "ro, rw or none")
         return (A.Mprotect, (target, str(prot)))
 
     @v_args(inline=True)
@@ -137,6 +141,14 @@ class _Build(Transformer):
         return (A.Unpin, (target,))
 
     @v_args(inline=True)
+    def mlock(self, target):
+        return (A.Mlock, (target,))
+
+    @v_args(inline=True)
+    def munlock(self, target):
+        return (A.Munlock, (target,))
+
+    @v_args(inline=True)
     def prctl(self, onoff):
         if str(onoff) not in ("on", "off"):
             raise self._err(onoff, f"unknown prctl merge value {str(onoff)!r}", "on or off")
@@ -149,8 +161,19 @@ class _Build(Transformer):
     def ksm_scan(self, items):
         return A.KsmScan(self._int(items[1], "scan count"), pos=_pos(items[0]))
 
+    def ksm_unmerge_all(self, items):
+        return A.KsmUnmergeAll(pos=_pos(items[0]))
+
     def ksm_set(self, items):
         kw, knob, value = items
+        if str(knob) == "run":
+            # run=2 (KSM_RUN_UNMERGE) is the one value a scenario writes: ksmd's run
+            # state is otherwise the runner's (ksm settle / ksm scan)
+            if self._int(value, "knob value") != 2:
+                raise self._err(value, f"ksm set run {value}: ksmd runs only inside "
+                                       "'ksm settle' and 'ksm scan'", "ksm set run 2 "
+                                       "(the same as ksm unmerge-all)")
+            return A.KsmUnmergeAll(pos=_pos(kw))
         if str(knob) not in A.KNOBS:
             raise self._err(knob, f"unknown KSM knob {str(knob)!r}", " or ".join(A.KNOBS))
         return A.KsmSet(str(knob), self._int(value, "knob value"), pos=_pos(kw))
@@ -161,6 +184,19 @@ class _Build(Transformer):
         versions = items[3] if len(items) > 3 else None
         return A.ExpectCounter(str(name), self._int(delta, "counter change"), versions,
                                pos=_pos(kw))
+
+    def expect_prctl(self, items):
+        kw, proc, onoff = items[0], items[1], items[2]
+        versions = items[3] if len(items) > 3 else None
+        if str(onoff) not in ("on", "off"):
+            raise self._err(onoff, f"unknown prctl merge value {str(onoff)!r}", "on or off")
+        return A.ExpectPrctl(str(proc), str(onoff) == "on", versions, pos=_pos(kw))
+
+    def expect_proc_counter(self, items):
+        kw, proc, name, delta = items[0], items[1], items[2], items[3]
+        versions = items[4] if len(items) > 4 else None
+        return A.ExpectCounter(str(name), self._int(delta, "counter change"), versions,
+                               proc=str(proc), pos=_pos(kw))
 
     def expect_page(self, items):
         kw, proc, target = items[0], items[1], items[2]

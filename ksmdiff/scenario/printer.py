@@ -16,7 +16,7 @@ def _byte(b: int | None) -> str:
 
 def format_statement(s: A.Statement) -> str:
     on = ""
-    if isinstance(s, (A.ExpectPage, A.ExpectCounter)) and s.versions is not None:
+    if isinstance(s, (A.ExpectPage, A.ExpectCounter, A.ExpectPrctl)) and s.versions is not None:
         on = f" on {s.versions}"
     if isinstance(s, A.Mmap):
         return f"{s.proc}: mmap {s.region} {s.npages}"
@@ -24,6 +24,8 @@ def format_statement(s: A.Statement) -> str:
         return f"{s.proc}: fill {s.target} {_byte(s.byte)}"
     if isinstance(s, A.Write):
         return f"{s.proc}: write {s.target} {_byte(s.byte)}"
+    if isinstance(s, A.ForceWrite):
+        return f"{s.proc}: force-write {s.target} {_byte(s.byte)}"
     if isinstance(s, A.Read):
         return f"{s.proc}: read {s.target}"
     if isinstance(s, A.Madvise):
@@ -40,6 +42,10 @@ def format_statement(s: A.Statement) -> str:
         return f"{s.proc}: pin {s.target}"
     if isinstance(s, A.Unpin):
         return f"{s.proc}: unpin {s.target}"
+    if isinstance(s, A.Mlock):
+        return f"{s.proc}: mlock {s.target}"
+    if isinstance(s, A.Munlock):
+        return f"{s.proc}: munlock {s.target}"
     if isinstance(s, A.Prctl):
         return f"{s.proc}: prctl merge {'on' if s.on else 'off'}"
     if isinstance(s, A.KsmSettle):
@@ -51,8 +57,13 @@ def format_statement(s: A.Statement) -> str:
     if isinstance(s, A.ExpectPage):
         neg = "not " if s.negated else ""
         return f"expect {s.proc} {s.target} {neg}{s.predicate}{on}"
+    if isinstance(s, A.ExpectPrctl):
+        return f"expect {s.proc} prctl merge {'on' if s.on else 'off'}{on}"
+    if isinstance(s, A.KsmUnmergeAll):
+        return "ksm unmerge-all"
     if isinstance(s, A.ExpectCounter):
-        return f"expect counter {s.counter} {s.delta:+d}{on}"
+        who = "" if s.proc is None else f"{s.proc} "
+        return f"expect counter {who}{s.counter} {s.delta:+d}{on}"
     raise TypeError(f"not a scenario statement: {s!r}")
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from ksmdiff.errors import InputError, Location
 from ksmdiff.scenario import ast as A
 from ksmdiff.scenario.layout import Layout, Proc as _Proc, Region as _Region
-from ksmdiff.versions import COUNTERS, FEATURES
+from ksmdiff.versions import COUNTERS, FEATURES, PROC_COUNTERS
 
 # Limits that keep a scenario small enough for the probe and the prover.  The page limits
 # hold LTP's ksm01 at its size: three processes of 128 MB (3 x 32,768 pages of 4 KiB).
@@ -25,7 +25,7 @@ MAX_MAPCOUNT = 1 << 16
 # max_page_sharing_store() (>= 4.13) kstrtoint and -EINVAL below 2, so 2..INT_MAX
 # (LTP's ksm01 sets it to the number of pages it maps).
 INT_MAX = (1 << 31) - 1
-KNOB_RANGES = {"use_zero_pages": (0, 1), "merge_across_nodes": (0, 1),
+KNOB_RANGES = {"use_zero_pages": (0, 1), "merge_across_nodes": (0, 1), "smart_scan": (0, 1),
                "max_page_sharing": (2, INT_MAX)}
 
 
@@ -37,12 +37,14 @@ def implied_features(scn: A.Scenario) -> tuple[str, ...]:
     whole scenario."""
     need = set(scn.requires)
     for s in scn.statements:
-        if isinstance(s, A.Prctl):
+        if isinstance(s, (A.Prctl, A.ExpectPrctl)):
             need.add("prctl-merge")
         elif isinstance(s, A.Madvise) and s.advice == "pageout":
             need.add("swap")
         elif isinstance(s, A.KsmSet) and s.knob == "use_zero_pages" and s.value:
             need.add("zero-pages")
+        elif isinstance(s, A.KsmSet) and s.knob == "smart_scan":
+            need.add("smart-scan")      # (the knob file itself is 6.7+)
     return tuple(f for f in FEATURES if f in need)
 
 
@@ -57,6 +59,7 @@ class _Checker:
         self.scn = scn
         self.layout = Layout()
         self.procs = self.layout.procs        # the layout before the statement being checked
+        self.locked: set[tuple[str, str, int]] = set()   # VM_LOCKED pages (not inherited)
 
     def err(self, pos: A.Pos, msg: str, expected: str | None = None) -> InputError:
         return InputError(msg, Location(self.scn.source, pos.line or 1, pos.column or 1),
@@ -131,13 +134,42 @@ class _Checker:
         self.mapped_pages(s, "write", writable=True)
 
     def do_Read(self, s: A.Read) -> None:
-        self.mapped_pages(s, "read")
+        r, idx = self.mapped_pages(s, "read")
+        for i in idx:
+            if r.prot[i] == "none":
+                raise self.err(s.pos, f"read of a PROT_NONE page {s.target.region}[{i}] "
+                                      "would fault (SIGSEGV)", "mprotect ... ro or rw first")
+
+    def do_ForceWrite(self, s: A.ForceWrite) -> None:
+        # FOLL_FORCE: any protection of a private mapping
+        self.mapped_pages(s, "force-write")
 
     def do_Madvise(self, s: A.Madvise) -> None:
-        self.mapped_pages(s, f"madvise {s.advice}")
+        _r, idx = self.mapped_pages(s, f"madvise {s.advice}")
+        if s.advice in ("pageout", "dontneed") and any(
+                (s.proc, s.target.region, i) in self.locked for i in idx):
+            # madvise_pageout/madvise_dontneed: !can_madv_lru_vma(VM_LOCKED) -> -EINVAL
+            raise self.err(s.pos, f"madvise {s.advice} of an mlocked page fails (EINVAL)",
+                           "munlock it first")
 
     def do_Mprotect(self, s: A.Mprotect) -> None:
-        self.mapped_pages(s, "mprotect")
+        _r, idx = self.mapped_pages(s, "mprotect")
+        if s.prot == "none" and any((s.proc, s.target.region, i) in self.locked for i in idx):
+            raise self.err(s.pos, "mprotect none of an mlocked page is not modelled",
+                           "munlock it first")
+
+    def do_Mlock(self, s: A.Mlock) -> None:
+        r, idx = self.mapped_pages(s, "mlock")
+        for i in idx:
+            if r.prot[i] == "none":
+                raise self.err(s.pos, f"mlock of a PROT_NONE page {s.target.region}[{i}] "
+                                      "is not modelled", "mprotect ... ro or rw first")
+            self.locked.add((s.proc, s.target.region, i))
+
+    def do_Munlock(self, s: A.Munlock) -> None:
+        _r, idx = self.mapped_pages(s, "munlock")
+        for i in idx:
+            self.locked.discard((s.proc, s.target.region, i))
 
     def do_Munmap(self, s: A.Munmap) -> None:
         # The one munmap rule (model and probe follow it too): munmap unmaps the pages of
@@ -146,7 +178,9 @@ class _Checker:
         # belongs to its region for good: no other region's mmap ever lands in it (the probe
         # keeps it reserved), so the statement can never reach another region's page.
         p = self.proc(s.proc, s.pos)
-        self.region(p, s.proc, s.target, s.pos)
+        _r, idx = self.region(p, s.proc, s.target, s.pos)
+        for i in idx:
+            self.locked.discard((s.proc, s.target.region, i))
 
     def do_Fork(self, s: A.Fork) -> None:
         p = self.proc(s.proc, s.pos)
@@ -188,6 +222,11 @@ class _Checker:
         if not 1 <= s.scans <= MAX_SCANS:
             raise self.err(s.pos, f"ksm scan {s.scans}", f"1..{MAX_SCANS} scans")
 
+    def do_KsmUnmergeAll(self, s: A.KsmUnmergeAll) -> None:
+        # every kernel has run=2; on the host the runner refuses it without --allow-global
+        # (it unmerges every KSM page of the machine)
+        pass
+
     def do_KsmSet(self, s: A.KsmSet) -> None:
         lo, hi = KNOB_RANGES[s.knob]
         if not lo <= s.value <= hi:
@@ -213,6 +252,20 @@ class _Checker:
                 raise self.err(s.pos, f"same-frame compares {len(idx)} pages with {len(idx2)}",
                                "one page, or as many pages as the left side")
 
+    def do_ExpectPrctl(self, s: A.ExpectPrctl) -> None:
+        self.proc(s.proc, s.pos)
+
     def do_ExpectCounter(self, s: A.ExpectCounter) -> None:
+        if s.proc is not None:
+            # a per-process counter: /proc/PID/ksm_stat of a live process, the change since
+            # that process was created
+            self.proc(s.proc, s.pos)
+            if s.counter not in PROC_COUNTERS:
+                raise self.err(s.pos, f"unknown per-process counter {s.counter!r}",
+                               " or ".join(PROC_COUNTERS))
+            return
         if s.counter not in COUNTERS:
-            raise self.err(s.pos, f"unknown counter {s.counter!r}", " or ".join(COUNTERS))
+            hint = (f" (a per-process counter: expect counter PROCESS {s.counter} ...)"
+                    if s.counter in PROC_COUNTERS and s.counter not in COUNTERS else "")
+            raise self.err(s.pos, f"unknown counter {s.counter!r}{hint}",
+                           " or ".join(COUNTERS))

@@ -120,3 +120,41 @@ def test_fuzz_on_a_model_finds_a_wrong_model_and_saves_it_reduced(tmp_path, monk
     saved = list(tmp_path.glob("fuzz-*.scenario"))
     assert saved and all(re.search(r"^# found by ksmdiff fuzz, seed \d+", f.read_text())
                          for f in saved)
+
+
+def test_more_scenarios_per_label_come_from_z3_with_their_shapes_blocked():
+    """(Deterministic for a seed across runs: tests/cli/test_gen_cli.py; within one
+    process Z3 may answer a repeated query with another trace.)"""
+    from ksmdiff.gen.confirm import solve_distinct, witness_shape_in
+    from ksmdiff.gen.generate import fires
+    from ksmdiff.kspec.internal.engine import _compiled
+    w = world_for(Era.V5_1_TO_5_8)
+    ts = _compiled(w.model, w.era)
+    first = list(search(w, per_label=1, bound=4, beam=40, seed=0,
+                        exhaustive_depth=1).witnesses["unstable_insert"][0].steps)
+    found = [first]
+    for _ in range(2):
+        steps = solve_distinct(w.model, w.era, "unstable_insert", found, bound=4, seed=0,
+                               accept=lambda s: fires(w, s, "unstable_insert"))
+        assert steps is not None
+        assert fires(w, steps, "unstable_insert")
+        assert confirm_witness(w.model, w.era, steps, "unstable_insert")
+        assert witness_shape_in(ts, steps) not in {witness_shape_in(ts, f) for f in found}
+        found.append(steps)
+    # within one step no other shape fires the label: the query says so
+    assert solve_distinct(w.model, w.era, "fault_fresh", [[n] for n in range(len(ts.instances))
+                                                          if fires(w, [n], "fault_fresh")],
+                          bound=1, seed=0) is None
+
+
+def test_generate_per_label_three_gives_distinct_shapes():
+    gen = generate([Era.V5_1_TO_5_8], per_label=3, bound=4, beam=40, seed=0,
+                   exhaustive_depth=1)
+    by_label = {}
+    for g in gen.scenarios:
+        by_label.setdefault(g.label, []).append(g)
+    assert any(len(v) == 3 for v in by_label.values())
+    for label, gs in by_label.items():
+        assert len({g.hash for g in gs}) == len(gs)
+        for g in gs[1:]:
+            assert "found by Z3 with the shapes of the earlier ones blocked" in g.text

@@ -31,6 +31,7 @@ def test_corpus_matches_the_model(corpus, state_kept):
     runs = run_kernel(corpus)
     problems = []
     for scn, run in zip(corpus, runs):
+        # (unsupported also: ksm unmerge-all without allow_global, test_unmerge_all.py)
         assert run.status in (OK, UNSUPPORTED), (scn.source, run.status, run.reason)
         if run.status != OK:
             continue

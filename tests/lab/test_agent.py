@@ -19,3 +19,14 @@ def test_ksmd_bounds_and_exact_scan_sleep_are_stretched(monkeypatch):
     assert system.drain_stable_nodes(timeout=2.0) is True
     assert calls == [("scan", 1, 200, (2.0 + 1 * 0.2 * 3) * 10), ("scan", 3, 50, 10.0),
                      ("settle", 2, 30.0), ("drain", 20.0)]
+
+
+def test_a_race_job_runs_its_program_and_writes_the_output(tmp_path):
+    import json
+    lines = "round 0 reused=1 windows=1 lookups=1 leak=0 v0=0x10\ndone rounds=1\n"
+    job = {"kind": "race", "argv": ["sh", "-c", f"printf '{lines}'; echo oops >&2; exit 0"]}
+    (tmp_path / "job.json").write_text(json.dumps(job))
+    assert agent.main([str(tmp_path)]) == 0
+    doc = json.loads((tmp_path / "result.json").read_text())
+    assert doc["rc"] == 0 and doc["stdout"] == lines and doc["stderr"] == "oops\n"
+    assert (tmp_path / "progress").read_text().startswith("race-2 ")

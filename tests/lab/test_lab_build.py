@@ -248,6 +248,14 @@ def test_clone_built_tree_links_sources_and_copies_outputs(tmp_path):
 
 def test_lab_patches_name_their_mistake_and_mutant():
     patches = sorted(B.PATCH_DIR.glob("*.patch"))
+    # the race kernels' instrumentation and control say so first; every other is a mistake
+    other = {"5.4-race-window.patch": "Instrumentation, not a mistake: ",
+             "5.4-ksmd-nolock.patch": "Control, not a mirror of a spec mutant: "}
+    assert {p.name for p in patches} >= set(other)
+    for p in patches:
+        if p.name in other:
+            assert p.read_text().startswith(other[p.name]), p
+    patches = [p for p in patches if p.name not in other]
     assert len(patches) == 4
     mutants = {p.stem for p in (Path(__file__).parents[2] / "spec/mutants").glob("*.kspec")}
     for p in patches:
@@ -286,6 +294,20 @@ def test_known_without_sources_reports_not_run(dirs, monkeypatch):
     assert out and all(o is B.Outcome.NO_SOURCE for _, o, _ in out)
     from ksmdiff.cli import main
     assert main(["lab", "build", "--all-known"]) == 3
+
+
+def test_known_without_source_but_stored_says_stored(dirs, monkeypatch):
+    # a kernel built earlier (its source since removed) stays runnable: not "no source"
+    from ksmdiff.lab import store
+    monkeypatch.setenv("KSMDIFF_LAB_SOURCES", str(dirs / "nothing-here"))
+    img = dirs / "bzImage"
+    img.write_bytes(b"\0" * 64)
+    store.write_kernel("5.8", img, {"release": "5.8.1", "version": "5.8.1",
+                                    "origin": "source", "source_hash": "ab" * 8,
+                                    "config_hash": "cd" * 8, "patches": []})
+    out = dict((n, (o, d)) for n, o, d in B.build_known())
+    assert out["5.8"][0] is B.Outcome.STORED and "5.8.1" in out["5.8"][1]
+    assert out["5.4"][0] is B.Outcome.NO_SOURCE
 
 
 def test_known_finds_a_tree_under_a_search_root(dirs, monkeypatch):

@@ -51,7 +51,9 @@ def test_unsupported_feature_gives_no_records():
 
 def test_counters_only_where_the_kernel_has_them():
     keys = lambda v: {k for k in run(BODY, v).records[-1].fields if k.startswith("counter.")}
-    assert keys("5.4") == {"counter.pages_shared", "counter.pages_sharing"}
+    assert keys("5.4") == {"counter.pages_shared", "counter.pages_sharing",
+                           "counter.pages_unshared", "counter.pages_volatile",
+                           "counter.full_scans"}
     assert "counter.pgreuse" in keys("5.9") and "counter.cow_ksm" not in keys("5.18")
     assert "counter.ksm_swpin_copy" in keys("5.18")
     assert "counter.cow_ksm" in keys("5.19")

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import copy
+import json
+import os
 import shutil
 import struct
 import subprocess
@@ -95,9 +97,13 @@ def test_grid_cells(run_json, tmp_path):
 
 
 def test_mismatch_coverage_and_divergence(run_json):
-    page = _parse(to_html(_with_host(load(str(run_json)))))
+    text = to_html(_with_host(load(str(run_json))))
+    page = _parse(text)
     assert {o for (s, t), o in page.grid.items() if t == "host"} == {"mismatch"}
     assert page.diverge == 1 and page.coverage
+    # the host's graphs differ from the model's: their own row, unfolded, the state after
+    # the diverging statement framed
+    assert text.count('class="frames diverge"') == 1 and "<details open>" in text
 
 
 def test_merged_records(run_json, tmp_path):
@@ -154,17 +160,66 @@ def _png_pixels(path: Path) -> tuple[int, int, set]:
     return width, height, pixels
 
 
-@pytest.mark.skipif(shutil.which("chromium") is None,
-                    reason="chromium is not installed (apt-get install chromium)")
-def test_headless_chromium_renders_it(run_json, tmp_path):
+def _chromium() -> str | None:
+    """Debian's chromium; installed with apt when missing and apt can (root, a mirror)."""
+    if shutil.which("chromium") is None and shutil.which("apt-get") and os.geteuid() == 0 \
+            and not os.environ.get("KSMDIFF_NO_APT"):
+        subprocess.run(["apt-get", "install", "-y", "-q", "--no-install-recommends",
+                        "chromium"], capture_output=True, timeout=900,
+                       env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
+    return shutil.which("chromium")
+
+
+def _has(pixels, rgb, tol=6) -> bool:
+    return any(all(abs(p[i] - rgb[i]) <= tol for i in range(3)) for p in pixels)
+
+
+class Rendered(HTMLParser):
+    """What the browser's DOM holds: grid cells, frame-graph steps, counterexample steps,
+    plots."""
+
+    def __init__(self):
+        super().__init__()
+        self.cells = self.steps = self.cex_steps = self.plots = self.medians = 0
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        self.cells += tag == "td" and "data-outcome" in a
+        self.steps += tag == "svg" and "frames" in a.get("class", "").split()
+        self.cex_steps += tag == "tr" and "data-cex-step" in a
+        self.plots += tag == "svg" and a.get("class") == "plot"
+        self.medians += "data-median" in a
+
+
+def test_headless_chromium_renders_it(run_json, prove_json, bench_json, tmp_path):
+    chromium = _chromium()
+    if chromium is None:
+        pytest.skip("chromium is not installed and apt-get could not install it "
+                    "(apt-get install chromium)")
     out = tmp_path / "report.html"
-    assert main(["report", str(run_json), "-o", str(out)]) == 0
+    assert main(["report", str(run_json), str(prove_json), str(bench_json),
+                 "-o", str(out)]) == 0
     shot = tmp_path / "shot.png"
-    subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu",
-                    f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1000,800",
-                    f"--screenshot={shot}", out.as_uri()],
-                   check=True, capture_output=True, timeout=180)
+    base = [chromium, "--headless", "--no-sandbox", "--disable-gpu",
+            f"--user-data-dir={tmp_path / 'profile'}"]
+    subprocess.run(base + ["--window-size=1000,2600", f"--screenshot={shot}", out.as_uri()],
+                   check=True, capture_output=True, timeout=300)
     width, height, pixels = _png_pixels(shot)
-    assert (width, height) == (1000, 800)
+    assert (width, height) == (1000, 2600)
     green = {p for p in pixels if p[1] > p[0] + 20 and p[1] > p[2] + 20}
     assert len(pixels) > 5 and green, "the screenshot is blank or shows no held cell"
+    assert _has(pixels, (0xf9, 0xb2, 0x33)), "no KSM frame drawn in the first 2600 px"
+    assert _has(pixels, (0xcf, 0xe0, 0xf5)), "no plot box drawn in the first 2600 px"
+    dom = subprocess.run(base + ["--dump-dom", out.as_uri()], check=True,
+                         capture_output=True, text=True, timeout=300).stdout
+    r = Rendered()
+    r.feed(dom)
+    record = load(str(run_json))
+    assert r.cells == len(record["results"])
+    ran = [x for x in record["results"] if x["status"] == "ok"]
+    # every statement of every scenario drawn (targets with the same graphs share one row)
+    per_scenario = {x["source"]: len(x["observations"]) for x in ran}
+    assert r.steps >= sum(per_scenario.values())
+    prove = json.loads(prove_json.read_text())
+    assert r.cex_steps == prove["results"][0]["trace"]["depth"]
+    assert r.plots == 2 and r.medians == 3

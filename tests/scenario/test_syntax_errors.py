@@ -21,11 +21,15 @@ HEAD = 'scenario "t"\nprocess A\nA: mmap buf 4\n'
     (HEAD + "A: write buf[0 0x01\n", 4, 16, "unexpected '0x01'", "']'"),
     (HEAD + "expect A buf[0] bogus\n", 4, 17, "unexpected 'bogus'", "a predicate"),
     (HEAD + "expect A buf[0] ksm on five\n", 4, 24, "unexpected", "kernel version"),
-    (HEAD + "expect counter cow_ksm one\n", 4, 24, "unexpected", "signed number"),
+    # ("cow_ksm one" could still be a per-process counter 'one' of a process cow_ksm: the
+    # change is missing at the end of the line)
+    (HEAD + "expect counter cow_ksm one\n", 4, 27, "unexpected", "signed number"),
+    (HEAD + "expect counter cow_ksm one two\n", 4, 28, "unexpected", "signed number"),
     (HEAD + "A: write buf 0x1ff\n", 4, 14, "out of range", "0x00..0xff"),
     (HEAD + "A: madvise buf sideways\n", 4, 16, "unknown madvise advice", "mergeable"),
-    (HEAD + "A: mprotect buf rwx\n", 4, 17, "unknown protection", "ro or rw"),
-    (HEAD + "ksm set run 2\n", 4, 9, "unknown KSM knob 'run'", "use_zero_pages"),
+    (HEAD + "A: mprotect buf rwx\n", 4, 17, "unknown protection", "ro, rw or none"),
+    (HEAD + "ksm set run 1\n", 4, 13, "ksm set run 1", "ksm set run 2"),
+    (HEAD + "ksm set frobs 2\n", 4, 9, "unknown KSM knob 'frobs'", "use_zero_pages"),
     (HEAD + "A: prctl merge maybe\n", 4, 16, "unknown prctl", "on or off"),
     (HEAD + "A: read buf[3..1]\n", 4, 13, "empty range", "i <= j"),
     (HEAD + "expect A buf[0] ksm on 5.8..5.1\n", 4, 24, "empty version range", "A <= B"),

@@ -84,23 +84,40 @@ def to_scenario(ts, trace, smap, title=None) -> str:
     return print_scenario(scn)
 
 
+def to_steps(ts, trace) -> list[dict]:
+    """The trace as data, one entry per atomic step: the action or THREAD.LABEL with its
+    arguments, the nondeterministic choices, the state cells it changed (program counters
+    left out) and, for a user-level action, the scenario line it prints."""
+    out = []
+    prev = trace.initial
+    for st in trace.steps:
+        name = st.instance.name
+        if st.instance.args:
+            name += "(" + ", ".join(_show(ts.model, d, c) for _, d, c in st.instance.args) + ")"
+        out.append({"step": name,
+                    "choices": {k: _fmt(v) for k, v in st.choices.items()},
+                    "changed": {key_name(k): _fmt(v) for k, v in st.state.items()
+                                if prev.get(k) != v and not k[0].startswith("pc.")},
+                    "prints": format_prints(ts.model, st.instance)
+                    if st.instance.prints else None})
+        prev = st.state
+    return out
+
+
+def initial_cells(trace) -> dict:
+    """The trace's initial state, program counters left out."""
+    return {key_name(k): _fmt(v) for k, v in trace.initial.items() if not k[0].startswith("pc.")}
+
+
 def to_listing(ts, trace) -> str:
     """An interleaving: one line per atomic step, with the state cells it changed."""
     out = [f"# counterexample to {trace.prop} on {trace.era.value}"
            + (f" with mutant {trace.mutant}" if trace.mutant else ""),
-           "# initial state: " + ", ".join(f"{key_name(k)}={_fmt(v)}"
-                                           for k, v in trace.initial.items()
-                                           if not k[0].startswith("pc."))]
-    prev = trace.initial
-    for i, st in enumerate(trace.steps, 1):
-        changed = [f"{key_name(k)}={_fmt(v)}" for k, v in st.state.items()
-                   if prev.get(k) != v and not k[0].startswith("pc.")]
-        name = st.instance.name
-        if st.instance.args:
-            name += "(" + ", ".join(_show(ts.model, d, c) for _, d, c in st.instance.args) + ")"
-        ch = "".join(f" [{k}={v}]" for k, v in st.choices.items())
-        out.append(f"{i:3d}. {name}{ch}" + (f"   -> {', '.join(changed)}" if changed else ""))
-        prev = st.state
+           "# initial state: " + ", ".join(f"{k}={v}" for k, v in initial_cells(trace).items())]
+    for i, st in enumerate(to_steps(ts, trace), 1):
+        ch = "".join(f" [{k}={v}]" for k, v in st["choices"].items())
+        changed = ", ".join(f"{k}={v}" for k, v in st["changed"].items())
+        out.append(f"{i:3d}. {st['step']}{ch}" + (f"   -> {changed}" if changed else ""))
     if trace.final.get("differences"):
         out.append("# observables that differ from " + trace.final.get("other_era", "") + ":")
         out += [f"#   {d}" for d in trace.final["differences"]]

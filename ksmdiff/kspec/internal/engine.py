@@ -22,7 +22,8 @@ from pathlib import Path
 
 import z3
 
-from ksmdiff.kspec.internal.cex import is_user_trace, to_listing, to_scenario
+from ksmdiff.kspec.internal.cex import (initial_cells, is_user_trace, to_listing, to_scenario,
+                                        to_steps)
 from ksmdiff.kspec.internal.check import ERA_SLUG, ERAS, era_contains, eras_of
 from ksmdiff.kspec.internal.compile import compile_ts
 from ksmdiff.kspec.internal.config import ModelConfig
@@ -77,6 +78,14 @@ def _write_cex(ts, trace, out, stem, cfg: ModelConfig) -> str | None:
         path = out / f"{stem}.trace"
         path.write_text(to_listing(ts, trace))
     return str(path)
+
+
+def _keep_cex(r, ts, trace, out, stem, cfg: ModelConfig) -> None:
+    """A failed result's counterexample: written under ``out``, and kept as data (its steps
+    and initial state) for ``prove --json``."""
+    r.file = _write_cex(ts, trace, out, stem, cfg)
+    r.steps = to_steps(ts, trace)
+    r.initial = initial_cells(trace)
 
 
 class _Run:
@@ -138,8 +147,7 @@ def prove(spec, eras=None, props=None, bound=None, mutants=False, emit_smt2=None
                                b["equiv"], trace=tr, seconds=time.time() - t0,
                                note=f"vs {right[0].value}")
                     if tr is not None:
-                        r.file = _write_cex(ts_l, tr, out,
-                                            f"{mname}-{ERA_SLUG[era]}-{eq.name}", cfg)
+                        _keep_cex(r, ts_l, tr, out, f"{mname}-{ERA_SLUG[era]}-{eq.name}", cfg)
                     results.append(run.done(r))
     else:
         for name, model in spec.mutants.items():
@@ -279,7 +287,7 @@ def _prove_one(run, model, mname, era, cfg, b, mutant):
         r = Result(mname, era, p, st, method, depth, k=k, trace=tr,
                    seconds=elapsed / len(names), mutant=mutant, note=why)
         if tr is not None:
-            r.file = _write_cex(ts, tr, out, f"{mname}-{ERA_SLUG[era]}-{p}", cfg)
+            _keep_cex(r, ts, tr, out, f"{mname}-{ERA_SLUG[era]}-{p}", cfg)
         results.append(run.done(r))
     if emit is not None:
         for p in names:
@@ -359,7 +367,7 @@ def _mutant(run, model, name, cfg, b):
         p, tr, depth = killer
         r = Result(model.name, era, p, Status.FAILED, "bmc", depth, trace=tr,
                    seconds=elapsed, mutant=name)
-        r.file = _write_cex(ts, tr, run.out, f"mutant-{name}-{p}", cfg)
+        _keep_cex(r, ts, tr, run.out, f"mutant-{name}-{p}", cfg)
     if run.emit is not None:
         p = r.prop if r.prop != "*" else names[0]
         path = run.emit / "mutants" / f"{name}.{p}.bmc{r.bound}.smt2"

@@ -56,6 +56,8 @@ class Result:
     mutant: Optional[str] = None
     file: Optional[str] = None
     note: str = ""
+    steps: Optional[list] = None      # the counterexample as data (cex.to_steps)
+    initial: Optional[dict] = None    # its initial state
 
     def describe(self) -> str:
         if self.status == Status.FAILED:
@@ -82,7 +84,9 @@ class Result:
         return {"model": self.model, "era": self.era.value, "property": self.prop,
                 "status": self.status.value, "method": self.method, "bound": self.bound,
                 "k": self.k, "seconds": round(self.seconds, 3), "mutant": self.mutant,
-                "counterexample": self.file, "note": self.note}
+                "counterexample": self.file, "note": self.note,
+                "trace": None if self.steps is None else
+                {"depth": len(self.steps), "initial": self.initial, "steps": self.steps}}
 
 
 class Unroller:

@@ -1,0 +1,62 @@
+"""The reader of ``ksmdiff prove --json`` results for the reports: per model, era and
+property the status, and each counterexample as data (docs/reports.md).
+
+The statuses are those the prover writes (its ``Status``), read into :class:`ProofStatus`
+here so that a report never needs the prover (nor Z3) to draw them.
+"""
+
+from __future__ import annotations
+
+import enum
+
+from ksmdiff.errors import InputError, Location
+
+KIND = "prove"
+FORMAT = 1
+ROW_REQUIRED = ("model", "era", "property", "status", "method", "bound", "mutant",
+                "counterexample", "note", "trace", "counterexample_text")
+
+
+class ProofStatus(enum.Enum):
+    PROVED = "proved"       # for every execution
+    BOUNDED = "bounded"     # no violation up to the bound: not a proof
+    FAILED = "failed"       # a counterexample (for a mutant: the mutant is killed)
+    VACUOUS = "vacuous"     # a vacuity check failed
+
+
+def check(rec, path: str = "<prove result>") -> None:
+    where = Location(path, 1, 1)
+    if not isinstance(rec, dict) or rec.get("tool") != "ksmdiff" or rec.get("kind") != KIND:
+        raise InputError("not a ksmdiff prove result", where,
+                         expected='an object with "kind": "prove" (ksmdiff prove --json)')
+    if rec.get("format") != FORMAT:
+        raise InputError(f"prove result format {rec.get('format')!r} is not supported",
+                         where, expected=f'"format": {FORMAT}')
+    for k in ("started", "mutants", "seconds", "results"):
+        if k not in rec:
+            raise InputError(f"prove result lacks {k}", where)
+    for i, r in enumerate(rec["results"]):
+        lack = [k for k in ROW_REQUIRED if k not in r]
+        if lack:
+            raise InputError(f"results[{i}] lacks {', '.join(lack)}", where)
+        try:
+            ProofStatus(r["status"])
+        except ValueError:
+            raise InputError(f"results[{i}]: status {r['status']!r}", where,
+                             expected=", ".join(s.value for s in ProofStatus)) from None
+        t = r["trace"]
+        if t is not None and not (isinstance(t, dict) and isinstance(t.get("steps"), list)):
+            raise InputError(f"results[{i}]: trace has no steps", where)
+
+
+def status(row: dict) -> ProofStatus:
+    return ProofStatus(row["status"])
+
+
+def eras(rec: dict) -> list[str]:
+    return list(dict.fromkeys(r["era"] for r in rec["results"]))
+
+
+def counterexamples(rec: dict) -> list[dict]:
+    """The rows that carry a counterexample, in the order the prover found them."""
+    return [r for r in rec["results"] if r["trace"] is not None]
