@@ -32,8 +32,10 @@ show.  ``ANY`` means the model allows every value (e.g. a counter moved by ksmd 
 
 from __future__ import annotations
 
+from bisect import bisect_right
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Iterator, Optional, Sequence
 
 PAGE_FIELDS = ("present", "swapped", "frame", "ksm", "mapcount", "exclusive", "content",
                "fault")
@@ -86,6 +88,146 @@ def counter_key(name: str) -> str:
     return f"counter.{name}"
 
 
+class _Absent:
+    """A field that is not there (an unmapped page, the fault of a page not touched)."""
+
+    _instance = None
+
+    def __new__(cls):
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "ABSENT"
+
+    def __reduce__(self):
+        return (_Absent, ())
+
+
+ABSENT = _Absent()
+
+
+class History:
+    """The fields of every record of one stream, stored as what changed.
+
+    A producer commits the changes of each record (key -> allowed set, or
+    :data:`ABSENT` for a field that went) and gets back a :class:`FieldsView` of the
+    record's whole state; that view reads a field in O(log changes of that field), so a
+    stream costs what changed in it, not pages x statements.  Allowed sets are
+    interned (a stream holds few distinct values)."""
+
+    def __init__(self) -> None:
+        self._hist: dict[str, tuple[list[int], list]] = {}
+        self._n = 0                              # records committed
+        self._live = 0                           # keys present in the latest record
+        self._interned: dict = {}
+        self._order: dict[str, int] = {}
+
+    def intern(self, key: str, v: Any) -> Any:
+        """One shared object per (field name, value): {True} and {1} are equal sets, so the
+        field name keeps a bool field's set apart from an int field's."""
+        if v is ANY or v is ABSENT:
+            return v
+        return self._interned.setdefault((key[key.rfind(".") + 1:], v), v)
+
+    def commit(self, changes: Mapping[str, Any], *, shared: bool = False) -> "FieldsView":
+        """``shared``: the caller already shares one object per value (no interning)."""
+        pos = self._n
+        hist = self._hist
+        intern = self.intern
+        for key, v in changes.items():
+            if not shared:
+                v = intern(key, v)
+            h = hist.get(key)
+            if h is None:
+                if v is ABSENT:
+                    continue
+                hist[key] = ([pos], [v])
+                self._order[key] = len(self._order)
+                self._live += 1
+                continue
+            positions, values = h
+            last = values[-1]
+            if last is v or last == v:
+                continue
+            self._live += (last is ABSENT) - (v is ABSENT)
+            if positions[-1] == pos:
+                values[-1] = v
+            else:
+                positions.append(pos)
+                values.append(v)
+        self._n += 1
+        return FieldsView(self, pos, self._live)
+
+    def commit_full(self, fields: Mapping[str, Any]) -> tuple["FieldsView", dict]:
+        """Commit a whole record's fields: the changes are worked out here (a field of the
+        previous record missing from ``fields`` went).  Returns (view, changes)."""
+        prev = self._n - 1
+        changes: dict = {}
+        for key, v in fields.items():
+            if self.at(key, prev) != v:
+                changes[key] = v
+        if prev >= 0:
+            for key, (positions, values) in self._hist.items():
+                if values[-1] is not ABSENT and key not in fields:
+                    changes[key] = ABSENT
+        return self.commit(changes), changes
+
+    def at(self, key: str, pos: int) -> Any:
+        h = self._hist.get(key)
+        if h is None or pos < 0:
+            return ABSENT
+        positions, values = h
+        i = bisect_right(positions, pos) - 1
+        return ABSENT if i < 0 else values[i]
+
+    def rank(self, key: str) -> int:
+        """The key's place in first-appearance order."""
+        h = self._order.get(key)
+        return len(self._order) if h is None else h
+
+    def keys_at(self, pos: int) -> Iterator[str]:
+        for key, (positions, values) in self._hist.items():
+            i = bisect_right(positions, pos) - 1
+            if i >= 0 and values[i] is not ABSENT:
+                yield key
+
+
+class FieldsView(Mapping):
+    """The fields of one record of a :class:`History` (read-only)."""
+
+    __slots__ = ("_h", "_pos", "_len")
+
+    def __init__(self, history: History, pos: int, length: int):
+        self._h, self._pos, self._len = history, pos, length
+
+    def __getitem__(self, key: str) -> Any:
+        v = self._h.at(key, self._pos)
+        if v is ABSENT:
+            raise KeyError(key)
+        return v
+
+    def get(self, key: str, default: Any = None) -> Any:
+        v = self._h.at(key, self._pos)
+        return default if v is ABSENT else v
+
+    def __contains__(self, key: object) -> bool:
+        return self._h.at(key, self._pos) is not ABSENT  # type: ignore[arg-type]
+
+    def __iter__(self) -> Iterator[str]:
+        return self._h.keys_at(self._pos)
+
+    def __len__(self) -> int:
+        return self._len
+
+    def rank(self, key: str) -> int:
+        return self._h.rank(key)
+
+    def __repr__(self) -> str:
+        return f"FieldsView({dict(self)!r})"
+
+
 # The per-process field (``proc_counter_key(P, PRCTL_MERGE)``) holding MMF_VM_MERGE_ANY as
 # prctl(PR_GET_MEMORY_MERGE) returns it (bool), on kernels with prctl merge.
 PRCTL_MERGE = "prctl_merge"
@@ -99,13 +241,19 @@ def proc_counter_key(proc: str, name: str) -> str:
 
 @dataclass(frozen=True)
 class Record:
-    """What was (kernel) or may be (model) observed after statement ``stmt``."""
+    """What was (kernel) or may be (model) observed after statement ``stmt``.
+
+    ``fields`` is the record's whole state (a dict, or a :class:`FieldsView` of a
+    :class:`History`); ``delta``, when the producer knows it, the fields that changed since
+    the stream's previous record (key -> allowed set, or :data:`ABSENT` for a field that
+    went): the judge reads only those (:func:`changes`)."""
 
     stmt: int                       # index into Scenario.statements
     line: int                       # source line of that statement
     fields: Mapping[str, Allowed] = field(default_factory=dict)
     status: str = OK
     note: str = ""
+    delta: Optional[Mapping[str, Allowed]] = field(default=None, compare=False, repr=False)
 
     def get(self, key: str, default: Any = None) -> Allowed:
         return self.fields.get(key, default)
@@ -122,19 +270,142 @@ class Record:
 
     # -- JSON (the JSON run record carries these: docs/run-record.schema.json)
     def to_json(self) -> dict:
-        return {
-            "stmt": self.stmt,
-            "line": self.line,
-            "status": self.status,
-            **({"note": self.note} if self.note else {}),
-            "fields": {k: ("*" if v is ANY else sorted(v, key=_sort_key))
-                       for k, v in self.fields.items()},
-        }
+        """A record with a delta is written as its changes, page runs range-compressed
+        (``"changes"``, read back in stream order by :func:`records_from_json`); one
+        without, as its whole state (``"fields"``)."""
+        head = {"stmt": self.stmt, "line": self.line, "status": self.status,
+                **({"note": self.note} if self.note else {})}
+        if self.delta is not None:
+            return {**head, "changes": compress(self.delta)}
+        return {**head, "fields": {k: _value_json(v) for k, v in self.fields.items()}}
 
     @classmethod
-    def from_json(cls, obj: Mapping) -> "Record":
-        fields = {k: (ANY if v == "*" else frozenset(v)) for k, v in obj["fields"].items()}
+    def from_json(cls, obj: Mapping, previous: "Record | None" = None) -> "Record":
+        """One record; a record of ``"changes"`` needs the stream's ``previous`` record
+        (use :func:`records_from_json` for a whole stream)."""
+        if "changes" in obj:
+            delta = {k: (ABSENT if v is None else _value_from_json(v))
+                     for k, v in expand(obj["changes"]).items()}
+            fields = dict(previous.fields) if previous is not None else {}
+            for k, v in delta.items():
+                if v is ABSENT:
+                    fields.pop(k, None)
+                else:
+                    fields[k] = v
+            return cls(obj["stmt"], obj["line"], fields, obj.get("status", OK),
+                       obj.get("note", ""), delta)
+        fields = {k: _value_from_json(v) for k, v in obj["fields"].items()}
         return cls(obj["stmt"], obj["line"], fields, obj.get("status", OK), obj.get("note", ""))
+
+
+def records_from_json(objs: Iterable[Mapping]) -> list[Record]:
+    """A stream of records as :meth:`Record.to_json` wrote them (either form), in order;
+    records of changes share one :class:`History`."""
+    out: list[Record] = []
+    hist = History()
+    for obj in objs:
+        if "changes" in obj:
+            delta = {k: (ABSENT if v is None else _value_from_json(v))
+                     for k, v in expand(obj["changes"]).items()}
+            view = hist.commit(delta)
+            out.append(Record(obj["stmt"], obj["line"], view, obj.get("status", OK),
+                              obj.get("note", ""), delta))
+        else:
+            rec = Record.from_json(obj)
+            hist.commit_full(rec.fields)
+            out.append(rec)
+    return out
+
+
+def changes(records: Sequence[Record]) -> Iterator[tuple[Record, Iterable[str]]]:
+    """(record, the keys that changed since the previous record) for a stream.  Where the
+    two records are consecutive views of one :class:`History` the record's delta says it;
+    otherwise the whole states are compared (every key of a first record has changed)."""
+    prev: Optional[Record] = None
+    for rec in records:
+        if rec.delta is not None and _follows(prev, rec):
+            yield rec, rec.delta.keys()
+        elif prev is None:
+            yield rec, list(rec.fields)
+        else:
+            a, b = prev.fields, rec.fields
+            keys = [k for k, v in b.items() if a.get(k, ABSENT) != v]
+            keys += [k for k in a if k not in b]
+            yield rec, keys
+        prev = rec
+
+
+def _follows(prev: Optional[Record], rec: Record) -> bool:
+    b = rec.fields
+    if not isinstance(b, FieldsView):
+        return False
+    if prev is None:
+        return b._pos == 0
+    a = prev.fields
+    return isinstance(a, FieldsView) and a._h is b._h and b._pos == a._pos + 1
+
+
+def _value_json(v: Any) -> Any:
+    return "*" if v is ANY else sorted(v, key=_sort_key)
+
+
+def _value_from_json(v: Any) -> Any:
+    return ANY if v == "*" else frozenset(v)
+
+
+def compress(delta: Mapping[str, Any]) -> dict:
+    """Changes as JSON: runs of consecutive pages of one region whose field took one value
+    become one key, ``"A/buf[0-1023].ksm"``; a field that went is ``null``."""
+    out: dict = {}
+    run = None          # (prefix, suffix, lo, hi, value-json)
+
+    def flush():
+        if run is not None:
+            prefix, suffix, lo, hi, vj = run
+            idx = str(lo) if lo == hi else f"{lo}-{hi}"
+            out[f"{prefix}[{idx}].{suffix}"] = vj
+
+    for key in sorted(delta, key=_key_order):
+        v = delta[key]
+        vj = None if v is ABSENT else _value_json(v)
+        if key.startswith("counter."):
+            flush()
+            run = None
+            out[key] = vj
+            continue
+        proc, region, idx, fname = split_page_key(key)
+        prefix = f"{proc}/{region}"
+        if (run is not None and run[0] == prefix and run[1] == fname and run[3] + 1 == idx
+                and run[4] == vj):
+            run = (prefix, fname, run[2], idx, vj)
+            continue
+        flush()
+        run = (prefix, fname, idx, idx, vj)
+    flush()
+    return out
+
+
+def expand(changes_json: Mapping[str, Any]) -> dict:
+    """The inverse of :func:`compress` (values left in their JSON form)."""
+    out: dict = {}
+    for key, vj in changes_json.items():
+        if key.startswith("counter."):
+            out[key] = vj
+            continue
+        proc, _, rest = key.partition("/")
+        page, _, fname = rest.rpartition(".")
+        region, _, idx = page.partition("[")
+        lo, _, hi = idx.rstrip("]").partition("-")
+        for i in range(int(lo), int(hi or lo) + 1):
+            out[page_key(proc, region, i, fname)] = vj
+    return out
+
+
+def _key_order(key: str) -> tuple:
+    if key.startswith("counter."):
+        return (1, key, "", 0)
+    proc, region, idx, fname = split_page_key(key)
+    return (0, f"{proc}/{region}", fname, idx)
 
 
 def _sort_key(v: Any) -> tuple:

@@ -17,7 +17,7 @@ from ksmdiff.internal.audit import pure
 from ksmdiff.judge import (ENVIRONMENT, FAILED, ExpectResult, Mismatch, compare,
                            evaluate_expects, first_divergence, tally)
 from ksmdiff.judge.classify import classify
-from ksmdiff.observe import ANY, NOT_RUN, OK, UNSUPPORTED, Record, split_page_key
+from ksmdiff.observe import ANY, NOT_RUN, OK, UNSUPPORTED, Record
 from ksmdiff.scenario import ast as A
 from ksmdiff.scenario.printer import format_statement
 from ksmdiff.versions import KernelVersion
@@ -70,21 +70,31 @@ class CellResult:
 
 
 def ksm_reuse_seen(scn: A.Scenario, records: Sequence[Record]) -> bool:
-    """Did a write or fill keep a frame that was KSM in the record before (reuse_ksm_page)?"""
+    """Did a write or fill keep a frame that was KSM in the record before (reuse_ksm_page)?
+    Reads only the pages each write or fill touched."""
+    sizes: dict[tuple[str, str], int] = {}      # (process, region) -> pages, as of now
+    by_stmt = {r.stmt: r for r in records}
     prev: Record | None = None
-    for r in records:
-        if not isinstance(scn.statements[r.stmt], (A.Write, A.ForceWrite, A.Fill)):
-            prev = r
+    for i, s in enumerate(scn.statements):
+        if isinstance(s, A.Mmap):
+            sizes[(s.proc, s.region)] = s.npages
+        elif isinstance(s, A.Fork):
+            for (proc, region), n in list(sizes.items()):
+                if proc == s.proc:
+                    sizes[(s.child, region)] = n
+        r = by_stmt.get(i)
+        if r is None:
             continue
-        for key, values in r.fields.items():
-            if not key.endswith(".fault") or values is ANY or "reused" not in values:
-                continue
-            if prev is None:
-                continue
-            proc, region, idx, _ = split_page_key(key)
-            was = prev.get(f"{proc}/{region}[{idx}].ksm")
-            if was is not None and was is not ANY and True in was:
-                return True
+        if isinstance(s, (A.Write, A.ForceWrite, A.Fill)) and prev is not None:
+            n = sizes.get((s.proc, s.target.region), 0)
+            for idx in s.target.indices(n):
+                base = f"{s.proc}/{s.target.region}[{idx}]."
+                values = r.get(base + "fault")
+                if values is None or values is ANY or "reused" not in values:
+                    continue
+                was = prev.get(base + "ksm")
+                if was is not None and was is not ANY and True in was:
+                    return True
         prev = r
     return False
 

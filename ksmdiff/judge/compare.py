@@ -12,7 +12,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
-from ksmdiff.observe import ANY, OK, Record
+from ksmdiff.observe import ABSENT, ANY, OK, FieldsView, Record, changes
 
 MISSING = "<absent>"
 
@@ -59,6 +59,23 @@ def _page_of(key: str) -> str | None:
     return None if key.startswith("counter.") else key.rsplit(".", 1)[0]
 
 
+def _diverges(key: str, allowed: Any, observed: Any) -> tuple[Any, Any] | None:
+    """(allowed, observed) if ``key`` diverges, with :data:`ABSENT` for a field a side
+    lacks; None if not.  A page is there when its ``present`` field is: a page one side has
+    and the other lacks diverges on ``present``; any other field the kernel does not report
+    is skipped, and so is one the model does not have."""
+    if key.endswith(".present") and not key.startswith("counter."):
+        if observed is ABSENT and allowed is not ABSENT:
+            return allowed, MISSING
+        if allowed is ABSENT and observed is not ABSENT:
+            return MISSING, observed
+    if observed is ABSENT or allowed is ABSENT or allowed is ANY:
+        return None
+    if observed is ANY or not set(observed) <= set(allowed):
+        return allowed, observed
+    return None
+
+
 def compare(reference: Sequence[Record], observed: Sequence[Record]) -> list[Divergence]:
     """Every field of ``observed`` outside ``reference``'s allowed set, in stream order.
 
@@ -66,30 +83,56 @@ def compare(reference: Sequence[Record], observed: Sequence[Record]) -> list[Div
     ``present`` key; any other field ``observed`` does not report is skipped (a kernel
     that cannot report a field leaves it absent).  Records whose status is not ``ok`` are
     not compared (they are results of their own: unsupported, environment, not-run).
-    """
-    ref_by_stmt = {r.stmt: r for r in reference}
+
+    Incremental: a field is judged again only where either stream changed it since the
+    last pair of records compared (:func:`ksmdiff.observe.changes`); a divergence that
+    persists is reported at every record it persists through, as a whole-record
+    comparison would.  Within a record, the keys missing from ``observed`` come first
+    (sorted), then the others in ``observed``'s field order."""
+    ref_changes = list(changes(reference))
+    ref_pos = {r.stmt: i for i, (r, _k) in enumerate(ref_changes)}
+    ref_done = -1                     # index of the last reference record compared
+    pending: set[str] = set()         # keys changed since the last pair compared
+    active: dict[str, tuple[Any, Any]] = {}
     out: list[Divergence] = []
-    for obs in observed:
-        ref = ref_by_stmt.get(obs.stmt)
-        if ref is None or obs.status != OK or ref.status != OK:
+    for obs, obs_keys in changes(observed):
+        pending.update(obs_keys)
+        j = ref_pos.get(obs.stmt)
+        if j is None or obs.status != OK or ref_changes[j][0].status != OK:
             continue
-        ref_pages = {_page_of(k) for k in ref.fields if _page_of(k)}
-        obs_pages = {_page_of(k) for k in obs.fields if _page_of(k)}
-        for page in sorted(ref_pages - obs_pages):
-            out.append(Divergence(obs.stmt, obs.line, page + ".present",
-                                  ref.fields.get(page + ".present", MISSING), MISSING))
-        for key, values in obs.fields.items():
-            page = _page_of(key)
-            allowed = ref.fields.get(key, MISSING)
-            if allowed == MISSING:
-                if page is not None and page not in ref_pages and key.endswith(".present"):
-                    out.append(Divergence(obs.stmt, obs.line, key, MISSING, values))
-                continue
-            if allowed is ANY:
-                continue
-            if values is ANY or not set(values) <= set(allowed):
-                out.append(Divergence(obs.stmt, obs.line, key, allowed, values))
+        ref = ref_changes[j][0]
+        if j > ref_done:
+            for _r, keys in ref_changes[ref_done + 1:j + 1]:
+                pending.update(keys)
+        else:                          # the reference went back: judge every field again
+            pending.update(ref.fields)
+            pending.update(active)
+        ref_done = j
+        rget, oget = ref.fields.get, obs.fields.get
+        for key in pending:
+            d = _diverges(key, rget(key, ABSENT), oget(key, ABSENT))
+            if d is None:
+                active.pop(key, None)
+            else:
+                active[key] = d
+        pending.clear()
+        if not active:
+            continue
+        missing = sorted(k for k, (_a, o) in active.items() if o == MISSING)
+        rank = _key_rank(obs.fields)
+        rest = sorted((k for k, (_a, o) in active.items() if o != MISSING), key=rank)
+        for key in missing + rest:
+            allowed, values = active[key]
+            out.append(Divergence(obs.stmt, obs.line, key, allowed, values))
     return out
+
+
+def _key_rank(fields) -> Any:
+    """A key's position in ``fields``' order (a History view's first-appearance order)."""
+    if isinstance(fields, FieldsView):
+        return fields.rank
+    order = {k: i for i, k in enumerate(fields)}
+    return lambda k: order.get(k, len(order))
 
 
 def compare_equal(a: Sequence[Record], b: Sequence[Record]) -> list[Divergence]:

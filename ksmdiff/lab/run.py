@@ -17,7 +17,7 @@ from typing import Callable, Sequence
 
 from ksmdiff.internal.audit import pure
 from ksmdiff.lab import guest, store
-from ksmdiff.observe import ENVIRONMENT, NOT_RUN, OK, Record
+from ksmdiff.observe import ENVIRONMENT, NOT_RUN, OK, records_from_json
 from ksmdiff.probe.runner import KPF_KSM_NOTE, KernelRun
 from ksmdiff.scenario import ast as A
 from ksmdiff.session import RERUNS, CellResult, kernel_cells
@@ -63,7 +63,7 @@ def make_job(scenarios: Sequence[A.Scenario], kernel: store.KernelImage,
 
 def _kernel_run(scn: A.Scenario, version, doc: dict) -> KernelRun:
     return KernelRun(scn, version, doc["status"], doc["reason"],
-                     tuple(Record.from_json(r) for r in doc["records"]), doc.get("mode", ""),
+                     tuple(records_from_json(doc["records"])), doc.get("mode", ""),
                      doc.get("salt"))
 
 

@@ -29,39 +29,48 @@ def check(m: Machine, stmt: int, line: int) -> list[Violation]:
     def v(prop: str, detail: str) -> None:
         out.append(Violation(stmt, line, prop, detail))
 
-    mapped_by: dict[int, list[str]] = {}
-    frames = {}
+    def where(p, r, s) -> str:
+        return f"{p.name}/{r.name}[{s.index}]"
+
+    # id(frame) -> the (process, region, slot) of every pte mapping it (the zero page aside)
+    mapped_by: dict[int, list] = {}
+    writable = []
     for p in m.live_procs():
         for r, s in p.slots():
-            where = f"{p.name}/{r.name}[{s.index}]"
             pte = s.pte
             f = pte.frame if pte.present else pte.swap
-            if f is not None and f.content != s.logical:
-                v("isolation", f"{where} holds {f.content} but {p.name} wrote {s.logical}")
-            if f is not None and f.freed:
-                v("refcount", f"{where} maps a freed page {f!r}")
-            if pte.present and not f.zero:
-                mapped_by.setdefault(id(f), []).append(where)
-                frames[id(f)] = f
-                if pte.writable and f.ksm:
-                    v("ksm-writable", f"{where} maps KSM page {f!r} writable")
-            elif pte.present and pte.writable:
-                v("ksm-writable", f"{where} maps the zero page writable")
-    for p in m.live_procs():
-        for r, s in p.slots():
-            pte = s.pte
-            if pte.present and pte.writable and not pte.frame.zero:
-                others = [w for w in mapped_by[id(pte.frame)]
-                          if w != f"{p.name}/{r.name}[{s.index}]"]
-                if others:
-                    v("writable-exclusive",
-                      f"{p.name}/{r.name}[{s.index}] is writable but {pte.frame!r} is also "
-                      f"mapped by {', '.join(others)}")
-    for f in m.frames:
-        if f.freed:
-            continue
-        pins = m.pins_of(f)
-        nptes = len(mapped_by.get(id(f), []))
+            if f is None:
+                continue
+            if f.content != s.logical:
+                v("isolation", f"{where(p, r, s)} holds {f.content} but {p.name} wrote "
+                               f"{s.logical}")
+            if f.freed:
+                v("refcount", f"{where(p, r, s)} maps a freed page {f!r}")
+            if not pte.present:
+                continue
+            if not f.zero:
+                lst = mapped_by.get(id(f))
+                if lst is None:
+                    mapped_by[id(f)] = [(p, r, s)]
+                else:
+                    lst.append((p, r, s))
+                if pte.writable:
+                    writable.append((p, r, s))
+                    if f.ksm:
+                        v("ksm-writable", f"{where(p, r, s)} maps KSM page {f!r} writable")
+            elif pte.writable:
+                v("ksm-writable", f"{where(p, r, s)} maps the zero page writable")
+    for p, r, s in writable:
+        sharers = mapped_by[id(s.pte.frame)]
+        if len(sharers) > 1:
+            others = [where(*x) for x in sharers if x[2] is not s]
+            v("writable-exclusive",
+              f"{where(p, r, s)} is writable but {s.pte.frame!r} is also "
+              f"mapped by {', '.join(others)}")
+    pin_counts = m.pin_counts()
+    for f in m.live_frames():
+        pins = pin_counts.get(id(f), 0)
+        nptes = len(mapped_by.get(id(f), ()))
         if f.refcount < 0 or f.mapcount < 0 or f.swap_refs < 0:
             v("refcount", f"negative count on {f!r}")
         if f.refcount < f.mapcount + pins + int(f.swapcache):

@@ -358,7 +358,7 @@ def unmerge_ksm_pages(m: Machine, p: Process, slots: list[PageSlot]) -> None:
 
 
 def lru_add_drain_all(m: Machine) -> None:
-    for f in m.frames:
+    for f in m.live_frames():
         f.maybe_pvec = False
 
 

@@ -30,7 +30,8 @@ class Machine:
         self.procs: dict[str, Process] = {}
         self.ksm = KsmState()
         self.zero_page = Frame("Z", ZERO_CONTENT, zero=True, anon=False)
-        self.frames: list[Frame] = []          # every frame ever allocated (for invariants)
+        self.frames: list[Frame] = []          # every frame ever allocated (for the tests)
+        self._live: list[Frame] = []           # those not yet seen freed (for invariants)
         self._next_fid = 0
         self._next_seq = 0
         # counter name -> frozenset of possible deltas, or ANY
@@ -39,15 +40,19 @@ class Machine:
         self.fault_alternatives: dict[int, set[str]] = {}
         self.notes: list[str] = []
         self.ksm_churn = False                 # a merge failed on a pinned page (its twin churns)
+        self._facts: dict[str, bool] = {}      # has(): the fact table, read once per name
 
     # ------------------------------------------------------------------ versions
     def has(self, name: str) -> bool:
         """Does the modelled kernel have kernel fact ``name``?  A fact whose stable patch
         level is unknown for this version takes the value assumed for this run (run_model
         runs both and merges the records)."""
-        got = has_fact(self.version, name)
+        got = self._facts.get(name)
         if got is None:
-            return self.assume[name]
+            got = has_fact(self.version, name)
+            if got is None:
+                got = self.assume[name]
+            self._facts[name] = got
         return got
 
     def env(self, name: str) -> bool:
@@ -87,7 +92,14 @@ class Machine:
         f = Frame(self._next_fid, content, refcount=1, maybe_pvec=True)
         self._next_fid += 1
         self.frames.append(f)
+        self._live.append(f)
         return f
+
+    def live_frames(self) -> list[Frame]:
+        """The frames not freed (a freed page stays freed: the list drops them here, so an
+        invariant check does not grow with every copy a scenario made)."""
+        self._live[:] = [f for f in self._live if not f.freed]
+        return self._live
 
     def get_page(self, f: Frame, n: int = 1) -> None:
         if f.zero:
@@ -123,6 +135,15 @@ class Machine:
             for _r, s in p.slots():
                 if s.pte.present and s.pte.frame is f:
                     out.append((p, s))
+        return out
+
+    def pin_counts(self) -> dict[int, int]:
+        """id(frame) -> its pins, for every pinned frame (one pass over the pins)."""
+        out: dict[int, int] = {}
+        for p in self.procs.values():
+            for lst in p.pins.values():
+                for g in lst:
+                    out[id(g)] = out.get(id(g), 0) + 1
         return out
 
     def pins_of(self, f: Frame) -> int:

@@ -11,8 +11,8 @@ from ksmdiff.model import memory as M
 from ksmdiff.model.invariants import Violation, check
 from ksmdiff.model.machine import Machine
 from ksmdiff.model.state import PageSlot, Process, Region, ZERO_CONTENT
-from ksmdiff.observe import (ANY, PRCTL_MERGE, Record, counter_key, label_frames, page_key,
-                             proc_counter_key)
+from ksmdiff.observe import (ABSENT, ANY, PAGE_FIELDS, PRCTL_MERGE, History, Record, changes,
+                             counter_key, page_key, proc_counter_key)
 from ksmdiff.scenario import ast as A
 from ksmdiff.scenario.validate import implied_features
 from ksmdiff.versions import (FEATURE_NOTES, COUNTERS, FACTS, PROC_COUNTERS, Era,
@@ -108,29 +108,45 @@ def run_model(scenario: A.Scenario, version: KernelVersion, *,
 
 def merge_records(runs: list[list[Record]], reasons: list[str]) -> list[Record]:
     """Field-wise union of the records of several runs of one scenario (same statements);
-    a record where the runs differ says why in its note."""
+    a record where the runs differ says why in its note.  Works on what changed: a field is
+    merged again only where some run changed it."""
     first = runs[0]
     if len(runs) == 1:
         return list(first)
+    history = History()
+    streams = [changes(r) for r in runs]
+    differing: set[str] = set()       # keys where the runs differ in the current record
     out = []
     for i, base in enumerate(first):
-        fields = dict(base.fields)
-        differs = False
+        recs, keys = [], set()
+        for it in streams:
+            rec, changed = next(it)
+            recs.append(rec)
+            keys.update(changed)
+        delta: dict = {}
         notes = [base.note] if base.note else []
-        for other in runs[1:]:
-            rec = other[i]
+        for rec in recs[1:]:
             assert (rec.stmt, rec.line) == (base.stmt, base.line), "runs diverged"
-            for key, val in rec.fields.items():
-                cur = fields.get(key)
-                if cur == val:
-                    continue
-                differs = True
-                fields[key] = ANY if cur is None or cur is ANY or val is ANY else cur | val
             if rec.note and rec.note not in notes:
                 notes.append(rec.note)
-        if differs:
+        for key in keys:
+            cur = base.fields.get(key)
+            differs = False
+            for rec in recs[1:]:
+                val = rec.fields.get(key)
+                if val is None or cur == val:
+                    continue
+                differs = True
+                cur = ANY if cur is None or cur is ANY or val is ANY else cur | val
+            delta[key] = ABSENT if cur is None else cur
+            if differs:
+                differing.add(key)
+            else:
+                differing.discard(key)
+        if differing:
             notes.append("allows each outcome because " + "; or ".join(reasons))
-        out.append(replace(base, fields=fields, note="; ".join(notes)))
+        out.append(replace(base, fields=history.commit(delta), note="; ".join(notes),
+                           delta=delta))
     return out
 
 
@@ -145,6 +161,16 @@ class Interpreter:
         self.m = Machine(version, mutant, assume)
         self.records: list[Record] = []
         self.violations: list[Violation] = []
+        # the stream's fields, as changes (observe.History), and what the last record
+        # showed: each page's state tuple (_page_states), the fault keys, the counters
+        self.history = History()
+        self._shown: dict = {}
+        self._shown_faults: set = set()
+        self._shown_counters: dict = {}
+        self._sets: dict = {}
+        self._prefixes: dict = {}           # page -> its field keys (_keys)
+        self._content_text: dict = {}       # Content -> its text
+        self._fields_of: dict = {}          # page state -> its fields (_page_fields)
         self.m.procs[scn.initial] = Process(scn.initial)
         # per-process counters at the creation of each process (``expect counter P NAME``
         # is the change since then): 0 for the first; a child's at fork
@@ -185,14 +211,18 @@ class Interpreter:
                 else:
                     out = {"copied"}
                 out |= m.fault_alternatives.get(id(slot), set())
-                faults[(p.name, r.name, slot.index)] = frozenset(out)
+                out = frozenset(out)
+                faults[(p.name, r.name, slot.index)] = self._sets.setdefault(("fault", out), out)
             for p in m.procs.values():
                 for _r, slot in p.slots():
                     slot.last_frame = self._known_frame(slot)
                 if p.alive:
                     self._note_possible_vma_merges(p)
             note = "; ".join(m.notes[n_notes:])
-            self.records.append(Record(i, s.pos.line, self.fields(faults), note=note))
+            delta = self.observe(faults)
+            self.records.append(Record(i, s.pos.line, self.history.commit(delta, shared=True),
+                                       note=note,
+                                       delta=delta))
             self.violations.extend(check(m, i, s.pos.line))
 
     @staticmethod
@@ -219,39 +249,130 @@ class Interpreter:
         return slot.last_frame
 
     # ------------------------------------------------------------------ observations
-    def fields(self, faults: dict) -> dict:
-        m = self.m
-        order = []
-        for p in m.live_procs():
+    def _page_states(self) -> dict:
+        """(proc, region, index) -> the page's observable state, for every mapped page of
+        every live process in canonical order: (present, swapped, frame label, ksm,
+        mapcount, exclusive, content, maybe-absent zero page); the values the page's
+        fields show (docs/run-record.md), None where a field is absent.  One pass, no
+        field keys: a record is built only from the pages whose tuple changed."""
+        labels: dict = {}
+        out: dict = {}
+        text = self._content_text
+        for p in self.m.live_procs():
+            pname = p.name
             for rname, r in p.regions.items():
                 for s in r.pages:
-                    if s.mapped:
-                        f = s.pte.frame if s.pte.present else None
-                        order.append(((p.name, rname, s.index), s,
-                                      None if f is None else f.fid))
-        labels = label_frames(((k, fid) for k, _s, fid in order), zero="Z")
+                    if not s.mapped:
+                        continue
+                    pte = s.pte
+                    swapped = pte.swap is not None
+                    if not pte.present:
+                        out[(pname, rname, s.index)] = (False, swapped, None, None, None, None,
+                                                        None, False)
+                        continue
+                    f = pte.frame
+                    c = text.get(f.content)
+                    if c is None:
+                        c = text[f.content] = str(f.content)
+                    if f.zero:
+                        out[(pname, rname, s.index)] = (True, swapped, "Z", False, 0, False, c,
+                                                        s.maybe_absent)
+                        continue
+                    label = labels.get(f.fid)
+                    if label is None:
+                        label = labels[f.fid] = f"F{len(labels)}"
+                    out[(pname, rname, s.index)] = (True, swapped, label, f.ksm, f.mapcount,
+                                                    f.mapcount == 1, c, False)
+        return out
+
+    def _set(self, name: str, value) -> frozenset:
+        """One shared one-element set per (field, value) ({True} == {1}: keyed by field)."""
+        got = self._sets.get((name, value))
+        if got is None:
+            got = self._sets[(name, value)] = frozenset([value])
+        return got
+
+    def _page_fields(self, st: tuple) -> tuple:
+        """The page's fields, in PAGE_FIELDS order without ``fault`` (ABSENT: not there);
+        one tuple per distinct state (most pages of a scenario share a few states)."""
+        got = self._fields_of.get(st)
+        if got is None:
+            got = self._fields_of[st] = self._make_page_fields(st)
+        return got
+
+    def _make_page_fields(self, st: tuple) -> tuple:
+        present, swapped, label, ksm, mapcount, exclusive, content, maybe_absent = st
+        put = self._set
+        if maybe_absent:
+            pres, frame = self._MAYBE_PRESENT, self._MAYBE_ZERO
+        else:
+            pres, frame = put("present", present), put("frame", label)
+        if not present:
+            return (pres, put("swapped", swapped), frame, ABSENT, ABSENT, ABSENT, ABSENT)
+        return (pres, put("swapped", swapped), frame, put("ksm", ksm),
+                put("mapcount", mapcount), put("exclusive", exclusive),
+                put("content", content))
+
+    _MAYBE_PRESENT = frozenset([True, False])
+    _MAYBE_ZERO = frozenset(["Z", None])
+    _NAMES = PAGE_FIELDS[:-1]           # fault is the step's, not the page's
+    _GONE = (ABSENT,) * len(_NAMES)
+
+    def _keys(self, key: tuple) -> tuple:
+        """The page's field keys, PAGE_FIELDS order (fault last): one string object per
+        key for the whole run, shared by every record's delta and the history."""
+        got = self._prefixes.get(key)
+        if got is None:
+            prefix = page_key(*key, "")
+            got = self._prefixes[key] = tuple(prefix + n for n in PAGE_FIELDS)
+        return got
+
+    def observe(self, faults: dict) -> dict:
+        """The fields that changed since the last record (docs/run-record.md): the fields
+        of pages whose state changed, pages that went (every field ABSENT), the faults of
+        this step (and the last step's going), counters that moved."""
+        delta: dict = {}
+        states = self._page_states()
+        shown = self._shown
+        for key, st in states.items():
+            old = shown.get(key)
+            if old == st:
+                continue
+            new = self._page_fields(st)
+            was = self._GONE if old is None else self._page_fields(old)
+            for k, a, b in zip(self._keys(key), was, new):
+                if a is not b:
+                    delta[k] = b
+        for key in shown.keys() - states.keys():
+            for k, a in zip(self._keys(key), self._page_fields(shown[key])):
+                if a is not ABSENT:
+                    delta[k] = ABSENT
+        self._shown = states
+        fault_keys = set()
+        for key, outcomes in faults.items():
+            if key in states:
+                k = self._keys(key)[-1]
+                fault_keys.add(k)
+                delta[k] = outcomes
+        for k in self._shown_faults - fault_keys:
+            delta[k] = ABSENT
+        self._shown_faults = fault_keys
+        counters = self._counter_values()
+        shown_c = self._shown_counters
+        for k, v in counters.items():
+            if shown_c.get(k, ABSENT) != v:
+                delta[k] = v
+        for k in shown_c.keys() - counters.keys():
+            delta[k] = ABSENT
+        self._shown_counters = counters
+        return delta
+
+    def _counter_values(self) -> dict:
+        """The counter fields of a record (key -> allowed set): the event counters, the
+        gauges that follow ksmd's rmap_items, each live process's ksm_stat counters and its
+        prctl merge flag."""
+        m = self.m
         out: dict = {}
-        for key, s, _fid in order:
-            pname, rname, idx = key
-            pte = s.pte
-
-            def put(name, value):
-                out[page_key(pname, rname, idx, name)] = frozenset([value])
-
-            put("present", pte.present)
-            put("swapped", pte.swap is not None)
-            put("frame", labels[key])
-            if s.maybe_absent and pte.present and pte.frame.zero:
-                out[page_key(pname, rname, idx, "present")] = frozenset([True, False])
-                out[page_key(pname, rname, idx, "frame")] = frozenset(["Z", None])
-            if pte.present:
-                f = pte.frame
-                put("ksm", bool(f.ksm and not f.zero))
-                put("mapcount", 0 if f.zero else f.mapcount)
-                put("exclusive", (not f.zero) and f.mapcount == 1)
-                put("content", str(f.content))
-            if key in faults:
-                out[page_key(pname, rname, idx, "fault")] = faults[key]
         gauges = self.ksmd_gauges()
         # 6.1-6.4 with PROT_NONE mergeable pages: stable 6.1.y levels took d74943a2f3cd in
         # some form (the lab's 6.1.192 keeps rmap_items for them but merges none), so the
@@ -274,6 +395,18 @@ class Interpreter:
             if has_feature(m.version, "prctl-merge"):
                 # >= 6.4 prctl(PR_GET_MEMORY_MERGE): test_bit(MMF_VM_MERGE_ANY)
                 out[proc_counter_key(p.name, PRCTL_MERGE)] = frozenset([p.merge_any])
+        return out
+
+    def fields(self, faults: dict) -> dict:
+        """The whole state as a record shows it (for callers outside the run loop)."""
+        out: dict = {}
+        for key, st in self._page_states().items():
+            for name, v in zip(self._NAMES, self._page_fields(st)):
+                if v is not ABSENT:
+                    out[page_key(*key, name)] = v
+            if key in faults:
+                out[page_key(*key, "fault")] = faults[key]
+        out.update(self._counter_values())
         return out
 
     def ksmd_gauges(self) -> dict[str, int]:
@@ -541,9 +674,12 @@ class Interpreter:
                 slot.mergeable = False
             p.merge_any = False
 
-    def _observable(self) -> dict:
-        return {k: v for k, v in self.fields({}).items()
-                if not any(k == counter_key(c) for c in FAULT_COUNTERS)}
+    def _observable(self) -> tuple:
+        """What a settle's fixpoint compares: every page's state and the counter fields
+        that are not fault-time counters."""
+        fault = {counter_key(c) for c in FAULT_COUNTERS}
+        return (self._page_states(),
+                {k: v for k, v in self._counter_values().items() if k not in fault})
 
     def do_KsmSettle(self, s: A.KsmSettle) -> None:
         """At least two full scans, then until one more changes nothing observable."""

@@ -23,7 +23,7 @@ from ksmdiff.scenario.ast import Content
 ZERO_CONTENT = Content(None)
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class StableNode:
     """``struct ksm_stable_node`` (a dup, when it sits in a chain)."""
 
@@ -37,7 +37,7 @@ class StableNode:
         return len(self.hlist)
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Frame:
     """``struct page`` of an anonymous small page (or the shared zero page)."""
 
@@ -65,7 +65,7 @@ class Frame:
                 f"{' ' + flags if flags else ''})")
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class RmapItem:
     """``struct ksm_rmap_item``: one scanned address of one mm."""
 
@@ -78,7 +78,7 @@ class RmapItem:
     remaining_skips: int = 0                 # >= 6.7 smart scan
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Pte:
     present: bool = False
     frame: Optional[Frame] = None     # the mapped page (the zero page included)
@@ -98,7 +98,7 @@ class Pte:
         self.ksm_zero = False
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class PageSlot:
     """One virtual page of one process."""
 

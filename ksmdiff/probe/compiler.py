@@ -11,6 +11,7 @@ import secrets
 from dataclasses import dataclass, field
 
 from ksmdiff.scenario import ast as A
+from ksmdiff.scenario.layout import Layout, Proc as LayoutProc
 
 # sysfs values that move only while ksmd runs, for the whole machine (the runner reads
 # them around a barrier: a scenario can own them only when it runs alone)
@@ -77,6 +78,27 @@ def new_salt() -> int:
         s = secrets.randbits(64)
         if s not in (0, (1 << 64) - 1):
             return s
+
+
+# probe.c's MAX_REGION_PAGES and MAX_TOTAL_PAGES: its per-region tables are fixed arrays
+PROBE_MAX_REGION_PAGES = 1024
+PROBE_MAX_TOTAL_PAGES = 4096
+
+
+def beyond_probe(scn: A.Scenario) -> str | None:
+    """Why the probe cannot run ``scn`` (it maps more pages than probe.c's tables hold),
+    or None.  The scenario language allows more (the model runs them)."""
+    region = max((s.npages for s in scn.statements if isinstance(s, A.Mmap)), default=0)
+    layout = Layout()
+    layout.procs[scn.initial] = LayoutProc()
+    for s in scn.statements:
+        layout.apply(s)                # counts a fork's copy of its parent's pages too
+    total = layout.total_pages
+    if region > PROBE_MAX_REGION_PAGES or total > PROBE_MAX_TOTAL_PAGES:
+        return (f"the probe runs at most {PROBE_MAX_REGION_PAGES} pages per region and "
+                f"{PROBE_MAX_TOTAL_PAGES} pages in all (a fork's copies included); this scenario maps "
+                f"{total} (up to {region} in one region)")
+    return None
 
 
 def compile_scenario(scn: A.Scenario, salt: int | None = None) -> Program:

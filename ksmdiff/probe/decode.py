@@ -5,7 +5,8 @@ guest backend both feed it the probe's messages (wire.py)."""
 
 from __future__ import annotations
 
-from ksmdiff.observe import OK, PRCTL_MERGE, Record, label_frames, page_key, proc_counter_key
+from ksmdiff.observe import (OK, PRCTL_MERGE, History, Record, label_frames, page_key,
+                             proc_counter_key)
 from ksmdiff.probe import wire as W
 from ksmdiff.probe.compiler import Program
 from ksmdiff.probe.result import PROBE_COUNTERS, KernelRun
@@ -52,6 +53,7 @@ class ScenarioState:
         self.ksm_flag = ksm_flag         # False: KPF_KSM cannot be trusted, 'ksm' stays absent
         self.counters = counters
         self.records: list[Record] = []
+        self.history = History()          # the records' fields, stored as changes
         # the machine-wide ksmd gauges only for a scenario that expects them (it runs alone,
         # after a reap): otherwise absent in a batch and alone alike
         self.cum: dict[str, int] = {c: 0 for c in counters
@@ -128,8 +130,9 @@ class ScenarioState:
                 fields["counter." + name] = fs(self.cum[name])
         self._proc_counters(msg, fields)
         note = "" if not self.ambiguous else "ambiguous in a batch: " + self.ambiguous
-        # (one-element sets, shared between records)
-        self.records.append(Record(k, stmt.pos.line, fields, OK, note))
+        # (one-element sets, shared between records; the stream keeps what changed)
+        view, delta = self.history.commit_full(fields)
+        self.records.append(Record(k, stmt.pos.line, view, OK, note, delta))
 
     def _proc_counters(self, msg: dict, fields: dict) -> None:
         """Per-process counters (/proc/PID/ksm_stat): the change since the process was

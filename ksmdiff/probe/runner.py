@@ -70,7 +70,7 @@ from ksmdiff.probe import system
 from ksmdiff.probe import wire as W
 from ksmdiff.probe.attribution import attribute_barrier, check_gauges
 from ksmdiff.probe.build import default_probe
-from ksmdiff.probe.compiler import KSMD_GAUGES, Program, compile_scenario
+from ksmdiff.probe.compiler import KSMD_GAUGES, Program, beyond_probe, compile_scenario
 from ksmdiff.probe.decode import ScenarioState
 from ksmdiff.probe.plan import _sets_stable_knobs, _pack, _zero_pages_set, MAX_BATCH
 from ksmdiff.probe.procs import PROBE_ENV, _Forked, _ProbeServer, _readable  # noqa: F401
@@ -693,9 +693,12 @@ def _run_kernel(scenarios, *, batch, progress, journal_dir,
         feats = implied_features(s)
         needs[i] = feats
         missing = [f for f in feats if not has_feature(version, f)]
+        too_big = beyond_probe(s)
         if missing:
             finish(i, KernelRun(s, version, UNSUPPORTED,
                                 f"kernel {version} lacks {', '.join(FEATURE_NOTES[f] for f in missing)}"))
+        elif too_big:
+            finish(i, KernelRun(s, version, UNSUPPORTED, too_big))
         else:
             todo.append(i)
     if not todo:

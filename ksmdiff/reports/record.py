@@ -117,6 +117,26 @@ def check(record, path: str = "<record>") -> None:
                              f"versions", where)
 
 
+def with_fields(observations: list[dict]) -> list[dict]:
+    """Each observation of a result with its whole ``"fields"`` (JSON form): a record
+    written as ``"changes"`` (range-compressed, docs/run-record.md) is applied to the
+    state of the records before it."""
+    from ksmdiff.observe import expand
+    out, state = [], {}
+    for rec in observations:
+        if "changes" in rec:
+            state = dict(state)
+            for k, v in expand(rec["changes"]).items():
+                if v is None:
+                    state.pop(k, None)
+                else:
+                    state[k] = v
+        else:
+            state = rec["fields"]
+        out.append({**rec, "fields": state})
+    return out
+
+
 def by_target(record: dict) -> dict[str, list[dict]]:
     """Results per target (column), each list in scenario (row) order."""
     out: dict[str, list[dict]] = {v: [] for v in record["versions"]}
@@ -152,4 +172,5 @@ def states(result: dict, which: str = "observations") -> list[dict]:
     "fields"}`` with every field of the state after that statement.  The one place the
     reports read observation records, so that a change of how a record stores them (e.g.
     only the fields that changed) is undone here."""
-    return [dict(rec, fields=dict(rec["fields"])) for rec in result.get(which) or ()]
+    return [dict(rec, fields=dict(rec["fields"]))
+            for rec in with_fields(list(result.get(which) or ()))]

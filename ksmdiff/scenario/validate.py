@@ -12,16 +12,21 @@ from ksmdiff.scenario import ast as A
 from ksmdiff.scenario.layout import Layout, Proc as _Proc, Region as _Region
 from ksmdiff.versions import COUNTERS, FEATURES, PROC_COUNTERS
 
-# Limits that keep a scenario small enough for the probe and the prover.
-MAX_REGION_PAGES = 1024
-MAX_TOTAL_PAGES = 4096
+# Limits that keep a scenario small enough for the probe and the prover.  The page limits
+# hold LTP's ksm01 at its size: three processes of 128 MB (3 x 32,768 pages of 4 KiB).
+MAX_REGION_PAGES = 1 << 17
+MAX_TOTAL_PAGES = 1 << 17
 MAX_PROCESSES = 16
 MAX_STATEMENTS = 10_000
 MAX_SCANS = 100
 MAX_PINS_PER_PAGE = 8
 MAX_MAPCOUNT = 1 << 16
+# What the sysfs stores accept (mm/ksm.c): use_zero_pages_store() kstrtobool;
+# max_page_sharing_store() (>= 4.13) kstrtoint and -EINVAL below 2, so 2..INT_MAX
+# (LTP's ksm01 sets it to the number of pages it maps).
+INT_MAX = (1 << 31) - 1
 KNOB_RANGES = {"use_zero_pages": (0, 1), "merge_across_nodes": (0, 1), "smart_scan": (0, 1),
-               "max_page_sharing": (2, 1 << 16)}
+               "max_page_sharing": (2, INT_MAX)}
 
 
 def implied_features(scn: A.Scenario) -> tuple[str, ...]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from ksmdiff.cli import main
+from ksmdiff.reports.record import with_fields
 from ksmdiff.scenario import parse
 from ksmdiff.session import ksm_reuse_seen, run_model_cell
 from ksmdiff.versions import KernelVersion
@@ -42,7 +43,8 @@ def test_table_marks_the_reuse_on_54_alone(tmp_path, capsys):
     r54 = next(r for r in record["results"] if r["target"] == "5.4")
     assert r54["ksm_reuse"] is True
     assert {e["status"] for e in r54["expects"]} == {"held", "skipped"}
-    assert r54["observations"][0]["fields"]["A/buf[0].present"] == [False]
+    first = with_fields(r54["observations"])[0]
+    assert first["fields"]["A/buf[0].present"] == [False]
 
 
 def test_a_read_of_a_ksm_page_is_not_a_reuse():

@@ -43,8 +43,8 @@ def test_a_real_record_matches_the_schema(record):
     lambda r: r.update(format=2),
     lambda r: r["results"][0].update(status="passed"),
     lambda r: r["results"][0]["expects"][0].update(status="ok"),
-    lambda r: r["results"][0]["observations"][0]["fields"].update({"A/buf[0].colour": [1]}),
-    lambda r: r["results"][0]["observations"][0]["fields"].update({"counter.cow_ksm": 3}),
+    lambda r: r["results"][0]["observations"][0]["changes"].update({"A/buf[0].colour": [1]}),
+    lambda r: r["results"][0]["observations"][0]["changes"].update({"counter.cow_ksm": 3}),
     lambda r: r["results"][0].update(surprise=True),
 ])
 def test_the_schema_catches_a_drifting_record(record, breakage):

@@ -150,3 +150,19 @@ def test_real_zero_pages_are_flagged():
                 'A: madvise b mergeable\nksm settle\n')
     prog = compile_scenario(scn)
     assert prog.zero_merges and prog.solo_reasons == ()
+
+
+def test_a_scenario_beyond_the_probes_tables_is_named_not_run():
+    from ksmdiff.probe.compiler import (PROBE_MAX_REGION_PAGES, PROBE_MAX_TOTAL_PAGES,
+                                        beyond_probe)
+    from ksmdiff.scenario import parse
+    small = parse('scenario "s"\nprocess A\nA: mmap buf 1024\nA: fork B\n')
+    assert beyond_probe(small) is None
+    big = parse(f'scenario "s"\nprocess A\nA: mmap buf {PROBE_MAX_REGION_PAGES + 1}\n')
+    assert "per region" in beyond_probe(big)
+    forked = parse('scenario "s"\nprocess A\nA: mmap a 1024\nA: mmap b 1024\nA: fork B\n'
+                   'B: fork C\n')
+    assert str(PROBE_MAX_TOTAL_PAGES) in beyond_probe(forked)
+    probe_c = (Path(__file__).resolve().parents[2] / "ksmdiff/probe/probe.c").read_text()
+    assert f"#define MAX_REGION_PAGES {PROBE_MAX_REGION_PAGES}\n" in probe_c
+    assert f"#define MAX_TOTAL_PAGES {PROBE_MAX_TOTAL_PAGES}\n" in probe_c

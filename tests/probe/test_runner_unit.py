@@ -7,7 +7,7 @@ import pytest
 
 from ksmdiff import probe
 from ksmdiff.errors import InvalidArgument
-from ksmdiff.observe import NOT_RUN
+from ksmdiff.observe import ABSENT, NOT_RUN, History
 from ksmdiff.probe import runner
 from ksmdiff.scenario import parse
 from ksmdiff.versions import KernelVersion
@@ -48,6 +48,7 @@ def test_record_fields_from_probe_lines():
     lv.cum = {"cow_ksm": 0, "pgreuse": 0}
     lv.counters = ("cow_ksm", "pgreuse")
     lv.records, lv.pids, lv.ksm_pfns, lv.ambiguous, lv.pending = [], {}, {}, "", None
+    lv.history = History()
     lv._record({"s": 1, "c": {"cow_ksm": 0, "pgreuse": 2},
                 "p": [[0, 0, 0, 1, 0, 900, 1, 0, 2, 0, "0x11", "fresh"],
                       [0, 0, 1, 1, 0, 900, 1, 0, 2, 0, "0x11", "copied"],
@@ -68,6 +69,9 @@ def test_record_fields_from_probe_lines():
     # a counter the probe could not measure becomes absent from then on
     lv._record({"s": 1, "c": {"cow_ksm": 0}, "p": []})
     assert "counter.pgreuse" not in lv.records[-1].fields
+    # the records keep what changed: the last one lists the pages and counter that went
+    assert lv.records[-1].delta["counter.pgreuse"] is ABSENT
+    assert lv.records[-1].delta["A/b[0].present"] is ABSENT
 
 
 def test_trace_lines_parse(monkeypatch, tmp_path):

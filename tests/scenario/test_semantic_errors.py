@@ -22,7 +22,8 @@ HEAD = 'scenario "t"\nprocess A\nA: mmap buf 4\n'
     ("A: fork B\nB: exit\nA: fork B\n", 6, "fork to an existing process name 'B'"),
     ("A: fork B\nB: exit\nB: read buf\n", 6, "process B has exited"),
     ("A: mmap buf 2\n", 4, "already mapped"),
-    ("A: mmap big 100000\n", 4, "mmap of 100000 pages"),
+    ("A: mmap big 200000\n", 4, "mmap of 200000 pages"),
+    ("A: mmap big 100000\nA: fork B\n", 5, "more than 131072 pages in all"),
     ("A: mmap none 0\n", 4, "mmap of 0 pages"),
     ("A: unpin buf[0]\n", 4, "has not pinned"),
     ("ksm scan 0\n", 4, "ksm scan 0"),
@@ -40,6 +41,15 @@ def test_semantic_error(body, line, message):
     assert info.value.location.line == line, info.value.render()
     assert info.value.location.column == 1
     assert message in info.value.message, info.value.render()
+
+
+def test_ltp_sizes_are_allowed():
+    """LTP's ksm01: three processes of 32,768 pages; max_page_sharing up to INT_MAX
+    (max_page_sharing_store() refuses only values below 2)."""
+    body = "ksm set max_page_sharing 98304\nksm set max_page_sharing 2147483647\n"
+    for c in "BCD":
+        body += f"A: fork {c}\n{c}: mmap mem 32768\n"
+    assert len(parse(HEAD + body).statements) == 9
 
 
 def test_error_lists_known_names():

@@ -1,0 +1,178 @@
+#!/usr/bin/env python3
+"""Benchmark: what a scenario costs as it grows (time and peak memory), model and host.
+
+The scenario is a port of LTP's ``ksm01`` (testcases/kernel/mem/ksm/ksm01.c, which calls
+``create_same_memory(size, num=3, unit)`` of the ksm library): three children each map
+``size`` MB mergeable, then four phases each fill the memory with a pattern and let ksmd
+settle; LTP checks pages_shared / pages_sharing after each phase:
+
+    phase   child 0   child 1                      child 2   pages_shared  pages_sharing
+    1       'c'       'a'                          'a'       2             total - 2
+    2       'c'       'b'                          'a'       3             total - 3
+    3       'd'       'd'                          'd'       1             total - 1
+    4       'd'       'd', last byte of last page  'd'       1             total - 2
+                      'e' (one unshared page)
+
+then ``run=2`` unmerges everything (both counters back to 0).  LTP sets
+``max_page_sharing`` to the total number of pages so that one KSM page can take every
+sharer.  What the port leaves out: the ``pages_volatile`` / ``pages_unshared`` checks and
+``run=2`` (the port unmerges with ``madvise(MADV_UNMERGEABLE)`` in each child instead, which
+gives the same counters back), and by default the ``unit``-sized mmaps (``--unit N``
+maps them).
+
+``--pages N`` is the pages per child (LTP's default: 128 MB = 32,768 pages; the scaled-down
+port the issue measured: 1,024).  Each size runs ``--runs`` times on the model (one
+version) and, as root, on the host kernel; the medians of wall time and of peak RSS
+(ru_maxrss of a forked child that does the one run) are printed, with the machine's load
+average before and after.  ``--write PATH`` writes the scenario instead.  Not a timed test: run it by hand,
+
+    nice -n 10 python3 bench/bench_scale.py --pages 1024,32768 --runs 3 [--host]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import resource
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from ksmdiff.scenario import parse as parse_text  # noqa: E402
+from ksmdiff.versions import KernelVersion  # noqa: E402
+
+PROCS = ("A", "B", "C")
+# (child 0, child 1, child 2) fill byte per phase; None: child 1's phase-4 'e' write
+PHASES = ((0x63, 0x61, 0x61), (0x63, 0x62, 0x61), (0x64, 0x64, 0x64), (0x64, 0x64, 0x64))
+
+
+def ksm01_scenario(pages: int, unit: int = 0) -> str:
+    """The ksm01 port with ``pages`` pages per child, as scenario text; ``unit`` > 0 maps
+    each child's memory in regions of ``unit`` pages, as LTP's ``-u`` does (default one
+    region per child)."""
+    unit = unit or pages
+    if pages % unit:
+        raise SystemExit(f"--unit {unit} does not divide {pages} pages")
+    regions = [f"m{j}" for j in range(pages // unit)]
+    total = pages * len(PROCS)
+    out = [f"# LTP ksm01 (create_same_memory, 3 children x {pages} pages in regions of "
+           f"{unit}) at this size;",
+           "# left out: pages_volatile/pages_unshared, run=2 (madvise unmergeable instead).",
+           f'scenario "LTP ksm01: 3 x {pages} pages merge into 2, 3, 1, 1 KSM pages"',
+           "tags ltp, scale", "",
+           "process P",
+           f"ksm set max_page_sharing {total}"]
+    for c in PROCS:
+        out.append(f"P: fork {c}")
+        for m in regions:
+            out += [f"{c}: mmap {m} {unit}", f"{c}: madvise {m} mergeable"]
+    expected = ((2, total - 2), (3, total - 3), (1, total - 1), (1, total - 2))
+    last = regions[-1]
+    for phase, (bytes_, (shared, sharing)) in enumerate(zip(PHASES, expected)):
+        for c, b in zip(PROCS, bytes_):
+            for m in regions:
+                out.append(f"{c}: fill {m} 0x{b:02x}")
+        if phase == 3:
+            out.append(f"B: write {last}[{unit - 1}] 0x65")
+        out += ["ksm settle", f"expect counter pages_shared +{shared}",
+                f"expect counter pages_sharing +{sharing}"]
+        if phase == 3:
+            out.append(f"expect B {last}[{unit - 1}] not ksm")
+        first = regions[0]
+        out.append(f"expect A {first} same-frame C {first}[0]" if phase >= 2 else
+                   f"expect B {first} same-frame C {first}[0]" if phase == 0 else
+                   f"expect A {first}[0] not same-frame B {first}[0]")
+    for c in PROCS:
+        for m in regions:
+            out.append(f"{c}: madvise {m} unmergeable")
+    out += ["ksm settle", "expect counter pages_shared +0", "expect counter pages_sharing +0",
+            f"expect A {regions[0]} not ksm"]
+    return "\n".join(out) + "\n"
+
+
+def _measure(fn):
+    """(seconds, peak RSS in bytes, summary) of ``fn()`` run in a forked child, so that each
+    run's ru_maxrss is its own (tracemalloc would slow the run several times over)."""
+    import multiprocessing as mp
+    ctx = mp.get_context("fork")
+    parent, child = ctx.Pipe(duplex=False)
+
+    def work():
+        gc.collect()
+        t0 = time.perf_counter()
+        out = fn()
+        dt = time.perf_counter() - t0
+        child.send((dt, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+                    _summary(out)))
+
+    proc = ctx.Process(target=work)
+    proc.start()
+    got = parent.recv()
+    proc.join()
+    return got
+
+
+def model_once(text: str, version: KernelVersion):
+    from ksmdiff.session import run_model_cell
+    scn = parse_text(text, "ksm01.scenario")
+    cell = run_model_cell(scn, version)
+    return cell
+
+
+def host_once(text: str):
+    from ksmdiff.session import run_host_cells
+    scn = parse_text(text, "ksm01.scenario")
+    return run_host_cells([scn])[0]
+
+
+def _summary(cell) -> str:
+    failed = [e for e in cell.expects if e.status != "held"]
+    return (f"{cell.status}, {len(cell.expects) - len(failed)}/{len(cell.expects)} expects held"
+            + (f", first failure line {failed[0].line}: {failed[0].reason[:120]}" if failed else ""))
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--pages", default="1024", help="pages per child, comma-separated sizes")
+    ap.add_argument("--unit", type=int, default=0,
+                    help="pages per region (LTP -u; default: one region per child)")
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--version", default="6.8", help="model version")
+    ap.add_argument("--host", action="store_true", help="also on the host kernel (root)")
+    ap.add_argument("--no-model", action="store_true")
+    ap.add_argument("--write", metavar="PATH", help="write the scenario (first size) and stop")
+    args = ap.parse_args()
+    sizes = [int(x) for x in args.pages.split(",")]
+    if args.write:
+        Path(args.write).write_text(ksm01_scenario(sizes[0], args.unit))
+        return 0
+    version = KernelVersion.parse(args.version)
+    print(f"load average before: {os.getloadavg()}; cpus: {os.cpu_count()}")
+    for pages in sizes:
+        text = ksm01_scenario(pages, args.unit)
+        nstmt = sum(1 for line in text.splitlines() if line and not line.startswith("#"))
+        targets = [] if args.no_model else [("model " + str(version),
+                                             lambda: model_once(text, version))]
+        if args.host:
+            targets.append(("host", lambda: host_once(text)))
+        for name, fn in targets:
+            times, peaks, summary = [], [], ""
+            for _ in range(args.runs):
+                dt, peak, summary = _measure(fn)
+                times.append(dt)
+                peaks.append(peak)
+            print(f"{pages:>6} pages/child x3 ({nstmt} lines) {name:>12}: "
+                  f"median {statistics.median(times):7.2f} s "
+                  f"(runs {', '.join(f'{t:.2f}' for t in times)}), "
+                  f"peak RSS median {statistics.median(peaks) / 2**20:7.1f} MB; {summary}",
+                  flush=True)
+    print(f"load average after: {os.getloadavg()}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
