@@ -5,18 +5,17 @@ from __future__ import annotations
 
 from ksmdiff.probe import runner
 from ksmdiff.probe.compiler import compile_scenario
+from ksmdiff.probe.decode import ScenarioState
 from ksmdiff.scenario import ast as A
 from ksmdiff.scenario import parse
 from ksmdiff.versions import KernelVersion
 
 
 def _live(scn, version="6.12"):
+    # the decoding state alone (no probe process)
     lv = runner._Live.__new__(runner._Live)
-    lv.scn, lv.prog = scn, compile_scenario(scn)
-    lv.version = KernelVersion.parse(version)
-    lv.cum, lv.counters = {}, ()
-    lv.records, lv.pids, lv.ksm_pfns, lv.ambiguous, lv.pending = [], {}, {}, "", None
-    lv.all_pids, lv.proc_base, lv.ksm_flag = set(), {}, True
+    ScenarioState.__init__(lv, 0, scn, compile_scenario(scn), KernelVersion.parse(version),
+                           (), True)
     return lv
 
 
