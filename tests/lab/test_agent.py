@@ -31,7 +31,8 @@ def test_a_race_job_runs_its_program_and_writes_the_output(tmp_path):
     assert agent.main([str(tmp_path)]) == 0
     doc = json.loads((tmp_path / "result.json").read_text())
     assert doc["rc"] == 0 and doc["stdout"] == lines and doc["stderr"] == "oops\n"
-    assert (tmp_path / "progress").read_text().startswith("race-2 ")
+    # beats are rate-limited (BEAT_SECONDS): the first round's, at least
+    assert (tmp_path / "progress").read_text().startswith("race-")
 
 
 def test_result_is_written_whole_and_atomically(tmp_path):
