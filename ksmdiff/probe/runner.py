@@ -607,7 +607,10 @@ class _Live:
         self._proc_counters(msg, fields)
         note = "" if not self.ambiguous else "ambiguous in a batch: " + self.ambiguous
         # (one-element sets, shared between records; the stream keeps what changed)
-        view, delta = self.history.commit_full(fields)
+        hist = getattr(self, "history", None)
+        if hist is None:                    # a _Live built without __init__ (unit tests)
+            hist = self.history = History()
+        view, delta = hist.commit_full(fields)
         self.records.append(Record(k, stmt.pos.line, view, OK, note, delta))
 
     def _proc_counters(self, msg: dict, fields: dict) -> None:
