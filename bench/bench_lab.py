@@ -37,13 +37,33 @@ from ksmdiff.scenario import find_scenarios, parse_file  # noqa: E402
 KEYS = ("agent", "first", "result", "corpus")
 
 
-def one_boot(k: store.KernelImage, scenarios) -> dict:
-    res = guest.boot(k, run.make_job(scenarios, k, None))
+def one_boot(k: store.KernelImage, scenarios, profile: bool = False) -> dict:
+    job = run.make_job(scenarios, k, None)
+    job["profile"] = profile
+    res = guest.boot(k, job)
+    if profile and res.result:
+        print(f"{k.name}: the guest's run_kernel under cProfile (guest seconds)\n"
+              + res.result.get("profile", ""))
     if res.result is None or "error" in res.result:
         raise SystemExit(f"{k.name}: {res.reason or res.result.get('error')}")
     t = dict(res.timings)
     t["corpus"] = res.result["corpus_s"]
+    t["phases"] = guest_phases(res)
+    t["reruns"] = sum(len(v) for v in res.result.get("reruns", {}).values())
     return t
+
+
+def guest_phases(res) -> dict[str, float]:
+    """Guest uptime at each step: the init's console lines ("init at", "agent at") and the
+    agent's own marks (interpreter up, imports, payload, first result, corpus, re-runs)."""
+    import re
+    out: dict[str, float] = {}
+    for what, key in (("init", r"init \S+ at ([0-9.]+)"), ("init-done", r"agent at ([0-9.]+)")):
+        m = re.search(r"ksmdiff-lab: " + key, res.console)
+        if m:
+            out[what] = float(m.group(1))
+    out.update(res.result.get("phases", {}))
+    return out
 
 
 PY_TIMING = """#!/bin/sh
@@ -86,6 +106,9 @@ def main() -> int:
     ap.add_argument("--kernel", action="append", metavar="NAME",
                     help="lab kernel (repeatable; default every stored kernel)")
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--profile", action="store_true",
+                    help="run the guest's corpus under cProfile and print where it went "
+                         "(slower: not for the timings)")
     ap.add_argument("--python", action="store_true",
                     help="also time the interpreter's start and the agent's imports")
     ap.add_argument("--json", metavar="FILE", help="also write every round as a benchmark result")
@@ -104,11 +127,15 @@ def main() -> int:
     times: dict[str, dict[str, list[float]]] = {k.name: {x: [] for x in KEYS} for k in kernels}
     for r in range(args.rounds):
         for k in kernels:
-            t = one_boot(k, scenarios)
+            t = one_boot(k, scenarios, args.profile)
             for x in KEYS:
                 times[k.name][x].append(t.get(x, float("nan")))
             print(f"round {r + 1} {k.name}: " + ", ".join(
-                f"{x} {t.get(x, float('nan')):.1f} s" for x in KEYS), flush=True)
+                f"{x} {t.get(x, float('nan')):.1f} s" for x in KEYS)
+                + f"; {t['reruns']} re-runs; host clock: " + ", ".join(
+                f"{x[6:]} {v:.1f}" for x, v in t.items() if x.startswith("phase:"))
+                + "; guest uptime: " + ", ".join(
+                f"{x} {v:.1f}" for x, v in t["phases"].items()), flush=True)
     print(f"\nmedians over {args.rounds} rounds (seconds from qemu start; corpus: inside "
           "the guest)")
     print("kernel  version   " + "  ".join(f"{x:>7}" for x in KEYS))

@@ -70,6 +70,17 @@ FACTS = (
      "first": "5.19", "last": None, "backports": (), "status": "inferred",
      "checked": "mm/memory.c at 6c287605fd56 (5.19-rc1 material)",
      "summary": "PageAnonExclusive: set on new/reused anon pages, cleared by fork and KSM"},
+    {"name": "foll_force_writes_exclusive_anon", "commit": "5535be309971",
+     "title": "mm/gup: fix FOLL_FORCE COW security issue and remove FOLL_COW",
+     "first": "6.0", "last": None, "backports": (), "status": "verified",
+     "checked": "mm/gup.c can_follow_write_pte() after 5535be309971: a FOLL_FORCE write "
+                "follows a non-writable pte in a private VM_MAYWRITE vma without VM_WRITE "
+                "when the page is PageAnonExclusive (no soft-dirty or uffd-wp tracking); "
+                "seen on the lab's Debian 6.1.192 (no pgreuse on a /proc/PID/mem write "
+                "into an unmerged PROT_NONE page)",
+     "summary": "a /proc/PID/mem write into an exclusive anonymous page of a read-only or "
+                "PROT_NONE vma writes through GUP without a write fault (no pgreuse); "
+                "before, FOLL_FORCE took a write fault and FOLL_COW"},
     {"name": "wp_can_reuse_anon_folio", "commit": None,
      "title": "mm/memory: move exclusivity detection in do_wp_page() into "
               "wp_can_reuse_anon_folio()",

@@ -16,6 +16,20 @@ import time
 
 
 TIME_SCALE = 10.0   # the guest's CPU under TCG is 10-30x slower than the host's
+BEAT_SECONDS = 1.0  # progress reports at most this often (the host waits minutes for one)
+
+
+def uptime() -> float:
+    """Seconds since the guest booted (/proc/uptime): the phases of a run on the same clock
+    as the init's console lines, for the benchmark's account of where the time goes."""
+    try:
+        with open("/proc/uptime") as f:
+            return float(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return -1.0
+
+
+PHASES: dict[str, float] = {"agent": uptime()}   # this module imported (interpreter up)
 
 
 def scale_ksmd_waits(scale: float) -> None:
@@ -44,9 +58,12 @@ def scale_ksmd_waits(scale: float) -> None:
     system.settle = settle_scaled
     system.scan_exact = scan_exact_scaled
     system.drain_stable_nodes = drain_scaled
+    # the guest has one CPU: the runner's busy poll of ksmd's counters (a read every
+    # 0.2 ms, each many times slower emulated) took that CPU from ksmd, which it waits for
+    system.POLL_SECONDS = system.POLL_SECONDS * scale
 
 
-def run_job(job: dict, beat=lambda what: None) -> dict:
+def run_job(job: dict, beat=lambda what, now=False: None) -> dict:
     """Replay the job's scenarios; ``job["payload"]`` is the host's pickle of the parsed
     scenarios and the model's records for each (None where the model did not run): the
     guest neither builds the scenario parser nor imports the model, which under TCG cost
@@ -59,17 +76,39 @@ def run_job(job: dict, beat=lambda what: None) -> dict:
     from ksmdiff.observe import OK
     from ksmdiff.probe import run_kernel
 
+    PHASES["imports"] = uptime()
+    beat("phase:imports", now=True)
     scale_ksmd_waits(float(job.get("time_scale", TIME_SCALE)))
     from ksmdiff.probe.system import kpageflags_ksm_on_plain_anon
     ksm_flag_broken = kpageflags_ksm_on_plain_anon()
     payload = pickle.loads(base64.b64decode(job["payload"]))
     scenarios, model_records = payload["scenarios"], payload["model"]
+    PHASES["payload"] = uptime()
+
+    def progress(done: int, total: int) -> None:
+        if done == 1:
+            PHASES["first"] = uptime()
+        beat(f"{done}/{total}", now=done == 1)     # the first result: the benchmark's mark
     t = time.monotonic()
+    profile = None
+    if job.get("profile"):          # the benchmark's --profile: where the guest's time goes
+        import cProfile
+        profile = cProfile.Profile()
+        profile.enable()
     # a lab VM is the run's own machine: run=2 (ksm unmerge-all) unmerges only what its
     # scenarios merged
-    runs = run_kernel(scenarios, batch=job.get("batch"),
-                      progress=lambda done, total: beat(f"{done}/{total}"), allow_global=True)
+    runs = run_kernel(scenarios, batch=job.get("batch"), progress=progress, allow_global=True)
     corpus_s = time.monotonic() - t
+    profile_text = ""
+    if profile is not None:
+        import io
+        import pstats
+        profile.disable()
+        out = io.StringIO()
+        pstats.Stats(profile, stream=out).sort_stats("tottime").print_stats(30)
+        profile_text = out.getvalue()
+    PHASES["corpus"] = uptime()
+    beat("phase:corpus", now=True)
     reruns: dict[str, list] = {}
     for i, (scn, run) in enumerate(zip(scenarios, runs)):
         if run.status != OK or model_records[i] is None:
@@ -80,9 +119,13 @@ def run_job(job: dict, beat=lambda what: None) -> dict:
             reruns[str(i)] = []
             for k in range(int(job.get("reruns", 2))):
                 beat(f"rerun {i}.{k}")
-                reruns[str(i)].append(_run_json(run_kernel([scn], batch=False, allow_global=True)[0]))
+                reruns[str(i)].append(_run_json(run_kernel([scn], batch=False,
+                                                           allow_global=True)[0]))
+    PHASES["reruns"] = uptime()
+    beat("phase:reruns", now=True)
     return {"release": os.uname().release, "runs": [_run_json(r) for r in runs],
-            "reruns": reruns, "corpus_s": round(corpus_s, 3),
+            "reruns": reruns, "corpus_s": round(corpus_s, 3), "phases": dict(PHASES),
+            "profile": profile_text,
             "kpageflags_ksm_on_plain_anon": ksm_flag_broken}
 
 
@@ -92,11 +135,18 @@ def _run_json(run) -> dict:
 
 
 def _write(path: str, doc: dict) -> None:
+    # encoded first, then one write: json.dump writes each small chunk of the encoding
+    # with its own write(2), each a round trip over 9p (seconds for a corpus' records)
+    data = json.dumps(doc, separators=(",", ":")).encode()
     tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(doc, f)
-        f.flush()
-        os.fsync(f.fileno())
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
     os.replace(tmp, path)
 
 
@@ -108,7 +158,15 @@ def main(argv=None) -> int:
         f.write(f"{t0}\n")
     with open(os.path.join(out, "job.json")) as f:
         job = json.load(f)
-    def beat(what: str) -> None:     # the host's hang detector: progress, not a deadline
+    last = [0.0]
+
+    def beat(what: str, *, now: bool = False) -> None:
+        # the host's hang detector (progress, not a deadline), at most every BEAT_SECONDS
+        # (each beat is a file written and renamed over 9p: 25 ms of an emulated CPU)
+        t = time.monotonic()
+        if not now and t - last[0] < BEAT_SECONDS:
+            return
+        last[0] = t
         path = os.path.join(out, "progress")
         with open(path + ".tmp", "w") as f:
             f.write(f"{what} {time.monotonic() - t0:.3f}\n")

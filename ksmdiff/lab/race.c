@@ -7,6 +7,8 @@
  * ksmd's CPU affinity, and restores both before it exits).
  *
  * Each round:
+ *   0. process V (forked, pinned to the other CPU) maps a mergeable page v and fills it
+ *      with Z, so that v is present and its LRU-add reference drained before step 3;
  *   1. process A maps two private pages a and h, both mergeable, fills both with the
  *      round's pattern X and waits until ksmd has merged them into one KSM page;
  *   2. A unmaps h and waits for two full scans (each starts with lru_add_drain_all(),
@@ -15,7 +17,7 @@
  *   3. A tells process V "go" and at once writes one byte Y into a: do_wp_page ->
  *      reuse_ksm_page(), which waits reuse_window_us between its count check (5.4.59:
  *      page_ref_freeze) and page_move_anon_rmap();
- *      V, on the other CPU, fills its own fresh mergeable page v with X at once: ksmd,
+ *      V, on the other CPU, fills its page v with X at once (no fault): ksmd,
  *      pinned to that CPU and scanning without sleeping, looks v up in the stable tree
  *      and meets A's page, in the window or out of it;
  *   4. after two more full scans V checks v: it must still hold X everywhere (nothing

@@ -102,6 +102,47 @@ def cells_from_boot(scenarios: Sequence[A.Scenario], target: str,
     return cells
 
 
+BOOT_TIMES = "boot-times.json"   # beside the kernel store: each kernel's last boot, seconds
+
+
+def _boot_times_path():
+    return store.lab_dir().parent / BOOT_TIMES
+
+
+def boot_order(todo: list[tuple[str, store.KernelImage]]) -> list[tuple[str, store.KernelImage]]:
+    """The boots longest first, by each kernel's last boot (unknown ones first): with more
+    kernels than CPUs, a long boot started last would run alone at the end (5 kernels on
+    2 CPUs in the order given: 6.12, the longest, started after the four others)."""
+    import json
+    try:
+        known = json.loads(_boot_times_path().read_text())
+    except (OSError, ValueError):
+        known = {}
+
+    def last(k: store.KernelImage) -> float:
+        v = known.get(k.name) if isinstance(known, dict) else None
+        return float(v) if isinstance(v, (int, float)) and v > 0 else float("inf")
+    return sorted(todo, key=lambda tk: -last(tk[1]))     # stable: else as given
+
+
+def _record_boot_times(times: dict[str, float]) -> None:
+    import json
+    from ksmdiff.internal.atomic import write_text_atomically
+    path = _boot_times_path()
+    try:
+        known = json.loads(path.read_text())
+        if not isinstance(known, dict):
+            known = {}
+    except (OSError, ValueError):
+        known = {}
+    known.update({k: round(v, 1) for k, v in times.items()})
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomically(path, json.dumps(known, indent=1, sort_keys=True) + "\n")
+    except OSError:
+        pass                         # an order hint only
+
+
 def run_lab(scenarios: Sequence[A.Scenario], targets: Sequence[str], *,
             batch: bool | None = None, timeout: float = guest.BOOT_TIMEOUT,
             on_boot: Callable[[guest.BootResult], None] | None = None,
@@ -130,15 +171,19 @@ def run_lab(scenarios: Sequence[A.Scenario], targets: Sequence[str], *,
     guest.reset()
     workers = max(1, min(len(todo), jobs or os.cpu_count() or 1))
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ksmdiff-lab")
+    times: dict[str, float] = {}
     try:
         futs: dict[str, Future] = {
             t: pool.submit(guest.boot, k, make_job(scenarios, k, batch), timeout=timeout)
-            for t, k in todo}
+            for t, k in boot_order(todo)}
         for t, f in futs.items():
             res = f.result()
             if on_boot:
                 on_boot(res)
             out[t] = cells_from_boot(scenarios, t, res)
+            if res.result is not None and "exit" in res.timings:
+                times[res.kernel.name] = res.timings["exit"]
+        _record_boot_times(times)
     finally:
         guest.kill_all()             # interrupted: no qemu outlives the run
         pool.shutdown(wait=True, cancel_futures=True)

@@ -476,13 +476,23 @@ class Interpreter:
 
     def do_ForceWrite(self, s: A.ForceWrite) -> None:
         # /proc/PID/mem: access_remote_vm() -> get_user_pages_remote(FOLL_FORCE |
-        # FOLL_WRITE) on a COW mapping: a write fault whatever the protection (all eras;
+        # FOLL_WRITE) on a COW mapping: a write fault whatever the protection (< 6.0;
         # check_vma_flags() allows FOLL_FORCE writes to private mappings); in a vma without
         # VM_WRITE the new pte stays read-only (maybe_mkwrite), and the data goes in
         # through the kernel mapping of the page
         p = self.m.procs[s.proc]
         for slot in self.slots(s.proc, s.target):
             content = A.Content(slot.logical.fill, s.byte)
+            pte = slot.pte
+            if self.m.has("foll_force_writes_exclusive_anon") and pte.present \
+                    and not pte.writable and slot.prot != "rw" and not pte.frame.zero \
+                    and pte.frame.anon and pte.frame.anon_exclusive:
+                # >= 6.0 follow_page_pte() -> can_follow_write_pte(): FOLL_FORCE on an
+                # exclusive anon page of a vma without VM_WRITE: no fault (5535be309971);
+                # FOLL_TOUCH dirties the page, the pte stays read-only
+                pte.frame.content = content
+                slot.logical = content
+                continue
             M.handle_mm_fault(self.m, p, slot, write=True)
             assert slot.pte.present and not slot.pte.frame.zero, "GUP write left no page"
             slot.pte.frame.content = content

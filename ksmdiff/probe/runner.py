@@ -53,7 +53,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import select
 import signal
 import sys
 import subprocess
@@ -66,42 +65,32 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from ksmdiff.errors import EnvironmentProblem, InvalidArgument
-from ksmdiff.observe import (ENVIRONMENT, NOT_RUN, OK, PRCTL_MERGE, UNSUPPORTED, History,
-                             Record, label_frames, page_key, proc_counter_key)
+from ksmdiff.observe import ENVIRONMENT, NOT_RUN, OK, UNSUPPORTED
 from ksmdiff.probe import system
 from ksmdiff.probe import wire as W
+from ksmdiff.probe.attribution import attribute_barrier, check_gauges
 from ksmdiff.probe.build import default_probe
-from ksmdiff.probe.compiler import (KSMD_GAUGES, Program, beyond_probe, compile_scenario,
-                                    merge_signatures)
+from ksmdiff.probe.compiler import KSMD_GAUGES, Program, beyond_probe, compile_scenario
+from ksmdiff.probe.decode import ScenarioState
+from ksmdiff.probe.plan import _sets_stable_knobs, _pack, _zero_pages_set, MAX_BATCH
+from ksmdiff.probe.procs import PROBE_ENV, _Forked, _ProbeServer, _readable  # noqa: F401
+from ksmdiff.probe.result import (EVENT_COUNTERS, GAUGE_COUNTERS, KPF_KSM_NOTE,  # noqa: F401
+                                  PROBE_COUNTERS, KernelRun)
 from ksmdiff.scenario import ast as A
 from ksmdiff.scenario import implied_features
 from ksmdiff.scenario.ast import Scenario
-from ksmdiff.versions import (FEATURE_NOTES, KernelVersion, has_counter, has_feature,
-                              has_proc_counter, parse_host)
+from ksmdiff.versions import FEATURE_NOTES, KernelVersion, has_counter, has_feature, parse_host
 
+# The pure parts live beside this module (result, decode, plan, attribution: shared with
+# the lab's guest backend) and the probe processes in procs; the names above stay
+# importable from here.
 __all__ = ["KernelRun", "host_version", "is_root", "run_kernel", "restore"]
 
-EVENT_COUNTERS = ("cow_ksm", "ksm_swpin_copy", "pgreuse")
-GAUGE_COUNTERS = ("pages_shared", "pages_sharing", "ksm_zero_pages")
-PROBE_COUNTERS = W.COUNTERS
-assert set(PROBE_COUNTERS) == set(EVENT_COUNTERS + GAUGE_COUNTERS)
-MAX_BATCH = 64
 UNMERGE_ALL_REFUSED = ("'ksm unmerge-all' writes run=2, which unmerges every KSM page of this "
                        "machine, other programs' too: refused without --allow-global "
                        "(a lab VM always allows it)")
 PARALLEL_STEPS = os.environ.get("KSMDIFF_SERIAL_STEPS") != "1"
 LINE_TIMEOUT = 90.0
-
-
-@dataclass(frozen=True)
-class KernelRun:
-    scenario: Scenario
-    version: KernelVersion
-    status: str                      # "ok" | "unsupported" | "environment" | "not-run"
-    reason: str = ""
-    records: tuple[Record, ...] = ()
-    mode: str = ""                   # "batch" | "alone" | ""
-    salt: int | None = None
 
 
 def is_root() -> bool:
@@ -142,260 +131,17 @@ class _Interrupted(BaseException):
 
 # ----------------------------------------------------------------------------- one probe
 
-PROBE_ENV = {"GLIBC_TUNABLES": "glibc.pthread.rseq=0", "KSMDIFF_PROBE_NORSEQ": "1",
-             "PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C"}
-
-
-_SINGLETONS: dict = {}
-
-
-def _singleton(v) -> frozenset:
-    """frozenset([v]), shared: records hold thousands of the same few values."""
-    key = (type(v), v)
-    got = _SINGLETONS.get(key)
-    if got is None:
-        got = _SINGLETONS[key] = frozenset([v])
-    return got
-
-
-_PREFIXES: dict = {}
-
-
-def _page_prefix(proc: str, region: str, index: int) -> str:
-    """``"A/buf[3]."``: observe.page_key without the field name, cached."""
-    key = (proc, region, index)
-    got = _PREFIXES.get(key)
-    if got is None:
-        got = _PREFIXES[key] = page_key(proc, region, index, "")
-    return got
-
-
-def _readable(fds, timeout: float | None) -> list[int]:
-    """The fds of ``fds`` that are readable within ``timeout`` seconds (poll(2): no
-    FD_SETSIZE limit, unlike select)."""
-    p = select.poll()
-    for fd in fds:
-        p.register(fd, select.POLLIN | select.POLLHUP | select.POLLERR)
-    ms = None if timeout is None else max(0, int(timeout * 1000))
-    return [fd for fd, _ev in p.poll(ms)]
-
-
-class _Forked:
-    """A probe the probe server forked: stdin/stdout/stderr on our pipes; not our child,
-    so it is watched and signalled through the pidfd the server sent with its pid (opened
-    before the server could reap it: it names this probe, never a reused pid)."""
-
-    def __init__(self, pid: int, pidfd: int, fds):
-        self.pid = pid
-        self.pidfd: int | None = pidfd
-        self.stdin = os.fdopen(fds[0], "wb", buffering=0)
-        self.stdout = os.fdopen(fds[1], "rb", buffering=0)
-        self.stderr = os.fdopen(fds[2], "rb", buffering=0)
-        self.returncode: int | None = None
-        self.closed = False
-
-    def poll(self) -> int | None:
-        if self.pidfd is None:
-            return -1 if self.returncode is None else self.returncode
-        if self.returncode is None and _readable([self.pidfd], 0):
-            self.returncode = -1         # exited; the exit code stays with the server
-        return self.returncode
-
-    def wait(self, timeout: float | None = None) -> int:
-        if self.poll() is None:
-            if not _readable([self.pidfd], timeout):
-                raise subprocess.TimeoutExpired(str(self.pid), timeout)
-            self.returncode = -1
-        return self.returncode  # type: ignore[return-value]
-
-    def kill(self) -> None:
-        if self.poll() is None:
-            try:
-                signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)
-            except ProcessLookupError:
-                pass                     # exited meanwhile
-
-    def wait_tree(self, timeout: float) -> bool:
-        """Wait (bounded) until the probe and every scenario process it started are gone:
-        they all hold the write end of its stdout (inherited), so EOF there means none is
-        left, and their memory was torn down.  What they still wrote is discarded."""
-        fd = self.stdout.fileno()
-        deadline = time.monotonic() + timeout
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0 or not _readable([fd], left):
-                return False
-            try:
-                if not os.read(fd, 1 << 16):
-                    return True
-            except BlockingIOError:
-                continue
-
-    def close(self) -> None:
-        self.closed = True
-        for f in (self.stdin, self.stdout, self.stderr):
-            try:
-                f.close()
-            except OSError:
-                pass
-        if self.pidfd is not None:
-            os.close(self.pidfd)
-            self.pidfd = None
-
-
-class _ProbeServer:
-    """``ksmdiff-probe --server``: forks a probe per request, far cheaper than an exec.
-
-    The protocol (top of probe.c's ``serve``): a request is ``P TOKEN LEN`` (fixed size,
-    LEN as 10 digits) with the probe's stdin, stdout and stderr attached, then the program;
-    the answer is ``TOKEN PID`` (fixed size) with the probe's pidfd attached.  TOKEN is
-    random per server and checked first on every message, by both sides."""
-
-    REQ = b"P %s %010d\n"
-    REQ_LEN = 2 + 16 + 1 + 10 + 1
-    REPLY_LEN = 16 + 1 + 11 + 1
-
-    def __init__(self, exe: Path, lock: Path):
-        import secrets
-        import socket
-        import threading
-        self._socket = socket
-        self.token = secrets.token_hex(8).encode()
-        a, b = socket.socketpair()
-        env = {**PROBE_ENV, "KSMDIFF_PROBE_LOCK": str(lock),
-               "KSMDIFF_PROBE_TOKEN": self.token.decode()}
-        devnull = os.open(os.devnull, os.O_RDWR)
-        try:
-            self.pid = os.posix_spawn(str(exe), [exe.name, "--server", "3"], env, file_actions=[
-                (os.POSIX_SPAWN_DUP2, devnull, 0), (os.POSIX_SPAWN_DUP2, b.fileno(), 3)])
-        finally:
-            os.close(devnull)
-            b.close()
-        self.sock = a
-        self.lock = threading.Lock()
-
-    def spawn(self, program: bytes) -> _Forked:
-        return self.spawn_many([program])[0]
-
-    PIPELINE = 16    # requests in flight: their programs fit the socket buffer
-
-    def _reply(self) -> tuple[int, int | None]:
-        """One answer: (pid, pidfd).  The token is compared before the pid is read;
-        descriptors beyond the one pidfd, or a cut control message, are closed and fail."""
-        data, fds, bad = b"", [], False
-        while len(data) < self.REPLY_LEN:
-            chunk, got, flags, _addr = self._socket.recv_fds(
-                self.sock, self.REPLY_LEN - len(data), 4, self._socket.MSG_CMSG_CLOEXEC)
-            fds += got
-            bad = bad or bool(flags & self._socket.MSG_CTRUNC)
-            if not chunk:
-                break
-            data += chunk
-        if (len(data) != self.REPLY_LEN or data[:16] != self.token or data[16:17] != b" "
-                or bad or len(fds) > 1):
-            for fd in fds:
-                os.close(fd)
-            raise EnvironmentProblem(f"the probe server died or answered out of step "
-                                     f"({data[:40]!r}{', cut descriptors' if bad else ''})")
-        try:
-            pid = int(data[17:])
-        except ValueError:
-            pid = 0
-        if pid <= 0:
-            for fd in fds:
-                os.close(fd)
-            raise EnvironmentProblem(
-                f"the probe server could not fork: {os.strerror(-pid) if pid else data!r}")
-        return pid, (fds[0] if fds else None)
-
-    def spawn_many(self, programs: list[bytes]) -> list[_Forked]:
-        """One probe per program.  The requests are pipelined (up to PIPELINE sent before
-        the first answer is read): the server forks while the next request is on its way."""
-        out: list[_Forked] = []
-        with self.lock:
-            for at in range(0, len(programs), self.PIPELINE):
-                sent = []
-                try:
-                    for program in programs[at:at + self.PIPELINE]:
-                        fds = [os.pipe() for _ in range(3)]      # stdin, stdout, stderr
-                        sent.append(fds)
-                        child = [fds[0][0], fds[1][1], fds[2][1]]
-                        try:
-                            self._socket.send_fds(self.sock, [self.REQ % (self.token,
-                                                                          len(program))],
-                                                  child)
-                            self.sock.sendall(program)
-                        finally:
-                            for fd in child:
-                                os.close(fd)
-                    for fds in sent:
-                        pid, pidfd = self._reply()
-                        if pidfd is None:
-                            raise EnvironmentProblem(
-                                "this kernel has no pidfd_open (Linux 5.3): the runner watches "
-                                "and stops its probes only through pidfds, never by a pid "
-                                "that may have been reused, so it does not run here")
-                        os.set_blocking(fds[1][0], False)
-                        out.append(_Forked(pid, pidfd, (fds[0][1], fds[1][0], fds[2][0])))
-                except BaseException:
-                    # the probes already answered for die with their pipes (EOF on stdin)
-                    for f in out:
-                        f.kill()
-                        f.close()
-                    for fds in sent[len(out) - at:]:
-                        for fd in (fds[0][1], fds[1][0], fds[2][0]):
-                            try:
-                                os.close(fd)
-                            except OSError:
-                                pass
-                    raise
-        return out
-
-    def close(self) -> None:
-        try:
-            self.sock.close()
-        finally:
-            try:
-                os.waitpid(self.pid, 0)
-            except ChildProcessError:
-                pass
-
-
-class _Live:
+class _Live(ScenarioState):
     """One scenario's probe: a process tree that steps on the runner's word."""
-
-    ksm_flag = True    # KPF_KSM tells KSM pages apart (see _run_kernel); set per instance
 
     def __init__(self, index: int, scn: Scenario, prog: Program, server: "_ProbeServer",
                  version: KernelVersion, counters: tuple[str, ...],
                  proc: "_Forked | None" = None, ksm_flag: bool = True):
-        self.index, self.scn, self.prog, self.version = index, scn, prog, version
-        self.ksm_flag = ksm_flag         # False: KPF_KSM cannot be trusted, 'ksm' stays absent
-        self.counters = counters
+        super().__init__(index, scn, prog, version, counters, ksm_flag)
         self.proc = proc if proc is not None else server.spawn(prog.text.encode())
         self.buf = b""
-        self.records: list[Record] = []
-        self.history = History()          # the records' fields, stored as changes
-        # the machine-wide ksmd gauges only for a scenario that expects them (it runs alone,
-        # after a reap): otherwise absent in a batch and alone alike
-        self.cum: dict[str, int] = {c: 0 for c in counters
-                                    if c not in KSMD_GAUGES or prog.quiet}
-        self.status = OK
-        self.reason = ""
-        self.done = False
         self.ended = False               # the probe said "end" (it exits by itself)
-        self.at_barrier: int | None = None
-        self.pids: dict[int, int] = {}
-        self.all_pids: set[int] = set()
-        self.ksm_pfns: dict[int, int] = {}   # pfn -> last record seen KSM
-        self.pending: dict | None = None     # barrier attribution waiting for the record
-        self.ambiguous = ""
-        self.reaped = False
-        self.gauge_before: dict[str, int] = {}
-        self.gauge_after: dict[str, int] = {}
-        self.last_barrier_raw: dict | None = None
         self.started = False
-        self.proc_base: dict[int, tuple] = {}   # probe proc index -> "m" values at creation
 
     # -- I/O
     def _readline(self) -> dict | None:
@@ -548,117 +294,6 @@ class _Live:
             line, _, self.buf = self.buf.partition(b"\n")
             yield json.loads(line)
 
-    # -- records
-    def _record(self, msg: dict) -> None:
-        k = msg[W.KEY_STMT]
-        stmt = self.scn.statements[k]
-        procs, regions = self.prog.procs, self.prog.regions
-        if isinstance(stmt, A.Fork):
-            self.pids[procs.index(stmt.child)] = msg[W.KEY_PID]
-            self.all_pids.add(msg[W.KEY_PID])
-        elif isinstance(stmt, A.Exit):
-            self.pids.pop(procs.index(stmt.proc), None)
-        values: dict = {}
-        order = []
-        PRESENT, PFN, KSM, ZERO_PAGE = W.PRESENT, W.PFN, W.KSM, W.ZERO_PAGE
-        for e in msg[W.KEY_PAGES]:
-            pk = (procs[e[W.PROC]], regions[e[W.REGION]], e[W.PAGE])
-            if e[PRESENT]:
-                pfn = e[PFN]
-                order.append((pk, "Z" if e[ZERO_PAGE] else pfn))
-                if e[KSM] and not e[ZERO_PAGE]:
-                    self.ksm_pfns[pfn] = k
-            else:
-                order.append((pk, None))
-            values[pk] = e
-        labels = label_frames(order)
-        fs = _singleton
-        fields: dict = {}
-        has_fault = W.FAULT + 1
-        for pk, e in values.items():
-            base = _page_prefix(*pk)
-            fields[base + "present"] = fs(bool(e[PRESENT]))
-            fields[base + "swapped"] = fs(bool(e[W.SWAPPED]))
-            fields[base + "frame"] = fs(labels[pk])
-            if e[PRESENT]:
-                if self.ksm_flag:
-                    fields[base + "ksm"] = fs(bool(e[KSM]))
-                fields[base + "mapcount"] = fs(int(e[W.MAPCOUNT]))
-                fields[base + "exclusive"] = fs(bool(e[W.EXCLUSIVE]))
-                if e[W.CONTENT] is not None:     # null: PROT_NONE, never loaded
-                    fields[base + "content"] = fs(e[W.CONTENT])
-            if len(e) == has_fault:
-                fields[base + "fault"] = fs(e[W.FAULT])
-        if W.KEY_COUNTERS in msg:
-            measured = msg[W.KEY_COUNTERS]
-            for name in list(self.cum):
-                if name in PROBE_COUNTERS and name not in measured:
-                    # the probe could not measure it (pgreuse on a noisy machine): unknown
-                    # from here on, so absent, never guessed
-                    del self.cum[name]
-            for name, d in measured.items():
-                if name in self.cum:
-                    self.cum[name] += d
-        else:
-            self._apply_barrier(msg)
-        for name in self.counters:
-            if name in self.cum:
-                fields["counter." + name] = fs(self.cum[name])
-        self._proc_counters(msg, fields)
-        note = "" if not self.ambiguous else "ambiguous in a batch: " + self.ambiguous
-        # (one-element sets, shared between records; the stream keeps what changed)
-        hist = getattr(self, "history", None)
-        if hist is None:                    # a _Live built without __init__ (unit tests)
-            hist = self.history = History()
-        view, delta = hist.commit_full(fields)
-        self.records.append(Record(k, stmt.pos.line, view, OK, note, delta))
-
-    def _proc_counters(self, msg: dict, fields: dict) -> None:
-        """Per-process counters (/proc/PID/ksm_stat): the change since the process was
-        created, the first process from 0, a child from its values in its fork's record
-        (dup_mm() copies the parent's counters on kernels before the fork-counter fix)."""
-        for e in msg.get(W.KEY_PROC_KSM) or ():
-            p, values = e[W.M_PROC], e[W.M_COUNTERS]
-            proc = self.prog.procs[p]
-            base = self.proc_base.setdefault(
-                p, (0,) * len(values) if p == 0 else tuple(values))
-            for name, v, b in zip(W.PROC_KSM_COUNTERS, values, base):
-                if v >= 0 and has_proc_counter(self.version, name):
-                    fields[proc_counter_key(proc, name)] = _singleton(v - b)
-            if (len(e) > W.M_MERGE_ANY and e[W.M_MERGE_ANY] >= 0
-                    and has_feature(self.version, "prctl-merge")):
-                fields[proc_counter_key(proc, PRCTL_MERGE)] = _singleton(bool(e[W.M_MERGE_ANY]))
-
-    def _apply_barrier(self, msg: dict) -> None:
-        pend = self.pending or {}
-        self.pending = None
-        for name, d in pend.get("direct", {}).items():
-            if name in self.cum:
-                self.cum[name] += d
-        stat = msg.get(W.KEY_KSM_STAT) if pend.get("ksm_stat") else None
-        if pend.get("ksm_stat") and stat is None:
-            self.ambiguous = self.ambiguous or "no /proc/PID/ksm_stat"
-        if stat is not None and not self.ksm_flag:
-            self.ambiguous = self.ambiguous or "KPF_KSM unreliable on this kernel"
-        elif stat is not None:
-            # gauges from this scenario's own state after a shared settle: the probe sums
-            # its live processes' /proc/PID/ksm_stat for the record (null: unreadable)
-            ksm_frames = {e[W.PFN] for e in msg[W.KEY_PAGES]
-                          if e[W.PRESENT] and e[W.KSM] and not e[W.ZERO_PAGE]}
-            own = {"pages_shared": len(ksm_frames),
-                   "pages_sharing": stat[0] - len(ksm_frames),
-                   "ksm_zero_pages": stat[1]}
-            self.gauge_before, self.gauge_after = {}, {}
-            for name, v in own.items():
-                if name in self.cum:
-                    self.gauge_before[name] = self.cum[name]
-                    self.gauge_after[name] = self.cum[name] = v
-        self.last_barrier_raw = msg
-
-    def result(self, mode: str) -> KernelRun:
-        return KernelRun(self.scn, self.version, self.status, self.reason, tuple(self.records),
-                         mode, self.prog.salt)
-
 
 def _step_all(lives: list[_Live]) -> None:
     """Step every probe at once.  The probes serialise their counter windows among
@@ -683,12 +318,6 @@ def _step_all(lives: list[_Live]) -> None:
             except ValueError as e:
                 lv._fail(ENVIRONMENT, f"bad probe output: {e}")
                 del active[fd]
-
-
-def _zero_pages_set(lv: _Live) -> bool:
-    b = lv.prog.barriers[lv.at_barrier]
-    return isinstance(b, A.KsmSet) and b.knob == "use_zero_pages"
-
 
 # ----------------------------------------------------------------------------- a session
 
@@ -973,92 +602,15 @@ class _Session:
             return
         after = system.read_counters()
         events = early + (self.tracer.take_events() if self.tracer else [])
+        # the keeper page's share comes off the change (after - before) here, before any
+        # of it is charged to a scenario
         delta = {k: after[k] - before[k] for k in after if k in before}
-        self._keeper_correction(stmt, delta, smart)
-        owner_of_pid = {pid: lv for lv in lives for pid in lv.all_pids}
-        removed = {id(lv): 0 for lv in lives}
-        breaks = {id(lv): 0 for lv in lives}   # ksmd's break_cow, by scenario
-        unowned_breaks = 0
-        last_merge = None
-        for ev in events:
-            if isinstance(ev, system.Enter):   # a scenario process registered this mm
-                lv = owner_of_pid.get(ev.pid)
-                if lv is not None:
-                    self.mm_owner[ev.mm] = lv
-                else:
-                    self.mm_owner.pop(ev.mm, None)
-            elif isinstance(ev, system.Remove):  # stable nodes removed: by PFN
-                owners = [lv for lv in lives if ev.pfn in lv.ksm_pfns]
-                if len(owners) == 1:
-                    removed[id(owners[0])] += 1
-                elif len(owners) > 1:
-                    for lv in owners:
-                        lv.ambiguous = lv.ambiguous or f"stable node pfn {ev.pfn} in two scenarios"
-            elif isinstance(ev, system.Merge):
-                # try_to_merge_two_pages: the first page becomes KSM in place (no KSM page
-                # yet, error 0); when merging the second into it fails, break_cow undoes
-                # the first (one unshare fault: cow_ksm +1), charged to the first page's mm
-                if (ev.with_ksm and ev.err and last_merge and not last_merge.with_ksm
-                        and not last_merge.err):
-                    lv = self.mm_owner.get(last_merge.mm)
-                    if lv is not None and id(lv) in breaks:
-                        breaks[id(lv)] += 1
-                    else:
-                        unowned_breaks += 1
-                last_merge = ev
-        # pgreuse: ksmd never reuses a page (its unshare faults copy), and the counter is
-        # machine-wide and busy (every fork on the machine moves it): a barrier adds 0.
-        delta.pop("pgreuse", None)
-        # finished scenarios (killed) lose everything they had in the stable tree at the
-        # first full scan after: a dead mm's rmap_items all go
-        residual: dict[str, int] = {}
-        if isinstance(stmt, (A.KsmSettle, A.KsmScan)):
-            for lv in self.unreaped + [lv for lv in lives if lv.done]:
-                if not lv.reaped:
-                    lv.reaped = True
-                    for name in ("pages_shared", "pages_sharing"):
-                        residual[name] = residual.get(name, 0) - lv.cum.get(name, 0)
-            self.unreaped = []
-        single = len(lives) == 1
-        if single and not any(residual.values()):
-            lv = waiting[0]
-            direct = dict(delta)
-            direct["stable_nodes_removed"] = removed[id(lv)]
-            lv.pending = {"direct": direct}
-            return
-        if isinstance(stmt, A.KsmSet):
-            # a knob write (use_zero_pages) scans nothing: no gauge may move
-            moved = [k for k in delta if delta[k]]
-            for lv in waiting:
-                lv.pending = {"direct": {"stable_nodes_removed": removed[id(lv)]}}
-                if moved:
-                    lv.ambiguous = lv.ambiguous or f"{', '.join(moved)} moved during a knob write"
-            return
-        moved = [k for k in EVENT_COUNTERS if delta.get(k, 0)]
-        # Events during a settle: ksmd counts cow_ksm only when it breaks a page it had just
-        # made KSM (break_cow), which needs a page it cannot merge - a pinned one (its twin);
-        # with every scenario paused and lru_add_drain_all() at each scan start nothing
-        # else holds such a reference.  So a batch's one pinning scenario owns them.
-        # With several pinning scenarios in the batch the events cannot be told apart: those
-        # scenarios are replayed alone (the others, which cannot have caused them, keep 0).
-        pinner = [lv for lv in waiting if lv.prog.has_pins]
-        owner = waiting[0] if single else (pinner[0] if len(pinner) == 1 else None)
-        by_trace = (not single and moved == ["cow_ksm"] and not unowned_breaks
-                    and sum(breaks.values()) == delta["cow_ksm"])
-        if by_trace:        # every break_cow seen and charged to its scenario
-            owner, moved = None, []
-        for lv in waiting:
-            for name in KSMD_GAUGES:   # machine-wide: not this scenario's alone
-                lv.cum.pop(name, None)
-            direct = {"stable_nodes_removed": removed[id(lv)]}
-            if by_trace:
-                direct["cow_ksm"] = breaks[id(lv)]
-            if lv is owner:   # (reaping dead mms moves no event counter)
-                direct.update({k: v for k, v in delta.items() if k in EVENT_COUNTERS})
-            elif moved and owner is None and (lv.prog.has_pins or not pinner):
-                lv.ambiguous = lv.ambiguous or f"{', '.join(moved)} moved during a shared settle"
-            lv.pending = {"direct": direct, "ksm_stat": True}
-        self._check_gauges = (waiting, delta, residual)
+        corrected = dict(delta)
+        self._keeper_correction(stmt, corrected, smart)
+        after = {k: (before[k] + corrected[k] if k in corrected else v)
+                 for k, v in after.items()}
+        self._check_gauges, self.unreaped = attribute_barrier(
+            stmt, waiting, lives, before, after, events, self.mm_owner, self.unreaped)
 
     def _keeper_correction(self, stmt, delta: dict, smart: bool) -> None:
         """Take the runner's keeper page (system.Keeper, a page that never merges) out of
@@ -1077,25 +629,9 @@ class _Session:
                 delta[name] -= new[name] - old[name]
 
     def check_gauges(self) -> None:
-        """After every scenario reported its barrier record: the per-scenario gauges must add
-        up to the global change, else the batch is ambiguous."""
         chk = getattr(self, "_check_gauges", None)
         self._check_gauges = None
-        if not chk:
-            return
-        waiting, delta, residual = chk
-        for name in GAUGE_COUNTERS:
-            if name not in delta:
-                continue
-            total = residual.get(name, 0)
-            for lv in waiting:
-                if name in lv.gauge_before:
-                    total += lv.gauge_after[name] - lv.gauge_before[name]
-            if total != delta[name]:
-                for lv in waiting:
-                    lv.ambiguous = lv.ambiguous or (
-                        f"{name}: scenarios account for {total:+d}, the kernel moved "
-                        f"{delta[name]:+d} during a shared settle")
+        check_gauges(chk)
 
 
 # ----------------------------------------------------------------------------- run_kernel
@@ -1118,12 +654,6 @@ def run_kernel(scenarios: list[Scenario], *, batch: bool | None = None,
         if e.signum == signal.SIGINT:
             raise KeyboardInterrupt from None
         raise SystemExit(128 + e.signum) from None
-
-
-KPF_KSM_NOTE = ("/proc/kpageflags reports KPF_KSM for an anonymous page KSM never merged "
-                "(stable_page_flags() of v6.10, dee3d0bef2b0, before its fix 81401cebfc15): "
-                "'ksm' is not observable on this kernel, so expects on it are skipped")
-
 
 def _run_kernel(scenarios, *, batch, progress, journal_dir,
                 allow_global=False) -> list[KernelRun]:
@@ -1297,54 +827,6 @@ def _run_kernel(scenarios, *, batch, progress, journal_dir,
                     r, reason=KPF_KSM_NOTE + (f"; {r.reason}" if r.reason else ""))
     return results  # type: ignore[return-value]
 
-
-def _sets_stable_knobs(progs: dict, members) -> bool:
-    """Does a scenario of ``members`` set max_page_sharing or merge_across_nodes (knobs
-    the kernel refuses to change while stable nodes exist)?"""
-    return any(isinstance(b, A.KsmSet) and b.knob != "use_zero_pages"
-               for i in members for b in progs[i].barriers.values())
-
-
-def _pack(progs: dict, items: list[int]) -> list[list[int]]:
-    """Batches for ``items``: scenarios share a batch when their signatures merge
-    (merge_signatures: the same ksm statement at every index both reach, and no two values
-    of a knob needed while ksmd runs), at most MAX_BATCH each, and at most one scenario per
-    batch whose real zero pages meet ksmd with use_zero_pages=0.
-
-    Greedy, in an order that keeps the number of batches small: the longest signatures
-    first (they decide which batches must differ), then the scenarios of which a batch
-    takes one (one per batch while there are batches left), then those that need a knob
-    value, then the rest, which fit anywhere; each goes to the first batch it fits without
-    changing that batch's signature, else to the first it fits at all, else to a new one."""
-    def rank(i: int) -> tuple:
-        p = progs[i]
-        if len(p.signature) > 1:
-            return (0, -len(p.signature), i)
-        return (1 if p.zero_merges else 2 if p.scan_knobs else 3, 0, i)
-    batches: list[list[int]] = []
-    sigs: list[tuple] = []
-    zeros: list[bool] = []
-    for i in sorted(items, key=rank):
-        prog = progs[i]
-        fits = []
-        for b, sig in enumerate(sigs):
-            if len(batches[b]) >= MAX_BATCH or (prog.zero_merges and zeros[b]):
-                continue   # (two scenarios' real zero pages would merge with each other)
-            merged = merge_signatures(sig, prog.signature)
-            if merged is not None:
-                fits.append((merged != sig, b, merged))
-        if fits:
-            _changed, b, merged = min(fits)
-            batches[b].append(i)
-            sigs[b] = merged
-            zeros[b] = zeros[b] or prog.zero_merges
-        else:
-            batches.append([i])
-            sigs.append(prog.signature)
-            zeros.append(prog.zero_merges)
-    return batches
-
-
 class _Plan:
     """The groups of a run and the background start of their probes."""
 
@@ -1404,11 +886,16 @@ class _Plan:
 
     def look_ahead(self, k: int) -> None:
         """Group k and about one batch of probes after it."""
+        if not self.pool:
+            return                   # one scenario at a time: each group's probes start with it
         self.submit(k)
         ahead = k + 1
         plan = self.plan
-        while ahead < len(plan) and sum(len(plan[j][1])
-                                        for j in range(k + 1, ahead + 1)) <= MAX_BATCH:
+        size = 0                     # the probes of groups k+1 .. ahead
+        while ahead < len(plan):
+            size += len(plan[ahead][1])
+            if size > MAX_BATCH:
+                break
             self.submit(ahead)
             ahead += 1
 

@@ -346,6 +346,9 @@ def restore_knobs(saved: dict[str, str]) -> list[str]:
 
 IDLE_SECONDS = 0.025
 PAUSE_SLEEP_MS = 1000
+# how often a wait for ksmd (settle, scan_exact) reads its counters: between reads the
+# runner sleeps, leaving the CPU to ksmd (at nice 5, it yields to a busier poller)
+POLL_SECONDS = 0.0002
 
 
 def stop_ksmd(sleep_after: str = "0") -> None:
@@ -430,7 +433,7 @@ def settle(*, min_scans: int = 2, timeout: float = 3.0) -> int:
                 return read_int("full_scans") - start
             if time.monotonic() > deadline:
                 raise SettleTimeout(f"ksmd did not finish {min_scans} full scans in {timeout} s")
-            time.sleep(0.0002)
+            time.sleep(POLL_SECONDS)
         while True:
             g1 = gauges()
             s1 = read_int("full_scans")
@@ -439,7 +442,7 @@ def settle(*, min_scans: int = 2, timeout: float = 3.0) -> int:
                     return read_int("full_scans") - start
                 if time.monotonic() > deadline:
                     raise SettleTimeout(f"ksmd did not settle within {timeout} s")
-                time.sleep(0.0002)
+                time.sleep(POLL_SECONDS)
             if gauges() == g1:
                 break
             if time.monotonic() > deadline:
@@ -466,7 +469,7 @@ def scan_exact(n: int, *, sleep_ms: int = 20, timeout: float | None = None) -> i
                     return n   # nothing to scan: every scan would be empty
                 if time.monotonic() > deadline:
                     raise SettleTimeout(f"ksmd did not do {n} full scans in {timeout:.1f} s")
-                time.sleep(0.0002)
+                time.sleep(POLL_SECONDS)
         finally:
             write_knob("run", "0")
     finally:

@@ -16,7 +16,6 @@ from pathlib import Path
 from ksmdiff.errors import InputError, Location
 from ksmdiff.scenario import ast
 from ksmdiff.scenario.ast import Scenario
-from ksmdiff.scenario.parser import MAX_FILE_BYTES, parse_raw
 from ksmdiff.scenario.printer import format_statement, print_scenario
 from ksmdiff.scenario.validate import implied_features, validate
 
@@ -24,11 +23,16 @@ __all__ = ["Scenario", "ast", "parse", "parse_file", "print_scenario", "format_s
            "implied_features", "validate", "find_scenarios"]
 
 
+# The parser (lark) is imported on first use: code that only handles parsed scenarios
+# (a lab guest unpickling them) does without its import, seconds under an emulated CPU.
+
 def parse(text: str | bytes, source: str = "<string>") -> Scenario:
+    from ksmdiff.scenario.parser import parse_raw
     return validate(parse_raw(text, source))
 
 
 def parse_file(path: str | os.PathLike) -> Scenario:
+    from ksmdiff.scenario.parser import MAX_FILE_BYTES
     path = Path(path)
     try:
         size = path.stat().st_size

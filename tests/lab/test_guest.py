@@ -92,7 +92,11 @@ def test_qemu_command(kernel, tmp_path, monkeypatch):
     text = " ".join(cmd)
     assert cmd[0] == "qemu-system-x86_64"
     assert "-accel tcg" in text and "-cpu max" in text and "-no-reboot" in text
-    assert "-nographic" in text and "-smp 1" in text
+    assert "-nographic" in text and "-smp 1,sockets=1," in text
+    two = guest.qemu_command(kernel, tmp_path / "initrd", tmp_path / "out", smp=2)
+    # one CPU per socket: a kernel without ACPI sees CPUs through SeaBIOS's MP table,
+    # which lists one per package
+    assert two[two.index("-smp") + 1] == "2,sockets=2,cores=1,threads=1"
     assert "mem-merge=off" in cmd[cmd.index("-machine") + 1]   # host ksmd leaves it alone
     host = [a for a in cmd if "mount_tag=host" in a][0]
     assert "path=/," in host and "readonly=on" in host
@@ -102,6 +106,7 @@ def test_qemu_command(kernel, tmp_path, monkeypatch):
     assert f"file={tmp_path / 'out' / guest.SWAP_IMAGE}" in drive and "if=virtio" in drive
     append = cmd[cmd.index("-append") + 1]
     assert "panic=-1" in append and "console=ttyS0" in append
+    assert "acpi=noirq" in append.split()      # no AML run per PCI device under TCG
 
 
 def _elf_with_note(name: bytes, ntype: int) -> bytes:
@@ -171,3 +176,20 @@ def test_host_tmp_paths_keep_a_venv_made_under_tmp(monkeypatch):
                         lambda: "/tmp/ci-x/venv/lib/python3.11/site-packages:/usr/lib/python3")
     assert guest.host_tmp_paths() == ["/tmp/ci-x/venv"]
     assert 'mount -o bind "/hosttmp${p#/tmp}" "$H$p"' in guest.INIT
+
+
+def test_guest_sources_are_byte_compiled_beside_them(tmp_path, monkeypatch):
+    """The tree the guest imports gets its __pycache__ (the guest cannot write it), once."""
+    import ksmdiff
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "mod.py").write_text("X = 1\n")
+    monkeypatch.setattr(ksmdiff, "__file__", str(pkg / "__init__.py"))
+    monkeypatch.setattr(guest, "_COMPILED_ONCE", [])
+    guest.compile_guest_sources()
+    assert sorted(p.name.split(".")[0] for p in (pkg / "__pycache__").iterdir()) == [
+        "__init__", "mod"]
+    (pkg / "late.py").write_text("Y = 2\n")
+    guest.compile_guest_sources()                  # once per process
+    assert not any(p.name.startswith("late") for p in (pkg / "__pycache__").iterdir())

@@ -164,3 +164,17 @@ def test_the_ksm_flag_check_reads_a_plain_page_as_root():
     if os.geteuid() != 0:
         pytest.skip("PFNs need root")
     assert kpageflags_ksm_on_plain_anon() is not None
+
+
+def test_boots_start_longest_first_by_the_last_run(empty_lab):
+    """With more kernels than CPUs the longest boot starts first; kernels never timed go
+    before those timed, and a damaged times file is ignored."""
+    a, b, c = _kernel("a"), _kernel("b"), _kernel("c")
+    todo = [("lab:a", a), ("lab:b", b), ("lab:c", c)]
+    assert [t for t, _k in run.boot_order(todo)] == ["lab:a", "lab:b", "lab:c"]
+    run._record_boot_times({"a": 30.0, "b": 90.0})
+    assert [t for t, _k in run.boot_order(todo)] == ["lab:c", "lab:b", "lab:a"]
+    run._record_boot_times({"c": 10.0})          # merged with what was there
+    assert [t for t, _k in run.boot_order(todo)] == ["lab:b", "lab:a", "lab:c"]
+    (empty_lab.parent / run.BOOT_TIMES).write_text("{not json")
+    assert [t for t, _k in run.boot_order(todo)] == ["lab:a", "lab:b", "lab:c"]

@@ -1,0 +1,184 @@
+"""From probe messages to records: one scenario's state while it replays
+(:class:`ScenarioState`: wire records to ``observe.Record`` fields, frame labels, counters
+accumulated, a shared settle's attribution applied).  Pure: the host runner and the lab's
+guest backend both feed it the probe's messages (wire.py)."""
+
+from __future__ import annotations
+
+from ksmdiff.observe import (OK, PRCTL_MERGE, History, Record, label_frames, page_key,
+                             proc_counter_key)
+from ksmdiff.probe import wire as W
+from ksmdiff.probe.compiler import Program
+from ksmdiff.probe.result import PROBE_COUNTERS, KernelRun
+from ksmdiff.scenario import ast as A
+from ksmdiff.scenario.ast import Scenario
+from ksmdiff.probe.compiler import KSMD_GAUGES
+from ksmdiff.versions import KernelVersion, has_feature, has_proc_counter
+
+_SINGLETONS: dict = {}
+
+
+def _singleton(v) -> frozenset:
+    """frozenset([v]), shared: records hold thousands of the same few values."""
+    key = (type(v), v)
+    got = _SINGLETONS.get(key)
+    if got is None:
+        got = _SINGLETONS[key] = frozenset([v])
+    return got
+
+
+_PREFIXES: dict = {}
+
+
+def _page_prefix(proc: str, region: str, index: int) -> str:
+    """``"A/buf[3]."``: observe.page_key without the field name, cached."""
+    key = (proc, region, index)
+    got = _PREFIXES.get(key)
+    if got is None:
+        got = _PREFIXES[key] = page_key(proc, region, index, "")
+    return got
+
+
+class ScenarioState:
+    """What the runner knows of one scenario while it replays: its records, its counters
+    (cumulative, per name), the KSM frames and pids it has seen, and the attribution of a
+    shared settle waiting for the scenario's next record.  No I/O: a backend (host probe
+    processes, a lab guest) feeds it the probe's messages."""
+
+    ksm_flag = True    # KPF_KSM tells KSM pages apart; set per instance
+
+    def __init__(self, index: int, scn: Scenario, prog: Program, version: KernelVersion,
+                 counters: tuple[str, ...], ksm_flag: bool = True):
+        self.index, self.scn, self.prog, self.version = index, scn, prog, version
+        self.ksm_flag = ksm_flag         # False: KPF_KSM cannot be trusted, 'ksm' stays absent
+        self.counters = counters
+        self.records: list[Record] = []
+        # the machine-wide ksmd gauges only for a scenario that expects them (it runs alone,
+        # after a reap): otherwise absent in a batch and alone alike
+        self.cum: dict[str, int] = {c: 0 for c in counters
+                                    if c not in KSMD_GAUGES or prog.quiet}
+        self.status = OK
+        self.reason = ""
+        self.done = False
+        self.at_barrier: int | None = None
+        self.pids: dict[int, int] = {}
+        self.all_pids: set[int] = set()
+        self.ksm_pfns: dict[int, int] = {}   # pfn -> last record seen KSM
+        self.pending: dict | None = None     # barrier attribution waiting for the record
+        self.ambiguous = ""
+        self.reaped = False
+        self.gauge_before: dict[str, int] = {}
+        self.gauge_after: dict[str, int] = {}
+        self.last_barrier_raw: dict | None = None
+        self.proc_base: dict[int, tuple] = {}   # probe proc index -> "m" values at creation
+
+    def _record(self, msg: dict) -> None:
+        k = msg[W.KEY_STMT]
+        stmt = self.scn.statements[k]
+        procs, regions = self.prog.procs, self.prog.regions
+        if isinstance(stmt, A.Fork):
+            self.pids[procs.index(stmt.child)] = msg[W.KEY_PID]
+            self.all_pids.add(msg[W.KEY_PID])
+        elif isinstance(stmt, A.Exit):
+            self.pids.pop(procs.index(stmt.proc), None)
+        values: dict = {}
+        order = []
+        PRESENT, PFN, KSM, ZERO_PAGE = W.PRESENT, W.PFN, W.KSM, W.ZERO_PAGE
+        for e in msg[W.KEY_PAGES]:
+            pk = (procs[e[W.PROC]], regions[e[W.REGION]], e[W.PAGE])
+            if e[PRESENT]:
+                pfn = e[PFN]
+                order.append((pk, "Z" if e[ZERO_PAGE] else pfn))
+                if e[KSM] and not e[ZERO_PAGE]:
+                    self.ksm_pfns[pfn] = k
+            else:
+                order.append((pk, None))
+            values[pk] = e
+        labels = label_frames(order)
+        fs = _singleton
+        fields: dict = {}
+        has_fault = W.FAULT + 1
+        for pk, e in values.items():
+            base = _page_prefix(*pk)
+            fields[base + "present"] = fs(bool(e[PRESENT]))
+            fields[base + "swapped"] = fs(bool(e[W.SWAPPED]))
+            fields[base + "frame"] = fs(labels[pk])
+            if e[PRESENT]:
+                if self.ksm_flag:
+                    fields[base + "ksm"] = fs(bool(e[KSM]))
+                fields[base + "mapcount"] = fs(int(e[W.MAPCOUNT]))
+                fields[base + "exclusive"] = fs(bool(e[W.EXCLUSIVE]))
+                if e[W.CONTENT] is not None:     # null: PROT_NONE, never loaded
+                    fields[base + "content"] = fs(e[W.CONTENT])
+            if len(e) == has_fault:
+                fields[base + "fault"] = fs(e[W.FAULT])
+        if W.KEY_COUNTERS in msg:
+            measured = msg[W.KEY_COUNTERS]
+            for name in list(self.cum):
+                if name in PROBE_COUNTERS and name not in measured:
+                    # the probe could not measure it (pgreuse on a noisy machine): unknown
+                    # from here on, so absent, never guessed
+                    del self.cum[name]
+            for name, d in measured.items():
+                if name in self.cum:
+                    self.cum[name] += d
+        else:
+            self._apply_barrier(msg)
+        for name in self.counters:
+            if name in self.cum:
+                fields["counter." + name] = fs(self.cum[name])
+        self._proc_counters(msg, fields)
+        note = "" if not self.ambiguous else "ambiguous in a batch: " + self.ambiguous
+        # (one-element sets, shared between records)
+        # (the stream keeps what changed: a record's view and delta)
+        hist = getattr(self, "history", None)
+        if hist is None:
+            hist = self.history = History()
+        view, delta = hist.commit_full(fields)
+        self.records.append(Record(k, stmt.pos.line, view, OK, note, delta))
+
+    def _proc_counters(self, msg: dict, fields: dict) -> None:
+        """Per-process counters (/proc/PID/ksm_stat): the change since the process was
+        created, the first process from 0, a child from its values in its fork's record
+        (dup_mm() copies the parent's counters on kernels before the fork-counter fix)."""
+        for e in msg.get(W.KEY_PROC_KSM) or ():
+            p, values = e[W.M_PROC], e[W.M_COUNTERS]
+            proc = self.prog.procs[p]
+            base = self.proc_base.setdefault(
+                p, (0,) * len(values) if p == 0 else tuple(values))
+            for name, v, b in zip(W.PROC_KSM_COUNTERS, values, base):
+                if v >= 0 and has_proc_counter(self.version, name):
+                    fields[proc_counter_key(proc, name)] = _singleton(v - b)
+            if (len(e) > W.M_MERGE_ANY and e[W.M_MERGE_ANY] >= 0
+                    and has_feature(self.version, "prctl-merge")):
+                fields[proc_counter_key(proc, PRCTL_MERGE)] = _singleton(bool(e[W.M_MERGE_ANY]))
+
+    def _apply_barrier(self, msg: dict) -> None:
+        pend = self.pending or {}
+        self.pending = None
+        for name, d in pend.get("direct", {}).items():
+            if name in self.cum:
+                self.cum[name] += d
+        stat = msg.get(W.KEY_KSM_STAT) if pend.get("ksm_stat") else None
+        if pend.get("ksm_stat") and stat is None:
+            self.ambiguous = self.ambiguous or "no /proc/PID/ksm_stat"
+        if stat is not None and not self.ksm_flag:
+            self.ambiguous = self.ambiguous or "KPF_KSM unreliable on this kernel"
+        elif stat is not None:
+            # gauges from this scenario's own state after a shared settle: the probe sums
+            # its live processes' /proc/PID/ksm_stat for the record (null: unreadable)
+            ksm_frames = {e[W.PFN] for e in msg[W.KEY_PAGES]
+                          if e[W.PRESENT] and e[W.KSM] and not e[W.ZERO_PAGE]}
+            own = {"pages_shared": len(ksm_frames),
+                   "pages_sharing": stat[0] - len(ksm_frames),
+                   "ksm_zero_pages": stat[1]}
+            self.gauge_before, self.gauge_after = {}, {}
+            for name, v in own.items():
+                if name in self.cum:
+                    self.gauge_before[name] = self.cum[name]
+                    self.gauge_after[name] = self.cum[name] = v
+        self.last_barrier_raw = msg
+
+    def result(self, mode: str) -> KernelRun:
+        return KernelRun(self.scn, self.version, self.status, self.reason, tuple(self.records),
+                         mode, self.prog.salt)
