@@ -57,6 +57,10 @@ class Instance:
     next: dict = field(default_factory=dict)
     asserts: dict = field(default_factory=dict)
     labels: dict = field(default_factory=dict)
+    # the same step cut at the iterations of its top-level ``foreach`` statements: each
+    # segment (an Instance of kind "segment") runs from generic state constants (see
+    # _segments); [] when the body has no such cut
+    segments: list = field(default_factory=list)
 
 
 @dataclass
@@ -592,6 +596,7 @@ def compile_ts(model: Model, era: Era) -> TS:
                        z3.BoolVal(True))
             env = ex.run(a.body, env)
             _finish(ts, inst, acc, env)
+            inst.segments = _segments(ts, a, inst)
             instances.append(inst)
     for t in m.threads_at(era):
         pk, labels = threads[t.name]
@@ -676,6 +681,65 @@ def compile_ts(model: Model, era: Era) -> TS:
         ts.invariants.setdefault(inv.name, []).append(e)
     ts.invariants = {k: z3.And(v) for k, v in ts.invariants.items()}
     return ts
+
+
+def _units(body):
+    """The top-level pieces of an action body at which it may be cut: every iteration of a
+    top-level ``foreach`` on its own (binder, code tuple), the statements between them
+    together (None, [statements]).  None when a top-level ``let``/``choose`` binds a name
+    the rest of the body reads (no cut can then start from the state alone)."""
+    units, run = [], []
+    for s in body:
+        if isinstance(s, (A.Let, A.Choose)):
+            return None
+        if isinstance(s, A.Foreach):
+            if run:
+                units.append((None, run))
+                run = []
+            units.append((s, None))
+        else:
+            run.append(s)
+    if run:
+        units.append((None, run))
+    return units
+
+
+def _segments(ts: TS, a, inst: Instance) -> list:
+    """The action instance as a sequence of segments, each a transition of its own from
+    generic state constants: the statements before a top-level ``foreach``, each of its
+    iterations, the statements after it.  Running them one after another from a state is
+    running the action (the body's top-level path condition is true again after every
+    top-level statement of an enabled step), so when every segment keeps an inductive
+    invariant, so does the action: the induction step of a long atomic action (``ksm
+    settle``: a lookup of every stable node, then a scan of every page) is then a few small
+    queries instead of one that Z3 does not decide within minutes."""
+    units = _units(a.body)
+    if units is None:
+        return []
+    W = ts.width
+    params = {name: IV(c, W) for name, _d, c in inst.args}
+    pieces = []
+    for fe, stmts in units:
+        if fe is None:
+            pieces.append(({}, {}, list(stmts)))
+            continue
+        doms = [ts.model.domains[b.domain] for b in fe.binders]
+        for codes in itertools.product(*[d.encodings() for d in doms]):
+            scope = {b.name: IV(c, W) for b, c in zip(fe.binders, codes)}
+            pieces.append((scope, {b.name: b.domain for b in fe.binders}, list(fe.body)))
+    if len(pieces) < 2:
+        return []
+    segs = []
+    for i, (scope, doms, body) in enumerate(pieces):
+        seg = Instance("segment", f"{inst.name}#{i}", inst.args, None, [])
+        acc = _Acc()
+        ex = _Exec(ts, acc, a.name)
+        env = _Env(dict(ts.cur), {**params, **scope}, z3.BoolVal(True),
+                   {**{name: d for name, d, _c in inst.args}, **doms})
+        env = ex.run(body, env)
+        _finish(ts, seg, acc, env)
+        segs.append(seg)
+    return segs
 
 
 def _finish(ts: TS, inst: Instance, acc: _Acc, env: _Env) -> None:
