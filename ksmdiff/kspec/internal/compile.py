@@ -130,8 +130,28 @@ def _has_goto(s) -> bool:
     return False
 
 
+# z3.simplify of a term, by the term's id: a compile simplifies the same (often large)
+# path conditions and cell values many times, and each z3.simplify walks the whole term
+# anew.  The term is kept with its result, so its id is not reused while cached.
+_SIMPLIFIED: dict = {}
+
+
+def _simplify(e):
+    hit = _SIMPLIFIED.get(e.get_id())
+    if hit is None:
+        hit = (e, z3.simplify(e))
+        _SIMPLIFIED[e.get_id()] = hit
+    return hit[1]
+
+
 def _concrete(e):
-    s = z3.simplify(e)
+    if z3.is_bv_value(e):
+        return e.as_signed_long()
+    if z3.is_true(e):
+        return True
+    if z3.is_false(e):
+        return False
+    s = _simplify(e)
     if z3.is_bv_value(s):
         return s.as_signed_long()
     if z3.is_true(s):
@@ -198,9 +218,10 @@ class _Exec:
         range and the word width covers the result)."""
         if self.acc is None or not self.acc.steps:
             return
-        cond = z3.simplify(z3.And(env.pc, cond))
-        if not z3.is_false(cond):
-            self.acc.asserts.setdefault("bounds", []).append(cond)
+        # not simplified: the path condition is often a large term, shared with the rest
+        # of the step's formulas as it is (a simplified copy would share nothing)
+        if not z3.is_false(env.pc):
+            self.acc.asserts.setdefault("bounds", []).append(z3.And(env.pc, cond))
 
     # -- expressions
     def ev(self, e, env: _Env):
@@ -362,13 +383,13 @@ class _Exec:
                 self.ev(s.where, self._under(e, z3.Not(seen)))
             conds.append(cond)
             seen = z3.Or(seen, cond)
-        guard = z3.simplify(z3.Or(conds))
+        guard = _simplify(z3.Or(conds))
         self.acc.guards.append(z3.Implies(env.pc, guard))
         env.pc = z3.And(env.pc, guard)
         val = IV(codes[-1], self.W)
         for c, cond in zip(reversed(codes[:-1]), reversed(conds[:-1])):
             val = z3.If(cond, IV(c, self.W), val)
-        return z3.simplify(val), env
+        return _simplify(val), env
 
     def _split_many(self, env, names, rest):
         if not names:
@@ -385,7 +406,7 @@ class _Exec:
     def split(self, env, val, dom, k) -> _Env:
         outs = []
         for c in self.m.domains[dom].encodings():
-            cond = z3.simplify(val == IV(c, self.W))
+            cond = _simplify(val == IV(c, self.W))
             if z3.is_false(cond):
                 continue
             e = env.fork(cond)
@@ -550,6 +571,13 @@ class _Exec:
 
 
 def compile_ts(model: Model, era: Era) -> TS:
+    try:
+        return _compile_ts(model, era)
+    finally:
+        _SIMPLIFIED.clear()
+
+
+def _compile_ts(model: Model, era: Era) -> TS:
     m = model
     W = m.width
     keys, sort, rng, cur = [], {}, {}, {}
