@@ -57,6 +57,10 @@ class Instance:
     next: dict = field(default_factory=dict)
     asserts: dict = field(default_factory=dict)
     labels: dict = field(default_factory=dict)
+    # the same step cut at the iterations of its top-level ``foreach`` statements: each
+    # segment (an Instance of kind "segment") runs from generic state constants (see
+    # _segments); [] when the body has no such cut
+    segments: list = field(default_factory=list)
 
 
 @dataclass
@@ -126,8 +130,28 @@ def _has_goto(s) -> bool:
     return False
 
 
+# z3.simplify of a term, by the term's id: a compile simplifies the same (often large)
+# path conditions and cell values many times, and each z3.simplify walks the whole term
+# anew.  The term is kept with its result, so its id is not reused while cached.
+_SIMPLIFIED: dict = {}
+
+
+def _simplify(e):
+    hit = _SIMPLIFIED.get(e.get_id())
+    if hit is None:
+        hit = (e, z3.simplify(e))
+        _SIMPLIFIED[e.get_id()] = hit
+    return hit[1]
+
+
 def _concrete(e):
-    s = z3.simplify(e)
+    if z3.is_bv_value(e):
+        return e.as_signed_long()
+    if z3.is_true(e):
+        return True
+    if z3.is_false(e):
+        return False
+    s = _simplify(e)
     if z3.is_bv_value(s):
         return s.as_signed_long()
     if z3.is_true(s):
@@ -194,9 +218,10 @@ class _Exec:
         range and the word width covers the result)."""
         if self.acc is None or not self.acc.steps:
             return
-        cond = z3.simplify(z3.And(env.pc, cond))
-        if not z3.is_false(cond):
-            self.acc.asserts.setdefault("bounds", []).append(cond)
+        # not simplified: the path condition is often a large term, shared with the rest
+        # of the step's formulas as it is (a simplified copy would share nothing)
+        if not z3.is_false(env.pc):
+            self.acc.asserts.setdefault("bounds", []).append(z3.And(env.pc, cond))
 
     # -- expressions
     def ev(self, e, env: _Env):
@@ -358,13 +383,13 @@ class _Exec:
                 self.ev(s.where, self._under(e, z3.Not(seen)))
             conds.append(cond)
             seen = z3.Or(seen, cond)
-        guard = z3.simplify(z3.Or(conds))
+        guard = _simplify(z3.Or(conds))
         self.acc.guards.append(z3.Implies(env.pc, guard))
         env.pc = z3.And(env.pc, guard)
         val = IV(codes[-1], self.W)
         for c, cond in zip(reversed(codes[:-1]), reversed(conds[:-1])):
             val = z3.If(cond, IV(c, self.W), val)
-        return z3.simplify(val), env
+        return _simplify(val), env
 
     def _split_many(self, env, names, rest):
         if not names:
@@ -381,7 +406,7 @@ class _Exec:
     def split(self, env, val, dom, k) -> _Env:
         outs = []
         for c in self.m.domains[dom].encodings():
-            cond = z3.simplify(val == IV(c, self.W))
+            cond = _simplify(val == IV(c, self.W))
             if z3.is_false(cond):
                 continue
             e = env.fork(cond)
@@ -546,6 +571,13 @@ class _Exec:
 
 
 def compile_ts(model: Model, era: Era) -> TS:
+    try:
+        return _compile_ts(model, era)
+    finally:
+        _SIMPLIFIED.clear()
+
+
+def _compile_ts(model: Model, era: Era) -> TS:
     m = model
     W = m.width
     keys, sort, rng, cur = [], {}, {}, {}
@@ -592,6 +624,7 @@ def compile_ts(model: Model, era: Era) -> TS:
                        z3.BoolVal(True))
             env = ex.run(a.body, env)
             _finish(ts, inst, acc, env)
+            inst.segments = _segments(ts, a, inst)
             instances.append(inst)
     for t in m.threads_at(era):
         pk, labels = threads[t.name]
@@ -676,6 +709,65 @@ def compile_ts(model: Model, era: Era) -> TS:
         ts.invariants.setdefault(inv.name, []).append(e)
     ts.invariants = {k: z3.And(v) for k, v in ts.invariants.items()}
     return ts
+
+
+def _units(body):
+    """The top-level pieces of an action body at which it may be cut: every iteration of a
+    top-level ``foreach`` on its own (binder, code tuple), the statements between them
+    together (None, [statements]).  None when a top-level ``let``/``choose`` binds a name
+    the rest of the body reads (no cut can then start from the state alone)."""
+    units, run = [], []
+    for s in body:
+        if isinstance(s, (A.Let, A.Choose)):
+            return None
+        if isinstance(s, A.Foreach):
+            if run:
+                units.append((None, run))
+                run = []
+            units.append((s, None))
+        else:
+            run.append(s)
+    if run:
+        units.append((None, run))
+    return units
+
+
+def _segments(ts: TS, a, inst: Instance) -> list:
+    """The action instance as a sequence of segments, each a transition of its own from
+    generic state constants: the statements before a top-level ``foreach``, each of its
+    iterations, the statements after it.  Running them one after another from a state is
+    running the action (the body's top-level path condition is true again after every
+    top-level statement of an enabled step), so when every segment keeps an inductive
+    invariant, so does the action: the induction step of a long atomic action (``ksm
+    settle``: a lookup of every stable node, then a scan of every page) is then a few small
+    queries instead of one that Z3 does not decide within minutes."""
+    units = _units(a.body)
+    if units is None:
+        return []
+    W = ts.width
+    params = {name: IV(c, W) for name, _d, c in inst.args}
+    pieces = []
+    for fe, stmts in units:
+        if fe is None:
+            pieces.append(({}, {}, list(stmts)))
+            continue
+        doms = [ts.model.domains[b.domain] for b in fe.binders]
+        for codes in itertools.product(*[d.encodings() for d in doms]):
+            scope = {b.name: IV(c, W) for b, c in zip(fe.binders, codes)}
+            pieces.append((scope, {b.name: b.domain for b in fe.binders}, list(fe.body)))
+    if len(pieces) < 2:
+        return []
+    segs = []
+    for i, (scope, doms, body) in enumerate(pieces):
+        seg = Instance("segment", f"{inst.name}#{i}", inst.args, None, [])
+        acc = _Acc()
+        ex = _Exec(ts, acc, a.name)
+        env = _Env(dict(ts.cur), {**params, **scope}, z3.BoolVal(True),
+                   {**{name: d for name, d, _c in inst.args}, **doms})
+        env = ex.run(body, env)
+        _finish(ts, seg, acc, env)
+        segs.append(seg)
+    return segs
 
 
 def _finish(ts: TS, inst: Instance, acc: _Acc, env: _Env) -> None:

@@ -359,37 +359,72 @@ def induction_step_1(ts: TS, props) -> bool:
     return counterexample_to_induction(ts, props) is None
 
 
-def _step_queries(ts: TS, props):
-    """Yield (instance, pairs, [assertions]) for the 1-induction step of each instance:
-    a typed state where every invariant of ``props`` holds, the instance's guard, and a
-    broken invariant after it or a broken step assertion (unsat: the step holds)."""
+def _step_query(ts: TS, inv, inst, props, segment: bool = False):
+    """(pairs, [assertions]) of the 1-induction step of one instance (or segment): a
+    typed state where the invariant ``inv`` holds, its guard, and a broken invariant after
+    it or a broken step assertion of ``props`` (unsat: the step holds).  A segment must
+    also keep every cell within its range (the next segment assumes a typed state), whether
+    or not ``bounds`` is among ``props``."""
+    pairs = [(ts.cur[k], v) for k, v in inst.next.items()]
+    post = z3.substitute(inv, *pairs) if pairs else inv
+    bad = [z3.Not(post)] + [a for p, a in inst.asserts.items()
+                            if p in props or (segment and p == "bounds")]
+    return pairs, [ts.types, inv, inst.guard, z3.Or(bad)]
+
+
+def _joint_invariant(ts: TS, props):
     invs = [ts.invariants[p] for p in props if p in ts.invariants]
-    inv = z3.And(invs) if invs else z3.BoolVal(True)
+    return z3.And(invs) if invs else z3.BoolVal(True)
+
+
+def _step_queries(ts: TS, props):
+    """Yield (instance, pairs, [assertions]) for the 1-induction step of each instance
+    (see _step_query)."""
+    inv = _joint_invariant(ts, props)
     for inst in ts.instances:
-        pairs = [(ts.cur[k], v) for k, v in inst.next.items()]
-        post = z3.substitute(inv, *pairs) if pairs else inv
-        bad = z3.Or([z3.Not(post)] + [a for p, a in inst.asserts.items() if p in props])
-        yield inst, pairs, [ts.types, inv, inst.guard, bad]
+        pairs, query = _step_query(ts, inv, inst, props)
+        yield inst, pairs, query
+
+
+def _decide(query):
+    """(unsat?, model or None) of a fresh QF_BV query, cached by the terms' ids."""
+    key = tuple(e.get_id() for e in query)
+    hit = _STEP_CACHE.get(key)
+    if hit is None:
+        s = z3.SolverFor("QF_BV")
+        s.set("timeout", KIND_TIMEOUT_MS)
+        s.add(*query)
+        r = s.check()
+        hit = (r == z3.unsat, s.model() if r == z3.sat else None, query)
+        _STEP_CACHE[key] = hit
+    return hit
+
+
+def _segments_hold(ts: TS, inv, inst, props) -> bool:
+    """Every segment of ``inst`` (compile._segments) keeps the invariant and its ranges
+    from any typed state where it holds, and breaks no step assertion: then so does the
+    whole step (its intermediate states are states where the invariant holds).  False says
+    only that this shortcut does not apply (a segment may break an invariant the rest of
+    the step restores), never that the step fails."""
+    if not inst.segments:
+        return False
+    return all(_decide(_step_query(ts, inv, seg, props, segment=True)[1])[0]
+               for seg in inst.segments)
 
 
 def counterexample_to_induction(ts: TS, props):
     """None when the 1-induction step holds, else a :class:`CTI`: a state satisfying every
-    invariant of ``props`` and an instance whose step breaks one (what to strengthen)."""
-    for inst, pairs, query in _step_queries(ts, props):
-        key = tuple(e.get_id() for e in query)
-        hit = _STEP_CACHE.get(key)
-        if hit is None:
-            s = z3.SolverFor("QF_BV")
-            s.set("timeout", KIND_TIMEOUT_MS)
-            s.add(*query)
-            r = s.check()
-            cti = None
-            if r != z3.unsat:
-                cti = _cti(ts, inst, props, pairs, s.model() if r == z3.sat else None)
-            hit = (r == z3.unsat, cti, query)
-            _STEP_CACHE[key] = hit
-        if not hit[0]:
-            return hit[1]
+    invariant of ``props`` and an instance whose step breaks one (what to strengthen).
+    An instance cut into segments is tried segment by segment first (see _segments_hold);
+    the whole step is queried only when that does not prove it."""
+    inv = _joint_invariant(ts, props)
+    for inst in ts.instances:
+        if _segments_hold(ts, inv, inst, props):
+            continue
+        pairs, query = _step_query(ts, inv, inst, props)
+        unsat, m, _q = _decide(query)
+        if not unsat:
+            return _cti(ts, inst, props, pairs, m)
     return None
 
 
@@ -497,11 +532,18 @@ def smt2_step1(ts: TS, props) -> list:
     """[(instance, text)]: the 1-induction step as the per-instance queries
     :func:`counterexample_to_induction` discharges (all unsat = the step holds)."""
     out = []
-    for inst, _pairs, query in _step_queries(ts, props):
-        s = z3.Solver()
-        s.add(*query)
+    inv = _joint_invariant(ts, props)
+    for inst in ts.instances:
         args = ",".join(str(c) for _p, _d, c in inst.args)
-        out.append((f"{inst.name}({args})", _smt2(s, f"1-induction step of {inst.name}({args})")))
+        parts = [(inst, "")]
+        if _segments_hold(ts, inv, inst, props):
+            parts = [(seg, f"#{i}") for i, seg in enumerate(inst.segments)]
+        for x, cut in parts:
+            s = z3.Solver()
+            s.add(*_step_query(ts, inv, x, props, segment=bool(cut))[1])
+            what = f"{inst.name}({args}){cut}"
+            out.append((what, _smt2(s, f"1-induction step of {what}"
+                                    + (" (one segment of the step)" if cut else ""))))
     return out
 
 
