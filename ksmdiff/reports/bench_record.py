@@ -26,6 +26,7 @@ import time
 from dataclasses import dataclass
 
 from ksmdiff.errors import InputError, Location
+from ksmdiff.reports.header import check_header
 from ksmdiff.internal.atomic import write_text_atomically
 
 KIND = "bench"
@@ -103,15 +104,8 @@ def summary(samples) -> Summary | None:
 
 def check(rec, path: str = "<bench result>") -> None:
     where = Location(path, 1, 1)
-    if not isinstance(rec, dict) or rec.get("tool") != "ksmdiff" or rec.get("kind") != KIND:
-        raise InputError("not a ksmdiff benchmark result", where,
-                         expected='an object with "kind": "bench" (bench/*.py --json)')
-    if rec.get("format") != FORMAT:
-        raise InputError(f"benchmark result format {rec.get('format')!r} is not supported",
-                         where, expected=f'"format": {FORMAT}')
-    for k in ("bench", "started", "host", "series"):
-        if k not in rec:
-            raise InputError(f"benchmark result lacks {k}", where)
+    check_header(rec, where, KIND, FORMAT, "benchmark result", "bench/*.py --json",
+                 ("bench", "started", "host", "series"))
     for i, s in enumerate(rec["series"]):
         lack = [k for k in ("name", "group", "unit", "better", "samples") if k not in s]
         if lack:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import enum
 
 from ksmdiff.errors import InputError, Location
+from ksmdiff.reports.header import check_header
 
 KIND = "prove"
 FORMAT = 1
@@ -26,15 +27,8 @@ class ProofStatus(enum.Enum):
 
 def check(rec, path: str = "<prove result>") -> None:
     where = Location(path, 1, 1)
-    if not isinstance(rec, dict) or rec.get("tool") != "ksmdiff" or rec.get("kind") != KIND:
-        raise InputError("not a ksmdiff prove result", where,
-                         expected='an object with "kind": "prove" (ksmdiff prove --json)')
-    if rec.get("format") != FORMAT:
-        raise InputError(f"prove result format {rec.get('format')!r} is not supported",
-                         where, expected=f'"format": {FORMAT}')
-    for k in ("started", "mutants", "seconds", "results"):
-        if k not in rec:
-            raise InputError(f"prove result lacks {k}", where)
+    check_header(rec, where, KIND, FORMAT, "prove result", "ksmdiff prove --json",
+                 ("started", "mutants", "seconds", "results"))
     for i, r in enumerate(rec["results"]):
         lack = [k for k in ROW_REQUIRED if k not in r]
         if lack:
