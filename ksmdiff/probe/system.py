@@ -878,7 +878,15 @@ class Keeper:
             self.map.madvise(mmap.MADV_UNMERGEABLE)
         except (AttributeError, OSError):
             pass
-        self.map.close()
+        # Not unmapped: the next run's keeper would get the same address, and ksmd would
+        # find this page's rmap_item there (get_next_rmap_item() looks items up by address)
+        # with the age smart_scan gave it, so the runner's account of the keeper (a fresh
+        # item) would be wrong.  Kept mapped, unmergeable, the next keeper lands below it
+        # and gets a fresh item; ksmd frees this one (remove_trailing_rmap_items()).
+        _RETIRED_KEEPERS.append(self.map)
+
+
+_RETIRED_KEEPERS: list = []     # one page per run_kernel() call, for the process's life
 
 
 def kpageflags_ksm_on_plain_anon() -> bool | None:
