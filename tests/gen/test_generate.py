@@ -57,9 +57,11 @@ def test_search_is_deterministic_and_confirmed_by_z3():
     assert not confirm_witness(w.model, w.era, list(wit.steps[:-1]), "unstable_insert")
 
 
-def test_unreachable_labels_are_excluded_by_the_invariants():
+def test_reachable_labels_are_not_excluded_by_the_invariants():
+    # no_stable_node_copy was excluded while the spec had no KSM page without a stable
+    # node; the half-failed merge reaches it now, so the invariants must not exclude it
     w = world_for(Era.V5_1_TO_5_8)
-    assert excluded_by_invariants(w.model, w.era, "no_stable_node_copy")
+    assert not excluded_by_invariants(w.model, w.era, "no_stable_node_copy")
     assert not excluded_by_invariants(w.model, w.era, "reuse")
 
 
