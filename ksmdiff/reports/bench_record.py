@@ -26,7 +26,7 @@ import time
 from dataclasses import dataclass
 
 from ksmdiff.errors import InputError, Location
-from ksmdiff.reports.header import check_header
+from ksmdiff.reports.header import check_header, check_rows
 from ksmdiff.internal.atomic import write_text_atomically
 
 KIND = "bench"
@@ -106,10 +106,8 @@ def check(rec, path: str = "<bench result>") -> None:
     where = Location(path, 1, 1)
     check_header(rec, where, KIND, FORMAT, "benchmark result", "bench/*.py --json",
                  ("bench", "started", "host", "series"))
+    check_rows(rec["series"], "series", ("name", "group", "unit", "better", "samples"), where)
     for i, s in enumerate(rec["series"]):
-        lack = [k for k in ("name", "group", "unit", "better", "samples") if k not in s]
-        if lack:
-            raise InputError(f"series[{i}] lacks {', '.join(lack)}", where)
         try:
             Better(s["better"])
         except ValueError:

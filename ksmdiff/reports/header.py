@@ -19,3 +19,11 @@ def check_header(rec, where: Location, kind: str, fmt: int, noun: str, made_by: 
     for k in required:
         if k not in rec:
             raise InputError(f"{noun} lacks {k}", where)
+
+
+def check_rows(rows, what: str, required, where: Location) -> None:
+    """Every row of ``what`` (``rows``: a list of objects) has the ``required`` keys."""
+    for i, r in enumerate(rows):
+        lack = [k for k in required if k not in r]
+        if lack:
+            raise InputError(f"{what}[{i}] lacks {', '.join(lack)}", where)

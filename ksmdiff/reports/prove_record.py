@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 
 from ksmdiff.errors import InputError, Location
-from ksmdiff.reports.header import check_header
+from ksmdiff.reports.header import check_header, check_rows
 
 KIND = "prove"
 FORMAT = 1
@@ -29,10 +29,8 @@ def check(rec, path: str = "<prove result>") -> None:
     where = Location(path, 1, 1)
     check_header(rec, where, KIND, FORMAT, "prove result", "ksmdiff prove --json",
                  ("started", "mutants", "seconds", "results"))
+    check_rows(rec["results"], "results", ROW_REQUIRED, where)
     for i, r in enumerate(rec["results"]):
-        lack = [k for k in ROW_REQUIRED if k not in r]
-        if lack:
-            raise InputError(f"results[{i}] lacks {', '.join(lack)}", where)
         try:
             ProofStatus(r["status"])
         except ValueError:
