@@ -187,6 +187,7 @@ def run_lab(scenarios: Sequence[A.Scenario], targets: Sequence[str], *,
     finally:
         guest.kill_all()             # interrupted: no qemu outlives the run
         pool.shutdown(wait=True, cancel_futures=True)
+        guest.reset()                # this run's boots are over: later boots may start
     return {t: out[t] for t in targets}
 
 

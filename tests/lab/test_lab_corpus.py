@@ -14,6 +14,7 @@ import pytest
 
 from ksmdiff.cli import main
 from ksmdiff.lab import guest, store
+from ksmdiff.observe import records_from_json
 
 ROOT = Path(__file__).resolve().parents[2]
 CORPUS = ROOT / "corpora"
@@ -48,8 +49,10 @@ def _run(name: str, tmp_path: Path, *paths: Path) -> tuple[int, dict]:
 
 def _seed_write_fault(record: dict) -> str:
     row, = [r for r in record["results"] if r["source"].endswith(SEED)]
-    write = [o for o in row["observations"] if "A/buf[3].fault" in o["fields"]][-1]
-    value, = write["fields"]["A/buf[3].fault"]
+    # the record holds each statement's changes: rebuild the states as a reader would
+    states = records_from_json(row["observations"])
+    write = [r for r in states if "A/buf[3].fault" in r.fields][-1]
+    value, = write.fields["A/buf[3].fault"]
     return value
 
 

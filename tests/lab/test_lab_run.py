@@ -178,3 +178,14 @@ def test_boots_start_longest_first_by_the_last_run(empty_lab):
     assert [t for t, _k in run.boot_order(todo)] == ["lab:b", "lab:a", "lab:c"]
     (empty_lab.parent / run.BOOT_TIMES).write_text("{not json")
     assert [t for t, _k in run.boot_order(todo)] == ["lab:a", "lab:b", "lab:c"]
+
+
+def test_a_finished_run_does_not_stop_later_boots(empty_lab, monkeypatch):
+    """run_lab kills its qemus when it ends; that must not refuse the boots of what runs
+    next in the same process (a race experiment after a corpus run)."""
+    _kernel()
+    monkeypatch.setattr(guest, "qemu_available", lambda: "")
+    monkeypatch.setattr(guest, "boot",
+                        lambda kernel, job, **kw: guest.BootResult(kernel, {"error": "fake"}))
+    run.run_lab([parse_file(SEED)], ["lab:6.1"])
+    assert not guest._STOP.is_set()
