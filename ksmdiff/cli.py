@@ -214,8 +214,8 @@ def cmd_run(args) -> int:
                 prog.event(f"lab {res.kernel.name}: " + (
                     f"corpus done {took:.0f} s after qemu's start" if took is not None
                     and res.result is not None else f"no result: {res.reason}"))
-            lab = Background(scenarios, lab_targets, on_boot=booted,
-                             batch=False if args.one_at_a_time else None)
+            # (a lab guest runs one scenario at a time anyway: run.make_session)
+            lab = Background(scenarios, lab_targets, on_boot=booted)
         cells.update(reports_cli.run_on_cluster(args, scenarios, versions))
         for v in versions:
             if v.startswith("lab:"):

@@ -134,6 +134,43 @@ reboot -f
 sleep 10
 """
 
+# The scenarios' guest: no Python, no host tree.  The static probe and the driver are in
+# the initramfs; the plans come in and the transcripts go out over the "out" share.
+INIT_DRIVER = r"""#!/bin/busybox sh
+# ksmdiff lab guest init: modules, the host's share, swap, the driver.
+/bin/busybox --install -s /bin
+export PATH=/bin
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev 2>/dev/null
+echo "ksmdiff-lab: init $(uname -r) at $(cut -d' ' -f1 /proc/uptime)"
+for m in $(cat /etc/lab-modules); do
+    case "$m" in
+        */brd.ko) insmod "/lib/modules/$m" rd_nr=1 rd_size=@SWAP_KB@ || echo "ksmdiff-lab: insmod $m failed" ;;
+        *) insmod "/lib/modules/$m" || echo "ksmdiff-lab: insmod $m failed" ;;
+    esac
+done
+fail() { echo "ksmdiff-lab: FAILED: $*"; reboot -f; sleep 10; }
+mount -t tracefs tracefs /sys/kernel/tracing 2>/dev/null || echo "ksmdiff-lab: no tracefs"
+mkdir -p /out
+mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144 out /out || fail "mount out 9p"
+# swap: the virtio disk (asynchronous, like the host's swap); brd only without one, as
+# brd is QUEUE_FLAG_SYNCHRONOUS and do_swap_page then skips the swap cache (a KSM page
+# swapped out comes back as a new, non-KSM page)
+SWAPDEV=
+for d in /dev/vda /dev/ram0; do [ -b $d ] && { SWAPDEV=$d; break; }; done
+if [ -n "$SWAPDEV" ]; then
+    mkswap $SWAPDEV >/dev/null && swapon $SWAPDEV || echo "ksmdiff-lab: no swap on $SWAPDEV"
+else
+    echo "ksmdiff-lab: no swap device: scenarios that need swap cannot run"
+fi
+echo "ksmdiff-lab: driver at $(cut -d' ' -f1 /proc/uptime)"
+/bin/ksmdiff-lab-driver /out /bin/ksmdiff-probe
+echo "ksmdiff-lab: driver exit $? at $(cut -d' ' -f1 /proc/uptime)"
+reboot -f
+sleep 10
+"""
+
 RUN_SH = """#!/bin/sh
 cd /
 exec env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME={home} \\
@@ -201,12 +238,19 @@ def module_load_order(modules: Path | None) -> list[str]:
     return order
 
 
-def initramfs_entries(kernel: KernelImage, busybox: Path) -> Cpio:
+def initramfs_entries(kernel: KernelImage, busybox: Path,
+                      driver: tuple[Path, Path] | None = None) -> Cpio:
+    """The initramfs: busybox, the kernel's modules and an /init.  ``driver``: (the static
+    probe, the static driver) for the scenarios' guest (INIT_DRIVER); else the Python
+    agent's guest (INIT, the host's tree over 9p: the race experiment)."""
     c = Cpio()
     for d in ("bin", "dev", "etc", "lib", "lib/modules", "proc", "sys", "tmp", "host"):
         c.dir(d)
     c.file("bin/busybox", busybox.read_bytes(), 0o755)
-    c.file("init", INIT.replace("@SWAP_KB@", str(SWAP_MB * 1024))
+    if driver is not None:
+        c.file("bin/ksmdiff-probe", driver[0].read_bytes(), 0o755)
+        c.file("bin/ksmdiff-lab-driver", driver[1].read_bytes(), 0o755)
+    c.file("init", (INIT_DRIVER if driver else INIT).replace("@SWAP_KB@", str(SWAP_MB * 1024))
            .replace("@OUT@", GUEST_OUT).encode(), 0o755)
     order = module_load_order(kernel.modules)
     made = {"lib/modules"}
@@ -249,10 +293,10 @@ def _is_static(path: Path) -> bool:
     return True
 
 
-def initramfs(kernel: KernelImage) -> Path:
+def initramfs(kernel: KernelImage, driver: tuple[Path, Path] | None = None) -> Path:
     """The kernel's initramfs, cached by its content."""
     from ksmdiff.probe.build import cache_dir
-    data = initramfs_entries(kernel, find_busybox()).finish()
+    data = initramfs_entries(kernel, find_busybox(), driver).finish()
     h = hashlib.sha256(data).hexdigest()[:16]
     out = cache_dir() / "lab" / "initramfs" / f"{kernel.name}-{h}.cpio"
     if not out.exists():
@@ -339,7 +383,9 @@ def boot_image(kernel: KernelImage) -> Path:
 
 # ----------------------------------------------------------------------------- qemu
 
-def qemu_command(kernel: KernelImage, initrd: Path, out: Path, *, smp: int = 1) -> list[str]:
+def qemu_command(kernel: KernelImage, initrd: Path, out: Path, *, smp: int = 1,
+                 host_tree: bool = True) -> list[str]:
+    """``host_tree``: the host's root file system too, read-only (the Python agent's)."""
     # acpi=noirq: PCI interrupts routed by the BIOS's $PIR table, not by ACPI link devices,
     # whose AML ran for 1.5 s per virtio device under TCG (Debian 6.1: the init to the
     # agent's start 7.6-12.7 s before, 4.6-4.9 s after; the source-built kernels have no
@@ -356,8 +402,8 @@ def qemu_command(kernel: KernelImage, initrd: Path, out: Path, *, smp: int = 1) 
             "-m", MEMORY, "-smp", f"{smp},sockets={smp},cores=1,threads=1",
             "-nographic", "-no-reboot", "-nodefaults", "-serial", "stdio",
             "-kernel", str(boot_image(kernel)), "-initrd", str(initrd), "-append", append,
-            "-virtfs", "local,path=/,mount_tag=host,security_model=none,readonly=on,"
-                       "multidevs=remap",
+            *(["-virtfs", "local,path=/,mount_tag=host,security_model=none,readonly=on,"
+                          "multidevs=remap"] if host_tree else []),
             "-virtfs", f"local,path={out},mount_tag=out,security_model=none",
             "-drive", f"file={out / SWAP_IMAGE},format=raw,if=virtio,cache=unsafe"]
 
@@ -491,14 +537,9 @@ def boot(kernel: KernelImage, job: dict, *, timeout: float = BOOT_TIMEOUT,
         t0 = time.monotonic()
         timings: dict[str, float] = {}
         with open(console_path, "wb") as console:
-            with _LIVE_LOCK:
-                if _STOP.is_set():
-                    return BootResult(kernel, None, "interrupted before the boot")
-                p = subprocess.Popen(qemu_command(kernel, initrd, out, smp=smp),
-                                     stdin=subprocess.DEVNULL, stdout=console,
-                                     stderr=subprocess.STDOUT, start_new_session=True,
-                                     preexec_fn=_preexec)
-                _LIVE.add(p)
+            p = _spawn(qemu_command(kernel, initrd, out, smp=smp), console)
+            if p is None:
+                return BootResult(kernel, None, "interrupted before the boot")
             try:
                 deadline, beat = t0 + timeout, ""
                 while True:
@@ -545,11 +586,117 @@ def boot(kernel: KernelImage, job: dict, *, timeout: float = BOOT_TIMEOUT,
             if "started" in result:
                 timings["agent_started_in_guest"] = result["started"]
             return BootResult(kernel, result, "", text, timings)
-        if "Kernel panic" in text:
-            what = "kernel panic"
-        elif "FAILED" in text:
-            what = "guest setup failed"
-        else:
-            what = f"qemu exited (status {p.returncode}) without a result"
-        return BootResult(kernel, None, f"{what}; console tail:\n" + _tail(text), text,
-                          timings)
+        return _no_result(kernel, p, text, timings)
+
+
+def _spawn(cmd: list[str], console) -> subprocess.Popen | None:
+    """qemu in its own session, killed with the thread that started it; None once
+    kill_all stopped the run."""
+    with _LIVE_LOCK:
+        if _STOP.is_set():
+            return None
+        p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=console,
+                             stderr=subprocess.STDOUT, start_new_session=True,
+                             preexec_fn=_preexec)
+        _LIVE.add(p)
+    return p
+
+
+def _no_result(kernel: KernelImage, p: subprocess.Popen, text: str,
+               timings: dict) -> BootResult:
+    if "Kernel panic" in text:
+        what = "kernel panic"
+    elif "FAILED" in text:
+        what = "guest setup failed"
+    else:
+        what = f"qemu exited (status {p.returncode}) without a result"
+    return BootResult(kernel, None, f"{what}; console tail:\n" + _tail(text), text, timings)
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def boot_driver(kernel: KernelImage, session, *, timeout: float = BOOT_TIMEOUT,
+                step_timeout: float = STEP_TIMEOUT) -> BootResult:
+    """One boot of ``kernel`` replaying ``session``'s scenarios (drive.LabSession) with the
+    guest's C driver and the static probe: no Python in the guest.  The driver reads
+    ``plan.N`` from the share and writes ``trans.N`` a scenario at a time, then ``done.N``;
+    the session reads each pass and gives the next plan (re-runs) or ends the boot.
+    ``result``: the session's result (KernelRuns), or None with the reason (a panic, a
+    hang: no start within ``timeout`` s or no scenario done for ``step_timeout`` s, the
+    driver dead), with the console tail."""
+    why = qemu_available()
+    if why:
+        return BootResult(kernel, None, why)
+    from ksmdiff.lab.drive import driver_path
+    from ksmdiff.probe.build import probe_path
+    initrd = initramfs(kernel, (probe_path(static=True), driver_path()))
+    with tempfile.TemporaryDirectory(prefix=f"ksmdiff-lab-{kernel.name}-") as tmp:
+        out = Path(tmp)
+        _write_atomically(out / "plan.0", session.first_plan())
+        with open(out / SWAP_IMAGE, "wb") as f:
+            f.truncate(SWAP_MB << 20)                      # sparse
+        console_path = out / "console.log"
+        t0 = time.monotonic()
+        timings: dict[str, float] = {}
+        finished = False
+        with open(console_path, "wb") as console:
+            p = _spawn(qemu_command(kernel, initrd, out, host_tree=False), console)
+            if p is None:
+                return BootResult(kernel, None, "interrupted before the boot")
+            try:
+                deadline, n, seen, tail = t0 + timeout, 0, 0, b""
+                while True:
+                    rc = p.poll()
+                    now = time.monotonic()
+                    trans = out / f"trans.{n}"
+                    try:
+                        size = trans.stat().st_size
+                    except OSError:
+                        size = -1
+                    if size >= 0 and "agent" not in timings:
+                        timings["agent"] = now - t0        # the driver's first pass began
+                        deadline = now + step_timeout
+                    if size > seen:
+                        with open(trans, "rb") as f:
+                            f.seek(seen)
+                            chunk = f.read(size - seen)
+                        seen += len(chunk)
+                        deadline = now + step_timeout      # a scenario (or more) done
+                        if "first" not in timings and b"\nZ\n" in tail[-2:] + chunk:
+                            timings["first"] = now - t0
+                        tail = chunk[-2:]
+                    if (out / f"done.{n}").exists():
+                        nxt = session.take_pass(trans.read_text(errors="replace"))
+                        timings[f"pass{n}"] = now - t0
+                        n, seen, tail = n + 1, 0, b""
+                        deadline = now + step_timeout
+                        if nxt is None:
+                            _write_atomically(out / "quit", b"")
+                            timings["result"] = time.monotonic() - t0
+                            finished = True
+                            break
+                        _write_atomically(out / f"plan.{n}", nxt)
+                    if rc is not None:
+                        break
+                    if now > deadline:
+                        _kill(p)
+                        text = console_path.read_text(errors="replace")
+                        what = (f"the driver finished no scenario for {step_timeout:.0f} s"
+                                if "agent" in timings else
+                                f"the driver did not start within {timeout:.0f} s")
+                        return BootResult(kernel, None, f"hang: {what}; console tail:\n"
+                                          + _tail(text), text, timings)
+                    time.sleep(0.05)
+            finally:
+                _kill(p)                # done: the VM has nothing more to say
+                with _LIVE_LOCK:
+                    _LIVE.discard(p)
+        timings["exit"] = time.monotonic() - t0
+        text = console_path.read_text(errors="replace")
+        if finished:
+            return BootResult(kernel, session.result(), "", text, timings)
+        return _no_result(kernel, p, text, timings)

@@ -8,17 +8,14 @@ qemu, gives ``not-run`` cells saying why; a panic, hang or dead agent gives
 
 from __future__ import annotations
 
-import base64
 import os
-import pickle
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Callable, Sequence
 
-from ksmdiff.internal.audit import pure
 from ksmdiff.lab import guest, store
-from ksmdiff.observe import ENVIRONMENT, NOT_RUN, OK, records_from_json
-from ksmdiff.probe.runner import KPF_KSM_NOTE, KernelRun
+from ksmdiff.observe import ENVIRONMENT, NOT_RUN
+from ksmdiff.probe.result import KPF_KSM_NOTE, KernelRun
 from ksmdiff.scenario import ast as A
 from ksmdiff.session import RERUNS, CellResult, kernel_cells
 
@@ -41,48 +38,30 @@ def missing_reason(name: str) -> str:
     return f"{what}: no kernel {name} in {store.lab_dir()} (run '{how}')"
 
 
-def make_job(scenarios: Sequence[A.Scenario], kernel: store.KernelImage,
-             batch: bool | None) -> dict:
-    from ksmdiff.model import run_model
-    model = []
-    with pure():
-        for scn in scenarios:
-            run = run_model(scn, kernel.version)
-            model.append(run.records if run.status == OK else None)
-    payload = pickle.dumps({"scenarios": list(scenarios), "model": model})
-    # A guest runs one scenario at a time unless asked otherwise: nothing else runs there,
-    # so a reap between scenarios gives exact counters, and batches gained nothing under
-    # TCG (corpus on 5.4.59: 23 s alone against 34 s in batches, where a kernel without
-    # /proc/PID/ksm_stat or tracepoints left lazily removed stable nodes of one group to
-    # be charged to the next: pages_shared -1 at a first scan).
-    if batch is None:
-        batch = False
-    return {"version": str(kernel.version), "batch": batch, "reruns": RERUNS,
-            "payload": base64.b64encode(payload).decode()}
-
-
-def _kernel_run(scn: A.Scenario, version, doc: dict) -> KernelRun:
-    return KernelRun(scn, version, doc["status"], doc["reason"],
-                     tuple(records_from_json(doc["records"])), doc.get("mode", ""),
-                     doc.get("salt"))
+def make_session(scenarios: Sequence[A.Scenario], kernel: store.KernelImage):
+    """The boot's scenarios, compiled on the host for the guest's driver.  A guest runs one
+    scenario at a time: nothing else runs there, so a reap between scenarios gives exact
+    counters, and batches gained nothing under TCG (corpus on 5.4.59: 23 s alone against
+    34 s in batches, where a kernel without /proc/PID/ksm_stat or tracepoints left lazily
+    removed stable nodes of one group to be charged to the next: pages_shared -1 at a first
+    scan)."""
+    from ksmdiff.lab.drive import LabSession
+    return LabSession(scenarios, kernel.version, RERUNS)
 
 
 def cells_from_boot(scenarios: Sequence[A.Scenario], target: str,
                     res: guest.BootResult) -> list[CellResult]:
     k = res.kernel
     doc = res.result
-    if doc is None or "error" in doc:
-        reason = res.reason if doc is None else (
-            f"the agent failed in the guest: {doc['error']}\n{doc.get('traceback', '')}")
-        return [CellResult(s, target, k.version, ENVIRONMENT, f"kernel {k.release}: {reason}")
+    if doc is None:
+        return [CellResult(s, target, k.version, ENVIRONMENT, f"kernel {k.release}: {res.reason}")
                 for s in scenarios]
-    runs = [_kernel_run(s, k.version, d) for s, d in zip(scenarios, doc["runs"])]
+    runs: list[KernelRun] = list(doc["runs"])
     if len(runs) != len(scenarios):
         return [CellResult(s, target, k.version, ENVIRONMENT,
                            f"the guest returned {len(runs)} results for {len(scenarios)} "
                            "scenarios") for s in scenarios]
-    pending = {int(i): [_kernel_run(scenarios[int(i)], k.version, d) for d in docs]
-               for i, docs in doc.get("reruns", {}).items()}
+    pending = {int(i): list(v) for i, v in doc.get("reruns", {}).items()}
     index = {id(s): i for i, s in enumerate(scenarios)}
 
     def rerun(scn: A.Scenario) -> KernelRun:
@@ -93,8 +72,8 @@ def cells_from_boot(scenarios: Sequence[A.Scenario], target: str,
 
     cells = kernel_cells(scenarios, k.version, target, [runs], rerun)
     if doc.get("kpageflags_ksm_on_plain_anon"):
-        # the runner in the guest left 'ksm' absent and said why on each ok run; a cell
-        # that is not ok (or came from an older agent) still gets the kernel's note once
+        # ok runs say why 'ksm' is absent; a cell that is not ok still gets the kernel's
+        # note once
         note = f"kernel {k.release}: {KPF_KSM_NOTE}"
         for c in cells:
             if "81401cebfc15" not in c.reason:
@@ -144,7 +123,7 @@ def _record_boot_times(times: dict[str, float]) -> None:
 
 
 def run_lab(scenarios: Sequence[A.Scenario], targets: Sequence[str], *,
-            batch: bool | None = None, timeout: float = guest.BOOT_TIMEOUT,
+            timeout: float = guest.BOOT_TIMEOUT,
             on_boot: Callable[[guest.BootResult], None] | None = None,
             jobs: int | None = None) -> dict[str, list[CellResult]]:
     """Cells for every ``lab:NAME`` target, one boot per kernel, in parallel."""
@@ -174,7 +153,7 @@ def run_lab(scenarios: Sequence[A.Scenario], targets: Sequence[str], *,
     times: dict[str, float] = {}
     try:
         futs: dict[str, Future] = {
-            t: pool.submit(guest.boot, k, make_job(scenarios, k, batch), timeout=timeout)
+            t: pool.submit(guest.boot_driver, k, make_session(scenarios, k), timeout=timeout)
             for t, k in boot_order(todo)}
         for t, f in futs.items():
             res = f.result()

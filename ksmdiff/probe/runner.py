@@ -434,6 +434,23 @@ class _KeeperItem:
         self.checked = True
 
 
+def keeper_correction(k: _KeeperItem, stmt, delta: dict, smart: bool) -> None:
+    """Take the runner's keeper page (system.Keeper, a page that never merges) out of
+    the ksmd gauges: ``delta`` loses what the keeper's rmap_item did over the barrier
+    (``smart``: smart_scan was on during its scans).  Also the lab's (its guest driver
+    keeps such a page too)."""
+    old = k.share()
+    if isinstance(stmt, A.KsmUnmergeAll):
+        k.removed()
+    elif isinstance(stmt, (A.KsmSettle, A.KsmScan)):
+        for _ in range(max(delta.get("full_scans", 2), 0)):
+            k.scan(smart)
+    new = k.share()
+    for name in new:
+        if name in delta:
+            delta[name] -= new[name] - old[name]
+
+
 @dataclass
 class _Session:
     version: KernelVersion
@@ -613,20 +630,7 @@ class _Session:
             stmt, waiting, lives, before, after, events, self.mm_owner, self.unreaped)
 
     def _keeper_correction(self, stmt, delta: dict, smart: bool) -> None:
-        """Take the runner's keeper page (system.Keeper, a page that never merges) out of
-        the ksmd gauges: ``delta`` loses what the keeper's rmap_item did over the barrier
-        (``smart``: smart_scan was on during its scans)."""
-        k = self.keeper
-        old = k.share()
-        if isinstance(stmt, A.KsmUnmergeAll):
-            k.removed()
-        elif isinstance(stmt, (A.KsmSettle, A.KsmScan)):
-            for _ in range(max(delta.get("full_scans", 2), 0)):
-                k.scan(smart)
-        new = k.share()
-        for name in new:
-            if name in delta:
-                delta[name] -= new[name] - old[name]
+        keeper_correction(self.keeper, stmt, delta, smart)
 
     def check_gauges(self) -> None:
         chk = getattr(self, "_check_gauges", None)

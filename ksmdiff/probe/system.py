@@ -612,8 +612,6 @@ class Tracer:
         """PFNs of the stable nodes removed since the last take."""
         return [e[1] for e in self.take_events() if e[0] == "remove"]
 
-    _LINE = re.compile(r"-(\d+)\s+\[\d+\][^:]*:\s*(ksm_\w+): (.*)$")
-
     def take_events(self) -> list[tuple]:
         """Events since the last take, in order (a consuming read of the instance's
         trace_pipe; truncating ``trace`` would cost an RCU grace period):
@@ -630,28 +628,38 @@ class Tracer:
             if not b:
                 break
             chunks.append(b)
-        out: list[tuple] = []
-        for line in b"".join(chunks).decode(errors="replace").splitlines():
-            m = self._LINE.search(line)
-            if not m:
-                continue
-            pid, name, rest = int(m.group(1)), m.group(2), m.group(3).split()
-            try:
-                if name == "ksm_remove_ksm_page":
-                    out.append(Remove("remove", int(rest[rest.index("pfn") + 1])))
-                elif name == "ksm_enter":
-                    out.append(Enter("enter", pid, rest[rest.index("mm") + 1]))
-                elif name == "ksm_merge_with_ksm_page":
-                    out.append(Merge("merge", rest[0] == "ksm", rest[rest.index("mm") + 1],
-                                     int(rest[rest.index("error") + 1])))
-            except (ValueError, IndexError):
-                continue
-        return out
+        return parse_trace(b"".join(chunks).decode(errors="replace"))
 
     def close(self) -> None:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+
+
+_TRACE_LINE = re.compile(r"-(\d+)\s+\[\d+\][^:]*:\s*(ksm_\w+): (.*)$")
+
+
+def parse_trace(text: str) -> list[tuple]:
+    """trace_pipe lines to events, in order: Remove, Enter and Merge (named tuples whose
+    first field is the kind); other lines are skipped.  Also the lab's (its guest driver
+    returns the lines verbatim)."""
+    out: list[tuple] = []
+    for line in text.splitlines():
+        m = _TRACE_LINE.search(line)
+        if not m:
+            continue
+        pid, name, rest = int(m.group(1)), m.group(2), m.group(3).split()
+        try:
+            if name == "ksm_remove_ksm_page":
+                out.append(Remove("remove", int(rest[rest.index("pfn") + 1])))
+            elif name == "ksm_enter":
+                out.append(Enter("enter", pid, rest[rest.index("mm") + 1]))
+            elif name == "ksm_merge_with_ksm_page":
+                out.append(Merge("merge", rest[0] == "ksm", rest[rest.index("mm") + 1],
+                                 int(rest[rest.index("error") + 1])))
+        except (ValueError, IndexError):
+            continue
+    return out
 
 
 def stop_tracing(data: dict) -> list[str]:
