@@ -254,74 +254,86 @@ class Replayer:
         return c + tuple(n for n in KSMD_GAUGES if has_counter(self.version, n))
 
     def read(self, text: str) -> None:
-        keeper = _KeeperItem()
-        mm_owner: dict = {}
-        lv: _Replay | None = None
-        first = True
-        reap_failed = False
-        events: list[str] = []
-        pending = None           # (stmt, smart, before, after) of the last ksm statement
+        self.keeper = _KeeperItem()      # the driver's keeper page, as ksmd sees it
+        self.mm_owner: dict = {}
+        self.lv: _Replay | None = None   # the scenario being read
+        self.first = True                # the first of its session (reaped by the first reap)
+        self.reap_failed = False
+        self.events: list[str] = []      # trace lines of the pending ksm statement
+        self.pending = None              # (stmt, smart, before, after) of the last one
         for raw in text.split("\n"):
             tag, _, rest = raw.partition(" ")
-            if tag == "H":
-                self.header = parse_header(rest)
-                keeper, mm_owner, first = _KeeperItem(), {}, True
-            elif tag == "F":
-                self.fatal = rest
-            elif tag == "S":
-                i, prog = self.items[int(rest)]
-                ksm_flag = not (self.header and self.header.kpf == 1)
-                lv = _Replay(i, self.scenarios[i], prog, self.version, self.counters(),
-                             ksm_flag)
-                reap_failed, events, pending = False, [], None
-            elif lv is None:
-                continue
-            elif tag == "W":
-                reap_failed = True
-            elif tag == "P":
-                if not lv.started and not first and not reap_failed:
-                    keeper.settled()             # the reap before this scenario
-                if pending is not None:
-                    self._barrier(lv, pending, events, keeper, mm_owner)
-                    pending, events = None, []
-                lv.line(rest)
-            elif tag == "T":
-                events.append(rest)
-            elif tag == "B":
-                w = rest.split(" ")
-                a, b = w.index("before"), w.index("after")
-                stmt = lv.prog.barriers[int(w[0])]
-                pending = (stmt, w[1], _counters(w[a + 1:b]), _counters(w[b + 1:]))
-            elif tag == "E":
-                s, what, done, err = rest.split(" ")
-                stmt = lv.prog.barriers.get(int(s))
-                lv.fail(ENVIRONMENT, barrier_error(stmt, what, int(done), int(err)))
-                pending = None
-            elif tag == "X":
-                status, _, err = rest.partition(" ")
-                lv.fail(ENVIRONMENT, f"probe exited with code {status}: "
-                                     f"{err.strip() or 'no message'}")
-            elif tag == "Q":
-                lv.fail(ENVIRONMENT, f"probe silent for {LINE_TIMEOUT} s")
-            elif tag == "Z":
-                if pending is not None:      # (no line after it: the probe died)
-                    self._barrier(lv, pending, events, keeper, mm_owner)
-                if not lv.done:
-                    lv.fail(ENVIRONMENT, "the probe stopped before its end")
-                self.runs.append((lv.index, self._result(lv)))
-                lv, first = None, False
+            try:
+                self._line(tag, rest)
+            except (ValueError, KeyError, IndexError) as e:
+                if self.lv is not None:
+                    self.lv.fail(ENVIRONMENT, f"bad transcript line from the guest ({e}): "
+                                              f"{raw[:200]}")
+                    self.pending = None
 
-    def _barrier(self, lv: _Replay, pending, events: list[str], keeper, mm_owner) -> None:
-        stmt, smart_raw, before, after = pending
+    def _line(self, tag: str, rest: str) -> None:
+        lv = self.lv
+        if tag == "H":                   # a new session: a new keeper page, a first reap
+            self.header = parse_header(rest)
+            self.keeper, self.mm_owner, self.first = _KeeperItem(), {}, True
+        elif tag == "F":
+            self.fatal = rest
+        elif tag == "S":
+            i, prog = self.items[int(rest)]
+            ksm_flag = not (self.header and self.header.kpf == 1)
+            self.lv = _Replay(i, self.scenarios[i], prog, self.version, self.counters(),
+                              ksm_flag)
+            self.reap_failed, self.events, self.pending = False, [], None
+        elif lv is None:
+            return
+        elif tag == "W":
+            self.reap_failed = True
+        elif tag == "P":
+            if not lv.started and not self.first and not self.reap_failed:
+                self.keeper.settled()            # the reap before this scenario
+            if self.pending is not None:
+                self._barrier(lv)
+            lv.line(rest)
+        elif tag == "T":
+            self.events.append(rest)
+        elif tag == "B":
+            w = rest.split(" ")
+            a, b = w.index("before"), w.index("after")
+            stmt = lv.prog.barriers[int(w[0])]
+            self.pending = (stmt, w[1], _counters(w[a + 1:b]), _counters(w[b + 1:]))
+        elif tag == "E":
+            s, what, done, err = rest.split(" ")
+            stmt = lv.prog.barriers[int(s)]
+            lv.fail(ENVIRONMENT, barrier_error(stmt, what, int(done), int(err)))
+            self.pending = None
+        elif tag == "X":
+            status, _, err = rest.partition(" ")
+            lv.fail(ENVIRONMENT, f"probe exited with code {status}: "
+                                 f"{err.strip() or 'no message'}")
+        elif tag == "Q":
+            lv.fail(ENVIRONMENT, f"probe silent for {LINE_TIMEOUT} s")
+        elif tag == "Z":
+            if self.pending is not None:         # (no line after it: the probe died)
+                self._barrier(lv)
+            if not lv.done:
+                lv.fail(ENVIRONMENT, "the probe stopped before its end")
+            self.runs.append((lv.index, self._result(lv)))
+            self.lv, self.first = None, False
+
+    def _barrier(self, lv: _Replay) -> None:
+        """The runner's _Session._barrier after the fact: the keeper page's share off the
+        change, then the attribution (one scenario: all of it is its own)."""
+        stmt, smart_raw, before, after = self.pending
+        events, self.pending, self.events = self.events, None, []
         smart = smart_raw == "1" if has_counter(self.version, "pages_skipped") else False
         delta = {k: after[k] - before[k] for k in after if k in before}
         corrected = dict(delta)
-        keeper_correction(keeper, stmt, corrected, smart)
+        keeper_correction(self.keeper, stmt, corrected, smart)
         after = {k: (before[k] + corrected[k] if k in corrected else v)
                  for k, v in after.items()}
-        evs = system.parse_trace("\n".join(events)) if self.header and self.header.tracer \
-            else []
-        attribute_barrier(stmt, [lv], [lv], before, after, evs, mm_owner, [])
+        evs = (system.parse_trace("\n".join(events)) if self.header and self.header.tracer
+               else [])
+        attribute_barrier(stmt, [lv], [lv], before, after, evs, self.mm_owner, [])
 
     def _result(self, lv: _Replay) -> KernelRun:
         run = lv.result("alone")

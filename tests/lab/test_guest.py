@@ -193,3 +193,26 @@ def test_guest_sources_are_byte_compiled_beside_them(tmp_path, monkeypatch):
     (pkg / "late.py").write_text("Y = 2\n")
     guest.compile_guest_sources()                  # once per process
     assert not any(p.name.startswith("late") for p in (pkg / "__pycache__").iterdir())
+
+
+def test_the_scenarios_initramfs_carries_the_probe_and_the_driver(kernel, tmp_path):
+    """No Python and no host tree in the scenarios' guest: the static probe and driver
+    are in the initramfs, the init starts the driver on the "out" share."""
+    bb, probe, drv = tmp_path / "busybox", tmp_path / "probe", tmp_path / "driver"
+    bb.write_bytes(b"bb")
+    probe.write_bytes(b"\x7fELF-probe")
+    drv.write_bytes(b"\x7fELF-driver")
+    files = read_cpio(guest.initramfs_entries(kernel, bb, (probe, drv)).finish())
+    assert files["bin/ksmdiff-probe"] == (stat.S_IFREG | 0o755, b"\x7fELF-probe")
+    assert files["bin/ksmdiff-lab-driver"] == (stat.S_IFREG | 0o755, b"\x7fELF-driver")
+    init = files["init"][1].decode()
+    assert "/bin/ksmdiff-lab-driver /out /bin/ksmdiff-probe" in init
+    assert "swapon $SWAPDEV" in init and "mount_tag" not in init
+    assert "chroot" not in init and "python" not in init and " host " not in init
+
+
+def test_the_scenarios_guest_gets_no_host_tree(kernel, tmp_path, monkeypatch):
+    monkeypatch.setenv("KSMDIFF_CACHE", str(tmp_path / "cache"))
+    cmd = guest.qemu_command(kernel, tmp_path / "initrd", tmp_path / "out", host_tree=False)
+    assert not [a for a in cmd if "mount_tag=host" in a]
+    assert [a for a in cmd if "mount_tag=out" in a]

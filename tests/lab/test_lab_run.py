@@ -58,12 +58,19 @@ def test_panic_is_an_environment_result_with_the_console_tail(empty_lab):
     assert cells[0].reason.count("booting") <= guest.CONSOLE_TAIL
 
 
-def test_agent_error_is_an_environment_result(empty_lab):
+def test_a_boot_without_result_is_an_environment_result(empty_lab):
     k = _kernel()
     scn = parse_file(SEED)
-    res = guest.BootResult(k, {"error": "ImportError: no lark", "traceback": "tb"})
+    res = guest.BootResult(k, None, "hang: the driver finished no scenario for 180 s")
     cell = run.cells_from_boot([scn], "lab:6.1", res)[0]
-    assert cell.status == ENVIRONMENT and "no lark" in cell.reason
+    assert cell.status == ENVIRONMENT and "finished no scenario" in cell.reason
+
+
+def test_a_result_of_the_wrong_length_is_an_environment_result(empty_lab):
+    scn = parse_file(SEED)
+    cell = run.cells_from_boot([scn], "lab:6.1",
+                               guest.BootResult(_kernel(), {"runs": [], "reruns": {}}))[0]
+    assert cell.status == ENVIRONMENT and "0 results for 1" in cell.reason
 
 
 def test_guest_records_are_judged_against_the_kernels_own_version(empty_lab):
@@ -73,17 +80,19 @@ def test_guest_records_are_judged_against_the_kernels_own_version(empty_lab):
     from ksmdiff.versions import KernelVersion
     scn = parse_file(SEED)
     model = run_model(scn, KernelVersion.parse("6.1.176"))
-    from ksmdiff.observe import Record
+    from ksmdiff.observe import Record, records_from_json
+    from ksmdiff.probe.result import KernelRun
     whole = [Record(r.stmt, r.line, dict(r.fields), r.status, r.note).to_json()
-             for r in model.records]          # a kernel's records may come as whole states
-    records = [{**w, "fields": {k: sorted(v, key=str)[:1] for k, v in w["fields"].items()}}
-               for w in whole]
-    doc = {"runs": [{"status": "ok", "reason": "", "mode": "alone", "salt": 1,
-                     "records": records}], "reruns": {}}
+             for r in model.records]
+    records = tuple(records_from_json(    # one value each, as a kernel shows
+        [{**w, "fields": {k: sorted(v, key=str)[:1] for k, v in w["fields"].items()}}
+         for w in whole]))
+    kr = KernelRun(scn, KernelVersion.parse("6.1.176"), "ok", "", records, "alone", 1)
+    doc = {"runs": [kr], "reruns": {}}
     cell = run.cells_from_boot([scn], "lab:6.1", guest.BootResult(_kernel(), doc))[0]
     assert cell.status == "ok" and not cell.failed and cell.mismatch is None, cell.reason
     old = _kernel("5.4", "5.4.59")
-    runs = {"0": [doc["runs"][0], doc["runs"][0]]}
+    runs = {0: [kr, kr]}
     cell = run.cells_from_boot([scn], "lab:5.4", guest.BootResult(old, dict(doc, reruns=runs)))[0]
     assert cell.mismatch is not None and cell.mismatch.reproduced == 2
     assert any("reused" in e.text for e in cell.failed)
@@ -145,8 +154,10 @@ def test_pytest_plugin_lab_items_skip_with_the_reason(empty_lab, tmp_path):
 
 def test_broken_kpageflags_ksm_is_noted_on_every_cell(empty_lab):
     scn = parse_file(SEED)
-    doc = {"runs": [{"status": "ok", "reason": "", "records": []}], "reruns": {},
-           "kpageflags_ksm_on_plain_anon": True}
+    from ksmdiff.probe.result import KernelRun
+    from ksmdiff.versions import KernelVersion
+    doc = {"runs": [KernelRun(scn, KernelVersion.parse("6.1.176"), "ok", "", ())],
+           "reruns": {}, "kpageflags_ksm_on_plain_anon": True}
     cell = run.cells_from_boot([scn], "lab:6.1", guest.BootResult(_kernel(), doc))[0]
     assert "81401cebfc15" in cell.reason
     import io
@@ -185,7 +196,7 @@ def test_a_finished_run_does_not_stop_later_boots(empty_lab, monkeypatch):
     next in the same process (a race experiment after a corpus run)."""
     _kernel()
     monkeypatch.setattr(guest, "qemu_available", lambda: "")
-    monkeypatch.setattr(guest, "boot",
-                        lambda kernel, job, **kw: guest.BootResult(kernel, {"error": "fake"}))
+    monkeypatch.setattr(guest, "boot_driver",
+                        lambda kernel, session, **kw: guest.BootResult(kernel, None, "fake"))
     run.run_lab([parse_file(SEED)], ["lab:6.1"])
     assert not guest._STOP.is_set()
