@@ -349,15 +349,10 @@ class LabSession:
 
     def __init__(self, scenarios: Sequence[A.Scenario], version: KernelVersion,
                  reruns: int):
-        from ksmdiff.model import run_model
         self.scenarios, self.version, self.reruns = list(scenarios), version, reruns
         self.runs: list[KernelRun | None] = [None] * len(self.scenarios)
         self.rerun_runs: dict[int, list[KernelRun]] = {}
-        self.model = []
-        with pure():
-            for scn in self.scenarios:
-                m = run_model(scn, version)
-                self.model.append(m.records if m.status == OK else None)
+        self.model: list | None = None
         self.needs: dict[int, tuple[str, ...]] = {}
         self.progs: dict[int, Program] = {}
         self.header: Header | None = None
@@ -382,6 +377,19 @@ class LabSession:
         order = sorted(self.progs)
         order.sort(key=lambda i: _sets_stable_knobs(self.progs, [i]))
         self.order = order
+
+    def prepare(self) -> None:
+        """The model's records of every scenario for the kernel's version (to tell which
+        diverge): seconds of the host's CPU, spent while the guest boots."""
+        from ksmdiff.model import run_model
+        if self.model is not None:
+            return
+        model = []
+        with pure():
+            for scn in self.scenarios:
+                m = run_model(scn, self.version)
+                model.append(m.records if m.status == OK else None)
+        self.model = model
 
     def total(self) -> int:
         return len(self.progs)
@@ -438,6 +446,8 @@ class LabSession:
 
     def _rerun_plan(self) -> bytes | None:
         from ksmdiff.judge.compare import compare
+        self.prepare()
+        assert self.model is not None
         diverging = []
         for i in self.order:
             run = self.runs[i]

@@ -1,15 +1,21 @@
-"""Boot a lab kernel under qemu and run scenarios in it with the host's own runner.
+"""Boot a lab kernel under qemu and run scenarios (or the race experiment) in it.
 
 The guest is a small initramfs (Debian's static busybox, the kernel's virtio/9p/virtio-blk/
-brd modules, ``/init``).  It mounts the host's root file system read-only over virtio-9p,
-swaps on a sparse virtio disk, and runs ``python -S -m ksmdiff.lab.agent`` chrooted into
-the host's tree: the same interpreter and the same ``ksmdiff.probe.run_kernel`` that serve
-``--kernel host`` (knob pins, bounded settles, counters, tracepoints) run against the guest
-kernel.  A second, writable 9p share (a private temporary directory) carries the job in and
-the result out; the agent writes the result atomically (rename), so a half-written result
-is never read.  qemu runs with mem-merge=off (guest RAM is no KSM candidate of the host),
-in its own process group, dying with the thread that started it (PR_SET_PDEATHSIG).  The console (ttyS0) is kept; its tail is the reason of an environment
-result when the kernel panics, hangs or the agent dies.
+brd modules, ``/init``).  For scenarios (``boot_driver``) it also holds the static probe
+and the static driver (driver.c): the init loads the modules, mounts a writable 9p share
+(a private temporary directory: the plans in, the transcripts out), swaps on a sparse
+virtio disk and starts the driver; no Python and no host tree in the guest
+(drive.py makes the records on the host).  For the race experiment (``boot``) the init
+mounts the host's root file system read-only over virtio-9p and runs ``python -S -m
+ksmdiff.lab.agent`` chrooted into it; the agent writes its result atomically (rename).
+qemu runs with mem-merge=off (guest RAM is no KSM candidate of the host), in its own
+process group, dying with the thread that started it (PR_SET_PDEATHSIG).  The console
+(ttyS0) is kept; its tail is the reason of an environment result when the kernel panics,
+hangs or the guest's program dies.
+
+The driver replaced a Python agent in the scenarios' guest (the host runner itself, run by
+the host's interpreter over the 9p-shared tree).  What the agent cost, measured (the
+record of that design):
 
 Python in the guest, measured (bench/bench_lab.py, 34-scenario corpus, one kernel at a
 time, on this project's 2-CPU build machine while other jobs kept the load average at 11-12):
@@ -46,7 +52,7 @@ clock when qemu waits for a CPU (a 5 s sleep measured 5.25 s of uptime).  Under 
 the corpus' time in the guest is spread over the runner's Python (decoding probe lines,
 sysfs reads, probe I/O, compiling programs): no one part to cut.  What is left above the
 5 s target is the interpreter itself (start and imports, 10-15 s on the host's clock):
-the way under it is a guest without Python, the static probe driven from the host.
+the way under it was a guest without Python: the driver.
 """
 
 from __future__ import annotations
@@ -648,6 +654,7 @@ def boot_driver(kernel: KernelImage, session, *, timeout: float = BOOT_TIMEOUT,
             if p is None:
                 return BootResult(kernel, None, "interrupted before the boot")
             try:
+                session.prepare()                  # the model, while the guest boots
                 deadline, n, seen, tail = t0 + timeout, 0, 0, b""
                 while True:
                     rc = p.poll()
