@@ -44,12 +44,15 @@ from ksmdiff.versions import FEATURE_NOTES, KernelVersion, has_counter, has_feat
 # (settle, scan N, draining stable nodes), ksmd's sleep between exact scans (run=0 must be
 # written inside it) and the poll of ksmd's counters (which takes the one CPU from ksmd)
 # are stretched by this much; only the bounds and the sleep change, not what is waited for.
+# (the runner's defaults: settle(timeout=3.0), scan_exact(sleep_ms=20) with its timeout
+# 2.0 + n * sleep_ms / 1000 * 3, drain_stable_nodes(timeout=2.0), system.POLL_SECONDS)
 TIME_SCALE = 10
 SETTLE_TIMEOUT = 3.0 * TIME_SCALE
 SCAN_SLEEP_MS = 20 * TIME_SCALE
-SCAN_TIMEOUT = (2.0 * TIME_SCALE, 3 * SCAN_SLEEP_MS / 1000 * TIME_SCALE)  # base, per scan
+SCAN_TIMEOUT = (2.0 * TIME_SCALE,                          # base, and per scan
+                SCAN_SLEEP_MS * 3 * TIME_SCALE / 1000)
 DRAIN_TIMEOUT = 2.0 * TIME_SCALE
-POLL_MS = 2
+POLL_MS = max(1, round(system.POLL_SECONDS * TIME_SCALE * 1000))
 LINE_TIMEOUT = 90          # the driver's bound on a silent probe (runner.LINE_TIMEOUT)
 NO_RESULT = "no result came back from the guest for this scenario"
 
