@@ -13,6 +13,23 @@ process group, dying with the thread that started it (PR_SET_PDEATHSIG).  The co
 (ttyS0) is kept; its tail is the reason of an environment result when the kernel panics,
 hangs or the guest's program dies.
 
+With the driver (bench/bench_lab_compare.py, the 110-scenario corpus, the agent's tree
+against this one in one run, load 9-14 on the 2-CPU machine; seconds from qemu's start):
+
+    kernel   first result: agent  driver   whole corpus: agent  driver
+    5.4                     20.6     6.5                  96.4    46.6
+    5.8                     15.8     9.7                  74.6    38.4
+    5.10                    29.7    13.3                 117.0    45.2
+    6.1                     30.5    11.0                 104.0    39.4
+    6.12                    32.2    13.5                 106.6    39.7
+    six-column run (host + 5 kernels): 312.4 s with the agent, 139.7 s with the driver.
+
+The first result now comes about 0.5 s after the driver starts; the rest of it is the
+boot (5.4.59: 3.6 s to the driver at load 7; Debian 6.1: its kernel 9.4 s of uptime to
+the init, modules, the share and swap 3.3 s more).  The corpus' first pass takes
+28-36 s in the guest, about 0.3 s a scenario: the reap and the settles (ksmd's full scans,
+each bounded), the probe's start and its observations.
+
 The driver replaced a Python agent in the scenarios' guest (the host runner itself, run by
 the host's interpreter over the 9p-shared tree).  What the agent cost, measured (the
 record of that design):
