@@ -216,6 +216,8 @@ class Header:
     tracer_reason: str = ""
     swap: bool = False
     kpf: int = -1            # kpageflags_ksm_on_plain_anon: 1, 0, -1 unreadable
+    uffd: bool = True        # /proc/sys/vm/unprivileged_userfaultfd exists (CONFIG_USERFAULTFD)
+    knobs: frozenset | None = None   # the files of /sys/kernel/mm/ksm (None: not said)
 
 
 def parse_header(line: str) -> Header:
@@ -233,6 +235,10 @@ def parse_header(line: str) -> Header:
             h.swap = v == "1"
         elif k == "kpf":
             h.kpf = int(v)
+        elif k == "uffd":
+            h.uffd = v == "1"
+        elif k == "knobs":
+            h.knobs = frozenset(x for x in v.split(",") if x)
         elif k == "tracer_reason":
             h.tracer_reason = " ".join([v, *words[i + 1:]])
             break
@@ -439,6 +445,20 @@ class LabSession:
         if not h.ksm:
             return KernelRun(s, self.version, ENVIRONMENT,
                              "this kernel has no KSM (/sys/kernel/mm/ksm missing)")
+        if "uffd-wp" in self.needs[i] and not h.uffd:
+            # (the sysctl exists exactly when the kernel has CONFIG_USERFAULTFD, 5.2+)
+            return KernelRun(s, self.version, UNSUPPORTED,
+                             f"kernel {self.version} has no userfaultfd (no "
+                             "/proc/sys/vm/unprivileged_userfaultfd: CONFIG_USERFAULTFD "
+                             "is off)")
+        no_knob = sorted({x.knob for x in s.statements if isinstance(x, A.KsmSet)
+                          and h.knobs is not None and x.knob not in h.knobs})
+        if no_knob:      # (merge_across_nodes without CONFIG_NUMA)
+            return KernelRun(s, self.version, UNSUPPORTED,
+                             f"kernel {self.version} has no {', '.join(no_knob)} knob (no "
+                             f"/sys/kernel/mm/ksm/{no_knob[0]}"
+                             + ("; CONFIG_NUMA is off" if no_knob[0] == "merge_across_nodes"
+                                else "") + ")")
         if "swap" in self.needs[i] and not h.swap:
             return KernelRun(s, self.version, ENVIRONMENT,
                              "no swap: the guest's swap device did not come up")

@@ -24,7 +24,8 @@
  *   end
  *
  * Transcript (trans.N), one line each:
- *   H KEY=VALUE ...                 the kernel (release, ksm, tracer, swap, kpf)
+ *   H KEY=VALUE ...                 the kernel (release, ksm, tracer, swap, kpf, uffd,
+ *                                   knobs: the files of /sys/kernel/mm/ksm)
  *   S IDX                           a scenario starts
  *   W TEXT                          a reap that did not finish (warning)
  *   P LINE                          a probe line, verbatim
@@ -918,9 +919,21 @@ static int run_pass(const char *dir, int n)
             keeper_new();
             const char *serr;
             settle(2, &serr);       /* the first reap */
-            emit("H release=%s ksm=%d tracer=%d swap=%d kpf=%d tracer_reason=%s\n",
-                 u.release, !stat(KSM "run", &st), trace_fd >= 0,
-                 strchr(swaps, '\n') != NULL, kpf_ksm_on_plain_anon(), trace_reason);
+            char knobs[2048] = "";
+            DIR *kd = opendir(KSM);
+            struct dirent *ke;
+            while (kd && (ke = readdir(kd)))
+                if (ke->d_name[0] != '.' && strlen(knobs) + strlen(ke->d_name) + 2 < sizeof knobs) {
+                    if (knobs[0])
+                        strcat(knobs, ",");
+                    strcat(knobs, ke->d_name);
+                }
+            if (kd)
+                closedir(kd);
+            emit("H release=%s ksm=%d tracer=%d swap=%d kpf=%d uffd=%d knobs=%s "
+                 "tracer_reason=%s\n", u.release, !stat(KSM "run", &st), trace_fd >= 0,
+                 strchr(swaps, '\n') != NULL, kpf_ksm_on_plain_anon(),
+                 !stat("/proc/sys/vm/unprivileged_userfaultfd", &st), knobs, trace_reason);
             if (serr)
                 emit("W reap %s\n", serr);
             session_started = 1;

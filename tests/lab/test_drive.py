@@ -206,3 +206,17 @@ def test_a_damaged_transcript_line_fails_its_scenario_only():
     s.take_pass("\n".join(["H release=r ksm=1 tracer=0 swap=1 kpf=0 tracer_reason=x", "S 0",
                            "P " + _start(), "B 9 0 before after", "Z", ""]))
     assert s.runs[0].status == ENVIRONMENT and "bad transcript line" in s.runs[0].reason
+
+
+def test_a_knob_or_userfaultfd_the_guest_lacks_makes_the_scenario_unsupported():
+    """As the host runner says it: a knob with no file (merge_across_nodes without
+    CONFIG_NUMA), uffd-wp without CONFIG_USERFAULTFD."""
+    text = MERGE.replace("ksm settle", "ksm set merge_across_nodes 0\nksm settle")
+    s = _session(text)
+    s.take_pass(_merge_transcript(header="H release=r ksm=1 tracer=0 swap=1 kpf=0 uffd=1 "
+                                         "knobs=run,pages_shared tracer_reason=x"))
+    assert s.runs[0].status == UNSUPPORTED
+    assert "no merge_across_nodes knob" in s.runs[0].reason
+    assert "CONFIG_NUMA is off" in s.runs[0].reason
+    h = drive.parse_header("release=r uffd=0 knobs=a,b tracer_reason=no tracefs here")
+    assert not h.uffd and h.knobs == {"a", "b"} and h.tracer_reason == "no tracefs here"
