@@ -170,6 +170,18 @@ class Exit:
 
 
 @dataclass(frozen=True)
+class Exec:
+    """``P: exec``: execve(2) of the probe itself.  The old mm goes as at exit (exit_mmap,
+    ksm_exit), P keeps its pid and gets a new, empty mm: every region of P is unmapped.
+    Whether MMF_VM_MERGE_ANY survives and whether ksmd scans the new mm depend on the
+    kernel (ksm_exec_merge_any, ksm_execve in ksmdiff/kernel_facts.py)."""
+
+    proc: str
+    pos: Pos = _pos()
+    comments: Comments = _comments()
+
+
+@dataclass(frozen=True)
 class Pin:
     proc: str
     target: Target
@@ -332,11 +344,13 @@ class ExpectCounter:
     delta: int
     versions: VersionSet | None = None
     proc: str | None = None   # a per-process counter (/proc/PID/ksm_stat) of this process
+    absolute: bool = False    # ``=N``: the value ksm_stat shows, not the change (``+N``)
     pos: Pos = _pos()
     comments: Comments = _comments()
 
 
-Action = Union[Mmap, Fill, Write, ForceWrite, Read, Madvise, Mprotect, Munmap, Fork, Exit, Pin, Unpin,
+Action = Union[Mmap, Fill, Write, ForceWrite, Read, Madvise, Mprotect, Munmap, Fork, Exit, Exec,
+               Pin, Unpin,
                Mlock, Munlock,
                Prctl, KsmSettle, KsmScan, KsmSet, KsmUnmergeAll]
 @dataclass(frozen=True)
@@ -353,7 +367,8 @@ class ExpectPrctl:
 Expect = Union[ExpectPage, ExpectCounter, ExpectPrctl]
 Statement = Union[Action, Expect]
 
-ACTION_TYPES = (Mmap, Fill, Write, ForceWrite, Read, Madvise, Mprotect, Munmap, Fork, Exit, Pin, Unpin,
+ACTION_TYPES = (Mmap, Fill, Write, ForceWrite, Read, Madvise, Mprotect, Munmap, Fork, Exit, Exec,
+                Pin, Unpin,
                 Mlock, Munlock,
                 Prctl, KsmSettle, KsmScan, KsmSet, KsmUnmergeAll)
 EXPECT_TYPES = (ExpectPage, ExpectCounter, ExpectPrctl)

@@ -132,6 +132,9 @@ class _Build(Transformer):
     def exit(self, _items):
         return (A.Exit, ())
 
+    def exec(self, _items):
+        return (A.Exec, ())
+
     @v_args(inline=True)
     def pin(self, target):
         return (A.Pin, (target,))
@@ -179,11 +182,18 @@ class _Build(Transformer):
         return A.KsmSet(str(knob), self._int(value, "knob value"), pos=_pos(kw))
 
     # -- expectations
+    def _counter_value(self, tok: Token) -> tuple[int, bool]:
+        """``+N``/``-N``: a change; ``=N``: a value (per-process counters only)."""
+        if tok.type == "ABSOLUTE":
+            return self._int(Token("INT", str(tok)[1:], line=tok.line, column=tok.column),
+                             "counter value"), True
+        return self._int(tok, "counter change"), False
+
     def expect_counter(self, items):
         kw, name, delta = items[0], items[1], items[2]
         versions = items[3] if len(items) > 3 else None
-        return A.ExpectCounter(str(name), self._int(delta, "counter change"), versions,
-                               pos=_pos(kw))
+        value, absolute = self._counter_value(delta)
+        return A.ExpectCounter(str(name), value, versions, absolute=absolute, pos=_pos(kw))
 
     def expect_prctl(self, items):
         kw, proc, onoff = items[0], items[1], items[2]
@@ -195,8 +205,9 @@ class _Build(Transformer):
     def expect_proc_counter(self, items):
         kw, proc, name, delta = items[0], items[1], items[2], items[3]
         versions = items[4] if len(items) > 4 else None
-        return A.ExpectCounter(str(name), self._int(delta, "counter change"), versions,
-                               proc=str(proc), pos=_pos(kw))
+        value, absolute = self._counter_value(delta)
+        return A.ExpectCounter(str(name), value, versions, proc=str(proc), absolute=absolute,
+                               pos=_pos(kw))
 
     def expect_page(self, items):
         kw, proc, target = items[0], items[1], items[2]

@@ -195,6 +195,17 @@ class _Checker:
     def do_Exit(self, s: A.Exit) -> None:
         self.proc(s.proc, s.pos)
 
+    def do_Exec(self, s: A.Exec) -> None:
+        p = self.proc(s.proc, s.pos)
+        held = sorted(k for k, n in p.pins.items() if n)
+        if held:
+            # a pin is a pipe holding the page (vmsplice): the pipe would outlive the mm
+            region, i = held[0]
+            raise self.err(s.pos, f"exec while {s.proc} still pins {region}[{i}]",
+                           "unpin every page before exec")
+        for key in [k for k in self.locked if k[0] == s.proc]:
+            self.locked.discard(key)      # VM_LOCKED goes with the old mm
+
     def do_Pin(self, s: A.Pin) -> None:
         p = self.proc(s.proc, s.pos)
         _r, idx = self.mapped_pages(s, "pin")
@@ -256,6 +267,11 @@ class _Checker:
         self.proc(s.proc, s.pos)
 
     def do_ExpectCounter(self, s: A.ExpectCounter) -> None:
+        if s.absolute and s.proc is None:
+            # a global counter's value is the machine's, not the scenario's
+            raise self.err(s.pos, f"'={s.delta}' is a value: only a per-process counter has "
+                                  "one a scenario can expect",
+                           f"expect counter {s.counter} +N, or expect counter PROCESS NAME =N")
         if s.proc is not None:
             # a per-process counter: /proc/PID/ksm_stat of a live process, the change since
             # that process was created
