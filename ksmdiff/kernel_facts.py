@@ -239,6 +239,15 @@ FACTS = (
                 "d21077fbc2fc (6.4), so the probe reads /proc/PID/ksm_merging_pages",
      "summary": "/proc/PID/ksm_merging_pages (mm->ksm_merging_pages: rmap_items in the "
                 "stable tree)"},
+    {"name": "uffd_wp", "commit": "63b2d4174c4a",
+     "title": "userfaultfd: wp: add the writeprotect API to userfaultfd ioctl",
+     "first": "5.7", "last": None, "backports": (), "status": "inferred",
+     "checked": "ioctl_userfaultfd(2): UFFDIO_REGISTER_MODE_WP and UFFDIO_WRITEPROTECT "
+                "since Linux 5.7 (anonymous memory); with break_ksm_unshare (6.2) "
+                "break_ksm() unshares a uffd-wp KSM page, before it write-faults, and "
+                "handle_userfault() without FAULT_FLAG_ALLOW_RETRY gives VM_FAULT_SIGBUS: "
+                "the page stays KSM and MADV_UNMERGEABLE returns 0",
+     "summary": "userfaultfd write protection of anonymous memory"},
     {"name": "ksm_exec_merge_any", "commit": "3c6f33b7273a",
      "title": "mm/ksm: support fork/exec for prctl",
      "first": "6.6", "last": None, "backports": (), "status": "inferred",
@@ -309,4 +318,5 @@ FEATURES = {
     "tracepoints": ("ksm_tracepoints", "tracepoints (ksm:*)"),
     "prctl-merge": ("prctl_merge", "prctl-merge (PR_SET_MEMORY_MERGE)"),
     "smart-scan": ("ksm_smart_scan", "smart-scan (the smart_scan knob)"),
+    "uffd-wp": ("uffd_wp", "uffd-wp (UFFDIO_WRITEPROTECT of anonymous memory)"),
 }

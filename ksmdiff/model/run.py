@@ -688,6 +688,14 @@ class Interpreter:
         for slot in self.slots(s.proc, s.target):
             slot.locked = False
 
+    def do_UffdWp(self, s: A.UffdWp) -> None:
+        # >= 5.7 userfaultfd_writeprotect() -> mwriteprotect_range(): present ptes become
+        # read-only with the uffd-wp bit (no fault, nothing copied); absent ones get nothing
+        for slot in self.slots(s.proc, s.target):
+            if slot.pte.present:
+                slot.pte.writable = False
+                slot.uffd_wp = True
+
     def do_Prctl(self, s: A.Prctl) -> None:
         m = self.m
         p = m.procs[s.proc]

@@ -113,6 +113,7 @@ class PageSlot:
     region: Optional["Region"] = None   # the vma (region) holding the page
     maybe_absent: bool = False        # a zero-page pte that fork may not have copied
     had_anon: bool = False            # an anonymous page was here: its vma has an anon_vma
+    uffd_wp: bool = False             # the pte is uffd-wp protected (UFFDIO_WRITEPROTECT)
 
 
 @dataclass(eq=False)

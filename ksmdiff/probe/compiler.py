@@ -227,6 +227,9 @@ def compile_scenario(scn: A.Scenario, salt: int | None = None) -> Program:
             lo, hi, _ = rng(s.proc, s.target)
             op = "mlock" if isinstance(s, A.Mlock) else "munlock"
             lines.append(f"{k} {op} {p} {regions.index(s.target.region)} {lo} {hi}")
+        elif isinstance(s, A.UffdWp):
+            lo, hi, _ = rng(s.proc, s.target)
+            lines.append(f"{k} uffdwp {p} {regions.index(s.target.region)} {lo} {hi}")
         elif isinstance(s, A.Prctl):
             # the probe marks its own memory unmergeable after prctl, so only the
             # scenario's regions take part: batchable

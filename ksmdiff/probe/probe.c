@@ -70,6 +70,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/file.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -82,6 +83,7 @@
 #include <ucontext.h>
 #include <unistd.h>
 #include <linux/futex.h>
+#include <linux/userfaultfd.h>
 
 /* The page size comes from sysconf(_SC_PAGESIZE) at start (page_size); pages larger than
  * MAX_PAGE_SIZE are refused (the shared scratch areas are sized for it). */
@@ -175,12 +177,12 @@ enum op {
     OP_MMAP, OP_FILL, OP_WRITE, OP_READ, OP_MADV, OP_MPROT, OP_MUNMAP, OP_FORK, OP_EXIT,
     OP_PIN, OP_UNPIN, OP_PRCTL, OP_FWRITE, OP_MLOCK, OP_MUNLOCK, OP_SYNC, OP_START /* internal: child start */,
     OP_PEEK /* internal: read own present pages (observe) */,
-    OP_EXEC
+    OP_EXEC, OP_UFFDWP
 };
 static const char *const op_names[] = {"mmap", "fill", "write", "read", "madv", "mprot",
                                         "munmap", "fork", "exit", "pin", "unpin", "prctl",
                                         "fwrite", "mlock", "munlock", "sync", "start",
-                                        "peek", "exec"};
+                                        "peek", "exec", "uffdwp"};
 
 struct stmt {
     int idx;
@@ -450,7 +452,7 @@ static void validate_program(void)
             break;
         }
         case OP_FILL: case OP_WRITE: case OP_READ: case OP_MADV: case OP_MPROT: case OP_FWRITE:
-        case OP_MLOCK: case OP_MUNLOCK:
+        case OP_MLOCK: case OP_MUNLOCK: case OP_UFFDWP:
             check_range(s, 1);
             break;
         case OP_PIN: {
@@ -668,8 +670,9 @@ static void parse_program_buffer(char *buf, size_t got)
         for (int i = 0; i <= OP_SYNC; i++)
             if (!strcmp(t[1], op_names[i]))
                 op = i;
-        if (op < 0 && !strcmp(t[1], op_names[OP_EXEC]))
-            op = OP_EXEC;
+        for (int i = OP_EXEC; op < 0 && i <= OP_UFFDWP; i++)
+            if (!strcmp(t[1], op_names[i]))
+                op = i;
         if (op < 0)
             die_program("unknown operation '%.20s'", t[1]);
         s->op = op;
@@ -679,7 +682,7 @@ static void parse_program_buffer(char *buf, size_t got)
         case OP_FILL: want = 7; break;
         case OP_WRITE: case OP_FWRITE: want = 8; break;
         case OP_READ: case OP_MUNMAP: case OP_PIN: case OP_UNPIN: case OP_MLOCK:
-        case OP_MUNLOCK: want = 6; break;
+        case OP_MUNLOCK: case OP_UFFDWP: want = 6; break;
         case OP_MADV: case OP_MPROT: want = 7; break;
         case OP_FORK: case OP_PRCTL: want = 4; break;
         case OP_EXIT: case OP_EXEC: want = 3; break;
@@ -1062,6 +1065,24 @@ static long do_op(int self, struct mailbox *mb)
         if (mb->arg)
             return exclude_internal(mb, scratch);
         break;
+    case OP_UFFDWP: {
+        /* userfaultfd write protection with no handler: the descriptor stays open (its
+         * release would unregister the range); the scenario never writes there */
+        int fd = (int)syscall(__NR_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+        if (fd < 0)
+            return -errno;
+        struct uffdio_api api = {.api = UFFD_API, .features = UFFD_FEATURE_PAGEFAULT_FLAG_WP};
+        struct uffdio_register reg = {.range = {(uintptr_t)base, len},
+                                      .mode = UFFDIO_REGISTER_MODE_WP};
+        struct uffdio_writeprotect wp = {.range = {(uintptr_t)base, len},
+                                         .mode = UFFDIO_WRITEPROTECT_MODE_WP};
+        if (ioctl(fd, UFFDIO_API, &api) || ioctl(fd, UFFDIO_REGISTER, &reg) ||
+            ioctl(fd, UFFDIO_WRITEPROTECT, &wp)) {
+            ret = -errno;
+            close(fd);
+        }
+        break;
+    }
     case OP_FORK: {
         int c = mb->child;
         struct mailbox *cmb = &slots[c].mb;

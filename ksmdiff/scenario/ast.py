@@ -219,6 +219,19 @@ class Munlock:
 
 
 @dataclass(frozen=True)
+class UffdWp:
+    """``P: uffd-wp TARGET``: a userfaultfd with UFFD_FEATURE_PAGEFAULT_FLAG_WP,
+    UFFDIO_REGISTER_MODE_WP over the pages and UFFDIO_WRITEPROTECT of them; the descriptor
+    stays open and no handler runs, so a write fault there would wait for ever (the
+    validator refuses every statement that could take one)."""
+
+    proc: str
+    target: Target
+    pos: Pos = _pos()
+    comments: Comments = _comments()
+
+
+@dataclass(frozen=True)
 class Prctl:
     proc: str
     on: bool
@@ -351,7 +364,7 @@ class ExpectCounter:
 
 Action = Union[Mmap, Fill, Write, ForceWrite, Read, Madvise, Mprotect, Munmap, Fork, Exit, Exec,
                Pin, Unpin,
-               Mlock, Munlock,
+               Mlock, Munlock, UffdWp,
                Prctl, KsmSettle, KsmScan, KsmSet, KsmUnmergeAll]
 @dataclass(frozen=True)
 class ExpectPrctl:
@@ -369,7 +382,7 @@ Statement = Union[Action, Expect]
 
 ACTION_TYPES = (Mmap, Fill, Write, ForceWrite, Read, Madvise, Mprotect, Munmap, Fork, Exit, Exec,
                 Pin, Unpin,
-                Mlock, Munlock,
+                Mlock, Munlock, UffdWp,
                 Prctl, KsmSettle, KsmScan, KsmSet, KsmUnmergeAll)
 EXPECT_TYPES = (ExpectPage, ExpectCounter, ExpectPrctl)
 

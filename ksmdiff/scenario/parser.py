@@ -152,6 +152,10 @@ class _Build(Transformer):
         return (A.Munlock, (target,))
 
     @v_args(inline=True)
+    def uffd_wp(self, target):
+        return (A.UffdWp, (target,))
+
+    @v_args(inline=True)
     def prctl(self, onoff):
         if str(onoff) not in ("on", "off"):
             raise self._err(onoff, f"unknown prctl merge value {str(onoff)!r}", "on or off")

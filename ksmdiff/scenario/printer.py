@@ -48,6 +48,8 @@ def format_statement(s: A.Statement) -> str:
         return f"{s.proc}: mlock {s.target}"
     if isinstance(s, A.Munlock):
         return f"{s.proc}: munlock {s.target}"
+    if isinstance(s, A.UffdWp):
+        return f"{s.proc}: uffd-wp {s.target}"
     if isinstance(s, A.Prctl):
         return f"{s.proc}: prctl merge {'on' if s.on else 'off'}"
     if isinstance(s, A.KsmSettle):
