@@ -142,7 +142,9 @@ Mutants (``MUTANTS``), all in 5.1-5.8's ``reuse_ksm_page``/``do_wp_page``:
 
 Left out: THP/large folios; NUMA (merge_across_nodes is accepted and ignored); stable-node
 migration and chain pruning; the advisor (the runner disables it); memory pressure beyond the allowances above, and swap-in readahead; the
-per-VMA-lock ``VM_FAULT_RETRY``; uffd-wp and soft-dirty; hwpoison; races (the ``retry``
+per-VMA-lock ``VM_FAULT_RETRY``; uffd-wp beyond write-protecting merged pages and
+unmerging them (no write, ksmd pass, fork or pageout follows a ``uffd-wp`` in a valid
+scenario); soft-dirty; hwpoison; races (the ``retry``
 outcome is never predicted); addresses (scan order inside an mm assumes top-down mmap:
 later regions first, pages ascending); MADV_PAGEOUT skipping a page that still sits in
 another CPU's LRU-add batch (seen on the host when one process faults a page and another
