@@ -165,10 +165,15 @@ FACTS = (
      "first": "6.11", "last": None, "backports": (), "status": "verified",
      "checked": "a KSM changelog lists it under 6.11",
      "summary": "cmp_and_merge_page() checks the checksum before the stable tree"},
-    {"name": "ksm_zero_pages_fork", "commit": None,
+    {"name": "ksm_zero_pages_fork", "commit": "4d6fc29f3634",
      "title": "mm/ksm: fix incorrect KSM counter handling in mm_struct during fork",
-     "first": "6.17", "last": None, "backports": (), "status": "inferred",
-     "checked": "posting date (Donet Tom, 2025, Cc stable) and the host's 6.18",
+     "first": "6.18", "last": None, "backports": (("6.12", 54, "verified"),),
+     "status": "inferred",
+     "checked": "v3 posted 2025-09-24 (Cc stable 6.6+); stable's failed-to-apply notices "
+                "of 2025-10-13 follow 6.18-rc1, so mainline 6.18 (not checked against a "
+                "tag); patch 228/277 of the 6.12.54-rc1 review; 6.6.y and 6.17.y levels "
+                "not checked (the model allows either count there); seen on the host's 6.18 "
+                "and on Debian's 6.12.118 (corpora/matrix/fork-ksm-zero-pages.scenario)",
      "summary": "fork counts the child's KSM zero ptes in ksm_zero_pages"},
     {"name": "ksm_tracepoints", "commit": "739100c88f49", "title": "mm: add tracepoints to ksm",
      "first": "6.4", "last": None, "backports": (), "status": "verified",

@@ -324,6 +324,12 @@ class VersionClause:
             return c >= 0 and _cmp_prefix(v, self.high) <= 0
         raise AssertionError(self.op)
 
+    def empty(self) -> bool:
+        """A range that holds no version: its low end is above its high end compared at
+        the high end's precision (``6.12.54..6.12`` holds 6.12.54 and later 6.12.y)."""
+        return self.op == ".." and self.high is not None and _cmp_prefix(self.low,
+                                                                          self.high) > 0
+
     def __str__(self) -> str:
         if self.op == "..":
             return f"{self.low}..{self.high}"
