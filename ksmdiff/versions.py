@@ -202,6 +202,7 @@ def fact(name: str) -> Fact:
         raise InvalidArgument(f"unknown kernel fact {name!r}; known: {', '.join(FACTS)}") from None
 
 
+@functools.lru_cache(maxsize=4096)     # the table is constant; the model asks per page
 def has_fact(version: KernelVersion, name: str) -> Optional[bool]:
     """Does ``version`` have the behaviour of fact ``name``?  ``None``: not known (a stable
     branch that got the commit at an unknown level, or a version whose level is unknown)."""
