@@ -168,12 +168,15 @@ FACTS = (
     {"name": "ksm_zero_pages_fork", "commit": "4d6fc29f3634",
      "title": "mm/ksm: fix incorrect KSM counter handling in mm_struct during fork",
      "first": "6.18", "last": None,
-     "backports": (("6.17", 4, "verified"), ("6.12", None, "verified")),
-     "status": "verified",
-     "checked": "ChangeLog-6.17.4 lists it as upstream 4d6fc29f3634 (so mainline after "
-                "6.17: 6.18-rc); a 6.12-stable review patch of 2025-10 (level not "
-                "checked); ksm_fork() zeroes the child's ksm_merging_pages and "
-                "ksm_rmap_items and adds its ksm_zero_pages to the global count",
+     "backports": (("6.17", 4, "verified"), ("6.12", 54, "verified")),
+     "status": "inferred",
+     "checked": "v3 posted 2025-09-24 (Cc stable 6.6+); stable's failed-to-apply notices "
+                "of 2025-10-13 follow 6.18-rc1, so mainline 6.18 (not checked against a "
+                "tag); ChangeLog-6.17.4 lists it as upstream 4d6fc29f3634; patch 228/277 "
+                "of the 6.12.54-rc1 review; 6.6.y levels not checked; seen on the host's "
+                "6.18 and on Debian's 6.12.118 (corpora/matrix/fork-ksm-zero-pages.scenario); "
+                "ksm_fork() zeroes the child's ksm_merging_pages and ksm_rmap_items and adds "
+                "its ksm_zero_pages to the global count",
      "summary": "fork: the child's ksm_merging_pages/ksm_rmap_items start at 0 (before: "
                 "dup_mm() copied the parent's) and its KSM zero ptes are counted"},
     {"name": "ksm_tracepoints", "commit": "739100c88f49", "title": "mm: add tracepoints to ksm",

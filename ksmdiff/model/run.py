@@ -581,9 +581,8 @@ class Interpreter:
                 M.copy_pte(m, ps, cs)
                 if cs.pte.ksm_zero:
                     if m.has("ksm_zero_pages_fork"):
-                        # >= 6.17 fork counts the child's KSM zero ptes ("mm/ksm: fix
-                        # incorrect KSM counter handling in mm_struct during fork", Donet
-                        # Tom 2025, Cc stable); seen on the host's 6.18
+                        # >= 6.18 (6.12.54 in stable) ksm_fork() counts the child's KSM
+                        # zero ptes (4d6fc29f3634); seen on the host's 6.18
                         m.count("ksm_zero_pages")
                     else:
                         # before: not counted at fork but uncounted when the child's

@@ -258,11 +258,11 @@ class _Build(Transformer):
 
     @v_args(inline=True)
     def v_range(self, low, _dots, high):
-        lo, hi = self._version(low), self._version(high)
-        if hi < lo:
+        clause = VersionClause("..", self._version(low), self._version(high))
+        if clause.empty():
             raise self._err(low, f"empty version range {low}..{high}",
                             "a range A..B with A <= B")
-        return VersionClause("..", lo, hi)
+        return clause
 
     @v_args(inline=True)
     def v_cmp(self, op, version):
