@@ -24,6 +24,11 @@ against this one in one run, load 9-14 on the 2-CPU machine; seconds from qemu's
     6.12                    32.2    13.5                 106.6    39.7
     six-column run (host + 5 kernels): 312.4 s with the agent, 139.7 s with the driver.
 
+A second such run (load 11-13): first results 5.8 / 5.2 / 12.0 / 14.2 / 19.8 s, whole
+corpus 33.8 / 28.6 / 43.1 / 48.2 / 64.6 s, six-column run 359.3 s -> 111.8 s.  At load
+1.6-5.9 (bench_lab.py, the seed corpus, medians of 3), the first result: 5.4 2.2 s,
+5.8 1.9 s, 5.10 4.4 s, 6.1 4.8 s, 6.12 8.1 s.
+
 The first result now comes about 0.5 s after the driver starts; the rest of it is the
 boot (5.4.59: 3.6 s to the driver at load 7; Debian 6.1: its kernel 9.4 s of uptime to
 the init, modules, the share and swap 3.3 s more).  The corpus' first pass takes
