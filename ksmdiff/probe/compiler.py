@@ -80,9 +80,10 @@ def new_salt() -> int:
             return s
 
 
-# probe.c's MAX_REGION_PAGES and MAX_TOTAL_PAGES: its per-region tables are fixed arrays
-PROBE_MAX_REGION_PAGES = 1024
-PROBE_MAX_TOTAL_PAGES = 4096
+# probe.c's MAX_REGION_PAGES and MAX_TOTAL_PAGES (its tables are sized from the program;
+# these are the scenario language's own limit)
+PROBE_MAX_REGION_PAGES = 1 << 17
+PROBE_MAX_TOTAL_PAGES = 1 << 17
 
 
 def beyond_probe(scn: A.Scenario) -> str | None:
