@@ -416,7 +416,7 @@ static void *table_alloc(size_t size)
 static void region_free(struct region_state *rs)
 {
     if (rs->table_size)
-        munmap(rs->mapped, rs->table_size);
+        munmap(rs->seen, rs->table_size);   /* (the base of the mapping) */
     rs->mapped = rs->pins = rs->noaccess = NULL;
     rs->last_pfn = NULL;
     rs->seen = NULL;
