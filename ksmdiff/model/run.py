@@ -686,11 +686,13 @@ class Interpreter:
         m = self.m
         for _ in range(SETTLE_MIN_SCANS):
             K.ksm_do_scan_full(m)
+        before = self._observable()
         for _ in range(SETTLE_MAX_SCANS):
-            before = self._observable()
             K.ksm_do_scan_full(m)
-            if self._observable() == before:
+            after = self._observable()
+            if after == before:
                 break
+            before = after           # (nothing runs between a scan and the next)
         else:
             m.notes.append(f"no fixpoint after {SETTLE_MAX_SCANS} scans")
         # a kernel's settle waits for quiet gauges, so it may take more scans than this

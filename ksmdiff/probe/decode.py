@@ -84,7 +84,7 @@ class ScenarioState:
         self._order: list | None = []          # sorted(entries), None: to sort again
         self._labels: dict = {}                # page -> frame label shown
         self._shown: dict = {}                 # page -> its fields shown (PAGE_FIELDS[:-1])
-        self._shown_faults: set = set()
+        self._shown_faults: dict = {}
         self._shown_counters: dict = {}
 
     def _record(self, msg: dict) -> None:
@@ -167,14 +167,16 @@ class ScenarioState:
                 if a_ is not ABSENT:
                     delta[fk] = ABSENT
             self._labels.pop(key, None)
-        fault_keys = set()
+        shown_f = self._shown_faults
+        fault_fields = {}
         for key, outcome in faults.items():
             fk = _page_keys(procs[key[0]], regions[key[1]], key[2])[-1]
-            fault_keys.add(fk)
-            delta[fk] = fs(outcome)
-        for fk in self._shown_faults - fault_keys:
+            fault_fields[fk] = v = fs(outcome)
+            if shown_f.get(fk) is not v:
+                delta[fk] = v
+        for fk in shown_f.keys() - fault_fields.keys():
             delta[fk] = ABSENT
-        self._shown_faults = fault_keys
+        self._shown_faults = fault_fields
         fields: dict = {}
         if W.KEY_COUNTERS in msg:
             measured = msg[W.KEY_COUNTERS]
