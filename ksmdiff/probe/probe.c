@@ -1520,7 +1520,13 @@ static int cmp_ref(const void *a, const void *b)
 #define KPAGE_CHUNK 4096
 static void read_kpage(int sidx, size_t nref)
 {
-    static uint64_t fl[KPAGE_CHUNK], cnt[KPAGE_CHUNK];
+    /* (fresh memory of the supervisor's own, as table_alloc says: a static buffer would
+     * sit on a page shared copy-on-write with process 0) */
+    static uint64_t *fl, *cnt;
+    if (!fl) {
+        fl = table_alloc(2 * KPAGE_CHUNK * sizeof *fl);
+        cnt = fl + KPAGE_CHUNK;
+    }
     qsort(pfn_refs, nref, sizeof *pfn_refs, cmp_ref);
     size_t cap = (size_t)slots[0].mb.page_cap;
     for (size_t a = 0; a < nref;) {
