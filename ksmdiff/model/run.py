@@ -214,8 +214,14 @@ class Interpreter:
                 out = frozenset(out)
                 faults[(p.name, r.name, slot.index)] = self._sets.setdefault(("fault", out), out)
             for p in m.procs.values():
-                for _r, slot in p.slots():
-                    slot.last_frame = self._known_frame(slot)
+                for r in p.regions.values():
+                    for slot in r.pages:
+                        if slot.mapped:       # (_known_frame, inline: every page, every step)
+                            pte = slot.pte
+                            if pte.present:
+                                slot.last_frame = pte.frame
+                            elif pte.swap is not None:
+                                slot.last_frame = pte.swap
                 if p.alive:
                     self._note_possible_vma_merges(p)
             note = "; ".join(m.notes[n_notes:])
