@@ -86,6 +86,7 @@ class ScenarioState:
         self._shown: dict = {}                 # page -> its fields shown (PAGE_FIELDS[:-1])
         self._shown_faults: dict = {}
         self._shown_counters: dict = {}
+        self._fields_of: dict = {}             # page state -> its fields (shared tuples)
 
     def _record(self, msg: dict) -> None:
         k = msg[W.KEY_STMT]
@@ -143,18 +144,31 @@ class ScenarioState:
         delta: dict = {}
         shown = self._shown
         ksm_flag = self.ksm_flag
+        labels = self._labels
+        fields_of = self._fields_of
         for key in set(changed).union(relabelled):
             e = entries[key]
             pk = (procs[key[0]], regions[key[1]], key[2])
+            # one tuple of shared one-element sets per distinct page state (a scenario's
+            # pages share a few states)
             if e[PRESENT]:
-                new = (fs(True), fs(bool(e[W.SWAPPED])), fs(self._labels[key]),
-                       fs(bool(e[KSM])) if ksm_flag else ABSENT, fs(int(e[W.MAPCOUNT])),
-                       fs(bool(e[W.EXCLUSIVE])),
-                       # null: PROT_NONE, never loaded
-                       ABSENT if e[W.CONTENT] is None else fs(e[W.CONTENT]))
+                st = (True, ksm_flag, e[W.SWAPPED], labels[key], e[KSM], e[W.MAPCOUNT],
+                      e[W.EXCLUSIVE],
+                      e[W.CONTENT])
             else:
-                new = (fs(False), fs(bool(e[W.SWAPPED])), fs(None), ABSENT, ABSENT, ABSENT,
-                       ABSENT)
+                st = (False, e[W.SWAPPED])
+            new = fields_of.get(st)
+            if new is None:
+                if e[PRESENT]:
+                    new = (fs(True), fs(bool(e[W.SWAPPED])), fs(labels[key]),
+                           fs(bool(e[KSM])) if ksm_flag else ABSENT, fs(int(e[W.MAPCOUNT])),
+                           fs(bool(e[W.EXCLUSIVE])),
+                           # null: PROT_NONE, never loaded
+                           ABSENT if e[W.CONTENT] is None else fs(e[W.CONTENT]))
+                else:
+                    new = (fs(False), fs(bool(e[W.SWAPPED])), fs(None), ABSENT, ABSENT,
+                           ABSENT, ABSENT)
+                fields_of[st] = new
             was = shown.get(key, _GONE)
             if was != new:
                 for fk, a_, b_ in zip(_page_keys(*pk), was, new):
