@@ -145,8 +145,8 @@ def merge_records(runs: list[list[Record]], reasons: list[str]) -> list[Record]:
                 differing.discard(key)
         if differing:
             notes.append("allows each outcome because " + "; or ".join(reasons))
-        out.append(replace(base, fields=history.commit(delta), note="; ".join(notes),
-                           delta=delta))
+        view, changed = history.commit_delta(delta)
+        out.append(replace(base, fields=view, note="; ".join(notes), delta=changed))
     return out
 
 
@@ -225,10 +225,8 @@ class Interpreter:
                 if p.alive:
                     self._note_possible_vma_merges(p)
             note = "; ".join(m.notes[n_notes:])
-            delta = self.observe(faults)
-            self.records.append(Record(i, s.pos.line, self.history.commit(delta, shared=True),
-                                       note=note,
-                                       delta=delta))
+            view, delta = self.history.commit_delta(self.observe(faults), shared=True)
+            self.records.append(Record(i, s.pos.line, view, note=note, delta=delta))
             self.violations.extend(check(m, i, s.pos.line))
 
     @staticmethod

@@ -217,8 +217,8 @@ class ScenarioState:
         self._shown_counters = fields
         note = "" if not self.ambiguous else "ambiguous in a batch: " + self.ambiguous
         # (one-element sets, shared between records; the stream keeps what changed)
-        view = self.history.commit(delta, shared=True)
-        self.records.append(Record(k, stmt.pos.line, view, OK, note, delta))
+        view, changed = self.history.commit_delta(delta, shared=True)
+        self.records.append(Record(k, stmt.pos.line, view, OK, note, changed))
 
     def _proc_counters(self, msg: dict, fields: dict) -> None:
         """Per-process counters (/proc/PID/ksm_stat): the change since the process was
