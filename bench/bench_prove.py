@@ -3,6 +3,11 @@ its bound, and the totals, as medians over ``--runs`` cold runs (the prover's in
 caches are cleared before each run, so no run profits from an earlier one).
 
     python bench/bench_prove.py [--runs 3] [--json FILE]
+    python bench/bench_prove.py --compare OLD_TREE [--runs 1]
+
+``--compare OLD_TREE`` runs this benchmark on another checkout (e.g. ``git worktree add
+/tmp/old main``) and on this one, alternately in fresh processes (``--runs`` each), and
+prints both side by side per row: wall and CPU medians and the CPU ratio new/old.
 
 ``--json FILE`` writes every run's times (a benchmark result, ksmdiff/reports/
 bench_record.py) for ``ksmdiff report``.
@@ -18,14 +23,20 @@ counted with its first result, the vacuity check).
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import subprocess
+import tempfile
 import statistics
 import sys
 import time
 from collections import defaultdict
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+# --tree DIR: import ksmdiff (and its spec) from another checkout (--compare uses it)
+_TREE = Path(sys.argv[sys.argv.index("--tree") + 1]).resolve() if "--tree" in sys.argv \
+    else Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(_TREE))
 
 from ksmdiff.kspec import load_spec, prove  # noqa: E402
 from ksmdiff.kspec.internal.engine import clear_caches  # noqa: E402
@@ -82,7 +93,13 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--json")
+    ap.add_argument("--tree", help="import ksmdiff from this checkout")
+    ap.add_argument("--rows", help="write the per-row medians (JSON) here")
+    ap.add_argument("--compare", metavar="OLD_TREE",
+                    help="benchmark OLD_TREE and this checkout side by side")
     args = ap.parse_args()
+    if args.compare:
+        return compare(Path(args.compare).resolve(), args.runs)
     host = bench_record.start()
     spec = load_spec()
     runs = [one_run(spec) for _ in range(args.runs)]
@@ -104,6 +121,10 @@ def main() -> int:
           f"({', '.join(f'{r[1]:.1f}' for r in runs)})")
     print("nothing failed, all mutants killed" if ok else "SOMETHING FAILED")
     print("load average (1, 5, 15 min):", " ".join(f"{x:.1f}" for x in os.getloadavg()))
+    if args.rows:
+        Path(args.rows).write_text(json.dumps({
+            "rows": rows, "ok": ok, "tree": str(_TREE),
+            "totals": {"prove": [tp, cp], "mutants": [tm, cm]}}))
     if args.json:
         S = bench_record.series
         bench_record.write(args.json, "prove", host, [
@@ -115,6 +136,49 @@ def main() -> int:
             S("prove --mutants, CPU", "s CPU", [r[7] for r in runs], group="whole runs, CPU"),
             *[S(what, "s", [r[2][what] for r in runs], group="per model/era and mutant")
               for what in runs[0][2]]])
+    return 0 if ok else 1
+
+
+def compare(old: Path, runs: int) -> int:
+    """Both checkouts, alternately (old, new, old, new, ...), each run a fresh process with
+    the prover's caches cold; the medians side by side."""
+    me = Path(__file__).resolve()
+    new = me.parents[1]
+    got: dict = {"old": [], "new": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(runs):
+            for which, tree in (("old", old), ("new", new)):
+                out = Path(tmp) / f"{which}{i}.json"
+                subprocess.run([sys.executable, str(me), "--tree", str(tree), "--runs", "1",
+                                "--rows", str(out)], check=False, stdout=subprocess.DEVNULL)
+                got[which].append(json.loads(out.read_text()))
+    med = statistics.median
+
+    def row(which, what, key):
+        vals = [r[key] for run in got[which] for r in run["rows"] if r["what"] == what]
+        return med(vals) if vals else None
+    whats = list(dict.fromkeys(r["what"] for run in got["old"] + got["new"] for r in run["rows"]))
+    print(f"old: {old}\nnew: {new}\n{runs} run(s) each, alternating; medians")
+    print(f"{'':38s} {'old wall':>9s} {'old CPU':>8s} {'new wall':>9s} {'new CPU':>8s} "
+          f"{'CPU new/old':>11s}")
+    for what in whats:
+        ow, oc = row("old", what, "seconds"), row("old", what, "cpu_seconds")
+        nw, nc = row("new", what, "seconds"), row("new", what, "cpu_seconds")
+        f = lambda x: "-" if x is None else f"{x:.1f}s"  # noqa: E731
+        ratio = f"{nc / oc:.2f}" if oc and nc is not None else "-"
+        how = next((r["how"] for run in got["new"] for r in run["rows"] if r["what"] == what), [])
+        print(f"{what:38s} {f(ow):>9s} {f(oc):>8s} {f(nw):>9s} {f(nc):>8s} {ratio:>11s}  "
+              f"{', '.join(how)}")
+    for key, label in (("prove", "prove (every property, every era)"),
+                       ("mutants", "prove --mutants")):
+        o = [run["totals"][key] for run in got["old"]]
+        n = [run["totals"][key] for run in got["new"]]
+        print(f"{label:38s} {med(x[0] for x in o):8.1f}s {med(x[1] for x in o):7.1f}s "
+              f"{med(x[0] for x in n):8.1f}s {med(x[1] for x in n):7.1f}s "
+              f"{med(x[1] for x in n) / med(x[1] for x in o):11.2f}")
+    ok = all(run["ok"] for run in got["old"] + got["new"])
+    print("nothing failed, all mutants killed (both)" if ok else "SOMETHING FAILED")
+    print("load average (1, 5, 15 min):", " ".join(f"{x:.1f}" for x in os.getloadavg()))
     return 0 if ok else 1
 
 

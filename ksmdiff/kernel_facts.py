@@ -165,11 +165,20 @@ FACTS = (
      "first": "6.11", "last": None, "backports": (), "status": "verified",
      "checked": "a KSM changelog lists it under 6.11",
      "summary": "cmp_and_merge_page() checks the checksum before the stable tree"},
-    {"name": "ksm_zero_pages_fork", "commit": None,
+    {"name": "ksm_zero_pages_fork", "commit": "4d6fc29f3634",
      "title": "mm/ksm: fix incorrect KSM counter handling in mm_struct during fork",
-     "first": "6.17", "last": None, "backports": (), "status": "inferred",
-     "checked": "posting date (Donet Tom, 2025, Cc stable) and the host's 6.18",
-     "summary": "fork counts the child's KSM zero ptes in ksm_zero_pages"},
+     "first": "6.18", "last": None,
+     "backports": (("6.17", 4, "verified"), ("6.12", 54, "verified")),
+     "status": "inferred",
+     "checked": "v3 posted 2025-09-24 (Cc stable 6.6+); stable's failed-to-apply notices "
+                "of 2025-10-13 follow 6.18-rc1, so mainline 6.18 (not checked against a "
+                "tag); ChangeLog-6.17.4 lists it as upstream 4d6fc29f3634; patch 228/277 "
+                "of the 6.12.54-rc1 review; 6.6.y levels not checked; seen on the host's "
+                "6.18 and on Debian's 6.12.118 (corpora/matrix/fork-ksm-zero-pages.scenario); "
+                "ksm_fork() zeroes the child's ksm_merging_pages and ksm_rmap_items and adds "
+                "its ksm_zero_pages to the global count",
+     "summary": "fork: the child's ksm_merging_pages/ksm_rmap_items start at 0 (before: "
+                "dup_mm() copied the parent's) and its KSM zero ptes are counted"},
     {"name": "ksm_tracepoints", "commit": "739100c88f49", "title": "mm: add tracepoints to ksm",
      "first": "6.4", "last": None, "backports": (), "status": "verified",
      "checked": "RFC posted 2023-01-23; a KSM changelog lists it under 6.4 with d7597f59d1d3",
@@ -233,6 +242,33 @@ FACTS = (
                 "d21077fbc2fc (6.4), so the probe reads /proc/PID/ksm_merging_pages",
      "summary": "/proc/PID/ksm_merging_pages (mm->ksm_merging_pages: rmap_items in the "
                 "stable tree)"},
+    {"name": "uffd_wp", "commit": "63b2d4174c4a",
+     "title": "userfaultfd: wp: add the writeprotect API to userfaultfd ioctl",
+     "first": "5.7", "last": None, "backports": (), "status": "inferred",
+     "checked": "ioctl_userfaultfd(2): UFFDIO_REGISTER_MODE_WP and UFFDIO_WRITEPROTECT "
+                "since Linux 5.7 (anonymous memory); with break_ksm_unshare (6.2) "
+                "break_ksm() unshares a uffd-wp KSM page, before it write-faults, and "
+                "handle_userfault() without FAULT_FLAG_ALLOW_RETRY gives VM_FAULT_SIGBUS: "
+                "the page stays KSM and MADV_UNMERGEABLE returns 0",
+     "summary": "userfaultfd write protection of anonymous memory"},
+    {"name": "ksm_exec_merge_any", "commit": "3c6f33b7273a",
+     "title": "mm/ksm: support fork/exec for prctl",
+     "first": "6.6", "last": None, "backports": (), "status": "inferred",
+     "checked": "the patch (v4 2023-09-22, Fixes d7597f59d1d3) adds MMF_VM_MERGE_ANY to "
+                "the flags mm_init() copies into the exec'd mm (MMF_INIT_MASK); sent in an "
+                "mm hotfixes batch during 6.6-rc; 3a9e567ca45f names it as the commit "
+                "that inherits the flag across execve()",
+     "summary": "execve() keeps MMF_VM_MERGE_ANY (before: the new mm starts without it)"},
+    {"name": "ksm_execve", "commit": "3a9e567ca45f",
+     "title": "mm/ksm: fix ksm exec support for prctl",
+     "first": "6.10", "last": None, "backports": (("6.8", 12, "inferred"),),
+     "status": "inferred",
+     "checked": "the 6.8-stable review patch (2024-05-27, 442/493, the last 6.8.y) quotes "
+                "it as upstream 3a9e567ca45f: __bprm_mm_init() calls ksm_execve(), which "
+                "__ksm_enter()s an mm with MMF_VM_MERGE_ANY; without it the exec'd mm has "
+                "the flag but no mm_slot and ksmd never scans it. Mainline version from "
+                "the review date (after 6.9 was released)",
+     "summary": "an exec'd mm with MMF_VM_MERGE_ANY is registered with ksmd at once"},
     {"name": "ksm_merge_any_readback", "commit": "d7597f59d1d3",
      "title": "mm: add new api to enable ksm per process (PR_GET_MEMORY_MERGE)",
      "first": "6.4", "last": None, "backports": (), "status": "verified",
@@ -285,4 +321,5 @@ FEATURES = {
     "tracepoints": ("ksm_tracepoints", "tracepoints (ksm:*)"),
     "prctl-merge": ("prctl_merge", "prctl-merge (PR_SET_MEMORY_MERGE)"),
     "smart-scan": ("ksm_smart_scan", "smart-scan (the smart_scan knob)"),
+    "uffd-wp": ("uffd_wp", "uffd-wp (UFFDIO_WRITEPROTECT of anonymous memory)"),
 }

@@ -296,6 +296,12 @@ def proc_counter_key(proc: str, name: str) -> str:
     return f"counter.{name}@{proc}"
 
 
+def proc_abs_counter_key(proc: str, name: str) -> str:
+    """The value of a per-process counter as /proc/PID/ksm_stat shows it (not the change
+    since the process was created): ``counter.NAME@P=``, for ``expect counter P NAME =N``."""
+    return f"counter.{name}@{proc}="
+
+
 @dataclass(frozen=True)
 class Record:
     """What was (kernel) or may be (model) observed after statement ``stmt``.

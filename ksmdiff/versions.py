@@ -202,6 +202,7 @@ def fact(name: str) -> Fact:
         raise InvalidArgument(f"unknown kernel fact {name!r}; known: {', '.join(FACTS)}") from None
 
 
+@functools.lru_cache(maxsize=4096)     # the table is constant; the model asks per page
 def has_fact(version: KernelVersion, name: str) -> Optional[bool]:
     """Does ``version`` have the behaviour of fact ``name``?  ``None``: not known (a stable
     branch that got the commit at an unknown level, or a version whose level is unknown)."""
@@ -323,6 +324,12 @@ class VersionClause:
             assert self.high is not None
             return c >= 0 and _cmp_prefix(v, self.high) <= 0
         raise AssertionError(self.op)
+
+    def empty(self) -> bool:
+        """A range that holds no version: its low end is above its high end compared at
+        the high end's precision (``6.12.54..6.12`` holds 6.12.54 and later 6.12.y)."""
+        return self.op == ".." and self.high is not None and _cmp_prefix(self.low,
+                                                                          self.high) > 0
 
     def __str__(self) -> str:
         if self.op == "..":

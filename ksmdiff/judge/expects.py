@@ -12,7 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from ksmdiff.observe import ANY, PRCTL_MERGE, Record, counter_key, page_key, proc_counter_key
+from ksmdiff.observe import (ANY, PRCTL_MERGE, Record, counter_key, page_key, proc_abs_counter_key,
+                             proc_counter_key)
 from ksmdiff.scenario import ast as A
 from ksmdiff.scenario.layout import layout_at
 from ksmdiff.scenario.printer import format_statement
@@ -172,8 +173,8 @@ def evaluate_expects(scn: A.Scenario, records: Sequence[Record],
             continue
         if isinstance(s, A.ExpectCounter):
             if s.proc is not None:
-                has, key = (has_proc_counter(version, s.counter),
-                            proc_counter_key(s.proc, s.counter))
+                key_of = proc_abs_counter_key if s.absolute else proc_counter_key
+                has, key = has_proc_counter(version, s.counter), key_of(s.proc, s.counter)
             else:
                 has, key = has_counter(version, s.counter), counter_key(s.counter)
             if not has:
@@ -188,8 +189,9 @@ def evaluate_expects(scn: A.Scenario, records: Sequence[Record],
                                             f"counter {s.counter} was not observed in this run"))
                 continue
             ok = _all(values, lambda v: v == s.delta)
+            what = "is" if s.absolute else "changed by"
             results.append(ExpectResult(i, line, text, HELD if ok else FAILED,
-                                        f"{s.counter} changed by {_fmt(values)}"))
+                                        f"{s.counter} {what} {_fmt(values)}"))
             continue
         n = _page_count(scn, i, s.proc, s.target.region)
         idx = list(s.target.indices(n))

@@ -94,8 +94,8 @@ verified or inferred); the era of ``do_wp_page`` comes from the same table.  Amo
 * fork does not copy the ptes of a vma without an anon_vma (zero-page-only regions).
 * ``write_protect_page`` never takes a page that is already KSM (page_address_in_vma()
   needs page_anon_vma()), so a KSM page left without a stable node stays so.
-* fork of KSM-placed zero ptes: counted in ``ksm_zero_pages`` from 6.17 (seen on the host's
-  6.18); before, the global delta is ANY.
+* fork of KSM-placed zero ptes: counted in ``ksm_zero_pages`` from 6.18 and 6.12.54 (seen
+  on the host's 6.18); elsewhere the global delta is ANY.
 * a stable node whose rmap_items have all gone (its page kept by a pin or the swap
   cache) takes no new sharer although it stays valid (seen on the host's 6.18; mechanism
   not located; applied to every era); a stale node that no rmap_item names goes when
@@ -142,7 +142,9 @@ Mutants (``MUTANTS``), all in 5.1-5.8's ``reuse_ksm_page``/``do_wp_page``:
 
 Left out: THP/large folios; NUMA (merge_across_nodes is accepted and ignored); stable-node
 migration and chain pruning; the advisor (the runner disables it); memory pressure beyond the allowances above, and swap-in readahead; the
-per-VMA-lock ``VM_FAULT_RETRY``; uffd-wp and soft-dirty; hwpoison; races (the ``retry``
+per-VMA-lock ``VM_FAULT_RETRY``; uffd-wp beyond write-protecting merged pages and
+unmerging them (no write, ksmd pass, fork or pageout follows a ``uffd-wp`` in a valid
+scenario); soft-dirty; hwpoison; races (the ``retry``
 outcome is never predicted); addresses (scan order inside an mm assumes top-down mmap:
 later regions first, pages ascending); MADV_PAGEOUT skipping a page that still sits in
 another CPU's LRU-add batch (seen on the host when one process faults a page and another

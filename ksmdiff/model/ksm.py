@@ -333,6 +333,11 @@ def break_ksm(m: Machine, p: Process, slot: PageSlot) -> None:
     # >= 6.6 break_ksm(): also KSM-placed zero pages (is_ksm_zero_pte, 79271476b336)
     if not (f.ksm or (pte.ksm_zero and m.has("ksm_zero_pages"))):
         return
+    if slot.uffd_wp and not m.has("break_ksm_unshare"):
+        # 5.7..6.1 break_ksm(): the write fault on a uffd-wp pte goes to handle_userfault(),
+        # which without FAULT_FLAG_ALLOW_RETRY returns VM_FAULT_SIGBUS; the loop ends and
+        # returns 0: the page stays KSM (fixed by 6cce3314b928: an unshare fault proceeds)
+        return
     if m.has("break_ksm_unshare"):
         # >= 6.2 break_ksm() (6cce3314b928): FAULT_FLAG_UNSHARE|FAULT_FLAG_REMOTE: a new
         # exclusive copy, the pte stays read-only; no page reference held

@@ -12,6 +12,7 @@ from ksmdiff.model.invariants import Violation, check
 from ksmdiff.model.machine import Machine
 from ksmdiff.model.state import PageSlot, Process, Region, ZERO_CONTENT
 from ksmdiff.observe import (ABSENT, ANY, PAGE_FIELDS, PRCTL_MERGE, History, Record, changes,
+                             proc_abs_counter_key,
                              counter_key, page_key, proc_counter_key)
 from ksmdiff.scenario import ast as A
 from ksmdiff.scenario.validate import implied_features
@@ -391,11 +392,13 @@ class Interpreter:
                     out[counter_key(name)] = m.counter(name)
         for p in m.live_procs():
             base = self.proc_base.get(p.name, {})
-            for name, value in self.proc_counters(p).items():
+            for name, value in self.proc_abs_counters(p).items():
                 if has_proc_counter(m.version, name):
+                    open_ = protnone_open and name == "ksm_rmap_items"
                     out[proc_counter_key(p.name, name)] = (
-                        ANY if protnone_open and name == "ksm_rmap_items"
-                        else frozenset([value - base.get(name, 0)]))
+                        ANY if open_ else frozenset([value - base.get(name, 0)]))
+                    out[proc_abs_counter_key(p.name, name)] = (
+                        ANY if open_ else frozenset([value]))
             if has_feature(m.version, "prctl-merge"):
                 # >= 6.4 prctl(PR_GET_MEMORY_MERGE): test_bit(MMF_VM_MERGE_ANY)
                 out[proc_counter_key(p.name, PRCTL_MERGE)] = frozenset([p.merge_any])
@@ -438,6 +441,11 @@ class Interpreter:
                                          if it.head is not None),
                 "ksm_zero_pages": sum(1 for _r, s in p.slots()
                                       if s.pte.present and s.pte.ksm_zero)}
+
+    def proc_abs_counters(self, p: Process) -> dict[str, int]:
+        """The ksm_stat values themselves: the mm's own counts plus what it inherited."""
+        return {name: v + p.inherited.get(name, 0)
+                for name, v in self.proc_counters(p).items()}
 
     # ------------------------------------------------------------------ helpers
     def slots(self, proc: str, target: A.Target) -> list[PageSlot]:
@@ -577,9 +585,8 @@ class Interpreter:
                 M.copy_pte(m, ps, cs)
                 if cs.pte.ksm_zero:
                     if m.has("ksm_zero_pages_fork"):
-                        # >= 6.17 fork counts the child's KSM zero ptes ("mm/ksm: fix
-                        # incorrect KSM counter handling in mm_struct during fork", Donet
-                        # Tom 2025, Cc stable); seen on the host's 6.18
+                        # >= 6.18 (6.12.54 in stable) ksm_fork() counts the child's KSM
+                        # zero ptes (4d6fc29f3634); seen on the host's 6.18
                         m.count("ksm_zero_pages")
                     else:
                         # before: not counted at fork but uncounted when the child's
@@ -590,9 +597,14 @@ class Interpreter:
         # ksm_fork(): a child of an MMF_VM_MERGEABLE mm gets its own mm_slot
         if parent.ksm_entered:
             K.ksm_enter(m, child)
-        # dup_mm() copies the mm's KSM counters (reset in ksm_fork() from the fork-counter
-        # fix on); either way ``expect counter C ...`` counts from here
-        self.proc_base[s.child] = self.proc_counters(child)
+        # dup_mm() copies the mm's KSM counters: ksm_fork() of 6.18 (4d6fc29f3634; 6.17.4,
+        # 6.12.y) zeroes ksm_merging_pages and ksm_rmap_items for a child of an
+        # MMF_VM_MERGEABLE mm; before, the child shows the parent's values plus its own
+        if not (parent.ksm_entered and m.has("ksm_zero_pages_fork")):
+            got = self.proc_abs_counters(parent)
+            child.inherited = {n: got[n] for n in ("ksm_merging_pages", "ksm_rmap_items")}
+        # either way ``expect counter C NAME +N`` counts from here
+        self.proc_base[s.child] = self.proc_abs_counters(child)
 
     def do_Exit(self, s: A.Exit) -> None:
         m = self.m
@@ -605,6 +617,29 @@ class Interpreter:
             M.zap_pte(m, slot)
         p.alive = False
         K.ksm_exit(m, p)
+
+    def do_Exec(self, s: A.Exec) -> None:
+        """begin_new_exec() -> exec_mmap(): the old mm is dropped as at exit (mmput ->
+        exit_mmap, ksm_exit), the process goes on with the new mm of bprm_mm_init()."""
+        m = self.m
+        old = m.procs[s.proc]
+        for _r, slot in list(old.slots()):       # exit_mmap -> zap everything
+            M.zap_pte(m, slot)
+        old.alive = False
+        K.ksm_exit(m, old)
+        new = Process(s.proc)
+        if old.merge_any and m.has("ksm_exec_merge_any"):
+            # >= 6.6 mm_init() (3c6f33b7273a): MMF_VM_MERGE_ANY is in MMF_INIT_MASK, copied
+            # from current->mm; before, the new mm starts without it
+            new.merge_any = True
+            if m.has("ksm_execve"):
+                # >= 6.10 __bprm_mm_init() -> ksm_execve() -> __ksm_enter() (3a9e567ca45f);
+                # 6.6..6.9: the flag without an mm_slot, so ksmd never visits the new mm
+                K.ksm_enter(m, new)
+        # the old mm stays where ksmd can find it dead (its rmap_items until the next scan)
+        m.procs[f"{s.proc}#exec{len(m.procs)}"] = old
+        m.procs[s.proc] = new
+        self.proc_base[s.proc] = {}               # mm_alloc(): the new mm's counters are 0
 
     def do_Pin(self, s: A.Pin) -> None:
         m = self.m
@@ -655,6 +690,14 @@ class Interpreter:
         self.note_split(s.proc, s.target)
         for slot in self.slots(s.proc, s.target):
             slot.locked = False
+
+    def do_UffdWp(self, s: A.UffdWp) -> None:
+        # >= 5.7 userfaultfd_writeprotect() -> mwriteprotect_range(): present ptes become
+        # read-only with the uffd-wp bit (no fault, nothing copied); absent ones get nothing
+        for slot in self.slots(s.proc, s.target):
+            if slot.pte.present:
+                slot.pte.writable = False
+                slot.uffd_wp = True
 
     def do_Prctl(self, s: A.Prctl) -> None:
         m = self.m

@@ -116,6 +116,7 @@ class PageSlot:
     region: Optional["Region"] = None   # the vma (region) holding the page
     maybe_absent: bool = False        # a zero-page pte that fork may not have copied
     had_anon: bool = False            # an anonymous page was here: its vma has an anon_vma
+    uffd_wp: bool = False             # the pte is uffd-wp protected (UFFDIO_WRITEPROTECT)
 
 
 @dataclass(eq=False)
@@ -145,6 +146,9 @@ class Process:
     merge_any: bool = False           # MMF_VM_MERGE_ANY (prctl, >= 6.4)
     rmap_items: dict[tuple[int, int], RmapItem] = field(default_factory=dict)
     pins: dict[tuple[str, int], list[Frame]] = field(default_factory=dict)
+    # ksm_stat values the mm got at its creation, not from its own rmap_items: dup_mm()
+    # copies the parent's mm->ksm_merging_pages/ksm_rmap_items (before the fork-counter fix)
+    inherited: dict[str, int] = field(default_factory=dict)
 
     def slots(self):
         """(region, slot) of every mapped page, in canonical (mmap) order."""

@@ -210,6 +210,14 @@ def compile_scenario(scn: A.Scenario, salt: int | None = None) -> Program:
             lines.append(f"{k} fork {p} {pidx(s.child)}")
         elif isinstance(s, A.Exit):
             lines.append(f"{k} exit {p}")
+        elif isinstance(s, A.Exec):
+            # the probe execs itself and goes on in the new image; the new mm may be
+            # scanned by ksmd with the probe's own memory mergeable until it takes that
+            # out, so the scenario runs alone
+            add_solo("replaces a process image (exec)")
+            for key in [key for key in base if key[0] == s.proc]:
+                del base[key]
+            lines.append(f"{k} exec {p}")
         elif isinstance(s, A.Pin):
             # ksmd may break a pinned page's identical twin on every scan (cow_ksm churn:
             # write_protect_page refuses the pinned page, and try_to_merge_two_pages
@@ -226,6 +234,9 @@ def compile_scenario(scn: A.Scenario, salt: int | None = None) -> Program:
             lo, hi, _ = rng(s.proc, s.target)
             op = "mlock" if isinstance(s, A.Mlock) else "munlock"
             lines.append(f"{k} {op} {p} {regions.index(s.target.region)} {lo} {hi}")
+        elif isinstance(s, A.UffdWp):
+            lo, hi, _ = rng(s.proc, s.target)
+            lines.append(f"{k} uffdwp {p} {regions.index(s.target.region)} {lo} {hi}")
         elif isinstance(s, A.Prctl):
             # the probe marks its own memory unmergeable after prctl, so only the
             # scenario's regions take part: batchable

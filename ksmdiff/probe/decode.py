@@ -6,7 +6,7 @@ guest backend both feed it the probe's messages (wire.py)."""
 from __future__ import annotations
 
 from ksmdiff.observe import (ABSENT, OK, PAGE_FIELDS, PRCTL_MERGE, History, Record,
-                             label_frames, page_key, proc_counter_key)
+                             label_frames, page_key, proc_abs_counter_key, proc_counter_key)
 from ksmdiff.probe import wire as W
 from ksmdiff.probe.compiler import Program
 from ksmdiff.probe.result import PROBE_COUNTERS, KernelRun
@@ -97,6 +97,9 @@ class ScenarioState:
             self.all_pids.add(msg[W.KEY_PID])
         elif isinstance(stmt, A.Exit):
             self.pids.pop(procs.index(stmt.proc), None)
+        elif isinstance(stmt, A.Exec):
+            # same pid, a new mm: its ksm_stat counts from 0 (mm_alloc())
+            self.proc_base[procs.index(stmt.proc)] = None
         entries = self.entries
         has_fault = W.FAULT + 1
         PRESENT, PFN, KSM, ZERO_PAGE = W.PRESENT, W.PFN, W.KSM, W.ZERO_PAGE
@@ -227,11 +230,15 @@ class ScenarioState:
         for e in msg.get(W.KEY_PROC_KSM) or ():
             p, values = e[W.M_PROC], e[W.M_COUNTERS]
             proc = self.prog.procs[p]
-            base = self.proc_base.setdefault(
-                p, (0,) * len(values) if p == 0 else tuple(values))
+            base = self.proc_base.get(p, ())
+            if not base:
+                # the first process and an exec'd one from 0; a child from its fork
+                base = self.proc_base[p] = ((0,) * len(values) if p == 0 or p in self.proc_base
+                                            else tuple(values))
             for name, v, b in zip(W.PROC_KSM_COUNTERS, values, base):
                 if v >= 0 and has_proc_counter(self.version, name):
                     fields[proc_counter_key(proc, name)] = _singleton(v - b)
+                    fields[proc_abs_counter_key(proc, name)] = _singleton(v)
             if (len(e) > W.M_MERGE_ANY and e[W.M_MERGE_ANY] >= 0
                     and has_feature(self.version, "prctl-merge")):
                 fields[proc_counter_key(proc, PRCTL_MERGE)] = _singleton(bool(e[W.M_MERGE_ANY]))

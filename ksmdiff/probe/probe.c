@@ -70,6 +70,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/file.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -79,8 +80,10 @@
 #include <sys/uio.h>
 #include <sys/wait.h>
 #include <time.h>
+#include <ucontext.h>
 #include <unistd.h>
 #include <linux/futex.h>
+#include <linux/userfaultfd.h>
 
 /* The page size comes from sysconf(_SC_PAGESIZE) at start (page_size); pages larger than
  * MAX_PAGE_SIZE are refused (the shared scratch areas are sized for it). */
@@ -175,12 +178,13 @@ static int sysfs_fd[NCOUNTERS] = {-1, -1, -1, -1, -1, -1};
 enum op {
     OP_MMAP, OP_FILL, OP_WRITE, OP_READ, OP_MADV, OP_MPROT, OP_MUNMAP, OP_FORK, OP_EXIT,
     OP_PIN, OP_UNPIN, OP_PRCTL, OP_FWRITE, OP_MLOCK, OP_MUNLOCK, OP_SYNC, OP_START /* internal: child start */,
-    OP_PEEK /* internal: read own present pages (observe) */
+    OP_PEEK /* internal: read own present pages (observe) */,
+    OP_EXEC, OP_UFFDWP
 };
 static const char *const op_names[] = {"mmap", "fill", "write", "read", "madv", "mprot",
                                         "munmap", "fork", "exit", "pin", "unpin", "prctl",
                                         "fwrite", "mlock", "munlock", "sync", "start",
-                                        "peek"};
+                                        "peek", "exec", "uffdwp"};
 
 struct stmt {
     int idx;
@@ -451,6 +455,18 @@ static void region_copy(struct region_state *dst, const struct region_state *src
     memcpy(dst->last_pfn, src->last_pfn, n * sizeof(uint64_t));
 }
 
+/* exec: the process's new mm has none of its regions (a region may be mapped again) */
+static void forget_regions(int p)
+{
+    for (int r = 0; r < MAX_REGIONS; r++)
+        if (procs[p].reg[r] && procs[p].reg[r]->exists) {
+            for (int i = 0; i < procs[p].reg[r]->npages; i++)
+                if (procs[p].reg[r]->pins[i])
+                    die_program("exec of process %d while it pins a page", p);
+            procs[p].reg[r]->exists = 0;
+        }
+}
+
 static struct region_state *region_of(int p, int r)
 {
     if (!procs[p].reg[r]) {
@@ -510,7 +526,7 @@ static void validate_program(void)
             break;
         }
         case OP_FILL: case OP_WRITE: case OP_READ: case OP_MADV: case OP_MPROT: case OP_FWRITE:
-        case OP_MLOCK: case OP_MUNLOCK:
+        case OP_MLOCK: case OP_MUNLOCK: case OP_UFFDWP:
             check_range(s, 1);
             break;
         case OP_PIN: {
@@ -565,6 +581,11 @@ static void validate_program(void)
                 procs[s->p].alive = 0;
             break;
         case OP_SYNC:
+            break;
+        case OP_EXEC:
+            if (!procs[s->p].spawned || !procs[s->p].alive)
+                die_program("process %d is not alive", s->p);
+            forget_regions(s->p);
             break;
         }
     }
@@ -729,6 +750,9 @@ static void parse_program_buffer(char *buf, size_t got)
         for (int i = 0; i <= OP_SYNC; i++)
             if (!strcmp(t[1], op_names[i]))
                 op = i;
+        for (int i = OP_EXEC; op < 0 && i <= OP_UFFDWP; i++)
+            if (!strcmp(t[1], op_names[i]))
+                op = i;
         if (op < 0)
             die_program("unknown operation '%.20s'", t[1]);
         s->op = op;
@@ -738,10 +762,10 @@ static void parse_program_buffer(char *buf, size_t got)
         case OP_FILL: want = 7; break;
         case OP_WRITE: case OP_FWRITE: want = 8; break;
         case OP_READ: case OP_MUNMAP: case OP_PIN: case OP_UNPIN: case OP_MLOCK:
-        case OP_MUNLOCK: want = 6; break;
+        case OP_MUNLOCK: case OP_UFFDWP: want = 6; break;
         case OP_MADV: case OP_MPROT: want = 7; break;
         case OP_FORK: case OP_PRCTL: want = 4; break;
-        case OP_EXIT: want = 3; break;
+        case OP_EXIT: case OP_EXEC: want = 3; break;
         default: want = 2; break;
         }
         if (n != want)
@@ -759,7 +783,7 @@ static void parse_program_buffer(char *buf, size_t got)
         case OP_PRCTL:
             s->arg = (int)need_uint(t, n, 3, 0, 1, "prctl value");
             break;
-        case OP_EXIT: case OP_SYNC:
+        case OP_EXIT: case OP_SYNC: case OP_EXEC:
             break;
         default:
             s->r = (int)need_uint(t, n, 3, 0, nregions - 1, "region");
@@ -877,6 +901,9 @@ static long futex(volatile uint32_t *uaddr, int op, uint32_t val, const struct t
 
 /* ------------------------------------------------------------------ scenario process */
 static int child_main(void *arg);
+static int child_loop(int self, uint32_t seen);
+static void exec_self(int self, uint32_t seq);
+static void open_counters(void);
 
 static struct pin_entry *find_pin(struct mailbox *mb, uintptr_t addr, int create)
 {
@@ -1118,6 +1145,24 @@ static long do_op(int self, struct mailbox *mb)
         if (mb->arg)
             return exclude_internal(mb, scratch);
         break;
+    case OP_UFFDWP: {
+        /* userfaultfd write protection with no handler: the descriptor stays open (its
+         * release would unregister the range); the scenario never writes there */
+        int fd = (int)syscall(__NR_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+        if (fd < 0)
+            return -errno;
+        struct uffdio_api api = {.api = UFFD_API, .features = UFFD_FEATURE_PAGEFAULT_FLAG_WP};
+        struct uffdio_register reg = {.range = {(uintptr_t)base, len},
+                                      .mode = UFFDIO_REGISTER_MODE_WP};
+        struct uffdio_writeprotect wp = {.range = {(uintptr_t)base, len},
+                                         .mode = UFFDIO_WRITEPROTECT_MODE_WP};
+        if (ioctl(fd, UFFDIO_API, &api) || ioctl(fd, UFFDIO_REGISTER, &reg) ||
+            ioctl(fd, UFFDIO_WRITEPROTECT, &wp)) {
+            ret = -errno;
+            close(fd);
+        }
+        break;
+    }
     case OP_FORK: {
         int c = mb->child;
         struct mailbox *cmb = &slots[c].mb;
@@ -1169,7 +1214,12 @@ static int child_main(void *arg)
     mb->pid = getpid();
     __atomic_store_n(&mb->ready, 1, __ATOMIC_SEQ_CST);
     futex((volatile uint32_t *)&mb->ready, FUTEX_WAKE, INT_MAX, NULL);
-    uint32_t seen = 0;
+    return child_loop(self, 0);
+}
+
+static int child_loop(int self, uint32_t seen)
+{
+    struct mailbox *mb = &slots[self].mb;
     for (;;) {
         uint32_t seq = __atomic_load_n(&mb->cmd_seq, __ATOMIC_SEQ_CST);
         if (seq == seen) {
@@ -1182,6 +1232,10 @@ static int child_main(void *arg)
         seen = seq;
         if (mb->op == OP_EXIT)
             _exit(0);
+        if (mb->op == OP_EXEC) {
+            exec_self(self, seq);       /* returns only when execve() failed */
+            continue;
+        }
         if (mb->op == OP_PEEK) {
             /* no counter window: loads of present pages move no counter */
             int npeek = mb->npeek;
@@ -1228,6 +1282,109 @@ static int child_main(void *arg)
         __atomic_store_n(&mb->done_seq, seq, __ATOMIC_SEQ_CST);
         futex(&mb->done_seq, FUTEX_WAKE, INT_MAX, NULL);
     }
+}
+
+/* ------------------------------------------------------------------ exec */
+/* OP_EXEC: execve() of the probe itself; the new image goes on as the same scenario
+ * process (exec_child_main).  The shared area goes across as a descriptor of
+ * /proc/self/map_files (the same shmem object, mapped again by the new image), with what
+ * a scenario process reads of the supervisor's globals: its slot, the process count, the
+ * supervisor's pid, the salts and the command's sequence number. */
+static size_t slots_len(void)
+{
+    size_t len = sizeof(struct slot) * (size_t)nprocs;
+    return (len + page_size - 1) & ~(page_size - 1);
+}
+
+static void exec_self(int self, uint32_t seq)
+{
+    struct mailbox *mb = &slots[self].mb;
+    char path[80], exe[PATH_MAX], a[6][24];
+    uintptr_t lo = (uintptr_t)slots;
+    snprintf(path, sizeof path, "/proc/self/map_files/%lx-%lx", (unsigned long)lo,
+             (unsigned long)(lo + slots_len()));
+    int fd = open(path, O_RDWR);     /* not O_CLOEXEC: the new image maps it */
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    long err = 0;
+    if (fd < 0 || n <= 0 || (size_t)n >= sizeof exe - 1) {
+        err = fd < 0 || n < 0 ? -errno : -ENAMETOOLONG;
+    } else {
+        exe[n] = 0;
+        snprintf(a[0], sizeof a[0], "%d", self);
+        snprintf(a[1], sizeof a[1], "%d", fd);
+        snprintf(a[2], sizeof a[2], "%d", nprocs);
+        snprintf(a[3], sizeof a[3], "%d", (int)supervisor_pid);
+        snprintf(a[4], sizeof a[4], "%llx", (unsigned long long)salt);
+        snprintf(a[5], sizeof a[5], "%llx", (unsigned long long)salt2);
+        char seqs[24];
+        snprintf(seqs, sizeof seqs, "%u", seq);
+        char *argv[] = {exe, "--exec-child", a[0], a[1], a[2], a[3], a[4], a[5], seqs, NULL};
+        execv(exe, argv);
+        err = -errno;
+    }
+    if (fd >= 0)
+        close(fd);
+    mb->ret = err;
+    __atomic_store_n(&mb->done_seq, seq, __ATOMIC_SEQ_CST);
+    futex(&mb->done_seq, FUTEX_WAKE, INT_MAX, NULL);
+}
+
+static int exec_self_slot;
+static uint32_t exec_seq;
+
+/* On the slot's shared stack, as a cloned scenario process runs: its writes there never
+ * fault, even after the process forks again. */
+static void exec_child_run(void)
+{
+    int self = exec_self_slot;
+    struct mailbox *mb = &slots[self].mb;
+    long r = 0;
+    /* >= 6.6 MMF_VM_MERGE_ANY survives execve(): every vma of the new image is
+     * mergeable; take the probe's own out (the scenario has no region here yet) */
+    mb->nexcl = 0;
+    if (prctl(PR_GET_MEMORY_MERGE, 0, 0, 0, 0) == 1)
+        r = exclude_internal(mb, slots[self].scratch);
+    for (int i = 0; i < NCOUNTERS; i++)
+        mb->delta[i] = 0;
+    mb->pid = getpid();
+    mb->ret = r;
+    __atomic_store_n(&mb->done_seq, exec_seq, __ATOMIC_SEQ_CST);
+    futex(&mb->done_seq, FUTEX_WAKE, INT_MAX, NULL);
+    _exit(child_loop(self, exec_seq));
+}
+
+static int exec_child_main(char **argv)
+{
+    long self, fd, n, sup, seq;
+    if (parse_uint(argv[2], 0, MAX_PROCS - 1, &self) || parse_uint(argv[3], 0, 100000, &fd) ||
+        parse_uint(argv[4], 1, MAX_PROCS, &n) || parse_uint(argv[5], 1, INT_MAX, &sup) ||
+        parse_uint(argv[8], 0, UINT32_MAX, &seq) || self >= n)
+        return 4;
+    nprocs = (int)n;
+    salt = strtoull(argv[6], NULL, 16);
+    salt2 = strtoull(argv[7], NULL, 16);
+    slots = mmap(NULL, slots_len(), PROT_READ | PROT_WRITE, MAP_SHARED, (int)fd, 0);
+    close((int)fd);
+    if (slots == MAP_FAILED)
+        return 3;                     /* the supervisor sees the process die */
+    supervisor_pid = (pid_t)sup;
+    supervisor_pidfd = pidfd_open_pid(supervisor_pid);
+    open_counters();
+    const char *lockp = getenv("KSMDIFF_PROBE_LOCK");
+    if (lockp && *lockp)
+        window_lock_fd = open(lockp, O_RDWR | O_CLOEXEC);
+    signal(SIGCHLD, SIG_IGN);
+    exec_self_slot = (int)self;
+    exec_seq = (uint32_t)seq;
+    static ucontext_t uc;
+    if (getcontext(&uc))
+        return 3;
+    uc.uc_stack.ss_sp = slots[self].stack;
+    uc.uc_stack.ss_size = STACK_SIZE;
+    uc.uc_link = NULL;
+    makecontext(&uc, exec_child_run, 0);
+    setcontext(&uc);
+    return 3;
 }
 
 /* ------------------------------------------------------------------ supervisor */
@@ -1805,17 +1962,18 @@ static void observe(int sidx, struct stmt *s, int ngroup, const int64_t *delta)
     if (touched_pfns)
         munmap(touched_pfns, ntouched * sizeof(uint64_t));
     printf("]");
-    /* pages that went since the last record: munmap, or their process exited */
+    /* pages that went since the last record: munmap, exec (the region is gone with the
+     * old mm), or their process exited */
     for (int p = 0; p < MAX_PROCS; p++) {
         struct proc_state *ps = &procs[p];
         if (!ps->spawned || !ps->shown)
             continue;
         for (int r = 0; r < nregions; r++) {
             struct region_state *rs = ps->reg[r];
-            if (!rs || !rs->exists)
+            if (!rs || !rs->seen)
                 continue;
             for (int i = 0; i < rs->npages; i++)
-                if (rs->seen[i].shown && (!ps->alive || !rs->mapped[i])) {
+                if (rs->seen[i].shown && (!ps->alive || !rs->exists || !rs->mapped[i])) {
                     note_gone(p, r, i);
                     rs->seen[i].shown = 0;
                 }
@@ -1981,7 +2139,8 @@ static void run_program(void)
         int64_t delta[NCOUNTERS];
         int have_delta = 0;
         struct region_state *rs = (s->op == OP_SYNC || s->op == OP_FORK || s->op == OP_EXIT ||
-                                   s->op == OP_PRCTL) ? NULL : region_of(s->p, s->r);
+                                   s->op == OP_PRCTL || s->op == OP_EXEC)
+                                      ? NULL : region_of(s->p, s->r);
         if (rs && s->op != OP_MMAP) {
             cmd.addr = rs->addr + (uintptr_t)s->lo * page_size;
             cmd.npages = (size_t)(s->hi - s->lo + 1);
@@ -2026,6 +2185,28 @@ static void run_program(void)
             if (procs[s->p].pidfd >= 0)
                 close(procs[s->p].pidfd);
             procs[s->p].pidfd = procs[s->p].pagemap_fd = -1;
+            break;
+        }
+        case OP_EXEC: {
+            /* the window is the supervisor's: the process leaves its loop for execve() */
+            int64_t c0[NCOUNTERS], pre[NCOUNTERS], post[NCOUNTERS], c3[NCOUNTERS];
+            window_lock();
+            read_counters(c0, counter_buf(s->p), COUNTER_BUF);
+            read_counters(pre, counter_buf(s->p), COUNTER_BUF);
+            command(s->idx, s->p, &cmd);
+            read_counters(post, counter_buf(s->p), COUNTER_BUF);
+            read_counters(c3, counter_buf(s->p), COUNTER_BUF);
+            window_delta(c0, pre, post, c3, delta);
+            window_unlock();
+            if (delta[C_PGREUSE] != INT64_MIN)
+                delta[C_PGREUSE] = 0; /* the new image's own faults, no scenario page's */
+            have_delta = 1;
+            forget_regions(s->p);
+            /* same pid and pidfd; /proc/PID/pagemap is bound to the old mm */
+            close(procs[s->p].pagemap_fd);
+            if (procs[s->p].pidfd >= 0)
+                close(procs[s->p].pidfd);
+            open_proc_files(s->idx, s->p, procs[s->p].pid);
             break;
         }
         default: {
@@ -2349,6 +2530,8 @@ int main(int argc, char **argv)
             return 4;
         return serve((int)fd);
     }
+    if (argc == 9 && !strcmp(argv[1], "--exec-child"))
+        return exec_child_main(argv);
     if (argc == 3 && !strcmp(argv[1], "--check")) {
         parse_program(argv[2]);
         return 0;

@@ -92,6 +92,7 @@ UNMERGE_ALL_REFUSED = ("'ksm unmerge-all' writes run=2, which unmerges every KSM
                        "(a lab VM always allows it)")
 PARALLEL_STEPS = os.environ.get("KSMDIFF_SERIAL_STEPS") != "1"
 LINE_TIMEOUT = 90.0
+USERFAULTFD_SYSCTL = Path("/proc/sys/vm/unprivileged_userfaultfd")
 
 
 def is_root() -> bool:
@@ -701,11 +702,25 @@ def _run_kernel(scenarios, *, batch, progress, journal_dir,
         needs[i] = feats
         missing = [f for f in feats if not has_feature(version, f)]
         too_big = beyond_probe(s)
+        # a knob this kernel has no file for (merge_across_nodes without CONFIG_NUMA)
+        no_knob = sorted({x.knob for x in s.statements if isinstance(x, A.KsmSet)
+                          and not (system.KSM_DIR / x.knob).exists()})
         if missing:
             finish(i, KernelRun(s, version, UNSUPPORTED,
                                 f"kernel {version} lacks {', '.join(FEATURE_NOTES[f] for f in missing)}"))
         elif too_big:
             finish(i, KernelRun(s, version, UNSUPPORTED, too_big))
+        elif "uffd-wp" in feats and not USERFAULTFD_SYSCTL.exists():
+            # (the sysctl exists exactly when the kernel has CONFIG_USERFAULTFD, 5.2+)
+            finish(i, KernelRun(s, version, UNSUPPORTED,
+                                f"kernel {version} has no userfaultfd (no "
+                                f"{USERFAULTFD_SYSCTL}: CONFIG_USERFAULTFD is off)"))
+        elif no_knob:
+            finish(i, KernelRun(s, version, UNSUPPORTED,
+                                f"kernel {version} has no {', '.join(no_knob)} knob (no "
+                                f"{system.KSM_DIR}/{no_knob[0]}"
+                                + ("; CONFIG_NUMA is off" if no_knob[0] == "merge_across_nodes"
+                                   else "") + ")"))
         else:
             todo.append(i)
     if not todo:

@@ -170,6 +170,18 @@ class Exit:
 
 
 @dataclass(frozen=True)
+class Exec:
+    """``P: exec``: execve(2) of the probe itself.  The old mm goes as at exit (exit_mmap,
+    ksm_exit), P keeps its pid and gets a new, empty mm: every region of P is unmapped.
+    Whether MMF_VM_MERGE_ANY survives and whether ksmd scans the new mm depend on the
+    kernel (ksm_exec_merge_any, ksm_execve in ksmdiff/kernel_facts.py)."""
+
+    proc: str
+    pos: Pos = _pos()
+    comments: Comments = _comments()
+
+
+@dataclass(frozen=True)
 class Pin:
     proc: str
     target: Target
@@ -199,6 +211,19 @@ class Mlock:
 @dataclass(frozen=True)
 class Munlock:
     """``P: munlock TARGET``: munlock(2)."""
+
+    proc: str
+    target: Target
+    pos: Pos = _pos()
+    comments: Comments = _comments()
+
+
+@dataclass(frozen=True)
+class UffdWp:
+    """``P: uffd-wp TARGET``: a userfaultfd with UFFD_FEATURE_PAGEFAULT_FLAG_WP,
+    UFFDIO_REGISTER_MODE_WP over the pages and UFFDIO_WRITEPROTECT of them; the descriptor
+    stays open and no handler runs, so a write fault there would wait for ever (the
+    validator refuses every statement that could take one)."""
 
     proc: str
     target: Target
@@ -332,12 +357,14 @@ class ExpectCounter:
     delta: int
     versions: VersionSet | None = None
     proc: str | None = None   # a per-process counter (/proc/PID/ksm_stat) of this process
+    absolute: bool = False    # ``=N``: the value ksm_stat shows, not the change (``+N``)
     pos: Pos = _pos()
     comments: Comments = _comments()
 
 
-Action = Union[Mmap, Fill, Write, ForceWrite, Read, Madvise, Mprotect, Munmap, Fork, Exit, Pin, Unpin,
-               Mlock, Munlock,
+Action = Union[Mmap, Fill, Write, ForceWrite, Read, Madvise, Mprotect, Munmap, Fork, Exit, Exec,
+               Pin, Unpin,
+               Mlock, Munlock, UffdWp,
                Prctl, KsmSettle, KsmScan, KsmSet, KsmUnmergeAll]
 @dataclass(frozen=True)
 class ExpectPrctl:
@@ -353,8 +380,9 @@ class ExpectPrctl:
 Expect = Union[ExpectPage, ExpectCounter, ExpectPrctl]
 Statement = Union[Action, Expect]
 
-ACTION_TYPES = (Mmap, Fill, Write, ForceWrite, Read, Madvise, Mprotect, Munmap, Fork, Exit, Pin, Unpin,
-                Mlock, Munlock,
+ACTION_TYPES = (Mmap, Fill, Write, ForceWrite, Read, Madvise, Mprotect, Munmap, Fork, Exit, Exec,
+                Pin, Unpin,
+                Mlock, Munlock, UffdWp,
                 Prctl, KsmSettle, KsmScan, KsmSet, KsmUnmergeAll)
 EXPECT_TYPES = (ExpectPage, ExpectCounter, ExpectPrctl)
 

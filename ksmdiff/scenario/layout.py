@@ -97,6 +97,13 @@ class Layout:
             p = self.procs[s.proc]
             p.alive = False
             p.pins.clear()
+        elif isinstance(s, A.Exec):
+            # a new mm: every region of the process is gone (its names may be mapped again)
+            p = self.procs[s.proc]
+            for r in p.regions.values():
+                r.mapped = [False] * r.npages
+                r.faulted = [False] * r.npages
+            p.pins.clear()
         elif isinstance(s, A.Pin):
             p = self.procs[s.proc]
             for i in s.target.indices(p.regions[s.target.region].npages):

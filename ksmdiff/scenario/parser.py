@@ -132,6 +132,9 @@ class _Build(Transformer):
     def exit(self, _items):
         return (A.Exit, ())
 
+    def exec(self, _items):
+        return (A.Exec, ())
+
     @v_args(inline=True)
     def pin(self, target):
         return (A.Pin, (target,))
@@ -147,6 +150,10 @@ class _Build(Transformer):
     @v_args(inline=True)
     def munlock(self, target):
         return (A.Munlock, (target,))
+
+    @v_args(inline=True)
+    def uffd_wp(self, target):
+        return (A.UffdWp, (target,))
 
     @v_args(inline=True)
     def prctl(self, onoff):
@@ -179,11 +186,18 @@ class _Build(Transformer):
         return A.KsmSet(str(knob), self._int(value, "knob value"), pos=_pos(kw))
 
     # -- expectations
+    def _counter_value(self, tok: Token) -> tuple[int, bool]:
+        """``+N``/``-N``: a change; ``=N``: a value (per-process counters only)."""
+        if tok.type == "ABSOLUTE":
+            return self._int(Token("INT", str(tok)[1:], line=tok.line, column=tok.column),
+                             "counter value"), True
+        return self._int(tok, "counter change"), False
+
     def expect_counter(self, items):
         kw, name, delta = items[0], items[1], items[2]
         versions = items[3] if len(items) > 3 else None
-        return A.ExpectCounter(str(name), self._int(delta, "counter change"), versions,
-                               pos=_pos(kw))
+        value, absolute = self._counter_value(delta)
+        return A.ExpectCounter(str(name), value, versions, absolute=absolute, pos=_pos(kw))
 
     def expect_prctl(self, items):
         kw, proc, onoff = items[0], items[1], items[2]
@@ -195,8 +209,9 @@ class _Build(Transformer):
     def expect_proc_counter(self, items):
         kw, proc, name, delta = items[0], items[1], items[2], items[3]
         versions = items[4] if len(items) > 4 else None
-        return A.ExpectCounter(str(name), self._int(delta, "counter change"), versions,
-                               proc=str(proc), pos=_pos(kw))
+        value, absolute = self._counter_value(delta)
+        return A.ExpectCounter(str(name), value, versions, proc=str(proc), absolute=absolute,
+                               pos=_pos(kw))
 
     def expect_page(self, items):
         kw, proc, target = items[0], items[1], items[2]
@@ -243,11 +258,11 @@ class _Build(Transformer):
 
     @v_args(inline=True)
     def v_range(self, low, _dots, high):
-        lo, hi = self._version(low), self._version(high)
-        if hi < lo:
+        clause = VersionClause("..", self._version(low), self._version(high))
+        if clause.empty():
             raise self._err(low, f"empty version range {low}..{high}",
                             "a range A..B with A <= B")
-        return VersionClause("..", lo, hi)
+        return clause
 
     @v_args(inline=True)
     def v_cmp(self, op, version):

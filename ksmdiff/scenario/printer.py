@@ -38,6 +38,8 @@ def format_statement(s: A.Statement) -> str:
         return f"{s.proc}: fork {s.child}"
     if isinstance(s, A.Exit):
         return f"{s.proc}: exit"
+    if isinstance(s, A.Exec):
+        return f"{s.proc}: exec"
     if isinstance(s, A.Pin):
         return f"{s.proc}: pin {s.target}"
     if isinstance(s, A.Unpin):
@@ -46,6 +48,8 @@ def format_statement(s: A.Statement) -> str:
         return f"{s.proc}: mlock {s.target}"
     if isinstance(s, A.Munlock):
         return f"{s.proc}: munlock {s.target}"
+    if isinstance(s, A.UffdWp):
+        return f"{s.proc}: uffd-wp {s.target}"
     if isinstance(s, A.Prctl):
         return f"{s.proc}: prctl merge {'on' if s.on else 'off'}"
     if isinstance(s, A.KsmSettle):
@@ -63,7 +67,8 @@ def format_statement(s: A.Statement) -> str:
         return "ksm unmerge-all"
     if isinstance(s, A.ExpectCounter):
         who = "" if s.proc is None else f"{s.proc} "
-        return f"expect counter {who}{s.counter} {s.delta:+d}{on}"
+        value = f"={s.delta}" if s.absolute else f"{s.delta:+d}"
+        return f"expect counter {who}{s.counter} {value}{on}"
     raise TypeError(f"not a scenario statement: {s!r}")
 
 

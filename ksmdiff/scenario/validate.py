@@ -43,6 +43,8 @@ def implied_features(scn: A.Scenario) -> tuple[str, ...]:
             need.add("swap")
         elif isinstance(s, A.KsmSet) and s.knob == "use_zero_pages" and s.value:
             need.add("zero-pages")
+        elif isinstance(s, A.UffdWp):
+            need.add("uffd-wp")
         elif isinstance(s, A.KsmSet) and s.knob == "smart_scan":
             need.add("smart-scan")      # (the knob file itself is 6.7+)
     return tuple(f for f in FEATURES if f in need)
@@ -60,6 +62,7 @@ class _Checker:
         self.layout = Layout()
         self.procs = self.layout.procs        # the layout before the statement being checked
         self.locked: set[tuple[str, str, int]] = set()   # VM_LOCKED pages (not inherited)
+        self.uffd: set[tuple[str, str, int]] = set()     # pages under uffd-wp
 
     def err(self, pos: A.Pos, msg: str, expected: str | None = None) -> InputError:
         return InputError(msg, Location(self.scn.source, pos.line or 1, pos.column or 1),
@@ -77,6 +80,8 @@ class _Checker:
                            f"more than {MAX_STATEMENTS} statements")
         self.procs[scn.initial] = _Proc()
         for s in scn.statements:
+            if self.uffd:
+                self.check_uffd(s)
             getattr(self, "do_" + type(s).__name__)(s)
             self.layout.apply(s)
 
@@ -114,7 +119,44 @@ class _Checker:
                                       "would fault (SIGSEGV)", "mprotect ... rw first")
         return r, idx
 
+    def check_uffd(self, s: A.Statement) -> None:
+        """What may follow ``uffd-wp``: no handler ever resolves a uffd-wp fault, so no
+        write may reach those pages; ksmd, fork, pageout, dontneed and mprotect there are
+        not modelled."""
+        if isinstance(s, (A.KsmSettle, A.KsmScan, A.KsmUnmergeAll)):
+            raise self.err(s.pos, "ksmd running over uffd-wp pages is not modelled",
+                           "munmap the uffd-wp pages (or exit) first")
+        if isinstance(s, A.Fork) and any(k[0] == s.proc for k in self.uffd):
+            raise self.err(s.pos, f"fork of {s.proc}, which has uffd-wp pages, is not modelled",
+                           "munmap the uffd-wp pages first")
+        target = getattr(s, "target", None)
+        if target is None or not hasattr(s, "proc"):
+            return
+        r = self.procs.get(s.proc, _Proc()).regions.get(target.region)
+        if r is None or (target.hi is not None and target.hi >= r.npages):
+            return                        # the statement's own check reports it
+        hit = [i for i in target.indices(r.npages) if (s.proc, target.region, i) in self.uffd]
+        if not hit:
+            return
+        page = f"{target.region}[{hit[0]}]"
+        if isinstance(s, (A.Fill, A.Write, A.ForceWrite, A.Mlock)):
+            raise self.err(s.pos, f"a write to the uffd-wp page {page} would wait for a "
+                                  "userfaultfd handler, and none runs",
+                           "no write to a uffd-wp page (munmap it first)")
+        if isinstance(s, A.Mprotect) or (isinstance(s, A.Madvise)
+                                         and s.advice in ("pageout", "dontneed")):
+            raise self.err(s.pos, f"{type(s).__name__.lower()} of the uffd-wp page {page} "
+                                  "is not modelled", "munmap it first")
+
     # -- actions
+    def do_UffdWp(self, s: A.UffdWp) -> None:
+        _r, idx = self.mapped_pages(s, "uffd-wp", writable=True)
+        for i in idx:
+            if (s.proc, s.target.region, i) in self.locked:
+                raise self.err(s.pos, "uffd-wp of an mlocked page is not modelled",
+                               "munlock it first")
+            self.uffd.add((s.proc, s.target.region, i))
+
     def do_Mmap(self, s: A.Mmap) -> None:
         p = self.proc(s.proc, s.pos)
         old = p.regions.get(s.region)
@@ -181,6 +223,7 @@ class _Checker:
         _r, idx = self.region(p, s.proc, s.target, s.pos)
         for i in idx:
             self.locked.discard((s.proc, s.target.region, i))
+            self.uffd.discard((s.proc, s.target.region, i))
 
     def do_Fork(self, s: A.Fork) -> None:
         p = self.proc(s.proc, s.pos)
@@ -194,6 +237,19 @@ class _Checker:
 
     def do_Exit(self, s: A.Exit) -> None:
         self.proc(s.proc, s.pos)
+        self.uffd = {k for k in self.uffd if k[0] != s.proc}
+
+    def do_Exec(self, s: A.Exec) -> None:
+        p = self.proc(s.proc, s.pos)
+        held = sorted(k for k, n in p.pins.items() if n)
+        if held:
+            # a pin is a pipe holding the page (vmsplice): the pipe would outlive the mm
+            region, i = held[0]
+            raise self.err(s.pos, f"exec while {s.proc} still pins {region}[{i}]",
+                           "unpin every page before exec")
+        for key in [k for k in self.locked if k[0] == s.proc]:
+            self.locked.discard(key)      # VM_LOCKED goes with the old mm
+        self.uffd = {k for k in self.uffd if k[0] != s.proc}
 
     def do_Pin(self, s: A.Pin) -> None:
         p = self.proc(s.proc, s.pos)
@@ -256,6 +312,11 @@ class _Checker:
         self.proc(s.proc, s.pos)
 
     def do_ExpectCounter(self, s: A.ExpectCounter) -> None:
+        if s.absolute and s.proc is None:
+            # a global counter's value is the machine's, not the scenario's
+            raise self.err(s.pos, f"'={s.delta}' is a value: only a per-process counter has "
+                                  "one a scenario can expect",
+                           f"expect counter {s.counter} +N, or expect counter PROCESS NAME =N")
         if s.proc is not None:
             # a per-process counter: /proc/PID/ksm_stat of a live process, the change since
             # that process was created

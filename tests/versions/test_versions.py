@@ -184,3 +184,17 @@ def test_format_table_lists_every_era_and_fact():
         assert era.value in text
     for name, f in FACTS.items():
         assert name in text and f.ranges() in text
+
+
+def test_a_range_is_empty_only_below_its_high_end_at_that_precision():
+    """6.12.54..6.12 is every 6.12.y from .54 on; 5.4.47..5.4.10 and 5.8..5.1 hold nothing."""
+    from ksmdiff.versions import VersionClause
+    def rng(a, b):
+        return VersionClause("..", KernelVersion.parse(a), KernelVersion.parse(b))
+    assert not rng("6.12.54", "6.12").empty()
+    assert rng("6.12.54", "6.12").contains(KernelVersion.parse("6.12.118"))
+    assert not rng("6.12.54", "6.12").contains(KernelVersion.parse("6.12.53"))
+    assert not rng("6.12.54", "6.12").contains(KernelVersion.parse("6.13.1"))
+    assert rng("5.4.47", "5.4.10").empty()
+    assert rng("5.8", "5.1").empty()
+    assert not rng("5.4", "5.4.10").empty()

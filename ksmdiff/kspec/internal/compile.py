@@ -10,6 +10,7 @@ with the selector ``sel``.  BMC copies the generic formulas per step with ``subs
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from dataclasses import dataclass, field
 from typing import Optional
@@ -570,6 +571,61 @@ class _Exec:
         return _Env(st, env.scope, pc, env.doms)
 
 
+# An action's instances, by model, action and era signature (era_signature): the same
+# formulas in every era where the action runs the same proc variants and every
+# ``kernel in`` test it reaches has the same value (fork, munmap, settle, ... at user
+# level).  The model and action are kept with them, so their ids are not reused while
+# cached.  clear_instances() forgets them (benchmarks measure cold runs).
+_INSTANCES: dict = {}
+
+
+def clear_instances() -> None:
+    _INSTANCES.clear()
+
+
+def _instances_cached(m, a, ckey):
+    hit = _INSTANCES.get((id(m), a.name, ckey))
+    if hit is None or hit[0] is not m or hit[1] is not a:
+        return None
+    return hit[2]
+
+
+def era_signature(m: Model, body, era: Era) -> tuple:
+    """What of ``era`` the compiled formulas of ``body`` depend on: the variant of every
+    proc it calls (transitively) and the value of every ``kernel in`` test it reaches
+    (in its expressions, the observables it reads and the procs it calls), in the order
+    the walk meets them.  Two eras with equal signatures compile ``body`` to the same
+    formulas: the compiler reads the era nowhere else."""
+    sig: list = []
+    seen: set = set()
+
+    def walk(x):
+        if isinstance(x, (tuple, list)):
+            for y in x:
+                walk(y)
+            return
+        if not dataclasses.is_dataclass(x) or isinstance(x, type):
+            return
+        if isinstance(x, A.KernelIn):
+            sig.append(("in", era_contains(x.versions, era)))
+            return
+        if isinstance(x, A.Call):
+            procs = m.procs_at(x.name, era)
+            sig.append(("call", x.name, id(procs[0]) if procs else None))
+            if procs and id(procs[0]) not in seen:
+                seen.add(id(procs[0]))
+                walk(procs[0].body)
+        if isinstance(x, A.Index) and x.name in m.observes and ("obs", x.name) not in seen:
+            seen.add(("obs", x.name))
+            walk(m.observes[x.name].value)
+        for f in dataclasses.fields(x):
+            if f.name != "loc":
+                walk(getattr(x, f.name))
+
+    walk(body)
+    return tuple(sig)
+
+
 def compile_ts(model: Model, era: Era) -> TS:
     try:
         return _compile_ts(model, era)
@@ -614,6 +670,13 @@ def _compile_ts(model: Model, era: Era) -> TS:
     instances = []
     for a in m.actions_at(era):
         doms = [m.domains[p.domain] for p in a.params]
+        ckey = (era_signature(m, a.body, era), tuple(keys), tuple(rng[k] for k in keys), W,
+                frozenset(ts.split))
+        cached = _instances_cached(m, a, ckey)
+        if cached is not None:
+            instances += cached
+            continue
+        mine = []
         for codes in itertools.product(*[d.encodings() for d in doms]):
             inst = Instance("action", a.name,
                             tuple((p.name, p.domain, c) for p, c in zip(a.params, codes)),
@@ -625,7 +688,9 @@ def _compile_ts(model: Model, era: Era) -> TS:
             env = ex.run(a.body, env)
             _finish(ts, inst, acc, env)
             inst.segments = _segments(ts, a, inst)
-            instances.append(inst)
+            mine.append(inst)
+        _INSTANCES[(id(m), a.name, ckey)] = (m, a, mine)
+        instances += mine
     for t in m.threads_at(era):
         pk, labels = threads[t.name]
         index = {lab: i for i, lab in enumerate(labels)}

@@ -25,7 +25,7 @@ import z3
 from ksmdiff.kspec.internal.cex import (initial_cells, is_user_trace, to_listing, to_scenario,
                                         to_steps)
 from ksmdiff.kspec.internal.check import ERA_SLUG, ERAS, era_contains, eras_of
-from ksmdiff.kspec.internal.compile import compile_ts
+from ksmdiff.kspec.internal.compile import clear_instances, compile_ts
 from ksmdiff.kspec.internal.config import ModelConfig
 from ksmdiff.kspec.internal.explicit import coverage, explore, run_sequence
 from ksmdiff.kspec.internal.prove import (Result, Status, bmc, confirm,
@@ -55,6 +55,7 @@ def clear_caches() -> None:
     from ksmdiff.kspec.internal import prove as _p
     _TS_CACHE.clear()
     _p._STEP_CACHE.clear()
+    clear_instances()
 
 
 def _bounds(cfg: ModelConfig, bound) -> dict:
@@ -141,7 +142,9 @@ def prove(spec, eras=None, props=None, bound=None, mutants=False, emit_smt2=None
                               f"(BMC of both eras, depth {b['equiv']})")
                     t0 = time.time()
                     ts_l, ts_r = _compiled(model, era), _compiled(model, right[0])
-                    tr = equivalence(ts_l, ts_r, eq, b["equiv"])
+                    tr = equivalence(ts_l, ts_r, eq, b["equiv"],
+                                     known_l=_proved_invariant(ts_l, results, mname),
+                                     known_r=_proved_invariant(ts_r, results, mname))
                     r = Result(mname, era, eq.name,
                                Status.BOUNDED if tr is None else Status.FAILED, "bmc",
                                b["equiv"], trace=tr, seconds=time.time() - t0,
@@ -160,6 +163,15 @@ def prove(spec, eras=None, props=None, bound=None, mutants=False, emit_smt2=None
         run.emit.mkdir(parents=True, exist_ok=True)
         (run.emit / "manifest.json").write_text(json.dumps(run.manifest, indent=1))
     return results
+
+
+def _proved_invariant(ts, results, mname):
+    """The conjunction of the invariants of ``ts`` this run proved (unbounded) for its
+    era, or None: what an equivalence check of that era may assume of every state."""
+    proved = {r.prop for r in results if r.model == mname and r.era == ts.era
+              and r.mutant is None and r.status == Status.PROVED and r.method != "vacuity"}
+    invs = [e for p, e in ts.invariants.items() if p in proved]
+    return z3.And(invs) if invs else None
 
 
 def _vacuity(run, model, mname, era, cfg: ModelConfig) -> Result:

@@ -469,9 +469,16 @@ def _cti(ts, inst, props, pairs, m):
 
 # ----------------------------------------------------------------------------- equivalence
 
-def equivalence(ts_l: TS, ts_r: TS, eq, bound: int, mutant=None):
+def equivalence(ts_l: TS, ts_r: TS, eq, bound: int, mutant=None, known_l=None,
+                known_r=None):
     """BMC of an observational-equivalence claim: both eras run the same action instances;
-    the observables must agree after every step (or only after ``eq.after``)."""
+    the observables must agree after every step (or only after ``eq.after``).
+
+    ``known_l``/``known_r``: invariants already *proved* of each era (every reachable
+    state satisfies them), assumed at every depth of the product: they prune nothing
+    reachable and help the solver.  One fresh query per depth, shallowest first (the
+    first difference is then a shortest one): at depth 3 of the user model these take a
+    third of the CPU of one query over every depth."""
     names_l = [(i.name, i.args) for i in ts_l.instances]
     names_r = [(i.name, i.args) for i in ts_r.instances]
     if names_l != names_r:
@@ -485,6 +492,15 @@ def equivalence(ts_l: TS, ts_r: TS, eq, bound: int, mutant=None):
     if eq.after is not None:
         after = [i for i, inst in enumerate(ts_l.instances) if inst.name == eq.after]
 
+    def known(t):
+        out = []
+        for i in range(t + 1):
+            if known_l is not None:
+                out.append(ul.at(known_l, i))
+            if known_r is not None:
+                out.append(ur.at(known_r, i))
+        return out
+
     def differs(t):
         diff = z3.Or([ul.at(a, t) != ur.at(b, t) for (_, a), (_, b) in zip(obs_l, obs_r)])
         if after is not None:
@@ -493,11 +509,8 @@ def equivalence(ts_l: TS, ts_r: TS, eq, bound: int, mutant=None):
         steps = [x for i in range(t) for x in (ul.step(i), ur.step(i))]
         return z3.And(steps + [diff])
 
-    # one fresh query over every depth (see bmc); only a difference is searched per depth
-    if _check(base + [z3.Or([differs(t) for t in range(bound + 1)])]) is None:
-        return None
     for t in range(bound + 1):
-        m = _check(base + [differs(t)])
+        m = _check(base + known(t) + [differs(t)])
         if m is None:
             continue
         tr = ul.trace(m, t, eq.name, mutant)
@@ -510,7 +523,7 @@ def equivalence(ts_l: TS, ts_r: TS, eq, bound: int, mutant=None):
                 diffs.append(f"{na}: {va} vs {vb}")
         tr.final = {"differences": diffs, "other_era": ts_r.era.value, "right": tr_r}
         return tr
-    raise AssertionError("a difference within the bound but at no single depth")
+    return None
 
 
 # ----------------------------------------------------------------------------- SMT-LIB2
