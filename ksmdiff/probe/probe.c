@@ -245,6 +245,9 @@ struct mailbox {
     int merge_any;             /* OP_PEEK: prctl(PR_GET_MEMORY_MERGE), -1 if refused */
     uintptr_t *peek_addr;
     struct content_scan *peek;
+    /* the same two arrays as offsets from the shared area's start: a scenario process
+     * reads them so (an exec'd one maps the area at another address) */
+    size_t peek_addr_off, peek_off;
 };
 
 struct slot {
@@ -1244,7 +1247,9 @@ static int child_loop(int self, uint32_t seen)
             else
                 mb->ret = 0;
             for (int i = 0; i < npeek; i++)
-                scan_content((const volatile unsigned char *)mb->peek_addr[i], &mb->peek[i]);
+                scan_content((const volatile unsigned char *)
+                             ((const uintptr_t *)((char *)slots + mb->peek_addr_off))[i],
+                             (struct content_scan *)((char *)slots + mb->peek_off) + i);
             /* MMF_VM_MERGE_ANY of this process's mm (6.4+; EINVAL before): only the
              * process itself can ask */
             {
@@ -1290,8 +1295,12 @@ static int child_loop(int self, uint32_t seen)
  * /proc/self/map_files (the same shmem object, mapped again by the new image), with what
  * a scenario process reads of the supervisor's globals: its slot, the process count, the
  * supervisor's pid, the salts and the command's sequence number. */
+static size_t slots_total_len;   /* the whole shared area: the slots, then the tables */
+
 static size_t slots_len(void)
 {
+    if (slots_total_len)
+        return slots_total_len;
     size_t len = sizeof(struct slot) * (size_t)nprocs;
     return (len + page_size - 1) & ~(page_size - 1);
 }
@@ -1363,6 +1372,10 @@ static int exec_child_main(char **argv)
     nprocs = (int)n;
     salt = strtoull(argv[6], NULL, 16);
     salt2 = strtoull(argv[7], NULL, 16);
+    struct stat st;               /* the shmem object's size: the whole area, tables included */
+    if (fstat((int)fd, &st) || st.st_size <= 0)
+        return 3;
+    slots_total_len = (size_t)st.st_size;
     slots = mmap(NULL, slots_len(), PROT_READ | PROT_WRITE, MAP_SHARED, (int)fd, 0);
     close((int)fd);
     if (slots == MAP_FAILED)
@@ -2034,20 +2047,24 @@ __attribute__((noinline)) static void pretouch_stack(void)
 }
 
 /* The per-page arrays of every mailbox (page_cap entries each) and observe()'s sort
- * buffer, in one shared mapping made before the first clone(): the same addresses in
- * every scenario process, and no write to them is ever a copy-on-write fault. */
+ * buffer, in the slots' shared mapping after the slots, made before the first clone():
+ * no write to them is ever a copy-on-write fault, and an exec'd process maps them with
+ * the slots (exec_child_main: the whole shmem object; it reads them by offset). */
+static size_t tables_len(void)
+{
+    size_t cap = (size_t)(page_cap ? page_cap : 1);
+    size_t per = cap * (3 * sizeof(uint64_t) + sizeof(uintptr_t) + sizeof(struct content_scan));
+    return per * (size_t)nprocs + cap * (size_t)nprocs * sizeof(struct pfn_ref);
+}
+
+/* Carve the tables out of the shared area, after the slots (run_program maps both). */
 static void alloc_tables(void)
 {
     size_t cap = (size_t)(page_cap ? page_cap : 1);
     size_t per = cap * (3 * sizeof(uint64_t) + sizeof(uintptr_t) + sizeof(struct content_scan));
-    size_t bytes = per * (size_t)nprocs + cap * (size_t)nprocs * sizeof(struct pfn_ref);
-    unsigned char *area = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
-                               -1, 0);
-    if (area == MAP_FAILED) {
-        fprintf(stdout, "{\"s\":-1,\"error\":\"mmap of the page tables (%zu bytes) failed\"}\n",
-                bytes);
-        exit(3);
-    }
+    size_t slots_part = sizeof(struct slot) * (size_t)nprocs;
+    slots_part = (slots_part + 63) & ~(size_t)63;
+    unsigned char *area = (unsigned char *)slots + slots_part;
     for (int p = 0; p < nprocs; p++) {
         struct mailbox *mb = &slots[p].mb;
         unsigned char *at = area + per * (size_t)p;
@@ -2057,6 +2074,8 @@ static void alloc_tables(void)
         mb->kcount = mb->kflags + cap;
         mb->peek_addr = (uintptr_t *)(mb->kcount + cap);
         mb->peek = (struct content_scan *)(mb->peek_addr + cap);
+        mb->peek_addr_off = (size_t)((char *)mb->peek_addr - (char *)slots);
+        mb->peek_off = (size_t)((char *)mb->peek - (char *)slots);
     }
     pfn_refs = (struct pfn_ref *)(area + per * (size_t)nprocs);
 }
@@ -2095,8 +2114,11 @@ static void run_program(void)
     const char *lockp = getenv("KSMDIFF_PROBE_LOCK");
     if (lockp && *lockp)
         window_lock_fd = open(lockp, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    slots = mmap(NULL, sizeof(struct slot) * (size_t)nprocs, PROT_READ | PROT_WRITE,
-                 MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    {
+        size_t slots_part = (sizeof(struct slot) * (size_t)nprocs + 63) & ~(size_t)63;
+        slots_total_len = (slots_part + tables_len() + page_size - 1) & ~(page_size - 1);
+    }
+    slots = mmap(NULL, slots_len(), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (slots == MAP_FAILED) {
         fprintf(stdout, "{\"s\":-1,\"error\":\"mmap of the shared area failed\"}\n");
         exit(3);
