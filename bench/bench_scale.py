@@ -21,10 +21,16 @@ gives the same counters back), and by default the ``unit``-sized mmaps (``--unit
 maps them).
 
 ``--pages N`` is the pages per child (LTP's default: 128 MB = 32,768 pages; the scaled-down
-port the issue measured: 1,024).  Each size runs ``--runs`` times on the model (one
-version) and, as root, on the host kernel; the medians of wall time and of peak RSS
-(ru_maxrss of a forked child that does the one run) are printed, with the machine's load
-average before and after.  ``--write PATH`` writes the scenario instead.  Not a timed test: run it by hand,
+port the issue measured: 1,024).  Each size runs ``--runs`` times on the model
+(``--version``: one version, a comma-separated list, or ``all``: the representative version
+of every era, one after the other in one process, as ``ksmdiff run`` does) and, as root,
+on the host kernel: ``host probe`` is the kernel run alone (probe, ksmd, decoding the
+records), ``host judged`` what ``ksmdiff run --kernel host`` does for it (the kernel run,
+the model of the host's version, the expects and the comparison).  The medians of wall
+time and of peak RSS (ru_maxrss of a forked child that does the one run) are printed,
+with the machine's load average before and after.  ``--write PATH`` writes the scenario
+instead (``bench/ltp-ksm01-3x128mb.scenario`` is ``--pages 32768``: LTP's real size).
+Not a timed test: run it by hand,
 
     nice -n 10 python3 bench/bench_scale.py --pages 1024,32768 --runs 3 [--host]
 """
@@ -123,13 +129,28 @@ def model_once(text: str, version: KernelVersion):
     return cell
 
 
+def models_once(text: str, versions: list[KernelVersion]):
+    cells = [model_once(text, v) for v in versions]
+    bad = [c for c in cells if c.status != "ok" or any(e.status != "held" for e in c.expects)]
+    return bad[0] if bad else cells[-1]
+
+
 def host_once(text: str):
     from ksmdiff.session import run_host_cells
     scn = parse_text(text, "ksm01.scenario")
     return run_host_cells([scn])[0]
 
 
+def host_probe_once(text: str):
+    from ksmdiff.probe import run_kernel
+    scn = parse_text(text, "ksm01.scenario")
+    return run_kernel([scn])[0]
+
+
 def _summary(cell) -> str:
+    if not hasattr(cell, "expects"):         # a kernel run: its status and records
+        return (f"{cell.status}{': ' + cell.reason[:120] if cell.reason else ''}, "
+                f"{len(cell.records)} records")
     failed = [e for e in cell.expects if e.status != "held"]
     return (f"{cell.status}, {len(cell.expects) - len(failed)}/{len(cell.expects)} expects held"
             + (f", first failure line {failed[0].line}: {failed[0].reason[:120]}" if failed else ""))
@@ -141,7 +162,8 @@ def main() -> int:
     ap.add_argument("--unit", type=int, default=0,
                     help="pages per region (LTP -u; default: one region per child)")
     ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--version", default="6.8", help="model version")
+    ap.add_argument("--version", default="6.8",
+                    help="model version(s), comma-separated, or 'all' (every era)")
     ap.add_argument("--host", action="store_true", help="also on the host kernel (root)")
     ap.add_argument("--no-model", action="store_true")
     ap.add_argument("--write", metavar="PATH", help="write the scenario (first size) and stop")
@@ -150,22 +172,26 @@ def main() -> int:
     if args.write:
         Path(args.write).write_text(ksm01_scenario(sizes[0], args.unit))
         return 0
-    version = KernelVersion.parse(args.version)
+    from ksmdiff.versions import ERA_VERSIONS
+    names = ERA_VERSIONS if args.version == "all" else args.version.split(",")
+    versions = [KernelVersion.parse(v) for v in names]
+    label = "all eras" if args.version == "all" else ",".join(map(str, versions))
     print(f"load average before: {os.getloadavg()}; cpus: {os.cpu_count()}")
     for pages in sizes:
         text = ksm01_scenario(pages, args.unit)
         nstmt = sum(1 for line in text.splitlines() if line and not line.startswith("#"))
-        targets = [] if args.no_model else [("model " + str(version),
-                                             lambda: model_once(text, version))]
+        targets = [] if args.no_model else [("model " + label,
+                                             lambda: models_once(text, versions))]
         if args.host:
-            targets.append(("host", lambda: host_once(text)))
+            targets.append(("host probe", lambda: host_probe_once(text)))
+            targets.append(("host judged", lambda: host_once(text)))
         for name, fn in targets:
             times, peaks, summary = [], [], ""
             for _ in range(args.runs):
                 dt, peak, summary = _measure(fn)
                 times.append(dt)
                 peaks.append(peak)
-            print(f"{pages:>6} pages/child x3 ({nstmt} lines) {name:>12}: "
+            print(f"{pages:>6} pages/child x3 ({nstmt} lines) {name:>15}: "
                   f"median {statistics.median(times):7.2f} s "
                   f"(runs {', '.join(f'{t:.2f}' for t in times)}), "
                   f"peak RSS median {statistics.median(peaks) / 2**20:7.1f} MB; {summary}",

@@ -133,9 +133,16 @@ class History:
 
     def commit(self, changes: Mapping[str, Any], *, shared: bool = False) -> "FieldsView":
         """``shared``: the caller already shares one object per value (no interning)."""
+        return self.commit_delta(changes, shared=shared)[0]
+
+    def commit_delta(self, changes: Mapping[str, Any], *,
+                     shared: bool = False) -> tuple["FieldsView", "DeltaView"]:
+        """Commit, and return the record's whole state and what changed in it: the keys
+        of ``changes`` whose value differs from the previous record's."""
         pos = self._n
         hist = self._hist
         intern = self.intern
+        changed = []
         for key, v in changes.items():
             if not shared:
                 v = intern(key, v)
@@ -146,19 +153,30 @@ class History:
                 hist[key] = ([pos], [v])
                 self._order[key] = len(self._order)
                 self._live += 1
+                changed.append(key)
                 continue
             positions, values = h
             last = values[-1]
             if last is v or last == v:
                 continue
             self._live += (last is ABSENT) - (v is ABSENT)
+            changed.append(key)
             if positions[-1] == pos:
                 values[-1] = v
             else:
                 positions.append(pos)
                 values.append(v)
         self._n += 1
-        return FieldsView(self, pos, self._live)
+        return FieldsView(self, pos, self._live), DeltaView(self, pos, changed)
+
+    def changed_at(self, key: str, pos: int) -> bool:
+        """Did ``key`` change in record ``pos``?"""
+        h = self._hist.get(key)
+        if h is None or pos < 0:
+            return False
+        positions = h[0]
+        i = bisect_right(positions, pos) - 1
+        return i >= 0 and positions[i] == pos
 
     def commit_full(self, fields: Mapping[str, Any]) -> tuple["FieldsView", dict]:
         """Commit a whole record's fields: the changes are worked out here (a field of the
@@ -192,6 +210,45 @@ class History:
             i = bisect_right(positions, pos) - 1
             if i >= 0 and values[i] is not ABSENT:
                 yield key
+
+
+class DeltaView(Mapping):
+    """The changes of one record of a :class:`History` (read-only; History.commit_delta):
+    the keys that changed in it, each read from the history (:data:`ABSENT` for a field
+    that went).  Holds a tuple of keys, not a dict of values: a record of a big scenario
+    changes hundreds of thousands of fields."""
+
+    __slots__ = ("_h", "_pos", "_keys")
+
+    def __init__(self, history: History, pos: int, keys: Iterable[str]):
+        self._h, self._pos, self._keys = history, pos, tuple(keys)
+
+    def __getitem__(self, key: str) -> Any:
+        if not self._h.changed_at(key, self._pos):
+            raise KeyError(key)
+        return self._h.at(key, self._pos)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self._h.at(key, self._pos) if self._h.changed_at(key, self._pos) else default
+
+    def __contains__(self, key: object) -> bool:
+        return self._h.changed_at(key, self._pos)  # type: ignore[arg-type]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._keys)
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def keys(self):  # (a tuple: a delta's keys are distinct)
+        return self._keys
+
+    def items(self):
+        at, pos = self._h.at, self._pos
+        return [(k, at(k, pos)) for k in self._keys]
+
+    def __repr__(self) -> str:
+        return f"DeltaView({dict(self.items())!r})"
 
 
 class FieldsView(Mapping):
@@ -313,9 +370,9 @@ def records_from_json(objs: Iterable[Mapping]) -> list[Record]:
         if "changes" in obj:
             delta = {k: (ABSENT if v is None else _value_from_json(v))
                      for k, v in expand(obj["changes"]).items()}
-            view = hist.commit(delta)
+            view, changed = hist.commit_delta(delta)
             out.append(Record(obj["stmt"], obj["line"], view, obj.get("status", OK),
-                              obj.get("note", ""), delta))
+                              obj.get("note", ""), changed))
         else:
             rec = Record.from_json(obj)
             hist.commit_full(rec.fields)

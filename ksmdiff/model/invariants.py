@@ -32,36 +32,41 @@ def check(m: Machine, stmt: int, line: int) -> list[Violation]:
     def where(p, r, s) -> str:
         return f"{p.name}/{r.name}[{s.index}]"
 
-    # id(frame) -> the (process, region, slot) of every pte mapping it (the zero page aside)
-    mapped_by: dict[int, list] = {}
+    # frame -> the (process, region, slot) of every pte mapping it (the zero page aside);
+    # frames hash by identity
+    mapped_by: dict = {}
     writable = []
     for p in m.live_procs():
-        for r, s in p.slots():
-            pte = s.pte
-            f = pte.frame if pte.present else pte.swap
-            if f is None:
-                continue
-            if f.content != s.logical:
-                v("isolation", f"{where(p, r, s)} holds {f.content} but {p.name} wrote "
-                               f"{s.logical}")
-            if f.freed:
-                v("refcount", f"{where(p, r, s)} maps a freed page {f!r}")
-            if not pte.present:
-                continue
-            if not f.zero:
-                lst = mapped_by.get(id(f))
-                if lst is None:
-                    mapped_by[id(f)] = [(p, r, s)]
-                else:
-                    lst.append((p, r, s))
-                if pte.writable:
-                    writable.append((p, r, s))
-                    if f.ksm:
-                        v("ksm-writable", f"{where(p, r, s)} maps KSM page {f!r} writable")
-            elif pte.writable:
-                v("ksm-writable", f"{where(p, r, s)} maps the zero page writable")
+        for r in p.regions.values():
+            for s in r.pages:
+                if not s.mapped:
+                    continue
+                pte = s.pte
+                present = pte.present
+                f = pte.frame if present else pte.swap
+                if f is None:
+                    continue
+                if f.content != s.logical:
+                    v("isolation", f"{where(p, r, s)} holds {f.content} but {p.name} wrote "
+                                   f"{s.logical}")
+                if f.freed:
+                    v("refcount", f"{where(p, r, s)} maps a freed page {f!r}")
+                if not present:
+                    continue
+                if not f.zero:
+                    lst = mapped_by.get(f)
+                    if lst is None:
+                        mapped_by[f] = [(p, r, s)]
+                    else:
+                        lst.append((p, r, s))
+                    if pte.writable:
+                        writable.append((p, r, s))
+                        if f.ksm:
+                            v("ksm-writable", f"{where(p, r, s)} maps KSM page {f!r} writable")
+                elif pte.writable:
+                    v("ksm-writable", f"{where(p, r, s)} maps the zero page writable")
     for p, r, s in writable:
-        sharers = mapped_by[id(s.pte.frame)]
+        sharers = mapped_by[s.pte.frame]
         if len(sharers) > 1:
             others = [where(*x) for x in sharers if x[2] is not s]
             v("writable-exclusive",
@@ -69,8 +74,9 @@ def check(m: Machine, stmt: int, line: int) -> list[Violation]:
               f"mapped by {', '.join(others)}")
     pin_counts = m.pin_counts()
     for f in m.live_frames():
-        pins = pin_counts.get(id(f), 0)
-        nptes = len(mapped_by.get(id(f), ()))
+        pins = pin_counts.get(id(f), 0) if pin_counts else 0
+        lst = mapped_by.get(f)
+        nptes = len(lst) if lst is not None else 0
         if f.refcount < 0 or f.mapcount < 0 or f.swap_refs < 0:
             v("refcount", f"negative count on {f!r}")
         if f.refcount < f.mapcount + pins + int(f.swapcache):

@@ -120,7 +120,7 @@ def stable_tree_insert(m: Machine, kpage: Frame) -> StableNode:
 
 def stable_tree_append(m: Machine, item: RmapItem, node: StableNode) -> None:
     item.head = node
-    node.hlist.insert(0, item)                 # hlist_add_head
+    node.hlist[item] = None                    # hlist_add_head
     m.count("pages_sharing" if len(node.hlist) > 1 else "pages_shared")
 
 
@@ -130,7 +130,7 @@ def remove_rmap_item_from_tree(m: Machine, item: RmapItem) -> None:
         page = get_ksm_page(m, node)           # GET_KSM_PAGE_LOCK
         if page is None:
             return                             # the node went, and took the item with it
-        node.hlist.remove(item)
+        del node.hlist[item]
         m.count("pages_sharing" if node.hlist else "pages_shared", -1)
         item.head = None
     elif item.unstable:

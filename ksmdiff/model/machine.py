@@ -62,6 +62,12 @@ class Machine:
 
     # ------------------------------------------------------------------ counters
     def count(self, name: str, n: int = 1) -> None:
+        cur = self.counters.get(name)
+        if cur is not None and cur is not ANY and len(cur) == 1:
+            # (the common case, one possible value: no set of sums to build)
+            for v in cur:
+                self.counters[name] = frozenset((v + n,))
+            return
         self.count_choices(name, (n,))
 
     def count_choices(self, name: str, choices: Iterable[int]) -> None:

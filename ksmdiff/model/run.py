@@ -146,8 +146,8 @@ def merge_records(runs: list[list[Record]], reasons: list[str]) -> list[Record]:
                 differing.discard(key)
         if differing:
             notes.append("allows each outcome because " + "; or ".join(reasons))
-        out.append(replace(base, fields=history.commit(delta), note="; ".join(notes),
-                           delta=delta))
+        view, changed = history.commit_delta(delta)
+        out.append(replace(base, fields=view, note="; ".join(notes), delta=changed))
     return out
 
 
@@ -215,15 +215,19 @@ class Interpreter:
                 out = frozenset(out)
                 faults[(p.name, r.name, slot.index)] = self._sets.setdefault(("fault", out), out)
             for p in m.procs.values():
-                for _r, slot in p.slots():
-                    slot.last_frame = self._known_frame(slot)
+                for r in p.regions.values():
+                    for slot in r.pages:
+                        if slot.mapped:       # (_known_frame, inline: every page, every step)
+                            pte = slot.pte
+                            if pte.present:
+                                slot.last_frame = pte.frame
+                            elif pte.swap is not None:
+                                slot.last_frame = pte.swap
                 if p.alive:
                     self._note_possible_vma_merges(p)
             note = "; ".join(m.notes[n_notes:])
-            delta = self.observe(faults)
-            self.records.append(Record(i, s.pos.line, self.history.commit(delta, shared=True),
-                                       note=note,
-                                       delta=delta))
+            view, delta = self.history.commit_delta(self.observe(faults), shared=True)
+            self.records.append(Record(i, s.pos.line, view, note=note, delta=delta))
             self.violations.extend(check(m, i, s.pos.line))
 
     @staticmethod
@@ -729,11 +733,13 @@ class Interpreter:
         m = self.m
         for _ in range(SETTLE_MIN_SCANS):
             K.ksm_do_scan_full(m)
+        before = self._observable()
         for _ in range(SETTLE_MAX_SCANS):
-            before = self._observable()
             K.ksm_do_scan_full(m)
-            if self._observable() == before:
+            after = self._observable()
+            if after == before:
                 break
+            before = after           # (nothing runs between a scan and the next)
         else:
             m.notes.append(f"no fixpoint after {SETTLE_MAX_SCANS} scans")
         # a kernel's settle waits for quiet gauges, so it may take more scans than this

@@ -80,20 +80,27 @@ def new_salt() -> int:
             return s
 
 
-# probe.c's MAX_REGION_PAGES and MAX_TOTAL_PAGES: its per-region tables are fixed arrays
-PROBE_MAX_REGION_PAGES = 1024
-PROBE_MAX_TOTAL_PAGES = 4096
+# probe.c's MAX_REGION_PAGES and MAX_TOTAL_PAGES (its tables are sized from the program;
+# these are the scenario language's own limit)
+PROBE_MAX_REGION_PAGES = 1 << 17
+PROBE_MAX_TOTAL_PAGES = 1 << 17
 
 
-def beyond_probe(scn: A.Scenario) -> str | None:
-    """Why the probe cannot run ``scn`` (it maps more pages than probe.c's tables hold),
-    or None.  The scenario language allows more (the model runs them)."""
-    region = max((s.npages for s in scn.statements if isinstance(s, A.Mmap)), default=0)
+def scenario_pages(scn: A.Scenario) -> int:
+    """The pages ``scn`` maps in all, a fork's copies included."""
     layout = Layout()
     layout.procs[scn.initial] = LayoutProc()
     for s in scn.statements:
         layout.apply(s)                # counts a fork's copy of its parent's pages too
-    total = layout.total_pages
+    return layout.total_pages
+
+
+def beyond_probe(scn: A.Scenario) -> str | None:
+    """Why the probe cannot run ``scn`` (it maps more pages than probe.c's tables hold),
+    or None.  probe.c's tables are sized from the program up to the language's own limits,
+    so this guards a scenario built past the validator."""
+    region = max((s.npages for s in scn.statements if isinstance(s, A.Mmap)), default=0)
+    total = scenario_pages(scn)
     if region > PROBE_MAX_REGION_PAGES or total > PROBE_MAX_TOTAL_PAGES:
         return (f"the probe runs at most {PROBE_MAX_REGION_PAGES} pages per region and "
                 f"{PROBE_MAX_TOTAL_PAGES} pages in all (a fork's copies included); this scenario maps "

@@ -5,8 +5,8 @@ guest backend both feed it the probe's messages (wire.py)."""
 
 from __future__ import annotations
 
-from ksmdiff.observe import (OK, PRCTL_MERGE, History, Record, label_frames, page_key,
-                             proc_abs_counter_key, proc_counter_key)
+from ksmdiff.observe import (ABSENT, OK, PAGE_FIELDS, PRCTL_MERGE, History, Record,
+                             label_frames, page_key, proc_abs_counter_key, proc_counter_key)
 from ksmdiff.probe import wire as W
 from ksmdiff.probe.compiler import Program
 from ksmdiff.probe.result import PROBE_COUNTERS, KernelRun
@@ -27,16 +27,21 @@ def _singleton(v) -> frozenset:
     return got
 
 
-_PREFIXES: dict = {}
+_KEYS: dict = {}
 
 
-def _page_prefix(proc: str, region: str, index: int) -> str:
-    """``"A/buf[3]."``: observe.page_key without the field name, cached."""
+def _page_keys(proc: str, region: str, index: int) -> tuple:
+    """The page's field keys, in PAGE_FIELDS order (fault last), one string object each
+    for the whole process (records share them)."""
     key = (proc, region, index)
-    got = _PREFIXES.get(key)
+    got = _KEYS.get(key)
     if got is None:
-        got = _PREFIXES[key] = page_key(proc, region, index, "")
+        prefix = page_key(proc, region, index, "")
+        got = _KEYS[key] = tuple(prefix + n for n in PAGE_FIELDS)
     return got
+
+
+_GONE = (ABSENT,) * (len(PAGE_FIELDS) - 1)
 
 
 class ScenarioState:
@@ -72,6 +77,16 @@ class ScenarioState:
         self.gauge_after: dict[str, int] = {}
         self.last_barrier_raw: dict | None = None
         self.proc_base: dict[int, tuple] = {}   # probe proc index -> "m" values at creation
+        # the probe's records are changes: every page's last entry (without its fault),
+        # keyed (proc, region, page) by the program's indices, which sort in canonical
+        # page order; and what the last record showed of each page and counter
+        self.entries: dict[tuple[int, int, int], list] = {}
+        self._order: list | None = []          # sorted(entries), None: to sort again
+        self._labels: dict = {}                # page -> frame label shown
+        self._shown: dict = {}                 # page -> its fields shown (PAGE_FIELDS[:-1])
+        self._shown_faults: dict = {}
+        self._shown_counters: dict = {}
+        self._fields_of: dict = {}             # page state -> its fields (shared tuples)
 
     def _record(self, msg: dict) -> None:
         k = msg[W.KEY_STMT]
@@ -85,37 +100,101 @@ class ScenarioState:
         elif isinstance(stmt, A.Exec):
             # same pid, a new mm: its ksm_stat counts from 0 (mm_alloc())
             self.proc_base[procs.index(stmt.proc)] = None
-        values: dict = {}
-        order = []
-        PRESENT, PFN, KSM, ZERO_PAGE = W.PRESENT, W.PFN, W.KSM, W.ZERO_PAGE
-        for e in msg[W.KEY_PAGES]:
-            pk = (procs[e[W.PROC]], regions[e[W.REGION]], e[W.PAGE])
-            if e[PRESENT]:
-                pfn = e[PFN]
-                order.append((pk, "Z" if e[ZERO_PAGE] else pfn))
-                if e[KSM] and not e[ZERO_PAGE]:
-                    self.ksm_pfns[pfn] = k
-            else:
-                order.append((pk, None))
-            values[pk] = e
-        labels = label_frames(order)
-        fs = _singleton
-        fields: dict = {}
+        entries = self.entries
         has_fault = W.FAULT + 1
-        for pk, e in values.items():
-            base = _page_prefix(*pk)
-            fields[base + "present"] = fs(bool(e[PRESENT]))
-            fields[base + "swapped"] = fs(bool(e[W.SWAPPED]))
-            fields[base + "frame"] = fs(labels[pk])
-            if e[PRESENT]:
-                if self.ksm_flag:
-                    fields[base + "ksm"] = fs(bool(e[KSM]))
-                fields[base + "mapcount"] = fs(int(e[W.MAPCOUNT]))
-                fields[base + "exclusive"] = fs(bool(e[W.EXCLUSIVE]))
-                if e[W.CONTENT] is not None:     # null: PROT_NONE, never loaded
-                    fields[base + "content"] = fs(e[W.CONTENT])
+        PRESENT, PFN, KSM, ZERO_PAGE = W.PRESENT, W.PFN, W.KSM, W.ZERO_PAGE
+        changed: list = []
+        faults: dict = {}
+        frames_moved = not self.records      # the first record labels every frame
+        for e in msg[W.KEY_PAGES]:
+            key = (e[W.PROC], e[W.REGION], e[W.PAGE])
             if len(e) == has_fault:
-                fields[base + "fault"] = fs(e[W.FAULT])
+                faults[key] = e[W.FAULT]
+                e = e[:W.FAULT]
+            old = entries.get(key)
+            if old is None:
+                self._order = None
+                frames_moved = True
+            elif (old[PRESENT] != e[PRESENT] or old[PFN] != e[PFN]
+                  or old[ZERO_PAGE] != e[ZERO_PAGE]):
+                frames_moved = True
+            entries[key] = e
+            changed.append(key)
+            if e[PRESENT] and e[KSM] and not e[ZERO_PAGE]:
+                self.ksm_pfns[e[PFN]] = k
+        gone = []
+        for p, r, lo, hi in msg.get(W.KEY_GONE, ()):
+            for i in range(lo, hi + 1):
+                if entries.pop((p, r, i), None) is not None:
+                    gone.append((p, r, i))
+        if gone:
+            self._order = None
+            frames_moved = True
+        if frames_moved:
+            # frame labels are canonical per record (observe.label_frames): a frame that
+            # appeared, went or moved may relabel any page after it
+            if self._order is None:
+                self._order = sorted(entries)
+            labels = label_frames(
+                ((key, ("Z" if e[ZERO_PAGE] else e[PFN]) if e[PRESENT] else None)
+                 for key, e in ((key, entries[key]) for key in self._order)))
+            old_labels = self._labels
+            relabelled = [key for key, lab in labels.items() if old_labels.get(key) != lab]
+            self._labels = labels
+        else:
+            relabelled = []
+        fs = _singleton
+        delta: dict = {}
+        shown = self._shown
+        ksm_flag = self.ksm_flag
+        labels = self._labels
+        fields_of = self._fields_of
+        for key in set(changed).union(relabelled):
+            e = entries[key]
+            pk = (procs[key[0]], regions[key[1]], key[2])
+            # one tuple of shared one-element sets per distinct page state (a scenario's
+            # pages share a few states)
+            if e[PRESENT]:
+                st = (True, ksm_flag, e[W.SWAPPED], labels[key], e[KSM], e[W.MAPCOUNT],
+                      e[W.EXCLUSIVE],
+                      e[W.CONTENT])
+            else:
+                st = (False, e[W.SWAPPED])
+            new = fields_of.get(st)
+            if new is None:
+                if e[PRESENT]:
+                    new = (fs(True), fs(bool(e[W.SWAPPED])), fs(labels[key]),
+                           fs(bool(e[KSM])) if ksm_flag else ABSENT, fs(int(e[W.MAPCOUNT])),
+                           fs(bool(e[W.EXCLUSIVE])),
+                           # null: PROT_NONE, never loaded
+                           ABSENT if e[W.CONTENT] is None else fs(e[W.CONTENT]))
+                else:
+                    new = (fs(False), fs(bool(e[W.SWAPPED])), fs(None), ABSENT, ABSENT,
+                           ABSENT, ABSENT)
+                fields_of[st] = new
+            was = shown.get(key, _GONE)
+            if was != new:
+                for fk, a_, b_ in zip(_page_keys(*pk), was, new):
+                    if a_ is not b_:
+                        delta[fk] = b_
+                shown[key] = new
+        for key in gone:
+            pk = (procs[key[0]], regions[key[1]], key[2])
+            for fk, a_ in zip(_page_keys(*pk), shown.pop(key, _GONE)):
+                if a_ is not ABSENT:
+                    delta[fk] = ABSENT
+            self._labels.pop(key, None)
+        shown_f = self._shown_faults
+        fault_fields = {}
+        for key, outcome in faults.items():
+            fk = _page_keys(procs[key[0]], regions[key[1]], key[2])[-1]
+            fault_fields[fk] = v = fs(outcome)
+            if shown_f.get(fk) is not v:
+                delta[fk] = v
+        for fk in shown_f.keys() - fault_fields.keys():
+            delta[fk] = ABSENT
+        self._shown_faults = fault_fields
+        fields: dict = {}
         if W.KEY_COUNTERS in msg:
             measured = msg[W.KEY_COUNTERS]
             for name in list(self.cum):
@@ -132,10 +211,17 @@ class ScenarioState:
             if name in self.cum:
                 fields["counter." + name] = fs(self.cum[name])
         self._proc_counters(msg, fields)
+        shown_c = self._shown_counters
+        for fk, v in fields.items():
+            if shown_c.get(fk, ABSENT) is not v:
+                delta[fk] = v
+        for fk in shown_c.keys() - fields.keys():
+            delta[fk] = ABSENT
+        self._shown_counters = fields
         note = "" if not self.ambiguous else "ambiguous in a batch: " + self.ambiguous
         # (one-element sets, shared between records; the stream keeps what changed)
-        view, delta = self.history.commit_full(fields)
-        self.records.append(Record(k, stmt.pos.line, view, OK, note, delta))
+        view, changed = self.history.commit_delta(delta, shared=True)
+        self.records.append(Record(k, stmt.pos.line, view, OK, note, changed))
 
     def _proc_counters(self, msg: dict, fields: dict) -> None:
         """Per-process counters (/proc/PID/ksm_stat): the change since the process was
@@ -171,7 +257,7 @@ class ScenarioState:
         elif stat is not None:
             # gauges from this scenario's own state after a shared settle: the probe sums
             # its live processes' /proc/PID/ksm_stat for the record (null: unreadable)
-            ksm_frames = {e[W.PFN] for e in msg[W.KEY_PAGES]
+            ksm_frames = {e[W.PFN] for e in self.entries.values()
                           if e[W.PRESENT] and e[W.KSM] and not e[W.ZERO_PAGE]}
             own = {"pages_shared": len(ksm_frames),
                    "pages_sharing": stat[0] - len(ksm_frames),

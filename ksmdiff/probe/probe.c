@@ -90,8 +90,10 @@
 #define MAX_PAGE_SIZE 65536UL
 #define MAX_PROCS 16
 #define MAX_REGIONS 64
-#define MAX_REGION_PAGES 1024
-#define MAX_TOTAL_PAGES 4096
+/* The scenario language's limit on pages in all (a fork's copies included); the tables
+ * are sized from the program (validate_program), not from these. */
+#define MAX_REGION_PAGES 131072
+#define MAX_TOTAL_PAGES 131072
 #define MAX_STMTS 10000
 #define MAX_PROGRAM (1u << 20)
 #define MAX_LINE 200
@@ -232,14 +234,20 @@ struct mailbox {
     int64_t delta[NCOUNTERS];
     int npins;
     struct pin_entry pins[MAX_PIN_ENTRIES];
-    /* observe(): this process's pagemap entries (the supervisor's buffer, shared so that
-     * filling it never copies a private page); OP_PEEK: addresses of the present pages
-     * (supervisor -> process) and their scans (back) */
-    uint64_t pm[MAX_TOTAL_PAGES];
+    /* observe(): this process's pagemap entries and the kpageflags / kpagecount of its
+     * present pages (the supervisor's buffers, shared so that filling them never copies a
+     * private page); OP_PEEK: addresses of the present pages to read (supervisor ->
+     * process) and their scans (back).  Each array holds page_cap entries, in the shared
+     * table area (alloc_tables). */
+    int page_cap;
+    uint64_t *pm, *kflags, *kcount;
     int npeek;
     int merge_any;             /* OP_PEEK: prctl(PR_GET_MEMORY_MERGE), -1 if refused */
-    uintptr_t peek_addr[MAX_TOTAL_PAGES];
-    struct content_scan peek[MAX_TOTAL_PAGES];
+    uintptr_t *peek_addr;
+    struct content_scan *peek;
+    /* the same two arrays as offsets from the shared area's start: a scenario process
+     * reads them so (an exec'd one maps the area at another address) */
+    size_t peek_addr_off, peek_off;
 };
 
 struct slot {
@@ -361,26 +369,94 @@ static int split(char *line, char **toks, int max)
     return n;
 }
 
-/* Validation state (also used at run time). */
+/* What the last record showed of a page: observe() prints a page only where this
+ * changes (records of changes, docs/probe-wire.md). */
+struct page_seen {
+    uint64_t pfn, count;
+    uint8_t shown;             /* the page is in the stream (printed, not gone since) */
+    uint8_t present, swapped, ksm, zero, excl, noaccess;
+    char content[24];          /* decode_content's string; "" for none (null) */
+};
+
+/* Validation state (also used at run time).  The per-page tables hold npages entries,
+ * allocated at mmap (region_tables) and copied at fork (region_copy). */
 struct region_state {
     int exists;
     int npages;
     uintptr_t addr;
-    unsigned char mapped[MAX_REGION_PAGES];
-    unsigned char pins[MAX_REGION_PAGES];
-    unsigned char noaccess[MAX_REGION_PAGES];  /* PROT_NONE: never loaded by a peek */
-    uint64_t last_pfn[MAX_REGION_PAGES]; /* NO_PFN: none */
+    unsigned char *mapped;
+    unsigned char *pins;
+    unsigned char *noaccess;   /* PROT_NONE: never loaded by a peek */
+    uint64_t *last_pfn;        /* NO_PFN: none */
+    struct page_seen *seen;
+    size_t table_size;         /* bytes of the one mapping holding the tables */
 };
 #define NO_PFN UINT64_MAX
 
 struct proc_state {
     int spawned, alive;
+    int shown;                 /* some page of it is in the stream (gone at exit) */
     pid_t pid;
     int pidfd, pagemap_fd;
     struct region_state *reg[MAX_REGIONS];
 };
 static struct proc_state procs[MAX_PROCS];
 static int total_pages;
+static int region_max[MAX_REGIONS];   /* the most pages any mmap of region r maps */
+static int page_cap;                  /* sum of region_max: a process's pages at most */
+
+/* Fresh private anonymous memory, zeroed, for tables the supervisor writes after clone():
+ * a malloc()ed chunk could sit on a page shared copy-on-write with process 0, and the
+ * supervisor's write to it would then be a fault of its own (pgreuse, once process 0 is
+ * gone) inside some probe's counter window. */
+static void *table_alloc(size_t size)
+{
+    void *p = mmap(NULL, size ? size : 1, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+                   -1, 0);
+    if (p == MAP_FAILED) {
+        fprintf(stderr, "ksmdiff-probe: out of memory (%zu bytes of tables)\n", size);
+        exit(3);
+    }
+    return p;
+}
+
+static void region_free(struct region_state *rs)
+{
+    if (rs->table_size)
+        munmap(rs->seen, rs->table_size);   /* (the base of the mapping) */
+    rs->mapped = rs->pins = rs->noaccess = NULL;
+    rs->last_pfn = NULL;
+    rs->seen = NULL;
+    rs->table_size = 0;
+}
+
+/* Tables for npages pages (old ones dropped): all zero (nothing mapped, shown or pinned). */
+static void region_tables(struct region_state *rs, int npages)
+{
+    region_free(rs);
+    size_t n = (size_t)npages;
+    size_t bytes = n * (sizeof(struct page_seen) + sizeof(uint64_t) + 3);
+    unsigned char *base = table_alloc(bytes);
+    rs->table_size = bytes;
+    rs->seen = (struct page_seen *)base;
+    rs->last_pfn = (uint64_t *)(base + n * sizeof(struct page_seen));
+    rs->mapped = base + n * (sizeof(struct page_seen) + sizeof(uint64_t));
+    rs->pins = rs->mapped + n;
+    rs->noaccess = rs->pins + n;
+    rs->npages = npages;
+}
+
+/* A fork's copy of its parent's region: the same pages mapped, no pins, nothing shown. */
+static void region_copy(struct region_state *dst, const struct region_state *src)
+{
+    region_tables(dst, src->npages);
+    dst->exists = src->exists;
+    dst->addr = src->addr;
+    size_t n = (size_t)src->npages;
+    memcpy(dst->mapped, src->mapped, n);
+    memcpy(dst->noaccess, src->noaccess, n);
+    memcpy(dst->last_pfn, src->last_pfn, n * sizeof(uint64_t));
+}
 
 /* exec: the process's new mm has none of its regions (a region may be mapped again) */
 static void forget_regions(int p)
@@ -445,10 +521,11 @@ static void validate_program(void)
             total_pages += s->arg;
             if (total_pages > MAX_TOTAL_PAGES)
                 die_program("more than %d pages in all", MAX_TOTAL_PAGES);
+            region_tables(rs, s->arg);
             rs->exists = 1;
-            rs->npages = s->arg;
             memset(rs->mapped, 1, (size_t)s->arg);
-            memset(rs->pins, 0, sizeof rs->pins);
+            if (s->arg > region_max[s->r])
+                region_max[s->r] = s->arg;
             break;
         }
         case OP_FILL: case OP_WRITE: case OP_READ: case OP_MADV: case OP_MPROT: case OP_FWRITE:
@@ -493,8 +570,7 @@ static void validate_program(void)
             for (int r = 0; r < MAX_REGIONS; r++)
                 if (ps->reg[r] && ps->reg[r]->exists) {
                     struct region_state *rs = region_of(s->arg, r);
-                    *rs = *ps->reg[r];
-                    memset(rs->pins, 0, sizeof rs->pins);
+                    region_copy(rs, ps->reg[r]);
                     total_pages += rs->npages;
                 }
             if (total_pages > MAX_TOTAL_PAGES)
@@ -518,10 +594,17 @@ static void validate_program(void)
     }
     if (next_proc > nprocs)
         die_program("more processes than declared");
+    /* the most pages one process can have mapped at once: each region at its largest */
+    page_cap = 0;
+    for (int r = 0; r < MAX_REGIONS; r++)
+        page_cap += region_max[r];
     /* reset for the real run */
     for (int p = 0; p < MAX_PROCS; p++) {
         for (int r = 0; r < MAX_REGIONS; r++)
-            free(procs[p].reg[r]);
+            if (procs[p].reg[r]) {
+                region_free(procs[p].reg[r]);
+                free(procs[p].reg[r]);
+            }
         memset(&procs[p], 0, sizeof procs[p]);
         procs[p].pidfd = procs[p].pagemap_fd = -1;
     }
@@ -1159,12 +1242,14 @@ static int child_loop(int self, uint32_t seen)
         if (mb->op == OP_PEEK) {
             /* no counter window: loads of present pages move no counter */
             int npeek = mb->npeek;
-            if (npeek < 0 || npeek > MAX_TOTAL_PAGES)
+            if (npeek < 0 || npeek > mb->page_cap)
                 npeek = 0, mb->ret = -EINVAL;   /* counts bounded by the arrays, always */
             else
                 mb->ret = 0;
             for (int i = 0; i < npeek; i++)
-                scan_content((const volatile unsigned char *)mb->peek_addr[i], &mb->peek[i]);
+                scan_content((const volatile unsigned char *)
+                             ((const uintptr_t *)((char *)slots + mb->peek_addr_off))[i],
+                             (struct content_scan *)((char *)slots + mb->peek_off) + i);
             /* MMF_VM_MERGE_ANY of this process's mm (6.4+; EINVAL before): only the
              * process itself can ask */
             {
@@ -1210,8 +1295,12 @@ static int child_loop(int self, uint32_t seen)
  * /proc/self/map_files (the same shmem object, mapped again by the new image), with what
  * a scenario process reads of the supervisor's globals: its slot, the process count, the
  * supervisor's pid, the salts and the command's sequence number. */
+static size_t slots_total_len;   /* the whole shared area: the slots, then the tables */
+
 static size_t slots_len(void)
 {
+    if (slots_total_len)
+        return slots_total_len;
     size_t len = sizeof(struct slot) * (size_t)nprocs;
     return (len + page_size - 1) & ~(page_size - 1);
 }
@@ -1283,6 +1372,10 @@ static int exec_child_main(char **argv)
     nprocs = (int)n;
     salt = strtoull(argv[6], NULL, 16);
     salt2 = strtoull(argv[7], NULL, 16);
+    struct stat st;               /* the shmem object's size: the whole area, tables included */
+    if (fstat((int)fd, &st) || st.st_size <= 0)
+        return 3;
+    slots_total_len = (size_t)st.st_size;
     slots = mmap(NULL, slots_len(), PROT_READ | PROT_WRITE, MAP_SHARED, (int)fd, 0);
     close((int)fd);
     if (slots == MAP_FAILED)
@@ -1430,13 +1523,6 @@ static void kill_all(void)
     window_unlock();
 }
 
-static uint64_t read_u64_at(int fd, uint64_t index, int *ok)
-{
-    uint64_t v = 0;
-    *ok = pread(fd, &v, 8, (off_t)(index * 8)) == 8;
-    return v;
-}
-
 static int kpageflags_fd = -1, kpagecount_fd = -1;
 
 /* The content string of a page, from its scan (scan_content, in the page's process). */
@@ -1466,9 +1552,6 @@ static void decode_content(const struct content_scan *sc, char *out, size_t outs
         snprintf(out, outsz, "0x%02x", fill);
 }
 
-/* One JSON record: every mapped page of every live process, in canonical order.
- * Per live process: its pagemap entries first, then one OP_PEEK in which the process reads
- * its own present pages, then the record entries (kpageflags, kpagecount, content). */
 /* pgreuse is machine-wide: another process's reuse fault between the window's two reads,
  * but in neither empty control window, would pass for the scenario's.  The scenario's own
  * share is bounded: wp_page_reuse() keeps the faulting page, so only a page the write or
@@ -1478,7 +1561,7 @@ static void decode_content(const struct content_scan *sc, char *out, size_t outs
 static int pgreuse_possible(struct stmt *s, int ngroup)
 {
     int n = 0;
-    uint64_t pm[MAX_REGION_PAGES];
+    uint64_t pm[1024];
     for (int g = 0; g < ngroup; g++) {
         struct stmt *x = s + g;
         if (x->op != OP_WRITE && x->op != OP_FILL && x->op != OP_FWRITE && x->op != OP_MLOCK)
@@ -1487,16 +1570,18 @@ static int pgreuse_possible(struct stmt *s, int ngroup)
         struct region_state *rs = ps->reg[x->r];
         if (!ps->alive || !rs || !rs->exists)
             continue;
-        size_t cnt = (size_t)(x->hi - x->lo + 1);
-        off_t at = (off_t)((rs->addr / page_size + (uintptr_t)x->lo) * 8);
-        if (pread(ps->pagemap_fd, pm, cnt * 8, at) !=
-            (ssize_t)(cnt * 8))
-            return INT_MAX;   /* cannot tell: keep the value */
-        for (int i = x->lo; i <= x->hi; i++) {
-            uint64_t e = pm[i - x->lo];
-            if (rs->mapped[i] && (e >> 63 & 1) && rs->last_pfn[i] != NO_PFN &&
-                (e & ((1ULL << 55) - 1)) == rs->last_pfn[i])
-                n++;
+        for (int lo = x->lo; lo <= x->hi; lo += 1024) {   /* (a chunk at a time) */
+            int hi = x->hi - lo >= 1024 ? lo + 1023 : x->hi;
+            size_t cnt = (size_t)(hi - lo + 1);
+            off_t at = (off_t)((rs->addr / page_size + (uintptr_t)lo) * 8);
+            if (pread(ps->pagemap_fd, pm, cnt * 8, at) != (ssize_t)(cnt * 8))
+                return INT_MAX;   /* cannot tell: keep the value */
+            for (int i = lo; i <= hi; i++) {
+                uint64_t e = pm[i - lo];
+                if (rs->mapped[i] && (e >> 63 & 1) && rs->last_pfn[i] != NO_PFN &&
+                    (e & ((1ULL << 55) - 1)) == rs->last_pfn[i])
+                    n++;
+            }
         }
     }
     return n;
@@ -1574,6 +1659,130 @@ static int proc_ksm_counters(int p, int64_t out[3])
     return out[0] >= 0 || out[1] >= 0 || out[2] >= 0;
 }
 
+/* Records of changes (docs/probe-wire.md): a record prints a page only where its entry
+ * differs from the last one printed for it (or the statement read or wrote it: its fault),
+ * and lists the pages that went ("g").  The kernel is still asked about every page each
+ * record, cheaply: one pagemap read per region, and kpageflags / kpagecount in runs of
+ * nearby PFNs.  A page's content is read again only where it may have changed: the page
+ * is new to the stream, its pagemap entry or protection changed, the statement read or
+ * wrote it, or it maps a frame such a page was left on (a write into a frame another pte
+ * maps too would show there). */
+struct pfn_ref {
+    uint64_t pfn;
+    uint64_t *at;      /* its kflags entry; the kcount entry is page_cap further on */
+};
+static struct pfn_ref *pfn_refs;
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static int cmp_ref(const void *a, const void *b)
+{
+    return cmp_u64(&((const struct pfn_ref *)a)->pfn, &((const struct pfn_ref *)b)->pfn);
+}
+
+/* kpageflags and kpagecount of the nref pages in pfn_refs: sorted by PFN, one read of
+ * each file per run of PFNs less than KPAGE_GAP apart. */
+#define KPAGE_GAP 64
+#define KPAGE_CHUNK 4096
+static void read_kpage(int sidx, size_t nref)
+{
+    /* (fresh memory of the supervisor's own, as table_alloc says: a static buffer would
+     * sit on a page shared copy-on-write with process 0) */
+    static uint64_t *fl, *cnt;
+    if (!fl) {
+        fl = table_alloc(2 * KPAGE_CHUNK * sizeof *fl);
+        cnt = fl + KPAGE_CHUNK;
+    }
+    qsort(pfn_refs, nref, sizeof *pfn_refs, cmp_ref);
+    size_t cap = (size_t)slots[0].mb.page_cap;
+    for (size_t a = 0; a < nref;) {
+        size_t b = a + 1;
+        while (b < nref && pfn_refs[b].pfn - pfn_refs[b - 1].pfn < KPAGE_GAP &&
+               pfn_refs[b].pfn - pfn_refs[a].pfn < KPAGE_CHUNK)
+            b++;
+        uint64_t lo = pfn_refs[a].pfn;
+        size_t n = (size_t)(pfn_refs[b - 1].pfn - lo + 1);
+        if (pread(kpageflags_fd, fl, n * 8, (off_t)(lo * 8)) != (ssize_t)(n * 8) ||
+            pread(kpagecount_fd, cnt, n * 8, (off_t)(lo * 8)) != (ssize_t)(n * 8))
+            die_runtime(sidx, "kpageflags/kpagecount read failed for a page");
+        for (size_t k = a; k < b; k++) {
+            pfn_refs[k].at[0] = fl[pfn_refs[k].pfn - lo];
+            pfn_refs[k].at[cap] = cnt[pfn_refs[k].pfn - lo];
+        }
+        a = b;
+    }
+}
+
+/* Where region r's pages start in process p's mailbox arrays. */
+static int page_offset(int p, int r)
+{
+    int used = 0;
+    for (int q = 0; q < r; q++)
+        if (procs[p].reg[q] && procs[p].reg[q]->exists)
+            used += procs[p].reg[q]->npages;
+    return used;
+}
+
+static int page_touched(struct stmt *s, int ngroup, int p, int r, int i)
+{
+    for (int g = 0; g < ngroup; g++) {
+        struct stmt *x = s + g;
+        if ((x->op == OP_READ || x->op == OP_WRITE || x->op == OP_FILL || x->op == OP_FWRITE) &&
+            x->p == p && x->r == r && i >= x->lo && i <= x->hi)
+            return 1;
+    }
+    return 0;
+}
+
+/* A present page (pagemap entry e) whose content must be read again (above). */
+static int content_may_change(struct region_state *rs, int i, uint64_t e, struct stmt *s,
+                              int ngroup, int p, int r, const uint64_t *touched_pfns,
+                              size_t ntouched)
+{
+    struct page_seen *sn = &rs->seen[i];
+    uint64_t pfn = e & ((1ULL << 55) - 1);
+    if (!sn->shown || !sn->present || sn->pfn != pfn || sn->noaccess != rs->noaccess[i] ||
+        !sn->content[0])
+        return 1;
+    if (page_touched(s, ngroup, p, r, i))
+        return 1;
+    return ntouched && bsearch(&pfn, touched_pfns, ntouched, sizeof *touched_pfns, cmp_u64);
+}
+
+/* The "g" list of a record: runs of pages that went, [proc, region, first, last]. */
+static int gone_p = -1, gone_r, gone_lo, gone_hi, gone_first = 1;
+
+static void gone_flush_run(void)
+{
+    if (gone_p < 0)
+        return;
+    printf("%s[%d,%d,%d,%d]", gone_first ? ",\"g\":[" : ",", gone_p, gone_r, gone_lo, gone_hi);
+    gone_first = 0;
+    gone_p = -1;
+}
+
+static void note_gone(int p, int r, int i)
+{
+    if (gone_p == p && gone_r == r && gone_hi + 1 == i) {
+        gone_hi = i;
+        return;
+    }
+    gone_flush_run();
+    gone_p = p, gone_r = r, gone_lo = gone_hi = i;
+}
+
+static void flush_gone(void)
+{
+    gone_flush_run();
+    if (!gone_first)
+        printf("]");
+    gone_first = 1;
+}
+
 static void observe(int sidx, struct stmt *s, int ngroup, const int64_t *delta)
 {
     int64_t checked[NCOUNTERS];
@@ -1609,27 +1818,81 @@ static void observe(int sidx, struct stmt *s, int ngroup, const int64_t *delta)
     int merge_any[MAX_PROCS];
     for (int p = 0; p < MAX_PROCS; p++)
         merge_any[p] = -1;
+    /* 1: every live process's pagemap; the present pages' PFNs, in order, for the
+     * kpageflags / kpagecount reads */
+    size_t nref = 0;
     for (int p = 0; p < MAX_PROCS; p++) {
         struct proc_state *ps = &procs[p];
         if (!ps->spawned || !ps->alive)
             continue;
         struct mailbox *mb = &slots[p].mb;
-        int off[MAX_REGIONS];
-        int used = 0, npeek = 0;
+        int used = 0;
         for (int r = 0; r < nregions; r++) {
             struct region_state *rs = ps->reg[r];
-            off[r] = used;
             if (!rs || !rs->exists)
                 continue;
-            if (used + rs->npages > MAX_TOTAL_PAGES)
-                die_runtime(sidx, "more than %d pages in process %d", MAX_TOTAL_PAGES, p);
+            if (used + rs->npages > mb->page_cap)
+                die_runtime(sidx, "more than %d pages in process %d", mb->page_cap, p);
             size_t want = (size_t)rs->npages * 8;
             if (pread(ps->pagemap_fd, mb->pm + used, want, (off_t)(rs->addr / page_size * 8)) !=
                 (ssize_t)want)
                 die_runtime(sidx, "pagemap read failed: %s", strerror(errno));
-            for (int i = 0; i < rs->npages; i++)
-                if (rs->mapped[i] && !rs->noaccess[i] && (mb->pm[used + i] >> 63 & 1))
+            for (int i = 0; i < rs->npages; i++) {
+                uint64_t e = mb->pm[used + i];
+                if (rs->mapped[i] && (e >> 63 & 1)) {
+                    pfn_refs[nref].pfn = e & ((1ULL << 55) - 1);
+                    pfn_refs[nref].at = &mb->kflags[used + i];
+                    nref++;
+                }
+            }
+            used += rs->npages;
+        }
+    }
+    read_kpage(sidx, nref);
+    /* the PFNs the statement's reads and writes left its pages on: a write that kept a
+     * frame another page maps too would show in that page's content alone */
+    size_t ntouched = 0;
+    uint64_t *touched_pfns = NULL;
+    for (int pass = 0; pass < 2; pass++) {
+        for (int g = 0; g < ngroup; g++) {
+            struct stmt *x = s + g;
+            if (!(x->op == OP_READ || x->op == OP_WRITE || x->op == OP_FILL ||
+                  x->op == OP_FWRITE) || !procs[x->p].alive)
+                continue;
+            struct region_state *rs = procs[x->p].reg[x->r];
+            uint64_t *pm = slots[x->p].mb.pm + page_offset(x->p, x->r);
+            for (int i = x->lo; i <= x->hi; i++)
+                if (rs->mapped[i] && (pm[i] >> 63 & 1)) {
+                    if (pass)
+                        touched_pfns[ntouched] = pm[i] & ((1ULL << 55) - 1);
+                    ntouched++;
+                }
+        }
+        if (!pass) {
+            touched_pfns = ntouched ? table_alloc(ntouched * sizeof(uint64_t)) : NULL;
+            ntouched = 0;
+        }
+    }
+    if (ntouched)
+        qsort(touched_pfns, ntouched, sizeof(uint64_t), cmp_u64);
+    /* 2: per live process, the pages whose entry may have changed are read again (one
+     * OP_PEEK), and the ones that did change are printed */
+    for (int p = 0; p < MAX_PROCS; p++) {
+        struct proc_state *ps = &procs[p];
+        if (!ps->spawned || !ps->alive)
+            continue;
+        struct mailbox *mb = &slots[p].mb;
+        int npeek = 0, used = 0;
+        for (int r = 0; r < nregions; r++) {
+            struct region_state *rs = ps->reg[r];
+            if (!rs || !rs->exists)
+                continue;
+            for (int i = 0; i < rs->npages; i++) {
+                uint64_t e = mb->pm[used + i];
+                if (rs->mapped[i] && !rs->noaccess[i] && (e >> 63 & 1) &&
+                    content_may_change(rs, i, e, s, ngroup, p, r, touched_pfns, ntouched))
                     mb->peek_addr[npeek++] = rs->addr + (uintptr_t)i * page_size;
+            }
             used += rs->npages;
         }
         /* (also without present pages: the process reports its prctl merge state) */
@@ -1638,48 +1901,41 @@ static void observe(int sidx, struct stmt *s, int ngroup, const int64_t *delta)
         issue(sidx, p);
         merge_any[p] = mb->merge_any;
         int j = 0;
+        used = 0;
         for (int r = 0; r < nregions; r++) {
             struct region_state *rs = ps->reg[r];
             if (!rs || !rs->exists)
                 continue;
             for (int i = 0; i < rs->npages; i++) {
+                struct page_seen *sn = &rs->seen[i];
                 if (!rs->mapped[i])
-                    continue;
-                uint64_t e = mb->pm[off[r] + i];
-                int present = (int)(e >> 63 & 1), swapped = (int)(e >> 62 & 1);
-                int excl = (int)(e >> 56 & 1);
+                    continue;            /* (its going, if it was shown: below) */
+                uint64_t e = mb->pm[used + i];
+                struct page_seen now;
+                memset(&now, 0, sizeof now);
+                now.shown = 1;
+                now.present = (uint8_t)(e >> 63 & 1);
+                now.swapped = (uint8_t)(e >> 62 & 1);
+                now.noaccess = rs->noaccess[i];
                 uint64_t pfn = e & ((1ULL << 55) - 1);
-                int touched = 0;
-                for (int g = 0; g < ngroup; g++) {
-                    struct stmt *x = s + g;
-                    if ((x->op == OP_READ || x->op == OP_WRITE || x->op == OP_FILL ||
-                         x->op == OP_FWRITE) &&
-                        x->p == p && x->r == r && i >= x->lo && i <= x->hi)
-                        touched = 1;
-                }
-                /* one entry, fields in page_fields order */
-                printf("%s[%d,%d,%d,%d,%d", first ? "" : ",", p, r, i, present, swapped);
-                first = 0;
-                if (present) {
-                    int ok1, ok2;
-                    uint64_t fl = read_u64_at(kpageflags_fd, pfn, &ok1);
-                    uint64_t cnt = read_u64_at(kpagecount_fd, pfn, &ok2);
-                    if (!ok1 || !ok2)
-                        die_runtime(sidx, "kpageflags/kpagecount read failed for a page");
-                    char content[48];
-                    if (!rs->noaccess[i])
-                        decode_content(&mb->peek[j++], content, sizeof content);
-                    printf(",%llu,%d,%d,%llu,%d,", (unsigned long long)pfn, (int)(fl >> 21 & 1),
-                           (int)(fl >> 24 & 1), (unsigned long long)cnt, excl);
+                if (now.present) {
+                    uint64_t fl = mb->kflags[used + i];
+                    now.pfn = pfn;
+                    now.excl = (uint8_t)(e >> 56 & 1);
+                    now.ksm = (uint8_t)(fl >> 21 & 1);
+                    now.zero = (uint8_t)(fl >> 24 & 1);
+                    now.count = mb->kcount[used + i];
                     if (rs->noaccess[i])
-                        printf("null");      /* PROT_NONE: a load would fault */
+                        now.content[0] = 0;    /* PROT_NONE: a load would fault */
+                    else if (content_may_change(rs, i, e, s, ngroup, p, r, touched_pfns,
+                                                ntouched))
+                        decode_content(&mb->peek[j++], now.content, sizeof now.content);
                     else
-                        json_str(stdout, content);
-                } else {
-                    printf(",null,null,null,null,null,null");
+                        memcpy(now.content, sn->content, sizeof now.content);
                 }
+                int touched = page_touched(s, ngroup, p, r, i);
                 const char *fault = "";
-                if (touched && present) {
+                if (touched && now.present) {
                     if (rs->last_pfn[i] == NO_PFN)
                         fault = "fresh";
                     else if (rs->last_pfn[i] == pfn)
@@ -1687,18 +1943,58 @@ static void observe(int sidx, struct stmt *s, int ngroup, const int64_t *delta)
                     else
                         fault = "copied";
                 }
+                if (now.present)
+                    rs->last_pfn[i] = pfn;
+                else if (!now.swapped)
+                    rs->last_pfn[i] = NO_PFN;
+                if (!*fault && !memcmp(&now, sn, sizeof now))
+                    continue;
+                *sn = now;
+                ps->shown = 1;
+                /* one entry, fields in page_fields order */
+                printf("%s[%d,%d,%d,%d,%d", first ? "" : ",", p, r, i, now.present, now.swapped);
+                first = 0;
+                if (now.present) {
+                    printf(",%llu,%d,%d,%llu,%d,", (unsigned long long)pfn, now.ksm, now.zero,
+                           (unsigned long long)now.count, now.excl);
+                    if (now.content[0])
+                        json_str(stdout, now.content);
+                    else
+                        printf("null");
+                } else {
+                    printf(",null,null,null,null,null,null");
+                }
                 if (*fault)
                     printf(",\"%s\"]", fault);
                 else
                     printf("]");
-                if (present)
-                    rs->last_pfn[i] = pfn;
-                else if (!swapped)
-                    rs->last_pfn[i] = NO_PFN;
             }
+            used += rs->npages;
         }
     }
+    if (touched_pfns)
+        munmap(touched_pfns, ntouched * sizeof(uint64_t));
     printf("]");
+    /* pages that went since the last record: munmap, exec (the region is gone with the
+     * old mm), or their process exited */
+    for (int p = 0; p < MAX_PROCS; p++) {
+        struct proc_state *ps = &procs[p];
+        if (!ps->spawned || !ps->shown)
+            continue;
+        for (int r = 0; r < nregions; r++) {
+            struct region_state *rs = ps->reg[r];
+            if (!rs || !rs->seen)
+                continue;
+            for (int i = 0; i < rs->npages; i++)
+                if (rs->seen[i].shown && (!ps->alive || !rs->exists || !rs->mapped[i])) {
+                    note_gone(p, r, i);
+                    rs->seen[i].shown = 0;
+                }
+        }
+        if (!ps->alive)
+            ps->shown = 0;
+    }
+    flush_gone();
     {
         int firstm = 1;
         for (int p = 0; p < MAX_PROCS; p++) {
@@ -1750,6 +2046,40 @@ __attribute__((noinline)) static void pretouch_stack(void)
         area[i] = (unsigned char)i;
 }
 
+/* The per-page arrays of every mailbox (page_cap entries each) and observe()'s sort
+ * buffer, in the slots' shared mapping after the slots, made before the first clone():
+ * no write to them is ever a copy-on-write fault, and an exec'd process maps them with
+ * the slots (exec_child_main: the whole shmem object; it reads them by offset). */
+static size_t tables_len(void)
+{
+    size_t cap = (size_t)(page_cap ? page_cap : 1);
+    size_t per = cap * (3 * sizeof(uint64_t) + sizeof(uintptr_t) + sizeof(struct content_scan));
+    return per * (size_t)nprocs + cap * (size_t)nprocs * sizeof(struct pfn_ref);
+}
+
+/* Carve the tables out of the shared area, after the slots (run_program maps both). */
+static void alloc_tables(void)
+{
+    size_t cap = (size_t)(page_cap ? page_cap : 1);
+    size_t per = cap * (3 * sizeof(uint64_t) + sizeof(uintptr_t) + sizeof(struct content_scan));
+    size_t slots_part = sizeof(struct slot) * (size_t)nprocs;
+    slots_part = (slots_part + 63) & ~(size_t)63;
+    unsigned char *area = (unsigned char *)slots + slots_part;
+    for (int p = 0; p < nprocs; p++) {
+        struct mailbox *mb = &slots[p].mb;
+        unsigned char *at = area + per * (size_t)p;
+        mb->page_cap = (int)cap;
+        mb->pm = (uint64_t *)at;
+        mb->kflags = mb->pm + cap;
+        mb->kcount = mb->kflags + cap;
+        mb->peek_addr = (uintptr_t *)(mb->kcount + cap);
+        mb->peek = (struct content_scan *)(mb->peek_addr + cap);
+        mb->peek_addr_off = (size_t)((char *)mb->peek_addr - (char *)slots);
+        mb->peek_off = (size_t)((char *)mb->peek - (char *)slots);
+    }
+    pfn_refs = (struct pfn_ref *)(area + per * (size_t)nprocs);
+}
+
 static void run_program(void)
 {
     supervisor_pid = getpid();
@@ -1784,12 +2114,16 @@ static void run_program(void)
     const char *lockp = getenv("KSMDIFF_PROBE_LOCK");
     if (lockp && *lockp)
         window_lock_fd = open(lockp, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    slots = mmap(NULL, sizeof(struct slot) * (size_t)nprocs, PROT_READ | PROT_WRITE,
-                 MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    {
+        size_t slots_part = (sizeof(struct slot) * (size_t)nprocs + 63) & ~(size_t)63;
+        slots_total_len = (slots_part + tables_len() + page_size - 1) & ~(page_size - 1);
+    }
+    slots = mmap(NULL, slots_len(), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (slots == MAP_FAILED) {
         fprintf(stdout, "{\"s\":-1,\"error\":\"mmap of the shared area failed\"}\n");
         exit(3);
     }
+    alloc_tables();
     signal(SIGCHLD, SIG_IGN);
     /* spawn process 0 */
     slots[0].mb.child = 0;
@@ -1803,7 +2137,7 @@ static void run_program(void)
     printf("{\"start\":1,\"pid\":%d,\"fields\":[", (int)pid);
     for (size_t i = 0; i < sizeof page_fields / sizeof *page_fields; i++)
         printf("%s\"%s\"", i ? "," : "", page_fields[i]);
-    printf("],\"counters\":[");
+    printf("],\"records\":\"changes\",\"counters\":[");
     for (int i = 0; i < NCOUNTERS; i++)
         printf("%s\"%s\"", i ? "," : "", counter_names[i]);
     printf("]}\n");
@@ -1940,12 +2274,13 @@ static void run_program(void)
             }
             have_delta = 1;
             if (s->op == OP_MMAP) {
+                /* (a region mmapped again was wholly unmapped: its pages' going was in
+                 * the munmap's record) */
+                region_tables(rs, s->arg);
                 rs->exists = 1;
-                rs->npages = s->arg;
                 rs->addr = mb->ret_addr;
                 memset(rs->mapped, 1, (size_t)s->arg);
-                memset(rs->noaccess, 0, sizeof rs->noaccess);
-                for (int i = 0; i < MAX_REGION_PAGES; i++)
+                for (int i = 0; i < s->arg; i++)
                     rs->last_pfn[i] = NO_PFN;
             } else if (s->op == OP_MUNMAP) {
                 for (int i = s->lo; i <= s->hi; i++) {
@@ -1962,7 +2297,7 @@ static void run_program(void)
                 procs[c].spawned = procs[c].alive = 1;
                 for (int r = 0; r < MAX_REGIONS; r++)
                     if (procs[s->p].reg[r] && procs[s->p].reg[r]->exists)
-                        *region_of(c, r) = *procs[s->p].reg[r];
+                        region_copy(region_of(c, r), procs[s->p].reg[r]);
                 open_proc_files(s->idx, c, mb->ret_pid);
             }
             break;

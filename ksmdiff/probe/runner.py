@@ -70,7 +70,8 @@ from ksmdiff.probe import system
 from ksmdiff.probe import wire as W
 from ksmdiff.probe.attribution import attribute_barrier, check_gauges
 from ksmdiff.probe.build import default_probe
-from ksmdiff.probe.compiler import KSMD_GAUGES, Program, beyond_probe, compile_scenario
+from ksmdiff.probe.compiler import (KSMD_GAUGES, Program, beyond_probe, compile_scenario,
+                                   scenario_pages)
 from ksmdiff.probe.decode import ScenarioState
 from ksmdiff.probe.plan import _sets_stable_knobs, _pack, _zero_pages_set, MAX_BATCH
 from ksmdiff.probe.procs import PROBE_ENV, _Forked, _ProbeServer, _readable  # noqa: F401
@@ -472,6 +473,7 @@ class _Session:
     ksm_flag: bool = True        # /proc/kpageflags' KPF_KSM tells KSM pages from the others
     allow_global: bool = False   # ksm unmerge-all may write run=2 (--allow-global, lab VM)
     keeper: "_KeeperItem" = field(default_factory=lambda: _KeeperItem())
+    last_pages: int = 0          # the most pages a group mapped since the last reap
 
     def join_first_reap(self) -> None:
         first, self.first_reap = self.first_reap, None
@@ -489,7 +491,10 @@ class _Session:
             pass        # the run's first reap (a thread during the setup); nothing ran since
         else:
             try:
-                system.settle(min_scans=2, timeout=3.0)     # (smart_scan pinned to 0)
+                # (smart_scan pinned to 0; the dead processes' pages may be many)
+                system.settle(min_scans=2,
+                              timeout=system.settle_timeout(self.last_pages))
+                self.last_pages = 0
                 self.keeper.settled()
             except system.SettleTimeout as e:
                 self.warnings.append(f"reap: {e}")
@@ -594,10 +599,12 @@ class _Session:
             self.version, "pages_skipped") else False
         before = system.read_counters()
         try:
+            pages = sum(scenario_pages(lv.scn) for lv in waiting)
+            self.last_pages = max(self.last_pages, pages)
             if isinstance(stmt, A.KsmSettle):
-                system.settle()
+                system.settle(timeout=system.settle_timeout(pages))
             elif isinstance(stmt, A.KsmScan):
-                done = system.scan_exact(stmt.scans)
+                done = system.scan_exact(stmt.scans, pages=pages)
                 if done != stmt.scans:
                     raise system.SettleTimeout(
                         f"ksm scan {stmt.scans}: ksmd did {done} full scans (host too slow to "

@@ -417,7 +417,20 @@ class _Progress:
         return t - self.since > IDLE_SECONDS and ksmd_state() in ("S", None)
 
 
-def settle(*, min_scans: int = 2, timeout: float = 3.0) -> int:
+# A settle's or scan's bounded wait: SETTLE_TIMEOUT for the small scenarios, and
+# SCAN_SECONDS_PER_PAGE more per page the batch maps (each full scan reads and checksums
+# every mergeable page, and a merging scan write-protects and replaces them): LTP ksm01 at
+# 3 x 32,768 pages took ksmd about 1 s a merging scan on a 2-CPU host under load 8.
+SETTLE_TIMEOUT = 3.0
+SCAN_SECONDS_PER_PAGE = 1e-4
+
+
+def settle_timeout(pages: int) -> float:
+    """The bounded wait of a settle over ``pages`` mapped pages (see SCAN_SECONDS_PER_PAGE)."""
+    return SETTLE_TIMEOUT + pages * SCAN_SECONDS_PER_PAGE
+
+
+def settle(*, min_scans: int = 2, timeout: float = SETTLE_TIMEOUT) -> int:
     """Run ksmd (sleep_millisecs=0) until nothing changes any more: at least ``min_scans``
     full scans, then full scans until one ran without any gauge changing (or ksmd has
     nothing to scan).  ksmd is paused (run=0) at a scan boundary afterwards.  Returns the
@@ -452,12 +465,14 @@ def settle(*, min_scans: int = 2, timeout: float = 3.0) -> int:
     return read_int("full_scans") - start
 
 
-def scan_exact(n: int, *, sleep_ms: int = 20, timeout: float | None = None) -> int:
+def scan_exact(n: int, *, sleep_ms: int = 20, timeout: float | None = None,
+               pages: int = 0) -> int:
     """Exactly ``n`` more full scans: ksmd sleeps ``sleep_ms`` between scans and run=0 is
     written inside the sleep after the n-th.  Returns the scans done (== n unless the host
     was too slow, which the caller reports as an environment result)."""
     start = read_int("full_scans")
-    timeout = timeout if timeout is not None else 2.0 + n * sleep_ms / 1000 * 3
+    timeout = (timeout if timeout is not None
+               else 2.0 + n * (sleep_ms / 1000 * 3 + pages * SCAN_SECONDS_PER_PAGE))
     deadline = time.monotonic() + timeout
     write_knob("sleep_millisecs", str(sleep_ms))
     try:

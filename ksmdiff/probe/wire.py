@@ -7,7 +7,8 @@ silently.  Pure: no system access.
 
 Messages, told apart by their keys (:func:`kind`)::
 
-    {"start":1,"pid":P,"fields":[...],"counters":[...]}  ready; waits for the first "go"
+    {"start":1,"pid":P,"fields":[...],"records":"changes","counters":[...]}
+                                                          ready; waits for the first "go"
     {"sync":S}                                            at ksm statement S; waits for "go"
     {"s":S,"error":"..."}                                 a syscall failed (S -1: at start)
     {"s":S,"c":{...},"p":[[...],...]}                     the record after statement S
@@ -22,8 +23,14 @@ kernel has any of them) one ``[proc, ksm_rmap_items, ksm_merging_pages, ksm_zero
 per live process (:data:`PROC_KSM_COUNTERS`), then its ``prctl(PR_GET_MEMORY_MERGE)``,
 -1 where the kernel lacks that value;
 ``"pid"`` (after a fork) the new
-process's pid; ``"p"`` one entry per mapped page of every live process, fields in
-:data:`PAGE_FIELDS` order, read by the index constants below (``entry[PRESENT]``).
+process's pid; ``"p"`` one entry per mapped page of a live process whose entry changed since
+the last record that showed it (a page new to the stream, or whose pagemap, kpageflags,
+kpagecount or content changed), or that the statement read or wrote (its fault), fields in
+:data:`PAGE_FIELDS` order, read by the index constants below (``entry[PRESENT]``); ``"g"``
+(:data:`KEY_GONE`) the pages that went since the last record (munmap, exit), as runs
+``[proc, region, first, last]``.  A page's state is its last entry: records are changes
+(the start message says so: ``"records":"changes"``), and a reader keeps every page's
+last entry (decode.ScenarioState).
 """
 
 from __future__ import annotations
@@ -55,6 +62,9 @@ CONTENT_FORMS = ("zero", "zero+0xWW", "0xFF", "0xFF+0xWW", "?salt", "?byteN=0xXX
 
 KEY_STMT, KEY_COUNTERS, KEY_PAGES, KEY_KSM_STAT, KEY_PID = "s", "c", "p", "k", "pid"
 KEY_PROC_KSM = "m"
+KEY_GONE = "g"
+#: the start message's "records": every record holds the pages that changed
+RECORDS_OF_CHANGES = "changes"
 
 #: the values of one entry of a record's "m", after the process index; then the process's
 #: prctl(PR_GET_MEMORY_MERGE) (0/1, -1 where the kernel refuses it)
@@ -95,6 +105,10 @@ def check_start(msg: dict) -> int:
     if tuple(msg.get("fields", ())) != PAGE_FIELDS:
         raise ValueError(f"the probe's page fields {msg.get('fields')} are not "
                          f"{list(PAGE_FIELDS)} (probe and runner from different versions?)")
+    if msg.get("records") != RECORDS_OF_CHANGES:
+        raise ValueError(f"the probe's records are {msg.get('records', 'whole states')!r}, "
+                         f"not {RECORDS_OF_CHANGES!r} (probe and runner from different "
+                         "versions?)")
     if tuple(msg.get("counters", ())) != COUNTERS:
         raise ValueError(f"the probe's counters {msg.get('counters')} are not "
                          f"{list(COUNTERS)}")

@@ -355,6 +355,6 @@ def test_cow_of_a_swapcache_ksm_page_frees_it_from_5_14(version, freed):
     assert (it.m.ksm.stable_tree == []) == freed
     if not freed:
         (node,) = it.m.ksm.stable_tree
-        assert node.kpfn.swapcache and node.kpfn.mapcount == 0 and node.hlist == []
+        assert node.kpfn.swapcache and node.kpfn.mapcount == 0 and not node.hlist
     r = run(SWAPPED_KSM_COPY, version)
     assert last(r, "counter.pages_shared") == {0}

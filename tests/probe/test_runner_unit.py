@@ -43,12 +43,11 @@ def test_record_fields_from_probe_lines():
     """_Live._record turns a probe line into observe.Record fields (labels per record)."""
     from ksmdiff.probe.compiler import compile_scenario
     scn = parse('scenario "s"\nprocess A\nA: mmap b 3\nA: fill b 0x11\n')
+    from ksmdiff.probe.decode import ScenarioState
+    from ksmdiff.versions import KernelVersion
     lv = runner._Live.__new__(runner._Live)
-    lv.scn, lv.prog = scn, compile_scenario(scn)
-    lv.cum = {"cow_ksm": 0, "pgreuse": 0}
-    lv.counters = ("cow_ksm", "pgreuse")
-    lv.records, lv.pids, lv.ksm_pfns, lv.ambiguous, lv.pending = [], {}, {}, "", None
-    lv.history = History()
+    ScenarioState.__init__(lv, 0, scn, compile_scenario(scn), KernelVersion.parse("6.8"),
+                           ("cow_ksm", "pgreuse"))
     lv._record({"s": 1, "c": {"cow_ksm": 0, "pgreuse": 2},
                 "p": [[0, 0, 0, 1, 0, 900, 1, 0, 2, 0, "0x11", "fresh"],
                       [0, 0, 1, 1, 0, 900, 1, 0, 2, 0, "0x11", "copied"],
@@ -67,11 +66,12 @@ def test_record_fields_from_probe_lines():
     assert "A/b[0].ksm" not in g and "A/b[0].frame" in g
     assert f["counter.pgreuse"] == 2 and rec.stmt == 1 and rec.line == 4
     # a counter the probe could not measure becomes absent from then on
-    lv._record({"s": 1, "c": {"cow_ksm": 0}, "p": []})
+    lv._record({"s": 1, "c": {"cow_ksm": 0}, "p": [], "g": [[0, 0, 0, 2]]})
     assert "counter.pgreuse" not in lv.records[-1].fields
     # the records keep what changed: the last one lists the pages and counter that went
     assert lv.records[-1].delta["counter.pgreuse"] is ABSENT
     assert lv.records[-1].delta["A/b[0].present"] is ABSENT
+    assert not [k for k in lv.records[-1].fields if k.startswith("A/")]
 
 
 def test_trace_lines_parse(monkeypatch, tmp_path):
