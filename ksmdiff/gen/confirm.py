@@ -59,6 +59,19 @@ def _instance_step(ts, u: Unroller, n: int, t: int):
     return z3.And(u.sel(t) == n, u.step_expr(e, t))
 
 
+_UNROLLER: dict = {}
+
+
+def _unroller(ts) -> Unroller:
+    """One Unroller per compiled model for the confirmation queries: its state constants
+    and its whole-step term (``Unroller.T``, every cell of every instance) are made once,
+    not per query; a query only adds terms over them to a solver of its own."""
+    hit = _UNROLLER.get(id(ts))
+    if hit is None or hit[0] is not ts:
+        hit = _UNROLLER[id(ts)] = (ts, Unroller(ts))
+    return hit[1]
+
+
 def _instance_label(ts, n: int, label: str):
     """The formula under which instance ``n`` fires ``label`` (False: never)."""
     parts = [e for (_owner, name), e in ts.instances[n].labels.items() if name == label]
@@ -80,7 +93,7 @@ def confirm_witness(model, era, steps, label) -> bool:
     lab = _instance_label(ts, steps[-1], label)
     if lab is None:
         return False
-    u = Unroller(ts)
+    u = _unroller(ts)
     d = len(steps)
     cons = [u.init(), u.at(ts.types, 0)]
     cons += [_instance_step(ts, u, n, t) for t, n in enumerate(steps)]
@@ -93,7 +106,7 @@ def excluded_by_invariants(model, era, label) -> bool:
     no instance that carries the label (one query each; their disjunction is the step)."""
     ts = _compiled(model, era)
     _known_label(ts, label)
-    u = Unroller(ts)
+    u = _unroller(ts)
     base = [u.at(ts.types, 0)] + [u.at(inv, 0) for inv in ts.invariants.values()]
     for n in range(len(ts.instances)):
         lab = _instance_label(ts, n, label)
@@ -111,23 +124,25 @@ class NoAnswer(Exception):
 
 
 class DistinctSolver:
-    """Z3 over one era's compiled model for traces with other shapes, one incremental
-    solver for every label and depth of a ``generate`` run: the initial state and the
-    unrolled steps are made (and translated into the solver's own context) once, step
-    ``t`` asserted under its own literal; a query assumes the literals of its depth and
-    pushes only what is its own (the label at the last step, one blocking clause per
-    shape found, the traces refused).  What Z3 learns about the unrolling serves every
-    later query.
+    """Z3 over one era's compiled model for traces with other shapes, for every label of a
+    ``generate`` run: the initial state and the unrolled steps are made (and translated
+    into this object's own context) once, and every query of the run reuses them.  Each
+    query is a new solver over those terms plus its own (the label at the last step, one
+    blocking clause per shape found, the traces refused): a solver with push/pop or
+    assumptions would keep what Z3 learnt, but Z3 then skips its preprocessing, and the
+    unrolling of the whole step relation is out of reach without it (minutes per query
+    instead of seconds).
 
     Deterministic for a seed: the context is this object's own, its terms are made in the
-    order of the queries, and the queries of a run come in the same order every time
-    (a new DistinctSolver per run; within one, a repeated query may get another trace)."""
+    order of the queries, and the queries of a run come in the same order every time (a
+    new DistinctSolver per run)."""
 
     def __init__(self, model, era, *, seed: int = 0, allowed=None,
                  proc_domain: str = "Proc", page_domain: str = "Page",
                  timeout_ms: int = DISTINCT_TIMEOUT_MS):
         self.ts = ts = _compiled(model, era)
         self.era = era
+        self.seed = seed
         n_inst = len(ts.instances)
         self.allowed = sorted(set(range(n_inst)) if allowed is None else set(allowed))
         names = sorted({ts.instances[n].name for n in self.allowed})
@@ -142,22 +157,17 @@ class DistinctSolver:
         self.timeout_ms = timeout_ms
         self.ctx = z3.Context()
         self.u = Unroller(ts)
-        self.solver = z3.Solver(ctx=self.ctx)
-        self.solver.set("timeout", timeout_ms)
-        self.solver.set("random_seed", seed)
-        self.solver.add(z3.And(self.u.init(), self.u.at(ts.types, 0)).translate(self.ctx))
-        self.sels = []          # sel@t in the solver's context
-        self.acts = []          # step t's literal
+        self.base = z3.And(self.u.init(), self.u.at(ts.types, 0)).translate(self.ctx)
+        self.sels = []          # sel@t in this context
+        self.steps = []         # step t (an allowed instance) in this context
 
     def _depth(self, d: int) -> None:
-        while len(self.acts) < d:
-            t = len(self.acts)
+        while len(self.steps) < d:
+            t = len(self.steps)
             sel = self.u.sel(t)
             step = z3.And(self.u.step(t), z3.Or([sel == n for n in self.allowed]))
-            act = z3.Bool(f"step@{t}", self.ctx)
-            self.solver.add(z3.Implies(act, step.translate(self.ctx)))
+            self.steps.append(step.translate(self.ctx))
             self.sels.append(sel.translate(self.ctx))
-            self.acts.append(act)
 
     def _is_one(self, t, ns):
         return (z3.Or([self.sels[t] == n for n in ns]) if ns
@@ -180,31 +190,31 @@ class DistinctSolver:
             sh = witness_shape_in(ts, steps, self.proc_domain, self.page_domain)
             shapes.setdefault(len(steps), set()).add(sh)
         start = min((len(st) for st in found), default=1)
-        s = self.solver
         for d in range(start, min(bound, start + extra_depth) + 1):
             self._depth(d)
-            s.push()
-            try:
-                s.add(self.u.step_expr(lab, d - 1).translate(self.ctx))
-                nprocs, npages = self._count(self.proc_domain, d), self._count(self.page_domain, d)
-                for order, np_, npg in sorted(shapes.get(d, ())):
-                    s.add(z3.Not(z3.And([self._is_one(t, self.by_name.get(order[t], []))
-                                         for t in range(d)] + [nprocs == np_, npages == npg])))
-                for _ in range(max_tries):
-                    r = s.check(*self.acts[:d])
-                    if r == z3.unknown:
-                        raise NoAnswer(f"Z3 gave no answer within {self.timeout_ms / 1000:g} s "
-                                       f"for a trace of {d} steps ({s.reason_unknown()})")
-                    if r == z3.unsat:
-                        break
-                    m = s.model()
-                    steps = [m.eval(self.sels[t], model_completion=True).as_long()
-                             for t in range(d)]
-                    if accept is None or accept(steps):
-                        return steps
-                    s.add(z3.Not(z3.And([self.sels[t] == n for t, n in enumerate(steps)])))
-            finally:
-                s.pop()
+            cons = [self.base] + self.steps[:d]
+            cons.append(self.u.step_expr(lab, d - 1).translate(self.ctx))
+            nprocs, npages = self._count(self.proc_domain, d), self._count(self.page_domain, d)
+            for order, np_, npg in sorted(shapes.get(d, ())):
+                cons.append(z3.Not(z3.And([self._is_one(t, self.by_name.get(order[t], []))
+                                           for t in range(d)] + [nprocs == np_, npages == npg])))
+            for _ in range(max_tries):
+                s = z3.Solver(ctx=self.ctx)
+                s.set("timeout", self.timeout_ms)
+                s.set("random_seed", self.seed)
+                s.add(*cons)
+                r = s.check()
+                if r == z3.unknown:
+                    raise NoAnswer(f"Z3 gave no answer within {self.timeout_ms / 1000:g} s "
+                                   f"for a trace of {d} steps ({s.reason_unknown()})")
+                if r == z3.unsat:
+                    break
+                m = s.model()
+                steps = [m.eval(self.sels[t], model_completion=True).as_long()
+                         for t in range(d)]
+                if accept is None or accept(steps):
+                    return steps
+                cons.append(z3.Not(z3.And([self.sels[t] == n for t, n in enumerate(steps)])))
         return None
 
 
