@@ -59,7 +59,7 @@ def bench_replay(n, version):
     return n / dt, bad
 
 
-def bench_fuzz(kernel, seconds, batch):
+def bench_fuzz(kernel, seconds, batch, pipeline=True):
     """As ``ksmdiff fuzz`` runs: spec-seeded and full-language scenarios, judged three
     ways (the host kernel's cells, or a model's)."""
     from ksmdiff import session
@@ -67,12 +67,12 @@ def bench_fuzz(kernel, seconds, batch):
     from ksmdiff.gen.fuzz import fuzz
     from ksmdiff.gen.specmap import world_for
     from ksmdiff.gen.threeway import judge_cell
+    prepare = None
     if kernel == "host":
-        from ksmdiff.probe import host_version
-        v = host_version()
-
-        def run_batch(scns):
-            return [judge_cell(c) for c in session.run_host_cells(scns)]
+        from ksmdiff.gen.cli import host_fuzz_runner
+        v, run_batch, prepare = host_fuzz_runner()
+        if not pipeline:
+            prepare = None
     else:
         v = KernelVersion.parse(kernel)
 
@@ -82,7 +82,7 @@ def bench_fuzz(kernel, seconds, batch):
     prefixes = _prefixes(Path(__file__).resolve().parents[1] / "corpora" / "generated", era)
     alphabet = sorted(world_for(era).text_of.values())
     rep = fuzz(run_batch, budget=seconds, seed=int(time.time()) % 1000, batch=batch,
-               prefixes=prefixes, alphabet=alphabet, out_dir=None)
+               prefixes=prefixes, alphabet=alphabet, out_dir=None, prepare=prepare)
     return rep.rate, len(rep.found)
 
 
