@@ -107,6 +107,19 @@ def unobservable_mutant(model, cfg_model: str) -> Optional[str]:
             f"kills it on the {decl.of} model)")
 
 
+def is_scenario(world: SpecWorld, steps) -> bool:
+    """Is the scenario of ``steps`` a valid one?  The spec lets an action name pages the
+    scenario language refuses (``madvise mergeable`` of a region whose pages are all
+    unmapped); such a trace is no scenario."""
+    from ksmdiff.errors import InputError
+    body = list(world.prelude) + [world.text_of[n] for n in steps]
+    try:
+        parse("\n".join(['scenario "x"'] + body) + "\n", "<generated>")
+    except InputError:
+        return False
+    return True
+
+
 def fires(world: SpecWorld, steps, label: str) -> bool:
     """Does the scenario of ``steps`` (replayed as scenarios are: each step's first
     outcome) fire ``label`` at its last step?"""
@@ -234,14 +247,17 @@ def generate(eras, *, per_label: int = 3, seed: int = 0, bound: int = DEFAULT_BO
                 raise AssertionError(
                     f"kspec engines disagree: the explicit search reaches {label} on "
                     f"{era.value}, Z3 excludes it by the invariants")
+            found_any = bool(ws)
+            ws = [w for w in ws if is_scenario(world, w.steps)][:per_label]
             rep = LabelReport(era, label, Reach.REACHED if ws else Reach.NOT_REACHED)
-            ws = list(ws)
+            if found_any and not ws:
+                cov.unreached[label] = ("the search's traces that reach it are no valid "
+                                        "scenario")
             for w in ws:
                 if confirm and not confirm_witness(world.model, era, list(w.steps), label):
                     raise AssertionError(
                         f"kspec engines disagree: the explicit search reaches {label} on "
                         f"{era.value} by {[world.text_of[n] for n in w.steps]}, Z3 does not")
-            ws = ws[:per_label]
             kind = [w.source for w in ws]
             while confirm and ws and len(ws) < per_label:
                 if distinct is None:
@@ -253,7 +269,8 @@ def generate(eras, *, per_label: int = 3, seed: int = 0, bound: int = DEFAULT_BO
                         world.model, era, label, [list(w.steps) for w in ws], bound=bound,
                         seed=seed, allowed=allowed, proc_domain=world.cfg.proc_domain,
                         page_domain=world.cfg.page_domain,
-                        accept=lambda st, label=label, world=world: fires(world, st, label),
+                        accept=lambda st, label=label, world=world: (
+                            fires(world, st, label) and is_scenario(world, st)),
                         solver=distinct)
                 except NoAnswer as e:
                     rep.why = f"{len(ws)} of {per_label} scenarios: {e}"
