@@ -247,12 +247,28 @@ def generate(eras, *, per_label: int = 3, seed: int = 0, bound: int = DEFAULT_BO
                 raise AssertionError(
                     f"kspec engines disagree: the explicit search reaches {label} on "
                     f"{era.value}, Z3 excludes it by the invariants")
-            found_any = bool(ws)
+            refused = [w for w in ws if not is_scenario(world, w.steps)]
             ws = [w for w in ws if is_scenario(world, w.steps)][:per_label]
+            if refused and not ws and confirm:
+                # every trace the search kept is no scenario: Z3 for one that is, with
+                # their shapes blocked
+                if distinct is None:
+                    distinct = DistinctSolver(world.model, era, seed=seed, allowed=allowed,
+                                              proc_domain=world.cfg.proc_domain,
+                                              page_domain=world.cfg.page_domain)
+                try:
+                    steps = distinct.solve(
+                        label, [list(w.steps) for w in refused], bound=bound,
+                        accept=lambda st, label=label, world=world: (
+                            fires(world, st, label) and is_scenario(world, st)))
+                except NoAnswer:
+                    steps = None
+                if steps is not None:
+                    ws = [Witness(label, tuple(steps), (), "Z3")]
             rep = LabelReport(era, label, Reach.REACHED if ws else Reach.NOT_REACHED)
-            if found_any and not ws:
-                cov.unreached[label] = ("the search's traces that reach it are no valid "
-                                        "scenario")
+            if refused and not ws:
+                cov.unreached[label] = ("the traces that reach it (the search's, and Z3's "
+                                        "with their shapes blocked) are no valid scenario")
             for w in ws:
                 if confirm and not confirm_witness(world.model, era, list(w.steps), label):
                     raise AssertionError(
