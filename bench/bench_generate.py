@@ -1,12 +1,16 @@
 """Benchmark of scenario generation, fuzzing and replay, medians over ``--runs``:
 
 * generate: time to cover every label of one era (``--era``, default 5.1-5.8; target
-  < 60 s) and scenarios generated per second (search + Z3 confirmation + printing);
+  < 60 s; wall and CPU seconds: on a shared machine the wall time is mostly the load) and
+  scenarios generated per second (search + Z3 confirmation + printing), ``--per-label``
+  scenarios per label (default 1; ``ksmdiff generate`` makes 3);
 * replay: the generated corpus (``corpora/generated``) repeated to ``--replay-n``
   scenarios (default 1,000), judged three ways on the model of ``--replay-version``:
   scenarios per second;
 * fuzz: scenarios per second of ``ksmdiff fuzz`` on the host kernel through batches
-  (target >= 200/s; root, takes the runner lock), or on a model with ``--fuzz-kernel``.
+  (target >= 200/s; root, takes the runner lock: a wait for another run counts), or on
+  a model with ``--fuzz-kernel``; ``--no-pipeline``: the model's and spec's replays made
+  after the kernel's run instead of in a worker during it.
 
     python bench/bench_generate.py [--runs 3] [--fuzz-seconds 60] [--no-host] [--json FILE]
         [--parts generate,replay,fuzz]
@@ -39,11 +43,11 @@ ERAS = {e.value: e for e in Era}
 def bench_generate(era, beam, per_label):
     clear_caches()
     specmap._WORLDS.clear()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     g = generate([era], per_label=per_label, beam=beam, seed=0)
     dt = time.perf_counter() - t0
     reached = sum(1 for r in g.labels if r.status.value == "reached")
-    return dt, len(g.scenarios), reached, len(g.labels)
+    return dt, len(g.scenarios), reached, len(g.labels), time.process_time() - c0
 
 
 def bench_replay(n, version):
@@ -59,7 +63,7 @@ def bench_replay(n, version):
     return n / dt, bad
 
 
-def bench_fuzz(kernel, seconds, batch):
+def bench_fuzz(kernel, seconds, batch, pipeline=True):
     """As ``ksmdiff fuzz`` runs: spec-seeded and full-language scenarios, judged three
     ways (the host kernel's cells, or a model's)."""
     from ksmdiff import session
@@ -67,12 +71,12 @@ def bench_fuzz(kernel, seconds, batch):
     from ksmdiff.gen.fuzz import fuzz
     from ksmdiff.gen.specmap import world_for
     from ksmdiff.gen.threeway import judge_cell
+    prepare = None
     if kernel == "host":
-        from ksmdiff.probe import host_version
-        v = host_version()
-
-        def run_batch(scns):
-            return [judge_cell(c) for c in session.run_host_cells(scns)]
+        from ksmdiff.gen.cli import host_fuzz_runner
+        v, run_batch, prepare = host_fuzz_runner()
+        if not pipeline:
+            prepare = None
     else:
         v = KernelVersion.parse(kernel)
 
@@ -82,7 +86,7 @@ def bench_fuzz(kernel, seconds, batch):
     prefixes = _prefixes(Path(__file__).resolve().parents[1] / "corpora" / "generated", era)
     alphabet = sorted(world_for(era).text_of.values())
     rep = fuzz(run_batch, budget=seconds, seed=int(time.time()) % 1000, batch=batch,
-               prefixes=prefixes, alphabet=alphabet, out_dir=None)
+               prefixes=prefixes, alphabet=alphabet, out_dir=None, prepare=prepare)
     return rep.rate, len(rep.found)
 
 
@@ -98,6 +102,8 @@ def main() -> int:
     ap.add_argument("--fuzz-seconds", type=float, default=60)
     ap.add_argument("--batch", type=int, default=512)
     ap.add_argument("--no-host", action="store_true", help="skip the fuzz measurement")
+    ap.add_argument("--no-pipeline", action="store_true",
+                    help="fuzz without the worker that replays model and spec ahead")
     ap.add_argument("--parts", default="generate,replay,fuzz",
                     help="which measurements, comma-separated (default all three)")
     ap.add_argument("--json", metavar="FILE")
@@ -108,6 +114,7 @@ def main() -> int:
     if "generate" in parts:
         gen = [bench_generate(ERAS[a.era], a.beam, a.per_label) for _ in range(a.runs)]
         out["cover_era_seconds"] = statistics.median(g[0] for g in gen)
+        out["cover_era_cpu_seconds"] = statistics.median(g[4] for g in gen)
         out["generated_per_second"] = statistics.median(g[1] / g[0] for g in gen)
         out["labels"] = f"{gen[0][2]} reached of {gen[0][3]}"
     if "replay" in parts:
@@ -115,7 +122,8 @@ def main() -> int:
         out["replay_per_second"] = statistics.median(r[0] for r in rep)
         out["replay_failed"] = rep[0][1]
     if "fuzz" in parts and not a.no_host:
-        fz = [bench_fuzz(a.fuzz_kernel, a.fuzz_seconds, a.batch) for _ in range(a.runs)]
+        fz = [bench_fuzz(a.fuzz_kernel, a.fuzz_seconds, a.batch, not a.no_pipeline)
+              for _ in range(a.runs)]
         out["fuzz_per_second"] = statistics.median(f[0] for f in fz)
         out["fuzz_found"] = [f[1] for f in fz]
     out["load_after"] = os.getloadavg()
@@ -124,6 +132,8 @@ def main() -> int:
     if a.json:
         S, HIGHER = bench_record.series, bench_record.Better.HIGHER
         series = [S(f"cover every label of {a.era}", "s", [g[0] for g in gen],
+                    group="generate: time to cover an era"),
+                  S(f"cover every label of {a.era} (CPU)", "s", [g[4] for g in gen],
                     group="generate: time to cover an era"),
                   S("generated", "scenarios/s", [g[1] / g[0] for g in gen],
                     group="generate: scenarios per second", better=HIGHER),

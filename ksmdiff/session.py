@@ -113,9 +113,11 @@ def run_model_cell(scn: A.Scenario, version: KernelVersion, mutant: str | None =
 def run_host_cells(scenarios: Sequence[A.Scenario], *, repeat: int = 1,
                    batch: bool | None = None,
                    progress: Callable[[int, int], None] | None = None,
-                   allow_global: bool = False) -> list[CellResult]:
+                   allow_global: bool = False, models: Sequence | None = None
+                   ) -> list[CellResult]:
     """``allow_global``: scenarios with ``ksm unmerge-all`` may write run=2 (it unmerges
-    every KSM page of the machine); otherwise they are not run."""
+    every KSM page of the machine); otherwise they are not run.  ``models``: each
+    scenario's ``run_model`` on the host's version, when the caller has it already."""
     from ksmdiff.model import run_model
     from ksmdiff.probe import host_version, is_root, run_kernel
 
@@ -129,23 +131,28 @@ def run_host_cells(scenarios: Sequence[A.Scenario], *, repeat: int = 1,
             for _ in range(max(1, repeat))]
     return kernel_cells(scenarios, version, HOST, runs,
                         lambda scn: run_kernel([scn], batch=False,
-                                               allow_global=allow_global)[0])
+                                               allow_global=allow_global)[0], models=models)
 
 
 def kernel_cells(scenarios: Sequence[A.Scenario], version: KernelVersion, target: str,
-                 runs: Sequence[Sequence], rerun: Callable[[A.Scenario], object]
-                 ) -> list[CellResult]:
+                 runs: Sequence[Sequence], rerun: Callable[[A.Scenario], object],
+                 models: Sequence | None = None) -> list[CellResult]:
     """Judge kernel runs (``runs[k][i]``: run k of scenario i) against the model of
     ``version``: expects on the kernel's records, the stream compared with the model's, a
     divergence re-run ``RERUNS`` times alone (``rerun(scenario)``) and classified.  Serves
-    the host kernel and the lab's kernels (whose re-runs happened in their VM)."""
+    the host kernel and the lab's kernels (whose re-runs happened in their VM).
+    ``models[i]``: ``run_model(scenarios[i], version)`` made beforehand (a fuzz batch's, in
+    a worker while the kernel ran); None: made here."""
     from ksmdiff.model import run_model
     cells: list[CellResult] = []
     for i, scn in enumerate(scenarios):
         kernel_runs = [r[i] for r in runs]
         first = kernel_runs[0]
-        with pure():
-            model = run_model(scn, version)
+        if models is not None:
+            model = models[i]
+        else:
+            with pure():
+                model = run_model(scn, version)
         if first.status != OK or model.status != OK:
             status = first.status if first.status != OK else model.status
             reason = first.reason or model.reason

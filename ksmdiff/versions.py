@@ -202,11 +202,27 @@ def fact(name: str) -> Fact:
         raise InvalidArgument(f"unknown kernel fact {name!r}; known: {', '.join(FACTS)}") from None
 
 
-@functools.lru_cache(maxsize=4096)     # the table is constant; the model asks per page
+# (version, fact name) -> (the Fact asked about, answer): the model asks the same few
+# questions for every statement of every scenario (a fuzz batch asks ~100,000 times); an
+# entry holds the Fact object it was computed from, so a table changed since is asked anew.
+_HAS_FACT: dict = {}
+
+
 def has_fact(version: KernelVersion, name: str) -> Optional[bool]:
     """Does ``version`` have the behaviour of fact ``name``?  ``None``: not known (a stable
     branch that got the commit at an unknown level, or a version whose level is unknown)."""
     f = fact(name)
+    hit = _HAS_FACT.get((version, name))
+    if hit is not None and hit[0] is f:
+        return hit[1]
+    got = _has_fact(version, f)
+    if len(_HAS_FACT) >= 4096:
+        _HAS_FACT.clear()
+    _HAS_FACT[(version, name)] = (f, got)
+    return got
+
+
+def _has_fact(version: KernelVersion, f: Fact) -> Optional[bool]:
     for b in f.backports:
         if b.branch == version.mm and version.rc is None:
             if not version.patch and not version.any_level:

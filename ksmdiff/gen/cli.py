@@ -260,18 +260,57 @@ def _prefixes(corpus: Path, era) -> list:
     return out
 
 
+def host_fuzz_runner():
+    """(host version, run_batch, prepare) for ``fuzz`` on the host kernel: the model's and
+    the spec's replays of a batch are made in fuzz's worker (``prepare``) while the
+    kernel runs it, and taken here once the kernel is done."""
+    from ksmdiff import session
+    from ksmdiff.gen.fuzz import prepare_batch, spec_run_of
+    from ksmdiff.gen.threeway import judge_cell
+    from ksmdiff.probe import host_version
+    version = host_version()
+    era = Era.of(version)
+
+    def prepare(scns):
+        return prepare_batch(scns, version, era)
+
+    def run_batch(scns, prepared=None):
+        if prepared is None:
+            return [judge_cell(c) for c in session.run_host_cells(scns)]
+        got: list = []
+
+        def pre():
+            if not got:
+                got.append(prepared())
+            return got[0]
+        cells = session.run_host_cells(scns, models=_Column(pre, 0))
+        made = pre()                    # taken even when no cell needed it (not root)
+        return [judge_cell(c, spec_run=spec_run_of(made[i][1])) for i, c in enumerate(cells)]
+    return version, run_batch, prepare
+
+
+class _Column:
+    """``get()[i][k]`` as a sequence, ``get`` called at the first access only."""
+
+    def __init__(self, get, k: int):
+        self.get, self.k = get, k
+
+    def __getitem__(self, i):
+        return self.get()[i][self.k]
+
+    def __len__(self):
+        return len(self.get())
+
+
 def cmd_fuzz(args) -> int:
     from ksmdiff import session
     from ksmdiff.gen.fuzz import fuzz
     from ksmdiff.gen.specmap import world_for
     from ksmdiff.gen.threeway import judge_cell
     budget = _budget(args.budget)
+    prepare = None
     if args.kernel == "host":
-        from ksmdiff.probe import host_version
-        version = host_version()
-
-        def run_batch(scns):
-            return [judge_cell(c) for c in session.run_host_cells(scns)]
+        version, run_batch, prepare = host_fuzz_runner()
     else:
         try:
             version = KernelVersion.parse(args.kernel)
@@ -296,7 +335,7 @@ def cmd_fuzz(args) -> int:
                              f"{rep.rate:.1f}/s, {len(rep.found)} found")
         rep = fuzz(run_batch, budget=budget, seed=args.seed, batch=args.batch,
                    prefixes=prefixes, alphabet=alphabet, out_dir=Path(args.out),
-                   progress=progress)
+                   progress=progress, prepare=prepare)
     print(f"fuzz {args.kernel} ({version}): {rep.scenarios} scenarios, {rep.batches} batches, "
           f"{rep.seconds:.0f} s ({rep.rate:.1f} scenarios/s), seed {args.seed}"
           + (", interrupted" if rep.interrupted else ""))

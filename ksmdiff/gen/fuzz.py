@@ -16,6 +16,12 @@ one in a batch.  Two kinds, half each:
 
 ``run_batch(list[Scenario]) -> list[ThreeWayCell]`` is given by the caller (the model of
 a version, or the host kernel through ``ksmdiff.probe.run_kernel``'s batches).
+
+On a kernel most of a batch's time is waiting (for the probes, for ksmd's scans), while
+the model's replay and the spec's (:func:`prepare_batch`, pure) are CPU work that does
+not depend on the kernel: with ``prepare``, a forked worker (:class:`Ahead`) makes them
+(ksmdiff/internal/ahead.py) for the batch the kernel runs and for the next one, and ``run_batch(scns, prepared)``
+takes them (``prepared()``: the list, in order) once the kernel is done.
 """
 
 from __future__ import annotations
@@ -115,6 +121,34 @@ def draw_batch(rng: random.Random, n: int, seeded: Optional[SpecSeeded] = None,
     return out
 
 
+def prepare_batch(scns, version, era, spec_model=None) -> list:
+    """Per scenario: the model's run on ``version`` and the spec's replay in ``era``
+    (SpecRun, or ("out of scope", stmt, why): exceptions do not pickle back from a
+    worker).  Pure."""
+    from ksmdiff.gen.specmap import OutOfScope, replay, world_for
+    from ksmdiff.internal.audit import pure
+    from ksmdiff.model import run_model
+    world = world_for(era, spec_model)
+    out = []
+    with pure():
+        for scn in scns:
+            model = run_model(scn, version)
+            try:
+                spec = replay(world, scn)
+            except OutOfScope as e:
+                spec = ("out of scope", e.stmt, e.why)
+            out.append((model, spec))
+    return out
+
+
+def spec_run_of(prepared_spec):
+    """The spec replay of a :func:`prepare_batch` entry, as ``judge_cell`` takes it."""
+    from ksmdiff.gen.specmap import OutOfScope
+    if isinstance(prepared_spec, tuple) and prepared_spec[:1] == ("out of scope",):
+        return OutOfScope(prepared_spec[1], prepared_spec[2])
+    return prepared_spec
+
+
 def _save(f: Found, out_dir: Path, h: str) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"fuzz-{h}.scenario"
@@ -128,22 +162,35 @@ def fuzz(run_batch: Callable, *, budget: float, seed: int, batch: int = 512,
          prefixes: Sequence[Sequence[str]] = (), alphabet: Sequence[str] = (),
          out_dir: Optional[Path] = None, run_one: Optional[Callable] = None,
          progress: Optional[Callable[[FuzzReport], None]] = None,
-         max_steps: int = 12) -> FuzzReport:
+         max_steps: int = 12, prepare: Optional[Callable] = None) -> FuzzReport:
     """Fuzz for ``budget`` seconds: batches of ``batch`` scenarios drawn from
     ``random.Random(seed)`` (the drawing is deterministic for a seed), each batch one call
     of ``run_batch``.  A failure is re-checked alone with ``run_one`` (scenario ->
     ThreeWayCell; default ``run_batch`` of one): only a reproducible one is reduced
-    (ddmin) and saved.  Ctrl-C keeps what was found."""
+    (ddmin) and saved.  Ctrl-C keeps what was found.  ``prepare(batch)``: the kernel-
+    independent part of judging a batch (:func:`prepare_batch`), made in a worker
+    (:class:`Ahead`) while the kernel runs; ``run_batch`` is then called as
+    ``run_batch(scns, prepared)``.  The scenarios drawn do not depend on it."""
     rep = FuzzReport(seed)
     run_one = run_one or (lambda s: run_batch([s])[0])
     t0 = time.monotonic()
     rng = random.Random(seed)
     seeded = SpecSeeded(prefixes, alphabet) if prefixes and alphabet else None
     seen_hashes: set = set()
+    if prepare is not None:
+        from ksmdiff.internal.ahead import Ahead
+    ahead = Ahead(prepare) if prepare is not None else None
+    scns = draw_batch(rng, batch, seeded, max_steps)
+    if ahead is not None:
+        ahead.submit(scns)
     try:
         while time.monotonic() - t0 < budget:
-            scns = draw_batch(rng, batch, seeded, max_steps)
-            cells = run_batch(scns)
+            nxt = draw_batch(rng, batch, seeded, max_steps)
+            if ahead is not None:
+                ahead.submit(nxt)       # made while the kernel runs this batch
+                cells = run_batch(scns, ahead.result)
+            else:
+                cells = run_batch(scns)
             rep.batches += 1
             rep.scenarios += len(scns)
             rep.seconds = time.monotonic() - t0
@@ -168,7 +215,11 @@ def fuzz(run_batch: Callable, *, budget: float, seed: int, batch: int = 512,
                 if out_dir is not None:
                     _save(f, out_dir, h)
                 rep.found.append(f)
+            scns = nxt
     except KeyboardInterrupt:
         rep.interrupted = True
+    finally:
+        if ahead is not None:
+            ahead.close()
     rep.seconds = time.monotonic() - t0
     return rep

@@ -17,9 +17,10 @@ from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 from ksmdiff.gen.canon import canonical_hash
-from ksmdiff.gen.confirm import (DISTINCT_EXTRA_DEPTH, NoAnswer, Reach, confirm_witness,
-                                 excluded_by_invariants, solve_distinct)
-from ksmdiff.gen.search import DEFAULT_BEAM, DEFAULT_BOUND, EXHAUSTIVE_DEPTH, Witness, search
+from ksmdiff.gen.confirm import (DISTINCT_EXTRA_DEPTH, DistinctSolver, NoAnswer, Reach,
+                                 confirm_witness, excluded_by_invariants, solve_distinct)
+from ksmdiff.gen.search import (DEFAULT_BEAM, DEFAULT_BOUND, EXHAUSTIVE_DEPTH, Witness,
+                                known_witnesses, search)
 from ksmdiff.gen.specmap import SpecWorld, era_slug, labels_of, replay, world_for
 from ksmdiff.scenario import ast as S
 from ksmdiff.scenario import parse, print_scenario
@@ -104,6 +105,19 @@ def unobservable_mutant(model, cfg_model: str) -> Optional[str]:
             f"its step ordering against ksmd is not something a user-level scenario "
             f"chooses, so no generated scenario tells it apart ('ksmdiff prove --mutants' "
             f"kills it on the {decl.of} model)")
+
+
+def is_scenario(world: SpecWorld, steps) -> bool:
+    """Is the scenario of ``steps`` a valid one?  The spec lets an action name pages the
+    scenario language refuses (``madvise mergeable`` of a region whose pages are all
+    unmapped); such a trace is no scenario."""
+    from ksmdiff.errors import InputError
+    body = list(world.prelude) + [world.text_of[n] for n in steps]
+    try:
+        parse("\n".join(['scenario "x"'] + body) + "\n", "<generated>")
+    except InputError:
+        return False
+    return True
 
 
 def fires(world: SpecWorld, steps, label: str) -> bool:
@@ -213,45 +227,69 @@ def generate(eras, *, per_label: int = 3, seed: int = 0, bound: int = DEFAULT_BO
             if label not in excluded:
                 excluded[label] = excluded_by_invariants(world.model, era, label)
             return excluded[label]
-        # the search keeps up to per_label witnesses of different diversity keys; with Z3
-        # the scenarios after a label's first come from Z3 instead, each with a shape
-        # (actions' order, processes, pages) no earlier one has (blocking clauses), and
-        # the search's others only where Z3 has no answer in time
+        # the search keeps up to per_label witnesses of different shapes (actions' order,
+        # processes, pages), each confirmed by Z3; where it has fewer, Z3 gives the rest,
+        # each with a shape no earlier one has (blocking clauses).  (Z3 first, the search's
+        # only where Z3 had no answer in time, took minutes per era: a query over the whole
+        # step relation at the depth of a reuse often runs out of its 20 s.)
+        # a label the beam misses: the spec's own witness (prove.toml), when it fires here
+        known = known_witnesses(world, _spec_witnesses(world), allowed)
         cov = search(world, per_label=per_label, bound=bound, seed=seed, beam=beam,
                      exhaustive_depth=exhaustive_depth, allowed=allowed,
-                     hopeless=hopeless if confirm else None)
+                     hopeless=hopeless if confirm else None, known=known)
         if progress:
             progress(f"{era.value}: search {cov.seconds:.1f} s, {cov.states} states, "
                      f"{len(cov.witnesses)} of {len(cov.labels)} labels")
+        distinct = None         # the era's unrolling in Z3, made once for every label
         for label in cov.labels:
             ws = cov.witnesses.get(label, [])
             if ws and confirm and excluded.get(label):
                 raise AssertionError(
                     f"kspec engines disagree: the explicit search reaches {label} on "
                     f"{era.value}, Z3 excludes it by the invariants")
+            refused = [w for w in ws if not is_scenario(world, w.steps)]
+            ws = [w for w in ws if is_scenario(world, w.steps)][:per_label]
+            if refused and not ws and confirm:
+                # every trace the search kept is no scenario: Z3 for one that is, with
+                # their shapes blocked
+                if distinct is None:
+                    distinct = DistinctSolver(world.model, era, seed=seed, allowed=allowed,
+                                              proc_domain=world.cfg.proc_domain,
+                                              page_domain=world.cfg.page_domain)
+                try:
+                    steps = distinct.solve(
+                        label, [list(w.steps) for w in refused], bound=bound,
+                        accept=lambda st, label=label, world=world: (
+                            fires(world, st, label) and is_scenario(world, st)))
+                except NoAnswer:
+                    steps = None
+                if steps is not None:
+                    ws = [Witness(label, tuple(steps), (), "Z3")]
             rep = LabelReport(era, label, Reach.REACHED if ws else Reach.NOT_REACHED)
-            ws = list(ws)
+            if refused and not ws:
+                cov.unreached[label] = ("the traces that reach it (the search's, and Z3's "
+                                        "with their shapes blocked) are no valid scenario")
             for w in ws:
                 if confirm and not confirm_witness(world.model, era, list(w.steps), label):
                     raise AssertionError(
                         f"kspec engines disagree: the explicit search reaches {label} on "
                         f"{era.value} by {[world.text_of[n] for n in w.steps]}, Z3 does not")
-            spare = ws[1:] if confirm else []
-            ws = ws[:1] if confirm else ws
-            kind = ["the search"] * len(ws)
+            kind = [w.source for w in ws]
             while confirm and ws and len(ws) < per_label:
+                if distinct is None:
+                    distinct = DistinctSolver(world.model, era, seed=seed, allowed=allowed,
+                                              proc_domain=world.cfg.proc_domain,
+                                              page_domain=world.cfg.page_domain)
                 try:
                     steps = solve_distinct(
                         world.model, era, label, [list(w.steps) for w in ws], bound=bound,
                         seed=seed, allowed=allowed, proc_domain=world.cfg.proc_domain,
                         page_domain=world.cfg.page_domain,
-                        accept=lambda st, label=label, world=world: fires(world, st, label))
+                        accept=lambda st, label=label, world=world: (
+                            fires(world, st, label) and is_scenario(world, st)),
+                        solver=distinct)
                 except NoAnswer as e:
-                    rep.why = (f"{e}: the other scenarios come from the search, different "
-                               f"by their steps, processes and pages")
-                    for w in spare[:per_label - len(ws)]:      # confirmed above
-                        ws.append(w)
-                        kind.append("the search")
+                    rep.why = f"{len(ws)} of {per_label} scenarios: {e}"
                     break
                 if steps is None:
                     rep.why = (f"{len(ws)} of {per_label} scenarios: no trace of "
@@ -263,8 +301,9 @@ def generate(eras, *, per_label: int = 3, seed: int = 0, bound: int = DEFAULT_BO
                 kind.append("Z3")
             for k, w in enumerate(ws):
                 title = f"{label} on {era.value} ({k + 1} of {len(ws)})"
-                how = (", confirmed by Z3" if kind[k] == "the search" else
-                       ", found by Z3 with the shapes of the earlier ones blocked")
+                how = (", found by Z3 with the shapes of the earlier ones blocked"
+                       if kind[k] == "Z3" else
+                       f", from {kind[k]}, confirmed by Z3")
                 header = [f"generated by ksmdiff generate: branch label {label}, era "
                           f"{era.value}, seed {seed}, bound {bound}",
                           f"witness {k + 1} of {len(ws)}, {w.length} spec steps"
@@ -288,12 +327,26 @@ def generate(eras, *, per_label: int = 3, seed: int = 0, bound: int = DEFAULT_BO
 
                 else:
                     rep.why = cov.unreached.get(label, f"not reached within bound {bound}")
+                    known = _known_unreachable(world).get(label)
+                    if known:
+                        rep.why += (f"; the prover lists it as unreachable "
+                                    f"({' '.join(known.split())})")
                     if lacking:
                         rep.why += (f" (without {', '.join(sorted(lacking))}: not in "
                                     f"{ERA_VERSION[era]})")
             gen.labels.append(rep)
     gen.seconds = time.monotonic() - t0
     return gen
+
+
+def _spec_witnesses(world: SpecWorld) -> dict:
+    """label -> [(action, codes)], from prove.toml's [model.NAME.witness] (sequences the
+    prover's vacuity check knows to take a branch its search does not reach)."""
+    from ksmdiff.gen.specmap import _DEFAULT, world_for  # noqa: F401  (spec loaded once)
+    spec = _DEFAULT.get("spec")
+    if spec is None or not hasattr(spec, "config"):
+        return {}
+    return dict(spec.config.model(world.cfg.model).witness)
 
 
 def _known_unreachable(world: SpecWorld) -> dict:

@@ -36,6 +36,7 @@ class Witness:
     label: str
     steps: tuple                # instance numbers, in order
     picks: tuple                # per step: the choice picks (for the Z3 confirmation)
+    source: str = "the search"  # who found it (the search, the spec's witness list, Z3)
 
     @property
     def length(self) -> int:
@@ -126,8 +127,11 @@ def search(world: SpecWorld, *, per_label: int = 3, bound: int = DEFAULT_BOUND,
            seed: int = 0, beam: int = DEFAULT_BEAM, symmetric=("Frame",),
            exhaustive_depth: int = EXHAUSTIVE_DEPTH, deadline: Optional[float] = None,
            labels: Optional[list] = None, allowed: Optional[set] = None,
-           hopeless: Optional[Callable[[str], bool]] = None) -> Coverage:
-    """``allowed``: the instance numbers a trace may use (default: all).  ``hopeless(label)``
+           hopeless: Optional[Callable[[str], bool]] = None,
+           known: Optional[dict] = None) -> Coverage:
+    """``allowed``: the instance numbers a trace may use (default: all).  ``known``: label
+    -> a Witness that fires it (the spec's own, :func:`known_witnesses`), taken for a
+    label the beam does not reach, before any exhaustive search.  ``hopeless(label)``
     (asked once per label, only after a level that found no new witness): True when no
     trace of any length reaches it (Z3 over the invariants); when every label still
     missing is hopeless, the search ends there instead of running to ``bound``, and those
@@ -217,6 +221,9 @@ def search(world: SpecWorld, *, per_label: int = 3, bound: int = DEFAULT_BOUND,
     cov.witnesses = {lab: ws for lab, ws in wit.items() if ws}
     cov.hopeless = {lab for lab, v in verdicts.items() if v}
     missing = [lab for lab in all_labels if not wit[lab] and not is_hopeless(lab)]
+    for lab in [lab for lab in missing if known and lab in known]:
+        cov.witnesses[lab] = [known[lab]]
+        missing.remove(lab)
     if missing:
         proved = _exhaustive(world, missing, exhaustive_depth, sym, deadline, order)
         for lab in missing:
@@ -292,4 +299,32 @@ def _era_labels(world: SpecWorld) -> list:
     for era, _owner, lab in world.model.branch_labels():
         if era == slug and lab not in out:
             out.append(lab)
+    return out
+
+
+def known_witnesses(world: SpecWorld, witness: dict, allowed: Optional[set] = None) -> dict:
+    """label -> Witness for the action sequences ``witness`` lists (label -> [(action,
+    (codes...))], prove.toml's ``[model.NAME.witness]``) that fire their label at their
+    last step in ``world``, replayed by the explicit engine (each step's first outcome,
+    as scenarios replay) using only ``allowed`` instances.  A sequence that does not fire
+    here (another era, a mutant) is left out."""
+    by_call = {(inst.name, tuple(c for _n, _d, c in inst.args)): n
+               for n, inst in enumerate(world.mc.instances) if inst.kind == "action"}
+    out = {}
+    for label, calls in witness.items():
+        steps = [by_call.get((name, tuple(codes))) for name, codes in calls]
+        if not steps or None in steps or (allowed is not None and not set(steps) <= allowed):
+            continue
+        state, picks, ok = world.initial(), [], True
+        for k, n in enumerate(steps):
+            outs = world.step(state, n)
+            if not outs:
+                ok = False
+                break
+            pk, state = outs[0]
+            picks.append(tuple(choices_of(pk).items()))
+            if k == len(steps) - 1 and label not in labels_of(pk):
+                ok = False
+        if ok:
+            out[label] = Witness(label, tuple(steps), tuple(picks), "the spec's witness list")
     return out

@@ -46,9 +46,10 @@ def on_kernel(target: str) -> bool:
     return target == "host" or target.startswith("lab:")
 
 
-def judge_cell(cell, spec_model=None) -> ThreeWayCell:
+def judge_cell(cell, spec_model=None, spec_run=None) -> ThreeWayCell:
     """``cell.records`` are the kernel's (host) or the model's; ``cell.model_records`` the
-    model's when the cell ran on a kernel."""
+    model's when the cell ran on a kernel.  ``spec_run``: ``replay`` of the cell's scenario
+    in its era's spec world (a SpecRun, or the OutOfScope it raised), made beforehand."""
     if cell.version is None or cell.status != "ok":
         return ThreeWayCell(cell, None, SpecModelVerdict(SpecModel.OUT_OF_SCOPE),
                             why=f"not run: {cell.status}")
@@ -56,7 +57,10 @@ def judge_cell(cell, spec_model=None) -> ThreeWayCell:
     kernel = on_kernel(cell.target)
     model_records = cell.model_records if kernel else cell.records
     try:
-        run = replay(world_for(era, spec_model), cell.scenario)
+        if isinstance(spec_run, OutOfScope):
+            raise spec_run
+        run = spec_run if spec_run is not None else replay(world_for(era, spec_model),
+                                                           cell.scenario)
     except OutOfScope as e:
         return ThreeWayCell(cell, era, SpecModelVerdict(SpecModel.OUT_OF_SCOPE), why=e.why)
     verdict = judge_spec_model(run.records, model_records)
