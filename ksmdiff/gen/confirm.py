@@ -17,8 +17,13 @@ import z3
 from ksmdiff.kspec.internal.engine import _compiled
 from ksmdiff.kspec.internal.prove import Unroller
 
-CONFIRM_TIMEOUT_MS = 60000
-DISTINCT_TIMEOUT_MS = 20000      # one query for another shape; unknown: no answer
+# Z3's resource limit bounds a query deterministically (the same answer for a seed on a
+# loaded machine as on an idle one); on this kind of query Z3 spends about 4-70 million
+# units per CPU second.  The timeouts only stop a runaway query and are far above it.
+CONFIRM_RLIMIT = 1_000_000_000
+CONFIRM_TIMEOUT_MS = 600000
+DISTINCT_RLIMIT = 300_000_000    # one query for another shape; unknown: no answer
+DISTINCT_TIMEOUT_MS = 300000
 DISTINCT_EXTRA_DEPTH = 2         # look for other shapes this many steps past the shortest
 
 
@@ -28,8 +33,9 @@ class Reach(enum.Enum):
     NOT_REACHED = "not reached"              # not found within the bound, not excluded
 
 
-def _check(cons, timeout=CONFIRM_TIMEOUT_MS):
+def _check(cons, timeout=CONFIRM_TIMEOUT_MS, rlimit=CONFIRM_RLIMIT):
     s = z3.Solver()
+    s.set("rlimit", rlimit)
     s.set("timeout", timeout)
     s.add(*cons)
     r = s.check()
@@ -139,7 +145,7 @@ class DistinctSolver:
 
     def __init__(self, model, era, *, seed: int = 0, allowed=None,
                  proc_domain: str = "Proc", page_domain: str = "Page",
-                 timeout_ms: int = DISTINCT_TIMEOUT_MS):
+                 timeout_ms: int = DISTINCT_TIMEOUT_MS, rlimit: int = DISTINCT_RLIMIT):
         self.ts = ts = _compiled(model, era)
         self.era = era
         self.seed = seed
@@ -155,6 +161,7 @@ class DistinctSolver:
                     self.doms.setdefault((dom, code), []).append(n)
         self.proc_domain, self.page_domain = proc_domain, page_domain
         self.timeout_ms = timeout_ms
+        self.rlimit = rlimit
         self.ctx = z3.Context()
         self.u = Unroller(ts)
         self.base = z3.And(self.u.init(), self.u.at(ts.types, 0)).translate(self.ctx)
@@ -200,13 +207,15 @@ class DistinctSolver:
                                            for t in range(d)] + [nprocs == np_, npages == npg])))
             for _ in range(max_tries):
                 s = z3.Solver(ctx=self.ctx)
+                s.set("rlimit", self.rlimit)
                 s.set("timeout", self.timeout_ms)
                 s.set("random_seed", self.seed)
                 s.add(*cons)
                 r = s.check()
                 if r == z3.unknown:
-                    raise NoAnswer(f"Z3 gave no answer within {self.timeout_ms / 1000:g} s "
-                                   f"for a trace of {d} steps ({s.reason_unknown()})")
+                    raise NoAnswer(f"Z3 gave no answer within {self.rlimit:,} resource units "
+                                   f"or {self.timeout_ms / 1000:g} s for a trace of {d} "
+                                   f"steps ({s.reason_unknown()})")
                 if r == z3.unsat:
                     break
                 m = s.model()
