@@ -31,7 +31,7 @@ ksm scan 3
 
 def _start() -> str:
     return json.dumps({"start": 1, "pid": 100, "fields": list(W.PAGE_FIELDS),
-                       "counters": list(W.COUNTERS)})
+                       "records": W.RECORDS_OF_CHANGES, "counters": list(W.COUNTERS)})
 
 
 def _page(i: int, pfn: int, ksm: int) -> list:
