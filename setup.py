@@ -44,7 +44,7 @@ setup(
                                      exclude=["*.__pycache__"]) + data_packages,
     package_dir={"": ".", **data_dirs},
     package_data={"ksmdiff.probe": ["*.c"],
-                  "ksmdiff.lab": ["known.toml", "race.c", "configs/*.config", "patches/*.patch",
+                  "ksmdiff.lab": ["known.toml", "*.c", "configs/*.config", "patches/*.patch",
                                   "patches/*.md"],
                   **data_files},
 )

@@ -155,6 +155,7 @@ def run(name: str, rounds: int = ROUNDS, window_us: int = WINDOW_US) -> Outcome:
     if "5.4-race-window.patch" not in kernel.patches:
         raise UsageError(f"lab:{name} is not a race kernel (it lacks "
                          f"5.4-race-window.patch; see ksmdiff/lab/known.toml)")
+    guest.reset()                    # one boot of its own, as run_lab starts its run
     result = guest.boot(kernel, make_job(rounds, window_us), smp=GUEST_CPUS)
     if result.result is None:
         raise EnvironmentProblem(f"lab:{name}: {result.reason}")

@@ -196,3 +196,5 @@ class Background:
     def cancel(self) -> None:
         guest.kill_all()
         self.thread.join(timeout=30)
+        if not self.thread.is_alive():
+            guest.reset()            # a run that had already ended would leave the stop set

@@ -200,3 +200,16 @@ def test_a_finished_run_does_not_stop_later_boots(empty_lab, monkeypatch):
                         lambda kernel, session, **kw: guest.BootResult(kernel, None, "fake"))
     run.run_lab([parse_file(SEED)], ["lab:6.1"])
     assert not guest._STOP.is_set()
+
+
+def test_cancelling_a_run_that_already_ended_does_not_stop_later_boots(empty_lab, monkeypatch):
+    """The CLI cancels the lab's background run when the host part fails; if that run had
+    already ended, the stop must not outlive it."""
+    _kernel()
+    monkeypatch.setattr(guest, "qemu_available", lambda: "")
+    monkeypatch.setattr(guest, "boot_driver",
+                        lambda kernel, session, **kw: guest.BootResult(kernel, None, "fake"))
+    bg = run.Background([parse_file(SEED)], ["lab:6.1"])
+    bg.join()
+    bg.cancel()
+    assert not guest._STOP.is_set()
