@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ksmdiff.errors import EnvironmentProblem, InputError, KsmdiffError, UsageError
+from ksmdiff.status import RunStatus
 from ksmdiff.versions import ERA_VERSIONS, KernelVersion
 
 # One representative version per era: the default columns of ``ksmdiff run``.
@@ -256,7 +257,7 @@ def cmd_run(args) -> int:
                                                         elapsed, sys.argv[1:], notes=notes))
     if any(c.failed or c.mismatch or c.violations for c in cells.values()):
         return EXIT_FAIL
-    if any(c.status in ("environment", "not-run") for c in cells.values()):
+    if any(c.status in (RunStatus.ENVIRONMENT, RunStatus.NOT_RUN) for c in cells.values()):
         return EXIT_ENV
     return EXIT_OK
 

@@ -37,15 +37,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator, Optional, Sequence
 
+from ksmdiff.status import RunStatus
+
 PAGE_FIELDS = ("present", "swapped", "frame", "ksm", "mapcount", "exclusive", "content",
                "fault")
 FAULT_OUTCOMES = ("reused", "copied", "fresh", "retry")
 
-# Record status values.
-OK = "ok"
-UNSUPPORTED = "unsupported"   # the kernel lacks a feature the scenario requires
-ENVIRONMENT = "environment"   # a bounded wait ran out, a syscall failed for a reason of the machine
-NOT_RUN = "not-run"           # e.g. no root: kernel side not run
+
+# Record status values (RunStatus).
+OK = RunStatus.OK
+UNSUPPORTED = RunStatus.UNSUPPORTED
+ENVIRONMENT = RunStatus.ENVIRONMENT
+NOT_RUN = RunStatus.NOT_RUN
 
 
 class _Any:
@@ -314,7 +317,7 @@ class Record:
     stmt: int                       # index into Scenario.statements
     line: int                       # source line of that statement
     fields: Mapping[str, Allowed] = field(default_factory=dict)
-    status: str = OK
+    status: RunStatus = OK
     note: str = ""
     delta: Optional[Mapping[str, Allowed]] = field(default=None, compare=False, repr=False)
 

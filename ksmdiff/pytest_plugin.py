@@ -13,6 +13,7 @@ from __future__ import annotations
 import pytest
 
 from ksmdiff.cli import ERA_VERSIONS
+from ksmdiff.status import RunStatus
 
 
 def pytest_addoption(parser):
@@ -91,17 +92,17 @@ class ScenarioItem(pytest.Item):
         from ksmdiff.versions import KernelVersion
         if self.version == "host":
             cell = session.run_host_cells([self.scenario], batch=False)[0]
-            if cell.status == "not-run":
+            if cell.status == RunStatus.NOT_RUN:
                 pytest.skip(cell.reason)
         elif self.version.startswith("lab:"):
             cell = self._lab_cell()
-            if cell.status == "not-run":
+            if cell.status == RunStatus.NOT_RUN:
                 pytest.skip(f"{self.version} not run: {cell.reason}")
         else:
             cell = session.run_model_cell(self.scenario, KernelVersion.parse(self.version))
-        if cell.status == "unsupported":
+        if cell.status == RunStatus.UNSUPPORTED:
             pytest.skip(f"unsupported on {self.version}: {cell.reason}")
-        if cell.status == "environment":
+        if cell.status == RunStatus.ENVIRONMENT:
             pytest.skip(f"environment: {cell.reason}")
         problems = [f"line {e.line}: {e.text}\n    observed: {e.reason}" for e in cell.failed]
         problems += [f"violation: {v}" for v in cell.violations]

@@ -13,21 +13,22 @@ from typing import IO, Sequence
 from ksmdiff.internal.atomic import write_text_atomically
 from ksmdiff.judge import rank
 from ksmdiff.scenario import ast as A
+from ksmdiff.status import ExpectStatus, RunStatus
 
 
 def _judged(cell) -> int:
     """Expects judged on this version (held or failed; not skipped)."""
-    return sum(1 for e in cell.expects if e.status in ("held", "failed"))
+    return sum(1 for e in cell.expects if e.status in (ExpectStatus.HELD, ExpectStatus.FAILED))
 
 
 def cell_text(cell) -> str:
-    if cell.status == "unsupported":
+    if cell.status == RunStatus.UNSUPPORTED:
         return "unsupported"
-    if cell.status == "not-run":
+    if cell.status == RunStatus.NOT_RUN:
         if cell.target.startswith("lab:"):      # say why in the cell: never a silent pass
             return "not run: " + cell.reason.split(":")[0]
         return "not run"
-    if cell.status == "environment":
+    if cell.status == RunStatus.ENVIRONMENT:
         return "environment"
     if cell.mismatch is not None:
         return f"MISMATCH ({cell.mismatch.classification})"
@@ -35,7 +36,7 @@ def cell_text(cell) -> str:
         return f"VIOLATION x{len(cell.violations)}"
     if cell.failed:
         return f"FAIL {len(cell.failed)}/{_judged(cell)}"
-    held = sum(1 for e in cell.expects if e.status == "held")
+    held = sum(1 for e in cell.expects if e.status == ExpectStatus.HELD)
     text = f"ok {held}" if held else "ran, 0 checked"
     return text + " reuse" if cell.ksm_reuse else text
 
@@ -150,11 +151,11 @@ def print_summary(scenarios, versions, cells, *, verbose: bool = False,
         by_reason: dict[tuple[str, str], list[int]] = {}
         for i in range(len(scenarios)):
             c = cells[(i, v)]
-            if c.status in ("not-run", "environment"):
+            if c.status in (RunStatus.NOT_RUN, RunStatus.ENVIRONMENT):
                 by_reason.setdefault((c.status, c.reason), []).append(i)
         for i in range(len(scenarios)):      # a note about the whole kernel (lab boots)
             c = cells[(i, v)]
-            if c.status == "ok" and c.reason and (v, "note", c.reason) not in said_once:
+            if c.status == RunStatus.OK and c.reason and (v, "note", c.reason) not in said_once:
                 out.write(f"note on {_where([v], lambda v, c=c: c)}: {c.reason}\n")
                 said_once.add((v, "note", c.reason))
         for (status, reason), rows in by_reason.items():
@@ -170,7 +171,7 @@ def print_summary(scenarios, versions, cells, *, verbose: bool = False,
             cell = cells[(i, v)]
             if (v, cell.status, cell.reason) in said_once:
                 pass
-            elif cell.status in ("not-run", "environment", "unsupported"):
+            elif cell.status in (RunStatus.NOT_RUN, RunStatus.ENVIRONMENT, RunStatus.UNSUPPORTED):
                 groups.setdefault(("status", cell.status, _unversioned(cell.reason, v)),
                                   []).append(v)
             for e in cell.failed:
@@ -207,7 +208,7 @@ def print_summary(scenarios, versions, cells, *, verbose: bool = False,
             where = _where([v], lambda v: cell)
             if verbose:
                 for e in cell.expects:
-                    if e.status != "failed":
+                    if e.status != ExpectStatus.FAILED:
                         out.write(f"{scn.source}:{e.line}: {e.status} on {where}: {e.text}"
                                   f"{' (' + e.reason + ')' if e.reason else ''}\n")
             if cell.frequencies:

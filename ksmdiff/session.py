@@ -20,6 +20,7 @@ from ksmdiff.judge.classify import classify
 from ksmdiff.observe import ANY, NOT_RUN, OK, UNSUPPORTED, Record
 from ksmdiff.scenario import ast as A
 from ksmdiff.scenario.printer import format_statement
+from ksmdiff.status import RunStatus
 from ksmdiff.versions import KernelVersion
 
 HOST = "host"
@@ -33,7 +34,7 @@ class CellResult:
     scenario: A.Scenario
     target: str                     # "5.4" (model) or "host" (kernel)
     version: KernelVersion | None
-    status: str                     # ok | unsupported | environment | not-run
+    status: RunStatus
     reason: str = ""
     expects: list[ExpectResult] = field(default_factory=list)
     records: Sequence[Record] = ()

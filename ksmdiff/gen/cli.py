@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from ksmdiff.errors import UsageError
+from ksmdiff.status import RunStatus
 from ksmdiff.versions import Era, KernelVersion
 
 EXIT_OK, EXIT_FAIL, EXIT_INPUT, EXIT_ENV = 0, 1, 2, 3
@@ -171,7 +172,7 @@ def run_three_way_cli(paths, targets, *, quiet=False, json_out=None, spec_model=
         reports_cli.after_run(args, write_record)
     if any(tw.failed for tw in judged):
         return EXIT_FAIL
-    if any(tw.cell.status in ("environment", "not-run") for tw in judged):
+    if any(tw.cell.status in (RunStatus.ENVIRONMENT, RunStatus.NOT_RUN) for tw in judged):
         return EXIT_ENV
     return EXIT_OK
 

@@ -13,6 +13,7 @@ from typing import Optional, Sequence
 
 from ksmdiff.gen.specmap import OutOfScope, replay, world_for
 from ksmdiff.judge.threeway import SpecModel, SpecModelVerdict, judge_spec_model, reached
+from ksmdiff.status import RunStatus
 from ksmdiff.versions import Era
 
 
@@ -50,7 +51,7 @@ def judge_cell(cell, spec_model=None, spec_run=None) -> ThreeWayCell:
     """``cell.records`` are the kernel's (host) or the model's; ``cell.model_records`` the
     model's when the cell ran on a kernel.  ``spec_run``: ``replay`` of the cell's scenario
     in its era's spec world (a SpecRun, or the OutOfScope it raised), made beforehand."""
-    if cell.version is None or cell.status != "ok":
+    if cell.version is None or cell.status != RunStatus.OK:
         return ThreeWayCell(cell, None, SpecModelVerdict(SpecModel.OUT_OF_SCOPE),
                             why=f"not run: {cell.status}")
     era = Era.of(cell.version)

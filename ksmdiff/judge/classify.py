@@ -15,14 +15,16 @@ from typing import Sequence
 
 from ksmdiff.judge.compare import Divergence, _jsonable
 from ksmdiff.observe import split_page_key
+from ksmdiff.status import Reproducibility
 
-REPRODUCIBLE = "reproducible"
-FLAKY = "flaky"
-ENVIRONMENT = "environment"
+
+REPRODUCIBLE = Reproducibility.REPRODUCIBLE
+FLAKY = Reproducibility.FLAKY
+ENVIRONMENT = Reproducibility.ENVIRONMENT
 _RANK = {REPRODUCIBLE: 0, FLAKY: 1, ENVIRONMENT: 2}
 
 
-def classify(first: Divergence, reruns: Sequence[Sequence[Divergence] | None]) -> str:
+def classify(first: Divergence, reruns: Sequence[Sequence[Divergence] | None]) -> Reproducibility:
     """``reruns[i]`` is the divergence list of re-run i, or None when it could not run."""
     if any(r is None for r in reruns):
         return ENVIRONMENT

@@ -17,11 +17,13 @@ from ksmdiff.observe import (ANY, PRCTL_MERGE, Record, counter_key, page_key, pr
 from ksmdiff.scenario import ast as A
 from ksmdiff.scenario.layout import layout_at
 from ksmdiff.scenario.printer import format_statement
+from ksmdiff.status import ExpectStatus
 from ksmdiff.versions import KernelVersion, has_counter, has_proc_counter
 
-HELD = "held"
-FAILED = "failed"
-SKIPPED = "skipped"
+
+HELD = ExpectStatus.HELD
+FAILED = ExpectStatus.FAILED
+SKIPPED = ExpectStatus.SKIPPED
 
 
 @dataclass(frozen=True)
@@ -29,7 +31,7 @@ class ExpectResult:
     stmt: int
     line: int
     text: str                # the expect as printed
-    status: str              # held | failed | skipped
+    status: ExpectStatus
     reason: str = ""         # why it failed or was skipped; what was observed
 
     def to_json(self) -> dict:

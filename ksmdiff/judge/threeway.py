@@ -20,6 +20,7 @@ from typing import Optional, Sequence
 
 from ksmdiff.judge.compare import MISSING, Divergence, compare_equal, first_divergence
 from ksmdiff.observe import ANY, Record
+from ksmdiff.status import RunStatus
 
 
 class SpecModel(enum.Enum):
@@ -101,7 +102,7 @@ def reached(labels: Sequence[tuple], spec: Sequence[Record], other: Sequence[Rec
         if not labs:
             continue
         o = by_stmt.get(s.stmt)
-        if o is None or o.status != "ok":
+        if o is None or o.status != RunStatus.OK:
             continue
         ok = True
         for key, vals in s.fields.items():

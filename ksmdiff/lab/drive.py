@@ -34,6 +34,7 @@ from ksmdiff.probe.result import KPF_KSM_NOTE, PROBE_COUNTERS, KernelRun
 from ksmdiff.probe.runner import _KeeperItem, keeper_correction
 from ksmdiff.scenario import ast as A
 from ksmdiff.scenario import implied_features
+from ksmdiff.status import RunStatus
 from ksmdiff.versions import FEATURE_NOTES, KernelVersion, has_counter, has_feature
 
 # The guest's CPU under TCG is 10-30x slower than the host's: the runner's bounds on ksmd
@@ -140,7 +141,7 @@ class _Replay(ScenarioState):
 
     started = False
 
-    def fail(self, status: str, reason: str) -> None:
+    def fail(self, status: RunStatus, reason: str) -> None:
         if self.done and self.status != OK:
             return
         self.status, self.reason, self.done = status, reason, True

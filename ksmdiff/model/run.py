@@ -16,6 +16,7 @@ from ksmdiff.observe import (ABSENT, ANY, PAGE_FIELDS, PRCTL_MERGE, History, Rec
                              counter_key, page_key, proc_counter_key)
 from ksmdiff.scenario import ast as A
 from ksmdiff.scenario.validate import implied_features
+from ksmdiff.status import RunStatus
 from ksmdiff.versions import (FEATURE_NOTES, COUNTERS, FACTS, PROC_COUNTERS, Era,
                               KernelVersion, has_counter, has_fact, has_feature,
                               has_proc_counter)
@@ -36,7 +37,7 @@ SETTLE_MAX_SCANS = 64
 class ModelRun:
     version: KernelVersion
     era: Era
-    status: str                       # "ok" | "unsupported"
+    status: RunStatus                 # OK or UNSUPPORTED
     reason: str
     records: tuple[Record, ...]
     violations: tuple[Violation, ...]

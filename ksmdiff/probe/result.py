@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from ksmdiff.observe import Record
 from ksmdiff.probe import wire as W
 from ksmdiff.scenario.ast import Scenario
+from ksmdiff.status import RunStatus
 from ksmdiff.versions import KernelVersion
 
 EVENT_COUNTERS = ("cow_ksm", "ksm_swpin_copy", "pgreuse")
@@ -21,7 +22,7 @@ assert set(PROBE_COUNTERS) == set(EVENT_COUNTERS + GAUGE_COUNTERS)
 class KernelRun:
     scenario: Scenario
     version: KernelVersion
-    status: str                      # "ok" | "unsupported" | "environment" | "not-run"
+    status: RunStatus
     reason: str = ""
     records: tuple[Record, ...] = ()
     mode: str = ""                   # "batch" | "alone" | ""

@@ -80,6 +80,7 @@ from ksmdiff.probe.result import (EVENT_COUNTERS, GAUGE_COUNTERS, KPF_KSM_NOTE, 
 from ksmdiff.scenario import ast as A
 from ksmdiff.scenario import implied_features
 from ksmdiff.scenario.ast import Scenario
+from ksmdiff.status import RunStatus
 from ksmdiff.versions import FEATURE_NOTES, KernelVersion, has_counter, has_feature, parse_host
 
 # The pure parts live beside this module (result, decode, plan, attribution: shared with
@@ -165,7 +166,7 @@ class _Live(ScenarioState):
         line, _, self.buf = self.buf.partition(b"\n")
         return json.loads(line)
 
-    def _fail(self, status: str, reason: str) -> None:
+    def _fail(self, status: RunStatus, reason: str) -> None:
         self.status, self.reason, self.done = status, reason, True
         self.at_barrier = None
         self.kill()

@@ -12,6 +12,7 @@ from typing import Sequence
 
 from ksmdiff.errors import InputError, Location
 from ksmdiff.reports.record import FORMAT, targets
+from ksmdiff.status import RunStatus
 
 
 def merge(records: Sequence[dict], names: Sequence[str] | None = None) -> dict:
@@ -40,7 +41,7 @@ def merge(records: Sequence[dict], names: Sequence[str] | None = None) -> dict:
             else:
                 results.append({
                     "source": s, "title": titles[s], "target": v, "version": None,
-                    "status": "not-run", "reason": "no merged record ran it on this target",
+                    "status": RunStatus.NOT_RUN, "reason": "no merged record ran it on this target",
                     "ksm_reuse": False, "expects": [], "mismatch": None, "violations": [],
                     "observations": []})
     hosts = list(dict.fromkeys((r["host"]["uname"], r["host"]["machine"]) for r in records))

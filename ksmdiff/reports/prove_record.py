@@ -1,16 +1,16 @@
 """The reader of ``ksmdiff prove --json`` results for the reports: per model, era and
 property the status, and each counterexample as data (docs/reports.md).
 
-The statuses are those the prover writes (its ``Status``), read into :class:`ProofStatus`
-here so that a report never needs the prover (nor Z3) to draw them.
+The statuses are the :class:`ksmdiff.status.ProofStatus` words the prover writes; they are
+read back into that enum here, so a report never needs the prover (nor Z3) to draw them.
 """
 
 from __future__ import annotations
 
-import enum
 
 from ksmdiff.errors import InputError, Location
 from ksmdiff.reports.header import check_header, check_rows
+from ksmdiff.status import ProofStatus
 
 KIND = "prove"
 FORMAT = 1
@@ -18,11 +18,6 @@ ROW_REQUIRED = ("model", "era", "property", "status", "method", "bound", "mutant
                 "counterexample", "note", "trace", "counterexample_text")
 
 
-class ProofStatus(enum.Enum):
-    PROVED = "proved"       # for every execution
-    BOUNDED = "bounded"     # no violation up to the bound: not a proof
-    FAILED = "failed"       # a counterexample (for a mutant: the mutant is killed)
-    VACUOUS = "vacuous"     # a vacuity check failed
 
 
 def check(rec, path: str = "<prove result>") -> None:

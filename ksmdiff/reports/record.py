@@ -9,6 +9,7 @@ import os
 from typing import Iterable
 
 from ksmdiff.errors import InputError, Location
+from ksmdiff.status import RunStatus
 
 FORMAT = 1
 REQUIRED = ("tool", "tool_version", "format", "argv", "notes", "started", "elapsed_s",
@@ -32,11 +33,11 @@ class Outcome(enum.Enum):
 
 def outcome(result: dict) -> Outcome:
     status = result["status"]
-    if status == "unsupported":
+    if status == RunStatus.UNSUPPORTED:
         return Outcome.UNSUPPORTED
-    if status == "environment":
+    if status == RunStatus.ENVIRONMENT:
         return Outcome.ENVIRONMENT
-    if status == "not-run":
+    if status == RunStatus.NOT_RUN:
         return Outcome.NOT_RUN
     if result.get("mismatch"):
         return Outcome.MISMATCH

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
-from enum import Enum
 from pathlib import Path
 from typing import Optional
 
 import z3
 
-from ksmdiff.kspec.internal.compile import TS, IVar, SVar, compile_ts, key_name
-from ksmdiff.kspec.internal.check import ERA_SLUG
+from ksmdiff.kspec.internal.compile import TS, IVar, SVar, key_name
+from ksmdiff.status import ProofStatus
 
 
 KIND_TIMEOUT_MS = 180000     # per query; the user-level settle step takes ~10-20 s
@@ -34,12 +32,7 @@ class Trace:
     final: dict = field(default_factory=dict)   # extra values (observables) at the end
 
 
-class Status(str, Enum):
-    PROVED = "proved"         # for every execution (induction, or every state visited)
-    BOUNDED = "bounded"       # no violation up to the bound: not a proof
-    FAILED = "failed"         # a counterexample
-    VACUOUS = "vacuous"       # the vacuity check: an action never enabled, a branch never
-                              # taken, or no initial state within the declared ranges
+Status = ProofStatus
 
 
 @dataclass
