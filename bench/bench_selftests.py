@@ -44,6 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from ksmdiff.lab import guest, run, store  # noqa: E402
 from ksmdiff.lab.programs import GuestProgram, ProgramRun, boot_programs  # noqa: E402
+from ksmdiff.observe import OK  # noqa: E402
 from ksmdiff.probe.build import cache_dir  # noqa: E402
 from ksmdiff.scenario import find_scenarios, parse_file  # noqa: E402
 
@@ -295,10 +296,47 @@ def ports_round(k, scenarios, stems) -> tuple[dict[str, tuple[float, float, str]
     out = {}
     for i, (stem, cell) in enumerate(zip(stems, cells)):
         reap, rest = secs.get(i, (float("nan"), float("nan")))
-        out[stem] = (reap + rest, reap, cell.status)
+        out[stem] = (reap + rest, reap,
+                     str(cell.status) + (f" ({cell.reason[:60]})" if cell.status != OK
+                                         and cell.reason else ""))
     return out, {"e2e": b.timings.get("result", float("nan")),
                  "started": b.timings.get("agent", float("nan")),
                  "passes": sum(1 for x in b.timings if x.startswith("pass"))}
+
+
+# Where a port's guest time goes: the same ten pages as ksm_tests -M, stopped at each step
+BREAKDOWN = {
+    "probe floor (mmap 1 page)": "process A\nA: mmap buf 1\n",
+    "+ fill 10 pages, madvise": "process A\nA: mmap map 10\nA: fill map 0x2a\n"
+                                "A: madvise map mergeable\n",
+    "+ ksm settle": "process A\nA: mmap map 10\nA: fill map 0x2a\n"
+                    "A: madvise map mergeable\nksm settle\nexpect counter pages_sharing +9\n",
+    "+ ksm scan 2 (the port's)": "process A\nA: mmap map 10\nA: fill map 0x2a\n"
+                                 "A: madvise map mergeable\nksm scan 2\n"
+                                 "expect counter pages_sharing +9\n",
+}
+
+
+def breakdown_round(k) -> dict[str, list[float]]:
+    """Each step of BREAKDOWN three times in one boot: the scenario's guest seconds (the
+    reap before it left out)."""
+    from ksmdiff.scenario import parse
+    names, scenarios = [], []
+    for name, body in BREAKDOWN.items():
+        for i in range(3):
+            names.append(name)
+            scenarios.append(parse(f'scenario "bench step {len(names)}"\n{body}'))
+    boots = []
+    cells = run.run_lab(scenarios, [f"lab:{k.name}"], on_boot=boots.append)[f"lab:{k.name}"]
+    if not boots or boots[0].result is None:
+        raise SystemExit(f"the breakdown's boot failed: {boots[0].reason if boots else ''}")
+    secs = boots[0].result.get("guest_seconds", {})
+    out: dict[str, list[float]] = {n: [] for n in BREAKDOWN}
+    for i, (name, cell) in enumerate(zip(names, cells)):
+        if cell.status != OK:
+            raise SystemExit(f"breakdown step {name!r}: {cell.status} {cell.reason}")
+        out[name].append(secs.get(i, (0.0, float("nan")))[1])
+    return out
 
 
 def cli_round(k) -> tuple[float, int]:
@@ -331,6 +369,9 @@ def main() -> int:
                          "kernel's own linux-source package, unpacked into the cache)")
     ap.add_argument("--no-cli", action="store_true",
                     help="leave out the end-to-end 'ksmdiff run' of the ports")
+    ap.add_argument("--breakdown", action="store_true",
+                    help="also time a port's steps (probe start, fill, settle, scan 2), "
+                         "one more boot per round")
     args = ap.parse_args()
     if args.rounds < 3:
         ap.error("--rounds: at least 3 (medians)")
@@ -358,6 +399,7 @@ def main() -> int:
     e2e = {"orig": [], "port": [], "cli": []}
     start = {"orig": [], "port": []}
     whole_orig, whole_port = [], []
+    steps: dict[str, list[float]] = {}
     for r in range(args.rounds):
         order = ("orig", "port") if r % 2 == 0 else ("port", "orig")
         for which in order:
@@ -382,6 +424,10 @@ def main() -> int:
             loads.append(os.getloadavg()[0])
             print(f"round {r + 1} {which}: end to end {t['e2e']:.1f} s, "
                   f"load {loads[-1]:.1f}", flush=True)
+        if args.breakdown:
+            for name, v in breakdown_round(k).items():
+                steps.setdefault(name, []).extend(v)
+            loads.append(os.getloadavg()[0])
         if not args.no_cli:
             took, rc = cli_round(k)
             e2e["cli"].append(took)
@@ -409,6 +455,11 @@ def main() -> int:
     if e2e["cli"]:
         print(f"  ksmdiff run corpora/kselftest --kernel lab:{k.name}: {med(e2e['cli']):.1f} s "
               "(the whole command)")
+    if steps:
+        print("\nwhere a port's time goes (ksm_tests -M's ten pages, each step's scenario "
+              "without its reap, median of 3 per round):")
+        for name, v in steps.items():
+            print(f"  {name:<28} {med(v):6.2f} s")
     print(f"\nload average (1 min) over the run: {min(loads):.1f}-{max(loads):.1f} "
           f"on {os.cpu_count()} CPUs")
     return 0
