@@ -31,6 +31,7 @@ DRIVER_STEP = "/bin/ksmdiff-lab-driver /out /bin/ksmdiff-probe\n"
 SCRIPT = "run.sh"
 TIMES = "times"
 DONE = "done"
+STARTED = "started"
 NAME = re.compile(r"[A-Za-z0-9_.-]+")
 STEP_TIMEOUT = 900.0      # seconds one program may take (a selftest under TCG: minutes)
 
@@ -84,7 +85,7 @@ def script(programs: Sequence[GuestProgram], rounds: int) -> str:
     q = shlex.quote
     # run where the programs are, as run_vmtests.sh does (ksm_functional_tests' fork-exec
     # case execs "./ksm_functional_tests")
-    out = ["mkdir -p /tmp/p /tmp/o", "cd /tmp/p",
+    out = [f": > /out/{STARTED}", "mkdir -p /tmp/p /tmp/o", "cd /tmp/p",
            *(f"cp /out/bin/{q(p.name)} /tmp/p/{q(p.name)} && chmod 755 /tmp/p/{q(p.name)} || echo 'ksmdiff-lab: FAILED: "
              f"copy {p.name}'" for p in programs),
            "stamp() { while IFS= read -r l; do read u _ < /proc/uptime; "
@@ -167,8 +168,7 @@ def boot_programs(kernel: KernelImage, programs: Sequence[GuestProgram], *, roun
                 while True:
                     rc = p.poll()
                     now = time.monotonic()
-                    text = console_path.read_bytes()
-                    if "started" not in timings and b"ksmdiff-lab: driver at" in text:
+                    if "started" not in timings and (out / STARTED).exists():
                         timings["started"] = now - t0
                         deadline = now + step_timeout
                     try:

@@ -23,6 +23,7 @@ def test_the_script_copies_in_first_then_times_every_run_in_order(tmp_path):
     ps = [GuestProgram("a", tmp_path / "a", ("-x", "it's")), GuestProgram("b", tmp_path / "b")]
     text = programs.script(ps, rounds=2)
     lines = text.splitlines()
+    assert lines[0] == ": > /out/started"          # the host's mark that the script began
     first_read = next(i for i, l in enumerate(lines) if l.startswith("read t0"))
     assert all(not l.startswith("cp /out/bin/") for l in lines[first_read:])
     runs = [l for l in lines if "echo $? > /tmp/o/st" in l]
