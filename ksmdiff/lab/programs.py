@@ -93,11 +93,13 @@ def script(programs: Sequence[GuestProgram], rounds: int) -> str:
     for r in range(rounds):
         for i, p in enumerate(programs):
             cmd = " ".join(q(a) for a in (f"./{p.name}", *p.args))
-            out += ["read t0 _ < /proc/uptime",
+            out += ["rm -f /tmp/o/st", "read t0 _ < /proc/uptime",
                     f"{{ {cmd} </dev/null; echo $? > /tmp/o/st; }} 2>&1 | stamp > /tmp/o/log",
                     "read t1 _ < /proc/uptime",
                     f"cp /tmp/o/log /out/log.{r}.{i}",
-                    f"echo \"{r} {i} $(cat /tmp/o/st) $t0 $t1\" >> /out/{TIMES}"]
+                    # (no status: the shell around the program died; -1)
+                    f"echo \"{r} {i} $(cat /tmp/o/st 2>/dev/null || echo -1) $t0 $t1\" "
+                    f">> /out/{TIMES}"]
     out.append(f": > /out/{DONE}")
     return "\n".join(out) + "\n"
 

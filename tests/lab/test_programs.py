@@ -34,6 +34,8 @@ def test_the_script_copies_in_first_then_times_every_run_in_order(tmp_path):
         "cp /tmp/o/log /out/log.0.0", "cp /tmp/o/log /out/log.0.1",
         "cp /tmp/o/log /out/log.1.0", "cp /tmp/o/log /out/log.1.1"]
     assert lines[-1] == ": > /out/done"
+    # no status left over from the run before: each run's is removed first
+    assert text.count("rm -f /tmp/o/st\n") == 4
 
 
 def test_names_are_file_names_and_distinct(tmp_path):
