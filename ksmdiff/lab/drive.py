@@ -250,6 +250,7 @@ class Replayer:
         self.reap_failed = False
         self.events: list[str] = []      # trace lines of the pending ksm statement
         self.pending = None              # (stmt, smart, before, after) of the last one
+        self.seconds: list[tuple[int, float, float]] = []   # (scenario, reap, run): M lines
         for raw in text.split("\n"):
             tag, _, rest = raw.partition(" ")
             try:
@@ -299,6 +300,9 @@ class Replayer:
             status, _, err = rest.partition(" ")
             lv.fail(ENVIRONMENT, f"probe exited with code {status}: "
                                  f"{err.strip() or 'no message'}")
+        elif tag == "M":                 # the guest's time for it (benchmarks only)
+            reap, run = rest.split(" ")
+            self.seconds.append((lv.index, float(reap), float(run)))
         elif tag == "Q":
             lv.fail(ENVIRONMENT, f"probe silent for {LINE_TIMEOUT} s")
         elif tag == "Z":
@@ -346,6 +350,8 @@ class LabSession:
         self.progs: dict[int, Program] = {}
         self.header: Header | None = None
         self.passes = 0
+        # the first pass' guest seconds of each scenario: (the reap before it, the rest)
+        self.guest_seconds: dict[int, tuple[float, float]] = {}
         self._rerun_items: dict[int, tuple[int, Program]] = {}
         for i, s in enumerate(self.scenarios):
             feats = implied_features(s)
@@ -395,6 +401,7 @@ class LabSession:
                            {i: (i, p) for i, p in self.progs.items()})
             rep.read(text)
             self.header = rep.header
+            self.guest_seconds = {i: (reap, run) for i, reap, run in rep.seconds}
             for i, run in rep.runs:
                 self.runs[i] = self._checked(i, run)
             for i in self.order:
@@ -476,4 +483,5 @@ class LabSession:
         h = self.header
         return {"release": h.release if h else "",
                 "runs": list(self.runs), "reruns": dict(self.rerun_runs),
-                "kpageflags_ksm_on_plain_anon": bool(h and h.kpf == 1)}
+                "kpageflags_ksm_on_plain_anon": bool(h and h.kpf == 1),
+                "guest_seconds": dict(self.guest_seconds)}

@@ -35,6 +35,8 @@
  *   X STATUS TEXT                   the probe died (exit status, its stderr)
  *   Q                               the probe was silent for too long
  *   F TEXT                          the pass cannot go on (a knob cannot be pinned)
+ *   M REAP RUN                      seconds (CLOCK_MONOTONIC) of the reap before it and of
+ *                                   the rest: program written, probe run, ksm statements
  *   Z                               the scenario is over
  */
 #define _GNU_SOURCE
@@ -753,12 +755,14 @@ static void run_scenario(int idx, struct barrier *bs, int nb, const char *prog, 
                          int reap)
 {
     emit("S %d\n", idx);
+    double t_start = now();
     if (reap) {
         const char *err;
         settle(2, &err);
         if (err)
             emit("W %s\n", err);
     }
+    double t_run = now();
     trace_take(0);
     const char *progfile = "/tmp/ksmdiff-program";
     int fd = open(progfile, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
@@ -828,7 +832,7 @@ static void run_scenario(int idx, struct barrier *bs, int nb, const char *prog, 
         close(p.outfd);
         close(p.errfd);
     }
-    emit("Z\n");
+    emit("M %.6f %.6f\nZ\n", t_run - t_start, now() - t_run);
 }
 
 /* ------------------------------------------------------------------ a pass */

@@ -267,10 +267,12 @@ def module_load_order(modules: Path | None) -> list[str]:
 
 
 def initramfs_entries(kernel: KernelImage, busybox: Path,
-                      driver: tuple[Path, Path] | None = None) -> Cpio:
+                      driver: tuple[Path, Path] | None = None, *,
+                      init: str | None = None) -> Cpio:
     """The initramfs: busybox, the kernel's modules and an /init.  ``driver``: (the static
     probe, the static driver) for the scenarios' guest (INIT_DRIVER); else the Python
-    agent's guest (INIT, the host's tree over 9p: the race experiment)."""
+    agent's guest (INIT, the host's tree over 9p: the race experiment).  ``init``: another
+    /init (the programs' guest, programs.py)."""
     c = Cpio()
     for d in ("bin", "dev", "etc", "lib", "lib/modules", "proc", "sys", "tmp", "host"):
         c.dir(d)
@@ -278,7 +280,7 @@ def initramfs_entries(kernel: KernelImage, busybox: Path,
     if driver is not None:
         c.file("bin/ksmdiff-probe", driver[0].read_bytes(), 0o755)
         c.file("bin/ksmdiff-lab-driver", driver[1].read_bytes(), 0o755)
-    c.file("init", (INIT_DRIVER if driver else INIT).replace("@SWAP_KB@", str(SWAP_MB * 1024))
+    c.file("init", (init or (INIT_DRIVER if driver else INIT)).replace("@SWAP_KB@", str(SWAP_MB * 1024))
            .replace("@OUT@", GUEST_OUT).encode(), 0o755)
     order = module_load_order(kernel.modules)
     made = {"lib/modules"}
@@ -321,10 +323,11 @@ def _is_static(path: Path) -> bool:
     return True
 
 
-def initramfs(kernel: KernelImage, driver: tuple[Path, Path] | None = None) -> Path:
+def initramfs(kernel: KernelImage, driver: tuple[Path, Path] | None = None, *,
+              init: str | None = None) -> Path:
     """The kernel's initramfs, cached by its content."""
     from ksmdiff.probe.build import cache_dir
-    data = initramfs_entries(kernel, find_busybox(), driver).finish()
+    data = initramfs_entries(kernel, find_busybox(), driver, init=init).finish()
     h = hashlib.sha256(data).hexdigest()[:16]
     out = cache_dir() / "lab" / "initramfs" / f"{kernel.name}-{h}.cpio"
     if not out.exists():

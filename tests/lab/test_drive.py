@@ -220,3 +220,17 @@ def test_a_knob_or_userfaultfd_the_guest_lacks_makes_the_scenario_unsupported():
     assert "CONFIG_NUMA is off" in s.runs[0].reason
     h = drive.parse_header("release=r uffd=0 knobs=a,b tracer_reason=no tracefs here")
     assert not h.uffd and h.knobs == {"a", "b"} and h.tracer_reason == "no tracefs here"
+
+
+def test_the_guests_seconds_of_each_scenario_come_back_with_the_result():
+    """An M line (the driver's CLOCK_MONOTONIC seconds of the reap and of the rest) goes
+    into the result for benchmarks; it changes no record."""
+    s = _session(MERGE)
+    text = _merge_transcript().replace("\nZ\n", "\nM 0.250000 1.500000\nZ\n")
+    assert s.take_pass(text) is None
+    assert s.runs[0].status == OK, s.runs[0].reason
+    assert s.result()["guest_seconds"] == {0: (0.25, 1.5)}
+    plain = _session(MERGE)
+    plain.take_pass(_merge_transcript())
+    assert plain.result()["guest_seconds"] == {}
+    assert plain.runs[0].records == s.runs[0].records
