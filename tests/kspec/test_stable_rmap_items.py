@@ -18,7 +18,7 @@ from ksmdiff.gen.specmap import replay, world_for
 from ksmdiff.gen.threeway import judge_cell
 from ksmdiff.judge.threeway import SpecModel
 from ksmdiff.kspec import load_spec
-from ksmdiff.kspec.internal.check import build_model, era_has, fact_gaps
+from ksmdiff.kspec.internal.check import build_model, era_has, fact_gaps, split_facts
 from ksmdiff.kspec.internal.explicit import Machine
 from ksmdiff.kspec.internal.parse import parse_text
 from ksmdiff.scenario import parse
@@ -127,3 +127,8 @@ def test_an_unknown_fact_is_an_error_with_its_position():
     assert "unknown kernel fact 'no_such_fact'" in e.value.message
     assert e.value.location.file == "t.kspec" and e.value.location.line == 4
     assert "ksm_checksum_first" in e.value.expected
+
+
+def test_prove_says_which_era_a_fact_splits():
+    assert split_facts({"ksm_checksum_first"}, Era.GE_6_7) == ["ksm_checksum_first"]
+    assert split_facts({"ksm_checksum_first"}, Era.V5_19_TO_6_6) == []

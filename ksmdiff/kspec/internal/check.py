@@ -67,6 +67,17 @@ def fact_gaps(facts, era: Era, version: KernelVersion) -> list[str]:
     return out
 
 
+def split_facts(facts, era: Era) -> list[str]:
+    """The facts of ``facts`` whose answer changes inside ``era`` (between its lowest and
+    highest checked version): the era is proved as its representative there only."""
+    out = []
+    for name in sorted(facts):
+        got = {has_fact(KernelVersion.parse(v), name) for v in ERA_SPAN[era]}
+        if len(got) > 1:
+            out.append(name)
+    return out
+
+
 def check_era_split(vs: Optional[VersionSet], loc) -> None:
     if vs is None:
         return
