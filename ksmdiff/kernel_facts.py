@@ -163,8 +163,11 @@ FACTS = (
     {"name": "ksm_checksum_first", "commit": "d58a361b0350",
      "title": "mm/ksm: don't waste time searching stable tree for fast changing page",
      "first": "6.11", "last": None, "backports": (), "status": "verified",
-     "checked": "a KSM changelog lists it under 6.11",
-     "summary": "cmp_and_merge_page() checks the checksum before the stable tree"},
+     "checked": "a KSM changelog lists it under 6.11; the patch moves "
+                "remove_rmap_item_from_tree() and the checksum of a page with no stable "
+                "node before stable_tree_search() in cmp_and_merge_page()",
+     "summary": "cmp_and_merge_page() removes a non-KSM page's rmap_item and checks the "
+                "checksum before the stable tree"},
     {"name": "ksm_zero_pages_fork", "commit": "4d6fc29f3634",
      "title": "mm/ksm: fix incorrect KSM counter handling in mm_struct during fork",
      "first": "6.18", "last": None,

@@ -20,13 +20,13 @@ from ksmdiff.errors import InputError, Location
 from ksmdiff.kspec import load_spec, spec_dir
 from ksmdiff.kspec.internal import ast as KA
 from ksmdiff.kspec.internal.cex import format_prints
-from ksmdiff.kspec.internal.check import ERA_SLUG
+from ksmdiff.kspec.internal.check import ERA_SLUG, era_has, fact_gaps
 from ksmdiff.kspec.internal.explicit import Machine, _World
 from ksmdiff.kspec.internal.parse import parse_text
 from ksmdiff.observe import Record, label_frames, page_key
 from ksmdiff.scenario import ast as S
 from ksmdiff.scenario.printer import format_statement
-from ksmdiff.versions import Era
+from ksmdiff.versions import Era, KernelVersion, has_fact
 
 CONFIG_NAME = "generate.toml"
 RECORD_FIELDS = ("exists", "present", "swapped", "ksm", "content_fill", "content_write",
@@ -91,11 +91,12 @@ def choices_of(picks) -> dict:
 class SpecWorld:
     """One model of the spec (``spec.models[cfg.model]`` or a mutant) in one era."""
 
-    def __init__(self, model, era: Era, cfg: Config):
+    def __init__(self, model, era: Era, cfg: Config, facts: Optional[dict] = None):
         self.model = model
         self.era = era
         self.cfg = cfg
-        self.mc = LabelMachine(model, era)
+        self.facts = dict(facts or {})    # `kernel has` answers other than the era's own
+        self.mc = LabelMachine(model, era, self.facts)
         self.procs = [(model.domains[cfg.proc_domain].show(c), c)
                       for c in model.domains[cfg.proc_domain].encodings()]
         self.pages = list(model.domains[cfg.page_domain].encodings())
@@ -303,18 +304,30 @@ _WORLDS: dict = {}
 _DEFAULT: dict = {}        # the spec and configuration of the checkout, loaded once
 
 
-def world_for(era: Era, model=None, cfg: Optional[Config] = None) -> SpecWorld:
-    """A cached :class:`SpecWorld` of the spec's configured model (or ``model``)."""
+def world_for(era: Era, model=None, cfg: Optional[Config] = None,
+              version: Optional[KernelVersion] = None) -> SpecWorld:
+    """A cached :class:`SpecWorld` of the spec's configured model (or ``model``): of the
+    era's representative version, or of ``version`` where it differs from that in a fact
+    the model reads (``kernel has``).  :class:`OutOfScope` when the fact table does not
+    know whether ``version`` has such a fact."""
     if cfg is None:
         cfg = _DEFAULT.get("cfg") or _DEFAULT.setdefault("cfg", load_config())
     if model is None:
         if "spec" not in _DEFAULT:
             _DEFAULT["spec"] = load_spec()
         model = _DEFAULT["spec"].models[cfg.model]
-    key = (id(model), era, cfg.source)
+    facts: dict = {}
+    if version is not None:
+        for name in sorted(model.facts):
+            got = has_fact(version, name)
+            if got is None:
+                raise OutOfScope(-1, "; ".join(fact_gaps([name], era, version)))
+            if got != era_has(name, era):
+                facts[name] = got
+    key = (id(model), era, cfg.source, tuple(sorted(facts.items())))
     hit = _WORLDS.get(key)
     if hit is None:
-        hit = _WORLDS[key] = SpecWorld(model, era, cfg)
+        hit = _WORLDS[key] = SpecWorld(model, era, cfg, facts)
     return hit
 
 

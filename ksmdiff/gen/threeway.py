@@ -58,10 +58,12 @@ def judge_cell(cell, spec_model=None, spec_run=None) -> ThreeWayCell:
     kernel = on_kernel(cell.target)
     model_records = cell.model_records if kernel else cell.records
     try:
+        world = world_for(era, spec_model, version=cell.version)
+        if world.facts:
+            spec_run = None                 # made in the era's world, not this version's
         if isinstance(spec_run, OutOfScope):
             raise spec_run
-        run = spec_run if spec_run is not None else replay(world_for(era, spec_model),
-                                                           cell.scenario)
+        run = spec_run if spec_run is not None else replay(world, cell.scenario)
     except OutOfScope as e:
         return ThreeWayCell(cell, era, SpecModelVerdict(SpecModel.OUT_OF_SCOPE), why=e.why)
     verdict = judge_spec_model(run.records, model_records)

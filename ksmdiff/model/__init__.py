@@ -97,8 +97,8 @@ verified or inferred); the era of ``do_wp_page`` comes from the same table.  Amo
 * fork of KSM-placed zero ptes: counted in ``ksm_zero_pages`` from 6.18 and 6.12.54 (seen
   on the host's 6.18); elsewhere the global delta is ANY.
 * a stable node whose rmap_items have all gone (its page kept by a pin or the swap
-  cache) takes no new sharer although it stays valid (seen on the host's 6.18; mechanism
-  not located; applied to every era); a stale node that no rmap_item names goes when
+  cache) takes no new sharer although it stays valid (is_page_sharing_candidate():
+  rmap_hlist_len 0, 2c653d0ee2ae, every era from 4.13; seen on the host's 6.18); a stale node that no rmap_item names goes when
   any tree walk passes it, other KSM users' included: ``stable_nodes_removed`` may be one
   less.
 * a knob change that the kernel refuses (``max_page_sharing`` while pages are counted

@@ -94,13 +94,13 @@ def stable_tree_search(m: Machine, page: Frame) -> Optional[Frame]:
     for node in m.ksm.stable_tree:
         if node.kpfn.content != page.content:
             continue
-        # is_page_sharing_candidate(): rmap_hlist_len < ksm_max_page_sharing
+        # >= 4.13 is_page_sharing_candidate() (2c653d0ee2ae): rmap_hlist_len &&
+        # rmap_hlist_len < ksm_max_page_sharing ("Check that at least one mapping still
+        # exists"): a node whose rmap_items have all gone (its page kept only by a pin or
+        # the swap cache) takes no new sharer, although it stays valid; a node that still
+        # has items does, even when its page is no longer mapped (seen on 6.18)
         if node.rmap_hlist_len >= m.ksm.knobs.max_page_sharing:
             continue
-        # Observed on the host's 6.18, mechanism not located in the source: a node whose
-        # rmap_items have all gone (its page kept only by a pin or the swap cache) takes
-        # no new sharer, although it stays valid; a node that still has items does, even
-        # when its page is no longer mapped.  Applied to every era [unverified].
         if not node.hlist:
             continue
         if best is None or node.rmap_hlist_len > best.rmap_hlist_len:

@@ -93,7 +93,15 @@ class KernelIn:
     loc: Optional[Location] = _loc()
 
 
-Expr = Union[IntLit, BoolLit, Name, Index, Unary, Binary, Ite, Quant, KernelIn]
+@dataclass(frozen=True)
+class KernelHas:
+    """``kernel has FACT``: the era's representative version has the behaviour of the row
+    FACT of the kernel fact table (ksmdiff/kernel_facts.py)."""
+    fact: str
+    loc: Optional[Location] = _loc()
+
+
+Expr = Union[IntLit, BoolLit, Name, Index, Unary, Binary, Ite, Quant, KernelIn, KernelHas]
 
 
 # ----------------------------------------------------------------------------- statements

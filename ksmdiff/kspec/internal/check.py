@@ -12,7 +12,7 @@ from typing import Optional
 
 from ksmdiff.errors import InputError, Location
 from ksmdiff.kspec.internal import ast as A
-from ksmdiff.versions import ERA_INFO, Era, KernelVersion, VersionSet, era_span
+from ksmdiff.versions import ERA_INFO, FACTS, Era, KernelVersion, VersionSet, era_span, has_fact
 
 # ----------------------------------------------------------------------------- eras
 
@@ -31,6 +31,51 @@ def era_contains(vs: Optional[VersionSet], era: Era) -> bool:
 
 def eras_of(vs: VersionSet) -> list[Era]:
     return [e for e in ERAS if era_contains(vs, e)]
+
+
+def era_has(fact: str, era: Era) -> bool:
+    """``kernel has FACT`` in ``era``: the answer of the era's representative version (the
+    version ``ksmdiff run`` runs the era as).  Where the fact's first version lies inside
+    the era, the versions of the era on the other side are outside the spec's world:
+    :func:`fact_gaps` names them."""
+    hit = _ERA_HAS.get((fact, era))
+    if hit is not None and hit[0] is FACTS.get(fact):
+        return hit[1]
+    got = bool(has_fact(KernelVersion.parse(ERA_SPAN[era][1]), fact))
+    _ERA_HAS[(fact, era)] = (FACTS.get(fact), got)
+    return got
+
+
+# (fact, era) -> (the Fact row asked about, answer): the explicit engine asks per step
+_ERA_HAS: dict = {}
+
+
+def fact_gaps(facts, era: Era, version: KernelVersion) -> list[str]:
+    """The facts of ``facts`` (read by a model through ``kernel has``) on which ``version``
+    differs from the representative of its era ``era``: the spec's world of that era does
+    not describe ``version`` there."""
+    out = []
+    for name in sorted(facts):
+        got = has_fact(version, name)
+        if got is None or got != era_has(name, era):
+            rep = ERA_SPAN[era][1]
+            out.append(f"the spec's {era.value} world follows {rep}, which "
+                       + ("has" if era_has(name, era) else "lacks") + f" {name} ("
+                       + FACTS[name].commit + f"); {version} "
+                       + ("may or may not have it" if got is None
+                          else "has it" if got else "does not"))
+    return out
+
+
+def split_facts(facts, era: Era) -> list[str]:
+    """The facts of ``facts`` whose answer changes inside ``era`` (between its lowest and
+    highest checked version): the era is proved as its representative there only."""
+    out = []
+    for name in sorted(facts):
+        got = {has_fact(KernelVersion.parse(v), name) for v in ERA_SPAN[era]}
+        if len(got) > 1:
+            out.append(name)
+    return out
 
 
 def check_era_split(vs: Optional[VersionSet], loc) -> None:
@@ -125,6 +170,7 @@ class Model:
     invariants: list = field(default_factory=list)
     observes: dict = field(default_factory=dict)
     equivs: list = field(default_factory=list)
+    facts: set = field(default_factory=set)              # read by `kernel has FACT`
     mutant: Optional[A.MutantDecl] = None
     width: int = 0            # bits of every int word (word_width): set by build_model
 
@@ -328,6 +374,13 @@ class Checker:
         if isinstance(e, A.BoolLit):
             return BOOL
         if isinstance(e, A.KernelIn):
+            return BOOL
+        if isinstance(e, A.KernelHas):
+            if e.fact not in FACTS:
+                raise InputError(f"unknown kernel fact '{e.fact}'", e.loc,
+                                 "a fact of the kernel fact table (ksmdiff/kernel_facts.py): "
+                                 + ", ".join(FACTS))
+            m.facts.add(e.fact)
             return BOOL
         if isinstance(e, A.Name):
             if e.id in scope:
@@ -703,7 +756,7 @@ class _Widths:
         loc = getattr(e, "loc", None)
         if isinstance(e, A.IntLit):
             return self.see((e.value, e.value), loc)
-        if isinstance(e, (A.BoolLit, A.KernelIn)):
+        if isinstance(e, (A.BoolLit, A.KernelIn, A.KernelHas)):
             return None
         if isinstance(e, A.Name):
             if e.id in scope:

@@ -19,7 +19,7 @@ import z3
 
 from ksmdiff.errors import InputError
 from ksmdiff.kspec.internal import ast as A
-from ksmdiff.kspec.internal.check import BOOL, Bool, Dom, Int, Model, era_contains
+from ksmdiff.kspec.internal.check import BOOL, Bool, Dom, Int, Model, era_contains, era_has
 from ksmdiff.versions import Era, KernelVersion
 from ksmdiff.kspec.internal.check import ERA_SPAN
 
@@ -233,6 +233,8 @@ class _Exec:
             return z3.BoolVal(e.value)
         if isinstance(e, A.KernelIn):
             return z3.BoolVal(era_contains(e.versions, self.ts.era))
+        if isinstance(e, A.KernelHas):
+            return z3.BoolVal(era_has(e.fact, self.ts.era))
         if isinstance(e, A.Name):
             if e.id in env.scope:
                 return env.scope[e.id]
@@ -608,6 +610,9 @@ def era_signature(m: Model, body, era: Era) -> tuple:
             return
         if isinstance(x, A.KernelIn):
             sig.append(("in", era_contains(x.versions, era)))
+            return
+        if isinstance(x, A.KernelHas):
+            sig.append(("has", x.fact, era_has(x.fact, era)))
             return
         if isinstance(x, A.Call):
             procs = m.procs_at(x.name, era)

@@ -24,7 +24,8 @@ import z3
 
 from ksmdiff.kspec.internal.cex import (initial_cells, is_user_trace, to_listing, to_scenario,
                                         to_steps)
-from ksmdiff.kspec.internal.check import ERA_SLUG, ERAS, era_contains, eras_of
+from ksmdiff.kspec.internal.check import (ERA_SLUG, ERA_SPAN, ERAS, era_contains, era_has,
+                                         eras_of, split_facts)
 from ksmdiff.kspec.internal.compile import clear_instances, compile_ts
 from ksmdiff.kspec.internal.config import ModelConfig
 from ksmdiff.kspec.internal.explicit import coverage, explore, run_sequence
@@ -228,6 +229,13 @@ def _vacuity(run, model, mname, era, cfg: ModelConfig) -> Result:
     unreach = [x for x in names + labels if x in cfg.unreachable]
     if unreach:
         notes.append("unreachable as prove.toml says: " + ", ".join(unreach))
+    split = split_facts(model.facts, era)
+    if split:
+        # `kernel has FACT` with FACT's first version inside the era: what is proved is the
+        # era's representative; the versions on the other side of FACT are not
+        notes.append(f"proved as {ERA_SPAN[era][1]}: " + ", ".join(
+            f"kernel has {f} is {'true' if era_has(f, era) else 'false'} there, not in all "
+            f"of {era.value}" for f in split))
     r = Result(mname, era, "vacuity", Status.VACUOUS if problems else Status.PROVED,
                "vacuity", cov.depth, seconds=time.time() - t0,
                note="; ".join(problems) if problems else "; ".join(notes))

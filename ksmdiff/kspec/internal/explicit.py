@@ -29,7 +29,7 @@ from typing import Optional
 
 from ksmdiff.errors import InputError
 from ksmdiff.kspec.internal import ast as A
-from ksmdiff.kspec.internal.check import Bool, Dom, Int, Model, era_contains
+from ksmdiff.kspec.internal.check import Bool, Dom, Int, Model, era_contains, era_has
 from ksmdiff.versions import Era
 
 MAX_CALL_DEPTH = 32
@@ -74,9 +74,12 @@ class _World:
 class Machine:
     """The model of one era as an explicit transition system over tuples of cell values."""
 
-    def __init__(self, model: Model, era: Era):
+    def __init__(self, model: Model, era: Era, facts: Optional[dict] = None):
         self.m = model
         self.era = era
+        # `kernel has FACT`: the era's representative version, or these answers (a version
+        # of the era on the other side of a fact's first version: fact_gaps)
+        self.facts = dict(facts or {})
         self.lo, self.hi = -(1 << (model.width - 1)), (1 << (model.width - 1)) - 1
         self.keys: list = []
         self.rng: dict = {}
@@ -414,6 +417,9 @@ class Machine:
             return {"forall": True, "exists": False}.get(e.kind, n)
         if isinstance(e, A.KernelIn):
             return era_contains(e.versions, self.era)
+        if isinstance(e, A.KernelHas):
+            got = self.facts.get(e.fact)
+            return era_has(e.fact, self.era) if got is None else got
         raise AssertionError(e)
 
 

@@ -123,6 +123,9 @@ class _Build(Transformer):
     def kernel_in(self, c):
         return A.KernelIn(c[0], loc=None)
 
+    def kernel_has(self, c):
+        return A.KernelHas(str(c[0]), loc=self._loc(c[0]))
+
     # -- statements
     def block(self, c):
         return tuple(c)
