@@ -3,13 +3,18 @@
 * generate: time to cover every label of one era (``--era``, default 5.1-5.8; target
   < 60 s; wall and CPU seconds: on a shared machine the wall time is mostly the load) and
   scenarios generated per second (search + Z3 confirmation + printing), ``--per-label``
-  scenarios per label (default 1; ``ksmdiff generate`` makes 3);
+  scenarios per label (default 1; ``ksmdiff generate`` makes 3); side by side, run after
+  run: ``cold`` (an empty compiled-model cache: the era's model is compiled, as every
+  run did before the cache, and stored) and ``warm`` (the stored model is read back, as
+  every later run of the same spec does); each run checks that both make the same
+  scenarios;
 * replay: the generated corpus (``corpora/generated``) repeated to ``--replay-n``
   scenarios (default 1,000), judged three ways on the model of ``--replay-version``:
   scenarios per second;
 * fuzz: scenarios per second of ``ksmdiff fuzz`` on the host kernel through batches
   (target >= 200/s; root, takes the runner lock: a wait for another run counts), or on
-  a model with ``--fuzz-kernel``; ``--no-pipeline``: the model's and spec's replays made
+  a model with ``--fuzz-kernel``; every scenario run is distinct (draws repeating one
+  already run are left out and counted); ``--no-pipeline``: the model's and spec's replays made
   after the kernel's run instead of in a worker during it.
 
     python bench/bench_generate.py [--runs 3] [--fuzz-seconds 60] [--no-host] [--json FILE]
@@ -40,14 +45,38 @@ from ksmdiff.versions import Era, KernelVersion  # noqa: E402
 ERAS = {e.value: e for e in Era}
 
 
-def bench_generate(era, beam, per_label):
+def bench_generate(era, beam, per_label, cache):
+    """One cold generate run of ``era``; ``cache``: the compiled-model cache directory
+    (emptied first for a cold one)."""
     clear_caches()
     specmap._WORLDS.clear()
+    os.environ["KSMDIFF_CACHE"] = str(cache)
     t0, c0 = time.perf_counter(), time.process_time()
     g = generate([era], per_label=per_label, beam=beam, seed=0)
     dt = time.perf_counter() - t0
     reached = sum(1 for r in g.labels if r.status.value == "reached")
-    return dt, len(g.scenarios), reached, len(g.labels), time.process_time() - c0
+    return (dt, len(g.scenarios), reached, len(g.labels), time.process_time() - c0,
+            [x.text for x in g.scenarios])
+
+
+def bench_generate_pair(era, beam, per_label):
+    """(cold, warm): the same generate run with an empty and with a filled cache."""
+    import shutil
+    import tempfile
+    saved = os.environ.get("KSMDIFF_CACHE")
+    d = Path(tempfile.mkdtemp(prefix="ksmdiff-bench-cache-"))
+    try:
+        cold = bench_generate(era, beam, per_label, d)
+        warm = bench_generate(era, beam, per_label, d)
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+        if saved is None:
+            os.environ.pop("KSMDIFF_CACHE", None)
+        else:
+            os.environ["KSMDIFF_CACHE"] = saved
+    if cold[5] != warm[5]:
+        raise AssertionError("the cached model made other scenarios than the compiled one")
+    return cold, warm
 
 
 def bench_replay(n, version):
@@ -87,7 +116,7 @@ def bench_fuzz(kernel, seconds, batch, pipeline=True):
     alphabet = sorted(world_for(era).text_of.values())
     rep = fuzz(run_batch, budget=seconds, seed=int(time.time()) % 1000, batch=batch,
                prefixes=prefixes, alphabet=alphabet, out_dir=None, prepare=prepare)
-    return rep.rate, len(rep.found)
+    return rep.rate, len(rep.found), rep.duplicates, rep.scenarios
 
 
 def main() -> int:
@@ -112,9 +141,14 @@ def main() -> int:
     out = {"load": os.getloadavg()}
     parts = set(a.parts.split(","))
     if "generate" in parts:
-        gen = [bench_generate(ERAS[a.era], a.beam, a.per_label) for _ in range(a.runs)]
+        pairs = [bench_generate_pair(ERAS[a.era], a.beam, a.per_label)
+                 for _ in range(a.runs)]
+        cold, gen = [p[0] for p in pairs], [p[1] for p in pairs]
+        out["cover_era_seconds_cold"] = statistics.median(g[0] for g in cold)
         out["cover_era_seconds"] = statistics.median(g[0] for g in gen)
+        out["cover_era_cpu_seconds_cold"] = statistics.median(g[4] for g in cold)
         out["cover_era_cpu_seconds"] = statistics.median(g[4] for g in gen)
+        out["cpu_ratio_cold_to_warm"] = statistics.median(c[4] / w[4] for c, w in pairs)
         out["generated_per_second"] = statistics.median(g[1] / g[0] for g in gen)
         out["labels"] = f"{gen[0][2]} reached of {gen[0][3]}"
     if "replay" in parts:
@@ -126,15 +160,19 @@ def main() -> int:
               for _ in range(a.runs)]
         out["fuzz_per_second"] = statistics.median(f[0] for f in fz)
         out["fuzz_found"] = [f[1] for f in fz]
+        out["fuzz_scenarios_run"] = [f[3] for f in fz]
+        out["fuzz_duplicate_draws_left_out"] = [f[2] for f in fz]
     out["load_after"] = os.getloadavg()
     for k, v in out.items():
         print(f"{k:24} {v:.2f}" if isinstance(v, float) else f"{k:24} {v}")
     if a.json:
         S, HIGHER = bench_record.series, bench_record.Better.HIGHER
-        series = [S(f"cover every label of {a.era}", "s", [g[0] for g in gen],
-                    group="generate: time to cover an era"),
-                  S(f"cover every label of {a.era} (CPU)", "s", [g[4] for g in gen],
-                    group="generate: time to cover an era"),
+        series = [S(f"cover every label of {a.era}, compiled model cached", "s",
+                    [g[0] for g in gen], group="generate: time to cover an era"),
+                  S(f"cover every label of {a.era}, compiled model cached (CPU)", "s",
+                    [g[4] for g in gen], group="generate: time to cover an era"),
+                  S(f"cover every label of {a.era}, model compiled (CPU)", "s",
+                    [g[4] for g in cold], group="generate: time to cover an era"),
                   S("generated", "scenarios/s", [g[1] / g[0] for g in gen],
                     group="generate: scenarios per second", better=HIGHER),
                   S(f"replay on the {a.replay_version} model", "scenarios/s",

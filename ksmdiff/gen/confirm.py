@@ -14,7 +14,7 @@ import enum
 
 import z3
 
-from ksmdiff.kspec.internal.engine import _compiled
+from ksmdiff.kspec.internal.tscache import compiled as _compiled
 from ksmdiff.kspec.internal.prove import Unroller
 
 # Z3's resource limit bounds a query deterministically (the same answer for a seed on a

@@ -524,7 +524,7 @@ def confirm_constrained(model, era: Era, steps, constraints, counts: Counts) -> 
     """Z3: the compiled model runs exactly ``steps`` from its initial state along an
     execution that satisfies every constraint."""
     from ksmdiff.gen.confirm import _check
-    from ksmdiff.kspec.internal.engine import _compiled
+    from ksmdiff.kspec.internal.tscache import compiled as _compiled
     from ksmdiff.kspec.internal.prove import Unroller
     ts = _compiled(model, era)
     u = Unroller(ts)
@@ -539,7 +539,7 @@ def impossible(model, era: Era, constraints, counts: Counts) -> list[tuple[Const
     """The constraints no execution of any length satisfies, each with why: no state
     satisfying the model's invariants (which ``ksmdiff prove`` proves inductive) has it."""
     from ksmdiff.gen.confirm import _check
-    from ksmdiff.kspec.internal.engine import _compiled
+    from ksmdiff.kspec.internal.tscache import compiled as _compiled
     from ksmdiff.kspec.internal.prove import Unroller
     ts = _compiled(model, era)
     invs = list(ts.invariants.values())

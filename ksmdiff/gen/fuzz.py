@@ -60,6 +60,7 @@ class FuzzReport:
     seconds: float = 0.0
     found: list = field(default_factory=list)
     interrupted: bool = False
+    duplicates: int = 0         # draws left out: a scenario already run (canonical hash)
 
     @property
     def rate(self) -> float:
@@ -121,6 +122,30 @@ def draw_batch(rng: random.Random, n: int, seeded: Optional[SpecSeeded] = None,
     return out
 
 
+def fresh_batch(rng: random.Random, n: int, seeded: Optional[SpecSeeded], max_steps: int,
+                ran: set, max_draws: Optional[int] = None) -> tuple[list, int]:
+    """Up to ``n`` scenarios none of which was run before: draws (as :func:`draw_batch`,
+    one at a time, in its order) whose canonical hash is in ``ran`` or earlier in the batch
+    are left out, at most ``max_draws`` draws (default ``4 n``).  ``ran`` takes the hashes
+    of the scenarios returned.  Returns (scenarios, draws left out).  A third of the draws
+    of a 512 batch are renamings of one another (short full-language scenarios): running
+    them again tells nothing the first run did not."""
+    out: list = []
+    dup = 0
+    limit = max_draws if max_draws is not None else 4 * n
+    k = 0
+    while len(out) < n and k < limit:
+        one = draw_batch(rng, 1, seeded if k % 2 == 0 else None, max_steps)[0]
+        k += 1
+        h = canonical_hash(one)
+        if h in ran:
+            dup += 1
+            continue
+        ran.add(h)
+        out.append(one)
+    return out, dup
+
+
 def prepare_batch(scns, version, era, spec_model=None) -> list:
     """Per scenario: the model's run on ``version`` and the spec's replay in ``era``
     (SpecRun, or ("out of scope", stmt, why): exceptions do not pickle back from a
@@ -180,12 +205,17 @@ def fuzz(run_batch: Callable, *, budget: float, seed: int, batch: int = 512,
     if prepare is not None:
         from ksmdiff.internal.ahead import Ahead
     ahead = Ahead(prepare) if prepare is not None else None
-    scns = draw_batch(rng, batch, seeded, max_steps)
+    ran: set = set()
+    scns, dup = fresh_batch(rng, batch, seeded, max_steps, ran)
+    rep.duplicates += dup
     if ahead is not None:
         ahead.submit(scns)
     try:
         while time.monotonic() - t0 < budget:
-            nxt = draw_batch(rng, batch, seeded, max_steps)
+            if not scns:
+                break                   # every draw is a scenario already run
+            nxt, dup = fresh_batch(rng, batch, seeded, max_steps, ran)
+            rep.duplicates += dup
             if ahead is not None:
                 ahead.submit(nxt)       # made while the kernel runs this batch
                 cells = run_batch(scns, ahead.result)

@@ -58,3 +58,22 @@ def test_full_language_scenarios_only_settle():
     ksm = [s for scn in batch for s in scn.statements
            if isinstance(s, (A.KsmScan, A.KsmSet, A.KsmSettle))]
     assert ksm and all(isinstance(s, A.KsmSettle) for s in ksm)
+
+
+def test_fresh_batch_leaves_out_scenarios_already_run():
+    from ksmdiff.gen.canon import canonical_hash
+    from ksmdiff.gen.fuzz import fresh_batch
+    seeded = _seeded()
+    ran: set = set()
+    first, dup1 = fresh_batch(random.Random(3), 200, seeded, 12, ran)
+    hashes = [canonical_hash(s) for s in first]
+    assert len(first) == 200 and len(set(hashes)) == 200 and set(hashes) == ran
+    # the plain draw of the same seed repeats itself; the fresh batch took the rest
+    plain = draw_batch(random.Random(3), 200, seeded, 12)
+    assert len({canonical_hash(s) for s in plain}) < 200 and dup1 > 0
+    # deterministic for a seed, and nothing of the first batch comes again
+    again, dup2 = fresh_batch(random.Random(3), 200, seeded, 12, set())
+    assert [print_scenario(s) for s in again] == [print_scenario(s) for s in first]
+    assert dup2 == dup1
+    nxt, _ = fresh_batch(random.Random(4), 200, seeded, 12, ran)
+    assert not {canonical_hash(s) for s in nxt} & set(hashes)
