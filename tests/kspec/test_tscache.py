@@ -62,3 +62,13 @@ def test_dump_refuses_terms_it_cannot_rebuild():
     except tscache._Unsupported:
         return
     raise AssertionError("an Int term was dumped")
+
+
+def test_key_follows_the_fact_tables_answer(monkeypatch):
+    from ksmdiff.kspec.internal import check
+    model = world_for(ERA).model
+    assert model.facts, "the user model reads a fact through `kernel has`"
+    before = tscache.cache_key(model, ERA)
+    real = check.era_has
+    monkeypatch.setattr(check, "era_has", lambda fact, era: not real(fact, era))
+    assert tscache.cache_key(model, ERA) != before

@@ -3,9 +3,10 @@
 Compiling the user-level model for one era (compile.py: every action instance executed
 symbolically) takes most of a ``ksmdiff generate --kernel K`` run that does not share it
 with other eras.  The result depends only on the model (its checked AST), the era, the
-compiler's own source and Z3's version, so it is stored under the cache directory
+fact table's answers for the facts the model reads (``kernel has``), the compiler's own
+source and Z3's version, so it is stored under the cache directory
 (``$KSMDIFF_CACHE``, else ``$XDG_CACHE_HOME/ksmdiff``, else ``~/.cache/ksmdiff``) keyed
-by a hash of all four, and the next run rebuilds the same terms from it.
+by a hash of all five, and the next run rebuilds the same terms from it.
 
 The terms are stored as their DAG (every node once, children first) and rebuilt with the
 same Z3 constructors the compiler calls; a file is written only when the rebuilt terms
@@ -45,7 +46,11 @@ def _compiler_source() -> bytes:
 
 def cache_key(model, era) -> str:
     h = hashlib.sha256()
-    for part in (str(FORMAT), z3.get_full_version(), era.value, repr(model)):
+    from ksmdiff.kspec.internal.check import era_has
+    # `kernel has FACT` compiles to the fact table's answer for the era: a table edit
+    # must not meet terms compiled from the old answer
+    answers = repr(sorted((f, era_has(f, era)) for f in getattr(model, "facts", ())))
+    for part in (str(FORMAT), z3.get_full_version(), era.value, repr(model), answers):
         h.update(part.encode())
         h.update(b"\0")
     h.update(_compiler_source())
