@@ -92,10 +92,11 @@ class Machine:
         self._next_seq += 1
         return self._next_seq
 
-    def alloc_page(self, content: Content) -> Frame:
+    def alloc_page(self, content: Content, nid: int = 0) -> Frame:
         """alloc_page + __SetPageUptodate: refcount 1, held by the caller; the new page
-        goes to a per-CPU LRU-add batch (lru_cache_add / folio_add_lru_vma)."""
-        f = Frame(self._next_fid, content, refcount=1, maybe_pvec=True)
+        goes to a per-CPU LRU-add batch (lru_cache_add / folio_add_lru_vma).  ``nid``: the
+        node it comes from (memory.policy_node)."""
+        f = Frame(self._next_fid, content, refcount=1, maybe_pvec=True, nid=nid)
         self._next_fid += 1
         self.frames.append(f)
         self._live.append(f)

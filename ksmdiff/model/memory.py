@@ -90,6 +90,15 @@ def handle_mm_fault(m: Machine, p: Process, slot: PageSlot, *, write: bool = Fal
         pte.dirty = True
 
 
+def policy_node(slot: PageSlot) -> int:
+    """mm/mempolicy.c, all eras: the node alloc_page_vma() takes a page of this vma from:
+    the node of an MPOL_BIND policy (mbind of one node: ``mmap R N node K``), else the
+    local node, numa_node_id().  The model puts the scenario's CPUs on node 0 (the lab
+    guest has its CPU on node 0; a one-node host has only node 0)."""
+    r = slot.region
+    return 0 if r is None or r.node is None else r.node
+
+
 def do_anonymous_page(m: Machine, p: Process, slot: PageSlot, *, write: bool) -> None:
     pte = slot.pte
     if not write:
@@ -97,7 +106,7 @@ def do_anonymous_page(m: Machine, p: Process, slot: PageSlot, *, write: bool) ->
         pte.present, pte.frame, pte.writable, pte.dirty = True, m.zero_page, False, False
         return
     anon_vma_prepare(slot)
-    page = m.alloc_page(ZERO_CONTENT)          # the pte's reference
+    page = m.alloc_page(ZERO_CONTENT, policy_node(slot))   # the pte's reference
     page.mapcount = 1                          # page_add_new_anon_rmap
     # >= 5.19: page_add_new_anon_rmap() marks the new page PageAnonExclusive
     page.anon_exclusive = m.has("anon_exclusive")
@@ -128,7 +137,8 @@ def wp_page_copy(m: Machine, p: Process, slot: PageSlot, old: Optional[Frame],
     page's rmap and the pte's reference."""
     pte = slot.pte
     anon_vma_prepare(slot)
-    new = m.alloc_page(ZERO_CONTENT if old is None or old.zero else old.content)
+    new = m.alloc_page(ZERO_CONTENT if old is None or old.zero else old.content,
+                       policy_node(slot))
     new.mapcount = 1                           # page_add_new_anon_rmap
     new.anon_exclusive = m.has("anon_exclusive")
     if old is None or old.zero:
@@ -353,7 +363,7 @@ def ksm_might_need_to_copy(m: Machine, p: Process, slot: PageSlot, page: Frame) 
     else:
         # non-KSM: anon_vma root and index match for pages of this fork family
         return page
-    new = m.alloc_page(page.content)
+    new = m.alloc_page(page.content, policy_node(slot))      # alloc_page_vma()
     # >= 5.18 ksm_might_need_to_copy(): count_vm_event(KSM_SWPIN_COPY)
     if m.has("ksm_swpin_copy"):
         m.count("ksm_swpin_copy")

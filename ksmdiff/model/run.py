@@ -470,7 +470,8 @@ class Interpreter:
     def do_Mmap(self, s: A.Mmap) -> None:
         m = self.m
         p = m.procs[s.proc]
-        region = Region(s.region, m.next_seq(), [PageSlot(i) for i in range(s.npages)])
+        region = Region(s.region, m.next_seq(), [PageSlot(i) for i in range(s.npages)],
+                        node=s.node)           # mbind(MPOL_BIND, node) right after mmap
         # >= 6.4 with MMF_VM_MERGE_ANY: ksm_add_vma() marks the new vma VM_MERGEABLE
         for slot in region.pages:
             slot.mergeable = p.merge_any
@@ -572,7 +573,8 @@ class Interpreter:
         m.procs[s.child] = child
         self._note_possible_vma_merges(parent)
         for name, r in parent.regions.items():
-            cr = Region(name, r.seq, [PageSlot(i) for i in range(len(r.pages))])
+            cr = Region(name, r.seq, [PageSlot(i) for i in range(len(r.pages))],
+                        node=r.node)           # dup_mmap(): vma_dup_policy()
             cr.anon_vma = r.anon_vma           # anon_vma_fork()
             cr.maybe_merged_anon_vma = r.maybe_merged_anon_vma
             cr.split = r.split

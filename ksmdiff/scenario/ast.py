@@ -80,9 +80,15 @@ class Target:
 
 @dataclass(frozen=True)
 class Mmap:
+    """``P: mmap R N`` (anonymous, private, read-write) or ``P: mmap R N node K``: the same,
+    then mbind(2) MPOL_BIND to node K, so every page the region allocates (first touch,
+    copy-on-write, a swap-in copy) comes from node K.  Without ``node`` the process's default
+    policy: pages come from the node of the CPU it runs on (node 0 in the lab)."""
+
     proc: str
     region: str
     npages: int
+    node: int | None = None   # the NUMA node of the region's MPOL_BIND policy
     pos: Pos = _pos()
     comments: Comments = _comments()
 

@@ -89,8 +89,9 @@ class _Build(Transformer):
         return make(str(name), *args, pos=_pos(name))
 
     @v_args(inline=True)
-    def mmap(self, region, n):
-        return (A.Mmap, (str(region), self._int(n, "page count")))
+    def mmap(self, region, n, node=None):
+        return (A.Mmap, (str(region), self._int(n, "page count"),
+                         None if node is None else self._int(node, "node")))
 
     @v_args(inline=True)
     def fill(self, target, value):

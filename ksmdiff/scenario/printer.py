@@ -19,7 +19,8 @@ def format_statement(s: A.Statement) -> str:
     if isinstance(s, (A.ExpectPage, A.ExpectCounter, A.ExpectPrctl)) and s.versions is not None:
         on = f" on {s.versions}"
     if isinstance(s, A.Mmap):
-        return f"{s.proc}: mmap {s.region} {s.npages}"
+        node = "" if s.node is None else f" node {s.node}"
+        return f"{s.proc}: mmap {s.region} {s.npages}{node}"
     if isinstance(s, A.Fill):
         return f"{s.proc}: fill {s.target} {_byte(s.byte)}"
     if isinstance(s, A.Write):

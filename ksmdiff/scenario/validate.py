@@ -21,6 +21,8 @@ MAX_STATEMENTS = 10_000
 MAX_SCANS = 100
 MAX_PINS_PER_PAGE = 8
 MAX_MAPCOUNT = 1 << 16
+# ``mmap R N node K``: K is a bit of the probe's one-word nodemask for mbind(2)
+MAX_NODE = 63
 # What the sysfs stores accept (mm/ksm.c): use_zero_pages_store() kstrtobool;
 # max_page_sharing_store() (>= 4.13) kstrtoint and -EINVAL below 2, so 2..INT_MAX
 # (LTP's ksm01 sets it to the number of pages it maps).
@@ -48,6 +50,14 @@ def implied_features(scn: A.Scenario) -> tuple[str, ...]:
         elif isinstance(s, A.KsmSet) and s.knob == "smart_scan":
             need.add("smart-scan")      # (the knob file itself is 6.7+)
     return tuple(f for f in FEATURES if f in need)
+
+
+def placement_nodes(scn: A.Scenario) -> frozenset[int]:
+    """The NUMA nodes ``scn`` places regions on (``mmap R N node K``): a machine that has
+    no memory on one of them cannot run it (*unsupported*, a property of the machine, not of
+    the kernel version, so no FEATURES entry)."""
+    return frozenset(s.node for s in scn.statements
+                     if isinstance(s, A.Mmap) and s.node is not None)
 
 
 def validate(scn: A.Scenario) -> A.Scenario:
@@ -168,6 +178,8 @@ class _Checker:
                            f"1..{MAX_REGION_PAGES} pages")
         if self.layout.total_pages + s.npages > MAX_TOTAL_PAGES:
             raise self.err(s.pos, f"the scenario maps more than {MAX_TOTAL_PAGES} pages in all")
+        if s.node is not None and not 0 <= s.node <= MAX_NODE:
+            raise self.err(s.pos, f"node {s.node} is out of range", f"a node 0..{MAX_NODE}")
 
     def do_Fill(self, s: A.Fill) -> None:
         self.mapped_pages(s, "fill", writable=True)
