@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from ksmdiff.scenario import ast as A
 from ksmdiff.scenario.layout import Layout, Proc as LayoutProc
+from ksmdiff.scenario.validate import placement_nodes
 
 # sysfs values that move only while ksmd runs, for the whole machine (the runner reads
 # them around a barrier: a scenario can own them only when it runs alone)
@@ -108,6 +109,35 @@ def beyond_probe(scn: A.Scenario) -> str | None:
     return None
 
 
+def beyond_nodes(scn: A.Scenario, nodes: frozenset[int] | None) -> str | None:
+    """Why a machine whose nodes with memory are ``nodes`` (None: the kernel has no
+    CONFIG_NUMA, /sys/devices/system/node is missing) cannot run ``scn``'s node placements
+    (``mmap R N node K``), or None."""
+    want = placement_nodes(scn)
+    if not want:
+        return None
+    if nodes is None:
+        return ("places pages on NUMA nodes (mmap ... node), but this kernel has no NUMA "
+                "(no /sys/devices/system/node: CONFIG_NUMA is off)")
+    missing = sorted(want - nodes)
+    if missing:
+        have = ", ".join(map(str, sorted(nodes))) or "none"
+        return (f"places pages on node {', '.join(map(str, missing))}, but this machine has "
+                f"memory on node {have} only (/sys/devices/system/node/has_memory)")
+    return None
+
+
+def parse_node_list(text: str) -> frozenset[int]:
+    """A kernel node list (``0``, ``0-1``, ``0,2-3``; empty: none), as in has_memory."""
+    out: set[int] = set()
+    for part in text.strip().split(","):
+        if not part:
+            continue
+        lo, _, hi = part.partition("-")
+        out.update(range(int(lo), int(hi or lo) + 1))
+    return frozenset(out)
+
+
 def compile_scenario(scn: A.Scenario, salt: int | None = None) -> Program:
     salt = new_salt() if salt is None else salt
     procs = [scn.initial]
@@ -155,7 +185,8 @@ def compile_scenario(scn: A.Scenario, salt: int | None = None) -> Program:
                 regions.append(s.region)
             npages[(s.proc, s.region)] = s.npages
             base[(s.proc, s.region)] = ["zero"] * s.npages
-            lines.append(f"{k} mmap {p} {regions.index(s.region)} {s.npages}")
+            node = "" if s.node is None else f" {s.node}"
+            lines.append(f"{k} mmap {p} {regions.index(s.region)} {s.npages}{node}")
         elif isinstance(s, A.Fill):
             lo, hi, idx = rng(s.proc, s.target)
             if s.byte is None:

@@ -40,12 +40,15 @@
  *   stmts N                          0..10000
  *   IDX OP ARGS...                   N statement lines, IDX strictly increasing
  *   end
- * OPs:  mmap P R NPAGES | fill P R LO HI BYTE|z | write P R LO HI BYTE SALT2(0|1)
+ * OPs:  mmap P R NPAGES [NODE] | fill P R LO HI BYTE|z | write P R LO HI BYTE SALT2(0|1)
  *       read P R LO HI | madv P R LO HI m|u|d|p | mprot P R LO HI r|w | munmap P R LO HI
  *       fork P C | exit P | pin P R LO HI | unpin P R LO HI | prctl P 0|1 | sync
  *       fwrite P R LO HI BYTE SALT2(0|1)  (as write, through /proc/self/mem: FOLL_FORCE)
  *       mlock P R LO HI | munlock P R LO HI
  *       (mprot's protection: r, w or n for PROT_NONE; a PROT_NONE page is never loaded)
+ *       (mmap's NODE, 0..63: mbind(2) MPOL_BIND to that node right after the mmap; every
+ *       fill of the region then checks with move_pages(2) that the pages it faulted in
+ *       fresh are on that node, and fails otherwise)
  *
  * munmap P R LO HI acts on the pages of LO..HI that are still mapped (one munmap(2) per run
  * of them) and leaves the others alone, as the model does.  The hole is at once reserved
@@ -122,6 +125,16 @@
 #ifndef PR_GET_MEMORY_MERGE
 #define PR_GET_MEMORY_MERGE 68
 #endif
+/* mempolicy (include/uapi/linux/mempolicy.h): raw syscalls, no libnuma */
+#ifndef MPOL_BIND
+#define MPOL_BIND 2
+#endif
+#ifndef MPOL_MF_STRICT
+#define MPOL_MF_STRICT (1 << 0)
+#endif
+#define MAX_NODE 63
+/* a fill's pages that came on another node than their region's MPOL_BIND one */
+#define ERR_MISPLACED EXDEV
 #ifndef SYS_pidfd_open
 #define SYS_pidfd_open 434
 #endif
@@ -388,6 +401,7 @@ struct region_state {
     unsigned char *pins;
     unsigned char *noaccess;   /* PROT_NONE: never loaded by a peek */
     uint64_t *last_pfn;        /* NO_PFN: none */
+    int node;                  /* mmap ... NODE: its MPOL_BIND node; -1 none */
     struct page_seen *seen;
     size_t table_size;         /* bytes of the one mapping holding the tables */
 };
@@ -452,6 +466,7 @@ static void region_copy(struct region_state *dst, const struct region_state *src
     region_tables(dst, src->npages);
     dst->exists = src->exists;
     dst->addr = src->addr;
+    dst->node = src->node;     /* dup_mmap(): vma_dup_policy() */
     size_t n = (size_t)src->npages;
     memcpy(dst->mapped, src->mapped, n);
     memcpy(dst->noaccess, src->noaccess, n);
@@ -771,6 +786,8 @@ static void parse_program_buffer(char *buf, size_t got)
         case OP_EXIT: case OP_EXEC: want = 3; break;
         default: want = 2; break;
         }
+        if (op == OP_MMAP && n == want + 1)
+            want++;                     /* the optional NODE */
         if (n != want)
             die_program("'%s' takes %d fields, not %d", op_names[op], want - 2, n - 2);
         if (op != OP_SYNC)
@@ -779,6 +796,7 @@ static void parse_program_buffer(char *buf, size_t got)
         case OP_MMAP:
             s->r = (int)need_uint(t, n, 3, 0, nregions - 1, "region");
             s->arg = (int)need_uint(t, n, 4, 1, MAX_REGION_PAGES, "page count");
+            s->arg2 = n == 6 ? (int)need_uint(t, n, 5, 0, MAX_NODE, "node") : -1;
             break;
         case OP_FORK:
             s->arg = (int)need_uint(t, n, 3, 1, nprocs - 1, "child process");
@@ -1005,6 +1023,46 @@ static void scan_content(const volatile unsigned char *pg, struct content_scan *
     }
 }
 
+static void fill_page(unsigned char *pg, int byte)
+{
+    if (byte < 0) {
+        memset(pg, 0, page_size);
+    } else {
+        memset(pg, byte, page_size);
+        memcpy(pg + SALT_OFF, &salt, sizeof salt);
+    }
+}
+
+/* OP_FILL of a region with an MPOL_BIND node: the fill, and a check with move_pages(2)
+ * (nodes NULL: only the node of each page, nothing moves) that every page the fill faulted
+ * in fresh (no page before: status -ENOENT, or the shared zero page: -EFAULT) came from
+ * that node.  A page present before may be a KSM page of another node that the write
+ * fault reused.  Chunks of the page list in the shared scratch area, never in private
+ * memory (a write there would be a fault of this process's own). */
+#define NODE_CHUNK 2048
+static long fill_on_node(unsigned char *scratch, unsigned char *base, size_t npages, int byte,
+                         int node)
+{
+    void **pages = (void **)scratch;
+    int *before = (int *)(scratch + NODE_CHUNK * sizeof(void *));
+    int *after = before + NODE_CHUNK;
+    for (size_t lo = 0; lo < npages; lo += NODE_CHUNK) {
+        size_t n = npages - lo < NODE_CHUNK ? npages - lo : NODE_CHUNK;
+        for (size_t i = 0; i < n; i++)
+            pages[i] = base + (lo + i) * page_size;
+        if (syscall(SYS_move_pages, 0, n, pages, NULL, before, 0))
+            return -errno;
+        for (size_t i = 0; i < n; i++)
+            fill_page(base + (lo + i) * page_size, byte);
+        if (syscall(SYS_move_pages, 0, n, pages, NULL, after, 0))
+            return -errno;
+        for (size_t i = 0; i < n; i++)
+            if (before[i] < 0 && after[i] != node)
+                return -ERR_MISPLACED;
+    }
+    return 0;
+}
+
 static long do_op(int self, struct mailbox *mb)
 {
     unsigned char *scratch = slots[self].scratch;
@@ -1017,10 +1075,21 @@ static long do_op(int self, struct mailbox *mb)
         if (a == MAP_FAILED)
             return -errno;
         (void)madvise(a, len, MADV_NOHUGEPAGE);
+        if (mb->arg2 >= 0) {
+            unsigned long mask[2] = {1UL << mb->arg2, 0};
+            /* maxnode: the mask's bits + 1, as libnuma passes it */
+            if (syscall(SYS_mbind, a, len, MPOL_BIND, mask, 65UL, MPOL_MF_STRICT)) {
+                int e = errno;
+                munmap(a, len);
+                return -e;
+            }
+        }
         mb->ret_addr = (uintptr_t)a;
         break;
     }
     case OP_FILL:
+        if (mb->arg2 >= 0)
+            return fill_on_node(scratch, base, mb->npages, mb->arg, mb->arg2);
         for (size_t i = 0; i < mb->npages; i++) {
             unsigned char *pg = base + i * page_size;
             if (mb->arg < 0) {
@@ -1489,6 +1558,9 @@ static void issue(int sidx, int p)
             die_runtime(sidx, "process %d did not finish '%s' within %d ms", p,
                         op_names[op], CMD_TIMEOUT_MS);
     }
+    if (op == OP_FILL && mb->ret == -ERR_MISPLACED)
+        die_runtime(sidx, "fill in process %d: a page it faulted in is not on its region's "
+                    "MPOL_BIND node (move_pages(2))", p);
     if (mb->ret < 0)
         die_runtime(sidx, "%s in process %d failed: %s", op_names[op], p,
                     strerror((int)-mb->ret));
@@ -2167,6 +2239,8 @@ static void run_program(void)
             cmd.addr = rs->addr + (uintptr_t)s->lo * page_size;
             cmd.npages = (size_t)(s->hi - s->lo + 1);
         }
+        if (s->op == OP_FILL)
+            cmd.arg2 = rs->node;       /* check the node of what it faults in */
         switch (s->op) {
         case OP_SYNC:
             if (!wait_go(s->idx)) {
@@ -2278,6 +2352,7 @@ static void run_program(void)
                  * the munmap's record) */
                 region_tables(rs, s->arg);
                 rs->exists = 1;
+                rs->node = s->arg2;
                 rs->addr = mb->ret_addr;
                 memset(rs->mapped, 1, (size_t)s->arg);
                 for (int i = 0; i < s->arg; i++)

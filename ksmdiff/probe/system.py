@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ksmdiff.errors import EnvironmentProblem
-from ksmdiff.probe.compiler import KSMD_GAUGES
+from ksmdiff.probe.compiler import KSMD_GAUGES, parse_node_list
 
 KSM_DIR = Path("/sys/kernel/mm/ksm")
 THP_ENABLED = Path("/sys/kernel/mm/transparent_hugepage/enabled")
@@ -102,6 +102,18 @@ def _selected(value: str) -> str:
 
 def ksm_available() -> bool:
     return (KSM_DIR / "run").exists()
+
+
+NODE_DIR = Path("/sys/devices/system/node")
+
+
+def memory_nodes() -> frozenset[int] | None:
+    """The NUMA nodes with memory (has_memory), or None when the kernel has no NUMA
+    (drivers/base/node.c is built with CONFIG_NUMA only)."""
+    try:
+        return parse_node_list((NODE_DIR / "has_memory").read_text())
+    except FileNotFoundError:
+        return None
 
 
 _WRITABLE: dict[str, list[str]] = {}
