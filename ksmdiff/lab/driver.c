@@ -25,7 +25,8 @@
  *
  * Transcript (trans.N), one line each:
  *   H KEY=VALUE ...                 the kernel (release, ksm, tracer, swap, kpf, uffd,
- *                                   knobs: the files of /sys/kernel/mm/ksm)
+ *                                   knobs: the files of /sys/kernel/mm/ksm, nodes: the
+ *                                   NUMA nodes with memory, "none" without CONFIG_NUMA)
  *   S IDX                           a scenario starts
  *   W TEXT                          a reap that did not finish (warning)
  *   P LINE                          a probe line, verbatim
@@ -930,10 +931,15 @@ static int run_pass(const char *dir, int n)
                 }
             if (kd)
                 closedir(kd);
-            emit("H release=%s ksm=%d tracer=%d swap=%d kpf=%d uffd=%d knobs=%s "
+            char nodes[256];
+            if (read_file("/sys/devices/system/node/has_memory", nodes, sizeof nodes) < 0)
+                strcpy(nodes, "none");
+            nodes[strcspn(nodes, " \n")] = 0;
+            emit("H release=%s ksm=%d tracer=%d swap=%d kpf=%d uffd=%d knobs=%s nodes=%s "
                  "tracer_reason=%s\n", u.release, !stat(KSM "run", &st), trace_fd >= 0,
                  strchr(swaps, '\n') != NULL, kpf_ksm_on_plain_anon(),
-                 !stat("/proc/sys/vm/unprivileged_userfaultfd", &st), knobs, trace_reason);
+                 !stat("/proc/sys/vm/unprivileged_userfaultfd", &st), knobs, nodes,
+                 trace_reason);
             if (serr)
                 emit("W reap %s\n", serr);
             session_started = 1;
