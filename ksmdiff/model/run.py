@@ -701,6 +701,14 @@ class Interpreter:
                 slot.pte.writable = False
                 slot.uffd_wp = True
 
+    def do_Cgroup(self, s: A.Cgroup) -> None:
+        """cgroup_attach_task() (cgroup v2, memory controller): the process's later pages
+        are charged to the group (mem_cgroup_charge() at fault, all eras), and charges do
+        not follow a move.  Nothing else of the fault or merge paths reads the memcg, and
+        try_charge() reclaims only at memory.max, which the validator keeps out of reach
+        (memory-max >= the scenario's pages + CGROUP_HEADROOM_PAGES): no state changes
+        here."""
+
     def do_Prctl(self, s: A.Prctl) -> None:
         m = self.m
         p = m.procs[s.proc]

@@ -44,11 +44,15 @@
  *       read P R LO HI | madv P R LO HI m|u|d|p | mprot P R LO HI r|w | munmap P R LO HI
  *       fork P C | exit P | pin P R LO HI | unpin P R LO HI | prctl P 0|1 | sync
  *       fwrite P R LO HI BYTE SALT2(0|1)  (as write, through /proc/self/mem: FOLL_FORCE)
- *       mlock P R LO HI | munlock P R LO HI
+ *       mlock P R LO HI | munlock P R LO HI | cgroup P G PAGES|max
  *       (mprot's protection: r, w or n for PROT_NONE; a PROT_NONE page is never loaded)
  *       (mmap's NODE, 0..63: mbind(2) MPOL_BIND to that node right after the mmap; every
  *       fill of the region then checks with move_pages(2) that the pages it faulted in
  *       fresh are on that node, and fails otherwise)
+ *       (cgroup's G, 0..7: the group's directory ksmdiff-probe-PID-G under the root of the
+ *       first cgroup2 mount, made at G's first statement with memory.max = PAGES pages
+ *       ("max": no limit), removed when the probe ends; P moves itself in: it writes "0"
+ *       to the group's cgroup.procs)
  *
  * munmap P R LO HI acts on the pages of LO..HI that are still mapped (one munmap(2) per run
  * of them) and leaves the others alone, as the model does.  The hole is at once reserved
@@ -133,6 +137,7 @@
 #define MPOL_MF_STRICT (1 << 0)
 #endif
 #define MAX_NODE 63
+#define MAX_CGROUPS 8
 /* a fill's pages that came on another node than their region's MPOL_BIND one */
 #define ERR_MISPLACED EXDEV
 #ifndef SYS_pidfd_open
@@ -192,12 +197,12 @@ enum op {
     OP_MMAP, OP_FILL, OP_WRITE, OP_READ, OP_MADV, OP_MPROT, OP_MUNMAP, OP_FORK, OP_EXIT,
     OP_PIN, OP_UNPIN, OP_PRCTL, OP_FWRITE, OP_MLOCK, OP_MUNLOCK, OP_SYNC, OP_START /* internal: child start */,
     OP_PEEK /* internal: read own present pages (observe) */,
-    OP_EXEC, OP_UFFDWP
+    OP_EXEC, OP_UFFDWP, OP_CGROUP
 };
 static const char *const op_names[] = {"mmap", "fill", "write", "read", "madv", "mprot",
                                         "munmap", "fork", "exit", "pin", "unpin", "prctl",
                                         "fwrite", "mlock", "munlock", "sync", "start",
-                                        "peek", "exec", "uffdwp"};
+                                        "peek", "exec", "uffdwp", "cgroup"};
 
 struct stmt {
     int idx;
@@ -592,7 +597,7 @@ static void validate_program(void)
                 die_program("more than %d pages in all", MAX_TOTAL_PAGES);
             break;
         }
-        case OP_EXIT: case OP_PRCTL:
+        case OP_EXIT: case OP_PRCTL: case OP_CGROUP:
             if (!procs[s->p].spawned || !procs[s->p].alive)
                 die_program("process %d is not alive", s->p);
             if (s->op == OP_EXIT)
@@ -768,7 +773,7 @@ static void parse_program_buffer(char *buf, size_t got)
         for (int i = 0; i <= OP_SYNC; i++)
             if (!strcmp(t[1], op_names[i]))
                 op = i;
-        for (int i = OP_EXEC; op < 0 && i <= OP_UFFDWP; i++)
+        for (int i = OP_EXEC; op < 0 && i <= OP_CGROUP; i++)
             if (!strcmp(t[1], op_names[i]))
                 op = i;
         if (op < 0)
@@ -783,6 +788,7 @@ static void parse_program_buffer(char *buf, size_t got)
         case OP_MUNLOCK: case OP_UFFDWP: want = 6; break;
         case OP_MADV: case OP_MPROT: want = 7; break;
         case OP_FORK: case OP_PRCTL: want = 4; break;
+        case OP_CGROUP: want = 5; break;
         case OP_EXIT: case OP_EXEC: want = 3; break;
         default: want = 2; break;
         }
@@ -803,6 +809,11 @@ static void parse_program_buffer(char *buf, size_t got)
             break;
         case OP_PRCTL:
             s->arg = (int)need_uint(t, n, 3, 0, 1, "prctl value");
+            break;
+        case OP_CGROUP:
+            s->arg = (int)need_uint(t, n, 3, 0, MAX_CGROUPS - 1, "cgroup");
+            s->arg2 = strcmp(t[4], "max") ? (int)need_uint(t, n, 4, 1, INT_MAX, "memory.max pages")
+                                          : -1;
             break;
         case OP_EXIT: case OP_SYNC: case OP_EXEC:
             break;
@@ -1085,6 +1096,15 @@ static long do_op(int self, struct mailbox *mb)
             }
         }
         mb->ret_addr = (uintptr_t)a;
+        break;
+    }
+    case OP_CGROUP: {          /* the group's cgroup.procs path is in the scratch */
+        int fd = open((const char *)scratch, O_WRONLY | O_CLOEXEC);
+        if (fd < 0)
+            return -errno;
+        if (write(fd, "0", 1) != 1)
+            ret = -errno;
+        close(fd);
         break;
     }
     case OP_FILL:
@@ -1566,6 +1586,72 @@ static void issue(int sidx, int p)
                     strerror((int)-mb->ret));
 }
 
+/* ------------------------------------------------------------------ cgroups */
+static char cg_root[256];              /* the first cgroup2 mount ("" until looked up) */
+static int cg_made[MAX_CGROUPS];
+
+static int cgroup_dir(int g, char *out, size_t outsz)
+{
+    if (!cg_root[0]) {
+        FILE *f = fopen("/proc/self/mounts", "re");
+        char dev[256], dir[256], type[64];
+        while (f && fscanf(f, "%255s %255s %63s %*[^\n]", dev, dir, type) == 3)
+            if (!strcmp(type, "cgroup2")) {
+                snprintf(cg_root, sizeof cg_root, "%s", dir);
+                break;
+            }
+        if (f)
+            fclose(f);
+        if (!cg_root[0])
+            return -1;
+    }
+    snprintf(out, outsz, "%s/ksmdiff-probe-%d-%d", cg_root, (int)supervisor_pid, g);
+    return 0;
+}
+
+/* The group of an OP_CGROUP, made at its first statement; the path of its cgroup.procs
+ * goes to process p's scratch (the process writes itself in). */
+static void cgroup_prepare(int sidx, int p, int g, int pages)
+{
+    char dir[320], path[400];
+    if (cgroup_dir(g, dir, sizeof dir))
+        die_runtime(sidx, "cgroup: no cgroup2 file system is mounted");
+    if (!cg_made[g]) {
+        if (mkdir(dir, 0755) && errno != EEXIST)
+            die_runtime(sidx, "cgroup: mkdir %s: %s", dir, strerror(errno));
+        cg_made[g] = 1;
+        if (pages >= 0) {
+            snprintf(path, sizeof path, "%s/memory.max", dir);
+            int fd = open(path, O_WRONLY | O_CLOEXEC);
+            char v[32];
+            int n = snprintf(v, sizeof v, "%llu", (unsigned long long)pages * page_size);
+            if (fd < 0 || write(fd, v, (size_t)n) != n) {
+                int e = errno;
+                if (fd >= 0)
+                    close(fd);
+                die_runtime(sidx, "cgroup: %s: %s (is the memory controller enabled in "
+                            "the root's cgroup.subtree_control?)", path, strerror(e));
+            }
+            close(fd);
+        }
+    }
+    snprintf((char *)slots[p].scratch, MAX_PAGE_SIZE, "%s/cgroup.procs", dir);
+}
+
+/* After the scenario's processes are gone: the groups go (rmdir fails while an exiting
+ * task still counts in one: a few retries). */
+static void cgroup_cleanup(void)
+{
+    for (int g = 0; g < MAX_CGROUPS; g++) {
+        char dir[320];
+        if (!cg_made[g] || cgroup_dir(g, dir, sizeof dir))
+            continue;
+        for (int i = 0; i < 100 && rmdir(dir) && errno == EBUSY; i++)
+            usleep(10000);
+        cg_made[g] = 0;
+    }
+}
+
 static void kill_all(void)
 {
     if (!slots || getpid() != supervisor_pid)
@@ -1592,6 +1678,7 @@ static void kill_all(void)
         }
     while (waitpid(-1, NULL, WNOHANG) > 0)
         ;
+    cgroup_cleanup();
     window_unlock();
 }
 
@@ -2233,7 +2320,7 @@ static void run_program(void)
         int64_t delta[NCOUNTERS];
         int have_delta = 0;
         struct region_state *rs = (s->op == OP_SYNC || s->op == OP_FORK || s->op == OP_EXIT ||
-                                   s->op == OP_PRCTL || s->op == OP_EXEC)
+                                   s->op == OP_PRCTL || s->op == OP_EXEC || s->op == OP_CGROUP)
                                       ? NULL : region_of(s->p, s->r);
         if (rs && s->op != OP_MMAP) {
             cmd.addr = rs->addr + (uintptr_t)s->lo * page_size;
@@ -2241,6 +2328,8 @@ static void run_program(void)
         }
         if (s->op == OP_FILL)
             cmd.arg2 = rs->node;       /* check the node of what it faults in */
+        if (s->op == OP_CGROUP)
+            cgroup_prepare(s->idx, s->p, s->arg, s->arg2);
         switch (s->op) {
         case OP_SYNC:
             if (!wait_go(s->idx)) {

@@ -246,6 +246,21 @@ class Prctl:
 
 
 @dataclass(frozen=True)
+class Cgroup:
+    """``P: cgroup G [memory-max PAGES]``: P moves into the cgroup v2 group G (its
+    cgroup.procs), which the first statement naming G creates, with memory.max = PAGES
+    pages (the memory controller).  P's later children start in it (fork).  The limit
+    must leave room for every page the scenario maps (the validator), so that it never
+    reclaims: a memory cgroup then changes nothing in what KSM or a write fault does."""
+
+    proc: str
+    group: str
+    memory_max: int | None = None   # pages; only on the statement that creates the group
+    pos: Pos = _pos()
+    comments: Comments = _comments()
+
+
+@dataclass(frozen=True)
 class KsmSettle:
     pos: Pos = _pos()
     comments: Comments = _comments()
@@ -371,7 +386,7 @@ class ExpectCounter:
 Action = Union[Mmap, Fill, Write, ForceWrite, Read, Madvise, Mprotect, Munmap, Fork, Exit, Exec,
                Pin, Unpin,
                Mlock, Munlock, UffdWp,
-               Prctl, KsmSettle, KsmScan, KsmSet, KsmUnmergeAll]
+               Prctl, Cgroup, KsmSettle, KsmScan, KsmSet, KsmUnmergeAll]
 @dataclass(frozen=True)
 class ExpectPrctl:
     """``expect P prctl merge on|off``: what P's prctl(PR_GET_MEMORY_MERGE) returns."""
@@ -389,7 +404,7 @@ Statement = Union[Action, Expect]
 ACTION_TYPES = (Mmap, Fill, Write, ForceWrite, Read, Madvise, Mprotect, Munmap, Fork, Exit, Exec,
                 Pin, Unpin,
                 Mlock, Munlock, UffdWp,
-                Prctl, KsmSettle, KsmScan, KsmSet, KsmUnmergeAll)
+                Prctl, Cgroup, KsmSettle, KsmScan, KsmSet, KsmUnmergeAll)
 EXPECT_TYPES = (ExpectPage, ExpectCounter, ExpectPrctl)
 
 

@@ -157,6 +157,10 @@ class _Build(Transformer):
         return (A.UffdWp, (target,))
 
     @v_args(inline=True)
+    def cgroup(self, group, pages=None):
+        return (A.Cgroup, (str(group), None if pages is None else self._int(pages, "page count")))
+
+    @v_args(inline=True)
     def prctl(self, onoff):
         if str(onoff) not in ("on", "off"):
             raise self._err(onoff, f"unknown prctl merge value {str(onoff)!r}", "on or off")

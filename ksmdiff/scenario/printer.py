@@ -53,6 +53,9 @@ def format_statement(s: A.Statement) -> str:
         return f"{s.proc}: uffd-wp {s.target}"
     if isinstance(s, A.Prctl):
         return f"{s.proc}: prctl merge {'on' if s.on else 'off'}"
+    if isinstance(s, A.Cgroup):
+        limit = "" if s.memory_max is None else f" memory-max {s.memory_max}"
+        return f"{s.proc}: cgroup {s.group}{limit}"
     if isinstance(s, A.KsmSettle):
         return "ksm settle"
     if isinstance(s, A.KsmScan):

@@ -23,6 +23,11 @@ MAX_PINS_PER_PAGE = 8
 MAX_MAPCOUNT = 1 << 16
 # ``mmap R N node K``: K is a bit of the probe's one-word nodemask for mbind(2)
 MAX_NODE = 63
+# ``P: cgroup G memory-max PAGES``: groups per scenario, and the room a limit must leave
+# above every page the scenario maps (the processes' page tables and the probe's own
+# pages are charged too): the model has no memory pressure, so the limit must not bite
+MAX_CGROUPS = 8
+CGROUP_HEADROOM_PAGES = 1024
 # What the sysfs stores accept (mm/ksm.c): use_zero_pages_store() kstrtobool;
 # max_page_sharing_store() (>= 4.13) kstrtoint and -EINVAL below 2, so 2..INT_MAX
 # (LTP's ksm01 sets it to the number of pages it maps).
@@ -60,6 +65,21 @@ def placement_nodes(scn: A.Scenario) -> frozenset[int]:
                      if isinstance(s, A.Mmap) and s.node is not None)
 
 
+def cgroup_controllers(scn: A.Scenario) -> frozenset[str]:
+    """The cgroup v2 controllers ``scn`` needs enabled below the hierarchy's root (cgroup
+    statements: memory for memory-max).  A machine without them cannot run it
+    (*unsupported*, a property of the machine like NUMA nodes)."""
+    out = set()
+    for s in scn.statements:
+        if isinstance(s, A.Cgroup) and s.memory_max is not None:
+            out.add("memory")
+    return frozenset(out)
+
+
+def uses_cgroups(scn: A.Scenario) -> bool:
+    return any(isinstance(s, A.Cgroup) for s in scn.statements)
+
+
 def validate(scn: A.Scenario) -> A.Scenario:
     """Raise :class:`InputError` at the first semantic error; return ``scn`` unchanged."""
     _Checker(scn).run()
@@ -73,6 +93,7 @@ class _Checker:
         self.procs = self.layout.procs        # the layout before the statement being checked
         self.locked: set[tuple[str, str, int]] = set()   # VM_LOCKED pages (not inherited)
         self.uffd: set[tuple[str, str, int]] = set()     # pages under uffd-wp
+        self.cgroups: dict[str, A.Cgroup] = {}            # group -> the statement creating it
 
     def err(self, pos: A.Pos, msg: str, expected: str | None = None) -> InputError:
         return InputError(msg, Location(self.scn.source, pos.line or 1, pos.column or 1),
@@ -94,6 +115,13 @@ class _Checker:
                 self.check_uffd(s)
             getattr(self, "do_" + type(s).__name__)(s)
             self.layout.apply(s)
+        for g, s in self.cgroups.items():
+            need = self.layout.total_pages + CGROUP_HEADROOM_PAGES
+            if s.memory_max is not None and s.memory_max < need:
+                raise self.err(s.pos, f"memory-max {s.memory_max} of cgroup {g} could be "
+                                      "reached: the model has no memory pressure",
+                               f"at least {need} pages (the {self.layout.total_pages} the "
+                               f"scenario maps + {CGROUP_HEADROOM_PAGES})")
 
     # -- helpers
     def proc(self, name: str, pos: A.Pos, *, alive: bool = True) -> _Proc:
@@ -282,6 +310,20 @@ class _Checker:
 
     def do_Prctl(self, s: A.Prctl) -> None:
         self.proc(s.proc, s.pos)
+
+    def do_Cgroup(self, s: A.Cgroup) -> None:
+        self.proc(s.proc, s.pos)
+        if s.group not in self.cgroups:
+            if len(self.cgroups) >= MAX_CGROUPS:
+                raise self.err(s.pos, f"more than {MAX_CGROUPS} cgroups")
+            if s.memory_max is not None and s.memory_max < 1:
+                raise self.err(s.pos, "memory-max 0", "at least 1 page")
+            self.cgroups[s.group] = s
+        elif s.memory_max is not None:
+            first = self.cgroups[s.group].pos.line
+            raise self.err(s.pos, f"cgroup {s.group} was created on line {first}: its "
+                                  "memory-max is set there only",
+                           f"'{s.proc}: cgroup {s.group}' (a move only)")
 
     def do_KsmSettle(self, s: A.KsmSettle) -> None:
         pass
