@@ -126,11 +126,14 @@ for m in $(cat /etc/lab-modules); do
     esac
 done
 fail() { echo "ksmdiff-lab: FAILED: $*"; reboot -f; sleep 10; }
-# cgroup v2 with the memory controller for the groups' children (scenarios' 'cgroup');
-# a kernel without CONFIG_MEMCG (or cgroups) leaves it out, and the driver says so
+# cgroup v2 with the memory and cpuset controllers for the groups' children (scenarios'
+# 'cgroup'); a kernel without CONFIG_MEMCG or CONFIG_CPUSETS (or cgroups) leaves it out,
+# and the driver says which the root enables
 mkdir -p /sys/fs/cgroup
 if mount -t cgroup2 cgroup2 /sys/fs/cgroup 2>/dev/null; then
-    echo +memory > /sys/fs/cgroup/cgroup.subtree_control 2>/dev/null || echo "ksmdiff-lab: no memory cgroup"
+    for c in memory cpuset; do
+        echo +$c > /sys/fs/cgroup/cgroup.subtree_control 2>/dev/null || echo "ksmdiff-lab: no $c cgroup"
+    done
 else
     echo "ksmdiff-lab: no cgroup2"
 fi

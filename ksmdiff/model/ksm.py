@@ -423,7 +423,16 @@ def should_skip_rmap_item(m: Machine, page: Frame, item: RmapItem) -> bool:
 def ksm_do_scan_full(m: Machine) -> None:
     """One full scan: scan_get_next_rmap_item() over every mm_slot, cmp_and_merge_page()
     for each anonymous page of a VM_MERGEABLE vma, dropping the rmap_items of addresses
-    that no longer hold one (get_next_rmap_item / remove_trailing_rmap_items)."""
+    that no longer hold one (get_next_rmap_item / remove_trailing_rmap_items).  Faults
+    on the way (break_cow()) are ksmd's: memory.policy_node."""
+    m.foreign_fault = True
+    try:
+        _ksm_do_scan_full(m)
+    finally:
+        m.foreign_fault = False
+
+
+def _ksm_do_scan_full(m: Machine) -> None:
     ksm = m.ksm
     # start of a full scan: lru_add_drain_all(); the unstable tree restarts empty
     lru_add_drain_all(m)
@@ -492,8 +501,13 @@ def unmerge_and_remove_all_rmap_items(m: Machine) -> None:
     its next run; then remove_all_stable_nodes() and ``ksm_scan.seqnr = 0``."""
     for p in list(m.ksm.mm_slots):
         if p.alive:
-            # for_each_vma: VM_MERGEABLE && anon_vma -> unmerge_ksm_pages(): break_ksm()
-            unmerge_ksm_pages(m, p, [s for _r, s in p.slots() if s.mergeable])
+            # for_each_vma: VM_MERGEABLE && anon_vma -> unmerge_ksm_pages(): break_ksm(),
+            # faults taken by the task writing run=2, not by p (memory.policy_node)
+            m.foreign_fault = True
+            try:
+                unmerge_ksm_pages(m, p, [s for _r, s in p.slots() if s.mergeable])
+            finally:
+                m.foreign_fault = False
         # remove_trailing_rmap_items(&mm_slot->rmap_list)
         for key in sorted(p.rmap_items, key=addr_order):
             remove_rmap_item_from_tree(m, p.rmap_items[key])

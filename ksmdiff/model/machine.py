@@ -40,6 +40,9 @@ class Machine:
         self.fault_alternatives: dict[int, set[str]] = {}
         self.notes: list[str] = []
         self.ksm_churn = False                 # a merge failed on a pinned page (its twin churns)
+        # a fault taken by another task than the mm's own (ksmd's break_cow, the run=2
+        # writer's break_ksm): that task's mempolicy and cpuset apply, the default ones
+        self.foreign_fault = False
         self._facts: dict[str, bool] = {}      # has(): the fact table, read once per name
 
     # ------------------------------------------------------------------ versions

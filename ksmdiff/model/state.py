@@ -157,6 +157,10 @@ class Process:
     # ksm_stat values the mm got at its creation, not from its own rmap_items: dup_mm()
     # copies the parent's mm->ksm_merging_pages/ksm_rmap_items (before the fork-counter fix)
     inherited: dict[str, int] = field(default_factory=dict)
+    # the task's mempolicy (set_mempolicy MPOL_BIND: its node; None: MPOL_DEFAULT) and its
+    # cpuset's one node (cgroup ... mems; None: every node): both copied at fork
+    mempolicy: Optional[int] = None
+    cpuset_mems: Optional[int] = None
 
     def slots(self):
         """(region, slot) of every mapped page, in canonical (mmap) order."""

@@ -291,7 +291,10 @@ def compile_scenario(scn: A.Scenario, salt: int | None = None) -> Program:
             if s.group not in groups:
                 groups.append(s.group)
             limit = "max" if s.memory_max is None else str(s.memory_max)
-            lines.append(f"{k} cgroup {p} {groups.index(s.group)} {limit}")
+            mems = "-" if s.mems is None else str(s.mems)
+            lines.append(f"{k} cgroup {p} {groups.index(s.group)} {limit} {mems}")
+        elif isinstance(s, A.Mempolicy):
+            lines.append(f"{k} mpol {p} {'-' if s.node is None else s.node}")
         elif isinstance(s, A.Prctl):
             # the probe marks its own memory unmergeable after prctl, so only the
             # scenario's regions take part: batchable

@@ -44,15 +44,18 @@
  *       read P R LO HI | madv P R LO HI m|u|d|p | mprot P R LO HI r|w | munmap P R LO HI
  *       fork P C | exit P | pin P R LO HI | unpin P R LO HI | prctl P 0|1 | sync
  *       fwrite P R LO HI BYTE SALT2(0|1)  (as write, through /proc/self/mem: FOLL_FORCE)
- *       mlock P R LO HI | munlock P R LO HI | cgroup P G PAGES|max
+ *       mlock P R LO HI | munlock P R LO HI | cgroup P G PAGES|max NODE|- | mpol P NODE|-
  *       (mprot's protection: r, w or n for PROT_NONE; a PROT_NONE page is never loaded)
  *       (mmap's NODE, 0..63: mbind(2) MPOL_BIND to that node right after the mmap; every
  *       fill of the region then checks with move_pages(2) that the pages it faulted in
  *       fresh are on that node, and fails otherwise)
  *       (cgroup's G, 0..7: the group's directory ksmdiff-probe-PID-G under the root of the
  *       first cgroup2 mount, made at G's first statement with memory.max = PAGES pages
- *       ("max": no limit), removed when the probe ends; P moves itself in: it writes "0"
- *       to the group's cgroup.procs)
+ *       ("max": no limit) and cpuset.mems = NODE ("-": not written), removed when the probe
+ *       ends; P moves itself in: it writes "0" to the group's cgroup.procs)
+ *       (mpol: set_mempolicy(2) of P, MPOL_BIND to NODE, "-": MPOL_DEFAULT.  A fill checks
+ *       the node of the pages it faults in fresh against the region's mbind node, else
+ *       P's MPOL_BIND node, else its cpuset's node)
  *
  * munmap P R LO HI acts on the pages of LO..HI that are still mapped (one munmap(2) per run
  * of them) and leaves the others alone, as the model does.  The hole is at once reserved
@@ -138,6 +141,9 @@
 #endif
 #define MAX_NODE 63
 #define MAX_CGROUPS 8
+#ifndef MPOL_DEFAULT
+#define MPOL_DEFAULT 0
+#endif
 /* a fill's pages that came on another node than their region's MPOL_BIND one */
 #define ERR_MISPLACED EXDEV
 #ifndef SYS_pidfd_open
@@ -197,12 +203,12 @@ enum op {
     OP_MMAP, OP_FILL, OP_WRITE, OP_READ, OP_MADV, OP_MPROT, OP_MUNMAP, OP_FORK, OP_EXIT,
     OP_PIN, OP_UNPIN, OP_PRCTL, OP_FWRITE, OP_MLOCK, OP_MUNLOCK, OP_SYNC, OP_START /* internal: child start */,
     OP_PEEK /* internal: read own present pages (observe) */,
-    OP_EXEC, OP_UFFDWP, OP_CGROUP
+    OP_EXEC, OP_UFFDWP, OP_CGROUP, OP_MPOL
 };
 static const char *const op_names[] = {"mmap", "fill", "write", "read", "madv", "mprot",
                                         "munmap", "fork", "exit", "pin", "unpin", "prctl",
                                         "fwrite", "mlock", "munlock", "sync", "start",
-                                        "peek", "exec", "uffdwp", "cgroup"};
+                                        "peek", "exec", "uffdwp", "cgroup", "mpol"};
 
 struct stmt {
     int idx;
@@ -417,6 +423,7 @@ struct proc_state {
     int shown;                 /* some page of it is in the stream (gone at exit) */
     pid_t pid;
     int pidfd, pagemap_fd;
+    int policy_node, cpuset_node;  /* mpol's MPOL_BIND node, its cpuset's; -1 none */
     struct region_state *reg[MAX_REGIONS];
 };
 static struct proc_state procs[MAX_PROCS];
@@ -597,7 +604,7 @@ static void validate_program(void)
                 die_program("more than %d pages in all", MAX_TOTAL_PAGES);
             break;
         }
-        case OP_EXIT: case OP_PRCTL: case OP_CGROUP:
+        case OP_EXIT: case OP_PRCTL: case OP_CGROUP: case OP_MPOL:
             if (!procs[s->p].spawned || !procs[s->p].alive)
                 die_program("process %d is not alive", s->p);
             if (s->op == OP_EXIT)
@@ -627,6 +634,7 @@ static void validate_program(void)
             }
         memset(&procs[p], 0, sizeof procs[p]);
         procs[p].pidfd = procs[p].pagemap_fd = -1;
+        procs[p].policy_node = procs[p].cpuset_node = -1;
     }
     total_pages = 0;
 }
@@ -773,7 +781,7 @@ static void parse_program_buffer(char *buf, size_t got)
         for (int i = 0; i <= OP_SYNC; i++)
             if (!strcmp(t[1], op_names[i]))
                 op = i;
-        for (int i = OP_EXEC; op < 0 && i <= OP_CGROUP; i++)
+        for (int i = OP_EXEC; op < 0 && i <= OP_MPOL; i++)
             if (!strcmp(t[1], op_names[i]))
                 op = i;
         if (op < 0)
@@ -788,7 +796,8 @@ static void parse_program_buffer(char *buf, size_t got)
         case OP_MUNLOCK: case OP_UFFDWP: want = 6; break;
         case OP_MADV: case OP_MPROT: want = 7; break;
         case OP_FORK: case OP_PRCTL: want = 4; break;
-        case OP_CGROUP: want = 5; break;
+        case OP_CGROUP: want = 6; break;
+        case OP_MPOL: want = 4; break;
         case OP_EXIT: case OP_EXEC: want = 3; break;
         default: want = 2; break;
         }
@@ -814,6 +823,10 @@ static void parse_program_buffer(char *buf, size_t got)
             s->arg = (int)need_uint(t, n, 3, 0, MAX_CGROUPS - 1, "cgroup");
             s->arg2 = strcmp(t[4], "max") ? (int)need_uint(t, n, 4, 1, INT_MAX, "memory.max pages")
                                           : -1;
+            s->lo = strcmp(t[5], "-") ? (int)need_uint(t, n, 5, 0, MAX_NODE, "cpuset node") : -1;
+            break;
+        case OP_MPOL:
+            s->arg = strcmp(t[3], "-") ? (int)need_uint(t, n, 3, 0, MAX_NODE, "node") : -1;
             break;
         case OP_EXIT: case OP_SYNC: case OP_EXEC:
             break;
@@ -1096,6 +1109,13 @@ static long do_op(int self, struct mailbox *mb)
             }
         }
         mb->ret_addr = (uintptr_t)a;
+        break;
+    }
+    case OP_MPOL: {
+        unsigned long mask[2] = {mb->arg >= 0 ? 1UL << mb->arg : 0, 0};
+        if (syscall(SYS_set_mempolicy, mb->arg >= 0 ? MPOL_BIND : MPOL_DEFAULT,
+                    mb->arg >= 0 ? mask : NULL, mb->arg >= 0 ? 65UL : 0UL))
+            ret = -errno;
         break;
     }
     case OP_CGROUP: {          /* the group's cgroup.procs path is in the scratch */
@@ -1611,7 +1631,9 @@ static int cgroup_dir(int g, char *out, size_t outsz)
 
 /* The group of an OP_CGROUP, made at its first statement; the path of its cgroup.procs
  * goes to process p's scratch (the process writes itself in). */
-static void cgroup_prepare(int sidx, int p, int g, int pages)
+static int cg_mems[MAX_CGROUPS];       /* a group's cpuset node; -1 none */
+
+static void cgroup_prepare(int sidx, int p, int g, int pages, int mems)
 {
     char dir[320], path[400];
     if (cgroup_dir(g, dir, sizeof dir))
@@ -1634,7 +1656,23 @@ static void cgroup_prepare(int sidx, int p, int g, int pages)
             }
             close(fd);
         }
+        cg_mems[g] = mems;
+        if (mems >= 0) {
+            snprintf(path, sizeof path, "%s/cpuset.mems", dir);
+            int fd = open(path, O_WRONLY | O_CLOEXEC);
+            char v[16];
+            int n = snprintf(v, sizeof v, "%d", mems);
+            if (fd < 0 || write(fd, v, (size_t)n) != n) {
+                int e = errno;
+                if (fd >= 0)
+                    close(fd);
+                die_runtime(sidx, "cgroup: %s: %s (is the cpuset controller enabled in "
+                            "the root's cgroup.subtree_control?)", path, strerror(e));
+            }
+            close(fd);
+        }
     }
+    procs[p].cpuset_node = cg_mems[g];
     snprintf((char *)slots[p].scratch, MAX_PAGE_SIZE, "%s/cgroup.procs", dir);
 }
 
@@ -2320,16 +2358,20 @@ static void run_program(void)
         int64_t delta[NCOUNTERS];
         int have_delta = 0;
         struct region_state *rs = (s->op == OP_SYNC || s->op == OP_FORK || s->op == OP_EXIT ||
-                                   s->op == OP_PRCTL || s->op == OP_EXEC || s->op == OP_CGROUP)
+                                   s->op == OP_PRCTL || s->op == OP_EXEC || s->op == OP_CGROUP ||
+                                   s->op == OP_MPOL)
                                       ? NULL : region_of(s->p, s->r);
         if (rs && s->op != OP_MMAP) {
             cmd.addr = rs->addr + (uintptr_t)s->lo * page_size;
             cmd.npages = (size_t)(s->hi - s->lo + 1);
         }
-        if (s->op == OP_FILL)
-            cmd.arg2 = rs->node;       /* check the node of what it faults in */
+        if (s->op == OP_FILL)          /* check the node of what it faults in */
+            cmd.arg2 = rs->node >= 0 ? rs->node : procs[s->p].policy_node >= 0
+                       ? procs[s->p].policy_node : procs[s->p].cpuset_node;
         if (s->op == OP_CGROUP)
-            cgroup_prepare(s->idx, s->p, s->arg, s->arg2);
+            cgroup_prepare(s->idx, s->p, s->arg, s->arg2, s->lo);
+        if (s->op == OP_MPOL)
+            procs[s->p].policy_node = s->arg;
         switch (s->op) {
         case OP_SYNC:
             if (!wait_go(s->idx)) {
@@ -2459,6 +2501,9 @@ static void run_program(void)
                 int c = s->arg;
                 wait_ready(s->idx, c);
                 procs[c].spawned = procs[c].alive = 1;
+                /* copy_process(): the task policy and the cgroup go to the child */
+                procs[c].policy_node = procs[s->p].policy_node;
+                procs[c].cpuset_node = procs[s->p].cpuset_node;
                 for (int r = 0; r < MAX_REGIONS; r++)
                     if (procs[s->p].reg[r] && procs[s->p].reg[r]->exists)
                         region_copy(region_of(c, r), procs[s->p].reg[r]);

@@ -156,9 +156,25 @@ class _Build(Transformer):
     def uffd_wp(self, target):
         return (A.UffdWp, (target,))
 
+    def cgroup(self, items):
+        group, *opts = items
+        d = dict(opts)
+        return (A.Cgroup, (str(group), d.get("memory_max"), d.get("mems")))
+
     @v_args(inline=True)
-    def cgroup(self, group, pages=None):
-        return (A.Cgroup, (str(group), None if pages is None else self._int(pages, "page count")))
+    def cgroup_max(self, n):
+        return ("memory_max", self._int(n, "page count"))
+
+    @v_args(inline=True)
+    def cgroup_mems(self, n):
+        return ("mems", self._int(n, "node"))
+
+    @v_args(inline=True)
+    def mempolicy_bind(self, n):
+        return (A.Mempolicy, (self._int(n, "node"),))
+
+    def mempolicy_default(self, _items):
+        return (A.Mempolicy, (None,))
 
     @v_args(inline=True)
     def prctl(self, onoff):

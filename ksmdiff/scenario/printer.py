@@ -55,7 +55,10 @@ def format_statement(s: A.Statement) -> str:
         return f"{s.proc}: prctl merge {'on' if s.on else 'off'}"
     if isinstance(s, A.Cgroup):
         limit = "" if s.memory_max is None else f" memory-max {s.memory_max}"
-        return f"{s.proc}: cgroup {s.group}{limit}"
+        mems = "" if s.mems is None else f" mems {s.mems}"
+        return f"{s.proc}: cgroup {s.group}{limit}{mems}"
+    if isinstance(s, A.Mempolicy):
+        return f"{s.proc}: mempolicy " + ("default" if s.node is None else f"bind {s.node}")
     if isinstance(s, A.KsmSettle):
         return "ksm settle"
     if isinstance(s, A.KsmScan):

@@ -58,11 +58,17 @@ def implied_features(scn: A.Scenario) -> tuple[str, ...]:
 
 
 def placement_nodes(scn: A.Scenario) -> frozenset[int]:
-    """The NUMA nodes ``scn`` places regions on (``mmap R N node K``): a machine that has
-    no memory on one of them cannot run it (*unsupported*, a property of the machine, not of
-    the kernel version, so no FEATURES entry)."""
-    return frozenset(s.node for s in scn.statements
-                     if isinstance(s, A.Mmap) and s.node is not None)
+    """The NUMA nodes ``scn`` places pages on (``mmap R N node K``, ``mempolicy bind K``,
+    ``cgroup G mems K``): a machine that has no memory on one of them cannot run it
+    (*unsupported*, a property of the machine, not of the kernel version, so no FEATURES
+    entry)."""
+    out = set()
+    for s in scn.statements:
+        if isinstance(s, (A.Mmap, A.Mempolicy)) and s.node is not None:
+            out.add(s.node)
+        elif isinstance(s, A.Cgroup) and s.mems is not None:
+            out.add(s.mems)
+    return frozenset(out)
 
 
 def cgroup_controllers(scn: A.Scenario) -> frozenset[str]:
@@ -73,6 +79,8 @@ def cgroup_controllers(scn: A.Scenario) -> frozenset[str]:
     for s in scn.statements:
         if isinstance(s, A.Cgroup) and s.memory_max is not None:
             out.add("memory")
+        if isinstance(s, A.Cgroup) and s.mems is not None:
+            out.add("cpuset")
     return frozenset(out)
 
 
@@ -94,6 +102,10 @@ class _Checker:
         self.locked: set[tuple[str, str, int]] = set()   # VM_LOCKED pages (not inherited)
         self.uffd: set[tuple[str, str, int]] = set()     # pages under uffd-wp
         self.cgroups: dict[str, A.Cgroup] = {}            # group -> the statement creating it
+        # per process: its group's cpuset node and its task policy's node (None: none);
+        # a fork's child inherits both
+        self.cpuset: dict[str, int | None] = {}
+        self.policy: dict[str, int | None] = {}
 
     def err(self, pos: A.Pos, msg: str, expected: str | None = None) -> InputError:
         return InputError(msg, Location(self.scn.source, pos.line or 1, pos.column or 1),
@@ -114,6 +126,9 @@ class _Checker:
             if self.uffd:
                 self.check_uffd(s)
             getattr(self, "do_" + type(s).__name__)(s)
+            if isinstance(s, A.Fork):
+                self.cpuset[s.child] = self.cpuset.get(s.proc)
+                self.policy[s.child] = self.policy.get(s.proc)
             self.layout.apply(s)
         for g, s in self.cgroups.items():
             need = self.layout.total_pages + CGROUP_HEADROOM_PAGES
@@ -208,6 +223,11 @@ class _Checker:
             raise self.err(s.pos, f"the scenario maps more than {MAX_TOTAL_PAGES} pages in all")
         if s.node is not None and not 0 <= s.node <= MAX_NODE:
             raise self.err(s.pos, f"node {s.node} is out of range", f"a node 0..{MAX_NODE}")
+        mems = self.cpuset.get(s.proc)
+        if s.node is not None and mems is not None and s.node != mems:
+            # mbind(): the nodes must meet cpuset_current_mems_allowed, else -EINVAL
+            raise self.err(s.pos, f"node {s.node} is outside {s.proc}'s cpuset (mems {mems}): "
+                                  "mbind would fail (EINVAL)", f"node {mems}")
 
     def do_Fill(self, s: A.Fill) -> None:
         self.mapped_pages(s, "fill", writable=True)
@@ -312,18 +332,48 @@ class _Checker:
         self.proc(s.proc, s.pos)
 
     def do_Cgroup(self, s: A.Cgroup) -> None:
-        self.proc(s.proc, s.pos)
+        p = self.proc(s.proc, s.pos)
         if s.group not in self.cgroups:
             if len(self.cgroups) >= MAX_CGROUPS:
                 raise self.err(s.pos, f"more than {MAX_CGROUPS} cgroups")
             if s.memory_max is not None and s.memory_max < 1:
                 raise self.err(s.pos, "memory-max 0", "at least 1 page")
+            if s.mems is not None and not 0 <= s.mems <= MAX_NODE:
+                raise self.err(s.pos, f"node {s.mems} is out of range", f"a node 0..{MAX_NODE}")
             self.cgroups[s.group] = s
-        elif s.memory_max is not None:
+        elif s.memory_max is not None or s.mems is not None:
             first = self.cgroups[s.group].pos.line
             raise self.err(s.pos, f"cgroup {s.group} was created on line {first}: its "
-                                  "memory-max is set there only",
+                                  "memory-max and mems are set there only",
                            f"'{s.proc}: cgroup {s.group}' (a move only)")
+        mems = self.cgroups[s.group].mems
+        if mems is not None:
+            mapped = sorted(n for n, r in p.regions.items() if any(r.mapped))
+            if mapped:
+                # cgroup v2 cpusets migrate the pages of a task that enters them
+                # (cpuset_attach(), memory_migrate): not modelled
+                raise self.err(s.pos, f"{s.proc} enters a cpuset while it maps {mapped[0]} "
+                                      "(the kernel would migrate its pages: not modelled)",
+                               "a move before the process maps a region")
+            pol = self.policy.get(s.proc)
+            if pol is not None and pol != mems:
+                # (mpol_rebind_task() would remap the policy to the cpuset's nodes)
+                raise self.err(s.pos, f"{s.proc}'s mempolicy binds node {pol}, outside the "
+                                      f"cpuset's mems {mems}", f"mempolicy bind {mems}")
+        self.cpuset[s.proc] = mems
+
+    def do_Mempolicy(self, s: A.Mempolicy) -> None:
+        self.proc(s.proc, s.pos)
+        if s.node is not None:
+            if not 0 <= s.node <= MAX_NODE:
+                raise self.err(s.pos, f"node {s.node} is out of range", f"a node 0..{MAX_NODE}")
+            mems = self.cpuset.get(s.proc)
+            if mems is not None and s.node != mems:
+                # set_mempolicy(): the nodes must meet the cpuset's mems, else -EINVAL
+                raise self.err(s.pos, f"node {s.node} is outside {s.proc}'s cpuset (mems "
+                                      f"{mems}): set_mempolicy would fail (EINVAL)",
+                               f"mempolicy bind {mems}")
+        self.policy[s.proc] = s.node
 
     def do_KsmSettle(self, s: A.KsmSettle) -> None:
         pass

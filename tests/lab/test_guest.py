@@ -116,7 +116,8 @@ def test_both_inits_share_their_start_and_mount_cgroup2():
         assert guest._INIT_START in init and guest._INIT_SWAP in init
         assert init.count("insmod") == guest._INIT_START.count("insmod")
     assert "mount -t cgroup2 cgroup2 /sys/fs/cgroup" in guest._INIT_START
-    assert "+memory > /sys/fs/cgroup/cgroup.subtree_control" in guest._INIT_START
+    assert "for c in memory cpuset" in guest._INIT_START
+    assert "echo +$c > /sys/fs/cgroup/cgroup.subtree_control" in guest._INIT_START
     assert "ksmdiff-lab-driver" in guest.INIT_DRIVER and "ksmdiff-lab-driver" not in guest.INIT
     assert "run.sh" in guest.INIT and "run.sh" not in guest.INIT_DRIVER
 

@@ -27,7 +27,7 @@ def test_a_node_goes_on_the_mmap_line():
 
 def test_groups_are_numbered_by_first_use():
     assert _body(compile_scenario(parse(GROUPS)).text) == [
-        "0 cgroup 0 0 5000", "1 fork 0 1", "2 cgroup 1 1 max", "3 cgroup 1 0 max"]
+        "0 cgroup 0 0 5000 -", "1 fork 0 1", "2 cgroup 1 1 max -", "3 cgroup 1 0 max -"]
 
 
 def test_the_probe_reads_both(tmp_path):
@@ -42,9 +42,9 @@ HDR = "ksmdiff-probe 1\nsalt 0000000000000001\nprocs 1\nregions 1\nstmts 1\n"
 @pytest.mark.parametrize("line, needle", [
     ("0 mmap 0 0 1 64", "bad node"),
     ("0 mmap 0 0 1 0 0", "takes 3 fields"),
-    ("0 cgroup 0 8 max", "bad cgroup"),
-    ("0 cgroup 0 0 0", "bad memory.max pages"),
-    ("0 cgroup 0 0", "takes 3 fields"),
+    ("0 cgroup 0 8 max -", "bad cgroup"),
+    ("0 cgroup 0 0 0 -", "bad memory.max pages"),
+    ("0 cgroup 0 0 max", "takes 4 fields"),
 ])
 def test_the_probe_refuses_bad_lines(tmp_path, line, needle):
     r = probe_check(tmp_path, HDR + line + "\nend\n")

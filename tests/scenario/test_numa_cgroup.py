@@ -64,7 +64,7 @@ def test_a_limit_the_scenario_could_reach_is_refused():
 
 
 @pytest.mark.parametrize("body, message", [
-    ("A: cgroup g memory-max 5000\nA: cgroup g memory-max 5000\n", "its memory-max is set there"),
+    ("A: cgroup g memory-max 5000\nA: cgroup g memory-max 5000\n", "memory-max and mems are set there"),
     ("A: cgroup g memory-max 0\n", "memory-max 0"),
     ("B: cgroup g\n", "unknown process 'B'"),
     ("A: exit\nA: cgroup g\n", "process A has exited"),
