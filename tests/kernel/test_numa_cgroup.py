@@ -55,3 +55,16 @@ def test_a_memory_cgroup_needs_the_controller_on_cgroup2(state_kept):
     else:
         assert run.status == UNSUPPORTED and "cgroup" in run.reason
         assert run.records == ()
+
+
+def test_a_task_policy_on_a_node_with_memory_runs(state_kept):
+    from ksmdiff import judge, model
+    nodes = system.memory_nodes()
+    if not nodes:
+        pytest.skip("this kernel has no NUMA (no /sys/devices/system/node/has_memory)")
+    scn = parse(f'scenario "bound task"\nprocess P\nP: mempolicy bind {min(nodes)}\nP: fork A\n'
+                "A: mmap a 2\nA: fill a 0x2a\nP: mempolicy default\nA: madvise a mergeable\n"
+                "ksm settle\nexpect counter pages_sharing +1\n")
+    run = run_kernel([scn])[0]
+    assert run.status == OK, run.reason
+    assert not judge.compare(model.run_model(scn, host_version()).records, run.records)

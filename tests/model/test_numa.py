@@ -78,3 +78,27 @@ def test_a_cgroup_changes_nothing_below_its_limit(version):
     grouped = run("A: cgroup g memory-max 100000\n" + body, version)
     assert grouped.status == plain.status == "ok"
     assert grouped.records[-1].fields == plain.records[-1].fields
+
+
+@pytest.mark.parametrize("version", ["4.19", "5.4", "6.1", "6.12"])
+def test_the_task_policy_and_the_cpuset_place_pages_without_a_vma_policy(version):
+    it = interp("A: fork C\nA: mempolicy bind 1\nA: fork B\nA: mempolicy default\nA: mmap a 1\n"
+                "A: fill a 0x11\nB: mmap b 1\nB: fill b 0x11\nB: mmap c 1 node 0\n"
+                "B: fill c 0x11\nC: cgroup cs mems 1\nC: mmap d 1\nC: fill d 0x11\n",
+                version)
+    node = {(p, r): it.m.procs[p].regions[r].pages[0].pte.frame.nid
+            for p, r in (("A", "a"), ("B", "b"), ("B", "c"), ("C", "d"))}
+    # A dropped its policy; B inherited bind 1; the vma policy wins; C's cpuset
+    assert node == {("A", "a"): 0, ("B", "b"): 1, ("B", "c"): 0, ("C", "d"): 1}
+
+
+def test_ksmd_and_the_run_2_writer_allocate_with_their_own_policy():
+    # break_ksm() at run=2 runs in the writer's task: its default policy (node 0), not
+    # the bound task's; a vma policy still holds
+    it = interp("A: mempolicy bind 1\nA: mmap a 2\nA: mmap b 2 node 1\nA: fill a 0x11\n"
+                "A: fill b 0x22\nA: madvise a mergeable\nA: madvise b mergeable\n"
+                "ksm settle\nksm unmerge-all\n", "6.1")
+    r = it.m.procs["A"].regions
+    assert {s.pte.frame.nid for s in r["a"].pages} == {0}
+    assert {s.pte.frame.nid for s in r["b"].pages} == {1}
+    assert not it.m.foreign_fault

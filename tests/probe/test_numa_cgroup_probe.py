@@ -84,3 +84,17 @@ def test_stale_groups_of_dead_probes_go(tmp_path, monkeypatch):
     monkeypatch.setattr(type(dead), "rmdir", lambda self: __import__("shutil").rmtree(self))
     assert system.remove_stale_cgroups() == [str(dead)]
     assert not dead.exists() and live.exists() and busy.exists() and other.exists()
+
+
+def test_mempolicy_and_cpuset_lines(tmp_path):
+    scn = parse('scenario "p"\nprocess P\nP: mempolicy bind 1\nP: cgroup cs mems 1\n'
+                'P: mempolicy default\n')
+    body = _body(compile_scenario(scn).text)
+    assert body == ["0 mpol 0 1", "1 cgroup 0 0 max 1", "2 mpol 0 -"]
+    assert probe_check(tmp_path, compile_scenario(scn).text).returncode == 0
+    assert "cpuset controller" in beyond_cgroups(scn, frozenset({"memory"}))
+    assert "node 1" in beyond_nodes(scn, frozenset({0}))
+    for line, needle in (("0 mpol 0 64", "bad node"), ("0 mpol 0", "takes 2 fields"),
+                         ("0 cgroup 0 0 max 64", "bad cpuset node")):
+        r = probe_check(tmp_path, HDR + line + "\nend\n")
+        assert r.returncode == 2 and needle in r.stderr.decode(), r.stderr

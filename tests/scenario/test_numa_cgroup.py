@@ -74,3 +74,38 @@ def test_bad_cgroup_statements_are_refused(body, message):
     with pytest.raises(InputError) as info:
         parse(HEAD + body)
     assert message in info.value.render()
+
+
+def test_mempolicy_and_cpuset_round_trip_and_name_their_nodes():
+    scn = parse(HEAD + "A: mempolicy bind 1\nA: cgroup cs memory-max 4096 mems 1\n"
+                "A: mempolicy default\nA: fork B\n")
+    pol, grp, default, _ = scn.statements
+    assert isinstance(pol, A.Mempolicy) and pol.node == 1 and default.node is None
+    assert (grp.memory_max, grp.mems) == (4096, 1)
+    assert "A: mempolicy bind 1\n" in print_scenario(scn)
+    assert "A: cgroup cs memory-max 4096 mems 1\n" in print_scenario(scn)
+    assert parse(print_scenario(scn)) == scn
+    assert placement_nodes(scn) == {1}
+    assert cgroup_controllers(scn) == {"memory", "cpuset"}
+
+
+@pytest.mark.parametrize("body, message", [
+    ("A: mmap a 1\nA: cgroup cs mems 1\n", "enters a cpuset while it maps a"),
+    ("A: cgroup cs mems 1\nA: mmap a 1 node 0\n", "outside A's cpuset"),
+    ("A: cgroup cs mems 1\nA: mempolicy bind 0\n", "set_mempolicy would fail"),
+    ("A: mempolicy bind 0\nA: cgroup cs mems 1\n", "outside the cpuset's mems"),
+    ("A: cgroup cs mems 1\nA: fork B\nB: mmap a 1 node 0\n", "outside B's cpuset"),  # inherited
+    ("A: mempolicy bind 64\n", "node 64 is out of range"),
+    ("A: cgroup cs mems 64\n", "node 64 is out of range"),
+    ("A: cgroup cs\nA: cgroup cs mems 1\n", "memory-max and mems are set there"),
+])
+def test_bad_placements_are_refused(body, message):
+    with pytest.raises(InputError) as info:
+        parse(HEAD + body)
+    assert message in info.value.render()
+
+
+def test_a_process_that_maps_nothing_may_enter_a_cpuset_after_its_children_did():
+    scn = parse(HEAD + "A: fork B\nB: mmap a 1\nB: fill a 0x11\nB: exit\nA: cgroup cs mems 1\n"
+                "A: fork C\nC: mmap a 1\n")
+    assert scn.statements[4].mems == 1
