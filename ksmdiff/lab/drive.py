@@ -16,16 +16,12 @@ Pure apart from compiling the driver: no VM here (guest.boot_driver runs it).
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
-import subprocess
-import tempfile
 from importlib import resources
 from pathlib import Path
 from typing import Sequence
 
-from ksmdiff.errors import EnvironmentProblem
 from ksmdiff.internal.audit import pure
 from ksmdiff.observe import ENVIRONMENT, OK, UNSUPPORTED
 from ksmdiff.probe import system
@@ -66,25 +62,8 @@ def driver_source() -> bytes:
 
 def driver_path() -> Path:
     """The static driver for the current source, built into the cache on first use."""
-    from ksmdiff.probe.build import CFLAGS, cache_dir, find_compiler
-    flags = [*CFLAGS, "-static"]
-    h = hashlib.sha256(driver_source() + "\0".join(flags).encode()).hexdigest()[:16]
-    out = cache_dir() / f"ksmdiff-lab-driver-{h}"
-    if out.exists():
-        return out
-    cc = find_compiler()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
-        c = Path(tmp) / "driver.c"
-        c.write_bytes(driver_source())
-        exe = Path(tmp) / "driver"
-        cmd = [cc, *flags, "-o", str(exe), str(c)]
-        r = subprocess.run(cmd, capture_output=True, text=True)
-        if r.returncode != 0:
-            raise EnvironmentProblem(f"building the lab driver failed ({' '.join(cmd)}):\n"
-                                     f"{r.stderr}")
-        os.replace(exe, out)
-    return out
+    from ksmdiff.probe.build import cached_c
+    return cached_c(driver_source(), "lab-driver", static=True)
 
 
 # ----------------------------------------------------------------------------- plans

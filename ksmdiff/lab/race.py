@@ -18,7 +18,6 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-import tempfile
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -104,23 +103,8 @@ def source_text() -> bytes:
 def race_binary() -> Path:
     """race.c compiled into the cache (the guest sees the host's tree read-only: build
     before the boot)."""
-    import hashlib
-    from ksmdiff.probe.build import CFLAGS, cache_dir, find_compiler
-    key = hashlib.sha256(source_text() + "\0".join(CFLAGS).encode()).hexdigest()[:16]
-    out = cache_dir() / f"ksmdiff-race-{key}"
-    if out.exists():
-        return out
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
-        c = Path(tmp) / "race.c"
-        c.write_bytes(source_text())
-        exe = Path(tmp) / "race"
-        cmd = [find_compiler(), *CFLAGS, "-o", str(exe), str(c)]
-        r = subprocess.run(cmd, capture_output=True, text=True)
-        if r.returncode != 0:
-            raise EnvironmentProblem(f"building race.c failed ({' '.join(cmd)}):\n{r.stderr}")
-        exe.replace(out)
-    return out
+    from ksmdiff.probe.build import cached_c
+    return cached_c(source_text(), "race")
 
 
 def make_job(rounds: int, window_us: int, timeout_s: float = TIMEOUT_S) -> dict:

@@ -61,36 +61,50 @@ def default_probe() -> Path:
     return probe_path(static=False)
 
 
-def _flags_hash(static: bool) -> str:
-    """The cache key: the source and every flag it is built with."""
-    key = source_text() + "\0".join(CFLAGS + (["-static"] if static else [])).encode()
+def _key(source: bytes, static: bool) -> str:
+    """The cache key of a C program: its source and every flag it is built with."""
+    key = source + "\0".join(CFLAGS + (["-static"] if static else [])).encode()
     return hashlib.sha256(key).hexdigest()[:16]
 
 
-def build_probe(static: bool = False, out: str | os.PathLike | None = None) -> Path:
-    """Compile the probe to ``out`` (default: the cache, see :func:`probe_path`) and return
-    its path.  ``static=True`` links it statically (the lab's initramfs has no C library).
-    The file appears atomically: a concurrent build of the same source is harmless."""
-    if out is None:
-        return probe_path(static=static, rebuild=True)
-    out = Path(out)
+def _flags_hash(static: bool) -> str:
+    return _key(source_text(), static)
+
+
+def compile_c(source: bytes, name: str, out: Path, *, static: bool = False) -> Path:
+    """Compile one libc-only C file (the probe, the lab's driver and race program) with
+    :data:`CFLAGS` to ``out``.  The file appears atomically: a concurrent build of the same
+    source is harmless."""
     cc = find_compiler()
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
-        c = Path(tmp) / "probe.c"
-        c.write_bytes(source_text())
-        exe = Path(tmp) / "probe"
+        c = Path(tmp) / f"{name}.c"
+        c.write_bytes(source)
+        exe = Path(tmp) / name
         cmd = [cc, *CFLAGS, *(["-static"] if static else []), "-o", str(exe), str(c)]
         r = subprocess.run(cmd, capture_output=True, text=True)
         if r.returncode != 0:
-            raise EnvironmentProblem(f"building the probe failed ({' '.join(cmd)}):\n{r.stderr}")
+            raise EnvironmentProblem(f"building {name}.c failed ({' '.join(cmd)}):\n{r.stderr}")
         os.replace(exe, out)
     return out
 
 
-def probe_path(static: bool = False, *, rebuild: bool = False) -> Path:
-    """The probe executable for the current source, building it if needed."""
-    out = cache_dir() / f"ksmdiff-probe-{_flags_hash(static)}{'-static' if static else ''}"
+def cached_c(source: bytes, name: str, *, static: bool = False, rebuild: bool = False) -> Path:
+    """``source`` compiled into the cache under a name keyed by source and flags."""
+    out = cache_dir() / f"ksmdiff-{name}-{_key(source, static)}{'-static' if static else ''}"
     if out.exists() and not rebuild:
         return out
-    return build_probe(static=static, out=out)
+    return compile_c(source, name, out, static=static)
+
+
+def build_probe(static: bool = False, out: str | os.PathLike | None = None) -> Path:
+    """Compile the probe to ``out`` (default: the cache, see :func:`probe_path`) and return
+    its path.  ``static=True`` links it statically (the lab's initramfs has no C library)."""
+    if out is None:
+        return probe_path(static=static, rebuild=True)
+    return compile_c(source_text(), "probe", Path(out), static=static)
+
+
+def probe_path(static: bool = False, *, rebuild: bool = False) -> Path:
+    """The probe executable for the current source, building it if needed."""
+    return cached_c(source_text(), "probe", static=static, rebuild=rebuild)
