@@ -8,7 +8,8 @@ Read next to mm/ksm.c; each function is named after the one it mirrors.  Simplif
   the first search of a scan.  Dups of one content form a chain implicitly (same content).
 * The unstable tree is a dict keyed by (nid, content), rebuilt at every full scan
   (``root_unstable_tree = RB_ROOT`` when ``seqnr`` advances).
-* NUMA (CONFIG_NUMA, all eras since 3.9): one stable and one unstable tree per node,
+* NUMA (CONFIG_NUMA; 3.9, 90bd6fd31c80 "ksm: allow trees per NUMA node": every era): one
+  stable and one unstable tree per node,
   ``root_stable_tree + nid`` / ``root_unstable_tree + nid`` with nid = get_kpfn_nid() of
   the page, all node 0 while merge_across_nodes is 1.  A page's node is where it was
   allocated (memory.policy_node); pages never migrate here, so ``migrate_nodes`` and the
