@@ -27,7 +27,8 @@ from ksmdiff.observe import ENVIRONMENT, OK, UNSUPPORTED
 from ksmdiff.probe import system
 from ksmdiff.probe import wire as W
 from ksmdiff.probe.attribution import attribute_barrier
-from ksmdiff.probe.compiler import KSMD_GAUGES, Program, beyond_probe, compile_scenario
+from ksmdiff.probe.compiler import (KSMD_GAUGES, Program, beyond_cgroups, beyond_nodes,
+                                   beyond_probe, compile_scenario, parse_node_list)
 from ksmdiff.probe.decode import ScenarioState
 from ksmdiff.probe.plan import _sets_stable_knobs
 from ksmdiff.probe.result import KPF_KSM_NOTE, PROBE_COUNTERS, KernelRun
@@ -198,6 +199,12 @@ class Header:
     kpf: int = -1            # kpageflags_ksm_on_plain_anon: 1, 0, -1 unreadable
     uffd: bool = True        # /proc/sys/vm/unprivileged_userfaultfd exists (CONFIG_USERFAULTFD)
     knobs: frozenset | None = None   # the files of /sys/kernel/mm/ksm (None: not said)
+    # the NUMA nodes with memory (/sys/devices/system/node/has_memory; None: no NUMA)
+    nodes: frozenset | None = None
+    nodes_said: bool = False
+    # the controllers the cgroup2 root enables for its children (None: no cgroup2 mount)
+    cgroup: frozenset | None = None
+    cgroup_said: bool = False
 
 
 def parse_header(line: str) -> Header:
@@ -219,6 +226,12 @@ def parse_header(line: str) -> Header:
             h.uffd = v == "1"
         elif k == "knobs":
             h.knobs = frozenset(x for x in v.split(",") if x)
+        elif k == "nodes":
+            h.nodes_said = True
+            h.nodes = None if v == "none" else parse_node_list(v)
+        elif k == "cgroup":
+            h.cgroup_said = True
+            h.cgroup = None if v == "none" else frozenset(x for x in v.split(",") if x)
         elif k == "tracer_reason":
             h.tracer_reason = " ".join([v, *words[i + 1:]])
             break
@@ -446,6 +459,10 @@ class LabSession:
                              f"/sys/kernel/mm/ksm/{no_knob[0]}"
                              + ("; CONFIG_NUMA is off" if no_knob[0] == "merge_across_nodes"
                                 else "") + ")")
+        no_node = ((beyond_nodes(s, h.nodes) if h.nodes_said else None)
+                   or (beyond_cgroups(s, h.cgroup) if h.cgroup_said else None))
+        if no_node:
+            return KernelRun(s, self.version, UNSUPPORTED, no_node)
         if "swap" in self.needs[i] and not h.swap:
             return KernelRun(s, self.version, ENVIRONMENT,
                              "no swap: the guest's swap device did not come up")

@@ -25,7 +25,10 @@
  *
  * Transcript (trans.N), one line each:
  *   H KEY=VALUE ...                 the kernel (release, ksm, tracer, swap, kpf, uffd,
- *                                   knobs: the files of /sys/kernel/mm/ksm)
+ *                                   knobs: the files of /sys/kernel/mm/ksm, nodes: the
+ *                                   NUMA nodes with memory, "none" without CONFIG_NUMA;
+ *                                   cgroup: the controllers of the cgroup2 root's
+ *                                   subtree_control, comma-separated, "none" unmounted)
  *   S IDX                           a scenario starts
  *   W TEXT                          a reap that did not finish (warning)
  *   P LINE                          a probe line, verbatim
@@ -934,10 +937,23 @@ static int run_pass(const char *dir, int n)
                 }
             if (kd)
                 closedir(kd);
-            emit("H release=%s ksm=%d tracer=%d swap=%d kpf=%d uffd=%d knobs=%s "
-                 "tracer_reason=%s\n", u.release, !stat(KSM "run", &st), trace_fd >= 0,
-                 strchr(swaps, '\n') != NULL, kpf_ksm_on_plain_anon(),
-                 !stat("/proc/sys/vm/unprivileged_userfaultfd", &st), knobs, trace_reason);
+            char nodes[256];
+            if (read_file("/sys/devices/system/node/has_memory", nodes, sizeof nodes) < 0)
+                strcpy(nodes, "none");
+            nodes[strcspn(nodes, " \n")] = 0;
+            /* the init mounts cgroup2 here (the first cgroup2 mount: the probe's groups) */
+            char cgroup[256];
+            if (stat("/sys/fs/cgroup/cgroup.controllers", &st) ||
+                read_file("/sys/fs/cgroup/cgroup.subtree_control", cgroup, sizeof cgroup) < 0)
+                strcpy(cgroup, "none");
+            for (char *c = cgroup; *c; c++)
+                if (*c == ' ' || *c == '\n')
+                    *c = ',';
+            emit("H release=%s ksm=%d tracer=%d swap=%d kpf=%d uffd=%d knobs=%s nodes=%s "
+                 "cgroup=%s tracer_reason=%s\n", u.release, !stat(KSM "run", &st),
+                 trace_fd >= 0, strchr(swaps, '\n') != NULL, kpf_ksm_on_plain_anon(),
+                 !stat("/proc/sys/vm/unprivileged_userfaultfd", &st), knobs, nodes, cgroup,
+                 trace_reason);
             if (serr)
                 emit("W reap %s\n", serr);
             session_started = 1;

@@ -102,6 +102,7 @@ from ksmdiff.lab.store import KernelImage
 
 QEMU = "qemu-system-x86_64"
 MEMORY = "1G"
+NUMA_NODES = 2                # numa=fake=N: the guest's NUMA nodes (qemu_command)
 SWAP_MB = 128                 # the guest's swap: a sparse virtio disk image (or brd)
 SWAP_IMAGE = "swap.img"       # in the run's private directory, removed with it
 BOOT_TIMEOUT = 240.0          # seconds from qemu start to the agent's start
@@ -109,9 +110,10 @@ STEP_TIMEOUT = 180.0          # seconds the agent may go without progress (a sce
 CONSOLE_TAIL = 40             # lines of console kept in an environment result
 GUEST_OUT = "/tmp/ksmdiff-lab"  # where the result share is mounted in the chroot
 
-INIT = r"""#!/bin/busybox sh
-# ksmdiff lab guest init: modules, the host's tree (read-only 9p), swap, the agent.
-/bin/busybox --install -s /bin
+# The two guests' inits (the race experiment's agent: INIT; the scenarios' driver:
+# INIT_DRIVER) share the start (busybox, /proc, /sys, /dev, modules, a cgroup v2 mount) and
+# the swap.
+_INIT_START = r"""/bin/busybox --install -s /bin
 export PATH=/bin
 mount -t proc proc /proc
 mount -t sysfs sys /sys
@@ -124,7 +126,34 @@ for m in $(cat /etc/lab-modules); do
     esac
 done
 fail() { echo "ksmdiff-lab: FAILED: $*"; reboot -f; sleep 10; }
-H=/host
+# cgroup v2 with the memory and cpuset controllers for the groups' children (scenarios'
+# 'cgroup'); a kernel without CONFIG_MEMCG or CONFIG_CPUSETS (or cgroups) leaves it out,
+# and the driver says which the root enables
+mkdir -p /sys/fs/cgroup
+if mount -t cgroup2 cgroup2 /sys/fs/cgroup 2>/dev/null; then
+    for c in memory cpuset; do
+        echo +$c > /sys/fs/cgroup/cgroup.subtree_control 2>/dev/null || echo "ksmdiff-lab: no $c cgroup"
+    done
+else
+    echo "ksmdiff-lab: no cgroup2"
+fi
+"""
+
+_INIT_SWAP = r"""# swap: the virtio disk (asynchronous, like the host's swap); brd only without one, as
+# brd is QUEUE_FLAG_SYNCHRONOUS and do_swap_page then skips the swap cache (a KSM page
+# swapped out comes back as a new, non-KSM page)
+SWAPDEV=
+for d in /dev/vda /dev/ram0; do [ -b $d ] && { SWAPDEV=$d; break; }; done
+if [ -n "$SWAPDEV" ]; then
+    mkswap $SWAPDEV >/dev/null && swapon $SWAPDEV || echo "ksmdiff-lab: no swap on $SWAPDEV"
+else
+    echo "ksmdiff-lab: no swap device: scenarios that need swap cannot run"
+fi
+"""
+
+INIT = (r"""#!/bin/busybox sh
+# ksmdiff lab guest init: modules, the host's tree (read-only 9p), swap, the agent.
+""" + _INIT_START + r"""H=/host
 mkdir -p $H
 mount -t 9p -o trans=virtio,version=9p2000.L,ro,cache=loose,msize=262144 host $H || fail "mount host 9p"
 for d in proc sys dev tmp run; do [ -d $H/$d ] || fail "no /$d in the host tree"; done
@@ -145,59 +174,26 @@ if [ -f $H@OUT@/keep ]; then
         mkdir -p "$H$p" && mount -o bind "/hosttmp${p#/tmp}" "$H$p" || fail "bind $p"
     done < $H@OUT@/keep
 fi
-# swap: the virtio disk (asynchronous, like the host's swap); brd only without one, as
-# brd is QUEUE_FLAG_SYNCHRONOUS and do_swap_page then skips the swap cache (a KSM page
-# swapped out comes back as a new, non-KSM page)
-SWAPDEV=
-for d in /dev/vda /dev/ram0; do [ -b $d ] && { SWAPDEV=$d; break; }; done
-if [ -n "$SWAPDEV" ]; then
-    mkswap $SWAPDEV >/dev/null && swapon $SWAPDEV || echo "ksmdiff-lab: no swap on $SWAPDEV"
-else
-    echo "ksmdiff-lab: no swap device: scenarios that need swap cannot run"
-fi
-echo "ksmdiff-lab: agent at $(cut -d' ' -f1 /proc/uptime)"
+""" + _INIT_SWAP + r"""echo "ksmdiff-lab: agent at $(cut -d' ' -f1 /proc/uptime)"
 chroot $H /bin/sh @OUT@/run.sh
 echo "ksmdiff-lab: agent exit $? at $(cut -d' ' -f1 /proc/uptime)"
 reboot -f
 sleep 10
-"""
+""")
 
 # The scenarios' guest: no Python, no host tree.  The static probe and the driver are in
 # the initramfs; the plans come in and the transcripts go out over the "out" share.
-INIT_DRIVER = r"""#!/bin/busybox sh
+INIT_DRIVER = (r"""#!/bin/busybox sh
 # ksmdiff lab guest init: modules, the host's share, swap, the driver.
-/bin/busybox --install -s /bin
-export PATH=/bin
-mount -t proc proc /proc
-mount -t sysfs sys /sys
-mount -t devtmpfs dev /dev 2>/dev/null
-echo "ksmdiff-lab: init $(uname -r) at $(cut -d' ' -f1 /proc/uptime)"
-for m in $(cat /etc/lab-modules); do
-    case "$m" in
-        */brd.ko) insmod "/lib/modules/$m" rd_nr=1 rd_size=@SWAP_KB@ || echo "ksmdiff-lab: insmod $m failed" ;;
-        *) insmod "/lib/modules/$m" || echo "ksmdiff-lab: insmod $m failed" ;;
-    esac
-done
-fail() { echo "ksmdiff-lab: FAILED: $*"; reboot -f; sleep 10; }
-mount -t tracefs tracefs /sys/kernel/tracing 2>/dev/null || echo "ksmdiff-lab: no tracefs"
+""" + _INIT_START + r"""mount -t tracefs tracefs /sys/kernel/tracing 2>/dev/null || echo "ksmdiff-lab: no tracefs"
 mkdir -p /out
 mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144 out /out || fail "mount out 9p"
-# swap: the virtio disk (asynchronous, like the host's swap); brd only without one, as
-# brd is QUEUE_FLAG_SYNCHRONOUS and do_swap_page then skips the swap cache (a KSM page
-# swapped out comes back as a new, non-KSM page)
-SWAPDEV=
-for d in /dev/vda /dev/ram0; do [ -b $d ] && { SWAPDEV=$d; break; }; done
-if [ -n "$SWAPDEV" ]; then
-    mkswap $SWAPDEV >/dev/null && swapon $SWAPDEV || echo "ksmdiff-lab: no swap on $SWAPDEV"
-else
-    echo "ksmdiff-lab: no swap device: scenarios that need swap cannot run"
-fi
-echo "ksmdiff-lab: driver at $(cut -d' ' -f1 /proc/uptime)"
+""" + _INIT_SWAP + r"""echo "ksmdiff-lab: driver at $(cut -d' ' -f1 /proc/uptime)"
 /bin/ksmdiff-lab-driver /out /bin/ksmdiff-probe
 echo "ksmdiff-lab: driver exit $? at $(cut -d' ' -f1 /proc/uptime)"
 reboot -f
 sleep 10
-"""
+""")
 
 RUN_SH = """#!/bin/sh
 cd /
@@ -421,9 +417,15 @@ def qemu_command(kernel: KernelImage, initrd: Path, out: Path, *, smp: int = 1,
     # whose AML ran for 1.5 s per virtio device under TCG (Debian 6.1: the init to the
     # agent's start 7.6-12.7 s before, 4.6-4.9 s after; the source-built kernels have no
     # ACPI and pass the word on to init)
+    # numa=fake=2 (CONFIG_NUMA_EMU: Debian's kernels and configs/guest.config): two NUMA
+    # nodes of half the guest's memory each, the CPUs on node 0, for the scenarios that
+    # place regions on a node (mmap R N node K) and merge_across_nodes 0.  Emulated nodes,
+    # not qemu's -numa: that reaches the kernel through ACPI's SRAT only, and the source
+    # builds have no ACPI.  A kernel without NUMA_EMU boots with one node (or none) and
+    # passes the word on to init; the driver's header says which nodes have memory.
     append = ("console=ttyS0 quiet panic=-1 oops=panic random.trust_cpu=on rdinit=/init "
               f"brd.rd_nr=1 brd.rd_size={SWAP_MB * 1024} mitigations=off no_timer_check "
-              "acpi=noirq")
+              f"acpi=noirq numa=fake={NUMA_NODES}")
     # mem-merge=off: qemu marks guest RAM MADV_MERGEABLE by default, and the host's ksmd
     # (a --kernel host run beside the lab) would merge it into the host's KSM counters
     return [QEMU, "-accel", "tcg", "-machine", "pc,mem-merge=off", "-cpu", "max",

@@ -140,7 +140,9 @@ Mutants (``MUTANTS``), all in 5.1-5.8's ``reuse_ksm_page``/``do_wp_page``:
   broke only in the scanning process (see ksm.write_protect_page).  Its single mapper's
   write is then reused instead of copied: an observable change, no isolation break.
 
-Left out: THP/large folios; NUMA (merge_across_nodes is accepted and ignored); stable-node
+Left out: THP/large folios; NUMA page migration (a page stays on the node it came from;
+a page swapped out and in keeps its node), NUMA policies other than one node's
+MPOL_BIND (``mmap R N node K``); stable-node
 migration and chain pruning; the advisor (the runner disables it); memory pressure beyond the allowances above, and swap-in readahead; the
 per-VMA-lock ``VM_FAULT_RETRY``; uffd-wp beyond write-protecting merged pages and
 unmerging them (no write, ksmd pass, fork or pageout follows a ``uffd-wp`` in a valid

@@ -6,8 +6,14 @@ Read next to mm/ksm.c; each function is named after the one it mirrors.  Simplif
 * The stable tree is a list of nodes keyed by content; a stable-tree walk visits every
   node (a real rb-tree walk visits the nodes on one path), so a stale node is dropped by
   the first search of a scan.  Dups of one content form a chain implicitly (same content).
-* The unstable tree is a dict keyed by content, rebuilt at every full scan
+* The unstable tree is a dict keyed by (nid, content), rebuilt at every full scan
   (``root_unstable_tree = RB_ROOT`` when ``seqnr`` advances).
+* NUMA (CONFIG_NUMA; 3.9, 90bd6fd31c80 "ksm: allow trees per NUMA node": every era): one
+  stable and one unstable tree per node,
+  ``root_stable_tree + nid`` / ``root_unstable_tree + nid`` with nid = get_kpfn_nid() of
+  the page, all node 0 while merge_across_nodes is 1.  A page's node is where it was
+  allocated (memory.policy_node); pages never migrate here, so ``migrate_nodes`` and the
+  stable_tree_search() check of a node whose page moved are left out.
 * Address order inside one mm: regions by descending mmap sequence (x86-64 mmap is
   top-down, so a later mmap usually lies below the earlier ones), pages ascending.
   mm order: the order in which ``__ksm_enter`` added the mms (the cursor rests on
@@ -55,6 +61,12 @@ def ksm_exit(m: Machine, p: Process) -> None:
 # ----------------------------------------------------------------------------- stable tree
 
 
+def get_kpfn_nid(m: Machine, page: Frame) -> int:
+    """get_kpfn_nid(): the tree a page belongs in, 0 while merge_across_nodes is 1, else
+    pfn_to_nid() of the page."""
+    return 0 if m.ksm.knobs.merge_across_nodes else page.nid
+
+
 def get_ksm_page(m: Machine, node: StableNode) -> Optional[Frame]:
     """get_ksm_page() / ksm_get_folio(): the page if the keyhole still matches, else the
     node is stale and is removed (``ksm:ksm_remove_ksm_page``)."""
@@ -88,11 +100,13 @@ def stable_tree_search(m: Machine, page: Frame) -> Optional[Frame]:
     KSM ("ksm page forked")."""
     if page.ksm and page.stable_node is not None:
         return page
+    nid = get_kpfn_nid(m, page)               # root = root_stable_tree + nid
     for node in list(m.ksm.stable_tree):      # the walk: stale nodes found on the way go
-        get_ksm_page(m, node)
+        if node.nid == nid:
+            get_ksm_page(m, node)
     best: Optional[StableNode] = None
     for node in m.ksm.stable_tree:
-        if node.kpfn.content != page.content:
+        if node.nid != nid or node.kpfn.content != page.content:
             continue
         # >= 4.13 is_page_sharing_candidate() (2c653d0ee2ae): rmap_hlist_len &&
         # rmap_hlist_len < ksm_max_page_sharing ("Check that at least one mapping still
@@ -111,8 +125,9 @@ def stable_tree_search(m: Machine, page: Frame) -> Optional[Frame]:
 def stable_tree_insert(m: Machine, kpage: Frame) -> StableNode:
     """stable_tree_insert(): a new node (a new dup in the chain if this content already has
     full dups), then set_page_stable_node(kpage, node)."""
-    node = StableNode(m.ksm.next_nid, kpage, kpage.content)
-    m.ksm.next_nid += 1
+    node = StableNode(m.ksm.next_seq, kpage, kpage.content,
+                      nid=get_kpfn_nid(m, kpage))   # DO_NUMA(stable_node->nid = nid)
+    m.ksm.next_seq += 1
     kpage.stable_node = node
     m.ksm.stable_tree.append(node)
     return node
@@ -241,7 +256,8 @@ def try_to_merge_with_zero_page(m: Machine, slot: PageSlot, page: Frame) -> int:
 
 def unstable_tree_search_insert(m: Machine, p: Process, item: RmapItem, slot: PageSlot,
                                 page: Frame):
-    entry = m.ksm.unstable_tree.get(page.content)
+    nid = get_kpfn_nid(m, page)               # root = root_unstable_tree + nid
+    entry = m.ksm.unstable_tree.get((nid, page.content))
     if entry is not None:
         tree_item, tree_proc, tree_slot = entry
         tree_page = tree_slot.pte.frame if tree_slot.pte.present else None
@@ -250,10 +266,14 @@ def unstable_tree_search_insert(m: Machine, p: Process, item: RmapItem, slot: Pa
             return None
         if tree_page is page:
             return None
+        # all eras (3.9+): a tree page now on another node is only merged with when
+        # merge_across_nodes: !ksm_merge_across_nodes && page_to_nid(tree_page) != nid
+        if not m.ksm.knobs.merge_across_nodes and tree_page.nid != nid:
+            return None
         if tree_page.content != page.content:
             return None
         return entry
-    m.ksm.unstable_tree[page.content] = (item, p, slot)
+    m.ksm.unstable_tree[(nid, page.content)] = (item, p, slot)
     item.unstable = True
     return None
 
@@ -404,7 +424,16 @@ def should_skip_rmap_item(m: Machine, page: Frame, item: RmapItem) -> bool:
 def ksm_do_scan_full(m: Machine) -> None:
     """One full scan: scan_get_next_rmap_item() over every mm_slot, cmp_and_merge_page()
     for each anonymous page of a VM_MERGEABLE vma, dropping the rmap_items of addresses
-    that no longer hold one (get_next_rmap_item / remove_trailing_rmap_items)."""
+    that no longer hold one (get_next_rmap_item / remove_trailing_rmap_items).  Faults
+    on the way (break_cow()) are ksmd's: memory.policy_node."""
+    m.foreign_fault = True
+    try:
+        _ksm_do_scan_full(m)
+    finally:
+        m.foreign_fault = False
+
+
+def _ksm_do_scan_full(m: Machine) -> None:
     ksm = m.ksm
     # start of a full scan: lru_add_drain_all(); the unstable tree restarts empty
     lru_add_drain_all(m)
@@ -473,8 +502,13 @@ def unmerge_and_remove_all_rmap_items(m: Machine) -> None:
     its next run; then remove_all_stable_nodes() and ``ksm_scan.seqnr = 0``."""
     for p in list(m.ksm.mm_slots):
         if p.alive:
-            # for_each_vma: VM_MERGEABLE && anon_vma -> unmerge_ksm_pages(): break_ksm()
-            unmerge_ksm_pages(m, p, [s for _r, s in p.slots() if s.mergeable])
+            # for_each_vma: VM_MERGEABLE && anon_vma -> unmerge_ksm_pages(): break_ksm(),
+            # faults taken by the task writing run=2, not by p (memory.policy_node)
+            m.foreign_fault = True
+            try:
+                unmerge_ksm_pages(m, p, [s for _r, s in p.slots() if s.mergeable])
+            finally:
+                m.foreign_fault = False
         # remove_trailing_rmap_items(&mm_slot->rmap_list)
         for key in sorted(p.rmap_items, key=addr_order):
             remove_rmap_item_from_tree(m, p.rmap_items[key])

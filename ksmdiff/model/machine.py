@@ -40,6 +40,9 @@ class Machine:
         self.fault_alternatives: dict[int, set[str]] = {}
         self.notes: list[str] = []
         self.ksm_churn = False                 # a merge failed on a pinned page (its twin churns)
+        # a fault taken by another task than the mm's own (ksmd's break_cow, the run=2
+        # writer's break_ksm): that task's mempolicy and cpuset apply, the default ones
+        self.foreign_fault = False
         self._facts: dict[str, bool] = {}      # has(): the fact table, read once per name
 
     # ------------------------------------------------------------------ versions
@@ -92,10 +95,11 @@ class Machine:
         self._next_seq += 1
         return self._next_seq
 
-    def alloc_page(self, content: Content) -> Frame:
+    def alloc_page(self, content: Content, nid: int = 0) -> Frame:
         """alloc_page + __SetPageUptodate: refcount 1, held by the caller; the new page
-        goes to a per-CPU LRU-add batch (lru_cache_add / folio_add_lru_vma)."""
-        f = Frame(self._next_fid, content, refcount=1, maybe_pvec=True)
+        goes to a per-CPU LRU-add batch (lru_cache_add / folio_add_lru_vma).  ``nid``: the
+        node it comes from (memory.policy_node)."""
+        f = Frame(self._next_fid, content, refcount=1, maybe_pvec=True, nid=nid)
         self._next_fid += 1
         self.frames.append(f)
         self._live.append(f)

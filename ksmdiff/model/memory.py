@@ -90,6 +90,24 @@ def handle_mm_fault(m: Machine, p: Process, slot: PageSlot, *, write: bool = Fal
         pte.dirty = True
 
 
+def policy_node(m: Machine, p: Process, slot: PageSlot) -> int:
+    """mm/mempolicy.c, all eras: the node alloc_page_vma() takes a page of this vma from:
+    get_vma_policy(): the vma's own MPOL_BIND (mbind of one node: ``mmap R N node K``),
+    else the faulting task's policy (``mempolicy bind K``), else the local node,
+    numa_node_id(), within the task's cpuset (``cgroup G mems K``: node K).  A fault taken
+    for ksmd or the run=2 writer has their policy and cpuset: the default ones.  The model
+    puts every CPU on node 0 (the lab guest's CPU is on node 0; a one-node host has only
+    node 0)."""
+    r = slot.region
+    if r is not None and r.node is not None:
+        return r.node
+    if m.foreign_fault:
+        return 0
+    if p.mempolicy is not None:
+        return p.mempolicy
+    return 0 if p.cpuset_mems is None else p.cpuset_mems
+
+
 def do_anonymous_page(m: Machine, p: Process, slot: PageSlot, *, write: bool) -> None:
     pte = slot.pte
     if not write:
@@ -97,7 +115,7 @@ def do_anonymous_page(m: Machine, p: Process, slot: PageSlot, *, write: bool) ->
         pte.present, pte.frame, pte.writable, pte.dirty = True, m.zero_page, False, False
         return
     anon_vma_prepare(slot)
-    page = m.alloc_page(ZERO_CONTENT)          # the pte's reference
+    page = m.alloc_page(ZERO_CONTENT, policy_node(m, p, slot))   # the pte's reference
     page.mapcount = 1                          # page_add_new_anon_rmap
     # >= 5.19: page_add_new_anon_rmap() marks the new page PageAnonExclusive
     page.anon_exclusive = m.has("anon_exclusive")
@@ -128,7 +146,8 @@ def wp_page_copy(m: Machine, p: Process, slot: PageSlot, old: Optional[Frame],
     page's rmap and the pte's reference."""
     pte = slot.pte
     anon_vma_prepare(slot)
-    new = m.alloc_page(ZERO_CONTENT if old is None or old.zero else old.content)
+    new = m.alloc_page(ZERO_CONTENT if old is None or old.zero else old.content,
+                       policy_node(m, p, slot))
     new.mapcount = 1                           # page_add_new_anon_rmap
     new.anon_exclusive = m.has("anon_exclusive")
     if old is None or old.zero:
@@ -353,7 +372,7 @@ def ksm_might_need_to_copy(m: Machine, p: Process, slot: PageSlot, page: Frame) 
     else:
         # non-KSM: anon_vma root and index match for pages of this fork family
         return page
-    new = m.alloc_page(page.content)
+    new = m.alloc_page(page.content, policy_node(m, p, slot))      # alloc_page_vma()
     # >= 5.18 ksm_might_need_to_copy(): count_vm_event(KSM_SWPIN_COPY)
     if m.has("ksm_swpin_copy"):
         m.count("ksm_swpin_copy")

@@ -161,6 +161,7 @@ class Interpreter:
             assume = {name: False for name in ENVIRONMENT}
             assume.update({n: False for n in FACTS if has_fact(version, n) is None})
         self.m = Machine(version, mutant, assume)
+        self.cgroup_mems: dict[str, int] = {}  # cgroup -> its cpuset's node (cgroup ... mems)
         self.records: list[Record] = []
         self.violations: list[Violation] = []
         # the stream's fields, as changes (observe.History), and what the last record
@@ -471,7 +472,8 @@ class Interpreter:
     def do_Mmap(self, s: A.Mmap) -> None:
         m = self.m
         p = m.procs[s.proc]
-        region = Region(s.region, m.next_seq(), [PageSlot(i) for i in range(s.npages)])
+        region = Region(s.region, m.next_seq(), [PageSlot(i) for i in range(s.npages)],
+                        node=s.node)           # mbind(MPOL_BIND, node) right after mmap
         # >= 6.4 with MMF_VM_MERGE_ANY: ksm_add_vma() marks the new vma VM_MERGEABLE
         for slot in region.pages:
             slot.mergeable = p.merge_any
@@ -570,10 +572,13 @@ class Interpreter:
         parent = m.procs[s.proc]
         child = Process(s.child)
         child.merge_any = parent.merge_any
+        # copy_process(): the task policy is duplicated, the child starts in the cgroup
+        child.mempolicy, child.cpuset_mems = parent.mempolicy, parent.cpuset_mems
         m.procs[s.child] = child
         self._note_possible_vma_merges(parent)
         for name, r in parent.regions.items():
-            cr = Region(name, r.seq, [PageSlot(i) for i in range(len(r.pages))])
+            cr = Region(name, r.seq, [PageSlot(i) for i in range(len(r.pages))],
+                        node=r.node)           # dup_mmap(): vma_dup_policy()
             cr.anon_vma = r.anon_vma           # anon_vma_fork()
             cr.maybe_merged_anon_vma = r.maybe_merged_anon_vma
             cr.split = r.split
@@ -699,6 +704,24 @@ class Interpreter:
             if slot.pte.present:
                 slot.pte.writable = False
                 slot.uffd_wp = True
+
+    def do_Cgroup(self, s: A.Cgroup) -> None:
+        """cgroup_attach_task() (cgroup v2).  Memory controller: the process's later pages
+        are charged to the group (mem_cgroup_charge() at fault, all eras), and charges do
+        not follow a move.  Nothing else of the fault or merge paths reads the memcg, and
+        try_charge() reclaims only at memory.max, which the validator keeps out of reach
+        (memory-max >= the scenario's pages + CGROUP_HEADROOM_PAGES): nothing to keep.
+        Cpuset controller: the task's mems_allowed become the group's node
+        (memory.policy_node); the validator lets a process enter only while it maps
+        nothing, so cpuset_attach()'s page migration has nothing to move."""
+        if s.mems is not None:
+            self.cgroup_mems[s.group] = s.mems
+        self.m.procs[s.proc].cpuset_mems = self.cgroup_mems.get(s.group)
+
+    def do_Mempolicy(self, s: A.Mempolicy) -> None:
+        """set_mempolicy(2) (do_set_mempolicy(), all eras): the task's policy, read by
+        get_vma_policy() for vmas without their own (memory.policy_node)."""
+        self.m.procs[s.proc].mempolicy = s.node
 
     def do_Prctl(self, s: A.Prctl) -> None:
         m = self.m

@@ -27,13 +27,17 @@ ZERO_CONTENT = Content(None)
 class StableNode:
     """``struct ksm_stable_node`` (a dup, when it sits in a chain)."""
 
-    nid: int
+    seq: int                          # creation order (the model's own name for a node)
     kpfn: "Frame"                     # the KSM page (keyhole: kpfn->mapping == node)
     content: Content                  # the tree key: the page's content at insert time
     # the rmap_items, oldest first (hlist_add_head puts the newest at the head; no decision
     # depends on the order): a dict, so that adding and removing one item of a node with
     # tens of thousands of sharers (LTP ksm01: max_page_sharing 98,304) is O(1)
     hlist: dict["RmapItem", None] = field(default_factory=dict)
+
+    # stable_node->nid (CONFIG_NUMA): the stable tree holding the node, root_stable_tree +
+    # nid; get_kpfn_nid(kpfn) at insert (always 0 with merge_across_nodes 1)
+    nid: int = 0
 
     @property
     def rmap_hlist_len(self) -> int:
@@ -58,6 +62,7 @@ class Frame:
     maybe_pvec: bool = False          # may hold a per-CPU LRU-add batch reference
     zero: bool = False                # the shared zero page (special pte, never counted)
     freed: bool = False               # refcount hit 0: back in the buddy allocator
+    nid: int = 0                      # page_to_nid(): the NUMA node the page came from
 
     def __repr__(self) -> str:
         if self.zero:
@@ -129,6 +134,9 @@ class Region:
     # another region of the process has an anon_vma: this vma may have been merged with
     # it (adjacent anonymous vmas with equal flags merge), sharing its anon_vma
     maybe_merged_anon_vma: bool = False
+    # the vma's mempolicy: MPOL_BIND to this node (``mmap R N node K``: mbind), copied at
+    # fork (vma_dup_policy); None: the default policy, the local node
+    node: Optional[int] = None
 
     def __post_init__(self) -> None:
         for s in self.pages:
@@ -149,6 +157,10 @@ class Process:
     # ksm_stat values the mm got at its creation, not from its own rmap_items: dup_mm()
     # copies the parent's mm->ksm_merging_pages/ksm_rmap_items (before the fork-counter fix)
     inherited: dict[str, int] = field(default_factory=dict)
+    # the task's mempolicy (set_mempolicy MPOL_BIND: its node; None: MPOL_DEFAULT) and its
+    # cpuset's one node (cgroup ... mems; None: every node): both copied at fork
+    mempolicy: Optional[int] = None
+    cpuset_mems: Optional[int] = None
 
     def slots(self):
         """(region, slot) of every mapped page, in canonical (mmap) order."""
@@ -168,11 +180,13 @@ class Knobs:
 
 @dataclass(eq=False)
 class KsmState:
-    """ksmd's globals: mm list, stable tree, unstable tree, knobs."""
+    """ksmd's globals: mm list, stable trees, unstable trees (one per node: each node and
+    rmap_item says its nid), knobs."""
 
     knobs: Knobs = field(default_factory=Knobs)
     mm_slots: list[Process] = field(default_factory=list)   # ksm_mm_head list order
     stable_tree: list[StableNode] = field(default_factory=list)
-    unstable_tree: dict[Content, RmapItem] = field(default_factory=dict)
+    # (nid, content) -> (rmap_item, process, slot): root_unstable_tree + nid
+    unstable_tree: dict[tuple[int, Content], tuple] = field(default_factory=dict)
     full_scans: int = 0
-    next_nid: int = 0
+    next_seq: int = 0

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from ksmdiff.scenario import ast as A
 from ksmdiff.scenario.layout import Layout, Proc as LayoutProc
+from ksmdiff.scenario.validate import cgroup_controllers, placement_nodes, uses_cgroups
 
 # sysfs values that move only while ksmd runs, for the whole machine (the runner reads
 # them around a barrier: a scenario can own them only when it runs alone)
@@ -108,10 +109,56 @@ def beyond_probe(scn: A.Scenario) -> str | None:
     return None
 
 
+def beyond_nodes(scn: A.Scenario, nodes: frozenset[int] | None) -> str | None:
+    """Why a machine whose nodes with memory are ``nodes`` (None: the kernel has no
+    CONFIG_NUMA, /sys/devices/system/node is missing) cannot run ``scn``'s node placements
+    (``mmap R N node K``), or None."""
+    want = placement_nodes(scn)
+    if not want:
+        return None
+    if nodes is None:
+        return ("places pages on NUMA nodes (mmap ... node), but this kernel has no NUMA "
+                "(no /sys/devices/system/node: CONFIG_NUMA is off)")
+    missing = sorted(want - nodes)
+    if missing:
+        have = ", ".join(map(str, sorted(nodes))) or "none"
+        return (f"places pages on node {', '.join(map(str, missing))}, but this machine has "
+                f"memory on node {have} only (/sys/devices/system/node/has_memory)")
+    return None
+
+
+def beyond_cgroups(scn: A.Scenario, controllers: frozenset[str] | None) -> str | None:
+    """Why a machine whose cgroup v2 root enables ``controllers`` in its
+    cgroup.subtree_control (None: no cgroup2 file system mounted) cannot run ``scn``'s
+    cgroup statements, or None."""
+    if not uses_cgroups(scn):
+        return None
+    if controllers is None:
+        return "moves a process into a cgroup, but no cgroup v2 file system is mounted"
+    missing = sorted(cgroup_controllers(scn) - controllers)
+    if missing:
+        return (f"needs the cgroup v2 {', '.join(missing)} controller, which the cgroup2 "
+                "root does not enable (cgroup.subtree_control: "
+                f"{' '.join(sorted(controllers)) or 'empty'}; a cgroup v1 hierarchy may hold it)")
+    return None
+
+
+def parse_node_list(text: str) -> frozenset[int]:
+    """A kernel node list (``0``, ``0-1``, ``0,2-3``; empty: none), as in has_memory."""
+    out: set[int] = set()
+    for part in text.strip().split(","):
+        if not part:
+            continue
+        lo, _, hi = part.partition("-")
+        out.update(range(int(lo), int(hi or lo) + 1))
+    return frozenset(out)
+
+
 def compile_scenario(scn: A.Scenario, salt: int | None = None) -> Program:
     salt = new_salt() if salt is None else salt
     procs = [scn.initial]
     regions: list[str] = []
+    groups: list[str] = []
     lines: list[str] = []
     barriers: dict = {}
     solo: list[str] = []
@@ -155,7 +202,8 @@ def compile_scenario(scn: A.Scenario, salt: int | None = None) -> Program:
                 regions.append(s.region)
             npages[(s.proc, s.region)] = s.npages
             base[(s.proc, s.region)] = ["zero"] * s.npages
-            lines.append(f"{k} mmap {p} {regions.index(s.region)} {s.npages}")
+            node = "" if s.node is None else f" {s.node}"
+            lines.append(f"{k} mmap {p} {regions.index(s.region)} {s.npages}{node}")
         elif isinstance(s, A.Fill):
             lo, hi, idx = rng(s.proc, s.target)
             if s.byte is None:
@@ -237,6 +285,16 @@ def compile_scenario(scn: A.Scenario, salt: int | None = None) -> Program:
         elif isinstance(s, A.UffdWp):
             lo, hi, _ = rng(s.proc, s.target)
             lines.append(f"{k} uffdwp {p} {regions.index(s.target.region)} {lo} {hi}")
+        elif isinstance(s, A.Cgroup):
+            # the probe makes the group (its own directory under the cgroup2 root) at the
+            # first statement naming it; the process moves itself in
+            if s.group not in groups:
+                groups.append(s.group)
+            limit = "max" if s.memory_max is None else str(s.memory_max)
+            mems = "-" if s.mems is None else str(s.mems)
+            lines.append(f"{k} cgroup {p} {groups.index(s.group)} {limit} {mems}")
+        elif isinstance(s, A.Mempolicy):
+            lines.append(f"{k} mpol {p} {'-' if s.node is None else s.node}")
         elif isinstance(s, A.Prctl):
             # the probe marks its own memory unmergeable after prctl, so only the
             # scenario's regions take part: batchable

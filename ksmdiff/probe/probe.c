@@ -40,12 +40,22 @@
  *   stmts N                          0..10000
  *   IDX OP ARGS...                   N statement lines, IDX strictly increasing
  *   end
- * OPs:  mmap P R NPAGES | fill P R LO HI BYTE|z | write P R LO HI BYTE SALT2(0|1)
+ * OPs:  mmap P R NPAGES [NODE] | fill P R LO HI BYTE|z | write P R LO HI BYTE SALT2(0|1)
  *       read P R LO HI | madv P R LO HI m|u|d|p | mprot P R LO HI r|w | munmap P R LO HI
  *       fork P C | exit P | pin P R LO HI | unpin P R LO HI | prctl P 0|1 | sync
  *       fwrite P R LO HI BYTE SALT2(0|1)  (as write, through /proc/self/mem: FOLL_FORCE)
- *       mlock P R LO HI | munlock P R LO HI
+ *       mlock P R LO HI | munlock P R LO HI | cgroup P G PAGES|max NODE|- | mpol P NODE|-
  *       (mprot's protection: r, w or n for PROT_NONE; a PROT_NONE page is never loaded)
+ *       (mmap's NODE, 0..63: mbind(2) MPOL_BIND to that node right after the mmap; every
+ *       fill of the region then checks with move_pages(2) that the pages it faulted in
+ *       fresh are on that node, and fails otherwise)
+ *       (cgroup's G, 0..7: the group's directory ksmdiff-probe-PID-G under the root of the
+ *       first cgroup2 mount, made at G's first statement with memory.max = PAGES pages
+ *       ("max": no limit) and cpuset.mems = NODE ("-": not written), removed when the probe
+ *       ends; P moves itself in: it writes "0" to the group's cgroup.procs)
+ *       (mpol: set_mempolicy(2) of P, MPOL_BIND to NODE, "-": MPOL_DEFAULT.  A fill checks
+ *       the node of the pages it faults in fresh against the region's mbind node, else
+ *       P's MPOL_BIND node, else its cpuset's node)
  *
  * munmap P R LO HI acts on the pages of LO..HI that are still mapped (one munmap(2) per run
  * of them) and leaves the others alone, as the model does.  The hole is at once reserved
@@ -122,6 +132,20 @@
 #ifndef PR_GET_MEMORY_MERGE
 #define PR_GET_MEMORY_MERGE 68
 #endif
+/* mempolicy (include/uapi/linux/mempolicy.h): raw syscalls, no libnuma */
+#ifndef MPOL_BIND
+#define MPOL_BIND 2
+#endif
+#ifndef MPOL_MF_STRICT
+#define MPOL_MF_STRICT (1 << 0)
+#endif
+#define MAX_NODE 63
+#define MAX_CGROUPS 8
+#ifndef MPOL_DEFAULT
+#define MPOL_DEFAULT 0
+#endif
+/* a fill's pages that came on another node than their region's MPOL_BIND one */
+#define ERR_MISPLACED EXDEV
 #ifndef SYS_pidfd_open
 #define SYS_pidfd_open 434
 #endif
@@ -179,12 +203,12 @@ enum op {
     OP_MMAP, OP_FILL, OP_WRITE, OP_READ, OP_MADV, OP_MPROT, OP_MUNMAP, OP_FORK, OP_EXIT,
     OP_PIN, OP_UNPIN, OP_PRCTL, OP_FWRITE, OP_MLOCK, OP_MUNLOCK, OP_SYNC, OP_START /* internal: child start */,
     OP_PEEK /* internal: read own present pages (observe) */,
-    OP_EXEC, OP_UFFDWP
+    OP_EXEC, OP_UFFDWP, OP_CGROUP, OP_MPOL
 };
 static const char *const op_names[] = {"mmap", "fill", "write", "read", "madv", "mprot",
                                         "munmap", "fork", "exit", "pin", "unpin", "prctl",
                                         "fwrite", "mlock", "munlock", "sync", "start",
-                                        "peek", "exec", "uffdwp"};
+                                        "peek", "exec", "uffdwp", "cgroup", "mpol"};
 
 struct stmt {
     int idx;
@@ -388,6 +412,7 @@ struct region_state {
     unsigned char *pins;
     unsigned char *noaccess;   /* PROT_NONE: never loaded by a peek */
     uint64_t *last_pfn;        /* NO_PFN: none */
+    int node;                  /* mmap ... NODE: its MPOL_BIND node; -1 none */
     struct page_seen *seen;
     size_t table_size;         /* bytes of the one mapping holding the tables */
 };
@@ -398,6 +423,7 @@ struct proc_state {
     int shown;                 /* some page of it is in the stream (gone at exit) */
     pid_t pid;
     int pidfd, pagemap_fd;
+    int policy_node, cpuset_node;  /* mpol's MPOL_BIND node, its cpuset's; -1 none */
     struct region_state *reg[MAX_REGIONS];
 };
 static struct proc_state procs[MAX_PROCS];
@@ -452,6 +478,7 @@ static void region_copy(struct region_state *dst, const struct region_state *src
     region_tables(dst, src->npages);
     dst->exists = src->exists;
     dst->addr = src->addr;
+    dst->node = src->node;     /* dup_mmap(): vma_dup_policy() */
     size_t n = (size_t)src->npages;
     memcpy(dst->mapped, src->mapped, n);
     memcpy(dst->noaccess, src->noaccess, n);
@@ -577,7 +604,7 @@ static void validate_program(void)
                 die_program("more than %d pages in all", MAX_TOTAL_PAGES);
             break;
         }
-        case OP_EXIT: case OP_PRCTL:
+        case OP_EXIT: case OP_PRCTL: case OP_CGROUP: case OP_MPOL:
             if (!procs[s->p].spawned || !procs[s->p].alive)
                 die_program("process %d is not alive", s->p);
             if (s->op == OP_EXIT)
@@ -607,6 +634,7 @@ static void validate_program(void)
             }
         memset(&procs[p], 0, sizeof procs[p]);
         procs[p].pidfd = procs[p].pagemap_fd = -1;
+        procs[p].policy_node = procs[p].cpuset_node = -1;
     }
     total_pages = 0;
 }
@@ -753,7 +781,7 @@ static void parse_program_buffer(char *buf, size_t got)
         for (int i = 0; i <= OP_SYNC; i++)
             if (!strcmp(t[1], op_names[i]))
                 op = i;
-        for (int i = OP_EXEC; op < 0 && i <= OP_UFFDWP; i++)
+        for (int i = OP_EXEC; op < 0 && i <= OP_MPOL; i++)
             if (!strcmp(t[1], op_names[i]))
                 op = i;
         if (op < 0)
@@ -768,9 +796,13 @@ static void parse_program_buffer(char *buf, size_t got)
         case OP_MUNLOCK: case OP_UFFDWP: want = 6; break;
         case OP_MADV: case OP_MPROT: want = 7; break;
         case OP_FORK: case OP_PRCTL: want = 4; break;
+        case OP_CGROUP: want = 6; break;
+        case OP_MPOL: want = 4; break;
         case OP_EXIT: case OP_EXEC: want = 3; break;
         default: want = 2; break;
         }
+        if (op == OP_MMAP && n == want + 1)
+            want++;                     /* the optional NODE */
         if (n != want)
             die_program("'%s' takes %d fields, not %d", op_names[op], want - 2, n - 2);
         if (op != OP_SYNC)
@@ -779,12 +811,22 @@ static void parse_program_buffer(char *buf, size_t got)
         case OP_MMAP:
             s->r = (int)need_uint(t, n, 3, 0, nregions - 1, "region");
             s->arg = (int)need_uint(t, n, 4, 1, MAX_REGION_PAGES, "page count");
+            s->arg2 = n == 6 ? (int)need_uint(t, n, 5, 0, MAX_NODE, "node") : -1;
             break;
         case OP_FORK:
             s->arg = (int)need_uint(t, n, 3, 1, nprocs - 1, "child process");
             break;
         case OP_PRCTL:
             s->arg = (int)need_uint(t, n, 3, 0, 1, "prctl value");
+            break;
+        case OP_CGROUP:
+            s->arg = (int)need_uint(t, n, 3, 0, MAX_CGROUPS - 1, "cgroup");
+            s->arg2 = strcmp(t[4], "max") ? (int)need_uint(t, n, 4, 1, INT_MAX, "memory.max pages")
+                                          : -1;
+            s->lo = strcmp(t[5], "-") ? (int)need_uint(t, n, 5, 0, MAX_NODE, "cpuset node") : -1;
+            break;
+        case OP_MPOL:
+            s->arg = strcmp(t[3], "-") ? (int)need_uint(t, n, 3, 0, MAX_NODE, "node") : -1;
             break;
         case OP_EXIT: case OP_SYNC: case OP_EXEC:
             break;
@@ -1005,6 +1047,46 @@ static void scan_content(const volatile unsigned char *pg, struct content_scan *
     }
 }
 
+static void fill_page(unsigned char *pg, int byte)
+{
+    if (byte < 0) {
+        memset(pg, 0, page_size);
+    } else {
+        memset(pg, byte, page_size);
+        memcpy(pg + SALT_OFF, &salt, sizeof salt);
+    }
+}
+
+/* OP_FILL of a region with an MPOL_BIND node: the fill, and a check with move_pages(2)
+ * (nodes NULL: only the node of each page, nothing moves) that every page the fill faulted
+ * in fresh (no page before: status -ENOENT, or the shared zero page: -EFAULT) came from
+ * that node.  A page present before may be a KSM page of another node that the write
+ * fault reused.  Chunks of the page list in the shared scratch area, never in private
+ * memory (a write there would be a fault of this process's own). */
+#define NODE_CHUNK 2048
+static long fill_on_node(unsigned char *scratch, unsigned char *base, size_t npages, int byte,
+                         int node)
+{
+    void **pages = (void **)scratch;
+    int *before = (int *)(scratch + NODE_CHUNK * sizeof(void *));
+    int *after = before + NODE_CHUNK;
+    for (size_t lo = 0; lo < npages; lo += NODE_CHUNK) {
+        size_t n = npages - lo < NODE_CHUNK ? npages - lo : NODE_CHUNK;
+        for (size_t i = 0; i < n; i++)
+            pages[i] = base + (lo + i) * page_size;
+        if (syscall(SYS_move_pages, 0, n, pages, NULL, before, 0))
+            return -errno;
+        for (size_t i = 0; i < n; i++)
+            fill_page(base + (lo + i) * page_size, byte);
+        if (syscall(SYS_move_pages, 0, n, pages, NULL, after, 0))
+            return -errno;
+        for (size_t i = 0; i < n; i++)
+            if (before[i] < 0 && after[i] != node)
+                return -ERR_MISPLACED;
+    }
+    return 0;
+}
+
 static long do_op(int self, struct mailbox *mb)
 {
     unsigned char *scratch = slots[self].scratch;
@@ -1017,10 +1099,37 @@ static long do_op(int self, struct mailbox *mb)
         if (a == MAP_FAILED)
             return -errno;
         (void)madvise(a, len, MADV_NOHUGEPAGE);
+        if (mb->arg2 >= 0) {
+            unsigned long mask[2] = {1UL << mb->arg2, 0};
+            /* maxnode: the mask's bits + 1, as libnuma passes it */
+            if (syscall(SYS_mbind, a, len, MPOL_BIND, mask, 65UL, MPOL_MF_STRICT)) {
+                int e = errno;
+                munmap(a, len);
+                return -e;
+            }
+        }
         mb->ret_addr = (uintptr_t)a;
         break;
     }
+    case OP_MPOL: {
+        unsigned long mask[2] = {mb->arg >= 0 ? 1UL << mb->arg : 0, 0};
+        if (syscall(SYS_set_mempolicy, mb->arg >= 0 ? MPOL_BIND : MPOL_DEFAULT,
+                    mb->arg >= 0 ? mask : NULL, mb->arg >= 0 ? 65UL : 0UL))
+            ret = -errno;
+        break;
+    }
+    case OP_CGROUP: {          /* the group's cgroup.procs path is in the scratch */
+        int fd = open((const char *)scratch, O_WRONLY | O_CLOEXEC);
+        if (fd < 0)
+            return -errno;
+        if (write(fd, "0", 1) != 1)
+            ret = -errno;
+        close(fd);
+        break;
+    }
     case OP_FILL:
+        if (mb->arg2 >= 0)
+            return fill_on_node(scratch, base, mb->npages, mb->arg, mb->arg2);
         for (size_t i = 0; i < mb->npages; i++) {
             unsigned char *pg = base + i * page_size;
             if (mb->arg < 0) {
@@ -1489,9 +1598,96 @@ static void issue(int sidx, int p)
             die_runtime(sidx, "process %d did not finish '%s' within %d ms", p,
                         op_names[op], CMD_TIMEOUT_MS);
     }
+    if (op == OP_FILL && mb->ret == -ERR_MISPLACED)
+        die_runtime(sidx, "fill in process %d: a page it faulted in is not on its region's "
+                    "MPOL_BIND node (move_pages(2))", p);
     if (mb->ret < 0)
         die_runtime(sidx, "%s in process %d failed: %s", op_names[op], p,
                     strerror((int)-mb->ret));
+}
+
+/* ------------------------------------------------------------------ cgroups */
+static char cg_root[256];              /* the first cgroup2 mount ("" until looked up) */
+static int cg_made[MAX_CGROUPS];
+
+static int cgroup_dir(int g, char *out, size_t outsz)
+{
+    if (!cg_root[0]) {
+        FILE *f = fopen("/proc/self/mounts", "re");
+        char dev[256], dir[256], type[64];
+        while (f && fscanf(f, "%255s %255s %63s %*[^\n]", dev, dir, type) == 3)
+            if (!strcmp(type, "cgroup2")) {
+                snprintf(cg_root, sizeof cg_root, "%s", dir);
+                break;
+            }
+        if (f)
+            fclose(f);
+        if (!cg_root[0])
+            return -1;
+    }
+    snprintf(out, outsz, "%s/ksmdiff-probe-%d-%d", cg_root, (int)supervisor_pid, g);
+    return 0;
+}
+
+/* The group of an OP_CGROUP, made at its first statement; the path of its cgroup.procs
+ * goes to process p's scratch (the process writes itself in). */
+static int cg_mems[MAX_CGROUPS];       /* a group's cpuset node; -1 none */
+
+static void cgroup_prepare(int sidx, int p, int g, int pages, int mems)
+{
+    char dir[320], path[400];
+    if (cgroup_dir(g, dir, sizeof dir))
+        die_runtime(sidx, "cgroup: no cgroup2 file system is mounted");
+    if (!cg_made[g]) {
+        if (mkdir(dir, 0755) && errno != EEXIST)
+            die_runtime(sidx, "cgroup: mkdir %s: %s", dir, strerror(errno));
+        cg_made[g] = 1;
+        if (pages >= 0) {
+            snprintf(path, sizeof path, "%s/memory.max", dir);
+            int fd = open(path, O_WRONLY | O_CLOEXEC);
+            char v[32];
+            int n = snprintf(v, sizeof v, "%llu", (unsigned long long)pages * page_size);
+            if (fd < 0 || write(fd, v, (size_t)n) != n) {
+                int e = errno;
+                if (fd >= 0)
+                    close(fd);
+                die_runtime(sidx, "cgroup: %s: %s (is the memory controller enabled in "
+                            "the root's cgroup.subtree_control?)", path, strerror(e));
+            }
+            close(fd);
+        }
+        cg_mems[g] = mems;
+        if (mems >= 0) {
+            snprintf(path, sizeof path, "%s/cpuset.mems", dir);
+            int fd = open(path, O_WRONLY | O_CLOEXEC);
+            char v[16];
+            int n = snprintf(v, sizeof v, "%d", mems);
+            if (fd < 0 || write(fd, v, (size_t)n) != n) {
+                int e = errno;
+                if (fd >= 0)
+                    close(fd);
+                die_runtime(sidx, "cgroup: %s: %s (is the cpuset controller enabled in "
+                            "the root's cgroup.subtree_control?)", path, strerror(e));
+            }
+            close(fd);
+        }
+    }
+    procs[p].cpuset_node = cg_mems[g];
+    snprintf((char *)slots[p].scratch, MAX_PAGE_SIZE, "%s/cgroup.procs", dir);
+}
+
+/* After the scenario's processes are gone: the groups go (rmdir fails while an exiting
+ * task still counts in one: a few retries). */
+static void cgroup_cleanup(void)
+{
+    for (int g = 0; g < MAX_CGROUPS; g++) {
+        char dir[320];
+        if (!cg_made[g] || cgroup_dir(g, dir, sizeof dir))
+            continue;
+        for (int i = 0; i < 100 && rmdir(dir) && errno == EBUSY; i++)
+            usleep(10000);
+        cg_made[g] = 0;
+    }
 }
 
 static void kill_all(void)
@@ -1520,6 +1716,7 @@ static void kill_all(void)
         }
     while (waitpid(-1, NULL, WNOHANG) > 0)
         ;
+    cgroup_cleanup();
     window_unlock();
 }
 
@@ -2161,12 +2358,20 @@ static void run_program(void)
         int64_t delta[NCOUNTERS];
         int have_delta = 0;
         struct region_state *rs = (s->op == OP_SYNC || s->op == OP_FORK || s->op == OP_EXIT ||
-                                   s->op == OP_PRCTL || s->op == OP_EXEC)
+                                   s->op == OP_PRCTL || s->op == OP_EXEC || s->op == OP_CGROUP ||
+                                   s->op == OP_MPOL)
                                       ? NULL : region_of(s->p, s->r);
         if (rs && s->op != OP_MMAP) {
             cmd.addr = rs->addr + (uintptr_t)s->lo * page_size;
             cmd.npages = (size_t)(s->hi - s->lo + 1);
         }
+        if (s->op == OP_FILL)          /* check the node of what it faults in */
+            cmd.arg2 = rs->node >= 0 ? rs->node : procs[s->p].policy_node >= 0
+                       ? procs[s->p].policy_node : procs[s->p].cpuset_node;
+        if (s->op == OP_CGROUP)
+            cgroup_prepare(s->idx, s->p, s->arg, s->arg2, s->lo);
+        if (s->op == OP_MPOL)
+            procs[s->p].policy_node = s->arg;
         switch (s->op) {
         case OP_SYNC:
             if (!wait_go(s->idx)) {
@@ -2278,6 +2483,7 @@ static void run_program(void)
                  * the munmap's record) */
                 region_tables(rs, s->arg);
                 rs->exists = 1;
+                rs->node = s->arg2;
                 rs->addr = mb->ret_addr;
                 memset(rs->mapped, 1, (size_t)s->arg);
                 for (int i = 0; i < s->arg; i++)
@@ -2295,6 +2501,9 @@ static void run_program(void)
                 int c = s->arg;
                 wait_ready(s->idx, c);
                 procs[c].spawned = procs[c].alive = 1;
+                /* copy_process(): the task policy and the cgroup go to the child */
+                procs[c].policy_node = procs[s->p].policy_node;
+                procs[c].cpuset_node = procs[s->p].cpuset_node;
                 for (int r = 0; r < MAX_REGIONS; r++)
                     if (procs[s->p].reg[r] && procs[s->p].reg[r]->exists)
                         region_copy(region_of(c, r), procs[s->p].reg[r]);

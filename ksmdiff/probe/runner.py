@@ -70,8 +70,8 @@ from ksmdiff.probe import system
 from ksmdiff.probe import wire as W
 from ksmdiff.probe.attribution import attribute_barrier, check_gauges
 from ksmdiff.probe.build import default_probe
-from ksmdiff.probe.compiler import (KSMD_GAUGES, Program, beyond_probe, compile_scenario,
-                                   scenario_pages)
+from ksmdiff.probe.compiler import (KSMD_GAUGES, Program, beyond_cgroups, beyond_nodes,
+                                   beyond_probe, compile_scenario, scenario_pages)
 from ksmdiff.probe.decode import ScenarioState
 from ksmdiff.probe.plan import _sets_stable_knobs, _pack, _zero_pages_set, MAX_BATCH
 from ksmdiff.probe.procs import PROBE_ENV, _Forked, _ProbeServer, _readable  # noqa: F401
@@ -707,6 +707,8 @@ def _run_kernel(scenarios, *, batch, progress, journal_dir,
         needs[i] = feats
         missing = [f for f in feats if not has_feature(version, f)]
         too_big = beyond_probe(s)
+        no_node = (beyond_nodes(s, system.memory_nodes())
+                   or beyond_cgroups(s, system.cgroup_controllers()))
         # a knob this kernel has no file for (merge_across_nodes without CONFIG_NUMA)
         no_knob = sorted({x.knob for x in s.statements if isinstance(x, A.KsmSet)
                           and not (system.KSM_DIR / x.knob).exists()})
@@ -715,6 +717,8 @@ def _run_kernel(scenarios, *, batch, progress, journal_dir,
                                 f"kernel {version} lacks {', '.join(FEATURE_NOTES[f] for f in missing)}"))
         elif too_big:
             finish(i, KernelRun(s, version, UNSUPPORTED, too_big))
+        elif no_node:
+            finish(i, KernelRun(s, version, UNSUPPORTED, no_node))
         elif "uffd-wp" in feats and not USERFAULTFD_SYSCTL.exists():
             # (the sysctl exists exactly when the kernel has CONFIG_USERFAULTFD, 5.2+)
             finish(i, KernelRun(s, version, UNSUPPORTED,
@@ -755,6 +759,7 @@ def _run_kernel(scenarios, *, batch, progress, journal_dir,
                                                      flush=True)):
         if jpath.exists():
             system.restore_journal(jpath)   # left by a killed run: the owner is dead
+        system.remove_stale_cgroups()       # groups of probes killed before their end
         journal = system.Journal(jpath, {"pid": os.getpid(), "started": time.time(),
                                          "snapshot": system.snapshot()})
         journal.save()

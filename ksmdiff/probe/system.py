@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ksmdiff.errors import EnvironmentProblem
-from ksmdiff.probe.compiler import KSMD_GAUGES
+from ksmdiff.probe.compiler import KSMD_GAUGES, parse_node_list
 
 KSM_DIR = Path("/sys/kernel/mm/ksm")
 THP_ENABLED = Path("/sys/kernel/mm/transparent_hugepage/enabled")
@@ -102,6 +102,71 @@ def _selected(value: str) -> str:
 
 def ksm_available() -> bool:
     return (KSM_DIR / "run").exists()
+
+
+def cgroup2_root() -> Path | None:
+    """The first cgroup2 mount (the one the probe makes its groups under), or None."""
+    try:
+        text = Path("/proc/self/mounts").read_text()
+    except OSError:
+        return None
+    for line in text.splitlines():
+        f = line.split()
+        if len(f) >= 3 and f[2] == "cgroup2":
+            return Path(f[1].replace("\\040", " "))
+    return None
+
+
+def cgroup_controllers() -> frozenset[str] | None:
+    """The controllers the cgroup2 root enables for its children (cgroup.subtree_control),
+    or None without a cgroup2 mount."""
+    root = cgroup2_root()
+    if root is None:
+        return None
+    try:
+        return frozenset((root / "cgroup.subtree_control").read_text().split())
+    except OSError:
+        return frozenset()
+
+
+_PROBE_GROUP = re.compile(r"ksmdiff-probe-(\d+)-\d+")
+
+
+def remove_stale_cgroups() -> list[str]:
+    """Remove the groups a killed probe left (ksmdiff-probe-PID-G under the cgroup2 root,
+    PID no longer running, no process in it); the paths removed."""
+    root = cgroup2_root()
+    gone: list[str] = []
+    if root is None:
+        return gone
+    try:
+        entries = list(root.iterdir())
+    except OSError:
+        return gone
+    for d in entries:
+        m = _PROBE_GROUP.fullmatch(d.name)
+        if not m or Path(f"/proc/{m.group(1)}").exists():
+            continue
+        try:
+            if (d / "cgroup.procs").read_text().strip():
+                continue
+            d.rmdir()
+            gone.append(str(d))
+        except OSError:
+            continue
+    return gone
+
+
+NODE_DIR = Path("/sys/devices/system/node")
+
+
+def memory_nodes() -> frozenset[int] | None:
+    """The NUMA nodes with memory (has_memory), or None when the kernel has no NUMA
+    (drivers/base/node.c is built with CONFIG_NUMA only)."""
+    try:
+        return parse_node_list((NODE_DIR / "has_memory").read_text())
+    except FileNotFoundError:
+        return None
 
 
 _WRITABLE: dict[str, list[str]] = {}

@@ -80,9 +80,15 @@ class Target:
 
 @dataclass(frozen=True)
 class Mmap:
+    """``P: mmap R N`` (anonymous, private, read-write) or ``P: mmap R N node K``: the same,
+    then mbind(2) MPOL_BIND to node K, so every page the region allocates (first touch,
+    copy-on-write, a swap-in copy) comes from node K.  Without ``node`` the process's default
+    policy: pages come from the node of the CPU it runs on (node 0 in the lab)."""
+
     proc: str
     region: str
     npages: int
+    node: int | None = None   # the NUMA node of the region's MPOL_BIND policy
     pos: Pos = _pos()
     comments: Comments = _comments()
 
@@ -240,6 +246,37 @@ class Prctl:
 
 
 @dataclass(frozen=True)
+class Cgroup:
+    """``P: cgroup G [memory-max PAGES] [mems K]``: P moves into the cgroup v2 group G (its
+    cgroup.procs), which the first statement naming G creates, with memory.max = PAGES
+    pages (the memory controller) and cpuset.mems = K (the cpuset controller: P's and its
+    children's later pages come from node K).  P's later children start in it (fork).  The
+    limit must leave room for every page the scenario maps (the validator), so that it
+    never reclaims: a memory cgroup then changes nothing in what KSM or a write fault does.
+    A process enters a group with mems only while it maps no region (cgroup v2 cpusets
+    migrate the pages of a task that enters them)."""
+
+    proc: str
+    group: str
+    memory_max: int | None = None   # pages; only on the statement that creates the group
+    mems: int | None = None         # the one node of cpuset.mems; idem
+    pos: Pos = _pos()
+    comments: Comments = _comments()
+
+
+@dataclass(frozen=True)
+class Mempolicy:
+    """``P: mempolicy bind K`` / ``P: mempolicy default``: set_mempolicy(2) of P's task
+    policy, MPOL_BIND to node K or MPOL_DEFAULT: the node of P's later pages in regions
+    without a ``node`` of their own; a fork's child inherits it, exec keeps it."""
+
+    proc: str
+    node: int | None                # None: MPOL_DEFAULT
+    pos: Pos = _pos()
+    comments: Comments = _comments()
+
+
+@dataclass(frozen=True)
 class KsmSettle:
     pos: Pos = _pos()
     comments: Comments = _comments()
@@ -365,7 +402,7 @@ class ExpectCounter:
 Action = Union[Mmap, Fill, Write, ForceWrite, Read, Madvise, Mprotect, Munmap, Fork, Exit, Exec,
                Pin, Unpin,
                Mlock, Munlock, UffdWp,
-               Prctl, KsmSettle, KsmScan, KsmSet, KsmUnmergeAll]
+               Prctl, Cgroup, Mempolicy, KsmSettle, KsmScan, KsmSet, KsmUnmergeAll]
 @dataclass(frozen=True)
 class ExpectPrctl:
     """``expect P prctl merge on|off``: what P's prctl(PR_GET_MEMORY_MERGE) returns."""
@@ -383,7 +420,7 @@ Statement = Union[Action, Expect]
 ACTION_TYPES = (Mmap, Fill, Write, ForceWrite, Read, Madvise, Mprotect, Munmap, Fork, Exit, Exec,
                 Pin, Unpin,
                 Mlock, Munlock, UffdWp,
-                Prctl, KsmSettle, KsmScan, KsmSet, KsmUnmergeAll)
+                Prctl, Cgroup, Mempolicy, KsmSettle, KsmScan, KsmSet, KsmUnmergeAll)
 EXPECT_TYPES = (ExpectPage, ExpectCounter, ExpectPrctl)
 
 

@@ -89,8 +89,9 @@ class _Build(Transformer):
         return make(str(name), *args, pos=_pos(name))
 
     @v_args(inline=True)
-    def mmap(self, region, n):
-        return (A.Mmap, (str(region), self._int(n, "page count")))
+    def mmap(self, region, n, node=None):
+        return (A.Mmap, (str(region), self._int(n, "page count"),
+                         None if node is None else self._int(node, "node")))
 
     @v_args(inline=True)
     def fill(self, target, value):
@@ -154,6 +155,26 @@ class _Build(Transformer):
     @v_args(inline=True)
     def uffd_wp(self, target):
         return (A.UffdWp, (target,))
+
+    def cgroup(self, items):
+        group, *opts = items
+        d = dict(opts)
+        return (A.Cgroup, (str(group), d.get("memory_max"), d.get("mems")))
+
+    @v_args(inline=True)
+    def cgroup_max(self, n):
+        return ("memory_max", self._int(n, "page count"))
+
+    @v_args(inline=True)
+    def cgroup_mems(self, n):
+        return ("mems", self._int(n, "node"))
+
+    @v_args(inline=True)
+    def mempolicy_bind(self, n):
+        return (A.Mempolicy, (self._int(n, "node"),))
+
+    def mempolicy_default(self, _items):
+        return (A.Mempolicy, (None,))
 
     @v_args(inline=True)
     def prctl(self, onoff):

@@ -19,7 +19,8 @@ def format_statement(s: A.Statement) -> str:
     if isinstance(s, (A.ExpectPage, A.ExpectCounter, A.ExpectPrctl)) and s.versions is not None:
         on = f" on {s.versions}"
     if isinstance(s, A.Mmap):
-        return f"{s.proc}: mmap {s.region} {s.npages}"
+        node = "" if s.node is None else f" node {s.node}"
+        return f"{s.proc}: mmap {s.region} {s.npages}{node}"
     if isinstance(s, A.Fill):
         return f"{s.proc}: fill {s.target} {_byte(s.byte)}"
     if isinstance(s, A.Write):
@@ -52,6 +53,12 @@ def format_statement(s: A.Statement) -> str:
         return f"{s.proc}: uffd-wp {s.target}"
     if isinstance(s, A.Prctl):
         return f"{s.proc}: prctl merge {'on' if s.on else 'off'}"
+    if isinstance(s, A.Cgroup):
+        limit = "" if s.memory_max is None else f" memory-max {s.memory_max}"
+        mems = "" if s.mems is None else f" mems {s.mems}"
+        return f"{s.proc}: cgroup {s.group}{limit}{mems}"
+    if isinstance(s, A.Mempolicy):
+        return f"{s.proc}: mempolicy " + ("default" if s.node is None else f"bind {s.node}")
     if isinstance(s, A.KsmSettle):
         return "ksm settle"
     if isinstance(s, A.KsmScan):

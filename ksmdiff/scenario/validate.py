@@ -21,6 +21,13 @@ MAX_STATEMENTS = 10_000
 MAX_SCANS = 100
 MAX_PINS_PER_PAGE = 8
 MAX_MAPCOUNT = 1 << 16
+# ``mmap R N node K``: K is a bit of the probe's one-word nodemask for mbind(2)
+MAX_NODE = 63
+# ``P: cgroup G memory-max PAGES``: groups per scenario, and the room a limit must leave
+# above every page the scenario maps (the processes' page tables and the probe's own
+# pages are charged too): the model has no memory pressure, so the limit must not bite
+MAX_CGROUPS = 8
+CGROUP_HEADROOM_PAGES = 1024
 # What the sysfs stores accept (mm/ksm.c): use_zero_pages_store() kstrtobool;
 # max_page_sharing_store() (>= 4.13) kstrtoint and -EINVAL below 2, so 2..INT_MAX
 # (LTP's ksm01 sets it to the number of pages it maps).
@@ -50,6 +57,37 @@ def implied_features(scn: A.Scenario) -> tuple[str, ...]:
     return tuple(f for f in FEATURES if f in need)
 
 
+def placement_nodes(scn: A.Scenario) -> frozenset[int]:
+    """The NUMA nodes ``scn`` places pages on (``mmap R N node K``, ``mempolicy bind K``,
+    ``cgroup G mems K``): a machine that has no memory on one of them cannot run it
+    (*unsupported*, a property of the machine, not of the kernel version, so no FEATURES
+    entry)."""
+    out = set()
+    for s in scn.statements:
+        if isinstance(s, (A.Mmap, A.Mempolicy)) and s.node is not None:
+            out.add(s.node)
+        elif isinstance(s, A.Cgroup) and s.mems is not None:
+            out.add(s.mems)
+    return frozenset(out)
+
+
+def cgroup_controllers(scn: A.Scenario) -> frozenset[str]:
+    """The cgroup v2 controllers ``scn`` needs enabled below the hierarchy's root (cgroup
+    statements: memory for memory-max).  A machine without them cannot run it
+    (*unsupported*, a property of the machine like NUMA nodes)."""
+    out = set()
+    for s in scn.statements:
+        if isinstance(s, A.Cgroup) and s.memory_max is not None:
+            out.add("memory")
+        if isinstance(s, A.Cgroup) and s.mems is not None:
+            out.add("cpuset")
+    return frozenset(out)
+
+
+def uses_cgroups(scn: A.Scenario) -> bool:
+    return any(isinstance(s, A.Cgroup) for s in scn.statements)
+
+
 def validate(scn: A.Scenario) -> A.Scenario:
     """Raise :class:`InputError` at the first semantic error; return ``scn`` unchanged."""
     _Checker(scn).run()
@@ -63,6 +101,11 @@ class _Checker:
         self.procs = self.layout.procs        # the layout before the statement being checked
         self.locked: set[tuple[str, str, int]] = set()   # VM_LOCKED pages (not inherited)
         self.uffd: set[tuple[str, str, int]] = set()     # pages under uffd-wp
+        self.cgroups: dict[str, A.Cgroup] = {}            # group -> the statement creating it
+        # per process: its group's cpuset node and its task policy's node (None: none);
+        # a fork's child inherits both
+        self.cpuset: dict[str, int | None] = {}
+        self.policy: dict[str, int | None] = {}
 
     def err(self, pos: A.Pos, msg: str, expected: str | None = None) -> InputError:
         return InputError(msg, Location(self.scn.source, pos.line or 1, pos.column or 1),
@@ -83,7 +126,17 @@ class _Checker:
             if self.uffd:
                 self.check_uffd(s)
             getattr(self, "do_" + type(s).__name__)(s)
+            if isinstance(s, A.Fork):
+                self.cpuset[s.child] = self.cpuset.get(s.proc)
+                self.policy[s.child] = self.policy.get(s.proc)
             self.layout.apply(s)
+        for g, s in self.cgroups.items():
+            need = self.layout.total_pages + CGROUP_HEADROOM_PAGES
+            if s.memory_max is not None and s.memory_max < need:
+                raise self.err(s.pos, f"memory-max {s.memory_max} of cgroup {g} could be "
+                                      "reached: the model has no memory pressure",
+                               f"at least {need} pages (the {self.layout.total_pages} the "
+                               f"scenario maps + {CGROUP_HEADROOM_PAGES})")
 
     # -- helpers
     def proc(self, name: str, pos: A.Pos, *, alive: bool = True) -> _Proc:
@@ -168,6 +221,13 @@ class _Checker:
                            f"1..{MAX_REGION_PAGES} pages")
         if self.layout.total_pages + s.npages > MAX_TOTAL_PAGES:
             raise self.err(s.pos, f"the scenario maps more than {MAX_TOTAL_PAGES} pages in all")
+        if s.node is not None and not 0 <= s.node <= MAX_NODE:
+            raise self.err(s.pos, f"node {s.node} is out of range", f"a node 0..{MAX_NODE}")
+        mems = self.cpuset.get(s.proc)
+        if s.node is not None and mems is not None and s.node != mems:
+            # mbind(): the nodes must meet cpuset_current_mems_allowed, else -EINVAL
+            raise self.err(s.pos, f"node {s.node} is outside {s.proc}'s cpuset (mems {mems}): "
+                                  "mbind would fail (EINVAL)", f"node {mems}")
 
     def do_Fill(self, s: A.Fill) -> None:
         self.mapped_pages(s, "fill", writable=True)
@@ -270,6 +330,50 @@ class _Checker:
 
     def do_Prctl(self, s: A.Prctl) -> None:
         self.proc(s.proc, s.pos)
+
+    def do_Cgroup(self, s: A.Cgroup) -> None:
+        p = self.proc(s.proc, s.pos)
+        if s.group not in self.cgroups:
+            if len(self.cgroups) >= MAX_CGROUPS:
+                raise self.err(s.pos, f"more than {MAX_CGROUPS} cgroups")
+            if s.memory_max is not None and s.memory_max < 1:
+                raise self.err(s.pos, "memory-max 0", "at least 1 page")
+            if s.mems is not None and not 0 <= s.mems <= MAX_NODE:
+                raise self.err(s.pos, f"node {s.mems} is out of range", f"a node 0..{MAX_NODE}")
+            self.cgroups[s.group] = s
+        elif s.memory_max is not None or s.mems is not None:
+            first = self.cgroups[s.group].pos.line
+            raise self.err(s.pos, f"cgroup {s.group} was created on line {first}: its "
+                                  "memory-max and mems are set there only",
+                           f"'{s.proc}: cgroup {s.group}' (a move only)")
+        mems = self.cgroups[s.group].mems
+        if mems is not None:
+            mapped = sorted(n for n, r in p.regions.items() if any(r.mapped))
+            if mapped:
+                # cgroup v2 cpusets migrate the pages of a task that enters them
+                # (cpuset_attach(), memory_migrate): not modelled
+                raise self.err(s.pos, f"{s.proc} enters a cpuset while it maps {mapped[0]} "
+                                      "(the kernel would migrate its pages: not modelled)",
+                               "a move before the process maps a region")
+            pol = self.policy.get(s.proc)
+            if pol is not None and pol != mems:
+                # (mpol_rebind_task() would remap the policy to the cpuset's nodes)
+                raise self.err(s.pos, f"{s.proc}'s mempolicy binds node {pol}, outside the "
+                                      f"cpuset's mems {mems}", f"mempolicy bind {mems}")
+        self.cpuset[s.proc] = mems
+
+    def do_Mempolicy(self, s: A.Mempolicy) -> None:
+        self.proc(s.proc, s.pos)
+        if s.node is not None:
+            if not 0 <= s.node <= MAX_NODE:
+                raise self.err(s.pos, f"node {s.node} is out of range", f"a node 0..{MAX_NODE}")
+            mems = self.cpuset.get(s.proc)
+            if mems is not None and s.node != mems:
+                # set_mempolicy(): the nodes must meet the cpuset's mems, else -EINVAL
+                raise self.err(s.pos, f"node {s.node} is outside {s.proc}'s cpuset (mems "
+                                      f"{mems}): set_mempolicy would fail (EINVAL)",
+                               f"mempolicy bind {mems}")
+        self.policy[s.proc] = s.node
 
     def do_KsmSettle(self, s: A.KsmSettle) -> None:
         pass

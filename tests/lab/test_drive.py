@@ -234,3 +234,25 @@ def test_the_guests_seconds_of_each_scenario_come_back_with_the_result():
     plain.take_pass(_merge_transcript())
     assert plain.result()["guest_seconds"] == {}
     assert plain.runs[0].records == s.runs[0].records
+
+
+def test_a_node_or_cgroup_controller_the_guest_lacks_makes_the_scenario_unsupported():
+    """The header's nodes (has_memory) and cgroup (the cgroup2 root's subtree_control)."""
+    placed = MERGE.replace("A: mmap buf 2", "A: mmap buf 2 node 1")
+    grouped = MERGE.replace("A: mmap buf 2", "A: cgroup g memory-max 4096\nA: mmap buf 2")
+    base = "H release=r ksm=1 tracer=0 swap=1 kpf=0 uffd=1 knobs=run"
+    for text, header, needle in (
+            (placed, base + " nodes=0 cgroup=memory tracer_reason=x", "memory on node 0 only"),
+            (placed, base + " nodes=none cgroup=none tracer_reason=x", "CONFIG_NUMA is off"),
+            (grouped, base + " nodes=0-1 cgroup= tracer_reason=x", "memory controller"),
+            (grouped, base + " nodes=0-1 cgroup=none tracer_reason=x", "no cgroup v2")):
+        s = _session(text)
+        s.take_pass(_merge_transcript(header=header))
+        assert s.runs[0].status == UNSUPPORTED and needle in s.runs[0].reason, header
+    s = _session(placed)             # (the transcript is MERGE's: same statements)
+    s.take_pass(_merge_transcript(header=base + " nodes=0-1 cgroup=cpu,memory tracer_reason=x"))
+    assert s.runs[0].status == OK, s.runs[0].reason
+    h = drive.parse_header("release=r nodes=0-1 cgroup=memory,pids tracer_reason=x")
+    assert h.nodes == {0, 1} and h.cgroup == {"memory", "pids"}
+    old = drive.parse_header("release=r tracer_reason=x")    # a driver that said neither
+    assert not old.nodes_said and not old.cgroup_said

@@ -107,6 +107,19 @@ def test_qemu_command(kernel, tmp_path, monkeypatch):
     append = cmd[cmd.index("-append") + 1]
     assert "panic=-1" in append and "console=ttyS0" in append
     assert "acpi=noirq" in append.split()      # no AML run per PCI device under TCG
+    # two emulated NUMA nodes (no SRAT without ACPI), for 'mmap R N node K'
+    assert f"numa=fake={guest.NUMA_NODES}" in append.split() and guest.NUMA_NODES == 2
+
+
+def test_both_inits_share_their_start_and_mount_cgroup2():
+    for init in (guest.INIT, guest.INIT_DRIVER):
+        assert guest._INIT_START in init and guest._INIT_SWAP in init
+        assert init.count("insmod") == guest._INIT_START.count("insmod")
+    assert "mount -t cgroup2 cgroup2 /sys/fs/cgroup" in guest._INIT_START
+    assert "for c in memory cpuset" in guest._INIT_START
+    assert "echo +$c > /sys/fs/cgroup/cgroup.subtree_control" in guest._INIT_START
+    assert "ksmdiff-lab-driver" in guest.INIT_DRIVER and "ksmdiff-lab-driver" not in guest.INIT
+    assert "run.sh" in guest.INIT and "run.sh" not in guest.INIT_DRIVER
 
 
 def _elf_with_note(name: bytes, ntype: int) -> bytes:
@@ -163,7 +176,8 @@ def test_guest_config_fragment_lists_what_the_guest_uses():
               "CONFIG_BLK_DEV_RAM", "CONFIG_SWAP", "CONFIG_PROC_PAGE_MONITOR",
               "CONFIG_BLK_DEV_INITRD", "CONFIG_SERIAL_8250_CONSOLE", "CONFIG_DEVTMPFS",
               "CONFIG_ADVISE_SYSCALLS", "CONFIG_PVH", "CONFIG_VIRTIO_BLK",
-              "CONFIG_NETWORK_FILESYSTEMS"):
+              "CONFIG_NETWORK_FILESYSTEMS", "CONFIG_NUMA", "CONFIG_NUMA_EMU", "CONFIG_SMP",
+              "CONFIG_MIGRATION", "CONFIG_MEMCG"):
         assert o in opts, o
 
 
