@@ -4,7 +4,7 @@ Usage::
 
     from ksmdiff.model import run_model, ModelRun, Violation, MUTANTS
     run = run_model(scenario, KernelVersion.parse("5.4"), mutant=None)
-    run.status        # "ok" | "unsupported" (a required feature is missing: no records)
+    run.status        # RunStatus.OK | RunStatus.UNSUPPORTED (a required feature is missing: no records)
     run.records       # one ksmdiff.observe.Record per action statement
     run.violations    # invariant violations (never, for the unmutated model)
 

@@ -91,7 +91,7 @@ def run_model(scenario: A.Scenario, version: KernelVersion, *,
     era = Era.of(version)
     missing = [f for f in implied_features(scenario) if not has_feature(version, f)]
     if missing:
-        return ModelRun(version, era, "unsupported",
+        return ModelRun(version, era, RunStatus.UNSUPPORTED,
                         f"kernel {version} lacks {', '.join(FEATURE_NOTES[f] for f in missing)}", (), ())
     why = assumptions(scenario, version)
     names = sorted(why)
