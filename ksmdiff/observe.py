@@ -122,7 +122,7 @@ class History:
         self._n = 0                              # records committed
         self._live = 0                           # keys present in the latest record
         self._interned: dict = {}
-        self._order: dict[str, int] = {}
+        self._order: dict[str, int] = {}         # built by rank() when asked
 
     def intern(self, key: str, v: Any) -> Any:
         """One shared object per (field name, value): {True} and {1} are equal sets, so the
@@ -151,7 +151,6 @@ class History:
                 if v is ABSENT:
                     continue
                 hist[key] = ([pos], [v])
-                self._order[key] = len(self._order)
                 self._live += 1
                 changed.append(key)
                 continue
@@ -202,6 +201,10 @@ class History:
 
     def rank(self, key: str) -> int:
         """The key's place in first-appearance order."""
+        if len(self._order) != len(self._hist):
+            # (the history's keys are in first-appearance order; one index for all the
+            # keys, made when a divergence is sorted, not one entry per commit)
+            self._order = {k: i for i, k in enumerate(self._hist)}
         h = self._order.get(key)
         return len(self._order) if h is None else h
 

@@ -107,7 +107,8 @@ def run_model(scenario: A.Scenario, version: KernelVersion, *,
     names = sorted(why)
     runs = []
     for values in itertools.product((False, True), repeat=len(names)):
-        interp = Interpreter(scenario, version, mutant, assume=dict(zip(names, values)))
+        interp = Interpreter(scenario, version, mutant, assume=dict(zip(names, values)),
+                             keep_frames=False)
         interp.run()
         runs.append(interp)
     records = merge_records([r.records for r in runs], [why[n] for n in names])
@@ -164,21 +165,21 @@ def merge_records(runs: list[list[Record]], reasons: list[str]) -> list[Record]:
 
 class Interpreter:
     def __init__(self, scn: A.Scenario, version: KernelVersion, mutant: Optional[str],
-                 assume: Optional[dict[str, bool]] = None):
+                 assume: Optional[dict[str, bool]] = None, *, keep_frames: bool = True):
         self.scn = scn
         if assume is None:
             # a direct caller (tests): the quiet branch of every environment condition
             assume = {name: False for name in ENVIRONMENT}
             assume.update({n: False for n in FACTS if has_fact(version, n) is None})
-        self.m = Machine(version, mutant, assume)
+        self.m = Machine(version, mutant, assume, keep_frames=keep_frames)
         self.records: list[Record] = []
         self.violations: list[Violation] = []
         # the stream's fields, as changes (observe.History), and what the last record
         # showed: each page's state tuple (_page_states), the fault keys, the counters
         self.history = History()
         self._labels = FrameLabels()
-        self._raw: dict = {}                # page -> its state, the frame itself (sync)
-        self._lkey: dict = {}               # page -> its place in page order (FrameLabels)
+        self._raw: dict = {}                # slot -> its state with the frame itself,
+                                            # its key, its place in page order (sync)
         self._ranks: dict = {}              # region -> (process, its places)
         self._cur: dict = {}                # page -> its state, the frame's label
         self._dirty: dict = {}              # page -> its state in the last record
@@ -409,6 +410,8 @@ class Interpreter:
                 p = procs[lk[3]]
                 r = p.regions[lk[4]]
                 slot = r.pages[lk[2]]
+                if self._raw.get(slot, (0, 0, None))[2] != lk:
+                    continue
                 if id(slot) not in seen:
                     seen.add(id(slot))
                     out.append((p, r, slot))
@@ -426,84 +429,78 @@ class Interpreter:
         have changed, or None for every page of every live process (and the pages that
         went).  Returns whether any page's observable state changed."""
         labels = self._labels
-        raw, lkeys = self._raw, self._lkey
-        text = self._content_text
-        moved: list = []                      # fkeys whose raw state changed
+        raw = self._raw                       # slot -> (state, page key, place)
+        moved: list = []                      # slots whose state or place changed
         if pages is None:
-            seen: set = set()
-
-            def walk():
-                for p in self.m.live_procs():
-                    for r in p.regions.values():
-                        yield from ((p, r, s) for s in r.pages)
-            it = walk()
+            groups = [(p, r, r.pages) for p in self.m.live_procs() for r in p.regions.values()]
+            seen: Optional[set] = set()
         else:
+            groups = [(p, r, [s]) for p, r, s in pages]
             seen = None
-            it = pages
         rank = self._rank
-        last_r = None
-        for p, r, s in it:
-            if r is not last_r:
-                last_r = r
-                _p, prank, rrank = rank(p, r)
-                pname, rname = p.name, r.name
-            fkey = (pname, rname, s.index)
-            if not s.mapped or not p.alive:
-                continue
-            if seen is not None:
-                seen.add(fkey)
-            pte = s.pte
-            swapped = pte.swap is not None
-            if not pte.present:
-                st = (False, swapped, None, None, None, None, None, False)
-            else:
-                f = pte.frame
-                c = text.get(f.content)
-                if c is None:
-                    c = text[f.content] = str(f.content)
-                if f.zero:
-                    st = (True, swapped, f, False, 0, False, c, s.maybe_absent)
-                else:
-                    st = (True, swapped, f, f.ksm, f.mapcount, f.mapcount == 1, c, False)
-            old = raw.get(fkey)
-            lk = (prank, rrank, s.index, pname, rname)
-            olk = lkeys.get(fkey)
-            if old is not None and olk == lk:
-                if old == st:          # (frames compare by identity)
+        for p, r, slots in groups:
+            _p, prank, rrank = rank(p, r)
+            pname, rname = p.name, r.name
+            alive = p.alive
+            for s in slots:
+                if not s.mapped or not alive:
                     continue
-            elif olk is not None:
-                labels.move(olk, None)
-            lkeys[fkey] = lk
-            raw[fkey] = st
-            labels.move(lk, st[2] if st[0] and not st[2].zero else None)
-            moved.append(fkey)
-        gone: list = []
+                if seen is not None:
+                    seen.add(s)
+                pte = s.pte
+                if not pte.present:
+                    st = (False, pte.swap is not None, None, None, None, None, False)
+                else:
+                    f = pte.frame
+                    if f.zero:
+                        st = (True, pte.swap is not None, f, False, 0, f.content,
+                              s.maybe_absent)
+                    else:
+                        st = (True, pte.swap is not None, f, f.ksm, f.mapcount, f.content,
+                              False)
+                old = raw.get(s)
+                if old is not None and old[0] == st and old[2][0] == prank \
+                        and old[2][1] == rrank:
+                    continue               # (frames compare by identity)
+                lk = (prank, rrank, s.index, pname, rname)
+                if old is not None and old[2] != lk:
+                    labels.move(old[2], None)
+                raw[s] = (st, (pname, rname, s.index), lk)
+                labels.move(lk, st[2] if st[0] and not st[2].zero else None)
+                moved.append(s)
         if pages is None:
-            gone = [k for k in raw if k not in seen]
+            gone = [s for s in raw if s not in seen]
         else:
-            gone = [(p.name, r.name, s.index) for p, r, s in pages
-                    if not (s.mapped and p.alive) and (p.name, r.name, s.index) in raw]
-        for fkey in gone:
-            del raw[fkey]
-            labels.move(lkeys.pop(fkey), None)
+            gone = [s for p, r, s in pages if not (s.mapped and p.alive) and s in raw]
+        gone_keys = []
+        for s in gone:
+            _st, fkey, lk = raw.pop(s)
+            labels.move(lk, None)
+            gone_keys.append(fkey)
         relabelled = labels.labels()
         cur, dirty = self._cur, self._dirty
         changed = False
-        for fkey in gone:
-            if fkey in raw:
-                continue
+        text = self._content_text
+        for fkey in gone_keys:
             old = cur.pop(fkey, None)
             if old is not None:
                 dirty.setdefault(fkey, old)
                 changed = True
-        for fkey in itertools.chain(moved, ((lk[3], lk[4], lk[2]) for lk in relabelled)):
-            st = raw.get(fkey)
-            if st is None:
+        slot_of = self._slot_of
+        for s in itertools.chain(moved, (slot_of(lk) for lk in relabelled)):
+            got = raw.get(s)
+            if got is None:
                 continue
-            f = st[2]
+            st, fkey, lk = got
             if st[0]:
-                lab = "Z" if f.zero else labels.label(lkeys[fkey])
-                st = (True, st[1], lab) + st[3:]
+                f = st[2]
+                c = text.get(st[5])
+                if c is None:
+                    c = text[st[5]] = str(st[5])
+                lab = "Z" if f.zero else labels.label(lk)
+                st = (True, st[1], lab, st[3], st[4], st[4] == 1 and not f.zero, c, st[6])
+            else:
+                st = (False, st[1], None, None, None, None, None, False)
             old = cur.get(fkey)
             if old != st:
                 cur[fkey] = st
@@ -511,6 +508,12 @@ class Interpreter:
                     dirty[fkey] = old
                 changed = True
         return changed
+
+    def _slot_of(self, lk: tuple):
+        """The slot at a FrameLabels page key (a live page), or None."""
+        p = self.m.procs.get(lk[3])
+        r = p.regions.get(lk[4]) if p is not None else None
+        return r.pages[lk[2]] if r is not None and lk[2] < len(r.pages) else None
 
     def observe(self, faults: dict) -> dict:
         """The fields that changed since the last record (docs/run-record.md): the fields
@@ -677,8 +680,9 @@ class Interpreter:
 
     def do_Fill(self, s: A.Fill) -> None:
         p = self.m.procs[s.proc]
+        content = A.Content(s.byte)
         for slot in self.slots(s.proc, s.target):
-            self.user_write(p, slot, A.Content(s.byte))
+            self.user_write(p, slot, content)
 
     def do_Write(self, s: A.Write) -> None:
         p = self.m.procs[s.proc]
