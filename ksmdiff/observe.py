@@ -515,6 +515,10 @@ class FrameLabels:
         f = self._frame_of.get(page)
         return None if f is None else self._label[f]
 
+    def label_of_frame(self, frame: Any) -> str:
+        """The label of a frame some page maps (after :meth:`labels`)."""
+        return self._label[frame]
+
     def move(self, page: Any, frame: Any) -> None:
         """``page`` now maps ``frame`` (None: no frame, or the page went)."""
         old = self._frame_of.get(page)

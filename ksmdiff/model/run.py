@@ -178,6 +178,7 @@ class Interpreter:
         # showed: each page's state tuple (_page_states), the fault keys, the counters
         self.history = History()
         self._labels = FrameLabels()
+        self._slot_at: dict = {}            # place in page order -> slot (sync)
         self._raw: dict = {}                # slot -> its state with the frame itself,
                                             # its key, its place in page order (sync)
         self._ranks: dict = {}              # region -> (process, its places)
@@ -190,6 +191,7 @@ class Interpreter:
         self._sets: dict = {}
         self._prefixes: dict = {}           # page -> its field keys (_keys)
         self._content_text: dict = {}       # Content -> its text
+        self._text_by_id: dict = {}         # id(Content) -> (Content, its text) (sync)
         self._fields_of: dict = {}          # page state -> its fields (_page_fields)
         self.m.procs[scn.initial] = Process(scn.initial)
         # per-process counters at the creation of each process (``expect counter P NAME``
@@ -270,7 +272,15 @@ class Interpreter:
                     self._note_possible_vma_merges(p)
             if targets is None or not isinstance(s, ITEM_STATEMENTS):
                 self._items = None              # the rmap_item counts: count again
-            pages = None if targets is None else self._with_sharers(targets, frames)
+            pages = None
+            if targets is not None:
+                frames = list({id(f): f for f in frames if not f.zero}.values())
+                reach = len(targets) + sum(len(self._labels.pages_of(f)) for f in frames)
+                if 2 * reach > len(self._raw):
+                    # (most pages: one walk over all of them costs less than the lookups)
+                    targets = None
+                else:
+                    pages = self._with_sharers(targets, frames)
             self.sync(pages)
             note = "; ".join(m.notes[n_notes:])
             view, delta = self.history.commit_delta(self.observe(faults), shared=True)
@@ -409,9 +419,7 @@ class Interpreter:
             for lk in self._labels.pages_of(f):
                 p = procs[lk[3]]
                 r = p.regions[lk[4]]
-                slot = r.pages[lk[2]]
-                if self._raw.get(slot, (0, 0, None))[2] != lk:
-                    continue
+                slot = self._slot_at[lk]
                 if id(slot) not in seen:
                     seen.add(id(slot))
                     out.append((p, r, slot))
@@ -438,6 +446,7 @@ class Interpreter:
             groups = [(p, r, [s]) for p, r, s in pages]
             seen = None
         rank = self._rank
+        slot_at = self._slot_at
         for p, r, slots in groups:
             _p, prank, rrank = rank(p, r)
             pname, rname = p.name, r.name
@@ -465,7 +474,9 @@ class Interpreter:
                 lk = (prank, rrank, s.index, pname, rname)
                 if old is not None and old[2] != lk:
                     labels.move(old[2], None)
+                    slot_at.pop(old[2], None)
                 raw[s] = (st, (pname, rname, s.index), lk)
+                slot_at[lk] = s
                 labels.move(lk, st[2] if st[0] and not st[2].zero else None)
                 moved.append(s)
         if pages is None:
@@ -476,29 +487,34 @@ class Interpreter:
         for s in gone:
             _st, fkey, lk = raw.pop(s)
             labels.move(lk, None)
+            slot_at.pop(lk, None)
             gone_keys.append(fkey)
         relabelled = labels.labels()
         cur, dirty = self._cur, self._dirty
         changed = False
-        text = self._content_text
+        text = self._text_by_id
         for fkey in gone_keys:
             old = cur.pop(fkey, None)
             if old is not None:
                 dirty.setdefault(fkey, old)
                 changed = True
-        slot_of = self._slot_of
-        for s in itertools.chain(moved, (slot_of(lk) for lk in relabelled)):
+        frame_label = labels.label_of_frame
+        last_c = last_text = None
+        for s in itertools.chain(moved, (slot_at.get(lk) for lk in relabelled)):
             got = raw.get(s)
             if got is None:
                 continue
             st, fkey, lk = got
             if st[0]:
-                f = st[2]
-                c = text.get(st[5])
-                if c is None:
-                    c = text[st[5]] = str(st[5])
-                lab = "Z" if f.zero else labels.label(lk)
-                st = (True, st[1], lab, st[3], st[4], st[4] == 1 and not f.zero, c, st[6])
+                f, content = st[2], st[5]
+                if content is not last_c:       # (by identity: a page's content is shared
+                    got = text.get(id(content))  # by its copies)
+                    if got is None or got[0] is not content:
+                        got = text[id(content)] = (content, str(content))
+                    last_c, last_text = content, got[1]
+                lab = "Z" if f.zero else frame_label(f)
+                st = (True, st[1], lab, st[3], st[4], st[4] == 1 and not f.zero, last_text,
+                      st[6])
             else:
                 st = (False, st[1], None, None, None, None, None, False)
             old = cur.get(fkey)
@@ -508,12 +524,6 @@ class Interpreter:
                     dirty[fkey] = old
                 changed = True
         return changed
-
-    def _slot_of(self, lk: tuple):
-        """The slot at a FrameLabels page key (a live page), or None."""
-        p = self.m.procs.get(lk[3])
-        r = p.regions.get(lk[4]) if p is not None else None
-        return r.pages[lk[2]] if r is not None and lk[2] < len(r.pages) else None
 
     def observe(self, faults: dict) -> dict:
         """The fields that changed since the last record (docs/run-record.md): the fields
