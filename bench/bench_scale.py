@@ -33,6 +33,9 @@ instead (``bench/ltp-ksm01-3x128mb.scenario`` is ``--pages 32768``: LTP's real s
 Not a timed test: run it by hand,
 
     nice -n 10 python3 bench/bench_scale.py --pages 1024,32768 --runs 3 [--host]
+
+``--sparse N`` times the other end instead: one process fills the pages and forks, then N
+statements each write one page (the cost of a statement that changes one page).
 """
 
 from __future__ import annotations
@@ -97,6 +100,21 @@ def ksm01_scenario(pages: int, unit: int = 0) -> str:
             out.append(f"{c}: madvise {m} unmergeable")
     out += ["ksm settle", "expect counter pages_shared +0", "expect counter pages_sharing +0",
             f"expect A {regions[0]} not ksm"]
+    return "\n".join(out) + "\n"
+
+
+def sparse_scenario(pages: int, writes: int) -> str:
+    """The other end from ksm01: one process fills ``pages`` pages (one frame each) and
+    forks, then ``writes`` statements each write one page (a copy of one COW-shared
+    frame): what a statement costs when it changes one page of a large scenario."""
+    out = [f"# {pages} pages filled and forked, then {writes} one-page writes",
+           f'scenario "sparse: {writes} one-page writes over {pages} shared pages"',
+           "tags scale", "", "process P", f"P: mmap m0 {pages}", "P: fill m0 0x61",
+           "P: fork B"]
+    for k in range(writes):
+        i = (k * 7919) % pages
+        out += [f"P: write m0[{i}] 0x{(k % 200) + 0x30:02x}",
+                f"expect P m0[{i}] not same-frame B m0[{i}]"]
     return "\n".join(out) + "\n"
 
 
@@ -167,10 +185,13 @@ def main() -> int:
     ap.add_argument("--host", action="store_true", help="also on the host kernel (root)")
     ap.add_argument("--no-model", action="store_true")
     ap.add_argument("--write", metavar="PATH", help="write the scenario (first size) and stop")
+    ap.add_argument("--sparse", type=int, default=0, metavar="N",
+                    help="instead of ksm01: fill and fork, then N one-page writes")
     args = ap.parse_args()
     sizes = [int(x) for x in args.pages.split(",")]
     if args.write:
-        Path(args.write).write_text(ksm01_scenario(sizes[0], args.unit))
+        Path(args.write).write_text(sparse_scenario(sizes[0], args.sparse) if args.sparse
+                                    else ksm01_scenario(sizes[0], args.unit))
         return 0
     from ksmdiff.versions import ERA_VERSIONS
     names = ERA_VERSIONS if args.version == "all" else args.version.split(",")
@@ -178,7 +199,8 @@ def main() -> int:
     label = "all eras" if args.version == "all" else ",".join(map(str, versions))
     print(f"load average before: {os.getloadavg()}; cpus: {os.cpu_count()}")
     for pages in sizes:
-        text = ksm01_scenario(pages, args.unit)
+        text = (sparse_scenario(pages, args.sparse) if args.sparse
+                else ksm01_scenario(pages, args.unit))
         nstmt = sum(1 for line in text.splitlines() if line and not line.startswith("#"))
         targets = [] if args.no_model else [("model " + label,
                                              lambda: models_once(text, versions))]

@@ -125,7 +125,7 @@ class History:
         self._n = 0                              # records committed
         self._live = 0                           # keys present in the latest record
         self._interned: dict = {}
-        self._order: dict[str, int] = {}
+        self._order: dict[str, int] = {}         # built by rank() when asked
 
     def intern(self, key: str, v: Any) -> Any:
         """One shared object per (field name, value): {True} and {1} are equal sets, so the
@@ -154,7 +154,6 @@ class History:
                 if v is ABSENT:
                     continue
                 hist[key] = ([pos], [v])
-                self._order[key] = len(self._order)
                 self._live += 1
                 changed.append(key)
                 continue
@@ -205,6 +204,10 @@ class History:
 
     def rank(self, key: str) -> int:
         """The key's place in first-appearance order."""
+        if len(self._order) != len(self._hist):
+            # (the history's keys are in first-appearance order; one index for all the
+            # keys, made when a divergence is sorted, not one entry per commit)
+            self._order = {k: i for i, k in enumerate(self._hist)}
         h = self._order.get(key)
         return len(self._order) if h is None else h
 
@@ -476,6 +479,126 @@ def _key_order(key: str) -> tuple:
 
 def _sort_key(v: Any) -> tuple:
     return (type(v).__name__, str(v))
+
+
+_FRAME_NAMES: list = []        # F0, F1, ...: one string object each
+
+
+class FrameLabels:
+    """Canonical per-record frame labels (:func:`label_frames`) kept up to date from what
+    changed, so that a record costs the pages whose frame or label moved, not every page.
+
+    A page is any key that sorts in canonical page order (processes in creation order,
+    regions in mmap order, pages by index); a frame is any hashable id (the zero page and
+    "not present" are not frames here: the caller shows them as ``"Z"`` and ``None``).
+    ``F<n>`` goes to the frame whose first page comes n-th, as :func:`label_frames` gives
+    it.  :meth:`move` sets pages' frames; :meth:`labels` then says which pages' labels
+    changed since the last call.  Work: the moved pages, a sort of the frames whose first
+    page moved merged into the others (C speed), and the pages of every frame whose label
+    changed (those are changes of the record)."""
+
+    def __init__(self) -> None:
+        self._frame_of: dict = {}       # page -> frame
+        self._pages: dict = {}          # frame -> {page: None}
+        self._first: dict = {}          # frame -> its first page
+        self._order: list = []          # (first page, frame), sorted
+        self._label: dict = {}          # frame -> label
+        self._moved: dict = {}          # page -> None: frame changed since labels()
+        self._touched: dict = {}        # frame -> pages added since labels() (or None)
+
+    def frame(self, page: Any) -> Any:
+        return self._frame_of.get(page)
+
+    def pages_of(self, frame: Any) -> Iterable:
+        """The pages mapping ``frame`` (as last moved): a view, do not keep it across a
+        :meth:`move`."""
+        return self._pages.get(frame, ())
+
+    def label(self, page: Any) -> Optional[str]:
+        f = self._frame_of.get(page)
+        return None if f is None else self._label[f]
+
+    def label_of_frame(self, frame: Any) -> str:
+        """The label of a frame some page maps (after :meth:`labels`)."""
+        return self._label[frame]
+
+    def move(self, page: Any, frame: Any) -> None:
+        """``page`` now maps ``frame`` (None: no frame, or the page went)."""
+        old = self._frame_of.get(page)
+        if old is frame or (old is not None and old == frame):
+            return
+        touched = self._touched
+        if old is not None:
+            del self._pages[old][page]
+            touched.setdefault(old, [])
+        if frame is None:
+            del self._frame_of[page]
+        else:
+            self._frame_of[page] = frame
+            ps = self._pages.get(frame)
+            if ps is None:
+                ps = self._pages[frame] = {}
+            ps[page] = None
+            added = touched.get(frame)
+            if added is None:
+                touched[frame] = [page]
+            else:
+                added.append(page)
+        self._moved[page] = None
+
+    def labels(self) -> Iterable:
+        """The pages whose label changed since the last call (moved pages included;
+        :meth:`label` gives the new one, None for a page with no frame)."""
+        out = self._moved
+        self._moved = {}
+        touched, self._touched = self._touched, {}
+        if not touched:
+            return out
+        first, pages = self._first, self._pages
+        moved_first = {}
+        for f, added in touched.items():
+            ps = pages.get(f)
+            old = first.get(f)
+            if not ps:
+                pages.pop(f, None)
+                new = None
+            elif old is not None and old in ps:
+                # (a page added and moved on again within the batch is not there)
+                new = min((pg for pg in added if pg in ps), default=old)
+                if new > old:
+                    new = old
+            else:
+                new = min(ps)
+            if new != old:
+                moved_first[f] = new
+        if not moved_first:
+            return out
+        old_order = self._order
+        order = [e for e in old_order if e[1] not in moved_first]
+        for f, new in moved_first.items():
+            if new is None:
+                del first[f]
+                self._label.pop(f, None)
+            else:
+                first[f] = new
+                order.append((new, f))
+        order.sort()
+        self._order = order
+        # labels change from the first place where the two orders differ
+        i, n = 0, min(len(order), len(old_order))
+        while i < n and order[i][1] == old_order[i][1]:
+            i += 1
+        label = self._label
+        names = _FRAME_NAMES
+        while len(names) < len(order):
+            names.append(f"F{len(names)}")
+        for j in range(i, len(order)):
+            f = order[j][1]
+            lab = names[j]
+            if label.get(f) is not lab:
+                label[f] = lab
+                out.update(dict.fromkeys(pages[f]))
+        return out
 
 
 def label_frames(order: Iterable[tuple[Any, Any]], zero: Any = "Z") -> dict[Any, str]:

@@ -121,6 +121,15 @@ Counters are deltas since the scenario began and appear only on versions that ha
 change only while ksmd runs (lazily); ``cow_ksm``, ``pgreuse``, ``ksm_swpin_copy``
 and ``ksm_zero_pages`` change at fault time.
 
+Cost: a record is built from what changed (observe.History).  After a statement on pages of
+one process (``run.LOCAL_STATEMENTS``: fill, write, read, madvise, mprotect, munmap, pin,
+mlock, uffd-wp ...) only those pages and the pages that map a frame they mapped before or
+after it are observed again and checked against the invariants; any other statement (fork,
+exit, exec, prctl, every ``ksm`` statement) observes and checks every page.  Frame labels
+follow observe.FrameLabels: only pages whose frame moved, or whose frame's first page in
+page order moved, are relabelled (a new frame early in page order still relabels every
+page after it: the labels are canonical per record).
+
 Mutants (``MUTANTS``), all in 5.1-5.8's ``reuse_ksm_page``/``do_wp_page``:
 
 * ``reuse-mapcount-2``: reuse also at page_count 2 (a KSM page mapped by two ptes), with

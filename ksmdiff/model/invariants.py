@@ -23,7 +23,16 @@ class Violation:
     detail: str
 
 
-def check(m: Machine, stmt: int, line: int) -> list[Violation]:
+def check(m: Machine, stmt: int, line: int, *, pages=None, frames=None,
+          sharers=None) -> list[Violation]:
+    """Every invariant over every page and live frame; or, after a statement that changed
+    only some pages (model/run.py LOCAL_STATEMENTS), over ``pages`` ((process, region,
+    slot): the statement's pages and every page mapping a frame they mapped before or
+    after it) and ``frames`` (those frames), with ``sharers``: (the pages that map a frame,
+    their names).  What the statement did not touch was checked when it last changed
+    (a statement of any other kind checks everything)."""
+    if pages is not None:
+        return _check_pages(m, stmt, line, pages, frames, sharers)
     out: list[Violation] = []
 
     def v(prop: str, detail: str) -> None:
@@ -77,6 +86,61 @@ def check(m: Machine, stmt: int, line: int) -> list[Violation]:
         pins = pin_counts.get(id(f), 0) if pin_counts else 0
         lst = mapped_by.get(f)
         nptes = len(lst) if lst is not None else 0
+        if f.refcount < 0 or f.mapcount < 0 or f.swap_refs < 0:
+            v("refcount", f"negative count on {f!r}")
+        if f.refcount < f.mapcount + pins + int(f.swapcache):
+            v("refcount", f"{f!r}: refcount < mapcount {f.mapcount} + pins {pins} + "
+                          f"swapcache {int(f.swapcache)}")
+        if f.mapcount != nptes:
+            v("refcount", f"{f!r}: mapcount {f.mapcount} but {nptes} ptes map it")
+    return out
+
+
+def _check_pages(m: Machine, stmt: int, line: int, pages, frames, sharers) -> list[Violation]:
+    sharers, sharer_names = sharers
+    out: list[Violation] = []
+
+    def v(prop: str, detail: str) -> None:
+        out.append(Violation(stmt, line, prop, detail))
+
+    def where(p, r, s) -> str:
+        return f"{p.name}/{r.name}[{s.index}]"
+
+    for p, r, s in pages:
+        if not (s.mapped and p.alive):
+            continue
+        pte = s.pte
+        present = pte.present
+        f = pte.frame if present else pte.swap
+        if f is None:
+            continue
+        if f.content != s.logical:
+            v("isolation", f"{where(p, r, s)} holds {f.content} but {p.name} wrote "
+                           f"{s.logical}")
+        if f.freed:
+            v("refcount", f"{where(p, r, s)} maps a freed page {f!r}")
+        if not present:
+            continue
+        if f.zero:
+            if pte.writable:
+                v("ksm-writable", f"{where(p, r, s)} maps the zero page writable")
+            continue
+        if pte.writable:
+            if f.ksm:
+                v("ksm-writable", f"{where(p, r, s)} maps KSM page {f!r} writable")
+            if len(sharers(f)) > 1:
+                me = where(p, r, s)
+                v("writable-exclusive",
+                  f"{me} is writable but {f!r} is also mapped by "
+                  f"{', '.join(x for x in sharer_names(f) if x != me)}")
+    pin_counts = m.pin_counts()
+    done: set = set()
+    for f in frames:
+        if f.zero or f.freed or id(f) in done:
+            continue
+        done.add(id(f))
+        pins = pin_counts.get(id(f), 0) if pin_counts else 0
+        nptes = len(sharers(f))
         if f.refcount < 0 or f.mapcount < 0 or f.swap_refs < 0:
             v("refcount", f"negative count on {f!r}")
         if f.refcount < f.mapcount + pins + int(f.swapcache):

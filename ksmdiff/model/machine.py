@@ -20,7 +20,7 @@ MAX_COUNTER_CHOICES = 64
 
 class Machine:
     def __init__(self, version: KernelVersion, mutant: Optional[str] = None,
-                 assume: Optional[dict[str, bool]] = None):
+                 assume: Optional[dict[str, bool]] = None, *, keep_frames: bool = True):
         self.version = version
         # the value taken in this run by every kernel fact unknown for ``version`` and by
         # every condition of the environment a scenario does not control (run.ASSUMPTIONS)
@@ -30,7 +30,10 @@ class Machine:
         self.procs: dict[str, Process] = {}
         self.ksm = KsmState()
         self.zero_page = Frame("Z", ZERO_CONTENT, zero=True, anon=False)
-        self.frames: list[Frame] = []          # every frame ever allocated (for the tests)
+        # every frame ever allocated, for callers that inspect them (the tests); a run
+        # keeps only the frames still referenced (keep_frames=False)
+        self.frames: list[Frame] = []
+        self._keep_frames = keep_frames
         self._live: list[Frame] = []           # those not yet seen freed (for invariants)
         self._next_fid = 0
         self._next_seq = 0
@@ -101,7 +104,8 @@ class Machine:
         node it comes from (memory.policy_node)."""
         f = Frame(self._next_fid, content, refcount=1, maybe_pvec=True, nid=nid)
         self._next_fid += 1
-        self.frames.append(f)
+        if self._keep_frames:
+            self.frames.append(f)
         self._live.append(f)
         return f
 

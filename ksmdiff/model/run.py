@@ -11,7 +11,8 @@ from ksmdiff.model import memory as M
 from ksmdiff.model.invariants import Violation, check
 from ksmdiff.model.machine import Machine
 from ksmdiff.model.state import PageSlot, Process, Region, ZERO_CONTENT
-from ksmdiff.observe import (ABSENT, ANY, PAGE_FIELDS, PRCTL_MERGE, History, Record, changes,
+from ksmdiff.observe import (ABSENT, ANY, PAGE_FIELDS, PRCTL_MERGE, FrameLabels, History,
+                             Record, changes,
                              proc_abs_counter_key,
                              counter_key, page_key, proc_counter_key)
 from ksmdiff.scenario import ast as A
@@ -30,6 +31,16 @@ MUTANTS = ("no-freeze", "freeze-at-2", "no-swapcache-check", "no-stable-node-che
 FAULT_COUNTERS = ("cow_ksm", "pgreuse", "ksm_swpin_copy", "full_scans", "pages_unshared",
                   "pages_volatile", "pages_skipped")
 SETTLE_MIN_SCANS = 2
+
+# Statements on pages of one process (``P: ... TARGET``): they change only the target
+# pages' ptes and the frames those map (run(): observed and checked there only).
+LOCAL_STATEMENTS = (A.Fill, A.Write, A.ForceWrite, A.Read, A.Pin, A.Unpin, A.Mlock,
+                    A.Munlock, A.UffdWp, A.Mprotect, A.Madvise, A.Munmap)
+# ... of which these take faults on the target pages (their ``fault`` fields)
+FAULT_STATEMENTS = (A.Fill, A.Write, A.ForceWrite, A.Read)
+# ... and these touch no rmap_item (only ksmd's scan, unmerging and exit do)
+ITEM_STATEMENTS = (A.Fill, A.Write, A.ForceWrite, A.Read, A.Pin, A.Unpin, A.Mlock,
+                   A.Munlock, A.UffdWp, A.Mprotect)
 SETTLE_MAX_SCANS = 64
 
 
@@ -97,7 +108,8 @@ def run_model(scenario: A.Scenario, version: KernelVersion, *,
     names = sorted(why)
     runs = []
     for values in itertools.product((False, True), repeat=len(names)):
-        interp = Interpreter(scenario, version, mutant, assume=dict(zip(names, values)))
+        interp = Interpreter(scenario, version, mutant, assume=dict(zip(names, values)),
+                             keep_frames=False)
         interp.run()
         runs.append(interp)
     records = merge_records([r.records for r in runs], [why[n] for n in names])
@@ -154,25 +166,34 @@ def merge_records(runs: list[list[Record]], reasons: list[str]) -> list[Record]:
 
 class Interpreter:
     def __init__(self, scn: A.Scenario, version: KernelVersion, mutant: Optional[str],
-                 assume: Optional[dict[str, bool]] = None):
+                 assume: Optional[dict[str, bool]] = None, *, keep_frames: bool = True):
         self.scn = scn
         if assume is None:
             # a direct caller (tests): the quiet branch of every environment condition
             assume = {name: False for name in ENVIRONMENT}
             assume.update({n: False for n in FACTS if has_fact(version, n) is None})
-        self.m = Machine(version, mutant, assume)
+        self.m = Machine(version, mutant, assume, keep_frames=keep_frames)
         self.cgroup_mems: dict[str, int] = {}  # cgroup -> its cpuset's node (cgroup ... mems)
         self.records: list[Record] = []
         self.violations: list[Violation] = []
         # the stream's fields, as changes (observe.History), and what the last record
         # showed: each page's state tuple (_page_states), the fault keys, the counters
         self.history = History()
-        self._shown: dict = {}
+        self._labels = FrameLabels()
+        self._slot_at: dict = {}            # place in page order -> slot (sync)
+        self._raw: dict = {}                # slot -> its state with the frame itself,
+                                            # its key, its place in page order (sync)
+        self._ranks: dict = {}              # region -> (process, its places)
+        self._cur: dict = {}                # page -> its state, the frame's label
+        self._dirty: dict = {}              # page -> its state in the last record
+        self._items = None                  # the rmap_item counts (ksmd_gauges)
+        self._protnone = False              # some mprotect ... none ran
         self._shown_faults: set = set()
         self._shown_counters: dict = {}
         self._sets: dict = {}
         self._prefixes: dict = {}           # page -> its field keys (_keys)
         self._content_text: dict = {}       # Content -> its text
+        self._text_by_id: dict = {}         # id(Content) -> (Content, its text) (sync)
         self._fields_of: dict = {}          # page state -> its fields (_page_fields)
         self.m.procs[scn.initial] = Process(scn.initial)
         # per-process counters at the creation of each process (``expect counter P NAME``
@@ -191,12 +212,26 @@ class Interpreter:
             touched: list[tuple[Process, Region, PageSlot]] = []
             before = {}
             handler = getattr(self, "do_" + type(s).__name__)
-            if isinstance(s, (A.Fill, A.Write, A.ForceWrite, A.Read)):
+            # a statement on pages of one process changes only those pages' ptes and the
+            # frames they map before and after it: only those pages and the pages mapping
+            # those frames are observed again (and checked); any other statement, all
+            targets = None
+            if isinstance(s, LOCAL_STATEMENTS):
                 p = m.procs[s.proc]
-                r = p.regions[s.target.region]
-                for idx in s.target.indices(len(r.pages)):
-                    slot = r.pages[idx]
-                    touched.append((p, r, slot))
+                r = p.regions.get(s.target.region)
+                if r is not None:
+                    targets = [(p, r, r.pages[idx]) for idx in s.target.indices(len(r.pages))]
+            frames: list = []
+            if targets is not None:
+                for _p, _r, slot in targets:
+                    pte = slot.pte
+                    if pte.present:
+                        frames.append(pte.frame)
+                    if pte.swap is not None:
+                        frames.append(pte.swap)
+            if isinstance(s, FAULT_STATEMENTS):
+                touched = targets or []
+                for _p, _r, slot in touched:
                     before[id(slot)] = self._known_frame(slot)
             for _p, _r, slot in touched:
                 if slot.maybe_absent:
@@ -216,21 +251,47 @@ class Interpreter:
                 out |= m.fault_alternatives.get(id(slot), set())
                 out = frozenset(out)
                 faults[(p.name, r.name, slot.index)] = self._sets.setdefault(("fault", out), out)
+            if targets is None:
+                slots = (slot for p in m.procs.values() for r in p.regions.values()
+                         for slot in r.pages)
+            else:
+                slots = (slot for _p, _r, slot in targets)
+                for _p, _r, slot in targets:
+                    pte = slot.pte
+                    if pte.present:
+                        frames.append(pte.frame)
+                    if pte.swap is not None:
+                        frames.append(pte.swap)
+            for slot in slots:
+                if slot.mapped:       # (_known_frame, inline)
+                    pte = slot.pte
+                    if pte.present:
+                        slot.last_frame = pte.frame
+                    elif pte.swap is not None:
+                        slot.last_frame = pte.swap
             for p in m.procs.values():
-                for r in p.regions.values():
-                    for slot in r.pages:
-                        if slot.mapped:       # (_known_frame, inline: every page, every step)
-                            pte = slot.pte
-                            if pte.present:
-                                slot.last_frame = pte.frame
-                            elif pte.swap is not None:
-                                slot.last_frame = pte.swap
                 if p.alive:
                     self._note_possible_vma_merges(p)
+            if targets is None or not isinstance(s, ITEM_STATEMENTS):
+                self._items = None              # the rmap_item counts: count again
+            pages = None
+            if targets is not None:
+                frames = list({id(f): f for f in frames if not f.zero}.values())
+                reach = len(targets) + sum(len(self._labels.pages_of(f)) for f in frames)
+                if 2 * reach > len(self._raw):
+                    # (most pages: one walk over all of them costs less than the lookups)
+                    targets = None
+                else:
+                    pages = self._with_sharers(targets, frames)
+            self.sync(pages)
             note = "; ".join(m.notes[n_notes:])
             view, delta = self.history.commit_delta(self.observe(faults), shared=True)
             self.records.append(Record(i, s.pos.line, view, note=note, delta=delta))
-            self.violations.extend(check(m, i, s.pos.line))
+            if targets is None:
+                self.violations.extend(check(m, i, s.pos.line))
+            else:
+                self.violations.extend(check(m, i, s.pos.line, pages=pages, frames=frames,
+                                             sharers=(self._sharers, self._sharer_names)))
 
     @staticmethod
     def _note_possible_vma_merges(p: Process) -> None:
@@ -334,30 +395,159 @@ class Interpreter:
             got = self._prefixes[key] = tuple(prefix + n for n in PAGE_FIELDS)
         return got
 
+    # -- incremental observation: each page's state as of the last sync (``_cur``), the
+    # frames' labels (observe.FrameLabels), and the pages whose state moved since the last
+    # record with the state that record showed (``_dirty``)
+
+    def _rank(self, p: Process, r: Region) -> tuple:
+        """(process, region) place in canonical page order: processes in creation order
+        (an exec'd process keeps its name's place), regions in mmap order."""
+        got = self._ranks.get(r)
+        if got is None or got[0] is not p:
+            got = self._ranks[r] = (p, list(self.m.procs).index(p.name),
+                                    list(p.regions).index(r.name))
+        return got
+
+    def _with_sharers(self, targets: list, frames: list) -> list:
+        """``targets`` and every page (as last synced) that maps one of ``frames``."""
+        out = list(targets)
+        seen = {id(slot) for _p, _r, slot in targets}
+        procs = self.m.procs
+        done: set = set()
+        for f in frames:
+            if f.zero or id(f) in done:
+                continue
+            done.add(id(f))
+            for lk in self._labels.pages_of(f):
+                p = procs[lk[3]]
+                r = p.regions[lk[4]]
+                slot = self._slot_at[lk]
+                if id(slot) not in seen:
+                    seen.add(id(slot))
+                    out.append((p, r, slot))
+        return out
+
+    def _sharers(self, f):
+        """The pages (as last synced) whose pte maps ``f``."""
+        return self._labels.pages_of(f)
+
+    def _sharer_names(self, f) -> list[str]:
+        return [f"{lk[3]}/{lk[4]}[{lk[2]}]" for lk in self._labels.pages_of(f)]
+
+    def sync(self, pages: Optional[list] = None) -> bool:
+        """Bring the pages' states up to date: ``pages`` (process, region, slot) that may
+        have changed, or None for every page of every live process (and the pages that
+        went).  Returns whether any page's observable state changed."""
+        labels = self._labels
+        raw = self._raw                       # slot -> (state, page key, place)
+        moved: list = []                      # slots whose state or place changed
+        if pages is None:
+            groups = [(p, r, r.pages) for p in self.m.live_procs() for r in p.regions.values()]
+            seen: Optional[set] = set()
+        else:
+            groups = [(p, r, [s]) for p, r, s in pages]
+            seen = None
+        rank = self._rank
+        slot_at = self._slot_at
+        for p, r, slots in groups:
+            _p, prank, rrank = rank(p, r)
+            pname, rname = p.name, r.name
+            alive = p.alive
+            for s in slots:
+                if not s.mapped or not alive:
+                    continue
+                if seen is not None:
+                    seen.add(s)
+                pte = s.pte
+                if not pte.present:
+                    st = (False, pte.swap is not None, None, None, None, None, False)
+                else:
+                    f = pte.frame
+                    if f.zero:
+                        st = (True, pte.swap is not None, f, False, 0, f.content,
+                              s.maybe_absent)
+                    else:
+                        st = (True, pte.swap is not None, f, f.ksm, f.mapcount, f.content,
+                              False)
+                old = raw.get(s)
+                if old is not None and old[0] == st and old[2][0] == prank \
+                        and old[2][1] == rrank:
+                    continue               # (frames compare by identity)
+                lk = (prank, rrank, s.index, pname, rname)
+                if old is not None and old[2] != lk:
+                    labels.move(old[2], None)
+                    slot_at.pop(old[2], None)
+                raw[s] = (st, (pname, rname, s.index), lk)
+                slot_at[lk] = s
+                labels.move(lk, st[2] if st[0] and not st[2].zero else None)
+                moved.append(s)
+        if pages is None:
+            gone = [s for s in raw if s not in seen]
+        else:
+            gone = [s for p, r, s in pages if not (s.mapped and p.alive) and s in raw]
+        gone_keys = []
+        for s in gone:
+            _st, fkey, lk = raw.pop(s)
+            labels.move(lk, None)
+            slot_at.pop(lk, None)
+            gone_keys.append(fkey)
+        relabelled = labels.labels()
+        cur, dirty = self._cur, self._dirty
+        changed = False
+        text = self._text_by_id
+        for fkey in gone_keys:
+            old = cur.pop(fkey, None)
+            if old is not None:
+                dirty.setdefault(fkey, old)
+                changed = True
+        frame_label = labels.label_of_frame
+        last_c = last_text = None
+        for s in itertools.chain(moved, (slot_at.get(lk) for lk in relabelled)):
+            got = raw.get(s)
+            if got is None:
+                continue
+            st, fkey, lk = got
+            if st[0]:
+                f, content = st[2], st[5]
+                if content is not last_c:       # (by identity: a page's content is shared
+                    got = text.get(id(content))  # by its copies)
+                    if got is None or got[0] is not content:
+                        got = text[id(content)] = (content, str(content))
+                    last_c, last_text = content, got[1]
+                lab = "Z" if f.zero else frame_label(f)
+                st = (True, st[1], lab, st[3], st[4], st[4] == 1 and not f.zero, last_text,
+                      st[6])
+            else:
+                st = (False, st[1], None, None, None, None, None, False)
+            old = cur.get(fkey)
+            if old != st:
+                cur[fkey] = st
+                if fkey not in dirty:
+                    dirty[fkey] = old
+                changed = True
+        return changed
+
     def observe(self, faults: dict) -> dict:
         """The fields that changed since the last record (docs/run-record.md): the fields
         of pages whose state changed, pages that went (every field ABSENT), the faults of
-        this step (and the last step's going), counters that moved."""
+        this step (and the last step's going), counters that moved.  Reads the page states
+        as the last :meth:`sync` left them."""
         delta: dict = {}
-        states = self._page_states()
-        shown = self._shown
-        for key, st in states.items():
-            old = shown.get(key)
+        cur = self._cur
+        fields, keys, gone = self._page_fields, self._keys, self._GONE
+        for key, old in self._dirty.items():
+            st = cur.get(key)
             if old == st:
                 continue
-            new = self._page_fields(st)
-            was = self._GONE if old is None else self._page_fields(old)
-            for k, a, b in zip(self._keys(key), was, new):
+            new = gone if st is None else fields(st)
+            was = gone if old is None else fields(old)
+            for k, a, b in zip(keys(key), was, new):
                 if a is not b:
                     delta[k] = b
-        for key in shown.keys() - states.keys():
-            for k, a in zip(self._keys(key), self._page_fields(shown[key])):
-                if a is not ABSENT:
-                    delta[k] = ABSENT
-        self._shown = states
+        self._dirty = {}
         fault_keys = set()
         for key, outcomes in faults.items():
-            if key in states:
+            if key in cur:
                 k = self._keys(key)[-1]
                 fault_keys.add(k)
                 delta[k] = outcomes
@@ -384,7 +574,7 @@ class Interpreter:
         # 6.1-6.4 with PROT_NONE mergeable pages: stable 6.1.y levels took d74943a2f3cd in
         # some form (the lab's 6.1.192 keeps rmap_items for them but merges none), so the
         # rmap_item gauges there are not predicted
-        protnone_open = m.has("follow_page_skips_protnone") and any(
+        protnone_open = m.has("follow_page_skips_protnone") and self._protnone and any(
             s.prot == "none" and s.mergeable for p in m.live_procs() for _r, s in p.slots())
         for name in COUNTERS:
             if has_counter(m.version, name):
@@ -427,22 +617,44 @@ class Interpreter:
         ksm_rmap_items - pages_shared - pages_sharing - pages_unshared (general sysfs
         show function, every era).  ``pages_skipped`` (>= 6.7) is counted by the smart
         scan (ksm.should_skip_rmap_item), off unless the scenario sets smart_scan."""
-        items = [it for p in self.m.procs.values() for it in p.rmap_items.values()]
-        unshared = sum(1 for it in items if it.unstable and it.head is None)
-        stable = sum(1 for it in items if it.head is not None)
+        counts = self._item_counts()
+        items = sum(c[0] for c in counts.values())
+        stable = sum(c[1] for c in counts.values())
+        unshared = sum(c[2] for c in counts.values())
         return {"pages_unshared": unshared,
-                "pages_volatile": len(items) - stable - unshared}
+                "pages_volatile": items - stable - unshared}
+
+    def _item_counts(self) -> dict:
+        """process name -> (rmap_items, those in the stable tree, those in the unstable
+        tree only), one pass over the items; kept while only statements that touch no
+        rmap_item run (ITEM_STATEMENTS)."""
+        got = self._items
+        if got is None:
+            got = self._items = {}
+            for name, p in self.m.procs.items():
+                stable = unstable = 0
+                for it in p.rmap_items.values():
+                    if it.head is not None:
+                        stable += 1
+                    elif it.unstable:
+                        unstable += 1
+                got[name] = (len(p.rmap_items), stable, unstable)
+        return got
 
     def proc_counters(self, p: Process) -> dict[str, int]:
         """What one process's ksm_stat file shows (proc_pid_ksm_stat()): mm->ksm_rmap_items
         (alloc/free_rmap_item), mm->ksm_merging_pages (++ stable_tree_append(), -- when the item leaves the stable
         tree), mm->ksm_zero_pages (>= 6.6: ++ replace_page() with the zero page, -- when
         such a pte goes: ksm_might_unmap_zero_page())."""
-        return {"ksm_rmap_items": len(p.rmap_items),
-                "ksm_merging_pages": sum(1 for it in p.rmap_items.values()
-                                         if it.head is not None),
-                "ksm_zero_pages": sum(1 for _r, s in p.slots()
-                                      if s.pte.present and s.pte.ksm_zero)}
+        counts = self._item_counts().get(p.name) if self.m.procs.get(p.name) is p else None
+        if counts is None:
+            counts = (len(p.rmap_items),
+                      sum(1 for it in p.rmap_items.values() if it.head is not None), 0)
+        # (no pte is a KSM zero pte before replace_page() counted the first one)
+        zero = (sum(1 for _r, s in p.slots() if s.pte.present and s.pte.ksm_zero)
+                if "ksm_zero_pages" in self.m.counters else 0)
+        return {"ksm_rmap_items": counts[0], "ksm_merging_pages": counts[1],
+                "ksm_zero_pages": zero}
 
     def proc_abs_counters(self, p: Process) -> dict[str, int]:
         """The ksm_stat values themselves: the mm's own counts plus what it inherited."""
@@ -481,8 +693,9 @@ class Interpreter:
 
     def do_Fill(self, s: A.Fill) -> None:
         p = self.m.procs[s.proc]
+        content = A.Content(s.byte)
         for slot in self.slots(s.proc, s.target):
-            self.user_write(p, slot, A.Content(s.byte))
+            self.user_write(p, slot, content)
 
     def do_Write(self, s: A.Write) -> None:
         p = self.m.procs[s.proc]
@@ -549,6 +762,8 @@ class Interpreter:
 
     def do_Mprotect(self, s: A.Mprotect) -> None:
         self.note_split(s.proc, s.target)
+        if s.prot == "none":
+            self._protnone = True
         for slot in self.slots(s.proc, s.target):
             slot.prot = s.prot
             M.change_pte_range(self.m, slot, s.prot)
@@ -745,23 +960,26 @@ class Interpreter:
                 slot.mergeable = False
             p.merge_any = False
 
-    def _observable(self) -> tuple:
-        """What a settle's fixpoint compares: every page's state and the counter fields
-        that are not fault-time counters."""
+    def _settle_counters(self) -> dict:
+        """The counter fields a settle's fixpoint compares: not the fault-time ones."""
         fault = {counter_key(c) for c in FAULT_COUNTERS}
-        return (self._page_states(),
-                {k: v for k, v in self._counter_values().items() if k not in fault})
+        return {k: v for k, v in self._counter_values().items() if k not in fault}
 
     def do_KsmSettle(self, s: A.KsmSettle) -> None:
-        """At least two full scans, then until one more changes nothing observable."""
+        """At least two full scans, then until one more changes nothing observable (no
+        page's state, no counter but the fault-time ones)."""
         m = self.m
         for _ in range(SETTLE_MIN_SCANS):
             K.ksm_do_scan_full(m)
-        before = self._observable()
+        self._items = None
+        self.sync()
+        before = self._settle_counters()
         for _ in range(SETTLE_MAX_SCANS):
             K.ksm_do_scan_full(m)
-            after = self._observable()
-            if after == before:
+            self._items = None
+            moved = self.sync()
+            after = self._settle_counters()
+            if not moved and after == before:
                 break
             before = after           # (nothing runs between a scan and the next)
         else:

@@ -5,8 +5,8 @@ guest backend both feed it the probe's messages (wire.py)."""
 
 from __future__ import annotations
 
-from ksmdiff.observe import (ABSENT, OK, PAGE_FIELDS, PRCTL_MERGE, History, Record,
-                             label_frames, page_key, proc_abs_counter_key, proc_counter_key)
+from ksmdiff.observe import (ABSENT, OK, PAGE_FIELDS, PRCTL_MERGE, FrameLabels, History,
+                             Record, page_key, proc_abs_counter_key, proc_counter_key)
 from ksmdiff.probe import wire as W
 from ksmdiff.probe.compiler import Program
 from ksmdiff.probe.result import PROBE_COUNTERS, KernelRun
@@ -81,8 +81,7 @@ class ScenarioState:
         # keyed (proc, region, page) by the program's indices, which sort in canonical
         # page order; and what the last record showed of each page and counter
         self.entries: dict[tuple[int, int, int], list] = {}
-        self._order: list | None = []          # sorted(entries), None: to sort again
-        self._labels: dict = {}                # page -> frame label shown
+        self._frame_labels = FrameLabels()     # page -> its frame's label
         self._shown: dict = {}                 # page -> its fields shown (PAGE_FIELDS[:-1])
         self._shown_faults: dict = {}
         self._shown_counters: dict = {}
@@ -105,19 +104,11 @@ class ScenarioState:
         PRESENT, PFN, KSM, ZERO_PAGE = W.PRESENT, W.PFN, W.KSM, W.ZERO_PAGE
         changed: list = []
         faults: dict = {}
-        frames_moved = not self.records      # the first record labels every frame
         for e in msg[W.KEY_PAGES]:
             key = (e[W.PROC], e[W.REGION], e[W.PAGE])
             if len(e) == has_fault:
                 faults[key] = e[W.FAULT]
                 e = e[:W.FAULT]
-            old = entries.get(key)
-            if old is None:
-                self._order = None
-                frames_moved = True
-            elif (old[PRESENT] != e[PRESENT] or old[PFN] != e[PFN]
-                  or old[ZERO_PAGE] != e[ZERO_PAGE]):
-                frames_moved = True
             entries[key] = e
             changed.append(key)
             if e[PRESENT] and e[KSM] and not e[ZERO_PAGE]:
@@ -127,35 +118,31 @@ class ScenarioState:
             for i in range(lo, hi + 1):
                 if entries.pop((p, r, i), None) is not None:
                     gone.append((p, r, i))
-        if gone:
-            self._order = None
-            frames_moved = True
-        if frames_moved:
-            # frame labels are canonical per record (observe.label_frames): a frame that
-            # appeared, went or moved may relabel any page after it
-            if self._order is None:
-                self._order = sorted(entries)
-            labels = label_frames(
-                ((key, ("Z" if e[ZERO_PAGE] else e[PFN]) if e[PRESENT] else None)
-                 for key, e in ((key, entries[key]) for key in self._order)))
-            old_labels = self._labels
-            relabelled = [key for key, lab in labels.items() if old_labels.get(key) != lab]
-            self._labels = labels
-        else:
-            relabelled = []
+        # frame labels are canonical per record (observe.FrameLabels): a frame that
+        # appeared, went or moved may relabel pages after it
+        lab = self._frame_labels
+        for key in changed:
+            e = entries.get(key)
+            lab.move(key, e[PFN] if e is not None and e[PRESENT] and not e[ZERO_PAGE]
+                     else None)
+        for key in gone:
+            lab.move(key, None)
+        relabelled = lab.labels()
         fs = _singleton
         delta: dict = {}
         shown = self._shown
         ksm_flag = self.ksm_flag
-        labels = self._labels
         fields_of = self._fields_of
         for key in set(changed).union(relabelled):
+            if key not in entries:
+                continue
             e = entries[key]
             pk = (procs[key[0]], regions[key[1]], key[2])
             # one tuple of shared one-element sets per distinct page state (a scenario's
             # pages share a few states)
             if e[PRESENT]:
-                st = (True, ksm_flag, e[W.SWAPPED], labels[key], e[KSM], e[W.MAPCOUNT],
+                label = "Z" if e[ZERO_PAGE] else lab.label(key)
+                st = (True, ksm_flag, e[W.SWAPPED], label, e[KSM], e[W.MAPCOUNT],
                       e[W.EXCLUSIVE],
                       e[W.CONTENT])
             else:
@@ -163,7 +150,7 @@ class ScenarioState:
             new = fields_of.get(st)
             if new is None:
                 if e[PRESENT]:
-                    new = (fs(True), fs(bool(e[W.SWAPPED])), fs(labels[key]),
+                    new = (fs(True), fs(bool(e[W.SWAPPED])), fs(label),
                            fs(bool(e[KSM])) if ksm_flag else ABSENT, fs(int(e[W.MAPCOUNT])),
                            fs(bool(e[W.EXCLUSIVE])),
                            # null: PROT_NONE, never loaded
@@ -183,7 +170,6 @@ class ScenarioState:
             for fk, a_ in zip(_page_keys(*pk), shown.pop(key, _GONE)):
                 if a_ is not ABSENT:
                     delta[fk] = ABSENT
-            self._labels.pop(key, None)
         shown_f = self._shown_faults
         fault_fields = {}
         for key, outcome in faults.items():
