@@ -417,7 +417,7 @@ def qemu_command(kernel: KernelImage, initrd: Path, out: Path, *, smp: int = 1,
     # whose AML ran for 1.5 s per virtio device under TCG (Debian 6.1: the init to the
     # agent's start 7.6-12.7 s before, 4.6-4.9 s after; the source-built kernels have no
     # ACPI and pass the word on to init)
-    # numa=fake=2 (CONFIG_NUMA_EMU: Debian's kernels and configs/guest.config): two NUMA
+    # numa=fake=2 (CONFIG_NUMA_EMU: Debian's kernels and configs/numa.config): two NUMA
     # nodes of half the guest's memory each, the CPUs on node 0, for the scenarios that
     # place regions on a node (mmap R N node K) and merge_across_nodes 0.  Emulated nodes,
     # not qemu's -numa: that reaches the kernel through ACPI's SRAT only, and the source
