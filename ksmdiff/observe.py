@@ -127,6 +127,16 @@ class History:
         self._interned: dict = {}
         self._order: dict[str, int] = {}         # built by rank() when asked
 
+    def __getstate__(self) -> tuple:
+        """Pickled (a fuzz worker's model runs, sent back in bulk): the fields' histories
+        only; the interning table and the rank index are rebuilt when asked."""
+        return (self._hist, self._n, self._live)
+
+    def __setstate__(self, state: tuple) -> None:
+        self._hist, self._n, self._live = state
+        self._interned = {}
+        self._order = {}
+
     def intern(self, key: str, v: Any) -> Any:
         """One shared object per (field name, value): {True} and {1} are equal sets, so the
         field name keeps a bool field's set apart from an int field's."""

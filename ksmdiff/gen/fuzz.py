@@ -37,6 +37,7 @@ from ksmdiff.gen.canon import canonical_hash
 from ksmdiff.gen.reduce import ddmin
 from ksmdiff.gen.strategies import random_scenario
 from ksmdiff.gen.threeway import failure_signature
+from ksmdiff.internal.gcpause import collector_paused
 from ksmdiff.scenario import ast as A
 from ksmdiff.scenario import parse, print_scenario
 from ksmdiff.scenario.parser import parse_raw
@@ -214,13 +215,14 @@ def fuzz(run_batch: Callable, *, budget: float, seed: int, batch: int = 512,
         while time.monotonic() - t0 < budget:
             if not scns:
                 break                   # every draw is a scenario already run
-            nxt, dup = fresh_batch(rng, batch, seeded, max_steps, ran)
-            rep.duplicates += dup
-            if ahead is not None:
-                ahead.submit(nxt)       # made while the kernel runs this batch
-                cells = run_batch(scns, ahead.result)
-            else:
-                cells = run_batch(scns)
+            with collector_paused():    # bulk work on acyclic objects (gcpause.py)
+                nxt, dup = fresh_batch(rng, batch, seeded, max_steps, ran)
+                rep.duplicates += dup
+                if ahead is not None:
+                    ahead.submit(nxt)       # made while the kernel runs this batch
+                    cells = run_batch(scns, ahead.result)
+                else:
+                    cells = run_batch(scns)
             rep.batches += 1
             rep.scenarios += len(scns)
             rep.seconds = time.monotonic() - t0

@@ -8,6 +8,8 @@ from __future__ import annotations
 import multiprocessing
 import os
 
+from ksmdiff.internal.gcpause import collector_paused
+
 
 def _serve(conn, fn) -> None:
     try:
@@ -19,7 +21,8 @@ def _serve(conn, fn) -> None:
             if job is None:
                 return
             try:
-                conn.send(("ok", fn(job)))
+                with collector_paused():    # a batch's results: many objects, no cycles
+                    conn.send(("ok", fn(job)))
             except Exception as e:        # the fuzzer makes them itself then
                 conn.send(("error", f"{type(e).__name__}: {e}"))
     except KeyboardInterrupt:
@@ -52,7 +55,8 @@ class Ahead:
         batch = self.pending.pop(0)
         if self.conn is not None:
             try:
-                status, value = self.conn.recv()
+                with collector_paused():    # unpickled in bulk (gcpause.py)
+                    status, value = self.conn.recv()
                 if status == "ok":
                     return value
             except (OSError, EOFError):
@@ -60,6 +64,10 @@ class Ahead:
         return self.fn(batch)
 
     def close(self) -> None:
+        """Stop the worker.  One still making a batch nobody will take (the fuzzer's budget
+        ran out with the next batch submitted) is ended at once, not waited for: that batch
+        is seconds of CPU thrown away."""
+        busy = bool(self.pending)
         if self.conn is not None:
             try:
                 self.conn.send(None)
@@ -67,6 +75,8 @@ class Ahead:
                 pass
             self.conn.close()
             self.conn = None
+        if busy and self.proc.is_alive():
+            self.proc.kill()              # this object's own child, by its pid
         self.proc.join(timeout=5)
         if self.proc.is_alive():          # this object's own child, by its pid
             os.kill(self.proc.pid, 9)

@@ -195,6 +195,8 @@ class Interpreter:
         self._content_text: dict = {}       # Content -> its text
         self._text_by_id: dict = {}         # id(Content) -> (Content, its text) (sync)
         self._fields_of: dict = {}          # page state -> its fields (_page_fields)
+        self._plan = None                   # the counters this version shows (_counter_plan)
+        self._proc_keys: dict = {}          # (process, counter) -> its two field keys
         self.m.procs[scn.initial] = Process(scn.initial)
         # per-process counters at the creation of each process (``expect counter P NAME``
         # is the change since then): 0 for the first; a child's at fork
@@ -576,25 +578,41 @@ class Interpreter:
         # rmap_item gauges there are not predicted
         protnone_open = m.has("follow_page_skips_protnone") and self._protnone and any(
             s.prot == "none" and s.mergeable for p in m.live_procs() for _r, s in p.slots())
-        for name in COUNTERS:
-            if has_counter(m.version, name):
-                if name in gauges:
-                    out[counter_key(name)] = ANY if protnone_open else frozenset([gauges[name]])
-                else:
-                    out[counter_key(name)] = m.counter(name)
+        names, proc_names, prctl = self._counter_plan()
+        for name, key in names:
+            if name in gauges:
+                out[key] = ANY if protnone_open else frozenset([gauges[name]])
+            else:
+                out[key] = m.counter(name)
+        keys = self._proc_keys
         for p in m.live_procs():
             base = self.proc_base.get(p.name, {})
             for name, value in self.proc_abs_counters(p).items():
-                if has_proc_counter(m.version, name):
+                if name in proc_names:
                     open_ = protnone_open and name == "ksm_rmap_items"
-                    out[proc_counter_key(p.name, name)] = (
-                        ANY if open_ else frozenset([value - base.get(name, 0)]))
-                    out[proc_abs_counter_key(p.name, name)] = (
-                        ANY if open_ else frozenset([value]))
-            if has_feature(m.version, "prctl-merge"):
+                    k = keys.get((p.name, name))
+                    if k is None:
+                        k = keys[(p.name, name)] = (proc_counter_key(p.name, name),
+                                                    proc_abs_counter_key(p.name, name))
+                    out[k[0]] = ANY if open_ else frozenset([value - base.get(name, 0)])
+                    out[k[1]] = ANY if open_ else frozenset([value])
+            if prctl:
                 # >= 6.4 prctl(PR_GET_MEMORY_MERGE): test_bit(MMF_VM_MERGE_ANY)
                 out[proc_counter_key(p.name, PRCTL_MERGE)] = frozenset([p.merge_any])
         return out
+
+    def _counter_plan(self) -> tuple:
+        """The counters this run's version shows, from the fact table once a run: ((name,
+        field key) of each counter it has, the ksm_stat values it has, whether it has
+        prctl(PR_GET_MEMORY_MERGE))."""
+        plan = self._plan
+        if plan is None:
+            v = self.m.version
+            plan = self._plan = (
+                tuple((n, counter_key(n)) for n in COUNTERS if has_counter(v, n)),
+                frozenset(n for n in PROC_COUNTERS if has_proc_counter(v, n)),
+                has_feature(v, "prctl-merge"))
+        return plan
 
     def fields(self, faults: dict) -> dict:
         """The whole state as a record shows it (for callers outside the run loop)."""

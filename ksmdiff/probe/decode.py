@@ -43,6 +43,24 @@ def _page_keys(proc: str, region: str, index: int) -> tuple:
 
 _GONE = (ABSENT,) * (len(PAGE_FIELDS) - 1)
 
+_PROC_PLAN: dict = {}
+
+
+def _proc_keys(version: KernelVersion, proc: str) -> tuple:
+    """What a record shows of ``proc``'s entry of "m" on ``version``: ((index in the
+    entry's values, change key, value key) for each ksm_stat value the kernel has, the
+    prctl merge key or None).  The fact table is asked once per version."""
+    plan = _PROC_PLAN.get(version)
+    if plan is None:
+        plan = _PROC_PLAN[version] = (
+            tuple(j for j, name in enumerate(W.PROC_KSM_COUNTERS)
+                  if has_proc_counter(version, name)),
+            has_feature(version, "prctl-merge"))
+    shown, prctl = plan
+    return (tuple((j, proc_counter_key(proc, W.PROC_KSM_COUNTERS[j]),
+                   proc_abs_counter_key(proc, W.PROC_KSM_COUNTERS[j])) for j in shown),
+            proc_counter_key(proc, PRCTL_MERGE) if prctl else None)
+
 
 class ScenarioState:
     """What the runner knows of one scenario while it replays: its records, its counters
@@ -86,6 +104,7 @@ class ScenarioState:
         self._shown_faults: dict = {}
         self._shown_counters: dict = {}
         self._fields_of: dict = {}             # page state -> its fields (shared tuples)
+        self._proc_keys: dict = {}             # probe proc index -> _proc_keys()
 
     def _record(self, msg: dict) -> None:
         k = msg[W.KEY_STMT]
@@ -213,21 +232,26 @@ class ScenarioState:
         """Per-process counters (/proc/PID/ksm_stat): the change since the process was
         created, the first process from 0, a child from its values in its fork's record
         (dup_mm() copies the parent's counters on kernels before the fork-counter fix)."""
+        keys = self._proc_keys
         for e in msg.get(W.KEY_PROC_KSM) or ():
             p, values = e[W.M_PROC], e[W.M_COUNTERS]
-            proc = self.prog.procs[p]
             base = self.proc_base.get(p, ())
             if not base:
                 # the first process and an exec'd one from 0; a child from its fork
                 base = self.proc_base[p] = ((0,) * len(values) if p == 0 or p in self.proc_base
                                             else tuple(values))
-            for name, v, b in zip(W.PROC_KSM_COUNTERS, values, base):
-                if v >= 0 and has_proc_counter(self.version, name):
-                    fields[proc_counter_key(proc, name)] = _singleton(v - b)
-                    fields[proc_abs_counter_key(proc, name)] = _singleton(v)
-            if (len(e) > W.M_MERGE_ANY and e[W.M_MERGE_ANY] >= 0
-                    and has_feature(self.version, "prctl-merge")):
-                fields[proc_counter_key(proc, PRCTL_MERGE)] = _singleton(bool(e[W.M_MERGE_ANY]))
+            got = keys.get(p)
+            if got is None:
+                got = keys[p] = _proc_keys(self.version, self.prog.procs[p])
+            shown, prctl_key = got
+            for j, key, abs_key in shown:
+                if j < len(values) and j < len(base):
+                    v = values[j]
+                    if v >= 0:
+                        fields[key] = _singleton(v - base[j])
+                        fields[abs_key] = _singleton(v)
+            if prctl_key is not None and len(e) > W.M_MERGE_ANY and e[W.M_MERGE_ANY] >= 0:
+                fields[prctl_key] = _singleton(bool(e[W.M_MERGE_ANY]))
 
     def _apply_barrier(self, msg: dict) -> None:
         pend = self.pending or {}
