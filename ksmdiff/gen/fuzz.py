@@ -215,7 +215,9 @@ def fuzz(run_batch: Callable, *, budget: float, seed: int, batch: int = 512,
         while time.monotonic() - t0 < budget:
             if not scns:
                 break                   # every draw is a scenario already run
-            with collector_paused():    # bulk work on acyclic objects (gcpause.py)
+            # bulk work on acyclic objects (gcpause.py); the batch's cells are dropped
+            # before the collector is back, so that its first pass has little to walk
+            with collector_paused():
                 nxt, dup = fresh_batch(rng, batch, seeded, max_steps, ran)
                 rep.duplicates += dup
                 if ahead is not None:
@@ -223,15 +225,14 @@ def fuzz(run_batch: Callable, *, budget: float, seed: int, batch: int = 512,
                     cells = run_batch(scns, ahead.result)
                 else:
                     cells = run_batch(scns)
+                failing = [(scn, sig) for scn, sig in zip(scns, map(_failing, cells)) if sig]
+                del cells
             rep.batches += 1
             rep.scenarios += len(scns)
             rep.seconds = time.monotonic() - t0
             if progress:
                 progress(rep)
-            for scn, tw in zip(scns, cells):
-                sig = _failing(tw)
-                if not sig:
-                    continue
+            for scn, sig in failing:
                 h0 = canonical_hash(scn)
                 if h0 in seen_hashes:
                     continue
