@@ -62,7 +62,10 @@ def judge_cell(cell, spec_model=None, spec_run=None) -> ThreeWayCell:
         if world.facts:
             spec_run = None                 # made in the era's world, not this version's
         if isinstance(spec_run, OutOfScope):
-            raise spec_run
+            # (returned, not raised: a raise would tie the exception, its traceback, this
+            # frame and the cell into a cycle that only the cyclic collector frees)
+            return ThreeWayCell(cell, era, SpecModelVerdict(SpecModel.OUT_OF_SCOPE),
+                                why=spec_run.why)
         run = spec_run if spec_run is not None else replay(world, cell.scenario)
     except OutOfScope as e:
         return ThreeWayCell(cell, era, SpecModelVerdict(SpecModel.OUT_OF_SCOPE), why=e.why)
