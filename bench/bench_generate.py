@@ -15,10 +15,15 @@
   (target >= 200/s; root, takes the runner lock: a wait for another run counts), or on
   a model with ``--fuzz-kernel``; every scenario run is distinct (draws repeating one
   already run are left out and counted); ``--no-pipeline``: the model's and spec's replays made
-  after the kernel's run instead of in a worker during it.
+  after the kernel's run instead of in a worker during it;
+* ``--fuzz-compare OLD_TREE``: ``ksmdiff fuzz --kernel host --seed S --budget N`` of another
+  checkout (e.g. ``git worktree add /tmp/old main``) and of this one, alternating, ``--runs``
+  each, the same seed and budget: the median scenarios per second of each and their ratio,
+  with the load average before and after every run (both trees draw the same scenarios).
 
     python bench/bench_generate.py [--runs 3] [--fuzz-seconds 60] [--no-host] [--json FILE]
         [--parts generate,replay,fuzz]
+    python bench/bench_generate.py --fuzz-compare OLD_TREE [--runs 3] [--fuzz-seconds 60]
 
 Not a timed test: read the numbers with the load average printed beside them.
 ``--json FILE`` writes every run's numbers (a benchmark result, ksmdiff/reports/
@@ -119,6 +124,43 @@ def bench_fuzz(kernel, seconds, batch, pipeline=True):
     return rep.rate, len(rep.found), rep.duplicates, rep.scenarios
 
 
+def fuzz_cli_rate(tree: Path, seconds: float, seed: int) -> tuple[float, int, str]:
+    """(scenarios/s, scenarios, load before and after) of one ``ksmdiff fuzz --kernel
+    host`` of the checkout ``tree``, in a process of its own; the note says when it waited
+    for another run's runner lock (that wait is in its time)."""
+    import re
+    import subprocess
+    import tempfile
+    before = os.getloadavg()[0]
+    with tempfile.TemporaryDirectory(prefix="ksmdiff-bench-fuzz-") as out:
+        got = subprocess.run(
+            [sys.executable, "-m", "ksmdiff", "fuzz", "--kernel", "host", "--budget",
+             f"{seconds:g}s", "--seed", str(seed), "--out", out, "-q"],
+            cwd=tree, env={**os.environ, "PYTHONPATH": str(tree)}, capture_output=True,
+            text=True)
+    m = re.search(r": (\d+) scenarios, .*\(([\d.]+) scenarios/s\)", got.stdout)
+    if m is None:
+        raise RuntimeError(f"ksmdiff fuzz in {tree} said: {got.stdout[-500:]}{got.stderr[-500:]}")
+    waited = "waiting for another ksmdiff run" in got.stderr   # the runner lock
+    return (float(m.group(2)), int(m.group(1)), f"{before:.1f}-{os.getloadavg()[0]:.1f}"
+            + (", waited for another kernel run" if waited else ""))
+
+
+def fuzz_compare(old: Path, runs: int, seconds: float, seed: int) -> int:
+    """Old and new trees' fuzz on the host, alternating, ``runs`` each."""
+    new = Path(__file__).resolve().parents[1]
+    rates: dict = {"old": [], "new": []}
+    for k in range(runs):
+        for name, tree in (("old", old), ("new", new)):
+            rate, n, load = fuzz_cli_rate(tree, seconds, seed)
+            rates[name].append(rate)
+            print(f"run {k + 1} {name}: {rate:.1f} scenarios/s ({n} in {seconds:g} s), "
+                  f"load {load}", flush=True)
+    mo, mn = statistics.median(rates["old"]), statistics.median(rates["new"])
+    print(f"median scenarios/s: old {mo:.1f}, new {mn:.1f}, new/old {mn / mo:.2f}")
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=3)
@@ -136,7 +178,12 @@ def main() -> int:
     ap.add_argument("--parts", default="generate,replay,fuzz",
                     help="which measurements, comma-separated (default all three)")
     ap.add_argument("--json", metavar="FILE")
+    ap.add_argument("--fuzz-compare", metavar="OLD_TREE",
+                    help="the host fuzz of OLD_TREE and of this tree, alternating")
+    ap.add_argument("--fuzz-seed", type=int, default=1)
     a = ap.parse_args()
+    if a.fuzz_compare:
+        return fuzz_compare(Path(a.fuzz_compare).resolve(), a.runs, a.fuzz_seconds, a.fuzz_seed)
     host = bench_record.start()
     out = {"load": os.getloadavg()}
     parts = set(a.parts.split(","))

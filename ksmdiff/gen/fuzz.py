@@ -92,18 +92,35 @@ class SpecSeeded:
             raw = parse_raw(head + "process A\n" + line + "\n", "<fuzz>")
             self.alphabet.extend(raw.statements)
         self.max_extra = max_extra
+        self._validity: dict = {}
 
     def draw(self, rng: random.Random, title: str = "fuzz") -> A.Scenario:
-        initial, stmts = self.prefixes[rng.randrange(len(self.prefixes))]
+        k = rng.randrange(len(self.prefixes))
+        initial, stmts = self.prefixes[k]
         stmts = list(stmts)
+        picked: tuple = (title, k)          # the draw so far, by prefix and alphabet index
         for _ in range(rng.randint(1, self.max_extra)):
-            cand = stmts + [self.alphabet[rng.randrange(len(self.alphabet))]]
-            try:
-                validate(A.Scenario(title, initial, tuple(cand)))
-            except InputError:
-                continue
-            stmts = cand
+            j = rng.randrange(len(self.alphabet))
+            cand = stmts + [self.alphabet[j]]
+            if self._valid(picked + (j,), initial, cand, title):
+                stmts = cand
+                picked += (j,)
         return A.Scenario(title, initial, tuple(stmts))
+
+    def _valid(self, key: tuple, initial: str, stmts: list, title: str) -> bool:
+        """Does the validator take ``stmts``?  Remembered by ``key`` (title, prefix index,
+        alphabet indices): draws share their first steps, and the validator is pure."""
+        got = self._validity.get(key)
+        if got is None:
+            try:
+                validate(A.Scenario(title, initial, tuple(stmts)))
+                got = True
+            except InputError:
+                got = False
+            if len(self._validity) >= 1 << 16:
+                self._validity.clear()
+            self._validity[key] = got
+        return got
 
 
 def draw_batch(rng: random.Random, n: int, seeded: Optional[SpecSeeded] = None,

@@ -702,13 +702,23 @@ def _run_kernel(scenarios, *, batch, progress, journal_dir,
     # features this kernel lacks: unsupported, not failed
     todo: list[int] = []
     needs = {}
+    machine: dict = {}       # the memory nodes and cgroup controllers, read once a run
+
+    def nodes():
+        if "nodes" not in machine:
+            machine["nodes"] = system.memory_nodes()
+        return machine["nodes"]
+
+    def controllers():
+        if "cgroups" not in machine:
+            machine["cgroups"] = system.cgroup_controllers()
+        return machine["cgroups"]
     for i, s in enumerate(scenarios):
         feats = implied_features(s)
         needs[i] = feats
         missing = [f for f in feats if not has_feature(version, f)]
         too_big = beyond_probe(s)
-        no_node = (beyond_nodes(s, system.memory_nodes())
-                   or beyond_cgroups(s, system.cgroup_controllers()))
+        no_node = beyond_nodes(s, nodes()) or beyond_cgroups(s, controllers())
         # a knob this kernel has no file for (merge_across_nodes without CONFIG_NUMA)
         no_knob = sorted({x.knob for x in s.statements if isinstance(x, A.KsmSet)
                           and not (system.KSM_DIR / x.knob).exists()})

@@ -77,3 +77,31 @@ def test_fresh_batch_leaves_out_scenarios_already_run():
     assert dup2 == dup1
     nxt, _ = fresh_batch(random.Random(4), 200, seeded, 12, ran)
     assert not {canonical_hash(s) for s in nxt} & set(hashes)
+
+
+def test_remembered_validity_draws_what_validating_every_step_draws():
+    """SpecSeeded remembers which extensions the validator took: the draws of a seed are
+    the ones that validating every candidate gives (the drawing as it was before)."""
+    from ksmdiff.errors import InputError
+    from ksmdiff.scenario.validate import validate
+    seeded = _seeded()
+    plain = _seeded()
+
+    def draw_validating(rng):
+        initial, stmts = plain.prefixes[rng.randrange(len(plain.prefixes))]
+        stmts = list(stmts)
+        for _ in range(rng.randint(1, plain.max_extra)):
+            cand = stmts + [plain.alphabet[rng.randrange(len(plain.alphabet))]]
+            try:
+                validate(A.Scenario("fuzz", initial, tuple(cand)))
+            except InputError:
+                continue
+            stmts = cand
+        return A.Scenario("fuzz", initial, tuple(stmts))
+    r1, r2 = random.Random(11), random.Random(11)
+    got = [seeded.draw(r1) for _ in range(400)]
+    want = [draw_validating(r2) for _ in range(400)]
+    assert [print_scenario(s) for s in got] == [print_scenario(s) for s in want]
+    assert seeded._validity and r1.random() == r2.random()
+    rejected = sum(1 for v in seeded._validity.values() if not v)
+    assert rejected > 0                       # some extensions were refused, and remembered
