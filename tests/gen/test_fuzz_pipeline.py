@@ -99,3 +99,29 @@ def test_fuzz_with_a_worker_draws_and_judges_as_without():
     n = min(a.batches, b.batches)
     assert n >= 1
     assert seen["plain"][:n] == seen["ahead"][:n]
+
+
+def _slow(batch):
+    import time
+    time.sleep(60)
+    return batch
+
+
+def test_closing_ends_a_worker_busy_with_a_batch_nobody_takes():
+    """The budget ran out with the next batch submitted: close() does not wait for it."""
+    import time
+    ahead = Ahead(_slow)
+    ahead.submit([1])
+    time.sleep(0.2)                         # the worker is inside _slow
+    t0 = time.monotonic()
+    ahead.close()
+    assert time.monotonic() - t0 < 3
+    assert not ahead.proc.is_alive()
+
+
+def test_closing_an_idle_worker_lets_it_end_by_itself():
+    ahead = Ahead(lambda b: b)
+    ahead.submit([1])
+    assert ahead.result() == [1]
+    ahead.close()
+    assert ahead.proc.exitcode == 0          # it read the end and returned, not killed
