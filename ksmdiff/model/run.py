@@ -14,7 +14,7 @@ from ksmdiff.model.state import PageSlot, Process, Region, ZERO_CONTENT
 from ksmdiff.observe import (ABSENT, ANY, PAGE_FIELDS, PRCTL_MERGE, FrameLabels, History,
                              Record, changes,
                              proc_abs_counter_key,
-                             counter_key, page_key, proc_counter_key)
+                             counter_key, page_key, page_name, proc_counter_key)
 from ksmdiff.scenario import ast as A
 from ksmdiff.scenario.validate import implied_features
 from ksmdiff.status import RunStatus
@@ -164,6 +164,11 @@ def merge_records(runs: list[list[Record]], reasons: list[str]) -> list[Record]:
     return out
 
 
+def _label_name(lk: tuple) -> str:
+    """A frame's label from its first page's place (Interpreter._rank): the page's name."""
+    return page_name(lk[3], lk[4], lk[2])
+
+
 class Interpreter:
     def __init__(self, scn: A.Scenario, version: KernelVersion, mutant: Optional[str],
                  assume: Optional[dict[str, bool]] = None, *, keep_frames: bool = True):
@@ -179,7 +184,7 @@ class Interpreter:
         # the stream's fields, as changes (observe.History), and what the last record
         # showed: each page's state tuple (_page_states), the fault keys, the counters
         self.history = History()
-        self._labels = FrameLabels()
+        self._labels = FrameLabels(_label_name)   # (pages keyed by their place: _rank)
         self._slot_at: dict = {}            # place in page order -> slot (sync)
         self._raw: dict = {}                # slot -> its state with the frame itself,
                                             # its key, its place in page order (sync)
@@ -347,8 +352,8 @@ class Interpreter:
                                                         s.maybe_absent)
                         continue
                     label = labels.get(f.fid)
-                    if label is None:
-                        label = labels[f.fid] = f"F{len(labels)}"
+                    if label is None:       # the frame's first page (observe.FrameLabels)
+                        label = labels[f.fid] = page_name(pname, rname, s.index)
                     out[(pname, rname, s.index)] = (True, swapped, label, f.ksm, f.mapcount,
                                                     f.mapcount == 1, c, False)
         return out

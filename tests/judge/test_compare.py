@@ -11,18 +11,18 @@ def rec(stmt, d):
     return Record(stmt, stmt + 3, {k: (v if v is ANY else frozenset(v)) for k, v in d.items()})
 
 
-MODEL = [rec(0, {"A/b[0].present": [True], "A/b[0].frame": ["F0"], "A/b[0].fault": ["reused", "copied"]}),
+MODEL = [rec(0, {"A/b[0].present": [True], "A/b[0].frame": ["A/b[0]"], "A/b[0].fault": ["reused", "copied"]}),
          rec(1, {"A/b[0].present": [True], "A/b[0].ksm": [True], "counter.cow_ksm": ANY})]
 
 
 def test_inclusion_holds():
-    kernel = [rec(0, {"A/b[0].present": [True], "A/b[0].frame": ["F0"], "A/b[0].fault": ["copied"]}),
+    kernel = [rec(0, {"A/b[0].present": [True], "A/b[0].frame": ["A/b[0]"], "A/b[0].fault": ["copied"]}),
               rec(1, {"A/b[0].present": [True], "A/b[0].ksm": [True], "counter.cow_ksm": [17]})]
     assert compare(MODEL, kernel) == []
 
 
 def test_value_outside_set_is_the_first_divergence():
-    kernel = [rec(0, {"A/b[0].present": [True], "A/b[0].frame": ["F0"], "A/b[0].fault": ["fresh"]}),
+    kernel = [rec(0, {"A/b[0].present": [True], "A/b[0].frame": ["A/b[0]"], "A/b[0].fault": ["fresh"]}),
               rec(1, {"A/b[0].present": [True], "A/b[0].ksm": [False]})]
     divs = compare(MODEL, kernel)
     assert [(d.stmt, d.key) for d in divs] == [(0, "A/b[0].fault"), (1, "A/b[0].ksm")]
