@@ -89,3 +89,11 @@ def test_frequencies_cover_every_alternative():
     t1 = tally([[rec(0, {"A/b[0].fault": ["copied"]})]])
     assert t1.frequencies(MODEL) == [(0, "A/b[0].fault", "copied", "always"),
                                      (0, "A/b[0].fault", "reused", "never")]
+
+
+def test_a_frame_divergence_says_what_a_frame_label_is():
+    model = [rec(0, {"A/b[1].frame": ["A/b[0]"]})]
+    kernel = [rec(0, {"A/b[1].frame": ["A/b[1]"]})]
+    d = first_divergence(compare(model, kernel))
+    assert d.describe() == ("line 3: A/b[1].frame: kernel showed A/b[1], model allows A/b[0] "
+                            "(a frame is named by the first page that maps it)")
