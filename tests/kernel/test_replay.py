@@ -132,7 +132,7 @@ def test_write_fault_on_a_ksm_page_copies_on_this_kernel(state_kept):
     assert w["A/buf[3].fault"] == "copied" and not w["A/buf[3].ksm"]
     assert w["A/buf[3].content"] == "0x5a+0x01" and w["counter.cow_ksm"] == 1
     forked = recs[6]
-    assert forked["A/buf[3].mapcount"] == 2 and forked["B/buf[3].frame"] == "A/buf[0]"
+    assert forked["A/buf[3].mapcount"] == 2 and forked["B/buf[3].frame"] == "A/buf[3]"
     assert recs[7]["B/buf[3].fault"] == "reused"
 
 
