@@ -1,7 +1,7 @@
 """The ports that need two NUMA nodes and cgroup v2 controllers (kselftest ksm_tests -N,
 LTP ksm02-ksm04, ksm06) run fully in the lab's guests (numa=fake=2, cgroup2 with
 +memory +cpuset) and hold.  One boot per kernel; a kernel absent from the store, or a
-source build without configs/numa.config (lab:5.8, by known.toml), skips with the
+source build without configs/numa.config (one built before known.toml asked for it), skips with the
 reason."""
 
 from __future__ import annotations
