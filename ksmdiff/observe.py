@@ -6,8 +6,9 @@ against the record of the last action before them).  A record maps field keys to
 of values allowed there:
 
 * page fields ``P/R[i].FIELD`` for every mapped page of every live process, FIELD one of
-  ``present`` (bool), ``swapped`` (bool), ``frame`` (``"F0"``, ``"F1"``, ... or ``"Z"`` for
-  the shared zero page; ``None`` when not present), ``ksm`` (bool), ``mapcount`` (int),
+  ``present`` (bool), ``swapped`` (bool), ``frame`` (the frame's label, e.g.
+  ``"A/buf[0]"``, or ``"Z"`` for the shared zero page; ``None`` when not present),
+  ``ksm`` (bool), ``mapcount`` (int),
   ``exclusive`` (bool, pagemap bit 56), ``content`` (``"0x5a"``, ``"0x5a+0x01"``,
   ``"zero"``, ``"zero+0x01"``; ``None`` when the kernel could not read it), and for the
   pages a ``read``/``write``/``fill`` touched in this step ``fault`` (``"reused"``: the
@@ -20,11 +21,21 @@ of values allowed there:
   what P's prctl(PR_GET_MEMORY_MERGE) returns.
 
 A page that is unmapped (or whose process exited) has no fields.  A field a kernel cannot
-report is absent, never guessed.  Frame labels are canonical *per record*: ``F0`` is the
-frame of the first present page in canonical page order (processes in creation order,
-regions in mmap order, pages by index), ``F1`` the next distinct one, and so on, so the
-labels say which pages share a frame and are immune to the kernel reusing a freed PFN.
-Whether a page kept its frame across a step is what ``fault`` says.
+report is absent, never guessed.
+
+A frame's label is the name of its *first page* in canonical page order (processes in
+creation order, regions in mmap order, pages by index): ``B/buf[3].frame == "A/buf[0]"``
+says B's page 3 maps the frame that A's page 0 maps, and A's page 0 is the first page
+mapping it.  The label is a function of which pages share a frame and nothing else, so
+the model's and a kernel's records compare by equality, and a kernel reusing a freed PFN
+changes nothing.  It is also stable: a frame appearing, going or gaining pages after its
+first leaves every other frame's label alone; only a frame whose first page leaves it (or
+that gains a page before its first) is relabelled.  (A label numbered by first-use order,
+``F0``, ``F1``, ..., was the earlier form: one new frame early in page order renumbered
+nearly every page after it, so a record carried almost every page.  A page's name rather
+than its place in page order, so that mapping or unmapping another region relabels
+nothing, and a label reads as a page the scenario names.)  Whether a page kept its frame
+across a step is what ``fault`` says.
 
 On the kernel every set has one element; the model gives every value a quiet kernel may
 show.  ``ANY`` means the model allows every value (e.g. a counter moved by ksmd churn).
@@ -35,7 +46,7 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator, Optional, Sequence
+from typing import Any, Callable, Iterable, Iterator, Optional, Sequence
 
 from ksmdiff.status import RunStatus
 
@@ -77,6 +88,11 @@ Allowed = Any  # frozenset[value] | ANY
 
 def page_key(proc: str, region: str, index: int, fieldname: str) -> str:
     return f"{proc}/{region}[{index}].{fieldname}"
+
+
+def page_name(proc: str, region: str, index: int) -> str:
+    """A page as a frame label names it (a frame's first page): ``"A/buf[3]"``."""
+    return f"{proc}/{region}[{index}]"
 
 
 def split_page_key(key: str) -> tuple[str, str, int, str]:
@@ -491,30 +507,29 @@ def _sort_key(v: Any) -> tuple:
     return (type(v).__name__, str(v))
 
 
-_FRAME_NAMES: list = []        # F0, F1, ...: one string object each
-
-
 class FrameLabels:
-    """Canonical per-record frame labels (:func:`label_frames`) kept up to date from what
-    changed, so that a record costs the pages whose frame or label moved, not every page.
+    """Canonical frame labels (:func:`label_frames`) kept up to date from what moved, so
+    that a record costs the pages whose frame or label moved, not every page.
 
     A page is any key that sorts in canonical page order (processes in creation order,
     regions in mmap order, pages by index); a frame is any hashable id (the zero page and
-    "not present" are not frames here: the caller shows them as ``"Z"`` and ``None``).
-    ``F<n>`` goes to the frame whose first page comes n-th, as :func:`label_frames` gives
-    it.  :meth:`move` sets pages' frames; :meth:`labels` then says which pages' labels
-    changed since the last call.  Work: the moved pages, a sort of the frames whose first
-    page moved merged into the others (C speed), and the pages of every frame whose label
-    changed (those are changes of the record)."""
+    "not present" are not frames here: the caller shows them as ``"Z"`` and ``None``).  A
+    frame's label is ``name(its first page)``, as :func:`label_frames` gives it.
+    :meth:`move` sets pages' frames; :meth:`labels` then says which pages' labels changed
+    since the last call: the moved pages, and every page of a frame whose first page
+    changed (a page before it came, or its first page went).  No other frame is relabelled,
+    so the work is the moved pages plus the pages of those frames (changes of the record
+    either way); finding a frame's new first page after its first page left is a scan of
+    that frame's pages, which all get the new label."""
 
-    def __init__(self) -> None:
+    def __init__(self, name: Callable[[Any], str] = str) -> None:
+        self._name = name
         self._frame_of: dict = {}       # page -> frame
         self._pages: dict = {}          # frame -> {page: None}
         self._first: dict = {}          # frame -> its first page
-        self._order: list = []          # (first page, frame), sorted
         self._label: dict = {}          # frame -> label
         self._moved: dict = {}          # page -> None: frame changed since labels()
-        self._touched: dict = {}        # frame -> pages added since labels() (or None)
+        self._touched: dict = {}        # frame -> pages added since labels()
 
     def frame(self, page: Any) -> Any:
         return self._frame_of.get(page)
@@ -562,17 +577,16 @@ class FrameLabels:
         out = self._moved
         self._moved = {}
         touched, self._touched = self._touched, {}
-        if not touched:
-            return out
-        first, pages = self._first, self._pages
-        moved_first = {}
+        first, pages, label, name = self._first, self._pages, self._label, self._name
         for f, added in touched.items():
             ps = pages.get(f)
             old = first.get(f)
             if not ps:
                 pages.pop(f, None)
-                new = None
-            elif old is not None and old in ps:
+                first.pop(f, None)
+                label.pop(f, None)
+                continue
+            if old is not None and old in ps:
                 # (a page added and moved on again within the batch is not there)
                 new = min((pg for pg in added if pg in ps), default=old)
                 if new > old:
@@ -580,49 +594,27 @@ class FrameLabels:
             else:
                 new = min(ps)
             if new != old:
-                moved_first[f] = new
-        if not moved_first:
-            return out
-        old_order = self._order
-        order = [e for e in old_order if e[1] not in moved_first]
-        for f, new in moved_first.items():
-            if new is None:
-                del first[f]
-                self._label.pop(f, None)
-            else:
                 first[f] = new
-                order.append((new, f))
-        order.sort()
-        self._order = order
-        # labels change from the first place where the two orders differ
-        i, n = 0, min(len(order), len(old_order))
-        while i < n and order[i][1] == old_order[i][1]:
-            i += 1
-        label = self._label
-        names = _FRAME_NAMES
-        while len(names) < len(order):
-            names.append(f"F{len(names)}")
-        for j in range(i, len(order)):
-            f = order[j][1]
-            lab = names[j]
-            if label.get(f) is not lab:
-                label[f] = lab
-                out.update(dict.fromkeys(pages[f]))
+                label[f] = name(new)
+                out.update(dict.fromkeys(ps))
         return out
 
 
-def label_frames(order: Iterable[tuple[Any, Any]], zero: Any = "Z") -> dict[Any, str]:
-    """Canonical per-record labels: ``order`` yields (page, frame-id) in canonical page order;
-    frame-ids equal to ``zero`` become ``"Z"``; ``None`` stays ``None``."""
+def label_frames(order: Iterable[tuple[Any, Any]], zero: Any = "Z",
+                 name: Callable[[Any], str] = str) -> dict[Any, Optional[str]]:
+    """Canonical labels: ``order`` yields (page, frame-id) in canonical page order; a frame
+    is labelled ``name(page)`` of its first page; frame-ids equal to ``zero`` become
+    ``"Z"``; ``None`` stays ``None``."""
     labels: dict[Any, str] = {}
-    out: dict[Any, str] = {}
+    out: dict[Any, Optional[str]] = {}
     for page, frame in order:
         if frame is None:
             out[page] = None
         elif frame == zero:
             out[page] = "Z"
         else:
-            if frame not in labels:
-                labels[frame] = f"F{len(labels)}"
-            out[page] = labels[frame]
+            lab = labels.get(frame)
+            if lab is None:
+                lab = labels[frame] = name(page)
+            out[page] = lab
     return out

@@ -235,7 +235,8 @@ def print_summary(scenarios, versions, cells, *, verbose: bool = False,
     out.write(f"\n{ok}/{total} runs held, {problems} problem(s)\n")
 
 
-RECORD_FORMAT = 1     # bumped when a field changes meaning (docs/run-record.schema.json)
+# bumped when a field changes meaning (docs/run-record.schema.json): the reader's
+from ksmdiff.reports.record import FORMAT as RECORD_FORMAT  # noqa: E402
 
 
 def write_json(path: str, scenarios, versions, cells, elapsed: float, argv: Sequence[str],

@@ -23,7 +23,7 @@ from ksmdiff.kspec.internal.cex import format_prints
 from ksmdiff.kspec.internal.check import ERA_SLUG, era_has, fact_gaps
 from ksmdiff.kspec.internal.explicit import Machine, _World
 from ksmdiff.kspec.internal.parse import parse_text
-from ksmdiff.observe import Record, label_frames, page_key
+from ksmdiff.observe import Record, label_frames, page_key, page_name
 from ksmdiff.scenario import ast as S
 from ksmdiff.scenario.printer import format_statement
 from ksmdiff.versions import Era, KernelVersion, has_fact
@@ -196,10 +196,11 @@ class SpecWorld:
         """The spec's prediction after a statement, in the model's record fields
         (``before``, ``after``: packed states)."""
         pages = self.fields_of(after)
-        frames = label_frames(((k, f["frame"] if f["present"] else None)
-                               for k, f in pages.items()), zero=object())
-        fields = {}
         region = self.cfg.region
+        frames = label_frames(((k, f["frame"] if f["present"] else None)
+                               for k, f in pages.items()), zero=object(),
+                              name=lambda k: page_name(k[0], region, k[1]))
+        fields = {}
         for (pname, v), f in pages.items():
             def put(name, value):
                 fields[page_key(pname, region, v, name)] = frozenset([value])

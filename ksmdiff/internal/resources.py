@@ -9,6 +9,7 @@ as plain folders, so the package's single search location is the folder.
 from __future__ import annotations
 
 import importlib.util
+import os
 from pathlib import Path
 
 from ksmdiff.errors import EnvironmentProblem
@@ -24,3 +25,13 @@ def data_package_dir(package: str) -> Path:
             f"the installed package data {package} was not found (searched {locations or 'nothing'}):"
             " reinstall ksmdiff")
     return folders[0]
+
+
+def cache_dir() -> Path:
+    """Where ksmdiff keeps what it can make again (built probes, the lab's kernels, compiled
+    specs): ``$KSMDIFF_CACHE``, else ``$XDG_CACHE_HOME/ksmdiff``, else ``~/.cache/ksmdiff``."""
+    env = os.environ.get("KSMDIFF_CACHE")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "ksmdiff"

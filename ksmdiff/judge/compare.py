@@ -28,8 +28,12 @@ class Divergence:
     observed: Any           # the other side's values (or MISSING)
 
     def describe(self) -> str:
-        return (f"line {self.line}: {self.key}: kernel showed {_show(self.observed)}, "
+        text = (f"line {self.line}: {self.key}: kernel showed {_show(self.observed)}, "
                 f"model allows {_show(self.allowed)}")
+        if self.key.endswith(".frame"):
+            # (observe: a frame's label is its first page in page order)
+            text += " (a frame is named by the first page that maps it)"
+        return text
 
     def to_json(self) -> dict:
         return {"stmt": self.stmt, "line": self.line, "key": self.key,

@@ -126,9 +126,9 @@ one process (``run.LOCAL_STATEMENTS``: fill, write, read, madvise, mprotect, mun
 mlock, uffd-wp ...) only those pages and the pages that map a frame they mapped before or
 after it are observed again and checked against the invariants; any other statement (fork,
 exit, exec, prctl, every ``ksm`` statement) observes and checks every page.  Frame labels
-follow observe.FrameLabels: only pages whose frame moved, or whose frame's first page in
-page order moved, are relabelled (a new frame early in page order still relabels every
-page after it: the labels are canonical per record).
+follow observe.FrameLabels: a frame is labelled by its first page, so only pages whose
+frame moved, or whose frame's first page in page order changed, are relabelled.  Python's
+cyclic collector is paused while a scenario runs (``run.cyclic_gc_paused``).
 
 Mutants (``MUTANTS``), all in 5.1-5.8's ``reuse_ksm_page``/``do_wp_page``:
 

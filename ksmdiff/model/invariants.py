@@ -23,6 +23,45 @@ class Violation:
     detail: str
 
 
+def _where(p, r, s) -> str:
+    return f"{p.name}/{r.name}[{s.index}]"
+
+
+def _check_page(v, p, r, s):
+    """The invariants of one mapped page on its own: isolation, no freed page, no writable
+    zero page or KSM page.  Returns the frame its present pte maps (None: not present, or
+    the zero page), for the checks across the pages sharing a frame."""
+    pte = s.pte
+    present = pte.present
+    f = pte.frame if present else pte.swap
+    if f is None:
+        return None
+    if f.content != s.logical:
+        v("isolation", f"{_where(p, r, s)} holds {f.content} but {p.name} wrote {s.logical}")
+    if f.freed:
+        v("refcount", f"{_where(p, r, s)} maps a freed page {f!r}")
+    if not present:
+        return None
+    if f.zero:
+        if pte.writable:
+            v("ksm-writable", f"{_where(p, r, s)} maps the zero page writable")
+        return None
+    if pte.writable and f.ksm:
+        v("ksm-writable", f"{_where(p, r, s)} maps KSM page {f!r} writable")
+    return f
+
+
+def _check_frame(v, f, pins: int, nptes: int) -> None:
+    """The counts of one live frame against the ptes and pins that hold it."""
+    if f.refcount < 0 or f.mapcount < 0 or f.swap_refs < 0:
+        v("refcount", f"negative count on {f!r}")
+    if f.refcount < f.mapcount + pins + int(f.swapcache):
+        v("refcount", f"{f!r}: refcount < mapcount {f.mapcount} + pins {pins} + "
+                      f"swapcache {int(f.swapcache)}")
+    if f.mapcount != nptes:
+        v("refcount", f"{f!r}: mapcount {f.mapcount} but {nptes} ptes map it")
+
+
 def check(m: Machine, stmt: int, line: int, *, pages=None, frames=None,
           sharers=None) -> list[Violation]:
     """Every invariant over every page and live frame; or, after a statement that changed
@@ -38,9 +77,6 @@ def check(m: Machine, stmt: int, line: int, *, pages=None, frames=None,
     def v(prop: str, detail: str) -> None:
         out.append(Violation(stmt, line, prop, detail))
 
-    def where(p, r, s) -> str:
-        return f"{p.name}/{r.name}[{s.index}]"
-
     # frame -> the (process, region, slot) of every pte mapping it (the zero page aside);
     # frames hash by identity
     mapped_by: dict = {}
@@ -50,49 +86,28 @@ def check(m: Machine, stmt: int, line: int, *, pages=None, frames=None,
             for s in r.pages:
                 if not s.mapped:
                     continue
-                pte = s.pte
-                present = pte.present
-                f = pte.frame if present else pte.swap
+                f = _check_page(v, p, r, s)
                 if f is None:
                     continue
-                if f.content != s.logical:
-                    v("isolation", f"{where(p, r, s)} holds {f.content} but {p.name} wrote "
-                                   f"{s.logical}")
-                if f.freed:
-                    v("refcount", f"{where(p, r, s)} maps a freed page {f!r}")
-                if not present:
-                    continue
-                if not f.zero:
-                    lst = mapped_by.get(f)
-                    if lst is None:
-                        mapped_by[f] = [(p, r, s)]
-                    else:
-                        lst.append((p, r, s))
-                    if pte.writable:
-                        writable.append((p, r, s))
-                        if f.ksm:
-                            v("ksm-writable", f"{where(p, r, s)} maps KSM page {f!r} writable")
-                elif pte.writable:
-                    v("ksm-writable", f"{where(p, r, s)} maps the zero page writable")
+                lst = mapped_by.get(f)
+                if lst is None:
+                    mapped_by[f] = [(p, r, s)]
+                else:
+                    lst.append((p, r, s))
+                if s.pte.writable:
+                    writable.append((p, r, s))
     for p, r, s in writable:
         sharers = mapped_by[s.pte.frame]
         if len(sharers) > 1:
-            others = [where(*x) for x in sharers if x[2] is not s]
+            others = [_where(*x) for x in sharers if x[2] is not s]
             v("writable-exclusive",
-              f"{where(p, r, s)} is writable but {s.pte.frame!r} is also "
+              f"{_where(p, r, s)} is writable but {s.pte.frame!r} is also "
               f"mapped by {', '.join(others)}")
     pin_counts = m.pin_counts()
     for f in m.live_frames():
-        pins = pin_counts.get(id(f), 0) if pin_counts else 0
         lst = mapped_by.get(f)
-        nptes = len(lst) if lst is not None else 0
-        if f.refcount < 0 or f.mapcount < 0 or f.swap_refs < 0:
-            v("refcount", f"negative count on {f!r}")
-        if f.refcount < f.mapcount + pins + int(f.swapcache):
-            v("refcount", f"{f!r}: refcount < mapcount {f.mapcount} + pins {pins} + "
-                          f"swapcache {int(f.swapcache)}")
-        if f.mapcount != nptes:
-            v("refcount", f"{f!r}: mapcount {f.mapcount} but {nptes} ptes map it")
+        _check_frame(v, f, pin_counts.get(id(f), 0) if pin_counts else 0,
+                     len(lst) if lst is not None else 0)
     return out
 
 
@@ -103,49 +118,20 @@ def _check_pages(m: Machine, stmt: int, line: int, pages, frames, sharers) -> li
     def v(prop: str, detail: str) -> None:
         out.append(Violation(stmt, line, prop, detail))
 
-    def where(p, r, s) -> str:
-        return f"{p.name}/{r.name}[{s.index}]"
-
     for p, r, s in pages:
         if not (s.mapped and p.alive):
             continue
-        pte = s.pte
-        present = pte.present
-        f = pte.frame if present else pte.swap
-        if f is None:
-            continue
-        if f.content != s.logical:
-            v("isolation", f"{where(p, r, s)} holds {f.content} but {p.name} wrote "
-                           f"{s.logical}")
-        if f.freed:
-            v("refcount", f"{where(p, r, s)} maps a freed page {f!r}")
-        if not present:
-            continue
-        if f.zero:
-            if pte.writable:
-                v("ksm-writable", f"{where(p, r, s)} maps the zero page writable")
-            continue
-        if pte.writable:
-            if f.ksm:
-                v("ksm-writable", f"{where(p, r, s)} maps KSM page {f!r} writable")
-            if len(sharers(f)) > 1:
-                me = where(p, r, s)
-                v("writable-exclusive",
-                  f"{me} is writable but {f!r} is also mapped by "
-                  f"{', '.join(x for x in sharer_names(f) if x != me)}")
+        f = _check_page(v, p, r, s)
+        if f is not None and s.pte.writable and len(sharers(f)) > 1:
+            me = _where(p, r, s)
+            v("writable-exclusive",
+              f"{me} is writable but {f!r} is also mapped by "
+              f"{', '.join(x for x in sharer_names(f) if x != me)}")
     pin_counts = m.pin_counts()
     done: set = set()
     for f in frames:
         if f.zero or f.freed or id(f) in done:
             continue
         done.add(id(f))
-        pins = pin_counts.get(id(f), 0) if pin_counts else 0
-        nptes = len(sharers(f))
-        if f.refcount < 0 or f.mapcount < 0 or f.swap_refs < 0:
-            v("refcount", f"negative count on {f!r}")
-        if f.refcount < f.mapcount + pins + int(f.swapcache):
-            v("refcount", f"{f!r}: refcount < mapcount {f.mapcount} + pins {pins} + "
-                          f"swapcache {int(f.swapcache)}")
-        if f.mapcount != nptes:
-            v("refcount", f"{f!r}: mapcount {f.mapcount} but {nptes} ptes map it")
+        _check_frame(v, f, pin_counts.get(id(f), 0) if pin_counts else 0, len(sharers(f)))
     return out

@@ -11,6 +11,7 @@ from importlib import resources
 from pathlib import Path
 
 from ksmdiff.errors import EnvironmentProblem
+from ksmdiff.internal.resources import cache_dir  # noqa: F401  (the lab imports it from here)
 
 # -z now: no lazy binding.  A first call through the PLT writes the GOT, a private page
 # that a fork shares: after the sibling exits that write is a reuse fault (pgreuse) of the
@@ -27,14 +28,6 @@ def source_text() -> bytes:
 
 def source_hash() -> str:
     return hashlib.sha256(source_text()).hexdigest()[:16]
-
-
-def cache_dir() -> Path:
-    env = os.environ.get("KSMDIFF_CACHE")
-    if env:
-        return Path(env)
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "ksmdiff"
 
 
 def find_compiler() -> str:

@@ -6,7 +6,8 @@ guest backend both feed it the probe's messages (wire.py)."""
 from __future__ import annotations
 
 from ksmdiff.observe import (ABSENT, OK, PAGE_FIELDS, PRCTL_MERGE, FrameLabels, History,
-                             Record, page_key, proc_abs_counter_key, proc_counter_key)
+                             Record, page_key, page_name, proc_abs_counter_key,
+                             proc_counter_key)
 from ksmdiff.probe import wire as W
 from ksmdiff.probe.compiler import Program
 from ksmdiff.probe.result import PROBE_COUNTERS, KernelRun
@@ -99,7 +100,9 @@ class ScenarioState:
         # keyed (proc, region, page) by the program's indices, which sort in canonical
         # page order; and what the last record showed of each page and counter
         self.entries: dict[tuple[int, int, int], list] = {}
-        self._frame_labels = FrameLabels()     # page -> its frame's label
+        # page -> its frame's label: the name of the frame's first page
+        self._frame_labels = FrameLabels(
+            lambda key: page_name(prog.procs[key[0]], prog.regions[key[1]], key[2]))
         self._shown: dict = {}                 # page -> its fields shown (PAGE_FIELDS[:-1])
         self._shown_faults: dict = {}
         self._shown_counters: dict = {}
@@ -137,8 +140,8 @@ class ScenarioState:
             for i in range(lo, hi + 1):
                 if entries.pop((p, r, i), None) is not None:
                     gone.append((p, r, i))
-        # frame labels are canonical per record (observe.FrameLabels): a frame that
-        # appeared, went or moved may relabel pages after it
+        # frame labels (observe.FrameLabels): a frame whose first page changed is
+        # relabelled, no other
         lab = self._frame_labels
         for key in changed:
             e = entries.get(key)

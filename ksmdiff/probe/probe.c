@@ -1633,43 +1633,42 @@ static int cgroup_dir(int g, char *out, size_t outsz)
  * goes to process p's scratch (the process writes itself in). */
 static int cg_mems[MAX_CGROUPS];       /* a group's cpuset node; -1 none */
 
+/* Write VALUE to DIR/FILE, a file of CONTROLLER; a failure ends the scenario with why. */
+static void cgroup_write(int sidx, const char *dir, const char *file, const char *value,
+                         const char *controller)
+{
+    char path[400];
+    snprintf(path, sizeof path, "%s/%s", dir, file);
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    size_t n = strlen(value);
+    if (fd < 0 || write(fd, value, n) != (ssize_t)n) {
+        int e = errno;
+        if (fd >= 0)
+            close(fd);
+        die_runtime(sidx, "cgroup: %s: %s (is the %s controller enabled in the root's "
+                    "cgroup.subtree_control?)", path, strerror(e), controller);
+    }
+    close(fd);
+}
+
 static void cgroup_prepare(int sidx, int p, int g, int pages, int mems)
 {
-    char dir[320], path[400];
+    char dir[320];
     if (cgroup_dir(g, dir, sizeof dir))
         die_runtime(sidx, "cgroup: no cgroup2 file system is mounted");
     if (!cg_made[g]) {
         if (mkdir(dir, 0755) && errno != EEXIST)
             die_runtime(sidx, "cgroup: mkdir %s: %s", dir, strerror(errno));
         cg_made[g] = 1;
+        char v[32];
         if (pages >= 0) {
-            snprintf(path, sizeof path, "%s/memory.max", dir);
-            int fd = open(path, O_WRONLY | O_CLOEXEC);
-            char v[32];
-            int n = snprintf(v, sizeof v, "%llu", (unsigned long long)pages * page_size);
-            if (fd < 0 || write(fd, v, (size_t)n) != n) {
-                int e = errno;
-                if (fd >= 0)
-                    close(fd);
-                die_runtime(sidx, "cgroup: %s: %s (is the memory controller enabled in "
-                            "the root's cgroup.subtree_control?)", path, strerror(e));
-            }
-            close(fd);
+            snprintf(v, sizeof v, "%llu", (unsigned long long)pages * page_size);
+            cgroup_write(sidx, dir, "memory.max", v, "memory");
         }
         cg_mems[g] = mems;
         if (mems >= 0) {
-            snprintf(path, sizeof path, "%s/cpuset.mems", dir);
-            int fd = open(path, O_WRONLY | O_CLOEXEC);
-            char v[16];
-            int n = snprintf(v, sizeof v, "%d", mems);
-            if (fd < 0 || write(fd, v, (size_t)n) != n) {
-                int e = errno;
-                if (fd >= 0)
-                    close(fd);
-                die_runtime(sidx, "cgroup: %s: %s (is the cpuset controller enabled in "
-                            "the root's cgroup.subtree_control?)", path, strerror(e));
-            }
-            close(fd);
+            snprintf(v, sizeof v, "%d", mems);
+            cgroup_write(sidx, dir, "cpuset.mems", v, "cpuset");
         }
     }
     procs[p].cpuset_node = cg_mems[g];

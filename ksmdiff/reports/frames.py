@@ -4,8 +4,8 @@ frames, KSM frames and the stable tree's nodes, from observation records
 
 A record's field holds the set of values allowed (the model) or seen (a kernel); the graph
 takes a field's value only when the set has exactly one, else the pte says ``?``.  Frame
-labels (``F0``, ``F1``, ``Z``) are canonical per record, so edges say which ptes share a
-frame in that state, not which physical frame it is.
+labels (the frame's first page, ``"A/buf[0]"``, or ``Z``) depend only on which ptes share a
+frame, so edges say which ptes share a frame in that state, not which physical frame it is.
 
 The records name no stable node: the number of stable nodes is the record's
 ``counter.pages_shared`` change (one node per KSM page in the stable tree, chain dups
@@ -38,7 +38,7 @@ class Pte:
     process: str
     region: str
     index: int
-    frame: object              # "F0", "Z", None (not present), or UNKNOWN
+    frame: object              # "A/buf[0]", "Z", None (not present), or UNKNOWN
     swapped: object
     mapcount: object
     fault: object              # this statement's fault outcome, None when untouched

@@ -1,4 +1,4 @@
-"""The one reader of run records (docs/run-record.schema.json, format 1) for the report
+"""The one reader of run records (docs/run-record.schema.json, format 2) for the report
 formats: loading with clear errors, and each result's outcome as an enum."""
 
 from __future__ import annotations
@@ -11,7 +11,10 @@ from typing import Iterable
 from ksmdiff.errors import InputError, Location
 from ksmdiff.status import RunStatus
 
-FORMAT = 1
+# 2: a frame label names the frame's first page (``"A/buf[0]"``); format 1 numbered
+# frames by first use (``"F0"``), which a reader of format 2 would misread
+FORMAT = 2
+OLD_FORMATS = {1: 'frame labels "F0", "F1", ... numbered by first use'}
 REQUIRED = ("tool", "tool_version", "format", "argv", "notes", "started", "elapsed_s",
             "host", "versions", "scenarios", "results")
 RESULT_REQUIRED = ("source", "title", "target", "version", "status", "reason", "ksm_reuse",
@@ -83,7 +86,7 @@ def scenario_name(source: str) -> str:
 
 def load(path: str) -> dict:
     """A run record from ``path``; an :class:`InputError` naming the file (and line) when
-    it is not JSON or not a format-1 ksmdiff run record."""
+    it is not JSON or not a ksmdiff run record of this format."""
     try:
         with open(path) as fh:
             text = fh.read()
@@ -104,7 +107,10 @@ def check(record, path: str = "<record>") -> None:
         raise InputError("not a ksmdiff run record", where,
                          expected='an object with "tool": "ksmdiff" (ksmdiff run --json)')
     if record.get("format") != FORMAT:
-        raise InputError(f"run record format {record.get('format')!r} is not supported",
+        why = OLD_FORMATS.get(record.get("format"))
+        raise InputError(f"run record format {record.get('format')!r} is not supported"
+                         + (f" (it was written by an older ksmdiff: {why}; run the "
+                            f"scenarios again to get format {FORMAT})" if why else ""),
                          where, expected=f'"format": {FORMAT}')
     missing = [k for k in REQUIRED if k not in record]
     if missing:

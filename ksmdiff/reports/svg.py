@@ -32,20 +32,21 @@ def frame_svg(s: FrameState, title: str, diverge: bool = False) -> str:
     statement's fault outcome on it; KSM frames are orange, stable nodes blue diamonds;
     ``diverge``: the state of a first divergence (framed red by the page's style)."""
     row, top = 24, 34
-    x_proc, x_pte, x_frame, x_node = 4, 64, 196, 290
+    x_proc, x_pte, x_frame, x_node = 4, 64, 196, 306
+    frame_w = 96                    # a frame's label is a page's name: "A/buf[0] KSM"
     nodes = s.stable_nodes if isinstance(s.stable_nodes, int) else 0
     n_rows = max(len(s.processes), len(s.ptes), len(s.frames), nodes, 1)
     height = top + row * n_rows + (18 if s.ksm or nodes else 4)
     y_proc = {p: top + i * row for i, p in enumerate(s.processes)}
     y_frame = {f: top + i * row for i, f in enumerate(s.frames)}
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="360" height="{height}" '
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="376" height="{height}" '
            f'class="frames{" diverge" if diverge else ""}" data-step="{s.line}" role="img" '
            'font-size="11">'
            f"<title>{_e(title)}</title>",
            f'<text x="4" y="13" font-weight="bold">{_e(title)}</text>',
            '<text x="4" y="27" fill="#555">process</text><text x="64" y="27" fill="#555">'
            'pte</text><text x="196" y="27" fill="#555">frame</text>'
-           '<text x="290" y="27" fill="#555">stable node</text>']
+           '<text x="306" y="27" fill="#555">stable node</text>']
     for i, pte in enumerate(s.ptes):
         y = top + i * row
         out.append(f'<line x1="{x_proc + 50}" y1="{y_proc[pte.process] + 9}" x2="{x_pte}" '
@@ -72,7 +73,7 @@ def frame_svg(s: FrameState, title: str, diverge: bool = False) -> str:
     for fr, y in y_frame.items():
         ksm = fr in s.ksm
         fill = KSM_FILL if ksm else "#ddd" if fr == "Z" else "#fff"
-        out.append(f'<rect x="{x_frame}" y="{y}" width="64" height="18" fill="{fill}" '
+        out.append(f'<rect x="{x_frame}" y="{y}" width="{frame_w}" height="18" fill="{fill}" '
                    f'stroke="#000" data-ksm="{str(ksm).lower()}"/>'
                    f'<text x="{x_frame + 3}" y="{y + 13}">{_e(fr)}{" KSM" if ksm else ""}'
                    "</text>")
@@ -81,7 +82,7 @@ def frame_svg(s: FrameState, title: str, diverge: bool = False) -> str:
     for i in range(nodes):
         if linked:
             y = y_frame[ksm_frames[i]]
-            out.append(f'<line x1="{x_frame + 64}" y1="{y + 9}" x2="{x_node}" y2="{y + 9}" '
+            out.append(f'<line x1="{x_frame + frame_w}" y1="{y + 9}" x2="{x_node}" y2="{y + 9}" '
                        'stroke="#36c" stroke-dasharray="3,2"/>')
         else:
             y = top + i * row

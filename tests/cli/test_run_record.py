@@ -40,7 +40,7 @@ def test_a_real_record_matches_the_schema(record):
 
 @pytest.mark.parametrize("breakage", [
     lambda r: r.pop("tool_version"),
-    lambda r: r.update(format=2),
+    lambda r: r.update(format=1),                     # (frame labels "F0": format 1)
     lambda r: r["results"][0].update(status="passed"),
     lambda r: r["results"][0]["expects"][0].update(status="ok"),
     lambda r: r["results"][0]["observations"][0]["changes"].update({"A/buf[0].colour": [1]}),

@@ -11,18 +11,18 @@ def rec(stmt, d):
     return Record(stmt, stmt + 3, {k: (v if v is ANY else frozenset(v)) for k, v in d.items()})
 
 
-MODEL = [rec(0, {"A/b[0].present": [True], "A/b[0].frame": ["F0"], "A/b[0].fault": ["reused", "copied"]}),
+MODEL = [rec(0, {"A/b[0].present": [True], "A/b[0].frame": ["A/b[0]"], "A/b[0].fault": ["reused", "copied"]}),
          rec(1, {"A/b[0].present": [True], "A/b[0].ksm": [True], "counter.cow_ksm": ANY})]
 
 
 def test_inclusion_holds():
-    kernel = [rec(0, {"A/b[0].present": [True], "A/b[0].frame": ["F0"], "A/b[0].fault": ["copied"]}),
+    kernel = [rec(0, {"A/b[0].present": [True], "A/b[0].frame": ["A/b[0]"], "A/b[0].fault": ["copied"]}),
               rec(1, {"A/b[0].present": [True], "A/b[0].ksm": [True], "counter.cow_ksm": [17]})]
     assert compare(MODEL, kernel) == []
 
 
 def test_value_outside_set_is_the_first_divergence():
-    kernel = [rec(0, {"A/b[0].present": [True], "A/b[0].frame": ["F0"], "A/b[0].fault": ["fresh"]}),
+    kernel = [rec(0, {"A/b[0].present": [True], "A/b[0].frame": ["A/b[0]"], "A/b[0].fault": ["fresh"]}),
               rec(1, {"A/b[0].present": [True], "A/b[0].ksm": [False]})]
     divs = compare(MODEL, kernel)
     assert [(d.stmt, d.key) for d in divs] == [(0, "A/b[0].fault"), (1, "A/b[0].ksm")]
@@ -89,3 +89,11 @@ def test_frequencies_cover_every_alternative():
     t1 = tally([[rec(0, {"A/b[0].fault": ["copied"]})]])
     assert t1.frequencies(MODEL) == [(0, "A/b[0].fault", "copied", "always"),
                                      (0, "A/b[0].fault", "reused", "never")]
+
+
+def test_a_frame_divergence_says_what_a_frame_label_is():
+    model = [rec(0, {"A/b[1].frame": ["A/b[0]"]})]
+    kernel = [rec(0, {"A/b[1].frame": ["A/b[1]"]})]
+    d = first_divergence(compare(model, kernel))
+    assert d.describe() == ("line 3: A/b[1].frame: kernel showed A/b[1], model allows A/b[0] "
+                            "(a frame is named by the first page that maps it)")

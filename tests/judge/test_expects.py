@@ -36,13 +36,13 @@ def page(proc, region, i, **f):
                                           else frozenset([v])) for k, v in f.items()}
 
 
-def stream(after_settle_frames=("F0", "F0"), fault=frozenset(["reused"]), ksm_after=False,
+def stream(after_settle_frames=("A/buf[0]", "A/buf[0]"), fault=frozenset(["reused"]), ksm_after=False,
            sharing=1):
     r0 = Record(0, 3, {**page("A", "buf", 0, present=False, swapped=False, frame=None),
                        **page("A", "buf", 1, present=False, swapped=False, frame=None)})
-    r1 = Record(1, 4, {**page("A", "buf", 0, present=True, frame="F0", ksm=False, mapcount=1,
+    r1 = Record(1, 4, {**page("A", "buf", 0, present=True, frame="A/buf[0]", ksm=False, mapcount=1,
                               content="0x5a"),
-                       **page("A", "buf", 1, present=True, frame="F1", ksm=False, mapcount=1,
+                       **page("A", "buf", 1, present=True, frame="A/buf[1]", ksm=False, mapcount=1,
                               content="0x5a")})
     r2 = Record(2, 5, {**page("A", "buf", 0, present=True, frame=after_settle_frames[0],
                               ksm=True, mapcount=2, content="0x5a"),
@@ -50,11 +50,11 @@ def stream(after_settle_frames=("F0", "F0"), fault=frozenset(["reused"]), ksm_af
                               ksm=True, mapcount=2, content="0x5a"),
                        "counter.pages_sharing": sharing if sharing is ANY else frozenset([sharing]),
                        "counter.cow_ksm": frozenset([0])})
-    r3 = Record(7, 10, {**page("A", "buf", 0, present=True, frame="F0", ksm=True, mapcount=1,
+    r3 = Record(7, 10, {**page("A", "buf", 0, present=True, frame="A/buf[0]", ksm=True, mapcount=1,
                                content="0x5a"),
                         "counter.pages_sharing": frozenset([sharing]),
                         "counter.cow_ksm": frozenset([0])})
-    r4 = Record(8, 11, {**page("A", "buf", 0, present=True, frame="F0", ksm=ksm_after,
+    r4 = Record(8, 11, {**page("A", "buf", 0, present=True, frame="A/buf[0]", ksm=ksm_after,
                                mapcount=1, content="0x5a+0x01", fault=fault),
                         "counter.pages_sharing": frozenset([sharing]),
                         "counter.cow_ksm": frozenset([0])})
@@ -98,8 +98,8 @@ def test_any_never_guarantees_a_value():
 
 
 def test_same_frame_needs_equal_singletons():
-    assert by_line(evaluate_expects(SCN, stream(("F0", "F1")), V54))[7].status == FAILED
-    assert by_line(evaluate_expects(SCN, stream(("F0", frozenset(["F0", "F1"]))),
+    assert by_line(evaluate_expects(SCN, stream(("A/buf[0]", "A/buf[1]")), V54))[7].status == FAILED
+    assert by_line(evaluate_expects(SCN, stream(("A/buf[0]", frozenset(["A/buf[0]", "A/buf[1]"]))),
                                     V54))[7].status == FAILED
 
 
@@ -135,7 +135,7 @@ def test_an_expect_on_a_field_the_kernel_left_absent_is_skipped_not_failed():
                 'expect A buf[0] ksm\nexpect A buf[0] not ksm\nexpect A buf[0] present\n')
     base = "A/buf[0]."
     fields = {base + "present": frozenset([True]), base + "swapped": frozenset([False]),
-              base + "frame": frozenset(["F0"]), base + "content": frozenset(["0x01"])}
+              base + "frame": frozenset(["A/buf[0]"]), base + "content": frozenset(["0x01"])}
     recs = [Record(0, 3, dict(fields), OK), Record(1, 4, dict(fields), OK)]
     got = evaluate_expects(scn, recs, KernelVersion.parse("6.12"))
     assert [r.status for r in got] == [SKIPPED, SKIPPED, "held"], got

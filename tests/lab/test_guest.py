@@ -183,7 +183,7 @@ def test_guest_config_fragment_lists_what_the_guest_uses():
 def test_numa_fragment_is_what_the_placement_scenarios_need_and_5_4_has_it():
     """NUMA (numa=fake=2 needs NUMA_EMU, which needs SMP; move_pages needs MIGRATION) and
     the memory and cpuset cgroups, in their own fragment so the mutant and race kernels
-    keep their builds; the lab's 5.4 is built with it."""
+    keep their builds; the lab's 5.4 and 5.8 are built with it."""
     import tomllib
     here = Path(guest.__file__).parent
     text = (here / "configs" / "numa.config").read_text()
@@ -191,7 +191,7 @@ def test_numa_fragment_is_what_the_placement_scenarios_need_and_5_4_has_it():
     assert opts == {"CONFIG_SMP", "CONFIG_NR_CPUS", "CONFIG_NUMA", "CONFIG_NUMA_EMU",
                     "CONFIG_MIGRATION", "CONFIG_CGROUPS", "CONFIG_MEMCG", "CONFIG_CPUSETS"}
     known = tomllib.loads((here / "known.toml").read_text())
-    assert "numa.config" in known["kernel"]["5.4"]["config"]
+    assert all("numa.config" in known["kernel"][k]["config"] for k in ("5.4", "5.8"))
 
 
 def test_host_tmp_paths_keep_a_venv_made_under_tmp(monkeypatch):

@@ -1,7 +1,7 @@
 """The ports that need two NUMA nodes and cgroup v2 controllers (kselftest ksm_tests -N,
 LTP ksm02-ksm04, ksm06) run fully in the lab's guests (numa=fake=2, cgroup2 with
 +memory +cpuset) and hold.  One boot per kernel; a kernel absent from the store, or a
-source build made before configs/guest.config asked for NUMA and cgroups, skips with the
+source build without configs/numa.config (one built before known.toml asked for it), skips with the
 reason."""
 
 from __future__ import annotations
@@ -35,8 +35,8 @@ def test_the_placement_and_cgroup_ports_run_fully(name, tmp_path):
     results = json.loads(out.read_text())["results"]
     unsupported = [r for r in results if r["status"] == "unsupported"]
     if unsupported and store.get_kernel(name).origin is store.Origin.SOURCE:
-        pytest.skip(f"lab kernel {name} was built without NUMA or cgroups (rebuild it with "
-                    f"configs/guest.config): {unsupported[0].get('reason', '')}")
+        pytest.skip(f"lab kernel {name} was built without NUMA or cgroups (build it with "
+                    f"configs/numa.config): {unsupported[0].get('reason', '')}")
     bad = [(r["source"], r["status"], r.get("reason"), r.get("mismatch"),
             [e for e in r["expects"] if e["status"] == "failed"])
            for r in results if r["status"] != "ok" or r.get("mismatch")

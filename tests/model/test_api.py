@@ -99,3 +99,29 @@ def test_audit_hook_is_armed():
     # the pure() guard of tests/conftest.py is active for this folder
     with pytest.raises(PermissionError):
         open("/proc/self/status").close()
+
+
+def test_the_collector_is_paused_during_a_run_and_restored_after():
+    import gc
+
+    from ksmdiff.model import run as R
+    seen = []
+    real = R.Interpreter.run
+
+    def spy(self):
+        seen.append(gc.isenabled())
+        return real(self)
+
+    R.Interpreter.run = spy
+    try:
+        assert gc.isenabled()
+        run_model(scenario("A: mmap buf 2\nA: fill buf 0x11\n"), V("6.8"))
+        assert seen == [False] and gc.isenabled()
+        gc.disable()
+        try:
+            run_model(scenario("A: mmap buf 2\n"), V("6.8"))
+            assert not gc.isenabled()               # left as it was
+        finally:
+            gc.enable()
+    finally:
+        R.Interpreter.run = real

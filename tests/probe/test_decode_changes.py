@@ -1,13 +1,13 @@
 """The probe's records are changes (docs/probe-wire.md): a page is printed only where its
 entry changed, pages that went as runs.  Decoding such a stream must give every record the
 same whole state as decoding whole states did: fields from every page's entry, frame labels
-canonical per record (observe.label_frames)."""
+named by each frame's first page (observe.label_frames)."""
 
 from __future__ import annotations
 
 import random
 
-from ksmdiff.observe import label_frames, page_key
+from ksmdiff.observe import label_frames, page_key, page_name
 from ksmdiff.probe import wire as W
 from ksmdiff.probe.compiler import compile_scenario
 from ksmdiff.probe.decode import ScenarioState
@@ -24,7 +24,8 @@ def whole_fields(entries: dict, faults: dict) -> dict:
     """What a whole-state record shows (the decoder before records of changes)."""
     order = sorted(entries)
     labels = label_frames(((k, ("Z" if entries[k][W.ZERO_PAGE] else entries[k][W.PFN])
-                            if entries[k][W.PRESENT] else None) for k in order))
+                            if entries[k][W.PRESENT] else None) for k in order),
+                          name=lambda k: page_name(PROCS[k[0]], REGIONS[k[1]], k[2]))
     out = {}
     for k in order:
         e = entries[k]

@@ -54,7 +54,7 @@ def test_record_fields_from_probe_lines():
                       [0, 0, 2, 0, 1, None, None, None, None, None, None]]})
     rec = lv.records[0]
     f = {k: next(iter(v)) for k, v in rec.fields.items()}
-    assert f["A/b[0].frame"] == "F0" and f["A/b[1].frame"] == "F0"
+    assert f["A/b[0].frame"] == "A/b[0]" and f["A/b[1].frame"] == "A/b[0]"
     assert f["A/b[2].frame"] is None and f["A/b[2].swapped"] is True
     assert "A/b[2].ksm" not in f and "A/b[2].content" not in f
     assert f["A/b[1].fault"] == "copied" and f["A/b[0].mapcount"] == 2

@@ -13,19 +13,19 @@ def _rec(line, fields):
 
 
 MERGED = _rec(5, {
-    "A/buf[0].frame": ["F0"], "A/buf[0].ksm": [True], "A/buf[0].mapcount": [2],
-    "A/buf[1].frame": ["F0"], "A/buf[1].ksm": [True], "A/buf[1].mapcount": [2],
-    "B/buf[0].frame": ["F1"], "B/buf[0].ksm": [False], "B/buf[0].fault": ["copied"],
+    "A/buf[0].frame": ["A/buf[0]"], "A/buf[0].ksm": [True], "A/buf[0].mapcount": [2],
+    "A/buf[1].frame": ["A/buf[0]"], "A/buf[1].ksm": [True], "A/buf[1].mapcount": [2],
+    "B/buf[0].frame": ["B/buf[0]"], "B/buf[0].ksm": [False], "B/buf[0].fault": ["copied"],
     "B/buf[1].frame": [None], "B/buf[1].swapped": [True],
     "counter.pages_shared": [1]})
 
 
 def test_a_state_links_ptes_to_frames_and_ksm_frames_to_stable_nodes():
     s = frame_state(MERGED)
-    assert s.processes == ("A", "B") and s.frames == ("F0", "F1")
-    assert s.ksm == {"F0"} and s.stable_nodes == 1 and s.nodes_per_frame
+    assert s.processes == ("A", "B") and s.frames == ("A/buf[0]", "B/buf[0]")
+    assert s.ksm == {"A/buf[0]"} and s.stable_nodes == 1 and s.nodes_per_frame
     b0 = next(p for p in s.ptes if (p.process, p.index) == ("B", 0))
-    assert b0.fault == "copied" and b0.frame == "F1"
+    assert b0.fault == "copied" and b0.frame == "B/buf[0]"
     svg = frame_svg(s, "after line 5")
     assert svg.count('data-ksm="true"') == 1 and svg.count('data-stable-node="linked"') == 1
     assert 'data-fault="copied"' in svg and "buf[1] swap" in svg
@@ -34,7 +34,7 @@ def test_a_state_links_ptes_to_frames_and_ksm_frames_to_stable_nodes():
 def test_fewer_stable_nodes_than_ksm_frames_is_said_not_guessed():
     two_ksm = dict(MERGED["fields"], **{"B/buf[0].ksm": [True], "counter.pages_shared": [1]})
     s = frame_state(_rec(6, two_ksm))
-    assert s.ksm == {"F0", "F1"} and not s.nodes_per_frame
+    assert s.ksm == {"A/buf[0]", "B/buf[0]"} and not s.nodes_per_frame
     svg = frame_svg(s, "x")
     assert svg.count('data-stable-node="unlinked"') == 1 and "which is whose" in svg
     none = frame_svg(frame_state(_rec(6, dict(MERGED["fields"],
@@ -43,7 +43,7 @@ def test_fewer_stable_nodes_than_ksm_frames_is_said_not_guessed():
 
 
 def test_a_field_the_model_allows_several_values_for_is_unknown():
-    fields = dict(MERGED["fields"], **{"A/buf[0].frame": ["F0", "F1"],
+    fields = dict(MERGED["fields"], **{"A/buf[0].frame": ["A/buf[0]", "B/buf[0]"],
                                        "counter.pages_shared": "*"})
     s = frame_state(_rec(7, fields))
     a0 = next(p for p in s.ptes if (p.process, p.index) == ("A", 0))

@@ -27,15 +27,9 @@ from pathlib import Path
 import z3
 from z3.z3 import _to_expr_ref
 
+from ksmdiff.internal.resources import cache_dir
+
 FORMAT = 1
-
-
-def cache_dir() -> Path:
-    env = os.environ.get("KSMDIFF_CACHE")
-    if env:
-        return Path(env)
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "ksmdiff"
 
 
 def _compiler_source() -> bytes:
