@@ -128,7 +128,7 @@ after it are observed again and checked against the invariants; any other statem
 exit, exec, prctl, every ``ksm`` statement) observes and checks every page.  Frame labels
 follow observe.FrameLabels: a frame is labelled by its first page, so only pages whose
 frame moved, or whose frame's first page in page order changed, are relabelled.  Python's
-cyclic collector is paused while a scenario runs (``run.cyclic_gc_paused``).
+cyclic collector is paused while a scenario runs (``ksmdiff.internal.gcpause``).
 
 Mutants (``MUTANTS``), all in 5.1-5.8's ``reuse_ksm_page``/``do_wp_page``:
 

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import itertools
 from dataclasses import dataclass, replace
 from typing import Optional
 
+from ksmdiff.internal.gcpause import collector_paused
 from ksmdiff.model import ksm as K
 from ksmdiff.model import memory as M
 from ksmdiff.model.invariants import Violation, check
@@ -44,6 +43,17 @@ FAULT_STATEMENTS = (A.Fill, A.Write, A.ForceWrite, A.Read)
 ITEM_STATEMENTS = (A.Fill, A.Write, A.ForceWrite, A.Read, A.Pin, A.Unpin, A.Mlock,
                    A.Munlock, A.UffdWp, A.Mprotect)
 SETTLE_MAX_SCANS = 64
+
+
+def _frames_of(targets, out: list) -> None:
+    """Append to ``out`` the frame each of ``targets``' ptes maps, and the page its swap
+    entry names."""
+    for _p, _r, slot in targets:
+        pte = slot.pte
+        if pte.present:
+            out.append(pte.frame)
+        if pte.swap is not None:
+            out.append(pte.swap)
 
 
 @dataclass(frozen=True)
@@ -90,22 +100,11 @@ def assumptions(scenario: A.Scenario, version: KernelVersion) -> dict[str, str]:
     return out
 
 
-@contextlib.contextmanager
-def cyclic_gc_paused():
-    """Python's cyclic garbage collector off while a scenario runs (restored after, as it
-    was).  A run builds millions of long-lived objects (page states, records' histories)
-    and almost no reference cycles (LTP ksm01 at 8,192 pages per child: 13 full collections
-    found 689 cyclic objects), yet every full collection walks every live object: at 4,096
-    pages per child they were a quarter of the run's CPU time, and their share grows with
-    the scenario.  Reference counting still frees everything else as it goes."""
-    was = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was:
-            gc.enable()
-
+# Python's cyclic collector is off while a scenario runs (ksmdiff/internal/gcpause.py):
+# a run builds millions of long-lived objects (page states, records' histories) and almost
+# no reference cycles (LTP ksm01 at 8,192 pages per child: 13 full collections found 689
+# cyclic objects), yet every full collection walks every live object: at 4,096 pages per
+# child they were a quarter of the run's CPU time, and their share grows with the scenario.
 
 def run_model(scenario: A.Scenario, version: KernelVersion, *,
               mutant: Optional[str] = None) -> ModelRun:
@@ -126,7 +125,7 @@ def run_model(scenario: A.Scenario, version: KernelVersion, *,
     why = assumptions(scenario, version)
     names = sorted(why)
     runs = []
-    with cyclic_gc_paused():
+    with collector_paused():
         for values in itertools.product((False, True), repeat=len(names)):
             interp = Interpreter(scenario, version, mutant, assume=dict(zip(names, values)),
                                  keep_frames=False)
@@ -248,14 +247,9 @@ class Interpreter:
                 r = p.regions.get(s.target.region)
                 if r is not None:
                     targets = [(p, r, r.pages[idx]) for idx in s.target.indices(len(r.pages))]
-            frames: list = []
+            frames: list = []                   # what the targets map, before and after
             if targets is not None:
-                for _p, _r, slot in targets:
-                    pte = slot.pte
-                    if pte.present:
-                        frames.append(pte.frame)
-                    if pte.swap is not None:
-                        frames.append(pte.swap)
+                _frames_of(targets, frames)
             if isinstance(s, FAULT_STATEMENTS):
                 touched = targets or []
                 for _p, _r, slot in touched:
@@ -283,12 +277,7 @@ class Interpreter:
                          for slot in r.pages)
             else:
                 slots = (slot for _p, _r, slot in targets)
-                for _p, _r, slot in targets:
-                    pte = slot.pte
-                    if pte.present:
-                        frames.append(pte.frame)
-                    if pte.swap is not None:
-                        frames.append(pte.swap)
+                _frames_of(targets, frames)
             for slot in slots:
                 if slot.mapped:       # (_known_frame, inline)
                     pte = slot.pte
