@@ -180,11 +180,15 @@ def run_three_way_cli(paths, targets, *, quiet=False, json_out=None, spec_model=
 # ----------------------------------------------------------------------------- reduce
 
 def _cell_runner(target, spec_model=None, model_mutant=None):
-    """scenario -> ThreeWayCell on the model of a version, or on the host kernel."""
+    """scenario -> ThreeWayCell on the model of a version, the host kernel or a lab
+    kernel (one boot per call)."""
     from ksmdiff import session
     from ksmdiff.gen.threeway import judge_cell
     if target == "host":
         return lambda s: judge_cell(session.run_host_cells([s])[0], spec_model)
+    if target.startswith("lab:"):
+        _, run_lab_batch = lab_runner(target)
+        return lambda s: judge_cell(run_lab_batch([s])[0], spec_model)
     try:
         v = KernelVersion.parse(target)
     except ValueError as e:
@@ -261,6 +265,29 @@ def _prefixes(corpus: Path, era) -> list:
     return out
 
 
+def lab_runner(target: str):
+    """(the kernel's version, scenarios -> CellResults) for a lab kernel, one boot per
+    call.  A kernel missing from the store, or no qemu, is refused here (exit 3) rather
+    than giving a run of not-run cells."""
+    from ksmdiff.errors import EnvironmentProblem
+    from ksmdiff.lab import guest, store
+    from ksmdiff.lab.run import lab_name, missing_reason, run_lab
+    try:
+        name = lab_name(target)
+    except ValueError as e:
+        raise UsageError(f"--kernel {target}: {e}") from None
+    k = store.get_kernel(name)
+    if k is None:
+        raise EnvironmentProblem(missing_reason(name))
+    no_qemu = guest.qemu_available()
+    if no_qemu:
+        raise EnvironmentProblem(f"no qemu: {no_qemu}")
+
+    def run_batch(scns):
+        return run_lab(scns, [target])[target]
+    return k.version, run_batch
+
+
 def host_fuzz_runner():
     """(host version, run_batch, prepare) for ``fuzz`` on the host kernel: the model's and
     the spec's replays of a batch are made in fuzz's worker (``prepare``) while the
@@ -312,6 +339,12 @@ def cmd_fuzz(args) -> int:
     prepare = None
     if args.kernel == "host":
         version, run_batch, prepare = host_fuzz_runner()
+    elif args.kernel.startswith("lab:"):
+        # one boot per batch: the guest's driver replays the batch one scenario at a time
+        version, run_lab_batch = lab_runner(args.kernel)
+
+        def run_batch(scns):
+            return [judge_cell(c) for c in run_lab_batch(scns)]
     else:
         try:
             version = KernelVersion.parse(args.kernel)
@@ -396,8 +429,9 @@ def register(sub) -> None:
                                    "scenario that still fails the same way (spec/model "
                                    "disagreement, failed expect, kernel mismatch) on --kernel.")
     r.add_argument("file", metavar="FILE")
-    r.add_argument("--kernel", default="5.4", metavar="VERSION|host",
-                   help="the model of VERSION (default 5.4) or the host kernel")
+    r.add_argument("--kernel", default="5.4", metavar="VERSION|host|lab:NAME",
+                   help="the model of VERSION (default 5.4), the host kernel or a lab "
+                        "kernel (one boot per check)")
     r.add_argument("--spec-mutant", metavar="NAME", help="judge against a spec mutant")
     r.add_argument("--model-mutant", metavar="NAME", help="run a model mutant (ksmdiff.model.MUTANTS)")
     r.add_argument("--out", metavar="FILE", help="write the reduced scenario here")
@@ -411,7 +445,9 @@ def register(sub) -> None:
                                    "kernel; a failure is re-checked alone, reduced (ddmin) and "
                                    "saved under --out with its seed. Ctrl-C keeps what was "
                                    "found.")
-    f.add_argument("--kernel", required=True, metavar="host|VERSION")
+    f.add_argument("--kernel", required=True, metavar="host|lab:NAME|VERSION",
+                   help="the host kernel (root), a lab kernel under qemu (one boot per "
+                        "batch; see 'ksmdiff lab list') or the model of a version")
     f.add_argument("--budget", default="10m", metavar="DURATION", help="e.g. 90s, 10m (default)")
     f.add_argument("--seed", type=int, default=0, metavar="S")
     f.add_argument("--batch", type=int, default=512, metavar="N",

@@ -278,6 +278,19 @@ def test_bad_input_changes_nothing(dirs):
     assert not (dirs / "kernels").exists() and not (dirs / "build").exists()
 
 
+def test_missing_build_tools_are_named_before_anything_is_written(dirs, monkeypatch):
+    """A machine without flex (a fresh Debian has none) is told what to install, and the
+    build cache and the store stay as they were."""
+    from ksmdiff.errors import EnvironmentProblem
+    real = shutil.which
+    monkeypatch.setattr(B.shutil, "which", lambda t: None if t in ("flex", "bc") else real(t))
+    assert {"flex", "bc"} <= set(B.missing_build_tools())
+    t = _fake_tree(dirs / "linux")
+    with pytest.raises(EnvironmentProblem, match=r"flex.*bc.*apt-get install flex bc"):
+        B.build(t, "5.4-tools")
+    assert not (dirs / "kernels").exists() and not (dirs / "build" / "logs").exists()
+
+
 # ----------------------------------------------------------------------------- known kernels
 
 def test_known_file_parses_and_names_its_patches():
