@@ -4,6 +4,9 @@ Every Python package under ``ksmdiff/`` is *found*, so a new subpackage ships wi
 remembering to list it.  ``grammars/`` and ``spec/`` stay at the top of the tree, where users
 read and edit them, and are mapped into the wheel as the data packages ``ksmdiff.grammars``
 and ``ksmdiff.spec_files`` (with every subfolder, e.g. ``spec/mutants/equivalent``).
+``corpora/generated/`` (the generated corpus whose states seed ``ksmdiff fuzz``) ships as
+``ksmdiff.generated_corpus``; its era folders (``5.1-5.8``) are not package names, so their
+files are that package's data.
 """
 
 import re
@@ -41,10 +44,12 @@ data_packages, data_dirs, data_files = _data_packages()
 setup(
     version=_version(),
     packages=find_namespace_packages(include=["ksmdiff", "ksmdiff.*"],
-                                     exclude=["*.__pycache__"]) + data_packages,
-    package_dir={"": ".", **data_dirs},
+                                     exclude=["*.__pycache__"]) + data_packages
+    + ["ksmdiff.generated_corpus"],
+    package_dir={"": ".", **data_dirs, "ksmdiff.generated_corpus": "corpora/generated"},
     package_data={"ksmdiff.probe": ["*.c"],
                   "ksmdiff.lab": ["known.toml", "*.c", "configs/*.config", "patches/*.patch",
                                   "patches/*.md"],
+                  "ksmdiff.generated_corpus": ["*.md", "*.json", "*/*.scenario"],
                   **data_files},
 )

@@ -249,7 +249,10 @@ def _budget(text: str) -> float:
 
 
 def _prefixes(corpus: Path, era) -> list:
-    """The action lines of the generated scenarios of ``era`` (their expects dropped)."""
+    """The action lines of the generated scenarios (their expects dropped), those of
+    ``era``'s folder first: the corpus keeps a scenario under the first era that needed
+    it, so the newest era's folder alone holds only a few (6 of 79), while every
+    scenario's actions are a user program any kernel runs."""
     from ksmdiff.scenario import find_scenarios, parse_file
     from ksmdiff.scenario import ast as A
     from ksmdiff.scenario.printer import format_statement
@@ -257,8 +260,11 @@ def _prefixes(corpus: Path, era) -> list:
     out = []
     if not corpus.is_dir():
         return out
-    for f in find_scenarios([corpus / era_slug(era)] if (corpus / era_slug(era)).is_dir()
-                            else [corpus]):
+    own = corpus / era_slug(era)
+    files = find_scenarios([own]) if own.is_dir() else []
+    seen = set(files)
+    files += [f for f in find_scenarios([corpus]) if f not in seen]
+    for f in files:
         scn = parse_file(f)
         out.append([f"process {scn.initial}"] + [format_statement(s) for s in scn.statements
                                                  if A.is_action(s)])
@@ -355,7 +361,16 @@ def cmd_fuzz(args) -> int:
             return [judge_cell(session.run_model_cell(s, version)) for s in scns]
     era = Era.of(version)
     world = world_for(era)
-    prefixes = _prefixes(Path(args.corpus), era)
+    if args.corpus is None:
+        from ksmdiff.internal.resources import generated_corpus_dir
+        corpus = generated_corpus_dir()
+    else:
+        corpus = Path(args.corpus)
+        if not corpus.is_dir():
+            raise UsageError(f"--corpus {args.corpus}: no such directory")
+    prefixes = _prefixes(corpus, era)
+    if not prefixes:
+        raise UsageError(f"--corpus {corpus}: no .scenario file to seed the drawing from")
     alphabet = sorted(world.text_of.values())
 
     from ksmdiff.internal.progress import Progress
@@ -371,7 +386,8 @@ def cmd_fuzz(args) -> int:
                    prefixes=prefixes, alphabet=alphabet, out_dir=Path(args.out),
                    progress=progress, prepare=prepare)
     print(f"fuzz {args.kernel} ({version}): {rep.scenarios} scenarios, {rep.batches} batches, "
-          f"{rep.seconds:.0f} s ({rep.rate:.1f} scenarios/s), seed {args.seed}"
+          f"{rep.seconds:.0f} s ({rep.rate:.1f} scenarios/s), seed {args.seed}, "
+          f"{len(prefixes)} seed scenarios from {corpus}"
           + (", interrupted" if rep.interrupted else ""))
     for f in rep.found:
         print(f"FOUND {', '.join(f.signature)}: {len(f.original.statements)} -> "
@@ -452,8 +468,9 @@ def register(sub) -> None:
     f.add_argument("--seed", type=int, default=0, metavar="S")
     f.add_argument("--batch", type=int, default=512, metavar="N",
                    help="scenarios per batch, one run of the batch runner (default 512)")
-    f.add_argument("--corpus", default="corpora/generated", metavar="DIR",
-                   help="generated scenarios whose states seed the drawing")
+    f.add_argument("--corpus", metavar="DIR",
+                   help="generated scenarios whose states seed the drawing (default: the "
+                        "bundled corpora/generated)")
     f.add_argument("--out", default="corpora/regressions", metavar="DIR")
     f.add_argument("-q", "--quiet", action="store_true")
     f.set_defaults(func=cmd_fuzz)

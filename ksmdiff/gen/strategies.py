@@ -70,7 +70,17 @@ def build_statements(ch, max_steps: int = 14, max_procs: int = 3, max_pages: int
             hi += 1
         return A.Target(r, lo, hi)
 
-    for _ in range(ch.integer(1, max_steps)):
+    steps = ch.steps(max_steps)
+    if steps >= 6 and max_pages >= 2 and ch.merge_prelude():
+        # pages of one content merged into a KSM page mapped by several ptes: what the
+        # write-fault paths under test start from
+        add(A.Mmap("A", "r0", ch.integer(2, max_pages)))
+        n_regions = 1
+        add(A.Fill("A", A.Target("r0"), ch.pick(BYTES)))
+        add(A.Madvise("A", A.Target("r0"), "mergeable"))
+        add(A.KsmSettle())
+        steps -= 4
+    for _ in range(steps):
         alive = lay.alive()
         if not alive:
             break
@@ -81,7 +91,7 @@ def build_statements(ch, max_steps: int = 14, max_procs: int = 3, max_pages: int
             kinds.append("set")
         if expects:
             kinds += ["expect", "expect", "counter"]
-        kind = ch.pick(kinds)
+        kind = ch.kind(kinds, has_region=bool(lay.procs[p].regions))
         if kind == "mmap" and n_regions < 3:
             name = f"r{n_regions}"
             n_regions += 1
@@ -179,6 +189,19 @@ class HypothesisChoices:
     def versions(self):
         return self.draw(st.one_of(st.none(), version_sets()))
 
+    def steps(self, max_steps):
+        return self.integer(1, max_steps)
+
+    def kind(self, kinds, has_region=True):
+        return self.pick(kinds)
+
+    def merge_prelude(self):
+        return False                 # Hypothesis finds its own way there, and shrinks
+
+
+# ``RandomChoices.kind``'s weights (others 1)
+KIND_WEIGHTS = {"fill": 3, "write": 3, "madvise": 3, "settle": 3, "fork": 2}
+
 
 class RandomChoices:
     """The same choices from a seeded ``random.Random``: no per-example engine, for
@@ -204,6 +227,23 @@ class RandomChoices:
         if k == 1:
             return A.Mapcount(self.integer(0, 3))
         return A.HasContent(A.Content(self.pick((None,) + BYTES), self.pick((None,) + BYTES)))
+
+    def steps(self, max_steps):
+        """At least half of ``max_steps``: a scenario of one or two steps merges nothing."""
+        return self.rng.randint(max(1, max_steps // 2), max_steps)
+
+    def merge_prelude(self):
+        """A third of the scenarios start from merged pages."""
+        return self.rng.random() < 1 / 3
+
+    def kind(self, kinds, has_region=True):
+        """Weighted towards the path to a KSM write fault (mmap first, fill the same bytes,
+        madvise mergeable, settle, write): drawn uniformly, 1,472 drawn scenarios never
+        wrote a KSM page mapped twice (a kernel that reused it was not caught)."""
+        if not has_region and "mmap" in kinds and self.rng.random() < 0.8:
+            return "mmap"
+        weights = [KIND_WEIGHTS.get(k, 1) for k in kinds]
+        return self.rng.choices(kinds, weights)[0]
 
     def versions(self):
         if self.coin():

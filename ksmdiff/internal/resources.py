@@ -35,3 +35,14 @@ def cache_dir() -> Path:
         return Path(env)
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "ksmdiff"
+
+
+_REPO_GENERATED = Path(__file__).resolve().parents[2] / "corpora" / "generated"
+
+
+def generated_corpus_dir() -> Path:
+    """corpora/generated/ of the checkout, else the installed copy
+    (``ksmdiff.generated_corpus``): the generated scenarios whose states seed fuzzing."""
+    if _REPO_GENERATED.is_dir() and any(_REPO_GENERATED.glob("*/*.scenario")):
+        return _REPO_GENERATED
+    return data_package_dir("ksmdiff.generated_corpus")

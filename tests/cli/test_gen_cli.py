@@ -94,3 +94,22 @@ def test_fuzz_on_a_model_runs_batches_and_finds_nothing(tmp_path, capsys):
     assert rc == 0, out
     assert "seed 5" in out and " batches" in out
     assert not (tmp_path / "found").exists()
+
+
+def test_fuzz_seeds_from_the_bundled_corpus_wherever_it_runs(tmp_path, capsys, monkeypatch):
+    """Run outside the checkout (as an installed tool is), fuzz still draws from the
+    generated corpus's states: the summary names how many and where from."""
+    monkeypatch.chdir(tmp_path)
+    rc = main(["fuzz", "--kernel", "5.4", "--budget", "2s", "--batch", "16", "--seed", "1",
+               "--out", str(tmp_path / "found"), "-q"])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    n = int(out.split(" seed scenarios from ")[0].rsplit(" ", 1)[1])
+    assert n >= 70, out                      # every era's folder, not only 5.1-5.8's
+    assert main(["fuzz", "--kernel", "5.4", "--budget", "2s", "--corpus",
+                 str(tmp_path / "nowhere")]) == 2
+    assert "no such directory" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert main(["fuzz", "--kernel", "5.4", "--budget", "2s", "--corpus",
+                 str(tmp_path / "empty")]) == 2
+    assert "no .scenario file" in capsys.readouterr().err

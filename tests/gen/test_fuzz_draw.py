@@ -105,3 +105,18 @@ def test_remembered_validity_draws_what_validating_every_step_draws():
     assert seeded._validity and r1.random() == r2.random()
     rejected = sum(1 for v in seeded._validity.values() if not v)
     assert rejected > 0                       # some extensions were refused, and remembered
+
+
+def test_full_language_draws_reach_a_ksm_page_written_while_mapped_twice():
+    """Without spec seeds, the drawn scenarios still write KSM pages that several ptes map:
+    a 5.1-5.8 model that reuses such a page (the reuse-mapcount-2 mutant) fails on some
+    of 512 (uniform draws caught it in 0-2 of 512)."""
+    from ksmdiff.gen.fuzz import _failing
+    from ksmdiff.gen.threeway import judge_cell
+    from ksmdiff.session import run_model_cell
+    from ksmdiff.versions import KernelVersion
+    v = KernelVersion.parse("5.4")
+    scns = draw_batch(random.Random(1), 512, None, 12)
+    caught = [s for s in scns if _failing(judge_cell(run_model_cell(s, v, "reuse-mapcount-2")))]
+    assert len(caught) >= 10, len(caught)
+    assert not any(_failing(judge_cell(run_model_cell(s, v))) for s in caught)
