@@ -793,10 +793,16 @@ class Interpreter:
             raise AssertionError(s.advice)
 
     def do_Mprotect(self, s: A.Mprotect) -> None:
+        # mprotect_fixup(): a vma whose flags already are the new ones is left alone
+        # (newflags == vma->vm_flags: no split, no change_protection(), so a read-only
+        # pte of a writable vma stays read-only until its write fault)
+        changed = [slot for slot in self.slots(s.proc, s.target) if slot.prot != s.prot]
+        if not changed:
+            return
         self.note_split(s.proc, s.target)
         if s.prot == "none":
             self._protnone = True
-        for slot in self.slots(s.proc, s.target):
+        for slot in changed:
             slot.prot = s.prot
             M.change_pte_range(self.m, slot, s.prot)
 
