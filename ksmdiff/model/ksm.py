@@ -449,12 +449,18 @@ def _ksm_do_scan_full(m: Machine) -> None:
             p.rmap_items.clear()
             ksm.mm_slots.remove(p)
             continue
+        # the candidate pages in address order (regions by descending mmap sequence)
         cands: dict[tuple[int, int], PageSlot] = {}
-        for r in p.regions.values():
+        for r in sorted(p.regions.values(), key=lambda r: -r.seq):
+            seq = r.seq
             for s in r.pages:
                 if s.mapped and s.mergeable:
-                    cands[(r.seq, s.index)] = s
-        for key in sorted(set(cands) | set(p.rmap_items), key=addr_order):
+                    cands[(seq, s.index)] = s
+        rmap_items = p.rmap_items
+        # (the items of addresses no longer candidates go in their place in that order)
+        keys = cands if all(k in cands for k in rmap_items) else \
+            sorted(set(cands) | set(rmap_items), key=addr_order)
+        for key in keys:
             s = cands.get(key)
             page = s.pte.frame if s is not None and s.pte.present else None
             if page is not None and s.prot == "none" and m.has("follow_page_skips_protnone"):

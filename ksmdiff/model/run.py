@@ -208,8 +208,8 @@ class Interpreter:
         self._raw: dict = {}                # slot -> its state with the frame itself,
                                             # its key, its place in page order (sync)
         self._ranks: dict = {}              # region -> (process, its places)
-        self._cur: dict = {}                # page -> its state, the frame's label
-        self._dirty: dict = {}              # page -> its state in the last record
+        self._cur: dict = {}                # page -> its fields (_page_fields) as last synced
+        self._dirty: dict = {}              # page -> its fields in the last record
         self._items = None                  # the rmap_item counts (ksmd_gauges)
         self._protnone = False              # some mprotect ... none ran
         self._shown_faults: set = set()
@@ -411,9 +411,9 @@ class Interpreter:
             got = self._prefixes[key] = tuple(prefix + n for n in PAGE_FIELDS)
         return got
 
-    # -- incremental observation: each page's state as of the last sync (``_cur``), the
+    # -- incremental observation: each page's fields as of the last sync (``_cur``), the
     # frames' labels (observe.FrameLabels), and the pages whose state moved since the last
-    # record with the state that record showed (``_dirty``)
+    # record with the fields that record showed (``_dirty``)
 
     def _rank(self, p: Process, r: Region) -> tuple:
         """(process, region) place in canonical page order: processes in creation order
@@ -456,24 +456,23 @@ class Interpreter:
         went).  Returns whether any page's observable state changed."""
         labels = self._labels
         raw = self._raw                       # slot -> (state, page key, place)
-        moved: list = []                      # slots whose state or place changed
+        moved: dict = {}                      # place -> slot whose state or place changed
         if pages is None:
             groups = [(p, r, r.pages) for p in self.m.live_procs() for r in p.regions.values()]
-            seen: Optional[set] = set()
         else:
             groups = [(p, r, [s]) for p, r, s in pages]
-            seen = None
         rank = self._rank
         slot_at = self._slot_at
+        visited = 0                           # pages synced (each is in raw afterwards)
         for p, r, slots in groups:
             _p, prank, rrank = rank(p, r)
             pname, rname = p.name, r.name
-            alive = p.alive
+            if not p.alive:
+                continue
             for s in slots:
-                if not s.mapped or not alive:
+                if not s.mapped:
                     continue
-                if seen is not None:
-                    seen.add(s)
+                visited += 1
                 pte = s.pte
                 if not pte.present:
                     st = (False, pte.swap is not None, None, None, None, None, False)
@@ -496,9 +495,14 @@ class Interpreter:
                 raw[s] = (st, (pname, rname, s.index), lk)
                 slot_at[lk] = s
                 labels.move(lk, st[2] if st[0] and not st[2].zero else None)
-                moved.append(s)
+                moved[lk] = s
         if pages is None:
-            gone = [s for s in raw if s not in seen]
+            # (every page synced is in raw: the others went, if raw holds more)
+            if len(raw) == visited:
+                gone = []
+            else:
+                seen = {s for _p, _r, slots in groups for s in slots if s.mapped}
+                gone = [s for s in raw if s not in seen]
         else:
             gone = [s for p, r, s in pages if not (s.mapped and p.alive) and s in raw]
         gone_keys = []
@@ -517,8 +521,11 @@ class Interpreter:
                 dirty.setdefault(fkey, old)
                 changed = True
         frame_label = labels.label_of_frame
+        fields = self._page_fields
         last_c = last_text = None
-        for s in itertools.chain(moved, (slot_at.get(lk) for lk in relabelled)):
+        # (the moved pages are among the relabelled ones when their frame changed)
+        for s in itertools.chain(moved.values(),
+                                 (slot_at.get(lk) for lk in relabelled if lk not in moved)):
             got = raw.get(s)
             if got is None:
                 continue
@@ -531,12 +538,12 @@ class Interpreter:
                         got = text[id(content)] = (content, str(content))
                     last_c, last_text = content, got[1]
                 lab = "Z" if f.zero else frame_label(f)
-                st = (True, st[1], lab, st[3], st[4], st[4] == 1 and not f.zero, last_text,
-                      st[6])
+                st = fields((True, st[1], lab, st[3], st[4], st[4] == 1 and not f.zero,
+                             last_text, st[6]))
             else:
-                st = (False, st[1], None, None, None, None, None, False)
+                st = fields((False, st[1], None, None, None, None, None, False))
             old = cur.get(fkey)
-            if old != st:
+            if old is not st:               # (one fields tuple per state: _page_fields)
                 cur[fkey] = st
                 if fkey not in dirty:
                     dirty[fkey] = old
@@ -550,14 +557,19 @@ class Interpreter:
         as the last :meth:`sync` left them."""
         delta: dict = {}
         cur = self._cur
-        fields, keys, gone = self._page_fields, self._keys, self._GONE
-        for key, old in self._dirty.items():
-            st = cur.get(key)
-            if old == st:
+        keys, prefixes, gone = self._keys, self._prefixes, self._GONE
+        for key, was in self._dirty.items():
+            new = cur.get(key)
+            if was is new:
                 continue
-            new = gone if st is None else fields(st)
-            was = gone if old is None else fields(old)
-            for k, a, b in zip(keys(key), was, new):
+            if new is None:
+                new = gone
+            elif was is None:
+                was = gone
+            ks = prefixes.get(key)
+            if ks is None:
+                ks = keys(key)
+            for k, a, b in zip(ks, was, new):
                 if a is not b:
                     delta[k] = b
         self._dirty = {}
