@@ -170,32 +170,33 @@ class History:
         of ``changes`` whose value differs from the previous record's."""
         pos = self._n
         hist = self._hist
-        intern = self.intern
+        intern = None if shared else self.intern
+        live = self._live
         changed = []
         for key, v in changes.items():
-            if not shared:
+            if intern is not None:
                 v = intern(key, v)
             h = hist.get(key)
             if h is None:
                 if v is ABSENT:
                     continue
                 hist[key] = ([pos], [v])
-                self._live += 1
-                changed.append(key)
-                continue
-            positions, values = h
-            last = values[-1]
-            if last is v or last == v:
-                continue
-            self._live += (last is ABSENT) - (v is ABSENT)
-            changed.append(key)
-            if positions[-1] == pos:
-                values[-1] = v
+                live += 1
             else:
-                positions.append(pos)
+                values = h[1]
+                last = values[-1]
+                if last is v or last == v:
+                    continue
+                if last is ABSENT:
+                    live += 1
+                elif v is ABSENT:
+                    live -= 1
+                h[0].append(pos)                 # (a key comes once per commit)
                 values.append(v)
+            changed.append(key)
+        self._live = live
         self._n += 1
-        return FieldsView(self, pos, self._live), DeltaView(self, pos, changed)
+        return FieldsView(self, pos, live), DeltaView(self, pos, changed)
 
     def changed_at(self, key: str, pos: int) -> bool:
         """Did ``key`` change in record ``pos``?"""
