@@ -206,7 +206,8 @@ class Interpreter:
         self._labels = FrameLabels(_label_name)   # (pages keyed by their place: _rank)
         self._slot_at: dict = {}            # place in page order -> slot (sync)
         self._raw: dict = {}                # slot -> its state with the frame itself,
-                                            # its key, its place in page order (sync)
+                                            # its key, its place in page order, its
+                                            # region's _rank (sync)
         self._ranks: dict = {}              # region -> (process, its places)
         self._cur: dict = {}                # page -> its fields (_page_fields) as last synced
         self._dirty: dict = {}              # page -> its fields in the last record
@@ -455,7 +456,7 @@ class Interpreter:
         have changed, or None for every page of every live process (and the pages that
         went).  Returns whether any page's observable state changed."""
         labels = self._labels
-        raw = self._raw                       # slot -> (state, page key, place)
+        raw = self._raw                       # slot -> (state, page key, place, rank)
         moved: dict = {}                      # place -> slot whose state or place changed
         if pages is None:
             groups = [(p, r, r.pages) for p in self.m.live_procs() for r in p.regions.values()]
@@ -465,7 +466,8 @@ class Interpreter:
         slot_at = self._slot_at
         visited = 0                           # pages synced (each is in raw afterwards)
         for p, r, slots in groups:
-            _p, prank, rrank = rank(p, r)
+            rk = rank(p, r)
+            _p, prank, rrank = rk
             pname, rname = p.name, r.name
             if not p.alive:
                 continue
@@ -485,14 +487,13 @@ class Interpreter:
                         st = (True, pte.swap is not None, f, f.ksm, f.mapcount, f.content,
                               False)
                 old = raw.get(s)
-                if old is not None and old[0] == st and old[2][0] == prank \
-                        and old[2][1] == rrank:
-                    continue               # (frames compare by identity)
+                if old is not None and old[0] == st and old[3] is rk:
+                    continue               # (frames compare by identity; one rank a region)
                 lk = (prank, rrank, s.index, pname, rname)
                 if old is not None and old[2] != lk:
                     labels.move(old[2], None)
                     slot_at.pop(old[2], None)
-                raw[s] = (st, (pname, rname, s.index), lk)
+                raw[s] = (st, (pname, rname, s.index), lk, rk)
                 slot_at[lk] = s
                 labels.move(lk, st[2] if st[0] and not st[2].zero else None)
                 moved[lk] = s
@@ -507,7 +508,7 @@ class Interpreter:
             gone = [s for p, r, s in pages if not (s.mapped and p.alive) and s in raw]
         gone_keys = []
         for s in gone:
-            _st, fkey, lk = raw.pop(s)
+            _st, fkey, lk, _rk = raw.pop(s)
             labels.move(lk, None)
             slot_at.pop(lk, None)
             gone_keys.append(fkey)
@@ -529,7 +530,7 @@ class Interpreter:
             got = raw.get(s)
             if got is None:
                 continue
-            st, fkey, lk = got
+            st, fkey, lk, _rk = got
             if st[0]:
                 f, content = st[2], st[5]
                 if content is not last_c:       # (by identity: a page's content is shared
