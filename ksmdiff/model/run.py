@@ -379,7 +379,11 @@ class Interpreter:
 
     def _page_fields(self, st: tuple) -> tuple:
         """The page's fields, in PAGE_FIELDS order without ``fault`` (ABSENT: not there);
-        one tuple per distinct state (most pages of a scenario share a few states)."""
+        one tuple per distinct state (most pages of a scenario share a few states), but
+        for a page whose frame no other page maps: its label names the page itself, so
+        its state is its own (ksm01: one per page, several times over)."""
+        if st[4] == 1:
+            return self._make_page_fields(st)
         got = self._fields_of.get(st)
         if got is None:
             got = self._fields_of[st] = self._make_page_fields(st)
@@ -544,7 +548,7 @@ class Interpreter:
             else:
                 st = fields((False, st[1], None, None, None, None, None, False))
             old = cur.get(fkey)
-            if old is not st:               # (one fields tuple per state: _page_fields)
+            if old != st:                   # (equal fields are mostly one tuple)
                 cur[fkey] = st
                 if fkey not in dirty:
                     dirty[fkey] = old
@@ -561,8 +565,8 @@ class Interpreter:
         keys, prefixes, gone = self._keys, self._prefixes, self._GONE
         for key, was in self._dirty.items():
             new = cur.get(key)
-            if was is new:
-                continue
+            if was is new:                  # (a page whose fields changed back: no delta
+                continue                    # below either, each value is one shared set)
             if new is None:
                 new = gone
             elif was is None:
