@@ -220,6 +220,7 @@ class Interpreter:
         self._content_text: dict = {}       # Content -> its text
         self._text_by_id: dict = {}         # id(Content) -> (Content, its text) (sync)
         self._fields_of: dict = {}          # page state -> its fields (_page_fields)
+        self._own_fields_of: dict = {}      # ... of a frame mapped once, but its label
         self._plan = None                   # the counters this version shows (_counter_plan)
         self._proc_keys: dict = {}          # (process, counter) -> its two field keys
         self.m.procs[scn.initial] = Process(scn.initial)
@@ -381,9 +382,15 @@ class Interpreter:
         """The page's fields, in PAGE_FIELDS order without ``fault`` (ABSENT: not there);
         one tuple per distinct state (most pages of a scenario share a few states), but
         for a page whose frame no other page maps: its label names the page itself, so
-        its state is its own (ksm01: one per page, several times over)."""
+        its state is its own (ksm01: one per page, several times over), and only the
+        fields but the frame come from the cache."""
         if st[4] == 1:
-            return self._make_page_fields(st)
+            _present, swapped, label, ksm, _mapcount, exclusive, content, _maybe = st
+            key = (swapped, ksm, exclusive, content)
+            got = self._own_fields_of.get(key)
+            if got is None:
+                got = self._own_fields_of[key] = self._make_page_fields(st)
+            return (got[0], got[1], self._set("frame", label), got[3], got[4], got[5], got[6])
         got = self._fields_of.get(st)
         if got is None:
             got = self._fields_of[st] = self._make_page_fields(st)
