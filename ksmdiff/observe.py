@@ -223,6 +223,8 @@ class History:
         h = self._hist.get(key)
         if h is None or pos < 0:
             return ABSENT
+        if h[-2] <= pos:                         # (_last_at's first case, inline)
+            return h[-1]
         i = _last_at(h, pos)
         return ABSENT if i < 0 else h[i + 1]
 
