@@ -183,11 +183,6 @@ def merge_records(runs: list[list[Record]], reasons: list[str]) -> list[Record]:
     return out
 
 
-def _label_name(lk: tuple) -> str:
-    """A frame's label from its first page's place (Interpreter._rank): the page's name."""
-    return page_name(lk[3], lk[4], lk[2])
-
-
 class Interpreter:
     def __init__(self, scn: A.Scenario, version: KernelVersion, mutant: Optional[str],
                  assume: Optional[dict[str, bool]] = None, *, keep_frames: bool = True):
@@ -203,8 +198,8 @@ class Interpreter:
         # the stream's fields, as changes (observe.History), and what the last record
         # showed: each page's state tuple (_page_states), the fault keys, the counters
         self.history = History()
-        self._labels = FrameLabels(_label_name)   # (pages keyed by their place: _rank)
-        self._slot_at: dict = {}            # place in page order -> slot (sync)
+        self._labels = FrameLabels(self._place_name)   # (pages keyed by their place: _rank)
+        self._slot_at: dict = {}            # place in page order -> (process, region, slot)
         self._raw: dict = {}                # slot -> its state with the frame itself,
                                             # its key, its place in page order, its
                                             # region's _rank (sync)
@@ -428,28 +423,33 @@ class Interpreter:
     # record with the fields that record showed (``_dirty``)
 
     def _rank(self, p: Process, r: Region) -> tuple:
-        """(process, region) place in canonical page order: processes in creation order
-        (an exec'd process keeps its name's place), regions in mmap order."""
+        """(process, the place of the region's page 0 in canonical page order): processes
+        in creation order (an exec'd process keeps its name's place), regions in mmap
+        order, pages by index; a page's place is an int, its region's place + its index
+        (process and region ranks and index in bit fields: the order is the tuple's)."""
         got = self._ranks.get(r)
         if got is None or got[0] is not p:
-            got = self._ranks[r] = (p, list(self.m.procs).index(p.name),
-                                    list(p.regions).index(r.name))
+            prank, rrank = list(self.m.procs).index(p.name), list(p.regions).index(r.name)
+            got = self._ranks[r] = (p, ((prank << 20) | rrank) << 32)
         return got
+
+    def _place_name(self, place: int) -> str:
+        """A frame's label from its first page's place (as last synced): the page's name."""
+        p, r, s = self._slot_at[place]
+        return page_name(p.name, r.name, s.index)
 
     def _with_sharers(self, targets: list, frames: list) -> list:
         """``targets`` and every page (as last synced) that maps one of ``frames``."""
         out = list(targets)
         seen = {id(slot) for _p, _r, slot in targets}
-        procs = self.m.procs
+        slot_at = self._slot_at
         done: set = set()
         for f in frames:
             if f.zero or id(f) in done:
                 continue
             done.add(id(f))
-            for lk in self._labels.pages_of(f):
-                p = procs[lk[3]]
-                r = p.regions[lk[4]]
-                slot = self._slot_at[lk]
+            for place in self._labels.pages_of(f):
+                p, r, slot = slot_at[place]
                 if id(slot) not in seen:
                     seen.add(id(slot))
                     out.append((p, r, slot))
@@ -460,7 +460,9 @@ class Interpreter:
         return self._labels.pages_of(f)
 
     def _sharer_names(self, f) -> list[str]:
-        return [f"{lk[3]}/{lk[4]}[{lk[2]}]" for lk in self._labels.pages_of(f)]
+        slot_at = self._slot_at
+        return [page_name(p.name, r.name, s.index)
+                for p, r, s in map(slot_at.__getitem__, self._labels.pages_of(f))]
 
     def sync(self, pages: Optional[list] = None) -> bool:
         """Bring the pages' states up to date: ``pages`` (process, region, slot) that may
@@ -478,7 +480,7 @@ class Interpreter:
         visited = 0                           # pages synced (each is in raw afterwards)
         for p, r, slots in groups:
             rk = rank(p, r)
-            _p, prank, rrank = rk
+            base = rk[1]
             pname, rname = p.name, r.name
             if not p.alive:
                 continue
@@ -500,12 +502,16 @@ class Interpreter:
                 old = raw.get(s)
                 if old is not None and old[0] == st and old[3] is rk:
                     continue               # (frames compare by identity; one rank a region)
-                lk = (prank, rrank, s.index, pname, rname)
-                if old is not None and old[2] != lk:
-                    labels.move(old[2], None)
-                    slot_at.pop(old[2], None)
-                raw[s] = (st, (pname, rname, s.index), lk, rk)
-                slot_at[lk] = s
+                lk = base + s.index
+                if old is None:
+                    fkey = (pname, rname, s.index)
+                else:
+                    fkey = old[1]
+                    if old[2] != lk:
+                        labels.move(old[2], None)
+                        slot_at.pop(old[2], None)
+                raw[s] = (st, fkey, lk, rk)
+                slot_at[lk] = (p, r, s)
                 labels.move(lk, st[2] if st[0] and not st[2].zero else None)
                 moved[lk] = s
         if pages is None:
@@ -536,8 +542,13 @@ class Interpreter:
         fields = self._page_fields
         last_c = last_text = None
         # (the moved pages are among the relabelled ones when their frame changed)
-        for s in itertools.chain(moved.values(),
-                                 (slot_at.get(lk) for lk in relabelled if lk not in moved)):
+        others = []
+        for lk in relabelled:
+            if lk not in moved:
+                got = slot_at.get(lk)
+                if got is not None:
+                    others.append(got[2])
+        for s in itertools.chain(moved.values(), others):
             got = raw.get(s)
             if got is None:
                 continue
