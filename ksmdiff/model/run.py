@@ -216,6 +216,7 @@ class Interpreter:
         self._text_by_id: dict = {}         # id(Content) -> (Content, its text) (sync)
         self._fields_of: dict = {}          # page state -> its fields (_page_fields)
         self._own_fields_of: dict = {}      # ... of a frame mapped once, but its label
+        self._faults_of: dict = {}          # fault outcome -> its field alone (_fault_set)
         self._plan = None                   # the counters this version shows (_counter_plan)
         self._proc_keys: dict = {}          # (process, counter) -> its two field keys
         self.m.procs[scn.initial] = Process(scn.initial)
@@ -257,18 +258,18 @@ class Interpreter:
                     slot.maybe_absent = False
             handler(s)
             faults = {}
+            alternatives = m.fault_alternatives
             for p, r, slot in touched:
                 after = slot.pte.frame if slot.pte.present else None
                 prev = before[id(slot)]
                 if prev is None:
-                    out = {"fresh"}
+                    outcome = "fresh"
                 elif after is prev:
-                    out = {"reused"}
+                    outcome = "reused"
                 else:
-                    out = {"copied"}
-                out |= m.fault_alternatives.get(id(slot), set())
-                out = frozenset(out)
-                faults[(p.name, r.name, slot.index)] = self._sets.setdefault(("fault", out), out)
+                    outcome = "copied"
+                also = alternatives.get(id(slot)) if alternatives else None
+                faults[(p.name, r.name, slot.index)] = self._fault_set(outcome, also)
             if targets is None:
                 slots = (slot for p in m.procs.values() for r in p.regions.values()
                          for slot in r.pages)
@@ -290,8 +291,12 @@ class Interpreter:
             pages = None
             if targets is not None:
                 frames = list({id(f): f for f in frames if not f.zero}.values())
-                reach = len(targets) + sum(len(self._labels.pages_of(f)) for f in frames)
-                if 2 * reach > len(self._raw):
+                reach, half = len(targets), len(self._raw) // 2
+                for f in frames:
+                    if reach > half:
+                        break
+                    reach += len(self._labels.pages_of(f))
+                if reach > half:
                     # (most pages: one walk over all of them costs less than the lookups)
                     targets = None
                 else:
@@ -365,6 +370,21 @@ class Interpreter:
                     out[(pname, rname, s.index)] = (True, swapped, label, f.ksm, f.mapcount,
                                                     f.mapcount == 1, c, False)
         return out
+
+    def _fault_set(self, outcome: str, also: Optional[set]) -> frozenset:
+        """A page's ``fault`` field: its outcome and ``also`` (Machine.may_also), one shared
+        set per distinct value."""
+        if also is None:
+            got = self._faults_of.get(outcome)
+            if got is not None:
+                return got
+        out = frozenset((outcome,)) if also is None else frozenset(also | {outcome})
+        got = self._sets.get(("fault", out))
+        if got is None:
+            got = self._sets[("fault", out)] = out
+        if also is None:
+            self._faults_of[outcome] = got
+        return got
 
     def _set(self, name: str, value) -> frozenset:
         """One shared one-element set per (field, value) ({True} == {1}: keyed by field)."""
