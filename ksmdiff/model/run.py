@@ -207,6 +207,8 @@ class Interpreter:
         self._cur: dict = {}                # page -> its fields (_page_fields) as last synced
         self._dirty: dict = {}              # page -> its fields in the last record
         self._items = None                  # the rmap_item counts (ksmd_gauges)
+        self._synced = False                # a handler synced every page after its last
+                                            # change to them (do_KsmSettle)
         self._protnone = False              # some mprotect ... none ran
         self._shown_faults: set = set()
         self._shown_counters: dict = {}
@@ -301,7 +303,10 @@ class Interpreter:
                     targets = None
                 else:
                     pages = self._with_sharers(targets, frames)
-            self.sync(pages)
+            if self._synced:
+                self._synced = False            # (the handler's own last sync holds)
+            else:
+                self.sync(pages)
             note = "; ".join(m.notes[n_notes:])
             view, delta = self.history.commit_delta(self.observe(faults), shared=True)
             self.records.append(Record(i, s.pos.line, view, note=note, delta=delta))
@@ -1071,6 +1076,7 @@ class Interpreter:
             before = after           # (nothing runs between a scan and the next)
         else:
             m.notes.append(f"no fixpoint after {SETTLE_MAX_SCANS} scans")
+        self._synced = True          # (no page changes after the last scan's sync)
         # a kernel's settle waits for quiet gauges, so it may take more scans than this
         m.count_any("full_scans")
         self._after_scans()
