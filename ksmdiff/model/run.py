@@ -203,7 +203,7 @@ class Interpreter:
         self._raw: dict = {}                # slot -> its state with the frame itself,
                                             # its key, its place in page order, its
                                             # region's _rank (sync)
-        self._ranks: dict = {}              # region -> (process, its places)
+        self._ranks: dict = {}              # region -> (process, its page 0's place)
         self._cur: dict = {}                # page -> its fields (_page_fields) as last synced
         self._dirty: dict = {}              # page -> its fields in the last record
         self._items = None                  # the rmap_item counts (ksmd_gauges)
