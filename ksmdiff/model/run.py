@@ -451,7 +451,8 @@ class Interpreter:
         """(process, the place of the region's page 0 in canonical page order): processes
         in creation order (an exec'd process keeps its name's place), regions in mmap
         order, pages by index; a page's place is an int, its region's place + its index
-        (process and region ranks and index in bit fields: the order is the tuple's)."""
+        (process and region ranks and index in bit fields: the order is the tuple's; the
+        validator keeps a scenario under 2**17 pages, far inside the fields)."""
         got = self._ranks.get(r)
         if got is None or got[0] is not p:
             prank, rrank = list(self.m.procs).index(p.name), list(p.regions).index(r.name)
