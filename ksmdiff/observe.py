@@ -43,7 +43,6 @@ show.  ``ANY`` means the model allows every value (e.g. a counter moved by ksmd 
 
 from __future__ import annotations
 
-from bisect import bisect_right
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator, Optional, Sequence
@@ -134,10 +133,12 @@ class History:
     :data:`ABSENT` for a field that went) and gets back a :class:`FieldsView` of the
     record's whole state; that view reads a field in O(log changes of that field), so a
     stream costs what changed in it, not pages x statements.  Allowed sets are
-    interned (a stream holds few distinct values)."""
+    interned (a stream holds few distinct values).  A field's history is one flat list,
+    ``[position, value, position, value, ...]`` (a big scenario has hundreds of
+    thousands of fields: one list each, not a tuple of two)."""
 
     def __init__(self) -> None:
-        self._hist: dict[str, tuple[list[int], list]] = {}
+        self._hist: dict[str, list] = {}
         self._n = 0                              # records committed
         self._live = 0                           # keys present in the latest record
         self._interned: dict = {}
@@ -170,41 +171,39 @@ class History:
         of ``changes`` whose value differs from the previous record's."""
         pos = self._n
         hist = self._hist
-        intern = self.intern
+        intern = None if shared else self.intern
+        live = self._live
         changed = []
         for key, v in changes.items():
-            if not shared:
+            if intern is not None:
                 v = intern(key, v)
             h = hist.get(key)
             if h is None:
                 if v is ABSENT:
                     continue
-                hist[key] = ([pos], [v])
-                self._live += 1
-                changed.append(key)
-                continue
-            positions, values = h
-            last = values[-1]
-            if last is v or last == v:
-                continue
-            self._live += (last is ABSENT) - (v is ABSENT)
-            changed.append(key)
-            if positions[-1] == pos:
-                values[-1] = v
+                hist[key] = [pos, v]
+                live += 1
             else:
-                positions.append(pos)
-                values.append(v)
+                last = h[-1]
+                if last is v or last == v:
+                    continue
+                if last is ABSENT:
+                    live += 1
+                elif v is ABSENT:
+                    live -= 1
+                h += (pos, v)                    # (a key comes once per commit)
+            changed.append(key)
+        self._live = live
         self._n += 1
-        return FieldsView(self, pos, self._live), DeltaView(self, pos, changed)
+        return FieldsView(self, pos, live), DeltaView(self, pos, changed)
 
     def changed_at(self, key: str, pos: int) -> bool:
         """Did ``key`` change in record ``pos``?"""
         h = self._hist.get(key)
         if h is None or pos < 0:
             return False
-        positions = h[0]
-        i = bisect_right(positions, pos) - 1
-        return i >= 0 and positions[i] == pos
+        i = _last_at(h, pos)
+        return i >= 0 and h[i] == pos
 
     def commit_full(self, fields: Mapping[str, Any]) -> tuple["FieldsView", dict]:
         """Commit a whole record's fields: the changes are worked out here (a field of the
@@ -215,8 +214,8 @@ class History:
             if self.at(key, prev) != v:
                 changes[key] = v
         if prev >= 0:
-            for key, (positions, values) in self._hist.items():
-                if values[-1] is not ABSENT and key not in fields:
+            for key, h in self._hist.items():
+                if h[-1] is not ABSENT and key not in fields:
                     changes[key] = ABSENT
         return self.commit(changes), changes
 
@@ -224,9 +223,10 @@ class History:
         h = self._hist.get(key)
         if h is None or pos < 0:
             return ABSENT
-        positions, values = h
-        i = bisect_right(positions, pos) - 1
-        return ABSENT if i < 0 else values[i]
+        if h[-2] <= pos:                         # (_last_at's first case, inline)
+            return h[-1]
+        i = _last_at(h, pos)
+        return ABSENT if i < 0 else h[i + 1]
 
     def rank(self, key: str) -> int:
         """The key's place in first-appearance order."""
@@ -238,10 +238,26 @@ class History:
         return len(self._order) if h is None else h
 
     def keys_at(self, pos: int) -> Iterator[str]:
-        for key, (positions, values) in self._hist.items():
-            i = bisect_right(positions, pos) - 1
-            if i >= 0 and values[i] is not ABSENT:
+        for key, h in self._hist.items():
+            i = _last_at(h, pos)
+            if i >= 0 and h[i + 1] is not ABSENT:
                 yield key
+
+
+def _last_at(h: list, pos: int) -> int:
+    """The index in a field's history ``h`` (``[position, value, ...]``, positions
+    ascending) of the last change at or before ``pos``; negative if none."""
+    n = len(h)
+    if h[n - 2] <= pos:                          # (reads of the latest records)
+        return n - 2
+    lo, hi = 0, (n >> 1) - 1                     # the change is one of those before the last
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if h[2 * mid] <= pos:
+            lo = mid + 1
+        else:
+            hi = mid
+    return 2 * lo - 2
 
 
 class DeltaView(Mapping):

@@ -67,11 +67,12 @@ class _PageView:
 
     def __init__(self, rec: Record | None, proc: str, region: str, index: int):
         self.rec, self.proc, self.region, self.index = rec, proc, region, index
+        self._prefix = page_key(proc, region, index, "")   # (the page's keys but the field)
 
     def field(self, name: str) -> Any:
         if self.rec is None:
             return None
-        return self.rec.get(page_key(self.proc, self.region, self.index, name))
+        return self.rec.get(self._prefix + name)
 
     @property
     def mapped(self) -> bool:
@@ -201,10 +202,12 @@ def evaluate_expects(scn: A.Scenario, records: Sequence[Record],
         if isinstance(s.predicate, A.SameFrame):
             m = _page_count(scn, i, s.predicate.proc, s.predicate.target.region)
             idx2 = list(s.predicate.target.indices(m))
-            if len(idx2) == 1:
-                idx2 = idx2 * len(idx)
-            others = [_PageView(last, s.predicate.proc, s.predicate.target.region, j)
-                      for j in idx2]
+            if len(idx2) == 1:                  # (one page against each: one view of it)
+                others = [_PageView(last, s.predicate.proc, s.predicate.target.region,
+                                    idx2[0])] * len(idx)
+            else:
+                others = [_PageView(last, s.predicate.proc, s.predicate.target.region, j)
+                          for j in idx2]
         need = _kernel_may_omit(s.predicate)
         if need and any(_PageView(last, s.proc, s.target.region, j).mapped
                         and _PageView(last, s.proc, s.target.region, j).field(need) is None

@@ -36,7 +36,7 @@ def _check_page(v, p, r, s):
     f = pte.frame if present else pte.swap
     if f is None:
         return None
-    if f.content != s.logical:
+    if f.content is not s.logical and f.content != s.logical:   # (copies share one Content)
         v("isolation", f"{_where(p, r, s)} holds {f.content} but {p.name} wrote {s.logical}")
     if f.freed:
         v("refcount", f"{_where(p, r, s)} maps a freed page {f!r}")
@@ -77,9 +77,8 @@ def check(m: Machine, stmt: int, line: int, *, pages=None, frames=None,
     def v(prop: str, detail: str) -> None:
         out.append(Violation(stmt, line, prop, detail))
 
-    # frame -> the (process, region, slot) of every pte mapping it (the zero page aside);
-    # frames hash by identity
-    mapped_by: dict = {}
+    # frame -> the number of ptes mapping it (the zero page aside); frames hash by identity
+    nptes: dict = {}
     writable = []
     for p in m.live_procs():
         for r in p.regions.values():
@@ -89,26 +88,27 @@ def check(m: Machine, stmt: int, line: int, *, pages=None, frames=None,
                 f = _check_page(v, p, r, s)
                 if f is None:
                     continue
-                lst = mapped_by.get(f)
-                if lst is None:
-                    mapped_by[f] = [(p, r, s)]
-                else:
-                    lst.append((p, r, s))
+                nptes[f] = nptes.get(f, 0) + 1
                 if s.pte.writable:
                     writable.append((p, r, s))
     for p, r, s in writable:
-        sharers = mapped_by[s.pte.frame]
-        if len(sharers) > 1:
-            others = [_where(*x) for x in sharers if x[2] is not s]
+        f = s.pte.frame
+        if nptes[f] > 1:
+            others = [_where(*x) for x in _mapping(m, f) if x[2] is not s]
             v("writable-exclusive",
-              f"{_where(p, r, s)} is writable but {s.pte.frame!r} is also "
+              f"{_where(p, r, s)} is writable but {f!r} is also "
               f"mapped by {', '.join(others)}")
     pin_counts = m.pin_counts()
     for f in m.live_frames():
-        lst = mapped_by.get(f)
-        _check_frame(v, f, pin_counts.get(id(f), 0) if pin_counts else 0,
-                     len(lst) if lst is not None else 0)
+        _check_frame(v, f, pin_counts.get(id(f), 0) if pin_counts else 0, nptes.get(f, 0))
     return out
+
+
+def _mapping(m: Machine, f) -> list:
+    """The (process, region, slot) of every mapped page whose pte maps ``f``, in page
+    order."""
+    return [(p, r, s) for p in m.live_procs() for r in p.regions.values() for s in r.pages
+            if s.mapped and s.pte.present and s.pte.frame is f]
 
 
 def _check_pages(m: Machine, stmt: int, line: int, pages, frames, sharers) -> list[Violation]:

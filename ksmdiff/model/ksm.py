@@ -449,13 +449,18 @@ def _ksm_do_scan_full(m: Machine) -> None:
             p.rmap_items.clear()
             ksm.mm_slots.remove(p)
             continue
+        # the candidate pages in address order (regions by descending mmap sequence)
         cands: dict[tuple[int, int], PageSlot] = {}
-        for r in p.regions.values():
+        for r in sorted(p.regions.values(), key=lambda r: -r.seq):
+            seq = r.seq
             for s in r.pages:
                 if s.mapped and s.mergeable:
-                    cands[(r.seq, s.index)] = s
-        for key in sorted(set(cands) | set(p.rmap_items), key=addr_order):
-            s = cands.get(key)
+                    cands[(seq, s.index)] = s
+        rmap_items = p.rmap_items
+        # (the items of addresses no longer candidates go in their place in that order)
+        walk = cands.items() if all(k in cands for k in rmap_items) else \
+            [(k, cands.get(k)) for k in sorted(set(cands) | set(rmap_items), key=addr_order)]
+        for key, s in walk:
             page = s.pte.frame if s is not None and s.pte.present else None
             if page is not None and s.prot == "none" and m.has("follow_page_skips_protnone"):
                 # 6.1-6.4 follow_page(): pte_protnone() && !gup_can_follow_protnone() ->
@@ -463,13 +468,13 @@ def _ksm_do_scan_full(m: Machine) -> None:
                 page = None
             if page is None or page.zero or not page.anon:
                 # follow_page() found nothing (or not PageAnon): the old item goes
-                item = p.rmap_items.pop(key, None)
+                item = rmap_items.pop(key, None)
                 if item is not None:
                     remove_rmap_item_from_tree(m, item)
                 continue
-            item = p.rmap_items.get(key)
+            item = rmap_items.get(key)
             if item is None:
-                item = p.rmap_items[key] = RmapItem(p, key)
+                item = rmap_items[key] = RmapItem(p, key)
             if should_skip_rmap_item(m, page, item):
                 continue                       # >= 6.7 smart scan: goto next_page
             m.get_page(page)                   # follow_page(FOLL_GET)

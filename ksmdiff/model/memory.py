@@ -223,14 +223,7 @@ def do_wp_page(m: Machine, p: Process, slot: PageSlot, *, unshare: bool = False,
         return
     page.refcount += extra_refs                # e.g. <= 6.1 break_ksm()'s FOLL_GET
     try:
-        {
-            Era.LE_5_0: _do_wp_page_le_5_0,
-            Era.V5_1_TO_5_8: _do_wp_page_5_1,
-            Era.V5_9_TO_5_17: _do_wp_page_5_9,
-            Era.V5_18: _do_wp_page_5_18,
-            Era.V5_19_TO_6_6: _do_wp_page_5_19,
-            Era.GE_6_7: _do_wp_page_5_19,
-        }[m.era](m, p, slot, page, unshare)
+        _DO_WP_PAGE[m.era](m, p, slot, page, unshare)
     finally:
         if extra_refs:
             m.put_page(page, extra_refs)
@@ -358,6 +351,17 @@ def _do_wp_page_5_19(m, p, slot, page, unshare):
         # FAULT_FLAG_UNSHARE on an exclusive page: nothing to do, pte stays read-only
         return
     _reuse_maybe(m, p, slot, page, uncertain)
+
+
+# do_wp_page() per era
+_DO_WP_PAGE = {
+    Era.LE_5_0: _do_wp_page_le_5_0,
+    Era.V5_1_TO_5_8: _do_wp_page_5_1,
+    Era.V5_9_TO_5_17: _do_wp_page_5_9,
+    Era.V5_18: _do_wp_page_5_18,
+    Era.V5_19_TO_6_6: _do_wp_page_5_19,
+    Era.GE_6_7: _do_wp_page_5_19,
+}
 
 
 # ----------------------------------------------------------------------------- swap

@@ -183,11 +183,6 @@ def merge_records(runs: list[list[Record]], reasons: list[str]) -> list[Record]:
     return out
 
 
-def _label_name(lk: tuple) -> str:
-    """A frame's label from its first page's place (Interpreter._rank): the page's name."""
-    return page_name(lk[3], lk[4], lk[2])
-
-
 class Interpreter:
     def __init__(self, scn: A.Scenario, version: KernelVersion, mutant: Optional[str],
                  assume: Optional[dict[str, bool]] = None, *, keep_frames: bool = True):
@@ -203,14 +198,17 @@ class Interpreter:
         # the stream's fields, as changes (observe.History), and what the last record
         # showed: each page's state tuple (_page_states), the fault keys, the counters
         self.history = History()
-        self._labels = FrameLabels(_label_name)   # (pages keyed by their place: _rank)
-        self._slot_at: dict = {}            # place in page order -> slot (sync)
+        self._labels = FrameLabels(self._place_name)   # (pages keyed by their place: _rank)
+        self._slot_at: dict = {}            # place in page order -> (process, region, slot)
         self._raw: dict = {}                # slot -> its state with the frame itself,
-                                            # its key, its place in page order (sync)
-        self._ranks: dict = {}              # region -> (process, its places)
-        self._cur: dict = {}                # page -> its state, the frame's label
-        self._dirty: dict = {}              # page -> its state in the last record
+                                            # its key, its place in page order, its
+                                            # region's _rank (sync)
+        self._ranks: dict = {}              # region -> (process, its page 0's place)
+        self._cur: dict = {}                # page -> its fields (_page_fields) as last synced
+        self._dirty: dict = {}              # page -> its fields in the last record
         self._items = None                  # the rmap_item counts (ksmd_gauges)
+        self._synced = False                # a handler synced every page after its last
+                                            # change to them (do_KsmSettle)
         self._protnone = False              # some mprotect ... none ran
         self._shown_faults: set = set()
         self._shown_counters: dict = {}
@@ -219,6 +217,8 @@ class Interpreter:
         self._content_text: dict = {}       # Content -> its text
         self._text_by_id: dict = {}         # id(Content) -> (Content, its text) (sync)
         self._fields_of: dict = {}          # page state -> its fields (_page_fields)
+        self._own_fields_of: dict = {}      # ... of a frame mapped once, but its label
+        self._faults_of: dict = {}          # fault outcome -> its field alone (_fault_set)
         self._plan = None                   # the counters this version shows (_counter_plan)
         self._proc_keys: dict = {}          # (process, counter) -> its two field keys
         self.m.procs[scn.initial] = Process(scn.initial)
@@ -260,18 +260,18 @@ class Interpreter:
                     slot.maybe_absent = False
             handler(s)
             faults = {}
+            alternatives = m.fault_alternatives
             for p, r, slot in touched:
                 after = slot.pte.frame if slot.pte.present else None
                 prev = before[id(slot)]
                 if prev is None:
-                    out = {"fresh"}
+                    outcome = "fresh"
                 elif after is prev:
-                    out = {"reused"}
+                    outcome = "reused"
                 else:
-                    out = {"copied"}
-                out |= m.fault_alternatives.get(id(slot), set())
-                out = frozenset(out)
-                faults[(p.name, r.name, slot.index)] = self._sets.setdefault(("fault", out), out)
+                    outcome = "copied"
+                also = alternatives.get(id(slot)) if alternatives else None
+                faults[(p.name, r.name, slot.index)] = self._fault_set(outcome, also)
             if targets is None:
                 slots = (slot for p in m.procs.values() for r in p.regions.values()
                          for slot in r.pages)
@@ -293,13 +293,20 @@ class Interpreter:
             pages = None
             if targets is not None:
                 frames = list({id(f): f for f in frames if not f.zero}.values())
-                reach = len(targets) + sum(len(self._labels.pages_of(f)) for f in frames)
-                if 2 * reach > len(self._raw):
+                reach, half = len(targets), len(self._raw) // 2
+                for f in frames:
+                    if reach > half:
+                        break
+                    reach += len(self._labels.pages_of(f))
+                if reach > half:
                     # (most pages: one walk over all of them costs less than the lookups)
                     targets = None
                 else:
                     pages = self._with_sharers(targets, frames)
-            self.sync(pages)
+            if self._synced:
+                self._synced = False            # (the handler's own last sync holds)
+            else:
+                self.sync(pages)
             note = "; ".join(m.notes[n_notes:])
             view, delta = self.history.commit_delta(self.observe(faults), shared=True)
             self.records.append(Record(i, s.pos.line, view, note=note, delta=delta))
@@ -369,6 +376,21 @@ class Interpreter:
                                                     f.mapcount == 1, c, False)
         return out
 
+    def _fault_set(self, outcome: str, also: Optional[set]) -> frozenset:
+        """A page's ``fault`` field: its outcome and ``also`` (Machine.may_also), one shared
+        set per distinct value."""
+        if also is None:
+            got = self._faults_of.get(outcome)
+            if got is not None:
+                return got
+        out = frozenset((outcome,)) if also is None else frozenset(also | {outcome})
+        got = self._sets.get(("fault", out))
+        if got is None:
+            got = self._sets[("fault", out)] = out
+        if also is None:
+            self._faults_of[outcome] = got
+        return got
+
     def _set(self, name: str, value) -> frozenset:
         """One shared one-element set per (field, value) ({True} == {1}: keyed by field)."""
         got = self._sets.get((name, value))
@@ -378,7 +400,17 @@ class Interpreter:
 
     def _page_fields(self, st: tuple) -> tuple:
         """The page's fields, in PAGE_FIELDS order without ``fault`` (ABSENT: not there);
-        one tuple per distinct state (most pages of a scenario share a few states)."""
+        one tuple per distinct state (most pages of a scenario share a few states), but
+        for a page whose frame no other page maps: its label names the page itself, so
+        its state is its own (ksm01: one per page, several times over), and only the
+        fields but the frame come from the cache."""
+        if st[4] == 1:
+            _present, swapped, label, ksm, _mapcount, exclusive, content, _maybe = st
+            key = (swapped, ksm, exclusive, content)
+            got = self._own_fields_of.get(key)
+            if got is None:
+                got = self._own_fields_of[key] = self._make_page_fields(st)
+            return (got[0], got[1], self._set("frame", label), got[3], got[4], got[5], got[6])
         got = self._fields_of.get(st)
         if got is None:
             got = self._fields_of[st] = self._make_page_fields(st)
@@ -411,33 +443,39 @@ class Interpreter:
             got = self._prefixes[key] = tuple(prefix + n for n in PAGE_FIELDS)
         return got
 
-    # -- incremental observation: each page's state as of the last sync (``_cur``), the
+    # -- incremental observation: each page's fields as of the last sync (``_cur``), the
     # frames' labels (observe.FrameLabels), and the pages whose state moved since the last
-    # record with the state that record showed (``_dirty``)
+    # record with the fields that record showed (``_dirty``)
 
     def _rank(self, p: Process, r: Region) -> tuple:
-        """(process, region) place in canonical page order: processes in creation order
-        (an exec'd process keeps its name's place), regions in mmap order."""
+        """(process, the place of the region's page 0 in canonical page order): processes
+        in creation order (an exec'd process keeps its name's place), regions in mmap
+        order, pages by index; a page's place is an int, its region's place + its index
+        (process and region ranks and index in bit fields: the order is the tuple's; the
+        validator keeps a scenario under 2**17 pages, far inside the fields)."""
         got = self._ranks.get(r)
         if got is None or got[0] is not p:
-            got = self._ranks[r] = (p, list(self.m.procs).index(p.name),
-                                    list(p.regions).index(r.name))
+            prank, rrank = list(self.m.procs).index(p.name), list(p.regions).index(r.name)
+            got = self._ranks[r] = (p, ((prank << 20) | rrank) << 32)
         return got
+
+    def _place_name(self, place: int) -> str:
+        """A frame's label from its first page's place (as last synced): the page's name."""
+        p, r, s = self._slot_at[place]
+        return page_name(p.name, r.name, s.index)
 
     def _with_sharers(self, targets: list, frames: list) -> list:
         """``targets`` and every page (as last synced) that maps one of ``frames``."""
         out = list(targets)
         seen = {id(slot) for _p, _r, slot in targets}
-        procs = self.m.procs
+        slot_at = self._slot_at
         done: set = set()
         for f in frames:
             if f.zero or id(f) in done:
                 continue
             done.add(id(f))
-            for lk in self._labels.pages_of(f):
-                p = procs[lk[3]]
-                r = p.regions[lk[4]]
-                slot = self._slot_at[lk]
+            for place in self._labels.pages_of(f):
+                p, r, slot = slot_at[place]
                 if id(slot) not in seen:
                     seen.add(id(slot))
                     out.append((p, r, slot))
@@ -448,32 +486,34 @@ class Interpreter:
         return self._labels.pages_of(f)
 
     def _sharer_names(self, f) -> list[str]:
-        return [f"{lk[3]}/{lk[4]}[{lk[2]}]" for lk in self._labels.pages_of(f)]
+        slot_at = self._slot_at
+        return [page_name(p.name, r.name, s.index)
+                for p, r, s in map(slot_at.__getitem__, self._labels.pages_of(f))]
 
     def sync(self, pages: Optional[list] = None) -> bool:
         """Bring the pages' states up to date: ``pages`` (process, region, slot) that may
         have changed, or None for every page of every live process (and the pages that
         went).  Returns whether any page's observable state changed."""
         labels = self._labels
-        raw = self._raw                       # slot -> (state, page key, place)
-        moved: list = []                      # slots whose state or place changed
+        raw = self._raw                       # slot -> (state, page key, place, rank)
+        moved: dict = {}                      # place -> slot whose state or place changed
         if pages is None:
             groups = [(p, r, r.pages) for p in self.m.live_procs() for r in p.regions.values()]
-            seen: Optional[set] = set()
         else:
             groups = [(p, r, [s]) for p, r, s in pages]
-            seen = None
         rank = self._rank
         slot_at = self._slot_at
+        visited = 0                           # pages synced (each is in raw afterwards)
         for p, r, slots in groups:
-            _p, prank, rrank = rank(p, r)
+            rk = rank(p, r)
+            base = rk[1]
             pname, rname = p.name, r.name
-            alive = p.alive
+            if not p.alive:
+                continue
             for s in slots:
-                if not s.mapped or not alive:
+                if not s.mapped:
                     continue
-                if seen is not None:
-                    seen.add(s)
+                visited += 1
                 pte = s.pte
                 if not pte.present:
                     st = (False, pte.swap is not None, None, None, None, None, False)
@@ -486,24 +526,32 @@ class Interpreter:
                         st = (True, pte.swap is not None, f, f.ksm, f.mapcount, f.content,
                               False)
                 old = raw.get(s)
-                if old is not None and old[0] == st and old[2][0] == prank \
-                        and old[2][1] == rrank:
-                    continue               # (frames compare by identity)
-                lk = (prank, rrank, s.index, pname, rname)
-                if old is not None and old[2] != lk:
-                    labels.move(old[2], None)
-                    slot_at.pop(old[2], None)
-                raw[s] = (st, (pname, rname, s.index), lk)
-                slot_at[lk] = s
+                if old is not None and old[0] == st and old[3] is rk:
+                    continue               # (frames compare by identity; one rank a region)
+                lk = base + s.index
+                if old is None:
+                    fkey = (pname, rname, s.index)
+                else:
+                    fkey = old[1]
+                    if old[2] != lk:
+                        labels.move(old[2], None)
+                        slot_at.pop(old[2], None)
+                raw[s] = (st, fkey, lk, rk)
+                slot_at[lk] = (p, r, s)
                 labels.move(lk, st[2] if st[0] and not st[2].zero else None)
-                moved.append(s)
+                moved[lk] = s
         if pages is None:
-            gone = [s for s in raw if s not in seen]
+            # (every page synced is in raw: the others went, if raw holds more)
+            if len(raw) == visited:
+                gone = []
+            else:
+                seen = {s for _p, _r, slots in groups for s in slots if s.mapped}
+                gone = [s for s in raw if s not in seen]
         else:
             gone = [s for p, r, s in pages if not (s.mapped and p.alive) and s in raw]
         gone_keys = []
         for s in gone:
-            _st, fkey, lk = raw.pop(s)
+            _st, fkey, lk, _rk = raw.pop(s)
             labels.move(lk, None)
             slot_at.pop(lk, None)
             gone_keys.append(fkey)
@@ -517,12 +565,20 @@ class Interpreter:
                 dirty.setdefault(fkey, old)
                 changed = True
         frame_label = labels.label_of_frame
+        fields = self._page_fields
         last_c = last_text = None
-        for s in itertools.chain(moved, (slot_at.get(lk) for lk in relabelled)):
+        # (the moved pages are among the relabelled ones when their frame changed)
+        others = []
+        for lk in relabelled:
+            if lk not in moved:
+                got = slot_at.get(lk)
+                if got is not None:
+                    others.append(got[2])
+        for s in itertools.chain(moved.values(), others):
             got = raw.get(s)
             if got is None:
                 continue
-            st, fkey, lk = got
+            st, fkey, lk, _rk = got
             if st[0]:
                 f, content = st[2], st[5]
                 if content is not last_c:       # (by identity: a page's content is shared
@@ -531,12 +587,12 @@ class Interpreter:
                         got = text[id(content)] = (content, str(content))
                     last_c, last_text = content, got[1]
                 lab = "Z" if f.zero else frame_label(f)
-                st = (True, st[1], lab, st[3], st[4], st[4] == 1 and not f.zero, last_text,
-                      st[6])
+                st = fields((True, st[1], lab, st[3], st[4], st[4] == 1 and not f.zero,
+                             last_text, st[6]))
             else:
-                st = (False, st[1], None, None, None, None, None, False)
+                st = fields((False, st[1], None, None, None, None, None, False))
             old = cur.get(fkey)
-            if old != st:
+            if old != st:                   # (equal fields are mostly one tuple)
                 cur[fkey] = st
                 if fkey not in dirty:
                     dirty[fkey] = old
@@ -550,14 +606,19 @@ class Interpreter:
         as the last :meth:`sync` left them."""
         delta: dict = {}
         cur = self._cur
-        fields, keys, gone = self._page_fields, self._keys, self._GONE
-        for key, old in self._dirty.items():
-            st = cur.get(key)
-            if old == st:
-                continue
-            new = gone if st is None else fields(st)
-            was = gone if old is None else fields(old)
-            for k, a, b in zip(keys(key), was, new):
+        keys, prefixes, gone = self._keys, self._prefixes, self._GONE
+        for key, was in self._dirty.items():
+            new = cur.get(key)
+            if was is new:                  # (a page whose fields changed back: no delta
+                continue                    # below either, each value is one shared set)
+            if new is None:
+                new = gone
+            elif was is None:
+                was = gone
+            ks = prefixes.get(key)
+            if ks is None:
+                ks = keys(key)
+            for k, a, b in zip(ks, was, new):
                 if a is not b:
                     delta[k] = b
         self._dirty = {}
@@ -1022,6 +1083,7 @@ class Interpreter:
             before = after           # (nothing runs between a scan and the next)
         else:
             m.notes.append(f"no fixpoint after {SETTLE_MAX_SCANS} scans")
+        self._synced = True          # (no page changes after the last scan's sync)
         # a kernel's settle waits for quiet gauges, so it may take more scans than this
         m.count_any("full_scans")
         self._after_scans()
