@@ -54,6 +54,6 @@ def test_the_control_leaks_without_the_freeze():
     out = _run("5.4-no-freeze-race-ksmd-nolock", CONTROL_ROUNDS)
     assert out.leaks > 0, out.summary()
     leaked = [r for r in out.rounds if r.leak]
-    # a leak needs ksmd's final (unlocked) lookup inside the window; the walk's lookup
-    # may come before the window opens (CI saw a leaked round with one lookup counted)
-    assert all(r.v0 == 0xEE and r.reused and r.lookups >= 1 for r in leaked), leaked
+    # (not a count of lookups: ksmd's lookups may all come before the window opens and
+    # its merge land inside it; CI saw leaked rounds with 0 and 1 lookups counted)
+    assert all(r.v0 == 0xEE and r.reused for r in leaked), leaked
