@@ -34,8 +34,7 @@ import lark
 import z3
 
 from ksmdiff.errors import InputError, Location
-from ksmdiff.internal.grammar import TERMINAL_WORDS, _REPO_GRAMMARS, decode_source
-from ksmdiff.internal.resources import data_package_dir
+from ksmdiff.internal.grammar import TERMINAL_WORDS, decode_source, grammar_dir
 from ksmdiff.kspec.internal import ast as A
 from ksmdiff.kspec.internal.check import INT, Checker, Dom
 from ksmdiff.kspec.internal.explicit import _World
@@ -70,9 +69,7 @@ class Constraint:
 # ----------------------------------------------------------------------------- parsing
 
 def _grammar_dir() -> Path:
-    if (_REPO_GRAMMARS / "constraint.lark").is_file():
-        return _REPO_GRAMMARS
-    return Path(data_package_dir("ksmdiff.grammars"))
+    return grammar_dir("constraint")
 
 
 @functools.lru_cache(maxsize=None)

@@ -306,7 +306,9 @@ def replay(world: SpecWorld, scn: S.Scenario) -> SpecRun:
     return SpecRun(tuple(records), tuple(labels), tuple(viol))
 
 
-SETTLE_PASSES = 8       # more passes of one `ksm settle` than any small-world state needs
+# a bound on the passes one `ksm settle` repeats (the corpora and the fuzz findings of
+# every era quiet after at most one more pass)
+SETTLE_PASSES = 8
 
 
 def _settle_until_quiet(world, n, i, line, st_before, state, rec, labs, viol):

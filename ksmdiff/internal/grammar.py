@@ -9,9 +9,14 @@ import lark
 from lark.lexer import PatternStr
 
 from ksmdiff.errors import InputError, Location
-from ksmdiff.internal.resources import data_package_dir
+from ksmdiff.internal.resources import data_dir
 
-_REPO_GRAMMARS = Path(__file__).resolve().parents[2] / "grammars"
+
+def grammar_dir(name: str) -> Path:
+    """The folder holding grammar ``name``: grammars/ of the checkout, else the installed
+    package data ksmdiff.grammars."""
+    return data_dir("grammars", "ksmdiff.grammars", f"{name}.lark")
+
 
 # How a regexp terminal is described to a user who wrote something else.
 TERMINAL_WORDS = {
@@ -31,10 +36,7 @@ TERMINAL_WORDS = {
 
 def grammar_text(name: str) -> str:
     """The text of ``grammars/NAME.lark`` (from the checkout, else the installed package)."""
-    local = _REPO_GRAMMARS / f"{name}.lark"
-    if local.is_file():
-        return local.read_text()
-    return (data_package_dir("ksmdiff.grammars") / f"{name}.lark").read_text()
+    return (grammar_dir(name) / f"{name}.lark").read_text()
 
 
 @functools.lru_cache(maxsize=None)

@@ -37,12 +37,19 @@ def cache_dir() -> Path:
     return Path(base) / "ksmdiff"
 
 
-_REPO_GENERATED = Path(__file__).resolve().parents[2] / "corpora" / "generated"
+_REPO = Path(__file__).resolve().parents[2]
+
+
+def data_dir(folder: str, package: str, marker: str) -> Path:
+    """``folder`` of the checkout when ``marker`` (a glob) finds a file in it, else the
+    installed data package ``package``."""
+    local = _REPO / folder
+    if any(local.glob(marker)):
+        return local
+    return data_package_dir(package)
 
 
 def generated_corpus_dir() -> Path:
-    """corpora/generated/ of the checkout, else the installed copy
-    (``ksmdiff.generated_corpus``): the generated scenarios whose states seed fuzzing."""
-    if _REPO_GENERATED.is_dir() and any(_REPO_GENERATED.glob("*/*.scenario")):
-        return _REPO_GENERATED
-    return data_package_dir("ksmdiff.generated_corpus")
+    """The generated scenarios whose states seed fuzzing: corpora/generated/ of the
+    checkout, else the installed copy."""
+    return data_dir("corpora/generated", "ksmdiff.generated_corpus", "*/*.scenario")

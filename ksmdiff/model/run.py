@@ -486,9 +486,7 @@ class Interpreter:
         return self._labels.pages_of(f)
 
     def _sharer_names(self, f) -> list[str]:
-        slot_at = self._slot_at
-        return [page_name(p.name, r.name, s.index)
-                for p, r, s in map(slot_at.__getitem__, self._labels.pages_of(f))]
+        return [self._place_name(place) for place in self._labels.pages_of(f)]
 
     def sync(self, pages: Optional[list] = None) -> bool:
         """Bring the pages' states up to date: ``pages`` (process, region, slot) that may

@@ -6,20 +6,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ksmdiff.errors import InputError, Location
-from ksmdiff.internal.resources import data_package_dir
+from ksmdiff.internal.resources import data_dir
 from ksmdiff.kspec.internal import ast as A
 from ksmdiff.kspec.internal.check import Model, build_model
 from ksmdiff.kspec.internal.config import FILE as CONFIG_FILE, ProveConfig, load_config
 from ksmdiff.kspec.internal.parse import parse_file, parse_text
 
-_REPO_SPEC = Path(__file__).resolve().parents[3] / "spec"
-
-
 def spec_dir() -> Path:
     """spec/ of the checkout, else the installed package data ksmdiff.spec_files."""
-    if _REPO_SPEC.is_dir() and any(_REPO_SPEC.glob("*.kspec")):
-        return _REPO_SPEC
-    return data_package_dir("ksmdiff.spec_files")
+    return data_dir("spec", "ksmdiff.spec_files", "*.kspec")
 
 
 @dataclass
