@@ -210,10 +210,10 @@ class Interpreter:
         self._synced = False                # a handler synced every page after its last
                                             # change to them (do_KsmSettle)
         self._protnone = False              # some mprotect ... none ran
-        self._shown_faults: set = set()
+        self._shown_faults: dict = {}       # fault column -> {index: None} last shown
+        self._columns: dict = {}            # (process, region) -> its columns (observe)
         self._shown_counters: dict = {}
         self._sets: dict = {}
-        self._prefixes: dict = {}           # page -> its field keys (_keys)
         self._content_text: dict = {}       # Content -> its text
         self._text_by_id: dict = {}         # id(Content) -> (Content, its text) (sync)
         self._fields_of: dict = {}          # page state -> its fields (_page_fields)
@@ -308,7 +308,8 @@ class Interpreter:
             else:
                 self.sync(pages)
             note = "; ".join(m.notes[n_notes:])
-            view, delta = self.history.commit_delta(self.observe(faults), shared=True)
+            points, counters = self.observe(faults)
+            view, delta = self.history.commit_points(points, counters, shared=True)
             self.records.append(Record(i, s.pos.line, view, note=note, delta=delta))
             if targets is None:
                 self.violations.extend(check(m, i, s.pos.line))
@@ -433,15 +434,6 @@ class Interpreter:
     _MAYBE_ZERO = frozenset(["Z", None])
     _NAMES = PAGE_FIELDS[:-1]           # fault is the step's, not the page's
     _GONE = (ABSENT,) * len(_NAMES)
-
-    def _keys(self, key: tuple) -> tuple:
-        """The page's field keys, PAGE_FIELDS order (fault last): one string object per
-        key for the whole run, shared by every record's delta and the history."""
-        got = self._prefixes.get(key)
-        if got is None:
-            prefix = page_key(*key, "")
-            got = self._prefixes[key] = tuple(prefix + n for n in PAGE_FIELDS)
-        return got
 
     # -- incremental observation: each page's fields as of the last sync (``_cur``), the
     # frames' labels (observe.FrameLabels), and the pages whose state moved since the last
@@ -597,14 +589,18 @@ class Interpreter:
                 changed = True
         return changed
 
-    def observe(self, faults: dict) -> dict:
-        """The fields that changed since the last record (docs/run-record.md): the fields
-        of pages whose state changed, pages that went (every field ABSENT), the faults of
-        this step (and the last step's going), counters that moved.  Reads the page states
-        as the last :meth:`sync` left them."""
-        delta: dict = {}
+    def observe(self, faults: dict) -> tuple[dict, dict]:
+        """The fields that changed since the last record (docs/run-record.md), as
+        (column -> {page index: value}, counter key -> value) for
+        :meth:`History.commit_points`: the fields of pages whose state changed, pages
+        that went (every field ABSENT), the faults of this step (and the last step's
+        going), counters that moved.  Reads the page states as the last :meth:`sync` left
+        them.  Per page by column, without building a key string per field: the history
+        makes each column's points runs (an unshared page's own label included)."""
+        points: dict = {}
         cur = self._cur
-        keys, prefixes, gone = self._keys, self._prefixes, self._GONE
+        columns = self._columns
+        gone = self._GONE
         for key, was in self._dirty.items():
             new = cur.get(key)
             if was is new:                  # (a page whose fields changed back: no delta
@@ -613,31 +609,58 @@ class Interpreter:
                 new = gone
             elif was is None:
                 was = gone
-            ks = prefixes.get(key)
-            if ks is None:
-                ks = keys(key)
-            for k, a, b in zip(ks, was, new):
+            cols = columns.get(key[:2])
+            if cols is None:
+                cols = self._page_columns(key[0], key[1])
+            idx = key[2]
+            for c, a, b in zip(cols, was, new):
                 if a is not b:
-                    delta[k] = b
+                    pts = points.get(c)
+                    if pts is None:
+                        pts = points[c] = {}
+                    pts[idx] = b
         self._dirty = {}
-        fault_keys = set()
+        fault_pages: dict = {}              # fault column -> {index: None}
         for key, outcomes in faults.items():
             if key in cur:
-                k = self._keys(key)[-1]
-                fault_keys.add(k)
-                delta[k] = outcomes
-        for k in self._shown_faults - fault_keys:
-            delta[k] = ABSENT
-        self._shown_faults = fault_keys
+                cols = columns.get(key[:2])
+                if cols is None:
+                    cols = self._page_columns(key[0], key[1])
+                c = cols[-1]
+                got = fault_pages.get(c)
+                if got is None:
+                    got = fault_pages[c] = {}
+                got[key[2]] = None
+                pts = points.get(c)
+                if pts is None:
+                    pts = points[c] = {}
+                pts[key[2]] = outcomes
+        for c, shown in self._shown_faults.items():
+            now = fault_pages.get(c, {})
+            for idx in shown:
+                if idx not in now:
+                    pts = points.get(c)
+                    if pts is None:
+                        pts = points[c] = {}
+                    pts[idx] = ABSENT
+        self._shown_faults = fault_pages
         counters = self._counter_values()
         shown_c = self._shown_counters
+        delta: dict = {}
         for k, v in counters.items():
             if shown_c.get(k, ABSENT) != v:
                 delta[k] = v
         for k in shown_c.keys() - counters.keys():
             delta[k] = ABSENT
         self._shown_counters = counters
-        return delta
+        return points, delta
+
+    def _page_columns(self, proc: str, region: str) -> tuple:
+        """The columns of a region's pages (observe.Column), PAGE_FIELDS order (fault
+        last): one tuple object each for the whole run."""
+        prefix = f"{proc}/{region}"
+        got = self._columns[(proc, region)] = tuple((prefix, n) for n in PAGE_FIELDS)
+        return got
 
     def _counter_values(self) -> dict:
         """The counter fields of a record (key -> allowed set): the event counters, the

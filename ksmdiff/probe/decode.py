@@ -6,7 +6,7 @@ guest backend both feed it the probe's messages (wire.py)."""
 from __future__ import annotations
 
 from ksmdiff.observe import (ABSENT, OK, PAGE_FIELDS, PRCTL_MERGE, FrameLabels, History,
-                             Record, page_key, page_name, proc_abs_counter_key,
+                             Record, page_name, proc_abs_counter_key,
                              proc_counter_key)
 from ksmdiff.probe import wire as W
 from ksmdiff.probe.compiler import Program
@@ -28,18 +28,25 @@ def _singleton(v) -> frozenset:
     return got
 
 
-_KEYS: dict = {}
+_COLUMNS: dict = {}
 
 
-def _page_keys(proc: str, region: str, index: int) -> tuple:
-    """The page's field keys, in PAGE_FIELDS order (fault last), one string object each
-    for the whole process (records share them)."""
-    key = (proc, region, index)
-    got = _KEYS.get(key)
+def _page_columns(proc: str, region: str) -> tuple:
+    """The columns (observe.Column) of a region's pages, in PAGE_FIELDS order (fault
+    last), one tuple object each for the whole process (records share them)."""
+    key = (proc, region)
+    got = _COLUMNS.get(key)
     if got is None:
-        prefix = page_key(proc, region, index, "")
-        got = _KEYS[key] = tuple(prefix + n for n in PAGE_FIELDS)
+        prefix = f"{proc}/{region}"
+        got = _COLUMNS[key] = tuple((prefix, n) for n in PAGE_FIELDS)
     return got
+
+
+def _put(points: dict, col: tuple, index: int, v) -> None:
+    got = points.get(col)
+    if got is None:
+        got = points[col] = {}
+    got[index] = v
 
 
 _GONE = (ABSENT,) * (len(PAGE_FIELDS) - 1)
@@ -151,7 +158,8 @@ class ScenarioState:
             lab.move(key, None)
         relabelled = lab.labels()
         fs = _singleton
-        delta: dict = {}
+        points: dict = {}                      # column -> {page index: value}
+        delta: dict = {}                       # counter key -> value
         shown = self._shown
         ksm_flag = self.ksm_flag
         fields_of = self._fields_of
@@ -159,7 +167,6 @@ class ScenarioState:
             if key not in entries:
                 continue
             e = entries[key]
-            pk = (procs[key[0]], regions[key[1]], key[2])
             # one tuple of shared one-element sets per distinct page state (a scenario's
             # pages share a few states)
             if e[PRESENT]:
@@ -183,24 +190,27 @@ class ScenarioState:
                 fields_of[st] = new
             was = shown.get(key, _GONE)
             if was != new:
-                for fk, a_, b_ in zip(_page_keys(*pk), was, new):
+                idx = key[2]
+                for col, a_, b_ in zip(_page_columns(procs[key[0]], regions[key[1]]), was,
+                                       new):
                     if a_ is not b_:
-                        delta[fk] = b_
+                        _put(points, col, idx, b_)
                 shown[key] = new
         for key in gone:
-            pk = (procs[key[0]], regions[key[1]], key[2])
-            for fk, a_ in zip(_page_keys(*pk), shown.pop(key, _GONE)):
+            idx = key[2]
+            for col, a_ in zip(_page_columns(procs[key[0]], regions[key[1]]),
+                               shown.pop(key, _GONE)):
                 if a_ is not ABSENT:
-                    delta[fk] = ABSENT
+                    _put(points, col, idx, ABSENT)
         shown_f = self._shown_faults
-        fault_fields = {}
+        fault_fields: dict = {}                # (fault column, index) -> its set
         for key, outcome in faults.items():
-            fk = _page_keys(procs[key[0]], regions[key[1]], key[2])[-1]
-            fault_fields[fk] = v = fs(outcome)
-            if shown_f.get(fk) is not v:
-                delta[fk] = v
-        for fk in shown_f.keys() - fault_fields.keys():
-            delta[fk] = ABSENT
+            col = _page_columns(procs[key[0]], regions[key[1]])[-1]
+            fault_fields[(col, key[2])] = v = fs(outcome)
+            if shown_f.get((col, key[2])) is not v:
+                _put(points, col, key[2], v)
+        for col, idx in shown_f.keys() - fault_fields.keys():
+            _put(points, col, idx, ABSENT)
         self._shown_faults = fault_fields
         fields: dict = {}
         if W.KEY_COUNTERS in msg:
@@ -228,7 +238,7 @@ class ScenarioState:
         self._shown_counters = fields
         note = "" if not self.ambiguous else "ambiguous in a batch: " + self.ambiguous
         # (one-element sets, shared between records; the stream keeps what changed)
-        view, changed = self.history.commit_delta(delta, shared=True)
+        view, changed = self.history.commit_points(points, delta, shared=True)
         self.records.append(Record(k, stmt.pos.line, view, OK, note, changed))
 
     def _proc_counters(self, msg: dict, fields: dict) -> None:

@@ -1,4 +1,4 @@
-"""The one reader of run records (docs/run-record.schema.json, format 2) for the report
+"""The one reader of run records (docs/run-record.schema.json, format 3) for the report
 formats: loading with clear errors, and each result's outcome as an enum."""
 
 from __future__ import annotations
@@ -11,10 +11,16 @@ from typing import Iterable
 from ksmdiff.errors import InputError, Location
 from ksmdiff.status import RunStatus
 
-# 2: a frame label names the frame's first page (``"A/buf[0]"``); format 1 numbered
-# frames by first use (``"F0"``), which a reader of format 2 would misread
-FORMAT = 2
-OLD_FORMATS = {1: 'frame labels "F0", "F1", ... numbered by first use'}
+# 3: a run of pages whose frame labels each name a page at one distance from the page's
+# own index is one key with the label written "A/buf[i]" ("A/buf[i+5]"); a reader of
+# format 2 would take that text for a label.  2: a frame label names the frame's first
+# page (``"A/buf[0]"``); format 1 numbered frames by first use (``"F0"``), which a reader
+# of format 2 would misread
+FORMAT = 3
+OLD_FORMATS = {1: 'frame labels "F0", "F1", ... numbered by first use',
+               2: 'a run of pages was one key only where every page read one value; '
+                  'format 3 also writes a run of labels that follow the page index '
+                  '("A/buf[i]") as one key'}
 REQUIRED = ("tool", "tool_version", "format", "argv", "notes", "started", "elapsed_s",
             "host", "versions", "scenarios", "results")
 RESULT_REQUIRED = ("source", "title", "target", "version", "status", "reason", "ksm_reuse",

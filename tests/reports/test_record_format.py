@@ -1,6 +1,7 @@
 """A run record of an older format is refused with its format and why (reports.record):
 format 1 labelled frames by first use ("F0"), which a reader of today's labels (a frame's
-first page) would misread."""
+first page) would misread; format 2 wrote a key per run of pages reading one value, where
+format 3 also writes a run of labels following the page index as one ("A/buf[i]")."""
 
 from __future__ import annotations
 
@@ -29,7 +30,17 @@ def test_a_format_1_record_is_refused_naming_its_format_and_why(tmp_path):
     assert f'"format": {FORMAT}' in msg
 
 
+def test_a_format_2_record_is_refused_naming_its_format_and_why(tmp_path):
+    p = tmp_path / "old.json"
+    p.write_text(json.dumps(_record(2)))
+    with pytest.raises(InputError) as e:
+        load(str(p))
+    msg = str(e.value)
+    assert "format 2 is not supported" in msg and '"A/buf[i]"' in msg
+    assert f'"format": {FORMAT}' in msg
+
+
 def test_a_record_of_this_format_loads(tmp_path):
     p = tmp_path / "new.json"
     p.write_text(json.dumps(_record(FORMAT)))
-    assert load(str(p))["format"] == FORMAT == 2
+    assert load(str(p))["format"] == FORMAT == 3
