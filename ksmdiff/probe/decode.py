@@ -5,8 +5,8 @@ guest backend both feed it the probe's messages (wire.py)."""
 
 from __future__ import annotations
 
-from ksmdiff.observe import (ABSENT, OK, PAGE_FIELDS, PRCTL_MERGE, FrameLabels, History,
-                             Record, page_name, proc_abs_counter_key,
+from ksmdiff.observe import (ABSENT, OK, PAGE_FIELDS, PRCTL_MERGE, History, Record, Runs,
+                             index_label, proc_abs_counter_key,
                              proc_counter_key)
 from ksmdiff.probe import wire as W
 from ksmdiff.probe.compiler import Program
@@ -41,15 +41,6 @@ def _page_columns(proc: str, region: str) -> tuple:
         got = _COLUMNS[key] = tuple((prefix, n) for n in PAGE_FIELDS)
     return got
 
-
-def _put(points: dict, col: tuple, index: int, v) -> None:
-    got = points.get(col)
-    if got is None:
-        got = points[col] = {}
-    got[index] = v
-
-
-_GONE = (ABSENT,) * (len(PAGE_FIELDS) - 1)
 
 _PROC_PLAN: dict = {}
 
@@ -103,17 +94,12 @@ class ScenarioState:
         self.gauge_after: dict[str, int] = {}
         self.last_barrier_raw: dict | None = None
         self.proc_base: dict[int, tuple] = {}   # probe proc index -> "m" values at creation
-        # the probe's records are changes: every page's last entry (without its fault),
-        # keyed (proc, region, page) by the program's indices, which sort in canonical
-        # page order; and what the last record showed of each page and counter
-        self.entries: dict[tuple[int, int, int], list] = {}
-        # page -> its frame's label: the name of the frame's first page
-        self._frame_labels = FrameLabels(
-            lambda key: page_name(prog.procs[key[0]], prog.regions[key[1]], key[2]))
-        self._shown: dict = {}                 # page -> its fields shown (PAGE_FIELDS[:-1])
+        # the probe's records are runs of changes (wire.py); the pages' state is the
+        # history's (observe.History, as runs), and what the last record showed of the
+        # faults (fault column -> its runs' ranges) and counters
         self._shown_faults: dict = {}
+        self._run_fields: dict = {}            # a run's state -> its fields (shared)
         self._shown_counters: dict = {}
-        self._fields_of: dict = {}             # page state -> its fields (shared tuples)
         self._proc_keys: dict = {}             # probe proc index -> _proc_keys()
 
     def _record(self, msg: dict) -> None:
@@ -128,90 +114,40 @@ class ScenarioState:
         elif isinstance(stmt, A.Exec):
             # same pid, a new mm: its ksm_stat counts from 0 (mm_alloc())
             self.proc_base[procs.index(stmt.proc)] = None
-        entries = self.entries
-        has_fault = W.FAULT + 1
-        PRESENT, PFN, KSM, ZERO_PAGE = W.PRESENT, W.PFN, W.KSM, W.ZERO_PAGE
-        changed: list = []
-        faults: dict = {}
+        updates: dict = {}                     # column -> [(lo, hi, value), ...]
+        faults: dict = {}                      # fault column -> [(lo, hi, value), ...]
         for e in msg[W.KEY_PAGES]:
-            key = (e[W.PROC], e[W.REGION], e[W.PAGE])
-            if len(e) == has_fault:
-                faults[key] = e[W.FAULT]
-                e = e[:W.FAULT]
-            entries[key] = e
-            changed.append(key)
-            if e[PRESENT] and e[KSM] and not e[ZERO_PAGE]:
-                self.ksm_pfns[e[PFN]] = k
-        gone = []
-        for p, r, lo, hi in msg.get(W.KEY_GONE, ()):
-            for i in range(lo, hi + 1):
-                if entries.pop((p, r, i), None) is not None:
-                    gone.append((p, r, i))
-        # frame labels (observe.FrameLabels): a frame whose first page changed is
-        # relabelled, no other
-        lab = self._frame_labels
-        for key in changed:
-            e = entries.get(key)
-            lab.move(key, e[PFN] if e is not None and e[PRESENT] and not e[ZERO_PAGE]
-                     else None)
-        for key in gone:
-            lab.move(key, None)
-        relabelled = lab.labels()
-        fs = _singleton
-        points: dict = {}                      # column -> {page index: value}
-        delta: dict = {}                       # counter key -> value
-        shown = self._shown
-        ksm_flag = self.ksm_flag
-        fields_of = self._fields_of
-        for key in set(changed).union(relabelled):
-            if key not in entries:
-                continue
-            e = entries[key]
-            # one tuple of shared one-element sets per distinct page state (a scenario's
-            # pages share a few states)
-            if e[PRESENT]:
-                label = "Z" if e[ZERO_PAGE] else lab.label(key)
-                st = (True, ksm_flag, e[W.SWAPPED], label, e[KSM], e[W.MAPCOUNT],
-                      e[W.EXCLUSIVE],
-                      e[W.CONTENT])
-            else:
-                st = (False, e[W.SWAPPED])
-            new = fields_of.get(st)
-            if new is None:
-                if e[PRESENT]:
-                    new = (fs(True), fs(bool(e[W.SWAPPED])), fs(label),
-                           fs(bool(e[KSM])) if ksm_flag else ABSENT, fs(int(e[W.MAPCOUNT])),
-                           fs(bool(e[W.EXCLUSIVE])),
-                           # null: PROT_NONE, never loaded
-                           ABSENT if e[W.CONTENT] is None else fs(e[W.CONTENT]))
+            cols = _page_columns(procs[e[W.PROC]], regions[e[W.REGION]])
+            lo, hi = e[W.FIRST], e[W.LAST]
+            if not (isinstance(lo, int) and isinstance(hi, int) and 0 <= lo <= hi):
+                raise ValueError(f"probe record {k}: bad run of pages {e!r:.200}")
+            for col, v in zip(cols, self._fields_of_run(e, lo)):
+                got = updates.get(col)
+                if got is None:
+                    updates[col] = [(lo, hi, v)]
                 else:
-                    new = (fs(False), fs(bool(e[W.SWAPPED])), fs(None), ABSENT, ABSENT,
-                           ABSENT, ABSENT)
-                fields_of[st] = new
-            was = shown.get(key, _GONE)
-            if was != new:
-                idx = key[2]
-                for col, a_, b_ in zip(_page_columns(procs[key[0]], regions[key[1]]), was,
-                                       new):
-                    if a_ is not b_:
-                        _put(points, col, idx, b_)
-                shown[key] = new
-        for key in gone:
-            idx = key[2]
-            for col, a_ in zip(_page_columns(procs[key[0]], regions[key[1]]),
-                               shown.pop(key, _GONE)):
-                if a_ is not ABSENT:
-                    _put(points, col, idx, ABSENT)
+                    got.append((lo, hi, v))
+            if len(e) > W.FAULT:
+                faults.setdefault(cols[-1], []).append((lo, hi, _singleton(e[W.FAULT])))
+        for pfn in msg.get(W.KEY_KSM_PFNS, ()):
+            self.ksm_pfns[pfn] = k
+        for p, r, lo, hi in msg.get(W.KEY_GONE, ()):
+            for col in _page_columns(procs[p], regions[r])[:-1]:
+                updates.setdefault(col, []).append((lo, hi, ABSENT))
+        for col, runs in updates.items():
+            runs.sort(key=lambda x: x[0])      # (a region's gone runs after its pages')
+        # this record's faults, and the last record's that are not faults again go
         shown_f = self._shown_faults
-        fault_fields: dict = {}                # (fault column, index) -> its set
-        for key, outcome in faults.items():
-            col = _page_columns(procs[key[0]], regions[key[1]])[-1]
-            fault_fields[(col, key[2])] = v = fs(outcome)
-            if shown_f.get((col, key[2])) is not v:
-                _put(points, col, key[2], v)
-        for col, idx in shown_f.keys() - fault_fields.keys():
-            _put(points, col, idx, ABSENT)
-        self._shown_faults = fault_fields
+        for col in shown_f.keys() | faults.keys():
+            new = faults.get(col, [])
+            covered = Runs(new)
+            gone = [(x, y, ABSENT) for lo, hi in shown_f.get(col, ())
+                    for x, y, v in covered.segments(lo, hi) if v is ABSENT]
+            updates[col] = sorted(new + gone, key=lambda x: x[0])
+        self._shown_faults = {c: [(lo, hi) for lo, hi, _v in runs]
+                              for c, runs in faults.items()}
+        delta: dict = {}                       # counter key -> value
+        fs = _singleton
         fields: dict = {}
         if W.KEY_COUNTERS in msg:
             measured = msg[W.KEY_COUNTERS]
@@ -238,8 +174,45 @@ class ScenarioState:
         self._shown_counters = fields
         note = "" if not self.ambiguous else "ambiguous in a batch: " + self.ambiguous
         # (one-element sets, shared between records; the stream keeps what changed)
-        view, changed = self.history.commit_points(points, delta, shared=True)
+        view, changed = self.history.commit_runs(updates, delta, shared=True)
         self.records.append(Record(k, stmt.pos.line, view, OK, note, changed))
+
+    def _fields_of_run(self, e: list, lo: int) -> tuple:
+        """A run entry's fields, PAGE_FIELDS order without the fault (observe's values:
+        one-element sets shared, ABSENT where the field is not there), the frame label an
+        IndexLabel where it follows the page index, else the one page it names."""
+        present = e[W.PRESENT]
+        key = (present, e[W.SWAPPED], e[W.KSM], e[W.ZERO_PAGE], e[W.MAPCOUNT],
+               e[W.EXCLUSIVE], e[W.CONTENT], self.ksm_flag)
+        got = self._run_fields.get(key)
+        fs = _singleton
+        if got is None:
+            if present:
+                got = (fs(True), fs(bool(e[W.SWAPPED])), None,
+                       fs(bool(e[W.KSM])) if self.ksm_flag else ABSENT,
+                       fs(int(e[W.MAPCOUNT])), fs(bool(e[W.EXCLUSIVE])),
+                       # null: PROT_NONE, never loaded
+                       ABSENT if e[W.CONTENT] is None else fs(e[W.CONTENT]))
+            else:
+                got = (fs(False), fs(bool(e[W.SWAPPED])), fs(None), ABSENT, ABSENT, ABSENT,
+                       ABSENT)
+            self._run_fields[key] = got
+        if not present:
+            return got
+        if e[W.ZERO_PAGE]:
+            frame = fs("Z")
+        else:
+            fp, fr, page = e[W.FRAME_PROC], e[W.FRAME_REGION], e[W.FRAME_PAGE]
+            prog = self.prog
+            if not (isinstance(fp, int) and 0 <= fp < len(prog.procs) and isinstance(fr, int)
+                    and 0 <= fr < len(prog.regions) and isinstance(page, int) and page >= 0):
+                raise ValueError(f"probe record: bad frame label in {e!r:.200}")
+            prefix = f"{prog.procs[fp]}/{prog.regions[fr]}"
+            if e[W.FRAME_FOLLOWS]:
+                frame = index_label(prefix, page - lo)
+            else:
+                frame = fs(f"{prefix}[{page}]")
+        return (got[0], got[1], frame, got[3], got[4], got[5], got[6])
 
     def _proc_counters(self, msg: dict, fields: dict) -> None:
         """Per-process counters (/proc/PID/ksm_stat): the change since the process was
@@ -280,10 +253,12 @@ class ScenarioState:
         elif stat is not None:
             # gauges from this scenario's own state after a shared settle: the probe sums
             # its live processes' /proc/PID/ksm_stat for the record (null: unreadable)
-            ksm_frames = {e[W.PFN] for e in self.entries.values()
-                          if e[W.PRESENT] and e[W.KSM] and not e[W.ZERO_PAGE]}
-            own = {"pages_shared": len(ksm_frames),
-                   "pages_sharing": stat[0] - len(ksm_frames),
+            ksm_frames = msg.get(W.KEY_KSM_FRAMES)
+            if not isinstance(ksm_frames, int) or ksm_frames < 0:
+                raise ValueError(f"probe record {msg.get(W.KEY_STMT)} after a ksm statement "
+                                 f"lacks its KSM frame count {W.KEY_KSM_FRAMES!r}")
+            own = {"pages_shared": ksm_frames,
+                   "pages_sharing": stat[0] - ksm_frames,
                    "ksm_zero_pages": stat[1]}
             self.gauge_before, self.gauge_after = {}, {}
             for name, v in own.items():

@@ -175,8 +175,9 @@ static const char *const counter_names[NCOUNTERS] = {
  * the start message; ksmdiff/probe/wire.py is their description, and the runner refuses a
  * probe whose names differ from it.  Format of every message: docs/probe-wire.md. */
 static const char *const page_fields[] = {
-    "proc", "region", "page", "present", "swapped", "pfn", "ksm", "zero_page", "mapcount",
-    "exclusive", "content", "fault"};
+    "proc", "region", "first", "last", "present", "swapped", "frame_proc", "frame_region",
+    "frame_page", "frame_follows", "ksm", "zero_page", "mapcount", "exclusive", "content",
+    "fault"};
 static int vmstat_fd = -1;
 /* Several probes of a batch may run at once; their counter windows must not overlap, or a
  * global counter moved by one would land in another's window.  The runner names a lock
@@ -397,6 +398,8 @@ static int split(char *line, char **toks, int max)
  * changes (records of changes, docs/probe-wire.md). */
 struct page_seen {
     uint64_t pfn, count;
+    int32_t fp, fr, fi;        /* the frame's label: its first page (proc, region, index)
+                                * in canonical page order; fp -1: none (absent, zero page) */
     uint8_t shown;             /* the page is in the stream (printed, not gone since) */
     uint8_t present, swapped, ksm, zero, excl, noaccess;
     char content[24];          /* decode_content's string; "" for none (null) */
@@ -1866,8 +1869,21 @@ static int proc_ksm_counters(int p, int64_t out[3])
 struct pfn_ref {
     uint64_t pfn;
     uint64_t *at;      /* its kflags entry; the kcount entry is page_cap further on */
+    uint32_t ord;      /* the page's place among the present pages, in canonical order */
 };
 static struct pfn_ref *pfn_refs;
+/* A page (proc, region, index) by its place among the present pages (ord), and the place
+ * of the first present page mapping the same frame: a frame's label (observe.py) is its
+ * first page in canonical page order (processes, regions, pages by index, as observe()
+ * walks them), so the probe names each page's frame by that page itself and the records
+ * carry labels, never PFNs: runs of pages then compress (an unshared page's label is its
+ * own name, a run of them one entry). */
+struct page_id {
+    int32_t p, r, i;
+};
+static struct page_id *ord_page;
+static uint32_t *first_of;
+static uint64_t *ksm_seen;     /* the KSM PFNs of one record's changed pages ("kp") */
 
 static int cmp_u64(const void *a, const void *b)
 {
@@ -1875,9 +1891,13 @@ static int cmp_u64(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+/* by PFN, then by place: a frame's pages in canonical order, its first page first */
 static int cmp_ref(const void *a, const void *b)
 {
-    return cmp_u64(&((const struct pfn_ref *)a)->pfn, &((const struct pfn_ref *)b)->pfn);
+    const struct pfn_ref *x = a, *y = b;
+    if (x->pfn != y->pfn)
+        return x->pfn < y->pfn ? -1 : 1;
+    return x->ord < y->ord ? -1 : x->ord > y->ord;
 }
 
 /* kpageflags and kpagecount of the nref pages in pfn_refs: sorted by PFN, one read of
@@ -1979,6 +1999,82 @@ static void flush_gone(void)
     gone_first = 1;
 }
 
+/* The "p" list of a record: runs of consecutive pages of one region whose fields are
+ * one value, but for the frame label, which may instead follow the page index (page lo+j
+ * of the run names page frame_page+j: an unshared page names itself, a fork-shared COW
+ * page its parent's page of the same index).  So a record costs runs of pages. */
+static struct {
+    int open, p, r, lo, hi, follows;
+    struct page_seen v;
+    const char *fault;
+} run;
+static int runs_first = 1;
+
+static void run_flush(void)
+{
+    if (!run.open)
+        return;
+    struct page_seen *v = &run.v;
+    printf("%s[%d,%d,%d,%d,%d,%d", runs_first ? "" : ",", run.p, run.r, run.lo, run.hi,
+           v->present, v->swapped);
+    runs_first = 0;
+    if (v->present) {
+        if (v->fp >= 0)
+            printf(",%d,%d,%d,%d", v->fp, v->fr, v->fi, run.follows);
+        else
+            printf(",null,null,null,null");
+        printf(",%d,%d,%llu,%d,", v->ksm, v->zero, (unsigned long long)v->count, v->excl);
+        if (v->content[0])
+            json_str(stdout, v->content);
+        else
+            printf("null");
+    } else {
+        printf(",null,null,null,null,null,null,null,null,null");
+    }
+    if (*run.fault)
+        printf(",\"%s\"]", run.fault);
+    else
+        printf("]");
+    run.open = 0;
+}
+
+/* Page i of region r of process p, state now (fault: "" none), into the run or a new one. */
+static void run_add(int p, int r, int i, const struct page_seen *now, const char *fault)
+{
+    if (run.open && run.p == p && run.r == r && run.hi + 1 == i &&
+        !strcmp(run.fault, fault) && now->present == run.v.present &&
+        now->swapped == run.v.swapped && now->ksm == run.v.ksm && now->zero == run.v.zero &&
+        now->count == run.v.count && now->excl == run.v.excl &&
+        !strcmp(now->content, run.v.content) && now->fp == run.v.fp && now->fr == run.v.fr) {
+        int64_t step = (int64_t)i - run.lo;
+        if (now->fp < 0 || (!run.follows && now->fi == run.v.fi)) {
+            run.hi = i;
+            return;
+        }
+        if ((run.follows || run.lo == run.hi) && (int64_t)now->fi == run.v.fi + step) {
+            run.follows = 1;
+            run.hi = i;
+            return;
+        }
+    }
+    run_flush();
+    run.open = 1;
+    run.p = p, run.r = r, run.lo = run.hi = i, run.follows = 0;
+    memcpy(&run.v, now, sizeof *now);
+    run.fault = fault;
+}
+
+/* Only the fields a record shows (not the PFN, not PROT_NONE): did they change? */
+static int shown_changed(const struct page_seen *a, const struct page_seen *b)
+{
+    struct page_seen x, y;
+    memcpy(&x, a, sizeof x);
+    memcpy(&y, b, sizeof y);
+    x.pfn = y.pfn = 0;
+    x.noaccess = y.noaccess = 0;
+    return memcmp(&x, &y, sizeof x) != 0;
+}
+
 static void observe(int sidx, struct stmt *s, int ngroup, const int64_t *delta)
 {
     int64_t checked[NCOUNTERS];
@@ -2009,8 +2105,15 @@ static void observe(int sidx, struct stmt *s, int ngroup, const int64_t *delta)
             }
         printf("}");
     }
+    if (!ord_page) {
+        /* (fresh memory of the supervisor's own, made after process 0 is cloned, as
+         * read_kpage's buffers: never a page shared copy-on-write with it) */
+        size_t n = (size_t)(page_cap ? page_cap : 1) * (size_t)nprocs;
+        ord_page = table_alloc(n * sizeof *ord_page);
+        first_of = table_alloc(n * sizeof *first_of);
+        ksm_seen = table_alloc(n * sizeof *ksm_seen);
+    }
     printf(",\"p\":[");
-    int first = 1;
     int merge_any[MAX_PROCS];
     for (int p = 0; p < MAX_PROCS; p++)
         merge_any[p] = -1;
@@ -2038,6 +2141,8 @@ static void observe(int sidx, struct stmt *s, int ngroup, const int64_t *delta)
                 if (rs->mapped[i] && (e >> 63 & 1)) {
                     pfn_refs[nref].pfn = e & ((1ULL << 55) - 1);
                     pfn_refs[nref].at = &mb->kflags[used + i];
+                    pfn_refs[nref].ord = (uint32_t)nref;
+                    ord_page[nref] = (struct page_id){p, r, i};
                     nref++;
                 }
             }
@@ -2045,6 +2150,22 @@ static void observe(int sidx, struct stmt *s, int ngroup, const int64_t *delta)
         }
     }
     read_kpage(sidx, nref);
+    /* (pfn_refs now by PFN, each frame's pages in canonical order): each page's frame's
+     * first page, and the KSM frames (for a ksm statement's gauges, "kf") */
+    long ksm_frames = 0;
+    for (size_t a = 0; a < nref;) {
+        size_t b = a + 1;
+        while (b < nref && pfn_refs[b].pfn == pfn_refs[a].pfn)
+            b++;
+        for (size_t k = a; k < b; k++)
+            first_of[pfn_refs[k].ord] = pfn_refs[a].ord;
+        uint64_t fl = pfn_refs[a].at[0];
+        if ((fl >> 21 & 1) && !(fl >> 24 & 1))
+            ksm_frames++;
+        a = b;
+    }
+    size_t nksm = 0;
+    uint32_t ord = 0;
     /* the PFNs the statement's reads and writes left its pages on: a write that kept a
      * frame another page maps too would show in that page's content alone */
     size_t ntouched = 0;
@@ -2114,13 +2235,17 @@ static void observe(int sidx, struct stmt *s, int ngroup, const int64_t *delta)
                 now.swapped = (uint8_t)(e >> 62 & 1);
                 now.noaccess = rs->noaccess[i];
                 uint64_t pfn = e & ((1ULL << 55) - 1);
+                now.fp = -1;
                 if (now.present) {
                     uint64_t fl = mb->kflags[used + i];
+                    struct page_id first = ord_page[first_of[ord++]];
                     now.pfn = pfn;
                     now.excl = (uint8_t)(e >> 56 & 1);
                     now.ksm = (uint8_t)(fl >> 21 & 1);
                     now.zero = (uint8_t)(fl >> 24 & 1);
                     now.count = mb->kcount[used + i];
+                    if (!now.zero)
+                        now.fp = first.p, now.fr = first.r, now.fi = first.i;
                     if (rs->noaccess[i])
                         now.content[0] = 0;    /* PROT_NONE: a load would fault */
                     else if (content_may_change(rs, i, e, s, ngroup, p, r, touched_pfns,
@@ -2143,34 +2268,34 @@ static void observe(int sidx, struct stmt *s, int ngroup, const int64_t *delta)
                     rs->last_pfn[i] = pfn;
                 else if (!now.swapped)
                     rs->last_pfn[i] = NO_PFN;
-                if (!*fault && !memcmp(&now, sn, sizeof now))
+                if (now.present && now.ksm && !now.zero &&
+                    (!sn->shown || !sn->present || !sn->ksm || sn->pfn != pfn))
+                    ksm_seen[nksm++] = pfn;
+                int show = *fault || shown_changed(&now, sn);
+                memcpy(sn, &now, sizeof now);
+                if (!show)
                     continue;
-                *sn = now;
                 ps->shown = 1;
-                /* one entry, fields in page_fields order */
-                printf("%s[%d,%d,%d,%d,%d", first ? "" : ",", p, r, i, now.present, now.swapped);
-                first = 0;
-                if (now.present) {
-                    printf(",%llu,%d,%d,%llu,%d,", (unsigned long long)pfn, now.ksm, now.zero,
-                           (unsigned long long)now.count, now.excl);
-                    if (now.content[0])
-                        json_str(stdout, now.content);
-                    else
-                        printf("null");
-                } else {
-                    printf(",null,null,null,null,null,null");
-                }
-                if (*fault)
-                    printf(",\"%s\"]", fault);
-                else
-                    printf("]");
+                run_add(p, r, i, &now, fault);
             }
             used += rs->npages;
         }
     }
+    run_flush();
+    runs_first = 1;
     if (touched_pfns)
         munmap(touched_pfns, ntouched * sizeof(uint64_t));
     printf("]");
+    if (nksm) {
+        qsort(ksm_seen, nksm, sizeof *ksm_seen, cmp_u64);
+        printf(",\"kp\":[");
+        for (size_t k = 0; k < nksm; k++)
+            if (!k || ksm_seen[k] != ksm_seen[k - 1])
+                printf("%s%llu", k ? "," : "", (unsigned long long)ksm_seen[k]);
+        printf("]");
+    }
+    if (s->op == OP_SYNC)
+        printf(",\"kf\":%ld", ksm_frames);
     /* pages that went since the last record: munmap, exec (the region is gone with the
      * old mm), or their process exited */
     for (int p = 0; p < MAX_PROCS; p++) {
@@ -2333,7 +2458,7 @@ static void run_program(void)
     printf("{\"start\":1,\"pid\":%d,\"fields\":[", (int)pid);
     for (size_t i = 0; i < sizeof page_fields / sizeof *page_fields; i++)
         printf("%s\"%s\"", i ? "," : "", page_fields[i]);
-    printf("],\"records\":\"changes\",\"counters\":[");
+    printf("],\"records\":\"runs\",\"counters\":[");
     for (int i = 0; i < NCOUNTERS; i++)
         printf("%s\"%s\"", i ? "," : "", counter_names[i]);
     printf("]}\n");

@@ -7,12 +7,12 @@ silently.  Pure: no system access.
 
 Messages, told apart by their keys (:func:`kind`)::
 
-    {"start":1,"pid":P,"fields":[...],"records":"changes","counters":[...]}
+    {"start":1,"pid":P,"fields":[...],"records":"runs","counters":[...]}
                                                           ready; waits for the first "go"
     {"sync":S}                                            at ksm statement S; waits for "go"
     {"s":S,"error":"..."}                                 a syscall failed (S -1: at start)
     {"s":S,"c":{...},"p":[[...],...]}                     the record after statement S
-    {"s":S,"k":[M,Z]|null,"p":[[...],...]}                the record after a ksm statement
+    {"s":S,"k":[M,Z]|null,"kf":F,"p":[[...],...]}         the record after a ksm statement
     {"end":1}                                             done; its processes are gone
 
 A record: ``"s"`` the scenario statement index; ``"c"`` each counter's change over the
@@ -23,14 +23,26 @@ kernel has any of them) one ``[proc, ksm_rmap_items, ksm_merging_pages, ksm_zero
 per live process (:data:`PROC_KSM_COUNTERS`), then its ``prctl(PR_GET_MEMORY_MERGE)``,
 -1 where the kernel lacks that value;
 ``"pid"`` (after a fork) the new
-process's pid; ``"p"`` one entry per mapped page of a live process whose entry changed since
-the last record that showed it (a page new to the stream, or whose pagemap, kpageflags,
-kpagecount or content changed), or that the statement read or wrote (its fault), fields in
-:data:`PAGE_FIELDS` order, read by the index constants below (``entry[PRESENT]``); ``"g"``
-(:data:`KEY_GONE`) the pages that went since the last record (munmap, exit), as runs
-``[proc, region, first, last]``.  A page's state is its last entry: records are changes
-(the start message says so: ``"records":"changes"``), and a reader keeps every page's
-last entry (decode.ScenarioState).
+process's pid; ``"p"`` the mapped pages of live processes whose shown state changed since
+the last record that showed them (a page new to the stream, or whose present / swapped
+bits, frame label, kpageflags, kpagecount or content changed), or that the statement read
+or wrote (their fault), as *runs*: one entry per run of consecutive pages of one region
+whose fields are one value, but for the frame label, which may follow the page index
+(fields in :data:`PAGE_FIELDS` order, read by the index constants below,
+``entry[PRESENT]``); ``"g"`` (:data:`KEY_GONE`) the pages that went since the last record
+(munmap, exit), as runs ``[proc, region, first, last]``; ``"kp"`` (:data:`KEY_KSM_PFNS`,
+absent when empty) the PFNs of the KSM frames the changed pages map (the attribution of a
+shared settle's stable node removals, by PFN); ``"kf"`` (:data:`KEY_KSM_FRAMES`, after a
+ksm statement) how many KSM frames the scenario's pages map.  Records are changes (the
+start message says ``"records":"runs"``): a reader applies each record's runs to the
+pages' state (decode.ScenarioState: as runs too, so decoding costs runs, not pages).
+
+A frame is named by the probe, not by its PFN: by the frame's first page in canonical page
+order (``frame_proc``, ``frame_region``, ``frame_page``), as observe.py labels frames, so
+the runs compress: with ``frame_follows`` 1, page ``first + j`` of the run names page
+``frame_page + j`` (each unshared page is the first page of its own frame; after a fork,
+the child's page j names the parent's page j); with 0, every page of the run names
+``frame_page`` (one KSM frame).
 """
 
 from __future__ import annotations
@@ -38,16 +50,19 @@ from __future__ import annotations
 import enum
 
 #: the fields of one page entry of a record's "p", in order
-PAGE_FIELDS = ("proc", "region", "page", "present", "swapped", "pfn", "ksm", "zero_page",
-               "mapcount", "exclusive", "content", "fault")
-(PROC, REGION, PAGE, PRESENT, SWAPPED, PFN, KSM, ZERO_PAGE, MAPCOUNT, EXCLUSIVE, CONTENT,
- FAULT) = range(len(PAGE_FIELDS))
-# proc, region: the program's indices (compiler.Program.procs / .regions); page: index in
-# the region; present, swapped: pagemap bits 63 and 62 (0/1).  The next five are null when
-# the page is not present: pfn (pagemap bits 0-54), ksm and zero_page (/proc/kpageflags
-# KPF_KSM, KPF_ZERO_PAGE), mapcount (/proc/kpagecount), exclusive (pagemap bit 56), content
-# (CONTENT_FORMS).  fault: only for a present page the statement read or wrote (FAULTS);
-# the entry is one shorter without it.
+PAGE_FIELDS = ("proc", "region", "first", "last", "present", "swapped", "frame_proc",
+               "frame_region", "frame_page", "frame_follows", "ksm", "zero_page", "mapcount",
+               "exclusive", "content", "fault")
+(PROC, REGION, FIRST, LAST, PRESENT, SWAPPED, FRAME_PROC, FRAME_REGION, FRAME_PAGE,
+ FRAME_FOLLOWS, KSM, ZERO_PAGE, MAPCOUNT, EXCLUSIVE, CONTENT, FAULT) = range(len(PAGE_FIELDS))
+# proc, region: the program's indices (compiler.Program.procs / .regions); first, last: the
+# run's pages in the region; present, swapped: pagemap bits 63 and 62 (0/1).  The next ten
+# are null when the pages are not present: the frame's first page (frame_proc,
+# frame_region: program indices; frame_page, frame_follows: above), null for the zero page;
+# ksm and zero_page (/proc/kpageflags KPF_KSM, KPF_ZERO_PAGE), mapcount (/proc/kpagecount),
+# exclusive (pagemap bit 56), content (CONTENT_FORMS, null where never loaded: PROT_NONE).
+# fault: only for present pages the statement read or wrote (FAULTS); the entry is one
+# shorter without it.
 
 #: the counters of a record's "c", in the probe's order (absent: not measured)
 COUNTERS = ("cow_ksm", "ksm_swpin_copy", "pgreuse", "pages_shared", "pages_sharing",
@@ -63,8 +78,9 @@ CONTENT_FORMS = ("zero", "zero+0xWW", "0xFF", "0xFF+0xWW", "?salt", "?byteN=0xXX
 KEY_STMT, KEY_COUNTERS, KEY_PAGES, KEY_KSM_STAT, KEY_PID = "s", "c", "p", "k", "pid"
 KEY_PROC_KSM = "m"
 KEY_GONE = "g"
-#: the start message's "records": every record holds the pages that changed
-RECORDS_OF_CHANGES = "changes"
+KEY_KSM_PFNS, KEY_KSM_FRAMES = "kp", "kf"
+#: the start message's "records": every record holds the runs of pages that changed
+RECORDS_OF_RUNS = "runs"
 
 #: the values of one entry of a record's "m", after the process index; then the process's
 #: prctl(PR_GET_MEMORY_MERGE) (0/1, -1 where the kernel refuses it)
@@ -105,9 +121,9 @@ def check_start(msg: dict) -> int:
     if tuple(msg.get("fields", ())) != PAGE_FIELDS:
         raise ValueError(f"the probe's page fields {msg.get('fields')} are not "
                          f"{list(PAGE_FIELDS)} (probe and runner from different versions?)")
-    if msg.get("records") != RECORDS_OF_CHANGES:
+    if msg.get("records") != RECORDS_OF_RUNS:
         raise ValueError(f"the probe's records are {msg.get('records', 'whole states')!r}, "
-                         f"not {RECORDS_OF_CHANGES!r} (probe and runner from different "
+                         f"not {RECORDS_OF_RUNS!r} (probe and runner from different "
                          "versions?)")
     if tuple(msg.get("counters", ())) != COUNTERS:
         raise ValueError(f"the probe's counters {msg.get('counters')} are not "

@@ -49,9 +49,9 @@ def test_record_fields_from_probe_lines():
     ScenarioState.__init__(lv, 0, scn, compile_scenario(scn), KernelVersion.parse("6.8"),
                            ("cow_ksm", "pgreuse"))
     lv._record({"s": 1, "c": {"cow_ksm": 0, "pgreuse": 2},
-                "p": [[0, 0, 0, 1, 0, 900, 1, 0, 2, 0, "0x11", "fresh"],
-                      [0, 0, 1, 1, 0, 900, 1, 0, 2, 0, "0x11", "copied"],
-                      [0, 0, 2, 0, 1, None, None, None, None, None, None]]})
+                "p": [[0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 1, 0, 2, 0, "0x11", "fresh"],
+                      [0, 0, 1, 1, 1, 0, 0, 0, 0, 0, 1, 0, 2, 0, "0x11", "copied"],
+                      [0, 0, 2, 2, 0, 1, *[None] * 9]]})
     rec = lv.records[0]
     f = {k: next(iter(v)) for k, v in rec.fields.items()}
     assert f["A/b[0].frame"] == "A/b[0]" and f["A/b[1].frame"] == "A/b[0]"
@@ -61,7 +61,7 @@ def test_record_fields_from_probe_lines():
     # a kernel whose KPF_KSM cannot be trusted: the same line leaves 'ksm' absent
     lv.ksm_flag = False
     lv._record({"s": 1, "c": {"cow_ksm": 0, "pgreuse": 0},
-                "p": [[0, 0, 0, 1, 0, 900, 1, 0, 2, 0, "0x11", "fresh"]]})
+                "p": [[0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 1, 0, 2, 0, "0x11", "fresh"]]})
     g = lv.records[-1].fields
     assert "A/b[0].ksm" not in g and "A/b[0].frame" in g
     assert f["counter.pgreuse"] == 2 and rec.stmt == 1 and rec.line == 4

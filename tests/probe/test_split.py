@@ -31,14 +31,15 @@ def test_old_names_stay_in_the_runner():
     assert issubclass(runner._Live, decode.ScenarioState)
 
 
-def page(i, pfn, ksm=1, mapcount=2):
-    return [0, 0, i, 1, 0, pfn, ksm, 0, mapcount, 0, "0x11"]
+def page(i, first, ksm=1, mapcount=2):
+    """A run of one page (wire.PAGE_FIELDS) whose frame's first page is page ``first``."""
+    return [0, 0, i, i, 1, 0, 0, 0, first, 0, ksm, 0, mapcount, 0, "0x11"]
 
 
 def test_a_barrier_record_takes_the_pending_attribution():
     st = state()
     st.pending = {"direct": {"cow_ksm": 1, "stable_nodes_removed": 2, "pages_shared": 1}}
-    st._record({"s": 3, "k": None, "p": [page(0, 900), page(1, 900)]})
+    st._record({"s": 3, "k": None, "kf": 1, "kp": [900], "p": [page(0, 0), page(1, 0)]})
     f = {k: next(iter(v)) for k, v in st.records[-1].fields.items()}
     assert f["counter.cow_ksm"] == 1 and f["counter.stable_nodes_removed"] == 2
     assert f["counter.pages_shared"] == 1 and f["A/b[0].frame"] == f["A/b[1].frame"]
@@ -50,10 +51,10 @@ def test_a_barrier_record_takes_the_pending_attribution():
 def test_gauges_after_a_shared_settle_come_from_the_scenarios_own_state():
     st = state()
     st.pending = {"direct": {}, "ksm_stat": True}
-    st._record({"s": 3, "k": [2, 0], "p": [page(0, 900), page(1, 900)]})
+    st._record({"s": 3, "k": [2, 0], "kf": 1, "kp": [900], "p": [page(0, 0), page(1, 0)]})
     assert st.cum["pages_shared"] == 1 and st.cum["pages_sharing"] == 1
     st.pending = {"direct": {}, "ksm_stat": True}
-    st._record({"s": 3, "k": None, "p": []})
+    st._record({"s": 3, "k": None, "kf": 1, "p": []})
     assert "ksm_stat" in st.ambiguous
 
 

@@ -47,11 +47,10 @@ def test_anything_else_is_refused(msg):
 
 def test_check_start_refuses_another_layout():
     good = {"start": 1, "pid": 42, "fields": list(wire.PAGE_FIELDS),
-            "records": wire.RECORDS_OF_CHANGES, "counters": list(wire.COUNTERS)}
+            "records": wire.RECORDS_OF_RUNS, "counters": list(wire.COUNTERS)}
     assert wire.check_start(good) == 42
     with pytest.raises(ValueError, match="records"):
-        # a probe printing whole states, read as changes, would lose nothing it printed
-        # but keep pages that went: refused
+        # a probe printing whole states (or changes page by page), read as runs: refused
         wire.check_start({k: v for k, v in good.items() if k != "records"})
     with pytest.raises(ValueError, match="page fields"):
         wire.check_start({**good, "fields": list(wire.PAGE_FIELDS[:-1])})
