@@ -12,8 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from ksmdiff.observe import (ANY, PRCTL_MERGE, Record, counter_key, page_key, proc_abs_counter_key,
-                             proc_counter_key)
+from ksmdiff.observe import (ABSENT, ANY, PRCTL_MERGE, FieldsView, Record, counter_key,
+                             page_key, proc_abs_counter_key, proc_counter_key)
 from ksmdiff.scenario import ast as A
 from ksmdiff.scenario.layout import layout_at
 from ksmdiff.scenario.printer import format_statement
@@ -72,6 +72,12 @@ class _PageView:
     def field(self, name: str) -> Any:
         if self.rec is None:
             return None
+        fields = self.rec.fields
+        if isinstance(fields, FieldsView):
+            # (the column's runs, without making and parsing a key: an expect over a
+            # region reads every page of it)
+            v = fields.runs((f"{self.proc}/{self.region}", name)).at(self.index)
+            return None if v is ABSENT else v
         return self.rec.get(self._prefix + name)
 
     @property
