@@ -435,8 +435,8 @@ class History:
     region with one byte (one run), merges them into one KSM frame (one run), and each
     unshared page's label is its own name (one run for the region).
 
-    Counter fields (and any key that is not a page's) are held per key as before: a flat
-    ``[position, value, ...]`` list each.  Allowed sets are interned (a stream holds few
+    Counter fields (and any key that is not a page's) are held per key: a flat
+    ``[position, value, ...]`` list each (a record has a few dozen).  Allowed sets are interned (a stream holds few
     distinct values).  Reading one field is O(log changes + log runs) (:meth:`at`); a
     :class:`FieldsView` reads the record's whole state, a :class:`DeltaView` what changed
     in it, each by key or by runs (:meth:`FieldsView.runs`, :meth:`DeltaView.page_runs`)."""

@@ -95,25 +95,28 @@ class _Columns:
         self._fields = rec.fields
         self._made: dict | None = None
 
-    def runs(self, col: tuple) -> Runs:
-        f = self._fields
-        if isinstance(f, FieldsView):
-            return f.runs(col)
+    def _whole(self) -> dict:
+        """A whole record's columns, made runs the first time they are asked for."""
         if self._made is None:
             points: dict = {}
-            for key, v in f.items():
+            for key, v in self._fields.items():
                 got = column_of(key)
                 if got is not None:
                     points.setdefault(got[0], {})[got[1]] = v
             self._made = {c: Runs(runs_from_points(p)) for c, p in points.items()}
-        return self._made.get(col, EMPTY_RUNS)
+        return self._made
+
+    def runs(self, col: tuple) -> Runs:
+        f = self._fields
+        if isinstance(f, FieldsView):
+            return f.runs(col)
+        return self._whole().get(col, EMPTY_RUNS)
 
     def columns(self) -> list:
         f = self._fields
         if isinstance(f, FieldsView):
             return list(f.columns())
-        self.runs(("", ""))
-        return list(self._made)
+        return list(self._whole())
 
     def last_index(self, col: tuple) -> int:
         runs = self.runs(col).runs
