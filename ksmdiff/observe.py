@@ -1097,6 +1097,10 @@ class FrameLabels:
         f = self._frame_of.get(page)
         return None if f is None else self._label[f]
 
+    def first_of_frame(self, frame: Any) -> Any:
+        """The first page of a frame some page maps (after :meth:`labels`)."""
+        return self._first[frame]
+
     def label_of_frame(self, frame: Any) -> str:
         """The label of a frame some page maps (after :meth:`labels`)."""
         return self._label[frame]

@@ -13,7 +13,7 @@ from ksmdiff.model.invariants import Violation, check
 from ksmdiff.model.machine import Machine
 from ksmdiff.model.state import PageSlot, Process, Region, ZERO_CONTENT
 from ksmdiff.observe import (ABSENT, ANY, PAGE_FIELDS, PRCTL_MERGE, FrameLabels, History,
-                             Record, changes,
+                             IndexLabel, Record, changes, index_label,
                              proc_abs_counter_key,
                              counter_key, page_key, page_name, proc_counter_key)
 from ksmdiff.scenario import ast as A
@@ -212,6 +212,7 @@ class Interpreter:
         self._protnone = False              # some mprotect ... none ran
         self._shown_faults: dict = {}       # fault column -> {index: None} last shown
         self._columns: dict = {}            # (process, region) -> its columns (observe)
+        self._index_labels: dict = {}       # (process, region) -> its IndexLabel (sync)
         self._shown_counters: dict = {}
         self._sets: dict = {}
         self._content_text: dict = {}       # Content -> its text
@@ -405,7 +406,7 @@ class Interpreter:
         for a page whose frame no other page maps: its label names the page itself, so
         its state is its own (ksm01: one per page, several times over), and only the
         fields but the frame come from the cache."""
-        if st[4] == 1:
+        if st[4] == 1 and type(st[2]) is not IndexLabel:
             _present, swapped, label, ksm, _mapcount, exclusive, content, _maybe = st
             key = (swapped, ksm, exclusive, content)
             got = self._own_fields_of.get(key)
@@ -423,7 +424,8 @@ class Interpreter:
         if maybe_absent:
             pres, frame = self._MAYBE_PRESENT, self._MAYBE_ZERO
         else:
-            pres, frame = put("present", present), put("frame", label)
+            pres = put("present", present)
+            frame = label if type(label) is IndexLabel else put("frame", label)
         if not present:
             return (pres, put("swapped", swapped), frame, ABSENT, ABSENT, ABSENT, ABSENT)
         return (pres, put("swapped", swapped), frame, put("ksm", ksm),
@@ -554,7 +556,7 @@ class Interpreter:
             if old is not None:
                 dirty.setdefault(fkey, old)
                 changed = True
-        frame_label = labels.label_of_frame
+        frame_label, first_of = labels.label_of_frame, labels.first_of_frame
         fields = self._page_fields
         last_c = last_text = None
         # (the moved pages are among the relabelled ones when their frame changed)
@@ -576,7 +578,20 @@ class Interpreter:
                     if got is None or got[0] is not content:
                         got = text[id(content)] = (content, str(content))
                     last_c, last_text = content, got[1]
-                lab = "Z" if f.zero else frame_label(f)
+                if f.zero:
+                    lab = "Z"
+                else:
+                    # a page that is its frame's first page, or maps the frame of the
+                    # same page of another region (a forked child's COW page): its label
+                    # follows its index (observe.IndexLabel), one value for a run of them
+                    first = first_of(f)
+                    at = slot_at.get(first) if first != lk else None
+                    if first == lk:
+                        lab = self._index_label(fkey[0], fkey[1])
+                    elif at is not None and at[2].index == fkey[2]:
+                        lab = self._index_label(at[0].name, at[1].name)
+                    else:
+                        lab = frame_label(f)
                 st = fields((True, st[1], lab, st[3], st[4], st[4] == 1 and not f.zero,
                              last_text, st[6]))
             else:
@@ -654,6 +669,15 @@ class Interpreter:
             delta[k] = ABSENT
         self._shown_counters = counters
         return points, delta
+
+    def _index_label(self, proc: str, region: str) -> IndexLabel:
+        """The frame value of a page whose frame's first page is the page of the same
+        index in ``proc``'s region ``region`` (the page itself, or a fork parent's):
+        one object for every such page of the region."""
+        got = self._index_labels.get((proc, region))
+        if got is None:
+            got = self._index_labels[(proc, region)] = index_label(f"{proc}/{region}", 0)
+        return got
 
     def _page_columns(self, proc: str, region: str) -> tuple:
         """The columns of a region's pages (observe.Column), PAGE_FIELDS order (fault
