@@ -17,7 +17,7 @@ from ksmdiff.internal.audit import pure
 from ksmdiff.judge import (ENVIRONMENT, FAILED, ExpectResult, Mismatch, compare,
                            evaluate_expects, first_divergence, tally)
 from ksmdiff.judge.classify import classify
-from ksmdiff.observe import ANY, NOT_RUN, OK, UNSUPPORTED, Record
+from ksmdiff.observe import ABSENT, ANY, NOT_RUN, OK, UNSUPPORTED, FieldsView, Record
 from ksmdiff.scenario import ast as A
 from ksmdiff.scenario.printer import format_statement
 from ksmdiff.status import RunStatus
@@ -88,6 +88,12 @@ def ksm_reuse_seen(scn: A.Scenario, records: Sequence[Record]) -> bool:
             continue
         if isinstance(s, (A.Write, A.ForceWrite, A.Fill)) and prev is not None:
             n = sizes.get((s.proc, s.target.region), 0)
+            if isinstance(r.fields, FieldsView) and isinstance(prev.fields, FieldsView):
+                if _reused_ksm_runs(r.fields, prev.fields, f"{s.proc}/{s.target.region}",
+                                    s.target.indices(n)):
+                    return True
+                prev = r
+                continue
             for idx in s.target.indices(n):
                 base = f"{s.proc}/{s.target.region}[{idx}]."
                 values = r.get(base + "fault")
@@ -192,3 +198,24 @@ def kernel_cells(scenarios: Sequence[A.Scenario], version: KernelVersion, target
             cell.frequencies = t.frequencies(model.records)
         cells.append(cell)
     return cells
+
+
+def _reused_ksm_runs(now: FieldsView, before: FieldsView, prefix: str, indices) -> bool:
+    """:func:`ksm_reuse_seen` for one statement on two history views, by runs: a page of
+    ``indices`` whose fault allows ``reused`` now and whose ``ksm`` allowed True before.
+    (A fill of 32,768 pages is a few runs of each column, not 32,768 reads.)"""
+    faults, ksm = now.runs((prefix, "fault")), before.runs((prefix, "ksm"))
+    ranges: list = []
+    for i in indices:
+        if ranges and ranges[-1][1] + 1 == i:
+            ranges[-1][1] = i
+        else:
+            ranges.append([i, i])
+    for lo, hi in ranges:
+        for a, b, fv in faults.segments(lo, hi):
+            if fv is ABSENT or fv is ANY or "reused" not in fv:
+                continue
+            for _x, _y, kv in ksm.segments(a, b):
+                if kv is not ABSENT and kv is not ANY and True in kv:
+                    return True
+    return False

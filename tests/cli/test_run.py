@@ -53,6 +53,28 @@ def test_a_read_of_a_ksm_page_is_not_a_reuse():
     assert not ksm_reuse_seen(scn, cell.records)
 
 
+def test_reuse_is_found_alike_by_runs_and_by_keys():
+    """ksm_reuse_seen reads history views by runs, whole records by key: the same answer
+    on every corpus scenario where 5.4 reuses a KSM page and on one where it does not."""
+    from pathlib import Path
+
+    from ksmdiff.observe import Record
+    from ksmdiff.scenario import find_scenarios, parse_file
+    root = Path(__file__).resolve().parents[2] / "corpora"
+    seen = set()
+    for path in sorted(find_scenarios([root])):
+        scn = parse_file(path)
+        cell = run_model_cell(scn, KernelVersion.parse("5.4"))
+        if cell.status != "ok":
+            continue
+        whole = [Record(r.stmt, r.line, dict(r.fields), r.status, r.note)
+                 for r in cell.records]
+        got = ksm_reuse_seen(scn, cell.records)
+        assert got == ksm_reuse_seen(scn, whole), path
+        seen.add(got)
+    assert seen == {True, False}
+
+
 def test_failed_expect_exits_1_and_names_the_line(tmp_path, capsys):
     p = tmp_path / "wrong.scenario"
     p.write_text(REUSE.replace("reused on 5.1..5.8", "reused on >=6.7"))
