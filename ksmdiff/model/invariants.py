@@ -80,16 +80,32 @@ def check(m: Machine, stmt: int, line: int, *, pages=None, frames=None,
     # frame -> the number of ptes mapping it (the zero page aside); frames hash by identity
     nptes: dict = {}
     writable = []
+    # a page that passes every check of _check_page (present, neither freed nor the zero
+    # page, no writable KSM page, the content it should hold) is only counted here; one
+    # content pair found equal is remembered (the sharers of a KSM page hold their own
+    # writers' equal contents, page after page)
+    same_c = same_l = None
     for p in m.live_procs():
         for r in p.regions.values():
             for s in r.pages:
                 if not s.mapped:
                     continue
-                f = _check_page(v, p, r, s)
-                if f is None:
-                    continue
+                pte = s.pte
+                f = pte.frame
+                if pte.present and f is not None and not f.freed and not f.zero \
+                        and not (pte.writable and f.ksm):
+                    c, lg = f.content, s.logical
+                    if c is not lg and (c is not same_c or lg is not same_l):
+                        if c != lg:
+                            f = _check_page(v, p, r, s)
+                        else:
+                            same_c, same_l = c, lg
+                else:
+                    f = _check_page(v, p, r, s)
+                    if f is None:
+                        continue
                 nptes[f] = nptes.get(f, 0) + 1
-                if s.pte.writable:
+                if pte.writable:
                     writable.append((p, r, s))
     for p, r, s in writable:
         f = s.pte.frame
@@ -100,7 +116,13 @@ def check(m: Machine, stmt: int, line: int, *, pages=None, frames=None,
               f"mapped by {', '.join(others)}")
     pin_counts = m.pin_counts()
     for f in m.live_frames():
-        _check_frame(v, f, pin_counts.get(id(f), 0) if pin_counts else 0, nptes.get(f, 0))
+        n = nptes.get(f, 0)
+        pins = pin_counts.get(id(f), 0) if pin_counts else 0
+        # (_check_frame's tests, for a frame that passes them all: n >= 0, so neither
+        # count can be negative)
+        if f.mapcount == n and f.refcount >= n + pins + f.swapcache and f.swap_refs >= 0:
+            continue
+        _check_frame(v, f, pins, n)
     return out
 
 

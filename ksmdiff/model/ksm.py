@@ -70,15 +70,20 @@ def get_kpfn_nid(m: Machine, page: Frame) -> int:
 def get_ksm_page(m: Machine, node: StableNode) -> Optional[Frame]:
     """get_ksm_page() / ksm_get_folio(): the page if the keyhole still matches, else the
     node is stale and is removed (``ksm:ksm_remove_ksm_page``)."""
+    if _node_is_stale(node):
+        remove_node_from_stable_tree(m, node)
+        return None
+    return node.kpfn
+
+
+def _node_is_stale(node: StableNode) -> bool:
+    """get_ksm_page()'s test: the keyhole no longer matches (the page was freed, or its
+    mapping no longer names this node), or get_page_unless_zero() fails (frozen by
+    reuse_ksm_page: stale, no spinning)."""
     page = node.kpfn
     if page.freed or not page.ksm or page.stable_node is not node:
-        remove_node_from_stable_tree(m, node)
-        return None
-    if page.refcount == 0 and not page.swapcache:
-        # get_page_unless_zero() failed: frozen by reuse_ksm_page -> stale, no spinning
-        remove_node_from_stable_tree(m, node)
-        return None
-    return page
+        return True
+    return page.refcount == 0 and not page.swapcache
 
 
 def remove_node_from_stable_tree(m: Machine, node: StableNode) -> None:
@@ -101,24 +106,37 @@ def stable_tree_search(m: Machine, page: Frame) -> Optional[Frame]:
     if page.ksm and page.stable_node is not None:
         return page
     nid = get_kpfn_nid(m, page)               # root = root_stable_tree + nid
-    for node in list(m.ksm.stable_tree):      # the walk: stale nodes found on the way go
-        if node.nid == nid:
-            get_ksm_page(m, node)
+    # the walk: stale nodes found on the way go (get_ksm_page(); removing one node leaves
+    # the others' keyholes as they were, so they are removed after the walk, in order)
+    stale = None
+    content = page.content
+    max_sharing = m.ksm.knobs.max_page_sharing
     best: Optional[StableNode] = None
+    best_len = 0
     for node in m.ksm.stable_tree:
-        if node.nid != nid or node.kpfn.content != page.content:
+        if node.nid != nid:
+            continue
+        if _node_is_stale(node):
+            if stale is None:
+                stale = []
+            stale.append(node)
+            continue
+        c = node.kpfn.content
+        if c is not content and c != content:
             continue
         # >= 4.13 is_page_sharing_candidate() (2c653d0ee2ae): rmap_hlist_len &&
         # rmap_hlist_len < ksm_max_page_sharing ("Check that at least one mapping still
         # exists"): a node whose rmap_items have all gone (its page kept only by a pin or
         # the swap cache) takes no new sharer, although it stays valid; a node that still
         # has items does, even when its page is no longer mapped (seen on 6.18)
-        if node.rmap_hlist_len >= m.ksm.knobs.max_page_sharing:
+        n = len(node.hlist)                    # rmap_hlist_len
+        if n >= max_sharing or not n:
             continue
-        if not node.hlist:
-            continue
-        if best is None or node.rmap_hlist_len > best.rmap_hlist_len:
-            best = node
+        if best is None or n > best_len:
+            best, best_len = node, n
+    if stale is not None:
+        for node in stale:
+            remove_node_from_stable_tree(m, node)
     return best.kpfn if best is not None else None
 
 
@@ -149,11 +167,14 @@ def remove_rmap_item_from_tree(m: Machine, item: RmapItem) -> None:
         m.count("pages_sharing" if node.hlist else "pages_shared", -1)
         item.head = None
     elif item.unstable:
+        # rb_erase(&rmap_item->node, root_unstable_tree + NUMA(rmap_item->nid)): the item
+        # keeps the key it was inserted under
         tree = m.ksm.unstable_tree
-        for k, entry in list(tree.items()):
-            if entry[0] is item:
-                del tree[k]
+        entry = tree.get(item.tree_key)
+        if entry is not None and entry[0] is item:
+            del tree[item.tree_key]
         item.unstable = False
+        item.tree_key = None
 
 
 # ----------------------------------------------------------------------------- merging
@@ -194,11 +215,11 @@ def replace_page(m: Machine, slot: PageSlot, page: Frame, kpage: Frame) -> int:
         if pte.ksm_zero:
             m.count("ksm_zero_pages")
     else:
-        m.get_page(kpage)
-        m.page_add_rmap(kpage)                 # page_add_anon_rmap
+        kpage.refcount += 1                    # get_page
+        kpage.mapcount += 1                    # page_add_anon_rmap
         pte.frame = kpage
     pte.writable = pte.dirty = False
-    m.page_remove_rmap(page)
+    page.mapcount -= 1                         # page_remove_rmap (an anon page, not zero)
     if page.mapcount == 0:
         M.try_to_free_swap(m, page)
     m.put_page(page)
@@ -219,7 +240,8 @@ def try_to_merge_one_page(m: Machine, slot: PageSlot, page: Frame,
             page.ksm = True
             page.stable_node = None
             err = 0
-        elif page.content == kpage.content:   # pages_identical()
+        elif page.content is kpage.content or page.content == kpage.content:
+            # pages_identical()
             err = replace_page(m, slot, page, kpage)
     page.locked = False
     return err
@@ -273,8 +295,10 @@ def unstable_tree_search_insert(m: Machine, p: Process, item: RmapItem, slot: Pa
         if tree_page.content != page.content:
             return None
         return entry
-    m.ksm.unstable_tree[(nid, page.content)] = (item, p, slot)
+    key = (nid, page.content)
+    m.ksm.unstable_tree[key] = (item, p, slot)
     item.unstable = True
+    item.tree_key = key
     return None
 
 
@@ -435,12 +459,13 @@ def ksm_do_scan_full(m: Machine) -> None:
 
 def _ksm_do_scan_full(m: Machine) -> None:
     ksm = m.ksm
-    # start of a full scan: lru_add_drain_all(); the unstable tree restarts empty
+    # start of a full scan: lru_add_drain_all(); the unstable tree restarts empty (the
+    # items in it are the ones with UNSTABLE_FLAG: unstable_tree_search_insert() sets both)
     lru_add_drain_all(m)
+    for entry in ksm.unstable_tree.values():
+        entry[0].unstable = False
+        entry[0].tree_key = None
     ksm.unstable_tree.clear()
-    for p in list(ksm.mm_slots):
-        for item in p.rmap_items.values():
-            item.unstable = False
     for p in list(ksm.mm_slots):
         if not p.alive:
             # ksm_test_exit(mm): remove_trailing_rmap_items(all), free the mm_slot
@@ -449,20 +474,39 @@ def _ksm_do_scan_full(m: Machine) -> None:
             p.rmap_items.clear()
             ksm.mm_slots.remove(p)
             continue
-        # the candidate pages in address order (regions by descending mmap sequence)
-        cands: dict[tuple[int, int], PageSlot] = {}
-        for r in sorted(p.regions.values(), key=lambda r: -r.seq):
-            seq = r.seq
-            for s in r.pages:
-                if s.mapped and s.mergeable:
-                    cands[(seq, s.index)] = s
-        rmap_items = p.rmap_items
-        # (the items of addresses no longer candidates go in their place in that order)
-        walk = cands.items() if all(k in cands for k in rmap_items) else \
-            [(k, cands.get(k)) for k in sorted(set(cands) | set(rmap_items), key=addr_order)]
-        for key, s in walk:
-            page = s.pte.frame if s is not None and s.pte.present else None
-            if page is not None and s.prot == "none" and m.has("follow_page_skips_protnone"):
+        # the pages in address order (regions by descending mmap sequence)
+        regions = sorted(p.regions.values(), key=lambda r: -r.seq)
+        seqs = {r.seq for r in regions}
+        if all(key[0] in seqs for key in p.rmap_items):
+            _scan_mm(m, p, regions)
+        else:
+            _scan_mm_with_gone_regions(m, p, regions)
+    prune_unreferenced_stale_nodes(m)
+    ksm.full_scans += 1
+    m.count("full_scans")                      # ksm_scan.seqnr++ (sysfs full_scans)
+
+
+def _scan_mm(m: Machine, p: Process, regions: list) -> None:
+    """scan_get_next_rmap_item() over one mm whose rmap_items all name pages of its
+    regions: every page of a VM_MERGEABLE vma in address order, and the rmap_item of a
+    page no longer in one goes in its place (get_next_rmap_item() finds it in the list
+    before the next address it visits)."""
+    rmap_items = p.rmap_items
+    smart_scan = m.ksm.knobs.smart_scan
+    protnone_skips = m.has("follow_page_skips_protnone")
+    for r in regions:
+        seq = r.seq
+        for s in r.pages:
+            if not (s.mapped and s.mergeable):
+                if rmap_items:
+                    item = rmap_items.pop((seq, s.index), None)
+                    if item is not None:
+                        remove_rmap_item_from_tree(m, item)
+                continue
+            key = (seq, s.index)
+            pte = s.pte
+            page = pte.frame if pte.present else None
+            if page is not None and protnone_skips and s.prot == "none":
                 # 6.1-6.4 follow_page(): pte_protnone() && !gup_can_follow_protnone() ->
                 # no page (474098edac26 .. d74943a2f3cd)
                 page = None
@@ -475,14 +519,53 @@ def _ksm_do_scan_full(m: Machine) -> None:
             item = rmap_items.get(key)
             if item is None:
                 item = rmap_items[key] = RmapItem(p, key)
-            if should_skip_rmap_item(m, page, item):
+            else:
+                head = item.head
+                if head is not None and page.ksm and page.stable_node is head \
+                        and page.refcount > 0:
+                    # cmp_and_merge_page(): "if (stable_node && rmap_item->head ==
+                    # stable_node) return" -- a page already merged into its node (and
+                    # should_skip_rmap_item() never skips a KSM page; follow_page's
+                    # reference goes again): nothing changes
+                    continue
+            if smart_scan and should_skip_rmap_item(m, page, item):
                 continue                       # >= 6.7 smart scan: goto next_page
-            m.get_page(page)                   # follow_page(FOLL_GET)
+            page.refcount += 1                 # follow_page(FOLL_GET)
             cmp_and_merge_page(m, p, s, item)
             m.put_page(page)
-    prune_unreferenced_stale_nodes(m)
-    ksm.full_scans += 1
-    m.count("full_scans")                      # ksm_scan.seqnr++ (sysfs full_scans)
+
+
+def _scan_mm_with_gone_regions(m: Machine, p: Process, regions: list) -> None:
+    """The same walk for an mm that has rmap_items of addresses no region holds any more
+    (munmap, a re-mmap): they go in their place in address order too."""
+    cands: dict[tuple[int, int], PageSlot] = {}
+    for r in regions:
+        seq = r.seq
+        for s in r.pages:
+            if s.mapped and s.mergeable:
+                cands[(seq, s.index)] = s
+    rmap_items = p.rmap_items
+    walk = [(k, cands.get(k)) for k in sorted(set(cands) | set(rmap_items), key=addr_order)]
+    for key, s in walk:
+        page = s.pte.frame if s is not None and s.pte.present else None
+        if page is not None and s.prot == "none" and m.has("follow_page_skips_protnone"):
+            # 6.1-6.4 follow_page(): pte_protnone() && !gup_can_follow_protnone() ->
+            # no page (474098edac26 .. d74943a2f3cd)
+            page = None
+        if page is None or page.zero or not page.anon:
+            # follow_page() found nothing (or not PageAnon): the old item goes
+            item = rmap_items.pop(key, None)
+            if item is not None:
+                remove_rmap_item_from_tree(m, item)
+            continue
+        item = rmap_items.get(key)
+        if item is None:
+            item = rmap_items[key] = RmapItem(p, key)
+        if should_skip_rmap_item(m, page, item):
+            continue                           # >= 6.7 smart scan: goto next_page
+        m.get_page(page)                       # follow_page(FOLL_GET)
+        cmp_and_merge_page(m, p, s, item)
+        m.put_page(page)
 
 
 def prune_unreferenced_stale_nodes(m: Machine) -> None:

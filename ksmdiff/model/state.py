@@ -82,6 +82,7 @@ class RmapItem:
     oldchecksum: Optional[Content] = None   # None: never computed (kzalloc'd 0)
     head: Optional[StableNode] = None       # STABLE_FLAG
     unstable: bool = False                   # UNSTABLE_FLAG, in this scan's unstable tree
+    tree_key: Optional[tuple] = None         # ... under this key: (nid, content)
     age: int = 0                             # >= 6.7 smart scan: rmap_age_t age (u8)
     remaining_skips: int = 0                 # >= 6.7 smart scan
 
