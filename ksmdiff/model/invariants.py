@@ -83,8 +83,12 @@ def check(m: Machine, stmt: int, line: int, *, pages=None, frames=None,
     # a page that passes every check of _check_page (present, neither freed nor the zero
     # page, no writable KSM page, the content it should hold) is only counted here; one
     # content pair found equal is remembered (the sharers of a KSM page hold their own
-    # writers' equal contents, page after page)
+    # writers' equal contents, page after page).  Read-only pages in a row mapping one
+    # frame with one logical content (a KSM page's sharers) are counted as a run: the
+    # first one's checks hold for the others
     same_c = same_l = None
+    run_f = run_l = None
+    run_n = 0
     for p in m.live_procs():
         for r in p.regions.values():
             for s in r.pages:
@@ -92,14 +96,22 @@ def check(m: Machine, stmt: int, line: int, *, pages=None, frames=None,
                     continue
                 pte = s.pte
                 f = pte.frame
+                if f is run_f and pte.present and not pte.writable and s.logical is run_l:
+                    run_n += 1
+                    continue
                 if pte.present and f is not None and not f.freed and not f.zero \
                         and not (pte.writable and f.ksm):
                     c, lg = f.content, s.logical
-                    if c is not lg and (c is not same_c or lg is not same_l):
-                        if c != lg:
-                            f = _check_page(v, p, r, s)
-                        else:
+                    if c is lg or (c is same_c and lg is same_l) or c == lg:
+                        if c is not lg:
                             same_c, same_l = c, lg
+                        if not pte.writable:
+                            if run_f is not None:
+                                nptes[run_f] = nptes.get(run_f, 0) + run_n
+                            run_f, run_l, run_n = f, lg, 1
+                            continue
+                    else:
+                        f = _check_page(v, p, r, s)
                 else:
                     f = _check_page(v, p, r, s)
                     if f is None:
@@ -107,6 +119,8 @@ def check(m: Machine, stmt: int, line: int, *, pages=None, frames=None,
                 nptes[f] = nptes.get(f, 0) + 1
                 if pte.writable:
                     writable.append((p, r, s))
+    if run_f is not None:
+        nptes[run_f] = nptes.get(run_f, 0) + run_n
     for p, r, s in writable:
         f = s.pte.frame
         if nptes[f] > 1:

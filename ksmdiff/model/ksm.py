@@ -88,10 +88,14 @@ def _node_is_stale(node: StableNode) -> bool:
 
 def remove_node_from_stable_tree(m: Machine, node: StableNode) -> None:
     n = len(node.hlist)
-    for i, item in enumerate(node.hlist):
-        # rmap_item->hlist.next ? pages_sharing-- : pages_shared--
-        m.count("pages_sharing" if i < n - 1 else "pages_shared", -1)
+    for item in node.hlist:
         item.head = None
+    # each item: rmap_item->hlist.next ? pages_sharing-- : pages_shared-- (every item but
+    # the last has a next one), counted once for the node
+    if n > 1:
+        m.count("pages_sharing", -(n - 1))
+    if n:
+        m.count("pages_shared", -1)
     node.hlist.clear()
     if node in m.ksm.stable_tree:
         m.ksm.stable_tree.remove(node)
@@ -305,8 +309,10 @@ def unstable_tree_search_insert(m: Machine, p: Process, item: RmapItem, slot: Pa
 def _checksum_changed(item: RmapItem, page: Frame) -> bool:
     """calc_checksum() differs from rmap_item->oldchecksum: remember it and stop (a new
     rmap_item starts from 0, so a page needs two scans to reach the unstable tree)."""
-    if item.oldchecksum != page.content:
-        item.oldchecksum = page.content
+    checksum = page.content
+    old = item.oldchecksum
+    if old is not checksum and old != checksum:
+        item.oldchecksum = checksum
         return True
     return False
 

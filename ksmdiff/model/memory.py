@@ -155,12 +155,12 @@ def wp_page_copy(m: Machine, p: Process, slot: PageSlot, old: Optional[Frame],
         if pte.ksm_zero:
             m.count("ksm_zero_pages", -1)
     else:
-        m.page_remove_rmap(old)
+        old.mapcount -= 1                      # page_remove_rmap (not the zero page here)
         m.put_page(old)                        # the reference the old pte held
         # >= 5.14 wp_page_copy(): if (page_copied) free_swap_cache(old_page) ("mm: free
         # idle swap cache page after COW", Huang Ying 2021); before, an
         # unmapped swap-cache page (a swapped-in KSM page, say) lingers until reclaim
-        if m.has("wp_page_copy_frees_swap"):
+        if old.swapcache and m.has("wp_page_copy_frees_swap"):
             free_swap_cache(m, old)
     pte.frame, pte.present = new, True
     pte.ksm_zero = False
@@ -173,7 +173,7 @@ def wp_page_copy(m: Machine, p: Process, slot: PageSlot, old: Optional[Frame],
 
 def _copy(m: Machine, p: Process, slot: PageSlot, page: Frame, unshare: bool) -> None:
     """do_wp_page's copy tail: get_page, unlock the PTL, (COW_KSM), wp_page_copy, put."""
-    m.get_page(page)
+    page.refcount += 1                         # get_page (not the zero page here)
     # >= 5.19 do_wp_page(): if (PageKsm(page)) count_vm_event(COW_KSM) (94bfe85bde18)
     if page.ksm and m.has("cow_ksm"):
         m.count("cow_ksm")
