@@ -413,7 +413,11 @@ def unmerge_ksm_pages(m: Machine, p: Process, slots: list[PageSlot]) -> None:
 
 
 def lru_add_drain_all(m: Machine) -> None:
-    for f in m.live_frames():
+    """Every per-CPU LRU-add batch is drained: the pages in one are those allocated since
+    the last drain (alloc_page() puts each new page in one), the newest live frames."""
+    for f in m.live_frames_newest_first():
+        if not f.maybe_pvec:
+            break                              # (drained before, and so is every older one)
         f.maybe_pvec = False
 
 

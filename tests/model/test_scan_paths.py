@@ -155,3 +155,15 @@ ksm settle
     b[2].logical = Content(0x5a, 0x01)
     got = check(it.m, 0, 1)
     assert [v.prop for v in got] == ["isolation"] and "B/buf[2]" in got[0].detail
+
+
+def test_the_lru_drain_reaches_every_frame_allocated_since_the_last_one():
+    it = interp(MERGED, "6.8")
+    m = it.m
+    old = m.live_frames()
+    assert old and not any(f.maybe_pvec for f in old)
+    new = [m.alloc_page(Content(0x01)) for _ in range(3)]
+    m.put_page(new[1])                         # freed: no longer live
+    assert m.live_frames() == old + [new[0], new[2]]
+    K.lru_add_drain_all(m)
+    assert not new[0].maybe_pvec and not new[2].maybe_pvec and new[1].maybe_pvec
