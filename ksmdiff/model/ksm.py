@@ -195,14 +195,15 @@ def write_protect_page(m: Machine, slot: PageSlot, page: Frame) -> int:
     if page.ksm:
         return EFAULT
     # >= 5.19 also when PageAnonExclusive (the pte may be clean and read-only)
-    if pte.writable or pte.dirty or (m.has("anon_exclusive") and page.anon_exclusive):
+    anon_exclusive = m.has("anon_exclusive")
+    if pte.writable or pte.dirty or (anon_exclusive and page.anon_exclusive):
         swapped = int(page.swapcache)
         # ptep_clear_flush, then: page_mapcount(page) + 1 + swapped != page_count(page)
         # -> restore the pte, -EFAULT (a pin or O_DIRECT holds the page)
         if page.mapcount + 1 + swapped != page.refcount:
             return EFAULT
         # >= 5.19: page_try_share_anon_rmap() (fails only for FOLL_PIN pins)
-        if m.has("anon_exclusive"):
+        if anon_exclusive:
             page.anon_exclusive = False
         pte.writable = False
         pte.dirty = False                      # pte_mkclean(pte_wrprotect()), set_page_dirty
@@ -224,7 +225,7 @@ def replace_page(m: Machine, slot: PageSlot, page: Frame, kpage: Frame) -> int:
         pte.frame = kpage
     pte.writable = pte.dirty = False
     page.mapcount -= 1                         # page_remove_rmap (an anon page, not zero)
-    if page.mapcount == 0:
+    if page.mapcount == 0 and page.swapcache:
         M.try_to_free_swap(m, page)
     m.put_page(page)
     return 0
@@ -335,9 +336,10 @@ def cmp_and_merge_page(m: Machine, p: Process, slot: PageSlot, item: RmapItem) -
     kpage = stable_tree_search(m, page)
     if kpage is page and item.head is stable_node:
         return
-    remove_rmap_item_from_tree(m, item)
+    if item.head is not None or item.unstable:    # (an item in neither tree stays as it is)
+        remove_rmap_item_from_tree(m, item)
     if kpage is not None:
-        m.get_page(kpage)                      # the search's reference
+        kpage.refcount += 1                    # the search's reference (get_page)
         err = try_to_merge_with_ksm_page(m, slot, item, page, kpage)
         if not err:
             # max_page_sharing_bypass for a forked KSM page: append anyway

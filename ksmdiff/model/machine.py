@@ -136,7 +136,10 @@ class Machine:
         """alloc_page + __SetPageUptodate: refcount 1, held by the caller; the new page
         goes to a per-CPU LRU-add batch (lru_cache_add / folio_add_lru_vma).  ``nid``: the
         node it comes from (memory.policy_node)."""
-        f = Frame(self._next_fid, content, refcount=1, maybe_pvec=True, nid=nid)
+        f = Frame(self._next_fid, content)     # (keywords would cost twice the call)
+        f.refcount = 1
+        f.maybe_pvec = True
+        f.nid = nid
         self._next_fid += 1
         if self._keep_frames:
             self.frames.append(f)
