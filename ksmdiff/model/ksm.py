@@ -502,10 +502,16 @@ def _scan_mm(m: Machine, p: Process, regions: list) -> None:
     """scan_get_next_rmap_item() over one mm whose rmap_items all name pages of its
     regions: every page of a VM_MERGEABLE vma in address order, and the rmap_item of a
     page no longer in one goes in its place (get_next_rmap_item() finds it in the list
-    before the next address it visits)."""
+    before the next address it visits).
+
+    A page that follows one merged into a stable node takes the short way of
+    _merge_into_last_node() where the kernel's path is certain (ksm01: tens of thousands
+    of pages in a row merge into one node)."""
     rmap_items = p.rmap_items
     smart_scan = m.ksm.knobs.smart_scan
     protnone_skips = m.has("follow_page_skips_protnone")
+    checksum_first = m.has("ksm_checksum_first")
+    last_node = None        # the node the page visited last merged into (or None)
     for r in regions:
         seq = r.seq
         for s in r.pages:
@@ -514,6 +520,7 @@ def _scan_mm(m: Machine, p: Process, regions: list) -> None:
                     item = rmap_items.pop((seq, s.index), None)
                     if item is not None:
                         remove_rmap_item_from_tree(m, item)
+                        last_node = None
                 continue
             key = (seq, s.index)
             pte = s.pte
@@ -527,6 +534,7 @@ def _scan_mm(m: Machine, p: Process, regions: list) -> None:
                 item = rmap_items.pop(key, None)
                 if item is not None:
                     remove_rmap_item_from_tree(m, item)
+                    last_node = None
                 continue
             item = rmap_items.get(key)
             if item is None:
@@ -540,11 +548,82 @@ def _scan_mm(m: Machine, p: Process, regions: list) -> None:
                     # should_skip_rmap_item() never skips a KSM page; follow_page's
                     # reference goes again): nothing changes
                     continue
+            was_ksm = page.ksm
+            if last_node is not None and not was_ksm and item.head is None \
+                    and not item.unstable \
+                    and _merge_into_last_node(m, s, item, page, last_node, checksum_first):
+                continue
             if smart_scan and should_skip_rmap_item(m, page, item):
+                last_node = None
                 continue                       # >= 6.7 smart scan: goto next_page
             page.refcount += 1                 # follow_page(FOLL_GET)
             cmp_and_merge_page(m, p, s, item)
             m.put_page(page)
+            # a page that was not KSM went through stable_tree_search()'s walk (every
+            # stale node of its tree gone) and, if it now maps its item's node's page,
+            # merged into that node: the stable merge or the two-page one (whose search
+            # found no candidate node for that content)
+            head = item.head
+            last_node = head if (head is not None and not was_ksm and not smart_scan
+                                 and s.pte.present and s.pte.frame is head.kpfn) else None
+
+
+def _merge_into_last_node(m: Machine, slot: PageSlot, item: RmapItem, page: Frame,
+                          node: StableNode, checksum_first: bool) -> bool:
+    """cmp_and_merge_page() for a page (not KSM; its rmap_item in neither tree) visited
+    right after a page that merged into ``node``, when the kernel's path is certain:
+    nothing but that merge happened since that page's stable_tree_search() (which
+    removed every stale node of the tree and found no other candidate for the content,
+    or only ones no fuller than ``node``, which has grown since), so the search finds
+    ``node`` again if it is still a sharing candidate; then try_to_merge_with_ksm_page()
+    and stable_tree_append().  Every step is taken as those functions take it, in their
+    order; where one could go another way (a checksum, the zero page, a full node, a
+    page whose counts refuse write-protection, the swap cache) it returns False having
+    changed nothing, and the page takes the long way."""
+    content = page.content
+    if checksum_first:
+        # >= 6.11 cmp_and_merge_page() (d58a361b0350): remove_rmap_item_from_tree() (in
+        # neither tree: nothing), the checksum must be unchanged and the zero page not
+        # taken (try_to_merge_with_zero_page())
+        old = item.oldchecksum
+        if old is not content and old != content:
+            return False
+        if m.ksm.knobs.use_zero_pages and content == ZERO_CONTENT:
+            return False
+    # stable_tree_search(): the same node, if is_page_sharing_candidate() still holds
+    n = len(node.hlist)
+    if not 0 < n < m.ksm.knobs.max_page_sharing or get_kpfn_nid(m, page) != node.nid:
+        return False
+    kpage = node.kpfn
+    c = kpage.content
+    if c is not content and c != content:
+        return False
+    # try_to_merge_one_page() -> write_protect_page(): page_mapcount(page) + 1 + swapped
+    # != page_count(page) -> -EFAULT, page_count counting follow_page()'s reference (the
+    # long way takes it around cmp_and_merge_page(); here it is left out on both sides);
+    # replace_page() -> try_to_free_swap() for a page in the swap cache: the long way
+    pte = slot.pte
+    if page.swapcache:
+        return False
+    anon_exclusive = m.has("anon_exclusive")
+    protect = pte.writable or pte.dirty or (anon_exclusive and page.anon_exclusive)
+    if protect and page.mapcount != page.refcount:
+        return False
+    # the merge: write_protect_page() (>= 5.19 page_try_share_anon_rmap()), the
+    # search's reference on kpage taken and dropped, replace_page(), stable_tree_append()
+    page.locked = False                        # trylock_page ... unlock_page
+    if protect and anon_exclusive:
+        page.anon_exclusive = False
+    kpage.refcount += 1                        # replace_page(): get_page
+    kpage.mapcount += 1                        # page_add_anon_rmap
+    pte.frame = kpage
+    pte.writable = pte.dirty = False
+    page.mapcount -= 1                         # page_remove_rmap
+    m.put_page(page)                           # the pte's reference
+    item.head = node
+    node.hlist[item] = None                    # hlist_add_head
+    m.count("pages_sharing")                   # (the node had a sharer already)
+    return True
 
 
 def _scan_mm_with_gone_regions(m: Machine, p: Process, regions: list) -> None:

@@ -167,3 +167,76 @@ def test_the_lru_drain_reaches_every_frame_allocated_since_the_last_one():
     assert m.live_frames() == old + [new[0], new[2]]
     K.lru_add_drain_all(m)
     assert not new[0].maybe_pvec and not new[2].maybe_pvec and new[1].maybe_pvec
+
+
+# ksmd merging a run of pages into one node (_merge_into_last_node) against the long
+# way (cmp_and_merge_page for every page): each scenario crosses one of the conditions
+# under which the short way must hand a page back
+RUNS = {
+    "ksm01": "A: fork B\nA: fork C\n" + "".join(
+        f"{c}: mmap m 8\n{c}: madvise m mergeable\n" for c in "ABC") + "".join(
+        f"A: fill m 0x{a:02x}\nB: fill m 0x{b:02x}\nC: fill m 0x{c:02x}\nksm settle\n"
+        for a, b, c in ((0x63, 0x61, 0x61), (0x63, 0x62, 0x61), (0x64, 0x64, 0x64),
+                        (0x64, 0x64, 0x64))) + "B: write m[7] 0x65\nksm settle\n" + "".join(
+        f"{c}: madvise m unmergeable\n" for c in "ABC") + "ksm settle\n",
+    "full-nodes": "ksm set max_page_sharing 3\nA: mmap m 10\nA: fill m 0x5a\n"
+                  "A: madvise m mergeable\nksm settle\nA: fill m[2..6] 0x5a\nksm scan 2\n",
+    "pinned": "A: mmap m 8\nA: fill m 0x5a\nA: pin m[3]\nA: madvise m mergeable\n"
+              "ksm settle\nA: unpin m[3]\nksm scan 1\n",
+    "forked": "A: mmap m 8\nA: fill m 0x5a\nA: fork B\nA: write m[5] 0x5a\nB: fill m[6] 0x5a\n"
+              "A: madvise m mergeable\nB: madvise m mergeable\nksm settle\n",
+    "swapped": "A: mmap m 8\nA: fill m 0x5a\nA: madvise m[2..3] pageout\nA: read m[2]\n"
+               "A: madvise m mergeable\nksm settle\n",
+    "zero": "ksm set use_zero_pages 1\nA: mmap m 8\nA: fill m 0x5a\nA: fill m[4..7] 0x00\n"
+            "A: madvise m mergeable\nksm settle\n",
+    "nodes": "ksm set merge_across_nodes 0\nA: mmap a 4 node 0\nA: mmap b 4 node 1\n"
+             "A: fill a 0x2a\nA: fill b 0x2a\nA: madvise a mergeable\nA: madvise b mergeable\n"
+             "ksm settle\n",
+    "checksum": "A: mmap m 8\nA: fill m 0x5a\nA: madvise m mergeable\nksm scan 1\n"
+                "A: fill m[4..7] 0x5b\nksm scan 1\nA: fill m[4..7] 0x5a\nksm scan 3\n",
+}
+
+
+def _state(it):
+    m = it.m
+    frames = {}
+    out = []
+    for p in m.procs.values():
+        for r in p.regions.values():
+            for s in r.pages:
+                f = s.pte.frame
+                if f is not None and not f.zero:
+                    f = frames.setdefault(id(f), (len(frames), f.refcount, f.mapcount, f.ksm,
+                                                  f.anon_exclusive, f.swapcache))
+                out.append((p.name, r.name, s.index, s.pte.present, s.pte.writable,
+                            s.pte.dirty, f if f is None or isinstance(f, tuple) else "Z"))
+        out.append(sorted((k, i.head is not None, i.unstable, str(i.oldchecksum))
+                          for k, i in p.rmap_items.items()))
+    out.append(sorted(len(n.hlist) for n in m.ksm.stable_tree))
+    return out, dict(m.counters)
+
+
+@pytest.mark.parametrize("version", ["4.19", "5.4", "5.10", "6.1", "6.8", "6.12", "6.18"])
+@pytest.mark.parametrize("name", sorted(RUNS))
+def test_merging_a_run_of_pages_is_the_long_way(version, name, monkeypatch):
+    text = RUNS[name]
+    if "pageout" in text and V(version).mm < (5, 4):
+        pytest.skip("MADV_PAGEOUT is >= 5.4")
+    if "use_zero_pages" in text and V(version).mm < (4, 11):
+        pytest.skip("use_zero_pages is >= 4.11")
+    calls = []
+    real = K._merge_into_last_node
+    def recorded(*a):
+        calls.append(real(*a))
+        return calls[-1]
+    monkeypatch.setattr(K, "_merge_into_last_node", recorded)
+    short = interp(text, version)
+    monkeypatch.setattr(K, "_merge_into_last_node", lambda *a: False)
+    long = interp(text, version)
+    assert [r.fields for r in short.records] == [r.fields for r in long.records]
+    assert short.violations == long.violations == []
+    assert _state(short) == _state(long)
+    if name in ("ksm01", "full-nodes", "forked"):
+        assert True in calls                   # (the short way was taken)
+    if name in ("full-nodes", "pinned", "swapped"):
+        assert False in calls                  # (... and refused)
