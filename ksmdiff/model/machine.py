@@ -42,6 +42,9 @@ class Machine:
         # every condition of the environment a scenario does not control (run.ASSUMPTIONS)
         self.assume: dict[str, bool] = dict(assume or {})
         self.era = Era.of(version)
+        # the era's variant of a function that has one per era (memory.do_wp_page), looked
+        # up once: an Era hashes through a Python call, once a fault is too often
+        self.era_variant: dict[str, object] = {}
         self.mutant = mutant
         self.procs: dict[str, Process] = {}
         self.ksm = KsmState()

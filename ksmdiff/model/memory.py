@@ -223,7 +223,10 @@ def do_wp_page(m: Machine, p: Process, slot: PageSlot, *, unshare: bool = False,
         return
     page.refcount += extra_refs                # e.g. <= 6.1 break_ksm()'s FOLL_GET
     try:
-        _DO_WP_PAGE[m.era](m, p, slot, page, unshare)
+        variant = m.era_variant.get("do_wp_page")
+        if variant is None:
+            variant = m.era_variant["do_wp_page"] = _DO_WP_PAGE[m.era]
+        variant(m, p, slot, page, unshare)
     finally:
         if extra_refs:
             m.put_page(page, extra_refs)

@@ -7,6 +7,7 @@ after choosing, and the invariant check's fast path."""
 import pytest
 
 from ksmdiff.model import ksm as K
+from ksmdiff.model import memory as M
 from ksmdiff.model.invariants import check
 from ksmdiff.model.machine import MAX_COUNTER_CHOICES, Machine
 from ksmdiff.observe import ANY
@@ -240,3 +241,8 @@ def test_merging_a_run_of_pages_is_the_long_way(version, name, monkeypatch):
         assert True in calls                   # (the short way was taken)
     if name in ("full-nodes", "pinned", "swapped"):
         assert False in calls                  # (... and refused)
+
+
+def test_the_era_variant_of_do_wp_page_is_looked_up_once():
+    it = interp("A: mmap m 2\nA: fill m 0x01\nA: fork B\nA: fill m 0x02\n", "5.4")
+    assert it.m.era_variant == {"do_wp_page": M._DO_WP_PAGE[it.m.era]}
