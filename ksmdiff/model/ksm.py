@@ -416,11 +416,12 @@ def unmerge_ksm_pages(m: Machine, p: Process, slots: list[PageSlot]) -> None:
 
 def lru_add_drain_all(m: Machine) -> None:
     """Every per-CPU LRU-add batch is drained: the pages in one are those allocated since
-    the last drain (alloc_page() puts each new page in one), the newest live frames."""
-    for f in m.live_frames_newest_first():
+    the last drain (alloc_page() puts each new page in one), the newest frames."""
+    for f in m.frames_newest_first():
         if not f.maybe_pvec:
             break                              # (drained before, and so is every older one)
-        f.maybe_pvec = False
+        if not f.freed:
+            f.maybe_pvec = False
 
 
 def skip_age(age: int) -> int:

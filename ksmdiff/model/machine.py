@@ -54,7 +54,7 @@ class Machine:
         self.frames: list[Frame] = []
         self._keep_frames = keep_frames
         # the frames not freed, in allocation order (put_page drops a frame it frees)
-        self._live: dict[Frame, None] = {}
+        self._live: list[Frame] = []           # those not yet seen freed, oldest first
         self._next_fid = 0
         self._next_seq = 0
         # counter name -> frozenset of possible deltas, or ANY (read it as ``counters``:
@@ -146,16 +146,18 @@ class Machine:
         self._next_fid += 1
         if self._keep_frames:
             self.frames.append(f)
-        self._live[f] = None
+        self._live.append(f)
         return f
 
     def live_frames(self) -> list[Frame]:
         """The frames not freed, in allocation order (a freed page stays freed, so an
         invariant check does not grow with every copy a scenario made)."""
-        return list(self._live)
+        self._live[:] = [f for f in self._live if not f.freed]
+        return self._live
 
-    def live_frames_newest_first(self):
-        """The frames not freed, the most recently allocated first."""
+    def frames_newest_first(self):
+        """The frames allocated, the most recent first (freed ones among them, back to
+        the last live_frames())."""
         return reversed(self._live)
 
     def get_page(self, f: Frame, n: int = 1) -> None:
@@ -171,7 +173,6 @@ class Machine:
         f.refcount -= n
         if f.refcount == 0 and not f.freed:
             f.freed = True
-            self._live.pop(f, None)
             f.ksm = False
             f.stable_node = None
             f.anon_exclusive = False

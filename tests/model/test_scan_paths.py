@@ -161,7 +161,7 @@ ksm settle
 def test_the_lru_drain_reaches_every_frame_allocated_since_the_last_one():
     it = interp(MERGED, "6.8")
     m = it.m
-    old = m.live_frames()
+    old = list(m.live_frames())
     assert old and not any(f.maybe_pvec for f in old)
     new = [m.alloc_page(Content(0x01)) for _ in range(3)]
     m.put_page(new[1])                         # freed: no longer live
