@@ -79,7 +79,7 @@ def check(m: Machine, stmt: int, line: int, *, pages=None, frames=None,
 
     # frame -> the number of ptes mapping it (the zero page aside); frames hash by identity
     nptes: dict = {}
-    writable = []
+    writable = []                              # the pages of writable ptes
     # a page that passes every check of _check_page (present, neither freed nor the zero
     # page, no writable KSM page, the content it should hold) is only counted here; one
     # content pair found equal is remembered (the sharers of a KSM page hold their own
@@ -116,17 +116,22 @@ def check(m: Machine, stmt: int, line: int, *, pages=None, frames=None,
                     f = _check_page(v, p, r, s)
                     if f is None:
                         continue
-                nptes[f] = nptes.get(f, 0) + 1
+                if f in nptes:                 # (faster than get-and-set for new keys)
+                    nptes[f] += 1
+                else:
+                    nptes[f] = 1
                 if pte.writable:
-                    writable.append((p, r, s))
+                    writable.append(s)
     if run_f is not None:
         nptes[run_f] = nptes.get(run_f, 0) + run_n
-    for p, r, s in writable:
+    for s in writable:
         f = s.pte.frame
         if nptes[f] > 1:
-            others = [_where(*x) for x in _mapping(m, f) if x[2] is not s]
+            mapping = _mapping(m, f)
+            (me,) = [x for x in mapping if x[2] is s]
+            others = [_where(*x) for x in mapping if x[2] is not s]
             v("writable-exclusive",
-              f"{_where(p, r, s)} is writable but {f!r} is also "
+              f"{_where(*me)} is writable but {f!r} is also "
               f"mapped by {', '.join(others)}")
     pin_counts = m.pin_counts()
     for f in m.live_frames():

@@ -246,3 +246,12 @@ def test_merging_a_run_of_pages_is_the_long_way(version, name, monkeypatch):
 def test_the_era_variant_of_do_wp_page_is_looked_up_once():
     it = interp("A: mmap m 2\nA: fill m 0x01\nA: fork B\nA: fill m 0x02\n", "5.4")
     assert it.m.era_variant == {"do_wp_page": M._DO_WP_PAGE[it.m.era]}
+
+
+def test_a_writable_pte_of_a_shared_frame_is_named_with_its_other_mappers():
+    it = interp("A: mmap buf 2\nA: fill buf 0x5a\nA: fork B\n", "6.8")
+    s = it.m.procs["B"].regions["buf"].pages[1]
+    s.pte.writable = True
+    got = [v for v in check(it.m, 0, 1) if v.prop == "writable-exclusive"]
+    assert len(got) == 1 and got[0].detail.startswith("B/buf[1] is writable but ")
+    assert got[0].detail.endswith("is also mapped by A/buf[1]")
