@@ -18,6 +18,11 @@ Read next to mm/ksm.c; each function is named after the one it mirrors.  Simplif
   top-down, so a later mmap usually lies below the earlier ones), pages ascending.
   mm order: the order in which ``__ksm_enter`` added the mms (the cursor rests on
   ``ksm_mm_head`` between full scans, so new mms go to the tail).
+* Runs of pages (LTP ksm01: tens of thousands of pages in a row merge into one node): the
+  scan passes over a page already merged into its node (cmp_and_merge_page()'s first test
+  returns), and a page that follows one merged into a stable node merges by
+  _merge_into_last_node(), which takes cmp_and_merge_page()'s steps where the kernel's
+  path is certain and hands the page back to it wherever a step could go another way.
 * ksmd's transient references are held explicitly (``follow_page(FOLL_GET)`` of the
   scanned page, ``get_mergeable_page`` of the unstable-tree page, the stable-tree
   search's ``get_ksm_page``), so ``write_protect_page``'s
