@@ -31,6 +31,7 @@ Read next to mm/ksm.c; each function is named after the one it mirrors.  Simplif
 
 from __future__ import annotations
 
+from operator import itemgetter
 from typing import Optional
 
 from ksmdiff.model import memory as M
@@ -495,13 +496,16 @@ def _ksm_do_scan_full(m: Machine) -> None:
         # the pages in address order (regions by descending mmap sequence)
         regions = sorted(p.regions.values(), key=lambda r: -r.seq)
         seqs = {r.seq for r in regions}
-        if all(key[0] in seqs for key in p.rmap_items):
+        if seqs.issuperset(map(_region_seq, p.rmap_items)):   # every item in a region
             _scan_mm(m, p, regions)
         else:
             _scan_mm_with_gone_regions(m, p, regions)
     prune_unreferenced_stale_nodes(m)
     ksm.full_scans += 1
     m.count("full_scans")                      # ksm_scan.seqnr++ (sysfs full_scans)
+
+
+_region_seq = itemgetter(0)                    # an rmap_item key's region (mmap sequence)
 
 
 def _scan_mm(m: Machine, p: Process, regions: list) -> None:

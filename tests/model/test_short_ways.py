@@ -1,4 +1,4 @@
-"""The short cuts that keep a large scenario cheap give the answers of the long way:
+"""The short ways that keep a large scenario cheap give the answers of the long way:
 counter increments applied late, the unstable tree's removal by key, ksmd's walk over an
 mm whose regions all hold its rmap_items (and over one that has items of a gone region),
 the already-merged page a scan passes over, the stable-tree walk that removes stale nodes
