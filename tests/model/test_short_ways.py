@@ -1,8 +1,10 @@
 """The short ways that keep a large scenario cheap give the answers of the long way:
-counter increments applied late, the unstable tree's removal by key, ksmd's walk over an
-mm whose regions all hold its rmap_items (and over one that has items of a gone region),
-the already-merged page a scan passes over, the stable-tree walk that removes stale nodes
-after choosing, and the invariant check's fast path."""
+counter increments applied late, the fact table, the unstable tree's removal by key,
+ksmd's walk over an mm whose regions all hold its rmap_items (and over one that has items
+of a gone region), the already-merged page a scan passes over, a run of pages merging
+into one node, the stable-tree walk that removes stale nodes after choosing, the LRU
+drain of the newest frames, do_wp_page's era variant and the invariant check's fast
+paths."""
 
 import pytest
 
