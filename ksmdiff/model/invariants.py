@@ -112,6 +112,8 @@ def check(m: Machine, stmt: int, line: int, *, pages=None, frames=None,
                             continue
                     else:
                         f = _check_page(v, p, r, s)
+                elif not pte.present and pte.swap is None:
+                    continue                   # (no page: nothing to check)
                 else:
                     f = _check_page(v, p, r, s)
                     if f is None:

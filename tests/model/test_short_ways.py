@@ -257,3 +257,13 @@ def test_a_writable_pte_of_a_shared_frame_is_named_with_its_other_mappers():
     got = [v for v in check(it.m, 0, 1) if v.prop == "writable-exclusive"]
     assert len(got) == 1 and got[0].detail.startswith("B/buf[1] is writable but ")
     assert got[0].detail.endswith("is also mapped by A/buf[1]")
+
+
+def test_a_paged_out_page_is_still_checked_and_an_empty_one_is_not():
+    it = interp("A: mmap buf 3\nA: fill buf[0..1] 0x5a\nA: madvise buf[1] pageout\n", "6.8")
+    pages = it.m.procs["A"].regions["buf"].pages
+    assert not pages[1].pte.present and pages[1].pte.swap is not None
+    assert pages[2].pte.frame is None and check(it.m, 0, 1) == []
+    pages[1].logical = Content(0x5a, 0x01)
+    got = check(it.m, 0, 1)
+    assert [v.prop for v in got] == ["isolation"] and "A/buf[1]" in got[0].detail
