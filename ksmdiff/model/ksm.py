@@ -371,7 +371,12 @@ def break_ksm(m: Machine, p: Process, slot: PageSlot) -> None:
 
 def break_cow(m: Machine, p: Process, slot: PageSlot) -> None:
     if slot.mapped and slot.mergeable:         # find_mergeable_vma()
+        old = slot.pte.frame
         break_ksm(m, p, slot)
+        new = slot.pte.frame
+        if new is not None and new is not old:
+            # the copy was allocated on ksmd's CPU, after the scan's lru_add_drain_all()
+            new.ksmd_pvec = True
 
 
 def unmerge_ksm_pages(m: Machine, p: Process, slots: list[PageSlot]) -> None:
@@ -385,6 +390,7 @@ def unmerge_ksm_pages(m: Machine, p: Process, slots: list[PageSlot]) -> None:
 def lru_add_drain_all(m: Machine) -> None:
     for f in m.live_frames():
         f.maybe_pvec = False
+        f.ksmd_pvec = False
 
 
 def skip_age(age: int) -> int:
