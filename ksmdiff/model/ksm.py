@@ -409,7 +409,12 @@ def break_ksm(m: Machine, p: Process, slot: PageSlot) -> None:
 
 def break_cow(m: Machine, p: Process, slot: PageSlot) -> None:
     if slot.mapped and slot.mergeable:         # find_mergeable_vma()
+        old = slot.pte.frame
         break_ksm(m, p, slot)
+        new = slot.pte.frame
+        if new is not None and new is not old:
+            # the copy was allocated on ksmd's CPU, after the scan's lru_add_drain_all()
+            new.ksmd_pvec = True
 
 
 def unmerge_ksm_pages(m: Machine, p: Process, slots: list[PageSlot]) -> None:
@@ -422,12 +427,14 @@ def unmerge_ksm_pages(m: Machine, p: Process, slots: list[PageSlot]) -> None:
 
 def lru_add_drain_all(m: Machine) -> None:
     """Every per-CPU LRU-add batch is drained: the pages in one are those allocated since
-    the last drain (alloc_page() puts each new page in one), the newest frames."""
+    the last drain (alloc_page() puts each new page in one), the newest frames; ksmd's
+    own copies (break_cow: ksmd_pvec) are among them, made after its scan's drain."""
     for f in m.frames_newest_first():
         if not f.maybe_pvec:
             break                              # (drained before, and so is every older one)
         if not f.freed:
             f.maybe_pvec = False
+            f.ksmd_pvec = False
 
 
 def skip_age(age: int) -> int:

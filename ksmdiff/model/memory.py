@@ -567,6 +567,11 @@ def madvise_pageout_page(m: Machine, slot: PageSlot) -> None:
     f = pte.frame
     if f.zero or f.mapcount != 1:
         return
+    if f.ksmd_pvec and m.env("ksmd_pvec"):
+        # madvise_cold_or_pageout_pte_range(): folio_isolate_lru() fails for a page not on
+        # the LRU yet: ksmd's copy may still sit in its CPU's LRU-add batch (the scenario's
+        # lru_add_drain() is local), and the page stays mapped
+        return
     if not f.swapcache:
         f.swapcache = True                     # add_to_swap
         m.get_page(f)
