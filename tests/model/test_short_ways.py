@@ -168,8 +168,10 @@ def test_the_lru_drain_reaches_every_frame_allocated_since_the_last_one():
     new = [m.alloc_page(Content(0x01)) for _ in range(3)]
     m.put_page(new[1])                         # freed: no longer live
     assert m.live_frames() == old + [new[0], new[2]]
+    new[2].ksmd_pvec = True                    # (as break_cow marks ksmd's copy)
     K.lru_add_drain_all(m)
     assert not new[0].maybe_pvec and not new[2].maybe_pvec and new[1].maybe_pvec
+    assert not new[2].ksmd_pvec
 
 
 # ksmd merging a run of pages into one node (_merge_into_last_node) against the long
