@@ -312,8 +312,8 @@ SETTLE_PASSES = 8
 
 
 def _settle_until_quiet(world, n, i, line, st_before, state, rec, labs, viol):
-    """``ksm settle`` as the model and the kernel run it: the spec's one-pass ``settle``
-    again until a pass changes no page's observed state (a page the first pass left out,
+    """``ksm settle`` as the model and the kernel run it: the spec's ``settle`` (one full
+    scan; two from 6.11) again until a pass changes no page's observed state (a page the first pass left out,
     such as a fork sibling's pte whose tree page was merged away under it, is merged by
     the next).  A pass that does not fit the small world (no free frame for the copy a
     pinned tree page forces on every pass) ends it: the prediction is the last pass that

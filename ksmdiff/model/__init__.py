@@ -25,7 +25,9 @@ read next to ``mm/memory.c`` and ``mm/ksm.c``:
   stable tree, unstable tree, ``try_to_merge_two_pages``, ``write_protect_page``'s count
   check so pinned pages never merge, ``replace_page``, zero pages, max_page_sharing dups),
   ``get_ksm_page`` and lazy ``remove_node_from_stable_tree``, ``break_ksm`` (a write fault
-  holding a FOLL_GET reference up to 6.1, ``FAULT_FLAG_UNSHARE`` from 6.2).
+  holding a FOLL_GET reference up to 6.1, ``FAULT_FLAG_UNSHARE`` from 6.2); a run of
+  pages merging into one node takes the short way of ``_merge_into_last_node``, step for
+  step where the kernel's path is certain.
 * ``invariants.py`` the prover's invariants, checked after every step.
 * ``run.py``     the interpreter and the observation records.
 

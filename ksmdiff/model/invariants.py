@@ -79,28 +79,71 @@ def check(m: Machine, stmt: int, line: int, *, pages=None, frames=None,
 
     # frame -> the number of ptes mapping it (the zero page aside); frames hash by identity
     nptes: dict = {}
-    writable = []
+    writable = []                              # the pages of writable ptes
+    # a page that passes every check of _check_page (present, neither freed nor the zero
+    # page, no writable KSM page, the content it should hold) is only counted here; one
+    # content pair found equal is remembered (the sharers of a KSM page hold their own
+    # writers' equal contents, page after page).  Read-only pages in a row mapping one
+    # frame with one logical content (a KSM page's sharers) are counted as a run: the
+    # first one's checks hold for the others
+    same_c = same_l = None
+    run_f = run_l = None
+    run_n = 0
     for p in m.live_procs():
         for r in p.regions.values():
             for s in r.pages:
                 if not s.mapped:
                     continue
-                f = _check_page(v, p, r, s)
-                if f is None:
+                pte = s.pte
+                f = pte.frame
+                if f is run_f and pte.present and not pte.writable and s.logical is run_l:
+                    run_n += 1
                     continue
-                nptes[f] = nptes.get(f, 0) + 1
-                if s.pte.writable:
-                    writable.append((p, r, s))
-    for p, r, s in writable:
+                if pte.present and f is not None and not f.freed and not f.zero \
+                        and not (pte.writable and f.ksm):
+                    c, lg = f.content, s.logical
+                    if c is lg or (c is same_c and lg is same_l) or c == lg:
+                        if c is not lg:
+                            same_c, same_l = c, lg
+                        if not pte.writable:
+                            if run_f is not None:
+                                nptes[run_f] = nptes.get(run_f, 0) + run_n
+                            run_f, run_l, run_n = f, lg, 1
+                            continue
+                    else:
+                        f = _check_page(v, p, r, s)
+                elif not pte.present and pte.swap is None:
+                    continue                   # (no page: nothing to check)
+                else:
+                    f = _check_page(v, p, r, s)
+                    if f is None:
+                        continue
+                if f in nptes:                 # (faster than get-and-set for new keys)
+                    nptes[f] += 1
+                else:
+                    nptes[f] = 1
+                if pte.writable:
+                    writable.append(s)
+    if run_f is not None:
+        nptes[run_f] = nptes.get(run_f, 0) + run_n
+    for s in writable:
         f = s.pte.frame
         if nptes[f] > 1:
-            others = [_where(*x) for x in _mapping(m, f) if x[2] is not s]
+            mapping = _mapping(m, f)
+            (me,) = [x for x in mapping if x[2] is s]
+            others = [_where(*x) for x in mapping if x[2] is not s]
             v("writable-exclusive",
-              f"{_where(p, r, s)} is writable but {f!r} is also "
+              f"{_where(*me)} is writable but {f!r} is also "
               f"mapped by {', '.join(others)}")
     pin_counts = m.pin_counts()
     for f in m.live_frames():
-        _check_frame(v, f, pin_counts.get(id(f), 0) if pin_counts else 0, nptes.get(f, 0))
+        n = nptes.get(f, 0)
+        pins = pin_counts.get(id(f), 0) if pin_counts else 0
+        # (_check_frame's tests, for a frame that passes them all: n >= 0, so neither
+        # count can be negative)
+        if f.mapcount == n and f.refcount >= n + pins + f.swapcache and f.swap_refs >= 0:
+            continue
+        _check_frame(v, f, pins, n)
     return out
 
 

@@ -18,6 +18,11 @@ Read next to mm/ksm.c; each function is named after the one it mirrors.  Simplif
   top-down, so a later mmap usually lies below the earlier ones), pages ascending.
   mm order: the order in which ``__ksm_enter`` added the mms (the cursor rests on
   ``ksm_mm_head`` between full scans, so new mms go to the tail).
+* Runs of pages (LTP ksm01: tens of thousands of pages in a row merge into one node): the
+  scan passes over a page already merged into its node (cmp_and_merge_page()'s first test
+  returns), and a page that follows one merged into a stable node merges by
+  _merge_into_last_node(), which takes cmp_and_merge_page()'s steps where the kernel's
+  path is certain and hands the page back to it wherever a step could go another way.
 * ksmd's transient references are held explicitly (``follow_page(FOLL_GET)`` of the
   scanned page, ``get_mergeable_page`` of the unstable-tree page, the stable-tree
   search's ``get_ksm_page``), so ``write_protect_page``'s
@@ -26,6 +31,7 @@ Read next to mm/ksm.c; each function is named after the one it mirrors.  Simplif
 
 from __future__ import annotations
 
+from operator import itemgetter
 from typing import Optional
 
 from ksmdiff.model import memory as M
@@ -70,23 +76,32 @@ def get_kpfn_nid(m: Machine, page: Frame) -> int:
 def get_ksm_page(m: Machine, node: StableNode) -> Optional[Frame]:
     """get_ksm_page() / ksm_get_folio(): the page if the keyhole still matches, else the
     node is stale and is removed (``ksm:ksm_remove_ksm_page``)."""
+    if _node_is_stale(node):
+        remove_node_from_stable_tree(m, node)
+        return None
+    return node.kpfn
+
+
+def _node_is_stale(node: StableNode) -> bool:
+    """get_ksm_page()'s test: the keyhole no longer matches (the page was freed, or its
+    mapping no longer names this node), or get_page_unless_zero() fails (frozen by
+    reuse_ksm_page: stale, no spinning)."""
     page = node.kpfn
     if page.freed or not page.ksm or page.stable_node is not node:
-        remove_node_from_stable_tree(m, node)
-        return None
-    if page.refcount == 0 and not page.swapcache:
-        # get_page_unless_zero() failed: frozen by reuse_ksm_page -> stale, no spinning
-        remove_node_from_stable_tree(m, node)
-        return None
-    return page
+        return True
+    return page.refcount == 0 and not page.swapcache
 
 
 def remove_node_from_stable_tree(m: Machine, node: StableNode) -> None:
     n = len(node.hlist)
-    for i, item in enumerate(node.hlist):
-        # rmap_item->hlist.next ? pages_sharing-- : pages_shared--
-        m.count("pages_sharing" if i < n - 1 else "pages_shared", -1)
+    for item in node.hlist:
         item.head = None
+    # each item: rmap_item->hlist.next ? pages_sharing-- : pages_shared-- (every item but
+    # the last has a next one), counted once for the node
+    if n > 1:
+        m.count("pages_sharing", -(n - 1))
+    if n:
+        m.count("pages_shared", -1)
     node.hlist.clear()
     if node in m.ksm.stable_tree:
         m.ksm.stable_tree.remove(node)
@@ -101,24 +116,37 @@ def stable_tree_search(m: Machine, page: Frame) -> Optional[Frame]:
     if page.ksm and page.stable_node is not None:
         return page
     nid = get_kpfn_nid(m, page)               # root = root_stable_tree + nid
-    for node in list(m.ksm.stable_tree):      # the walk: stale nodes found on the way go
-        if node.nid == nid:
-            get_ksm_page(m, node)
+    # the walk: stale nodes found on the way go (get_ksm_page(); removing one node leaves
+    # the others' keyholes as they were, so they are removed after the walk, in order)
+    stale = None
+    content = page.content
+    max_sharing = m.ksm.knobs.max_page_sharing
     best: Optional[StableNode] = None
+    best_len = 0
     for node in m.ksm.stable_tree:
-        if node.nid != nid or node.kpfn.content != page.content:
+        if node.nid != nid:
+            continue
+        if _node_is_stale(node):
+            if stale is None:
+                stale = []
+            stale.append(node)
+            continue
+        c = node.kpfn.content
+        if c is not content and c != content:
             continue
         # >= 4.13 is_page_sharing_candidate() (2c653d0ee2ae): rmap_hlist_len &&
         # rmap_hlist_len < ksm_max_page_sharing ("Check that at least one mapping still
         # exists"): a node whose rmap_items have all gone (its page kept only by a pin or
         # the swap cache) takes no new sharer, although it stays valid; a node that still
         # has items does, even when its page is no longer mapped (seen on 6.18)
-        if node.rmap_hlist_len >= m.ksm.knobs.max_page_sharing:
+        n = len(node.hlist)                    # rmap_hlist_len
+        if n >= max_sharing or not n:
             continue
-        if not node.hlist:
-            continue
-        if best is None or node.rmap_hlist_len > best.rmap_hlist_len:
-            best = node
+        if best is None or n > best_len:
+            best, best_len = node, n
+    if stale is not None:
+        for node in stale:
+            remove_node_from_stable_tree(m, node)
     return best.kpfn if best is not None else None
 
 
@@ -149,11 +177,14 @@ def remove_rmap_item_from_tree(m: Machine, item: RmapItem) -> None:
         m.count("pages_sharing" if node.hlist else "pages_shared", -1)
         item.head = None
     elif item.unstable:
+        # rb_erase(&rmap_item->node, root_unstable_tree + NUMA(rmap_item->nid)): the item
+        # keeps the key it was inserted under
         tree = m.ksm.unstable_tree
-        for k, entry in list(tree.items()):
-            if entry[0] is item:
-                del tree[k]
+        entry = tree.get(item.tree_key)
+        if entry is not None and entry[0] is item:
+            del tree[item.tree_key]
         item.unstable = False
+        item.tree_key = None
 
 
 # ----------------------------------------------------------------------------- merging
@@ -170,14 +201,15 @@ def write_protect_page(m: Machine, slot: PageSlot, page: Frame) -> int:
     if page.ksm:
         return EFAULT
     # >= 5.19 also when PageAnonExclusive (the pte may be clean and read-only)
-    if pte.writable or pte.dirty or (m.has("anon_exclusive") and page.anon_exclusive):
+    anon_exclusive = m.has("anon_exclusive")
+    if pte.writable or pte.dirty or (anon_exclusive and page.anon_exclusive):
         swapped = int(page.swapcache)
         # ptep_clear_flush, then: page_mapcount(page) + 1 + swapped != page_count(page)
         # -> restore the pte, -EFAULT (a pin or O_DIRECT holds the page)
         if page.mapcount + 1 + swapped != page.refcount:
             return EFAULT
         # >= 5.19: page_try_share_anon_rmap() (fails only for FOLL_PIN pins)
-        if m.has("anon_exclusive"):
+        if anon_exclusive:
             page.anon_exclusive = False
         pte.writable = False
         pte.dirty = False                      # pte_mkclean(pte_wrprotect()), set_page_dirty
@@ -194,12 +226,12 @@ def replace_page(m: Machine, slot: PageSlot, page: Frame, kpage: Frame) -> int:
         if pte.ksm_zero:
             m.count("ksm_zero_pages")
     else:
-        m.get_page(kpage)
-        m.page_add_rmap(kpage)                 # page_add_anon_rmap
+        kpage.refcount += 1                    # get_page
+        kpage.mapcount += 1                    # page_add_anon_rmap
         pte.frame = kpage
     pte.writable = pte.dirty = False
-    m.page_remove_rmap(page)
-    if page.mapcount == 0:
+    page.mapcount -= 1                         # page_remove_rmap (an anon page, not zero)
+    if page.mapcount == 0 and page.swapcache:
         M.try_to_free_swap(m, page)
     m.put_page(page)
     return 0
@@ -219,7 +251,8 @@ def try_to_merge_one_page(m: Machine, slot: PageSlot, page: Frame,
             page.ksm = True
             page.stable_node = None
             err = 0
-        elif page.content == kpage.content:   # pages_identical()
+        elif page.content is kpage.content or page.content == kpage.content:
+            # pages_identical()
             err = replace_page(m, slot, page, kpage)
     page.locked = False
     return err
@@ -273,16 +306,20 @@ def unstable_tree_search_insert(m: Machine, p: Process, item: RmapItem, slot: Pa
         if tree_page.content != page.content:
             return None
         return entry
-    m.ksm.unstable_tree[(nid, page.content)] = (item, p, slot)
+    key = (nid, page.content)
+    m.ksm.unstable_tree[key] = (item, p, slot)
     item.unstable = True
+    item.tree_key = key
     return None
 
 
 def _checksum_changed(item: RmapItem, page: Frame) -> bool:
     """calc_checksum() differs from rmap_item->oldchecksum: remember it and stop (a new
     rmap_item starts from 0, so a page needs two scans to reach the unstable tree)."""
-    if item.oldchecksum != page.content:
-        item.oldchecksum = page.content
+    checksum = page.content
+    old = item.oldchecksum
+    if old is not checksum and old != checksum:
+        item.oldchecksum = checksum
         return True
     return False
 
@@ -305,9 +342,10 @@ def cmp_and_merge_page(m: Machine, p: Process, slot: PageSlot, item: RmapItem) -
     kpage = stable_tree_search(m, page)
     if kpage is page and item.head is stable_node:
         return
-    remove_rmap_item_from_tree(m, item)
+    if item.head is not None or item.unstable:    # (an item in neither tree stays as it is)
+        remove_rmap_item_from_tree(m, item)
     if kpage is not None:
-        m.get_page(kpage)                      # the search's reference
+        kpage.refcount += 1                    # the search's reference (get_page)
         err = try_to_merge_with_ksm_page(m, slot, item, page, kpage)
         if not err:
             # max_page_sharing_bypass for a forked KSM page: append anyway
@@ -371,7 +409,12 @@ def break_ksm(m: Machine, p: Process, slot: PageSlot) -> None:
 
 def break_cow(m: Machine, p: Process, slot: PageSlot) -> None:
     if slot.mapped and slot.mergeable:         # find_mergeable_vma()
+        old = slot.pte.frame
         break_ksm(m, p, slot)
+        new = slot.pte.frame
+        if new is not None and new is not old:
+            # the copy was allocated on ksmd's CPU, after the scan's lru_add_drain_all()
+            new.ksmd_pvec = True
 
 
 def unmerge_ksm_pages(m: Machine, p: Process, slots: list[PageSlot]) -> None:
@@ -383,8 +426,15 @@ def unmerge_ksm_pages(m: Machine, p: Process, slots: list[PageSlot]) -> None:
 
 
 def lru_add_drain_all(m: Machine) -> None:
-    for f in m.live_frames():
-        f.maybe_pvec = False
+    """Every per-CPU LRU-add batch is drained: the pages in one are those allocated since
+    the last drain (alloc_page() puts each new page in one), the newest frames; ksmd's
+    own copies (break_cow: ksmd_pvec) are among them, made after its scan's drain."""
+    for f in m.frames_newest_first():
+        if not f.maybe_pvec:
+            break                              # (drained before, and so is every older one)
+        if not f.freed:
+            f.maybe_pvec = False
+            f.ksmd_pvec = False
 
 
 def skip_age(age: int) -> int:
@@ -435,12 +485,13 @@ def ksm_do_scan_full(m: Machine) -> None:
 
 def _ksm_do_scan_full(m: Machine) -> None:
     ksm = m.ksm
-    # start of a full scan: lru_add_drain_all(); the unstable tree restarts empty
+    # start of a full scan: lru_add_drain_all(); the unstable tree restarts empty (the
+    # items in it are the ones with UNSTABLE_FLAG: unstable_tree_search_insert() sets both)
     lru_add_drain_all(m)
+    for entry in ksm.unstable_tree.values():
+        entry[0].unstable = False
+        entry[0].tree_key = None
     ksm.unstable_tree.clear()
-    for p in list(ksm.mm_slots):
-        for item in p.rmap_items.values():
-            item.unstable = False
     for p in list(ksm.mm_slots):
         if not p.alive:
             # ksm_test_exit(mm): remove_trailing_rmap_items(all), free the mm_slot
@@ -449,20 +500,49 @@ def _ksm_do_scan_full(m: Machine) -> None:
             p.rmap_items.clear()
             ksm.mm_slots.remove(p)
             continue
-        # the candidate pages in address order (regions by descending mmap sequence)
-        cands: dict[tuple[int, int], PageSlot] = {}
-        for r in sorted(p.regions.values(), key=lambda r: -r.seq):
-            seq = r.seq
-            for s in r.pages:
-                if s.mapped and s.mergeable:
-                    cands[(seq, s.index)] = s
-        rmap_items = p.rmap_items
-        # (the items of addresses no longer candidates go in their place in that order)
-        walk = cands.items() if all(k in cands for k in rmap_items) else \
-            [(k, cands.get(k)) for k in sorted(set(cands) | set(rmap_items), key=addr_order)]
-        for key, s in walk:
-            page = s.pte.frame if s is not None and s.pte.present else None
-            if page is not None and s.prot == "none" and m.has("follow_page_skips_protnone"):
+        # the pages in address order (regions by descending mmap sequence)
+        regions = sorted(p.regions.values(), key=lambda r: -r.seq)
+        seqs = {r.seq for r in regions}
+        if seqs.issuperset(map(_region_seq, p.rmap_items)):   # every item in a region
+            _scan_mm(m, p, regions)
+        else:
+            _scan_mm_with_gone_regions(m, p, regions)
+    prune_unreferenced_stale_nodes(m)
+    ksm.full_scans += 1
+    m.count("full_scans")                      # ksm_scan.seqnr++ (sysfs full_scans)
+
+
+_region_seq = itemgetter(0)                    # an rmap_item key's region (mmap sequence)
+
+
+def _scan_mm(m: Machine, p: Process, regions: list) -> None:
+    """scan_get_next_rmap_item() over one mm whose rmap_items all name pages of its
+    regions: every page of a VM_MERGEABLE vma in address order, and the rmap_item of a
+    page no longer in one goes in its place (get_next_rmap_item() finds it in the list
+    before the next address it visits).
+
+    A page that follows one merged into a stable node takes the short way of
+    _merge_into_last_node() where the kernel's path is certain (ksm01: tens of thousands
+    of pages in a row merge into one node)."""
+    rmap_items = p.rmap_items
+    smart_scan = m.ksm.knobs.smart_scan
+    protnone_skips = m.has("follow_page_skips_protnone")
+    checksum_first = m.has("ksm_checksum_first")
+    last_node = None        # the node the page visited last merged into (or None)
+    for r in regions:
+        seq = r.seq
+        for s in r.pages:
+            if not (s.mapped and s.mergeable):
+                if rmap_items:
+                    item = rmap_items.pop((seq, s.index), None)
+                    if item is not None:
+                        remove_rmap_item_from_tree(m, item)
+                        last_node = None
+                continue
+            key = (seq, s.index)
+            pte = s.pte
+            page = pte.frame if pte.present else None
+            if page is not None and protnone_skips and s.prot == "none":
                 # 6.1-6.4 follow_page(): pte_protnone() && !gup_can_follow_protnone() ->
                 # no page (474098edac26 .. d74943a2f3cd)
                 page = None
@@ -471,18 +551,129 @@ def _ksm_do_scan_full(m: Machine) -> None:
                 item = rmap_items.pop(key, None)
                 if item is not None:
                     remove_rmap_item_from_tree(m, item)
+                    last_node = None
                 continue
             item = rmap_items.get(key)
             if item is None:
                 item = rmap_items[key] = RmapItem(p, key)
-            if should_skip_rmap_item(m, page, item):
+            else:
+                head = item.head
+                if head is not None and page.ksm and page.stable_node is head \
+                        and page.refcount > 0:
+                    # cmp_and_merge_page(): "if (stable_node && rmap_item->head ==
+                    # stable_node) return" -- a page already merged into its node (and
+                    # should_skip_rmap_item() never skips a KSM page; follow_page's
+                    # reference goes again): nothing changes
+                    continue
+            was_ksm = page.ksm
+            if last_node is not None and not was_ksm and item.head is None \
+                    and not item.unstable \
+                    and _merge_into_last_node(m, s, item, page, last_node, checksum_first):
+                continue
+            if smart_scan and should_skip_rmap_item(m, page, item):
+                last_node = None
                 continue                       # >= 6.7 smart scan: goto next_page
-            m.get_page(page)                   # follow_page(FOLL_GET)
+            page.refcount += 1                 # follow_page(FOLL_GET)
             cmp_and_merge_page(m, p, s, item)
             m.put_page(page)
-    prune_unreferenced_stale_nodes(m)
-    ksm.full_scans += 1
-    m.count("full_scans")                      # ksm_scan.seqnr++ (sysfs full_scans)
+            # a page that was not KSM went through stable_tree_search()'s walk (every
+            # stale node of its tree gone) and, if it now maps its item's node's page,
+            # merged into that node: the stable merge or the two-page one (whose search
+            # found no candidate node for that content)
+            head = item.head
+            last_node = head if (head is not None and not was_ksm and not smart_scan
+                                 and s.pte.present and s.pte.frame is head.kpfn) else None
+
+
+def _merge_into_last_node(m: Machine, slot: PageSlot, item: RmapItem, page: Frame,
+                          node: StableNode, checksum_first: bool) -> bool:
+    """cmp_and_merge_page() for a page (not KSM; its rmap_item in neither tree) visited
+    right after a page that merged into ``node``, when the kernel's path is certain:
+    nothing but that merge happened since that page's stable_tree_search() (which
+    removed every stale node of the tree and found no other candidate for the content,
+    or only ones no fuller than ``node``, which has grown since), so the search finds
+    ``node`` again if it is still a sharing candidate; then try_to_merge_with_ksm_page()
+    and stable_tree_append().  Every step is taken as those functions take it, in their
+    order; where one could go another way (a checksum, the zero page, a full node, a
+    page whose counts refuse write-protection, the swap cache) it returns False having
+    changed nothing, and the page takes the long way."""
+    content = page.content
+    if checksum_first:
+        # >= 6.11 cmp_and_merge_page() (d58a361b0350): remove_rmap_item_from_tree() (in
+        # neither tree: nothing), the checksum must be unchanged and the zero page not
+        # taken (try_to_merge_with_zero_page())
+        old = item.oldchecksum
+        if old is not content and old != content:
+            return False
+        if m.ksm.knobs.use_zero_pages and content == ZERO_CONTENT:
+            return False
+    # stable_tree_search(): the same node, if is_page_sharing_candidate() still holds
+    n = len(node.hlist)
+    if not 0 < n < m.ksm.knobs.max_page_sharing or get_kpfn_nid(m, page) != node.nid:
+        return False
+    kpage = node.kpfn
+    c = kpage.content
+    if c is not content and c != content:
+        return False
+    # try_to_merge_one_page() -> write_protect_page(): page_mapcount(page) + 1 + swapped
+    # != page_count(page) -> -EFAULT, page_count counting follow_page()'s reference (the
+    # long way takes it around cmp_and_merge_page(); here it is left out on both sides);
+    # replace_page() -> try_to_free_swap() for a page in the swap cache: the long way
+    pte = slot.pte
+    if page.swapcache:
+        return False
+    anon_exclusive = m.has("anon_exclusive")
+    protect = pte.writable or pte.dirty or (anon_exclusive and page.anon_exclusive)
+    if protect and page.mapcount != page.refcount:
+        return False
+    # the merge: write_protect_page() (>= 5.19 page_try_share_anon_rmap()), the
+    # search's reference on kpage taken and dropped, replace_page(), stable_tree_append()
+    page.locked = False                        # trylock_page ... unlock_page
+    if protect and anon_exclusive:
+        page.anon_exclusive = False
+    kpage.refcount += 1                        # replace_page(): get_page
+    kpage.mapcount += 1                        # page_add_anon_rmap
+    pte.frame = kpage
+    pte.writable = pte.dirty = False
+    page.mapcount -= 1                         # page_remove_rmap
+    m.put_page(page)                           # the pte's reference
+    item.head = node
+    node.hlist[item] = None                    # hlist_add_head
+    m.count("pages_sharing")                   # (the node had a sharer already)
+    return True
+
+
+def _scan_mm_with_gone_regions(m: Machine, p: Process, regions: list) -> None:
+    """The same walk for an mm that has rmap_items of addresses no region holds any more
+    (munmap, a re-mmap): they go in their place in address order too."""
+    cands: dict[tuple[int, int], PageSlot] = {}
+    for r in regions:
+        seq = r.seq
+        for s in r.pages:
+            if s.mapped and s.mergeable:
+                cands[(seq, s.index)] = s
+    rmap_items = p.rmap_items
+    walk = [(k, cands.get(k)) for k in sorted(set(cands) | set(rmap_items), key=addr_order)]
+    for key, s in walk:
+        page = s.pte.frame if s is not None and s.pte.present else None
+        if page is not None and s.prot == "none" and m.has("follow_page_skips_protnone"):
+            # 6.1-6.4 follow_page(): pte_protnone() && !gup_can_follow_protnone() ->
+            # no page (474098edac26 .. d74943a2f3cd)
+            page = None
+        if page is None or page.zero or not page.anon:
+            # follow_page() found nothing (or not PageAnon): the old item goes
+            item = rmap_items.pop(key, None)
+            if item is not None:
+                remove_rmap_item_from_tree(m, item)
+            continue
+        item = rmap_items.get(key)
+        if item is None:
+            item = rmap_items[key] = RmapItem(p, key)
+        if should_skip_rmap_item(m, page, item):
+            continue                           # >= 6.7 smart scan: goto next_page
+        m.get_page(page)                       # follow_page(FOLL_GET)
+        cmp_and_merge_page(m, p, s, item)
+        m.put_page(page)
 
 
 def prune_unreferenced_stale_nodes(m: Machine) -> None:

@@ -155,12 +155,12 @@ def wp_page_copy(m: Machine, p: Process, slot: PageSlot, old: Optional[Frame],
         if pte.ksm_zero:
             m.count("ksm_zero_pages", -1)
     else:
-        m.page_remove_rmap(old)
+        old.mapcount -= 1                      # page_remove_rmap (not the zero page here)
         m.put_page(old)                        # the reference the old pte held
         # >= 5.14 wp_page_copy(): if (page_copied) free_swap_cache(old_page) ("mm: free
         # idle swap cache page after COW", Huang Ying 2021); before, an
         # unmapped swap-cache page (a swapped-in KSM page, say) lingers until reclaim
-        if m.has("wp_page_copy_frees_swap"):
+        if old.swapcache and m.has("wp_page_copy_frees_swap"):
             free_swap_cache(m, old)
     pte.frame, pte.present = new, True
     pte.ksm_zero = False
@@ -173,7 +173,7 @@ def wp_page_copy(m: Machine, p: Process, slot: PageSlot, old: Optional[Frame],
 
 def _copy(m: Machine, p: Process, slot: PageSlot, page: Frame, unshare: bool) -> None:
     """do_wp_page's copy tail: get_page, unlock the PTL, (COW_KSM), wp_page_copy, put."""
-    m.get_page(page)
+    page.refcount += 1                         # get_page (not the zero page here)
     # >= 5.19 do_wp_page(): if (PageKsm(page)) count_vm_event(COW_KSM) (94bfe85bde18)
     if page.ksm and m.has("cow_ksm"):
         m.count("cow_ksm")
@@ -223,7 +223,10 @@ def do_wp_page(m: Machine, p: Process, slot: PageSlot, *, unshare: bool = False,
         return
     page.refcount += extra_refs                # e.g. <= 6.1 break_ksm()'s FOLL_GET
     try:
-        _DO_WP_PAGE[m.era](m, p, slot, page, unshare)
+        variant = m.era_variant.get("do_wp_page")
+        if variant is None:
+            variant = m.era_variant["do_wp_page"] = _DO_WP_PAGE[m.era]
+        variant(m, p, slot, page, unshare)
     finally:
         if extra_refs:
             m.put_page(page, extra_refs)
@@ -563,6 +566,11 @@ def madvise_pageout_page(m: Machine, slot: PageSlot) -> None:
         return
     f = pte.frame
     if f.zero or f.mapcount != 1:
+        return
+    if f.ksmd_pvec and m.env("ksmd_pvec"):
+        # madvise_cold_or_pageout_pte_range(): folio_isolate_lru() fails for a page not on
+        # the LRU yet: ksmd's copy may still sit in its CPU's LRU-add batch (the scenario's
+        # lru_add_drain() is local), and the page stays mapped
         return
     if not f.swapcache:
         f.swapcache = True                     # add_to_swap

@@ -75,6 +75,13 @@ ENVIRONMENT = {
     "swap_full": (lambda scn: "swap" in implied_features(scn),
                   "swap may be more than half full (do_swap_page() then calls "
                   "try_to_free_swap(), mem_cgroup_swap_full)"),
+    # ksmd's break_cow() copy of a page whose merge a pinned tree page refused is allocated
+    # on ksmd's CPU after the scan's lru_add_drain_all(); until a later scan drains it, a
+    # MADV_PAGEOUT from the scenario's CPU may not isolate it (not on the LRU yet)
+    "ksmd_pvec": (lambda scn: "swap" in implied_features(scn)
+                  and any(isinstance(s, A.Pin) for s in scn.statements),
+                  "ksmd's copy of a page (break_cow) may still sit in its CPU's LRU-add "
+                  "batch, so MADV_PAGEOUT may leave it mapped (folio_isolate_lru fails)"),
 }
 
 # Statements that reach a kernel fact whose stable patch level may be unknown (a fact not

@@ -60,6 +60,9 @@ class Frame:
     locked: bool = False              # PG_locked
     anon_exclusive: bool = False      # PageAnonExclusive (>= 5.19)
     maybe_pvec: bool = False          # may hold a per-CPU LRU-add batch reference
+    # allocated by ksmd (break_cow's copy) since its last lru_add_drain_all(): it may sit in
+    # the LRU-add batch of ksmd's CPU, which the scenario's CPU does not drain
+    ksmd_pvec: bool = False
     zero: bool = False                # the shared zero page (special pte, never counted)
     freed: bool = False               # refcount hit 0: back in the buddy allocator
     nid: int = 0                      # page_to_nid(): the NUMA node the page came from
@@ -82,6 +85,7 @@ class RmapItem:
     oldchecksum: Optional[Content] = None   # None: never computed (kzalloc'd 0)
     head: Optional[StableNode] = None       # STABLE_FLAG
     unstable: bool = False                   # UNSTABLE_FLAG, in this scan's unstable tree
+    tree_key: Optional[tuple] = None         # ... under this key: (nid, content)
     age: int = 0                             # >= 6.7 smart scan: rmap_age_t age (u8)
     remaining_skips: int = 0                 # >= 6.7 smart scan
 

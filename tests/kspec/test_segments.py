@@ -89,3 +89,32 @@ invariant small: n <= 2
     assert len(inst.segments) == 2
     assert not _segments_hold(ts, _joint_invariant(ts, ["small"]), inst, ["small"])
     assert counterexample_to_induction(ts, property_names(ts)) is None
+
+
+def test_a_parameterless_proc_and_a_kernel_only_if_are_cut_like_the_body():
+    # ``settle`` runs ``full_scan()`` once, and again where the kernel has a fact: each
+    # foreach iteration inside is a segment of its own, in the era's order
+    ts = _ts("""proc scan() { foreach i: I { a[i] := 0 } }
+action twice() prints "twice" {
+  scan()
+  if kernel in 5.1..5.8 { scan() }
+  if kernel in >=6.7 { n := 1 } else { n := 0 }
+}
+action once() prints "once" { scan()  if kernel in >=6.7 { scan() } }
+invariant small: forall i: I . a[i] <= 1
+""")
+    assert [s.name for s in _inst(ts, "twice").segments] == [
+        "twice#0", "twice#1", "twice#2", "twice#3", "twice#4"]
+    assert [s.name for s in _inst(ts, "once").segments] == ["once#0", "once#1"]
+    props = property_names(ts)
+    assert counterexample_to_induction(ts, props) is None
+
+
+def test_an_if_on_state_is_not_unfolded():
+    # a condition on the state is not the era's to decide: the if stays one piece, and
+    # the action with one foreach after it is cut before it
+    ts = _ts("""proc scan() { foreach i: I { a[i] := 0 } }
+action f() prints "f" { if n == 0 { scan() }  foreach i: I { a[i] := 1 } }
+invariant small: forall i: I . a[i] <= 1
+""")
+    assert [s.name for s in _inst(ts, "f").segments] == ["f#0", "f#1", "f#2"]

@@ -53,6 +53,35 @@ def test_swap_fullness_is_assumed_only_for_scenarios_that_page_out():
     assert set(assumptions(pageout, V("5.4"))) == {"swap_full"}
 
 
+KSMD_COPY_PAGEOUT = """A: mmap buf 2
+A: madvise buf mergeable
+A: fork B
+A: fill buf[0] 0x02
+A: pin buf[0]
+B: fill buf[1] 0x02
+ksm settle
+B: madvise buf[1] unmergeable
+B: fill buf[1] 0x01
+B: madvise buf[1] pageout
+"""
+
+
+def test_pageout_of_ksmds_break_cow_copy_may_leave_it_mapped():
+    """A pinned tree page makes the merge fail half-way and break_cow() gives B a copy on
+    ksmd's CPU; MADV_PAGEOUT from the scenario's CPU may not isolate it (ksmd_pvec)."""
+    scn = scenario(KSMD_COPY_PAGEOUT, requires="swap")
+    assert set(assumptions(scn, V("6.18"))) == {"swap_full", "ksmd_pvec"}
+    for version in ("5.4", "6.1", "6.18"):
+        r = run(KSMD_COPY_PAGEOUT, version, requires="swap")
+        assert last(r, "B/buf[1].swapped") == {True, False}
+        assert "LRU-add batch" in r.records[-1].note
+        assert r.violations == ()
+    # B's own copy (its fill, on the scenario's CPU) is paged out: no pin, no ksmd copy
+    own = KSMD_COPY_PAGEOUT.replace("A: pin buf[0]\n", "")
+    assert "ksmd_pvec" not in assumptions(scenario(own, requires="swap"), V("6.18"))
+    assert last(run(own, "6.18", requires="swap"), "B/buf[1].swapped") == {True}
+
+
 def test_5_9_rc2_still_reuses_a_singly_mapped_ksm_page():
     body = """A: mmap buf 2
 A: fill buf 0x5a

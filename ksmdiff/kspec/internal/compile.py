@@ -781,6 +781,38 @@ def _compile_ts(model: Model, era: Era) -> TS:
     return ts
 
 
+def _static_kernel(e, era) -> Optional[bool]:
+    """The value of a condition that names only the kernel (``kernel in V``, ``kernel has
+    FACT``) in ``era``; None for any other condition."""
+    if isinstance(e, A.KernelIn):
+        return era_contains(e.versions, era)
+    if isinstance(e, A.KernelHas):
+        return era_has(e.fact, era)
+    return None
+
+
+def _top_level(m: Model, era, body, depth: int = 0) -> list:
+    """``body`` with its top-level calls of parameterless procs replaced by their bodies,
+    and its top-level ``if``s whose every condition names only the kernel replaced by the
+    arm the era takes: the same statements in the same order, so that a foreach inside
+    (``settle``: ``full_scan()``, twice where the kernel scans twice) is a place to cut."""
+    out = []
+    for s in body:
+        if isinstance(s, A.Call) and not s.args and depth < MAX_CALL_DEPTH:
+            procs = m.procs_at(s.name, era)
+            if procs and not procs[0].params:
+                out += _top_level(m, era, procs[0].body, depth + 1)
+                continue
+        if isinstance(s, A.If):
+            vals = [_static_kernel(c, era) for c, _b in s.arms]
+            if all(v is not None for v in vals):
+                taken = next((b for v, (_c, b) in zip(vals, s.arms) if v), s.other or ())
+                out += _top_level(m, era, taken, depth)
+                continue
+        out.append(s)
+    return out
+
+
 def _units(body):
     """The top-level pieces of an action body at which it may be cut: every iteration of a
     top-level ``foreach`` on its own (binder, code tuple), the statements between them
@@ -811,7 +843,7 @@ def _segments(ts: TS, a, inst: Instance) -> list:
     invariant, so does the action: the induction step of a long atomic action (``ksm
     settle``: a lookup of every stable node, then a scan of every page) is then a few small
     queries instead of one that Z3 does not decide within minutes."""
-    units = _units(a.body)
+    units = _units(_top_level(ts.model, ts.era, a.body))
     if units is None:
         return []
     W = ts.width
