@@ -159,8 +159,11 @@ def wp_page_copy(m: Machine, p: Process, slot: PageSlot, old: Optional[Frame],
         m.put_page(old)                        # the reference the old pte held
         # >= 5.14 wp_page_copy(): if (page_copied) free_swap_cache(old_page) ("mm: free
         # idle swap cache page after COW", Huang Ying 2021); before, an
-        # unmapped swap-cache page (a swapped-in KSM page, say) lingers until reclaim
-        if old.swapcache and m.has("wp_page_copy_frees_swap"):
+        # unmapped swap-cache page (a swapped-in KSM page, say) lingers until reclaim.
+        # try_to_free_swap() keeps a page still under writeback: one MADV_PAGEOUT just
+        # wrote may be (the environment's swap_writeback)
+        if old.swapcache and m.has("wp_page_copy_frees_swap") \
+                and not m.env("swap_writeback"):
             free_swap_cache(m, old)
     pte.frame, pte.present = new, True
     pte.ksm_zero = False

@@ -75,6 +75,13 @@ ENVIRONMENT = {
     "swap_full": (lambda scn: "swap" in implied_features(scn),
                   "swap may be more than half full (do_swap_page() then calls "
                   "try_to_free_swap(), mem_cgroup_swap_full)"),
+    # MADV_PAGEOUT starts the write to swap and returns; a page faulted back in and copied
+    # before the write completes is still under writeback when >= 5.14 wp_page_copy()
+    # calls free_swap_cache(), and try_to_free_swap() keeps it (seen once in a lab 6.1 VM)
+    "swap_writeback": (lambda scn: "swap" in implied_features(scn),
+                       "a page MADV_PAGEOUT wrote may still be under writeback when a "
+                       "copy-on-write fault frees it from the swap cache "
+                       "(try_to_free_swap() keeps it)"),
     # ksmd's break_cow() copy of a page whose merge a pinned tree page refused is allocated
     # on ksmd's CPU after the scan's lru_add_drain_all(); until a later scan drains it, a
     # MADV_PAGEOUT from the scenario's CPU may not isolate it (not on the LRU yet)

@@ -50,7 +50,7 @@ def test_swap_fullness_is_assumed_only_for_scenarios_that_page_out():
     assert assumptions(scenario("A: mmap buf 1\nA: fill buf 0x01\n"), V("5.4")) == {}
     pageout = scenario("A: mmap buf 1\nA: fill buf 0x01\nA: madvise buf pageout\n",
                        requires="swap")
-    assert set(assumptions(pageout, V("5.4"))) == {"swap_full"}
+    assert set(assumptions(pageout, V("5.4"))) == {"swap_full", "swap_writeback"}
 
 
 KSMD_COPY_PAGEOUT = """A: mmap buf 2
@@ -70,7 +70,7 @@ def test_pageout_of_ksmds_break_cow_copy_may_leave_it_mapped():
     """A pinned tree page makes the merge fail half-way and break_cow() gives B a copy on
     ksmd's CPU; MADV_PAGEOUT from the scenario's CPU may not isolate it (ksmd_pvec)."""
     scn = scenario(KSMD_COPY_PAGEOUT, requires="swap")
-    assert set(assumptions(scn, V("6.18"))) == {"swap_full", "ksmd_pvec"}
+    assert set(assumptions(scn, V("6.18"))) == {"swap_full", "swap_writeback", "ksmd_pvec"}
     for version in ("5.4", "6.1", "6.18"):
         r = run(KSMD_COPY_PAGEOUT, version, requires="swap")
         assert last(r, "B/buf[1].swapped") == {True, False}
@@ -80,6 +80,33 @@ def test_pageout_of_ksmds_break_cow_copy_may_leave_it_mapped():
     own = KSMD_COPY_PAGEOUT.replace("A: pin buf[0]\n", "")
     assert "ksmd_pvec" not in assumptions(scenario(own, requires="swap"), V("6.18"))
     assert last(run(own, "6.18", requires="swap"), "B/buf[1].swapped") == {True}
+
+
+COW_FREES_SWAP = """A: mmap buf 2
+A: fill buf[0] 0x01
+A: fill buf[1] 0x01
+A: madvise buf mergeable
+ksm settle
+A: write buf[1] 0x03
+A: madvise buf[0] pageout
+A: fill buf[0] 0x01
+ksm settle
+"""
+
+
+@pytest.mark.parametrize("version,freed", [("5.10", False), ("5.15", True), ("6.18", True)])
+def test_a_copied_swapped_in_ksm_page_leaves_the_swap_cache_from_5_14(version, freed):
+    """>= 5.14 wp_page_copy() frees the unmapped old page from the swap cache: its stable
+    node is stale and the copy does not merge back; before, the page lingers and ksmd
+    merges the copy into it.  A write to swap still in flight keeps it (swap_writeback)."""
+    quiet = interp(COW_FREES_SWAP, version)
+    assert last_of(quiet, "A/buf[0].ksm") == {not freed}
+    inflight = interp(COW_FREES_SWAP, version,
+                      assume={"swap_full": False, "swap_writeback": True})
+    assert last_of(inflight, "A/buf[0].ksm") == {True}
+    # (with swap more than half full, do_swap_page() frees it in every era)
+    assert last(run(COW_FREES_SWAP, version, requires="swap"), "A/buf[0].ksm") == {
+        True, False}
 
 
 def test_5_9_rc2_still_reuses_a_singly_mapped_ksm_page():
