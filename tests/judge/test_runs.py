@@ -53,6 +53,17 @@ def random_changes(rng: random.Random, pages: int) -> dict:
     return out
 
 
+
+def _applied(state: dict, changes: dict) -> dict:
+    """``state`` after ``changes`` (ABSENT removes a key)."""
+    out = dict(state)
+    for k, v in changes.items():
+        if v is ABSENT:
+            out.pop(k, None)
+        else:
+            out[k] = v
+    return out
+
 def test_index_label_reads_and_text():
     lab = index_label("A/m0", -2)
     assert lab is index_label("A/m0", -2)
@@ -89,12 +100,7 @@ def test_overlay_matches_pages_one_by_one():
             for i in sorted(rng.sample(range(60), rng.randrange(1, 30))):
                 pts[i] = random_frame(rng, "B/m", i)
             new, changed = runs.overlay(runs_from_points(pts))
-            want = dict(state)
-            for i, v in pts.items():
-                if v is ABSENT:
-                    want.pop(i, None)
-                else:
-                    want[i] = v
+            want = _applied(state, pts)
             assert {i: new.at(i) for i in range(60) if new.at(i) is not ABSENT} == want
             moved = {i for i in range(60) if state.get(i) != want.get(i)}
             assert {i for lo, hi, _v in changed for i in range(lo, hi + 1)} == moved
@@ -116,12 +122,7 @@ def test_history_reads_as_whole_records_and_json_reads_back():
     for step in range(120):
         d = random_changes(rng, 50)
         view, delta = h.commit_delta(d)
-        want = dict(state)
-        for k, v in d.items():
-            if v is ABSENT:
-                want.pop(k, None)
-            else:
-                want[k] = v
+        want = _applied(state, d)
         assert dict(view) == want and len(view) == len(want)
         eff = {k for k in set(state) | set(want) if state.get(k) != want.get(k)}
         assert set(delta) == eff and len(delta) == len(eff)

@@ -20,23 +20,14 @@ def _record(fmt) -> dict:
             "results": []}
 
 
-def test_a_format_1_record_is_refused_naming_its_format_and_why(tmp_path):
+@pytest.mark.parametrize("fmt,why", [(1, '"F0"'), (2, '"A/buf[i]"')])
+def test_an_older_format_is_refused_naming_its_format_and_why(tmp_path, fmt, why):
     p = tmp_path / "old.json"
-    p.write_text(json.dumps(_record(1)))
+    p.write_text(json.dumps(_record(fmt)))
     with pytest.raises(InputError) as e:
         load(str(p))
     msg = str(e.value)
-    assert "format 1 is not supported" in msg and '"F0"' in msg
-    assert f'"format": {FORMAT}' in msg
-
-
-def test_a_format_2_record_is_refused_naming_its_format_and_why(tmp_path):
-    p = tmp_path / "old.json"
-    p.write_text(json.dumps(_record(2)))
-    with pytest.raises(InputError) as e:
-        load(str(p))
-    msg = str(e.value)
-    assert "format 2 is not supported" in msg and '"A/buf[i]"' in msg
+    assert f"format {fmt} is not supported" in msg and why in msg
     assert f'"format": {FORMAT}' in msg
 
 
