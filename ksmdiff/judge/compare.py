@@ -60,10 +60,6 @@ def _show(v: Any) -> str:
     return text if len(vals) == 1 else "{" + text + "}"
 
 
-def _page_of(key: str) -> str | None:
-    return None if key.startswith("counter.") else key.rsplit(".", 1)[0]
-
-
 def _diverges(key: str, allowed: Any, observed: Any) -> tuple[Any, Any] | None:
     """(allowed, observed) if ``key`` diverges, with :data:`ABSENT` for a field a side
     lacks; None if not.  A page is there when its ``present`` field is: a page one side has

@@ -68,24 +68,29 @@ class ModelRun:
 
 # Conditions a scenario does not control but the kernel's behaviour depends on: the model
 # runs each way and the records allow what either run allows.  name -> (relevant?, why)
+def _pages_out(scn: A.Scenario) -> bool:
+    """The scenario pages out (MADV_PAGEOUT), so swap-cache conditions can matter."""
+    return "swap" in implied_features(scn)
+
+
 ENVIRONMENT = {
     # do_swap_page() frees the swap cache of the page it maps when swap is more than half
     # full (mem_cgroup_swap_full: vm_swap_full() or the memcg's swap.max); only a scenario
     # that pages out can reach it
-    "swap_full": (lambda scn: "swap" in implied_features(scn),
+    "swap_full": (_pages_out,
                   "swap may be more than half full (do_swap_page() then calls "
                   "try_to_free_swap(), mem_cgroup_swap_full)"),
     # MADV_PAGEOUT starts the write to swap and returns; a page faulted back in and copied
     # before the write completes is still under writeback when >= 5.14 wp_page_copy()
     # calls free_swap_cache(), and try_to_free_swap() keeps it (seen once in a lab 6.1 VM)
-    "swap_writeback": (lambda scn: "swap" in implied_features(scn),
+    "swap_writeback": (_pages_out,
                        "a page MADV_PAGEOUT wrote may still be under writeback when a "
                        "copy-on-write fault frees it from the swap cache "
                        "(try_to_free_swap() keeps it)"),
     # ksmd's break_cow() copy of a page whose merge a pinned tree page refused is allocated
     # on ksmd's CPU after the scan's lru_add_drain_all(); until a later scan drains it, a
     # MADV_PAGEOUT from the scenario's CPU may not isolate it (not on the LRU yet)
-    "ksmd_pvec": (lambda scn: "swap" in implied_features(scn)
+    "ksmd_pvec": (lambda scn: _pages_out(scn)
                   and any(isinstance(s, A.Pin) for s in scn.statements),
                   "ksmd's copy of a page (break_cow) may still sit in its CPU's LRU-add "
                   "batch, so MADV_PAGEOUT may leave it mapped (folio_isolate_lru fails)"),

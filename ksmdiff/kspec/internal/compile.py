@@ -231,10 +231,8 @@ class _Exec:
             return IV(e.value, self.W)
         if isinstance(e, A.BoolLit):
             return z3.BoolVal(e.value)
-        if isinstance(e, A.KernelIn):
-            return z3.BoolVal(era_contains(e.versions, self.ts.era))
-        if isinstance(e, A.KernelHas):
-            return z3.BoolVal(era_has(e.fact, self.ts.era))
+        if isinstance(e, (A.KernelIn, A.KernelHas)):
+            return z3.BoolVal(_static_kernel(e, self.ts.era))
         if isinstance(e, A.Name):
             if e.id in env.scope:
                 return env.scope[e.id]
