@@ -26,7 +26,8 @@ port the issue measured: 1,024).  Each size runs ``--runs`` times on the model
 of every era, one after the other in one process, as ``ksmdiff run`` does) and, as root,
 on the host kernel: ``host probe`` is the kernel run alone (probe, ksmd, decoding the
 records), ``host judged`` what ``ksmdiff run --kernel host`` does for it (the kernel run,
-the model of the host's version, the expects and the comparison).  The medians of wall
+the model of the host's version, made beside it in a worker, the expects and the
+comparison; ``--serial`` adds the same with the model made afterwards).  The medians of wall
 time and of peak RSS (ru_maxrss of a forked child that does the one run) are printed,
 with the machine's load average before and after.  ``--write PATH`` writes the scenario
 instead (``bench/ltp-ksm01-3x128mb.scenario`` is ``--pages 32768``: LTP's real size).
@@ -120,7 +121,9 @@ def sparse_scenario(pages: int, writes: int) -> str:
 
 def _measure(fn):
     """(seconds, peak RSS in bytes, summary) of ``fn()`` run in a forked child, so that each
-    run's ru_maxrss is its own (tracemalloc would slow the run several times over)."""
+    run's ru_maxrss is its own (tracemalloc would slow the run several times over).  The
+    peak is the child's own plus the largest of its children's (the probe, and on a host
+    run the worker that makes the model beside it): an upper bound of what ran at once."""
     import multiprocessing as mp
     ctx = mp.get_context("fork")
     parent, child = ctx.Pipe(duplex=False)
@@ -130,8 +133,9 @@ def _measure(fn):
         t0 = time.perf_counter()
         out = fn()
         dt = time.perf_counter() - t0
-        child.send((dt, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
-                    _summary(out)))
+        peak = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+                + resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+        child.send((dt, peak * 1024, _summary(out)))
 
     proc = ctx.Process(target=work)
     proc.start()
@@ -159,6 +163,13 @@ def host_once(text: str):
     return run_host_cells([scn])[0]
 
 
+def host_serial_once(text: str):
+    """``host_once`` with the model made after the kernel run, not beside it."""
+    from ksmdiff import session
+    session.AHEAD_PAGE_STATEMENTS = float("inf")      # in the forked child only
+    return host_once(text)
+
+
 def host_probe_once(text: str):
     from ksmdiff.probe import run_kernel
     scn = parse_text(text, "ksm01.scenario")
@@ -184,6 +195,9 @@ def main() -> int:
                     help="model version(s), comma-separated, or 'all' (every era)")
     ap.add_argument("--host", action="store_true", help="also on the host kernel (root)")
     ap.add_argument("--no-model", action="store_true")
+    ap.add_argument("--serial", action="store_true",
+                    help="with --host: also the judged run with the model made after the "
+                         "kernel's, not beside it (side by side)")
     ap.add_argument("--write", metavar="PATH", help="write the scenario (first size) and stop")
     ap.add_argument("--sparse", type=int, default=0, metavar="N",
                     help="instead of ksm01: fill and fork, then N one-page writes")
@@ -207,6 +221,8 @@ def main() -> int:
         if args.host:
             targets.append(("host probe", lambda: host_probe_once(text)))
             targets.append(("host judged", lambda: host_once(text)))
+            if args.serial:
+                targets.append(("judged serially", lambda: host_serial_once(text)))
         for name, fn in targets:
             times, peaks, summary = [], [], ""
             for _ in range(args.runs):

@@ -125,7 +125,6 @@ def run_host_cells(scenarios: Sequence[A.Scenario], *, repeat: int = 1,
     """``allow_global``: scenarios with ``ksm unmerge-all`` may write run=2 (it unmerges
     every KSM page of the machine); otherwise they are not run.  ``models``: each
     scenario's ``run_model`` on the host's version, when the caller has it already."""
-    from ksmdiff.model import run_model
     from ksmdiff.probe import host_version, is_root, run_kernel
 
     version = host_version()
@@ -133,12 +132,53 @@ def run_host_cells(scenarios: Sequence[A.Scenario], *, repeat: int = 1,
         return [CellResult(s, HOST, version, NOT_RUN,
                            "not root: kernel results not run (PFNs, kpageflags and the KSM "
                            "knobs need root)") for s in scenarios]
-    runs = [run_kernel(list(scenarios), batch=batch, progress=progress,
-                       allow_global=allow_global)
-            for _ in range(max(1, repeat))]
+    ahead = None
+    if models is None and _model_ahead_pays(scenarios):
+        # the model's runs do not depend on the kernel's: a forked worker makes them while
+        # the kernel runs (forked before the runner starts any thread)
+        from ksmdiff.internal.ahead import Ahead
+        ahead = Ahead(lambda scns: _models_of(scns, version))
+        ahead.submit(list(scenarios))
+    try:
+        runs = [run_kernel(list(scenarios), batch=batch, progress=progress,
+                           allow_global=allow_global)
+                for _ in range(max(1, repeat))]
+        if ahead is not None:
+            models = ahead.result()
+    finally:
+        if ahead is not None:
+            ahead.close()
     return kernel_cells(scenarios, version, HOST, runs,
                         lambda scn: run_kernel([scn], batch=False,
                                                allow_global=allow_global)[0], models=models)
+
+
+# Page-statements (the pages the processes have mapped, mmap'd or inherited, summed over
+# the statements, an upper bound of the model's work) from which making the model's runs in
+# a worker beside the kernel run pays for the fork and for sending the records back: a
+# corpus of small scenarios stays in one process.
+AHEAD_PAGE_STATEMENTS = 1 << 16
+
+
+def _model_ahead_pays(scenarios: Sequence[A.Scenario]) -> bool:
+    work = 0
+    for scn in scenarios:
+        pages: dict[str, int] = {}
+        for stmt in scn.statements:
+            if isinstance(stmt, A.Mmap):
+                pages[stmt.proc] = pages.get(stmt.proc, 0) + stmt.npages
+            elif isinstance(stmt, A.Fork):
+                pages[stmt.child] = pages.get(stmt.proc, 0)
+            work += sum(pages.values())
+            if work >= AHEAD_PAGE_STATEMENTS:
+                return True
+    return False
+
+
+def _models_of(scenarios: Sequence[A.Scenario], version: KernelVersion) -> list:
+    from ksmdiff.model import run_model
+    with pure():
+        return [run_model(scn, version) for scn in scenarios]
 
 
 def kernel_cells(scenarios: Sequence[A.Scenario], version: KernelVersion, target: str,

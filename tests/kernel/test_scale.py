@@ -55,3 +55,20 @@ def test_a_scenario_beyond_4096_pages_runs_on_the_host(state_kept):
     last = run.records[-1].fields
     assert sum(1 for k in last if k.endswith(".present")) == PAGES // 2 + PAGES
     assert not [k for k in last if k.startswith("C/")]
+
+
+def test_the_model_made_beside_the_kernel_run_judges_the_same(state_kept, monkeypatch):
+    """A scenario this size has its model run made in a worker while the kernel runs it; the
+    cell (expects, model records, mismatch) is the one the model made afterwards gives."""
+    from ksmdiff import session
+    scn = parse(SCN, "scale.scenario")
+    assert session._model_ahead_pays([scn])
+    beside = session.run_host_cells([scn])[0]
+    monkeypatch.setattr(session, "AHEAD_PAGE_STATEMENTS", float("inf"))
+    after = session.run_host_cells([scn])[0]
+    assert beside.status == after.status == OK, (beside.reason, after.reason)
+    assert beside.mismatch is None and after.mismatch is None
+    assert [(e.status, e.stmt) for e in beside.expects] == \
+        [(e.status, e.stmt) for e in after.expects]
+    assert beside.model_records == after.model_records
+
