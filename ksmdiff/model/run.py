@@ -12,7 +12,7 @@ from ksmdiff.model import memory as M
 from ksmdiff.model.invariants import Violation, check
 from ksmdiff.model.machine import Machine
 from ksmdiff.model.state import PageSlot, Process, Region, ZERO_CONTENT
-from ksmdiff.observe import (ABSENT, ANY, PAGE_FIELDS, PRCTL_MERGE, FrameLabels, History,
+from ksmdiff.observe import (ABSENT, ANY, PAGE_FIELDS, PRCTL_MERGE, History,
                              IndexLabel, Record, changes, index_label,
                              proc_abs_counter_key,
                              counter_key, page_key, page_name, proc_counter_key)
@@ -217,7 +217,12 @@ class Interpreter:
         # the stream's fields, as changes (observe.History), and what the last record
         # showed: each page's state tuple (_page_states), the fault keys, the counters
         self.history = History()
-        self._labels = FrameLabels(self._place_name)   # (pages keyed by their place: _rank)
+        # frame labels (sync; as observe.FrameLabels keeps them), pages keyed by their
+        # place (_rank): frame -> {place: None} of the pages mapping it, frame -> its
+        # first page's place, frame -> its label (a page name; made when first asked)
+        self._fpages: dict = {}
+        self._ffirst: dict = {}
+        self._flabel: dict = {}
         self._slot_at: dict = {}            # place in page order -> (process, region, slot)
         self._raw: dict = {}                # slot -> its state with the frame itself,
                                             # its key, its place in page order, its
@@ -238,6 +243,7 @@ class Interpreter:
         self._text_by_id: dict = {}         # id(Content) -> (Content, its text) (sync)
         self._fields_of: dict = {}          # page state -> its fields (_page_fields)
         self._own_fields_of: dict = {}      # ... of a frame mapped once, but its label
+        self._fields_by_label: dict = {}    # (id(label), ...) -> (label, fields) (sync)
         self._faults_of: dict = {}          # fault outcome -> its field alone (_fault_set)
         self._plan = None                   # the counters this version shows (_counter_plan)
         self._proc_keys: dict = {}          # (process, counter) -> its two field keys
@@ -317,7 +323,7 @@ class Interpreter:
                 for f in frames:
                     if reach > half:
                         break
-                    reach += len(self._labels.pages_of(f))
+                    reach += len(self._fpages.get(f, ()))
                 if reach > half:
                     # (most pages: one walk over all of them costs less than the lookups)
                     targets = None
@@ -487,7 +493,7 @@ class Interpreter:
             if f.zero or id(f) in done:
                 continue
             done.add(id(f))
-            for place in self._labels.pages_of(f):
+            for place in self._fpages.get(f, ()):
                 p, r, slot = slot_at[place]
                 if id(slot) not in seen:
                     seen.add(id(slot))
@@ -496,18 +502,24 @@ class Interpreter:
 
     def _sharers(self, f):
         """The pages (as last synced) whose pte maps ``f``."""
-        return self._labels.pages_of(f)
+        return self._fpages.get(f, ())
 
     def _sharer_names(self, f) -> list[str]:
-        return [self._place_name(place) for place in self._labels.pages_of(f)]
+        return [self._place_name(place) for place in self._fpages.get(f, ())]
 
     def sync(self, pages: Optional[list] = None) -> bool:
         """Bring the pages' states up to date: ``pages`` (process, region, slot) that may
         have changed, or None for every page of every live process (and the pages that
-        went).  Returns whether any page's observable state changed."""
-        labels = self._labels
+        went).  Returns whether any page's observable state changed.
+
+        Frame labels as observe.FrameLabels keeps them (a frame is named by its first page
+        in page order; only the moved pages and the pages of a frame whose first page
+        changed are relabelled), held here: the pages of each frame (``_fpages``), its
+        first page (``_ffirst``), its label (``_flabel``, made when first asked)."""
         raw = self._raw                       # slot -> (state, page key, place, rank)
+        fpages, ffirst = self._fpages, self._ffirst
         moved: dict = {}                      # place -> slot whose state or place changed
+        touched: dict = {}                    # frame -> the places it gained (lost: [])
         if pages is None:
             groups = [(p, r, r.pages) for p in self.m.live_procs() for r in p.regions.values()]
         else:
@@ -528,11 +540,13 @@ class Interpreter:
                 pte = s.pte
                 if not pte.present:
                     st = (False, pte.swap is not None, None, None, None, None, False)
+                    f = None
                 else:
                     f = pte.frame
                     if f.zero:
                         st = (True, pte.swap is not None, f, False, 0, f.content,
                               s.maybe_absent)
+                        f = None
                     else:
                         st = (True, pte.swap is not None, f, f.ksm, f.mapcount, f.content,
                               False)
@@ -542,15 +556,34 @@ class Interpreter:
                 lk = base + s.index
                 if old is None:
                     fkey = (pname, rname, s.index)
+                    was = was_lk = None
                 else:
-                    fkey = old[1]
-                    if old[2] != lk:
-                        labels.move(old[2], None)
-                        slot_at.pop(old[2], None)
-                raw[s] = (st, fkey, lk, rk)
-                slot_at[lk] = (p, r, s)
-                labels.move(lk, st[2] if st[0] and not st[2].zero else None)
-                moved[lk] = s
+                    fkey, was_lk = old[1], old[2]
+                    was = old[0]
+                    was = was[2] if was[0] and not was[2].zero else None
+                    if was_lk != lk:
+                        slot_at.pop(was_lk, None)
+                raw[s] = got = (st, fkey, lk, rk)
+                if old is None or old[3] is not rk:
+                    slot_at[lk] = (p, r, s)
+                moved[lk] = got
+                if was is f and was_lk == lk:
+                    continue               # (same frame, same place: no label moves)
+                if was is not None:
+                    del fpages[was][was_lk]
+                    if was not in touched:
+                        touched[was] = []
+                if f is not None:
+                    ps = fpages.get(f)
+                    if ps is None:
+                        fpages[f] = {lk: None}
+                    else:
+                        ps[lk] = None
+                    added = touched.get(f)
+                    if added is None:
+                        touched[f] = [lk]
+                    else:
+                        added.append(lk)
         if pages is None:
             # (every page synced is in raw: the others went, if raw holds more)
             if len(raw) == visited:
@@ -562,11 +595,42 @@ class Interpreter:
             gone = [s for p, r, s in pages if not (s.mapped and p.alive) and s in raw]
         gone_keys = []
         for s in gone:
-            _st, fkey, lk, _rk = raw.pop(s)
-            labels.move(lk, None)
-            slot_at.pop(lk, None)
+            st, fkey, lk, _rk = raw.pop(s)
+            if st[0] and not st[2].zero:
+                f = st[2]
+                ps = fpages.get(f)
+                if ps is not None and ps.pop(lk, 0) is None and f not in touched:
+                    touched[f] = []
+            if slot_at.get(lk, (None, None, None))[2] is s:
+                slot_at.pop(lk)
             gone_keys.append(fkey)
-        relabelled = labels.labels()
+        # each touched frame's first page: a page before it came, or its first page went
+        # (then every page of the frame is relabelled)
+        flabel = self._flabel
+        others = []
+        for f, added in touched.items():
+            ps = fpages.get(f)
+            old = ffirst.get(f)
+            if not ps:
+                fpages.pop(f, None)
+                ffirst.pop(f, None)
+                flabel.pop(f, None)
+                continue
+            if old is not None and old in ps:
+                # (a page added and moved on again within the batch is not there)
+                new = min((pg for pg in added if pg in ps), default=old)
+                if new > old:
+                    new = old
+            else:
+                new = next(iter(ps)) if len(ps) == 1 else min(ps)
+            if new != old:
+                ffirst[f] = new
+                flabel.pop(f, None)
+                for lk in ps:
+                    if lk not in moved:
+                        got = slot_at.get(lk)
+                        if got is not None:
+                            others.append(got[2])
         cur, dirty = self._cur, self._dirty
         changed = False
         text = self._text_by_id
@@ -575,18 +639,15 @@ class Interpreter:
             if old is not None:
                 dirty.setdefault(fkey, old)
                 changed = True
-        frame_label, first_of = labels.label_of_frame, labels.first_of_frame
-        fields = self._page_fields
+        own = self._own_fields_of
+        by_label = self._fields_by_label
+        sets = self._sets
+        index_labels = self._index_labels
         last_c = last_text = None
-        # (the moved pages are among the relabelled ones when their frame changed)
-        others = []
-        for lk in relabelled:
-            if lk not in moved:
-                got = slot_at.get(lk)
-                if got is not None:
-                    others.append(got[2])
-        for s in itertools.chain(moved.values(), others):
-            got = raw.get(s)
+        # (the last page's label and state and its fields: the pages of a region mostly
+        # follow one another with one value, a KSM page's sharers or unshared pages)
+        last_lab = last_sw = last_ksm = last_mc = last_t = last_fields = None
+        for got in itertools.chain(moved.values(), (raw.get(s) for s in others)):
             if got is None:
                 continue
             st, fkey, lk, _rk = got
@@ -597,27 +658,59 @@ class Interpreter:
                     if got is None or got[0] is not content:
                         got = text[id(content)] = (content, str(content))
                     last_c, last_text = content, got[1]
+                mapcount = st[4]
                 if f.zero:
-                    lab = "Z"
+                    new = self._page_fields((True, st[1], "Z", st[3], mapcount, False,
+                                             last_text, st[6]))
                 else:
                     # a page that is its frame's first page, or maps the frame of the
                     # same page of another region (a forked child's COW page): its label
                     # follows its index (observe.IndexLabel), one value for a run of them
-                    first = first_of(f)
-                    at = slot_at.get(first) if first != lk else None
+                    first = ffirst[f]
                     if first == lk:
-                        lab = self._index_label(fkey[0], fkey[1])
-                    elif at is not None and at[2].index == fkey[2]:
-                        lab = self._index_label(at[0].name, at[1].name)
+                        lab = index_labels.get(fkey[:2])
+                        if lab is None:
+                            lab = self._index_label(fkey[0], fkey[1])
                     else:
-                        lab = frame_label(f)
-                st = fields((True, st[1], lab, st[3], st[4], st[4] == 1 and not f.zero,
-                             last_text, st[6]))
+                        at = slot_at.get(first)
+                        if at is not None and at[2].index == fkey[2]:
+                            lab = self._index_label(at[0].name, at[1].name)
+                        else:
+                            lab = flabel.get(f)
+                            if lab is None:
+                                lab = flabel[f] = self._place_name(first)
+                    if (lab is last_lab and st[1] is last_sw and st[3] is last_ksm
+                            and mapcount == last_mc and last_text is last_t):
+                        new = last_fields
+                    elif mapcount == 1 and type(lab) is not IndexLabel:
+                        # (_page_fields' own-frame case, inline)
+                        key = (st[1], st[3], True, last_text)
+                        base = own.get(key)
+                        if base is None:
+                            base = own[key] = self._make_page_fields(
+                                (True, st[1], lab, st[3], 1, True, last_text, False))
+                        fs = sets.get(("frame", lab))
+                        if fs is None:
+                            fs = sets[("frame", lab)] = frozenset([lab])
+                        new = (base[0], base[1], fs, base[3], base[4], base[5], base[6])
+                    else:
+                        # (one fields tuple per state; keyed by the label object itself:
+                        # labels are one object per value, a string or an interned
+                        # IndexLabel, which would hash through a Python call)
+                        key = (id(lab), st[1], st[3], mapcount, last_text)
+                        got = by_label.get(key)
+                        if got is None or got[0] is not lab:
+                            got = by_label[key] = (lab, self._page_fields(
+                                (True, st[1], lab, st[3], mapcount, mapcount == 1,
+                                 last_text, False)))
+                        new = got[1]
+                        last_lab, last_sw, last_ksm, last_mc, last_t, last_fields = (
+                            lab, st[1], st[3], mapcount, last_text, new)
             else:
-                st = fields((False, st[1], None, None, None, None, None, False))
+                new = self._page_fields((False, st[1], None, None, None, None, None, False))
             old = cur.get(fkey)
-            if old != st:                   # (equal fields are mostly one tuple)
-                cur[fkey] = st
+            if old != new:                  # (equal fields are mostly one tuple)
+                cur[fkey] = new
                 if fkey not in dirty:
                     dirty[fkey] = old
                 changed = True
