@@ -728,6 +728,7 @@ class Interpreter:
         cur = self._cur
         columns = self._columns
         gone = self._GONE
+        pname = rname = None
         for key, was in self._dirty.items():
             new = cur.get(key)
             if was is new:                  # (a page whose fields changed back: no delta
@@ -736,16 +737,49 @@ class Interpreter:
                 new = gone
             elif was is None:
                 was = gone
-            cols = columns.get(key[:2])
-            if cols is None:
-                cols = self._page_columns(key[0], key[1])
-            idx = key[2]
-            for c, a, b in zip(cols, was, new):
-                if a is not b:
-                    pts = points.get(c)
-                    if pts is None:
-                        pts = points[c] = {}
-                    pts[idx] = b
+            p, r, idx = key
+            if p is not pname or r is not rname:
+                # (the dirty pages of one region follow one another: its columns and
+                # their points looked up once for them; a column's points are made
+                # where a page first changes in it, as a dict per change would)
+                pname, rname = p, r
+                cols = columns.get((p, r))
+                if cols is None:
+                    cols = self._page_columns(p, r)
+                c0, c1, c2, c3, c4, c5, c6 = cols[:-1]
+                get = points.get
+                p0, p1, p2, p3, p4, p5, p6 = (get(c0), get(c1), get(c2), get(c3), get(c4),
+                                              get(c5), get(c6))
+            a0, a1, a2, a3, a4, a5, a6 = was
+            b0, b1, b2, b3, b4, b5, b6 = new
+            if a0 is not b0:
+                if p0 is None:
+                    p0 = points[c0] = {}
+                p0[idx] = b0
+            if a1 is not b1:
+                if p1 is None:
+                    p1 = points[c1] = {}
+                p1[idx] = b1
+            if a2 is not b2:
+                if p2 is None:
+                    p2 = points[c2] = {}
+                p2[idx] = b2
+            if a3 is not b3:
+                if p3 is None:
+                    p3 = points[c3] = {}
+                p3[idx] = b3
+            if a4 is not b4:
+                if p4 is None:
+                    p4 = points[c4] = {}
+                p4[idx] = b4
+            if a5 is not b5:
+                if p5 is None:
+                    p5 = points[c5] = {}
+                p5[idx] = b5
+            if a6 is not b6:
+                if p6 is None:
+                    p6 = points[c6] = {}
+                p6[idx] = b6
         self._dirty = {}
         fault_pages: dict = {}              # fault column -> {index: None}
         for key, outcomes in faults.items():
