@@ -63,11 +63,13 @@ def _none(values: Any, pred) -> bool:
 
 
 class _PageView:
-    """The fields of one page in one record."""
+    """The fields of one page in one record.  ``cols``: a dict the views of one region's
+    pages in one record share, field name -> the column's runs (taken once for them)."""
 
-    def __init__(self, rec: Record | None, proc: str, region: str, index: int):
+    def __init__(self, rec: Record | None, proc: str, region: str, index: int,
+                 cols: dict | None = None):
         self.rec, self.proc, self.region, self.index = rec, proc, region, index
-        self._prefix = page_key(proc, region, index, "")   # (the page's keys but the field)
+        self._cols = {} if cols is None else cols
 
     def field(self, name: str) -> Any:
         if self.rec is None:
@@ -76,9 +78,12 @@ class _PageView:
         if isinstance(fields, FieldsView):
             # (the column's runs, without making and parsing a key: an expect over a
             # region reads every page of it)
-            v = fields.runs((f"{self.proc}/{self.region}", name)).at(self.index)
+            runs = self._cols.get(name)
+            if runs is None:
+                runs = self._cols[name] = fields.runs((f"{self.proc}/{self.region}", name))
+            v = runs.at(self.index)
             return None if v is ABSENT else v
-        return self.rec.get(self._prefix + name)
+        return self.rec.get(page_key(self.proc, self.region, self.index, name))
 
     @property
     def mapped(self) -> bool:
@@ -130,6 +135,28 @@ def _check_page(pred: A.Predicate, page: _PageView, other: _PageView | None,
         if negated:
             return not (set(mine) & set(theirs)), observed
         return len(mine) == 1 and mine == theirs, observed
+    raise AssertionError(pred)
+
+
+def _reads(pred: A.Predicate, page: _PageView, other: _PageView | None) -> tuple:
+    """What :func:`_check_page` reads of ``page`` and ``other`` for ``pred``: it is a
+    function of these alone (and of the predicate and its negation), so pages reading the
+    same values share one result (an expect over a region of one KSM page's sharers)."""
+    present = page.field("present")
+    if isinstance(pred, A.Flag):
+        name = pred.name
+        if name == "unmapped":
+            return (present,)
+        return (present, page.field("frame" if name == "zero-page" else
+                                    "fault" if name in ("reused", "copied") else name))
+    if isinstance(pred, A.Mapcount):
+        return (present, page.field("mapcount"))
+    if isinstance(pred, A.HasContent):
+        return (present, page.field("content"))
+    if isinstance(pred, A.SameFrame):
+        assert other is not None
+        return (present, page.field("frame"), other.field("present"),
+                other.field("frame"), other.proc, other.region, other.index)
     raise AssertionError(pred)
 
 
@@ -204,20 +231,22 @@ def evaluate_expects(scn: A.Scenario, records: Sequence[Record],
             continue
         n = _page_count(scn, i, s.proc, s.target.region)
         idx = list(s.target.indices(n))
+        cols: dict = {}                         # (the target region's columns, once)
+        pages = [_PageView(last, s.proc, s.target.region, j, cols) for j in idx]
         others: list[_PageView | None] = [None] * len(idx)
         if isinstance(s.predicate, A.SameFrame):
             m = _page_count(scn, i, s.predicate.proc, s.predicate.target.region)
             idx2 = list(s.predicate.target.indices(m))
+            cols2: dict = {}
             if len(idx2) == 1:                  # (one page against each: one view of it)
                 others = [_PageView(last, s.predicate.proc, s.predicate.target.region,
-                                    idx2[0])] * len(idx)
+                                    idx2[0], cols2)] * len(idx)
             else:
-                others = [_PageView(last, s.predicate.proc, s.predicate.target.region, j)
+                others = [_PageView(last, s.predicate.proc, s.predicate.target.region, j,
+                                    cols2)
                           for j in idx2]
         need = _kernel_may_omit(s.predicate)
-        if need and any(_PageView(last, s.proc, s.target.region, j).mapped
-                        and _PageView(last, s.proc, s.target.region, j).field(need) is None
-                        for j in idx):
+        if need and any(page.mapped and page.field(need) is None for page in pages):
             # a kernel that cannot report a field leaves it absent (never guessed): an
             # expect on it is not judged there, and the run's notes say why
             results.append(ExpectResult(i, line, text, SKIPPED,
@@ -225,9 +254,18 @@ def evaluate_expects(scn: A.Scenario, records: Sequence[Record],
             continue
         failures = []
         observed = []
-        for k, j in enumerate(idx):
-            page = _PageView(last, s.proc, s.target.region, j)
-            ok, seen = _check_page(s.predicate, page, others[k], s.negated)
+        done: dict = {}                         # _reads(...) -> (holds, what was observed)
+        for k, page in enumerate(pages):
+            key = _reads(s.predicate, page, others[k])
+            try:
+                got = done.get(key)
+            except TypeError:                   # (a value that does not hash: not kept)
+                key = got = None
+            if got is None:
+                got = _check_page(s.predicate, page, others[k], s.negated)
+                if key is not None:
+                    done[key] = got
+            ok, seen = got
             observed.append(f"{page.name()}: {seen}")
             if not ok:
                 failures.append(f"{page.name()}: {seen}")

@@ -145,3 +145,52 @@ def test_an_expect_on_a_field_the_kernel_left_absent_is_skipped_not_failed():
     recs = [Record(0, 3, dict(fields), OK), Record(1, 4, dict(fields), OK)]
     got = evaluate_expects(scn, recs, KernelVersion.parse("6.12"))
     assert [r.status for r in got] == ["failed", "held", "held"], got
+
+
+def test_pages_reading_the_same_values_share_one_judgement(monkeypatch):
+    """evaluate_expects judges a page once per distinct tuple of the values it reads
+    (expects._reads) and reuses that result for every page reading the same: the long way,
+    every page judged on its own, gives the same results, reasons included.  On the
+    corpus on two versions, and on ksm01 (bench/bench_scale.py) at 64 pages per child,
+    whose expects span whole regions of one KSM page's sharers."""
+    import itertools
+    import sys
+    from pathlib import Path
+
+    from ksmdiff.judge import expects as E
+    from ksmdiff.model import run_model
+    from ksmdiff.scenario import find_scenarios, parse_file
+
+    root = Path(__file__).resolve().parents[2]
+    sys.path.insert(0, str(root / "bench"))
+    try:
+        from bench_scale import ksm01_scenario
+    finally:
+        sys.path.remove(str(root / "bench"))
+    scenarios = [parse_file(p) for p in find_scenarios([root / "corpora"])]
+    scenarios.append(parse(ksm01_scenario(64, 16), "ksm01.scenario"))
+    # pages of one expect reading different values (some of these expects fail)
+    scenarios.append(parse('''scenario "mixed"
+process A
+A: mmap buf 6
+A: fill buf 0x5a
+A: write buf[2] 0x01
+A: madvise buf mergeable
+ksm settle
+expect A buf same-frame A buf[0]
+expect A buf not same-frame A buf[2]
+expect A buf ksm
+expect A buf content 0x5a
+expect A buf mapcount 5
+A: fork B
+A: write buf[4] 0x02
+expect B buf same-frame A buf
+expect B buf not same-frame A buf[1]
+''', "mixed.scenario"))
+    runs = [(scn, v, run_model(scn, v)) for scn in scenarios for v in (V54, V61)]
+    runs = [(scn, v, r) for scn, v, r in runs if r.status == "ok"]
+    short = [evaluate_expects(scn, r.records, v) for scn, v, r in runs]
+    unique = itertools.count()
+    monkeypatch.setattr(E, "_reads", lambda pred, page, other: next(unique))
+    assert [evaluate_expects(scn, r.records, v) for scn, v, r in runs] == short
+    assert any(len(res) > 1 and res[0].status == HELD for res in short)
