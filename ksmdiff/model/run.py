@@ -262,7 +262,7 @@ class Interpreter:
             m.ksm_churn = False
             n_notes = len(m.notes)
             touched: list[tuple[Process, Region, PageSlot]] = []
-            before = {}
+            before: list = []                   # each touched page's known frame before
             handler = getattr(self, "do_" + type(s).__name__)
             # a statement on pages of one process changes only those pages' ptes and the
             # frames they map before and after it: only those pages and the pages mapping
@@ -279,7 +279,9 @@ class Interpreter:
             if isinstance(s, FAULT_STATEMENTS):
                 touched = targets or []
                 for _p, _r, slot in touched:
-                    before[id(slot)] = self._known_frame(slot)
+                    pte = slot.pte              # (_known_frame, inline)
+                    before.append(pte.frame if pte.present else
+                                  pte.swap if pte.swap is not None else slot.last_frame)
             for _p, _r, slot in touched:
                 if slot.maybe_absent:
                     m.may_also(slot, "fresh")   # fork may not have copied its zero pte
@@ -287,17 +289,24 @@ class Interpreter:
             handler(s)
             faults = {}
             alternatives = m.fault_alternatives
-            for p, r, slot in touched:
-                after = slot.pte.frame if slot.pte.present else None
-                prev = before[id(slot)]
-                if prev is None:
-                    outcome = "fresh"
-                elif after is prev:
-                    outcome = "reused"
-                else:
-                    outcome = "copied"
-                also = alternatives.get(id(slot)) if alternatives else None
-                faults[(p.name, r.name, slot.index)] = self._fault_set(outcome, also)
+            if touched:
+                # (the targets are one region's pages: its names taken once)
+                p, r = touched[0][0], touched[0][1]
+                pname, rname = p.name, r.name
+                fault_set = self._fault_set
+                for (tp, tr, slot), prev in zip(touched, before):
+                    pte = slot.pte
+                    if prev is None:
+                        outcome = "fresh"
+                    elif pte.present and pte.frame is prev:
+                        outcome = "reused"
+                    else:
+                        outcome = "copied"
+                    also = alternatives.get(id(slot)) if alternatives else None
+                    if tp is not p or tr is not r:
+                        p, r = tp, tr
+                        pname, rname = p.name, r.name
+                    faults[(pname, rname, slot.index)] = fault_set(outcome, also)
             if targets is None:
                 slots = (slot for p in m.procs.values() for r in p.regions.values()
                          for slot in r.pages)
@@ -318,7 +327,8 @@ class Interpreter:
                 self._items = None              # the rmap_item counts: count again
             pages = None
             if targets is not None:
-                frames = list({id(f): f for f in frames if not f.zero}.values())
+                # (frames hash by identity: the first of each, in order)
+                frames = list(dict.fromkeys(f for f in frames if not f.zero))
                 reach, half = len(targets), len(self._raw) // 2
                 for f in frames:
                     if reach > half:
@@ -486,17 +496,17 @@ class Interpreter:
     def _with_sharers(self, targets: list, frames: list) -> list:
         """``targets`` and every page (as last synced) that maps one of ``frames``."""
         out = list(targets)
-        seen = {id(slot) for _p, _r, slot in targets}
+        seen = {slot for _p, _r, slot in targets}     # (slots and frames hash by identity)
         slot_at = self._slot_at
         done: set = set()
         for f in frames:
-            if f.zero or id(f) in done:
+            if f.zero or f in done:
                 continue
-            done.add(id(f))
+            done.add(f)
             for place in self._fpages.get(f, ()):
                 p, r, slot = slot_at[place]
-                if id(slot) not in seen:
-                    seen.add(id(slot))
+                if slot not in seen:
+                    seen.add(slot)
                     out.append((p, r, slot))
         return out
 
@@ -782,20 +792,24 @@ class Interpreter:
                 p6[idx] = b6
         self._dirty = {}
         fault_pages: dict = {}              # fault column -> {index: None}
+        pname = rname = None
         for key, outcomes in faults.items():
             if key in cur:
-                cols = columns.get(key[:2])
-                if cols is None:
-                    cols = self._page_columns(key[0], key[1])
-                c = cols[-1]
-                got = fault_pages.get(c)
-                if got is None:
-                    got = fault_pages[c] = {}
-                got[key[2]] = None
-                pts = points.get(c)
-                if pts is None:
-                    pts = points[c] = {}
-                pts[key[2]] = outcomes
+                p, r, idx = key
+                if p is not pname or r is not rname:
+                    pname, rname = p, r         # (one region's pages one after another)
+                    cols = columns.get((p, r))
+                    if cols is None:
+                        cols = self._page_columns(p, r)
+                    c = cols[-1]
+                    got = fault_pages.get(c)
+                    if got is None:
+                        got = fault_pages[c] = {}
+                    pts = points.get(c)
+                    if pts is None:
+                        pts = points[c] = {}
+                got[idx] = None
+                pts[idx] = outcomes
         for c, shown in self._shown_faults.items():
             now = fault_pages.get(c, {})
             for idx in shown:
