@@ -527,7 +527,7 @@ class Interpreter:
         changed are relabelled), held here: the pages of each frame (``_fpages``), its
         first page (``_ffirst``), its label (``_flabel``, made when first asked)."""
         raw = self._raw                       # slot -> (state, page key, place, rank)
-        fpages, ffirst = self._fpages, self._ffirst
+        fpages, ffirst, flabel = self._fpages, self._ffirst, self._flabel
         moved: dict = {}                      # place -> slot whose state or place changed
         touched: dict = {}                    # frame -> the places it gained (lost: [])
         if pages is None:
@@ -580,20 +580,29 @@ class Interpreter:
                 if was is f and was_lk == lk:
                     continue               # (same frame, same place: no label moves)
                 if was is not None:
-                    del fpages[was][was_lk]
-                    if was not in touched:
+                    ps = fpages[was]
+                    del ps[was_lk]
+                    if not ps:
+                        # (no page maps it any more: it goes now, as the touched frames'
+                        # pass below would take it out)
+                        del fpages[was], ffirst[was]
+                        flabel.pop(was, None)
+                    elif was not in touched:
                         touched[was] = []
                 if f is not None:
                     ps = fpages.get(f)
                     if ps is None:
+                        # a frame no page mapped: this page is its first (a page of it
+                        # that comes later in the batch is a touched frame's)
                         fpages[f] = {lk: None}
+                        ffirst[f] = lk
                     else:
                         ps[lk] = None
-                    added = touched.get(f)
-                    if added is None:
-                        touched[f] = [lk]
-                    else:
-                        added.append(lk)
+                        added = touched.get(f)
+                        if added is None:
+                            touched[f] = [lk]
+                        else:
+                            added.append(lk)
         if pages is None:
             # (every page synced is in raw: the others went, if raw holds more)
             if len(raw) == visited:
@@ -616,7 +625,6 @@ class Interpreter:
             gone_keys.append(fkey)
         # each touched frame's first page: a page before it came, or its first page went
         # (then every page of the frame is relabelled)
-        flabel = self._flabel
         others = []
         for f, added in touched.items():
             ps = fpages.get(f)
