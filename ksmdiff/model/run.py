@@ -43,6 +43,10 @@ FAULT_STATEMENTS = (A.Fill, A.Write, A.ForceWrite, A.Read)
 ITEM_STATEMENTS = (A.Fill, A.Write, A.ForceWrite, A.Read, A.Pin, A.Unpin, A.Mlock,
                    A.Munlock, A.UffdWp, A.Mprotect)
 SETTLE_MAX_SCANS = 64
+# a page's key in the interpreter's observation (Interpreter._page_key): its region's
+# number << PAGE_KEY_SHIFT | its index (the validator keeps a scenario under 2**17 pages)
+PAGE_KEY_SHIFT = 20
+PAGE_KEY_INDEX = (1 << PAGE_KEY_SHIFT) - 1
 
 
 def _frames_of(targets, out: list) -> None:
@@ -228,8 +232,13 @@ class Interpreter:
                                             # its key, its place in page order, its
                                             # region's _rank (sync)
         self._ranks: dict = {}              # region -> (process, its page 0's place)
+        # pages keyed by their names as an int (_page_key): the region's names' number,
+        # shifted, plus the index (an int hashes at once, a tuple of names each time)
         self._cur: dict = {}                # page -> its fields (_page_fields) as last synced
         self._dirty: dict = {}              # page -> its fields in the last record
+        self._key_base: dict = {}           # (process name, region name) -> key base
+        self._key_names: list = []          # key base >> PAGE_KEY_SHIFT -> the names
+        self._own_labels: list = []         # ... -> _index_label() of the names
         self._items = None                  # the rmap_item counts (ksmd_gauges)
         self._synced = False                # a handler synced every page after its last
                                             # change to them (do_KsmSettle)
@@ -292,7 +301,7 @@ class Interpreter:
             if touched:
                 # (the targets are one region's pages: its names taken once)
                 p, r = touched[0][0], touched[0][1]
-                pname, rname = p.name, r.name
+                kbase = self._page_key(p.name, r.name)
                 fault_set = self._fault_set
                 for (tp, tr, slot), prev in zip(touched, before):
                     pte = slot.pte
@@ -305,8 +314,8 @@ class Interpreter:
                     also = alternatives.get(id(slot)) if alternatives else None
                     if tp is not p or tr is not r:
                         p, r = tp, tr
-                        pname, rname = p.name, r.name
-                    faults[(pname, rname, slot.index)] = fault_set(outcome, also)
+                        kbase = self._page_key(p.name, r.name)
+                    faults[kbase + slot.index] = fault_set(outcome, also)
             if targets is None:
                 slots = (slot for p in m.procs.values() for r in p.regions.values()
                          for slot in r.pages)
@@ -536,13 +545,16 @@ class Interpreter:
             groups = [(p, r, [s]) for p, r, s in pages]
         rank = self._rank
         slot_at = self._slot_at
+        key_base = self._key_base
         visited = 0                           # pages synced (each is in raw afterwards)
         for p, r, slots in groups:
             rk = rank(p, r)
             base = rk[1]
-            pname, rname = p.name, r.name
             if not p.alive:
                 continue
+            kbase = key_base.get((p.name, r.name))
+            if kbase is None:
+                kbase = self._page_key(p.name, r.name)
             for s in slots:
                 if not s.mapped:
                     continue
@@ -565,7 +577,7 @@ class Interpreter:
                     continue               # (frames compare by identity; one rank a region)
                 lk = base + s.index
                 if old is None:
-                    fkey = (pname, rname, s.index)
+                    fkey = kbase + s.index
                     was = was_lk = None
                 else:
                     fkey, was_lk = old[1], old[2]
@@ -660,7 +672,7 @@ class Interpreter:
         own = self._own_fields_of
         by_label = self._fields_by_label
         sets = self._sets
-        index_labels = self._index_labels
+        own_labels = self._own_labels
         last_c = last_text = None
         # (the last page's label and state and its fields: the pages of a region mostly
         # follow one another with one value, a KSM page's sharers or unshared pages)
@@ -686,12 +698,10 @@ class Interpreter:
                     # follows its index (observe.IndexLabel), one value for a run of them
                     first = ffirst[f]
                     if first == lk:
-                        lab = index_labels.get(fkey[:2])
-                        if lab is None:
-                            lab = self._index_label(fkey[0], fkey[1])
+                        lab = own_labels[fkey >> PAGE_KEY_SHIFT]
                     else:
                         at = slot_at.get(first)
-                        if at is not None and at[2].index == fkey[2]:
+                        if at is not None and at[2].index == fkey & PAGE_KEY_INDEX:
                             lab = self._index_label(at[0].name, at[1].name)
                         else:
                             lab = flabel.get(f)
@@ -746,7 +756,7 @@ class Interpreter:
         cur = self._cur
         columns = self._columns
         gone = self._GONE
-        pname = rname = None
+        kbase = None
         for key, was in self._dirty.items():
             new = cur.get(key)
             if was is new:                  # (a page whose fields changed back: no delta
@@ -755,12 +765,13 @@ class Interpreter:
                 new = gone
             elif was is None:
                 was = gone
-            p, r, idx = key
-            if p is not pname or r is not rname:
+            idx = key & PAGE_KEY_INDEX
+            if key - idx != kbase:
                 # (the dirty pages of one region follow one another: its columns and
                 # their points looked up once for them; a column's points are made
                 # where a page first changes in it, as a dict per change would)
-                pname, rname = p, r
+                kbase = key - idx
+                p, r = self._key_names[kbase >> PAGE_KEY_SHIFT]
                 cols = columns.get((p, r))
                 if cols is None:
                     cols = self._page_columns(p, r)
@@ -800,12 +811,13 @@ class Interpreter:
                 p6[idx] = b6
         self._dirty = {}
         fault_pages: dict = {}              # fault column -> {index: None}
-        pname = rname = None
+        kbase = None
         for key, outcomes in faults.items():
             if key in cur:
-                p, r, idx = key
-                if p is not pname or r is not rname:
-                    pname, rname = p, r         # (one region's pages one after another)
+                idx = key & PAGE_KEY_INDEX
+                if key - idx != kbase:
+                    kbase = key - idx           # (one region's pages one after another)
+                    p, r = self._key_names[kbase >> PAGE_KEY_SHIFT]
                     cols = columns.get((p, r))
                     if cols is None:
                         cols = self._page_columns(p, r)
@@ -845,6 +857,18 @@ class Interpreter:
         got = self._index_labels.get((proc, region))
         if got is None:
             got = self._index_labels[(proc, region)] = index_label(f"{proc}/{region}", 0)
+        return got
+
+    def _page_key(self, proc: str, region: str) -> int:
+        """The key of page 0 of ``proc``'s region ``region`` (the key of page i: this
+        + i): one number per pair of names, so a page that goes and a page of the same
+        names that comes (exec, a re-mmap) are one page of the record, as their fields'
+        keys are."""
+        got = self._key_base.get((proc, region))
+        if got is None:
+            got = self._key_base[(proc, region)] = len(self._key_names) << PAGE_KEY_SHIFT
+            self._key_names.append((proc, region))
+            self._own_labels.append(self._index_label(proc, region))
         return got
 
     def _page_columns(self, proc: str, region: str) -> tuple:
@@ -905,6 +929,8 @@ class Interpreter:
     def fields(self, faults: dict) -> dict:
         """The whole state as a record shows it (for callers outside the run loop)."""
         out: dict = {}
+        faults = {(*self._key_names[k >> PAGE_KEY_SHIFT], k & PAGE_KEY_INDEX): v
+                  for k, v in faults.items()}
         for key, st in self._page_states().items():
             for name, v in zip(self._NAMES, self._page_fields(st)):
                 if v is not ABSENT:
