@@ -235,7 +235,10 @@ class Interpreter:
         # pages keyed by their names as an int (_page_key): the region's names' number,
         # shifted, plus the index (an int hashes at once, a tuple of names each time)
         self._cur: dict = {}                # page -> its fields (_page_fields) as last synced
-        self._dirty: dict = {}              # page -> its fields in the last record
+        self._points: dict = {}             # column -> {index: value}: the fields that
+                                            # changed since the last record (sync)
+        self._page_cols: list = []          # key base >> PAGE_KEY_SHIFT -> its columns
+                                            # but ``fault``
         self._key_base: dict = {}           # (process name, region name) -> key base
         self._key_names: list = []          # key base >> PAGE_KEY_SHIFT -> the names
         self._own_labels: list = []         # ... -> _index_label() of the names
@@ -483,7 +486,7 @@ class Interpreter:
 
     # -- incremental observation: each page's fields as of the last sync (``_cur``), the
     # frames' labels (observe.FrameLabels), and the pages whose state moved since the last
-    # record with the fields that record showed (``_dirty``)
+    # record, as points of the columns they changed (``_points``)
 
     def _rank(self, p: Process, r: Region) -> tuple:
         """(process, the place of the region's page 0 in canonical page order): processes
@@ -661,14 +664,29 @@ class Interpreter:
                         got = slot_at.get(lk)
                         if got is not None:
                             others.append(got[2])
-        cur, dirty = self._cur, self._dirty
+        cur = self._cur
         changed = False
         text = self._text_by_id
-        for fkey in gone_keys:
-            old = cur.pop(fkey, None)
-            if old is not None:
-                dirty.setdefault(fkey, old)
-                changed = True
+        # what changed goes straight into the next record's points (observe): each
+        # changed field of a page, its new value; a field that changes again before the
+        # record is overwritten, one that changes back restates the record's value, which
+        # History.commit_points takes as no change
+        points = self._points
+        columns = self._page_cols
+        gone = self._GONE
+        for key in gone_keys:               # (every field the page had goes)
+            was = cur.pop(key, None)
+            if was is None:
+                continue
+            changed = True
+            idx = key & PAGE_KEY_INDEX
+            for c, a in zip(columns[key >> PAGE_KEY_SHIFT], was):
+                if a is not ABSENT:
+                    got = points.get(c)
+                    if got is None:
+                        got = points[c] = {}
+                    got[idx] = ABSENT
+        kbase = None                        # (the region of the last page below)
         own = self._own_fields_of
         by_label = self._fields_by_label
         sets = self._sets
@@ -736,46 +754,21 @@ class Interpreter:
                             lab, st[1], st[3], mapcount, last_text, new)
             else:
                 new = self._page_fields((False, st[1], None, None, None, None, None, False))
-            old = cur.get(fkey)
-            if old != new:                  # (equal fields are mostly one tuple)
-                cur[fkey] = new
-                if fkey not in dirty:
-                    dirty[fkey] = old
-                changed = True
-        return changed
-
-    def observe(self, faults: dict) -> tuple[dict, dict]:
-        """The fields that changed since the last record (docs/run-record.md), as
-        (column -> {page index: value}, counter key -> value) for
-        :meth:`History.commit_points`: the fields of pages whose state changed, pages
-        that went (every field ABSENT), the faults of this step (and the last step's
-        going), counters that moved.  Reads the page states as the last :meth:`sync` left
-        them.  Per page by column, without building a key string per field: the history
-        makes each column's points runs (an unshared page's own label included)."""
-        points: dict = {}
-        cur = self._cur
-        columns = self._columns
-        gone = self._GONE
-        kbase = None
-        for key, was in self._dirty.items():
-            new = cur.get(key)
-            if was is new:                  # (a page whose fields changed back: no delta
-                continue                    # below either, each value is one shared set)
-            if new is None:
-                new = gone
-            elif was is None:
+            was = cur.get(fkey)
+            if was is new or was == new:    # (equal fields are mostly one tuple)
+                continue
+            cur[fkey] = new
+            changed = True
+            if was is None:
                 was = gone
-            idx = key & PAGE_KEY_INDEX
-            if key - idx != kbase:
-                # (the dirty pages of one region follow one another: its columns and
+            idx = fkey & PAGE_KEY_INDEX
+            if fkey - idx != kbase:
+                # (the changed pages of one region follow one another: its columns and
                 # their points looked up once for them; a column's points are made
-                # where a page first changes in it, as a dict per change would)
-                kbase = key - idx
-                p, r = self._key_names[kbase >> PAGE_KEY_SHIFT]
-                cols = columns.get((p, r))
-                if cols is None:
-                    cols = self._page_columns(p, r)
-                c0, c1, c2, c3, c4, c5, c6 = cols[:-1]
+                # where a page first changes in it)
+                kbase = fkey - idx
+                cols = columns[kbase >> PAGE_KEY_SHIFT]
+                c0, c1, c2, c3, c4, c5, c6 = cols
                 get = points.get
                 p0, p1, p2, p3, p4, p5, p6 = (get(c0), get(c1), get(c2), get(c3), get(c4),
                                               get(c5), get(c6))
@@ -809,7 +802,20 @@ class Interpreter:
                 if p6 is None:
                     p6 = points[c6] = {}
                 p6[idx] = b6
-        self._dirty = {}
+        return changed
+
+    def observe(self, faults: dict) -> tuple[dict, dict]:
+        """The fields that changed since the last record (docs/run-record.md), as
+        (column -> {page index: value}, counter key -> value) for
+        :meth:`History.commit_points`: the fields of pages whose state changed, pages
+        that went (every field ABSENT), the faults of this step (and the last step's
+        going), counters that moved.  Reads the page states as the last :meth:`sync` left
+        them.  Per page by column, without building a key string per field: the history
+        makes each column's points runs (an unshared page's own label included)."""
+        points = self._points
+        self._points = {}
+        cur = self._cur
+        columns = self._columns
         fault_pages: dict = {}              # fault column -> {index: None}
         kbase = None
         for key, outcomes in faults.items():
@@ -869,6 +875,7 @@ class Interpreter:
             got = self._key_base[(proc, region)] = len(self._key_names) << PAGE_KEY_SHIFT
             self._key_names.append((proc, region))
             self._own_labels.append(self._index_label(proc, region))
+            self._page_cols.append(self._page_columns(proc, region)[:-1])
         return got
 
     def _page_columns(self, proc: str, region: str) -> tuple:
