@@ -755,12 +755,19 @@ class Interpreter:
             else:
                 new = self._page_fields((False, st[1], None, None, None, None, None, False))
             was = cur.get(fkey)
-            if was is new or was == new:    # (equal fields are mostly one tuple)
+            if was is new:                  # (equal fields are mostly one tuple)
                 continue
-            cur[fkey] = new
-            changed = True
             if was is None:
                 was = gone
+                changed = True
+            elif not changed and was == new:
+                # (equal, not one tuple: a page's own frame label; the fields are
+                # compared by identity below, as values are shared, so equal ones
+                # that are not one object only restate what the record shows)
+                continue
+            else:
+                changed = True
+            cur[fkey] = new
             idx = fkey & PAGE_KEY_INDEX
             if fkey - idx != kbase:
                 # (the changed pages of one region follow one another: its columns and
