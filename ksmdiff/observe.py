@@ -409,8 +409,11 @@ def runs_from_points(points: Mapping[int, Any]) -> list:
     out: list = []
     lo = hi = -2
     last = None
-    for i in sorted(points):
-        v = points[i]
+    keys = list(points)
+    order = sorted(keys)
+    # (points mostly come in page order: then each is taken as it is, not looked up)
+    items = points.items() if order == keys else ((i, points[i]) for i in order)
+    for i, v in items:
         if i == hi + 1 and (v is last or _same(v, last)):
             hi = i                          # (the common case: one value goes on)
             continue
