@@ -12,7 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from ksmdiff.observe import (ABSENT, ANY, PRCTL_MERGE, FieldsView, Record, counter_key,
+from ksmdiff.observe import (ABSENT, ANY, PRCTL_MERGE, FieldsView, IndexLabel, Record,
+                             counter_key,
                              page_key, proc_abs_counter_key, proc_counter_key)
 from ksmdiff.scenario import ast as A
 from ksmdiff.scenario.layout import layout_at
@@ -138,26 +139,51 @@ def _check_page(pred: A.Predicate, page: _PageView, other: _PageView | None,
     raise AssertionError(pred)
 
 
-def _reads(pred: A.Predicate, page: _PageView, other: _PageView | None) -> tuple:
-    """What :func:`_check_page` reads of ``page`` and ``other`` for ``pred``: it is a
-    function of these alone (and of the predicate and its negation), so pages reading the
-    same values share one result (an expect over a region of one KSM page's sharers)."""
-    present = page.field("present")
+def _reads(pred: A.Predicate) -> tuple[tuple[str, ...], bool]:
+    """The fields :func:`_check_page` reads of the page for ``pred``, and whether it reads
+    the other page's (``present`` and ``frame``, and its name).  It is a function of these
+    values alone (and of the predicate and its negation), so pages reading the same values
+    share one result (an expect over a region of one KSM page's sharers)."""
     if isinstance(pred, A.Flag):
         name = pred.name
         if name == "unmapped":
-            return (present,)
-        return (present, page.field("frame" if name == "zero-page" else
-                                    "fault" if name in ("reused", "copied") else name))
+            return ("present",), False
+        return ("present", "frame" if name == "zero-page" else
+                "fault" if name in ("reused", "copied") else name), False
     if isinstance(pred, A.Mapcount):
-        return (present, page.field("mapcount"))
+        return ("present", "mapcount"), False
     if isinstance(pred, A.HasContent):
-        return (present, page.field("content"))
+        return ("present", "content"), False
     if isinstance(pred, A.SameFrame):
-        assert other is not None
-        return (present, page.field("frame"), other.field("present"),
-                other.field("frame"), other.proc, other.region, other.index)
+        return ("present", "frame"), True
     raise AssertionError(pred)
+
+
+def _columns(rec: Record | None, proc: str, region: str, names: Sequence[str],
+             idx: range) -> list[list]:
+    """Per field of ``names``, what :meth:`_PageView.field` gives for each page of ``idx``
+    (a range): from a FieldsView by the column's runs, a run's value repeated (an
+    IndexLabel made each page's label); else page by page."""
+    if rec is None:
+        return [[None] * len(idx) for _ in names]
+    fields = rec.fields
+    if not isinstance(fields, FieldsView) or not idx:
+        cols: dict = {}
+        return [[_PageView(rec, proc, region, j, cols).field(name) for j in idx]
+                for name in names]
+    out = []
+    for name in names:
+        vals: list = []
+        runs = fields.runs((f"{proc}/{region}", name))
+        for a, b, v in runs.segments(idx[0], idx[-1]):
+            if v is ABSENT:
+                vals += [None] * (b - a + 1)
+            elif type(v) is IndexLabel:
+                vals += [v.at(j) for j in range(a, b + 1)]
+            else:
+                vals += [v] * (b - a + 1)
+        out.append(vals)
+    return out
 
 
 def _kernel_may_omit(pred: A.Predicate) -> str | None:
@@ -230,23 +256,31 @@ def evaluate_expects(scn: A.Scenario, records: Sequence[Record],
                                         f"{s.counter} {what} {_fmt(values)}"))
             continue
         n = _page_count(scn, i, s.proc, s.target.region)
-        idx = list(s.target.indices(n))
-        cols: dict = {}                         # (the target region's columns, once)
-        pages = [_PageView(last, s.proc, s.target.region, j, cols) for j in idx]
+        idx = s.target.indices(n)
+        names, reads_other = _reads(s.predicate)
+        need = _kernel_may_omit(s.predicate)
+        # the values each page reads, column by column (the expect's own key: _reads)
+        got_cols = _columns(last, s.proc, s.target.region,
+                            names + ((need,) if need else ()), idx)
         others: list[_PageView | None] = [None] * len(idx)
         if isinstance(s.predicate, A.SameFrame):
-            m = _page_count(scn, i, s.predicate.proc, s.predicate.target.region)
-            idx2 = list(s.predicate.target.indices(m))
+            other_proc, other_region = s.predicate.proc, s.predicate.target.region
+            m = _page_count(scn, i, other_proc, other_region)
+            idx2 = s.predicate.target.indices(m)
             cols2: dict = {}
             if len(idx2) == 1:                  # (one page against each: one view of it)
-                others = [_PageView(last, s.predicate.proc, s.predicate.target.region,
-                                    idx2[0], cols2)] * len(idx)
+                others = [_PageView(last, other_proc, other_region, idx2[0], cols2)] * len(idx)
+                one = (others[0].field("present"), others[0].field("frame"), other_proc,
+                       other_region, idx2[0])
+                other_reads = [one] * len(idx)
             else:
-                others = [_PageView(last, s.predicate.proc, s.predicate.target.region, j,
-                                    cols2)
-                          for j in idx2]
-        need = _kernel_may_omit(s.predicate)
-        if need and any(page.mapped and page.field(need) is None for page in pages):
+                others = [_PageView(last, other_proc, other_region, j, cols2) for j in idx2]
+                pres2, frame2 = _columns(last, other_proc, other_region,
+                                         ("present", "frame"), idx2)
+                other_reads = [(a, b, other_proc, other_region, j)
+                               for a, b, j in zip(pres2, frame2, idx2)]
+        if need and any(pres is not None and v is None
+                        for pres, v in zip(got_cols[0], got_cols[-1])):
             # a kernel that cannot report a field leaves it absent (never guessed): an
             # expect on it is not judged there, and the run's notes say why
             results.append(ExpectResult(i, line, text, SKIPPED,
@@ -254,21 +288,27 @@ def evaluate_expects(scn: A.Scenario, records: Sequence[Record],
             continue
         failures = []
         observed = []
-        done: dict = {}                         # _reads(...) -> (holds, what was observed)
-        for k, page in enumerate(pages):
-            key = _reads(s.predicate, page, others[k])
+        done: dict = {}                         # what a page reads -> (holds, observed)
+        keys = list(zip(*got_cols[:len(names)]))
+        if reads_other:
+            keys = [a + b for a, b in zip(keys, other_reads)]
+        cols = {}
+        for k, j in enumerate(idx):
+            key = keys[k]
             try:
                 got = done.get(key)
             except TypeError:                   # (a value that does not hash: not kept)
                 key = got = None
             if got is None:
-                got = _check_page(s.predicate, page, others[k], s.negated)
+                got = _check_page(s.predicate, _PageView(last, s.proc, s.target.region, j,
+                                                         cols), others[k], s.negated)
                 if key is not None:
                     done[key] = got
             ok, seen = got
-            observed.append(f"{page.name()}: {seen}")
+            name = f"{s.proc} {s.target.region}[{j}]"     # (_PageView.name())
+            observed.append(f"{name}: {seen}")
             if not ok:
-                failures.append(f"{page.name()}: {seen}")
+                failures.append(f"{name}: {seen}")
         if failures:
             results.append(ExpectResult(i, line, text, FAILED, "; ".join(failures)))
         else:
