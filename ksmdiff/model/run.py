@@ -223,7 +223,8 @@ class Interpreter:
         self.history = History()
         # frame labels (sync; as observe.FrameLabels keeps them), pages keyed by their
         # place (_rank): frame -> {place: None} of the pages mapping it, frame -> its
-        # first page's place, frame -> its label (a page name; made when first asked)
+        # first page's place, frame -> its label (a page name; made when first asked);
+        # a frame one page maps, as most are, has its first page only (_pages_of)
         self._fpages: dict = {}
         self._ffirst: dict = {}
         self._flabel: dict = {}
@@ -345,7 +346,7 @@ class Interpreter:
                 for f in frames:
                     if reach > half:
                         break
-                    reach += len(self._fpages.get(f, ()))
+                    reach += len(self._pages_of(f))
                 if reach > half:
                     # (most pages: one walk over all of them costs less than the lookups)
                     targets = None
@@ -515,7 +516,7 @@ class Interpreter:
             if f.zero or f in done:
                 continue
             done.add(f)
-            for place in self._fpages.get(f, ()):
+            for place in self._pages_of(f):
                 p, r, slot = slot_at[place]
                 if slot not in seen:
                     seen.add(slot)
@@ -524,10 +525,18 @@ class Interpreter:
 
     def _sharers(self, f):
         """The pages (as last synced) whose pte maps ``f``."""
-        return self._fpages.get(f, ())
+        return self._pages_of(f)
 
     def _sharer_names(self, f) -> list[str]:
-        return [self._place_name(place) for place in self._fpages.get(f, ())]
+        return [self._place_name(place) for place in self._pages_of(f)]
+
+    def _pages_of(self, f):
+        """The places of the pages (as last synced) that map ``f``."""
+        got = self._fpages.get(f)
+        if got is not None:
+            return got
+        first = self._ffirst.get(f)
+        return () if first is None else (first,)
 
     def sync(self, pages: Optional[list] = None) -> bool:
         """Bring the pages' states up to date: ``pages`` (process, region, slot) that may
@@ -595,29 +604,37 @@ class Interpreter:
                 if was is f and was_lk == lk:
                     continue               # (same frame, same place: no label moves)
                 if was is not None:
-                    ps = fpages[was]
-                    del ps[was_lk]
-                    if not ps:
-                        # (no page maps it any more: it goes now, as the touched frames'
-                        # pass below would take it out)
-                        del fpages[was], ffirst[was]
+                    ps = fpages.get(was)
+                    if ps is None:
+                        # (its only page: the frame goes now, as the touched frames' pass
+                        # below would take it out)
+                        del ffirst[was]
                         flabel.pop(was, None)
-                    elif was not in touched:
-                        touched[was] = []
+                    else:
+                        del ps[was_lk]
+                        if not ps:
+                            del fpages[was], ffirst[was]
+                            flabel.pop(was, None)
+                        elif was not in touched:
+                            touched[was] = []
                 if f is not None:
                     ps = fpages.get(f)
-                    if ps is None:
-                        # a frame no page mapped: this page is its first (a page of it
-                        # that comes later in the batch is a touched frame's)
-                        fpages[f] = {lk: None}
-                        ffirst[f] = lk
-                    else:
+                    if ps is not None:
                         ps[lk] = None
-                        added = touched.get(f)
-                        if added is None:
-                            touched[f] = [lk]
-                        else:
-                            added.append(lk)
+                    else:
+                        one = ffirst.get(f)
+                        if one is None:
+                            # a frame no page mapped: this page is its first and only
+                            # one (a page of it that comes later in the batch makes it a
+                            # touched frame)
+                            ffirst[f] = lk
+                            continue
+                        fpages[f] = {one: None, lk: None}
+                    added = touched.get(f)
+                    if added is None:
+                        touched[f] = [lk]
+                    else:
+                        added.append(lk)
         if pages is None:
             # (every page synced is in raw: the others went, if raw holds more)
             if len(raw) == visited:
@@ -633,8 +650,12 @@ class Interpreter:
             if st[0] and not st[2].zero:
                 f = st[2]
                 ps = fpages.get(f)
-                if ps is not None and ps.pop(lk, 0) is None and f not in touched:
-                    touched[f] = []
+                if ps is not None:
+                    if ps.pop(lk, 0) is None and f not in touched:
+                        touched[f] = []
+                elif ffirst.get(f) == lk:      # (its only page)
+                    del ffirst[f]
+                    flabel.pop(f, None)
             if slot_at.get(lk, (None, None, None))[2] is s:
                 slot_at.pop(lk)
             gone_keys.append(fkey)
@@ -644,6 +665,8 @@ class Interpreter:
         for f, added in touched.items():
             ps = fpages.get(f)
             old = ffirst.get(f)
+            if ps is None and old is not None:
+                continue                    # (one page maps it, since it came again)
             if not ps:
                 fpages.pop(f, None)
                 ffirst.pop(f, None)
