@@ -709,7 +709,9 @@ class Interpreter:
                     if got is None:
                         got = points[c] = {}
                     got[idx] = ABSENT
-        kbase = None                        # (the region of the last page below)
+        # (the region of the last changed page, and its change: the old and new fields
+        # and the points of the columns it changed with their new values)
+        kbase = cols = t_was = t_new = t_ops = None
         own = self._own_fields_of
         by_label = self._fields_by_label
         sets = self._sets
@@ -792,46 +794,24 @@ class Interpreter:
                 changed = True
             cur[fkey] = new
             idx = fkey & PAGE_KEY_INDEX
+            if was is t_was and new is t_new and fkey - idx == kbase:
+                # (the last page's change, the pages of a region mostly changing alike:
+                # its points, made once)
+                for d, v in t_ops:
+                    d[idx] = v
+                continue
             if fkey - idx != kbase:
-                # (the changed pages of one region follow one another: its columns and
-                # their points looked up once for them; a column's points are made
-                # where a page first changes in it)
                 kbase = fkey - idx
                 cols = columns[kbase >> PAGE_KEY_SHIFT]
-                c0, c1, c2, c3, c4, c5, c6 = cols
-                get = points.get
-                p0, p1, p2, p3, p4, p5, p6 = (get(c0), get(c1), get(c2), get(c3), get(c4),
-                                              get(c5), get(c6))
-            a0, a1, a2, a3, a4, a5, a6 = was
-            b0, b1, b2, b3, b4, b5, b6 = new
-            if a0 is not b0:
-                if p0 is None:
-                    p0 = points[c0] = {}
-                p0[idx] = b0
-            if a1 is not b1:
-                if p1 is None:
-                    p1 = points[c1] = {}
-                p1[idx] = b1
-            if a2 is not b2:
-                if p2 is None:
-                    p2 = points[c2] = {}
-                p2[idx] = b2
-            if a3 is not b3:
-                if p3 is None:
-                    p3 = points[c3] = {}
-                p3[idx] = b3
-            if a4 is not b4:
-                if p4 is None:
-                    p4 = points[c4] = {}
-                p4[idx] = b4
-            if a5 is not b5:
-                if p5 is None:
-                    p5 = points[c5] = {}
-                p5[idx] = b5
-            if a6 is not b6:
-                if p6 is None:
-                    p6 = points[c6] = {}
-                p6[idx] = b6
+            t_ops = []
+            for c, a, b in zip(cols, was, new):
+                if a is not b:
+                    d = points.get(c)
+                    if d is None:
+                        d = points[c] = {}
+                    d[idx] = b
+                    t_ops.append((d, b))
+            t_was, t_new = was, new
         return changed
 
     def observe(self, faults: dict) -> tuple[dict, dict]:
