@@ -559,6 +559,8 @@ class Interpreter:
         slot_at = self._slot_at
         key_base = self._key_base
         visited = 0                           # pages synced (each is in raw afterwards)
+        st_f = st_last = None                 # the last frame mapped unswapped, its pages'
+                                              # state (no state changes in a sync)
         for p, r, slots in groups:
             rk = rank(p, r)
             base = rk[1]
@@ -577,13 +579,17 @@ class Interpreter:
                     f = None
                 else:
                     f = pte.frame
-                    if f.zero:
+                    if f is st_f and pte.swap is None:
+                        st = st_last           # (a frame's pages in a row: one state)
+                    elif f.zero:
                         st = (True, pte.swap is not None, f, False, 0, f.content,
                               s.maybe_absent)
                         f = None
+                    elif pte.swap is None:
+                        st = st_last = (True, False, f, f.ksm, f.mapcount, f.content, False)
+                        st_f = f
                     else:
-                        st = (True, pte.swap is not None, f, f.ksm, f.mapcount, f.content,
-                              False)
+                        st = (True, True, f, f.ksm, f.mapcount, f.content, False)
                 old = raw.get(s)
                 if old is not None and old[0] == st and old[3] is rk:
                     continue               # (frames compare by identity; one rank a region)
@@ -720,11 +726,16 @@ class Interpreter:
         # (the last page's label and state and its fields: the pages of a region mostly
         # follow one another with one value, a KSM page's sharers or unshared pages)
         last_lab = last_sw = last_ksm = last_mc = last_t = last_fields = None
+        same_st = same_first = same_index = same_fields = None
         for got in itertools.chain(moved.values(), (raw.get(s) for s in others)):
             if got is None:
                 continue
             st, fkey, lk, _rk = got
-            if st[0]:
+            if st is same_st and lk != same_first and fkey & PAGE_KEY_INDEX != same_index:
+                # (another page of the frame the last page mapped, labelled as that one
+                # by the frame's first page: its fields)
+                new = same_fields
+            elif st[0]:
                 f, content = st[2], st[5]
                 if content is not last_c:       # (by identity: a page's content is shared
                     got = text.get(id(content))  # by its copies)
@@ -740,6 +751,7 @@ class Interpreter:
                     # same page of another region (a forked child's COW page): its label
                     # follows its index (observe.IndexLabel), one value for a run of them
                     first = ffirst[f]
+                    by_first = False
                     if first == lk:
                         lab = own_labels[fkey >> PAGE_KEY_SHIFT]
                     else:
@@ -750,6 +762,7 @@ class Interpreter:
                             lab = flabel.get(f)
                             if lab is None:
                                 lab = flabel[f] = self._place_name(first)
+                            by_first = True     # (the first page's name)
                     if (lab is last_lab and st[1] is last_sw and st[3] is last_ksm
                             and mapcount == last_mc and last_text is last_t):
                         new = last_fields
@@ -777,6 +790,9 @@ class Interpreter:
                         new = got[1]
                         last_lab, last_sw, last_ksm, last_mc, last_t, last_fields = (
                             lab, st[1], st[3], mapcount, last_text, new)
+                    if by_first:
+                        same_st, same_first, same_fields = st, first, new
+                        same_index = -1 if at is None else at[2].index
             else:
                 new = self._page_fields((False, st[1], None, None, None, None, None, False))
             was = cur.get(fkey)
