@@ -426,6 +426,25 @@ def runs_from_points(points: Mapping[int, Any]) -> list:
     return out
 
 
+def runs_in_order(runs: Iterable[tuple[int, int, Any]]) -> list:
+    """Runs (lo, hi, value) of one column, ascending and disjoint, merged as
+    :func:`runs_from_points` merges the points they hold: what it gives for them, without
+    a point per page."""
+    out: list = []
+    lo = hi = -2
+    last = None
+    for a, b, v in runs:
+        if a == hi + 1 and (v is last or _same(v, last)):
+            hi = b                          # (as runs_from_points groups equal points)
+            continue
+        if lo >= 0:
+            _push(out, lo, hi, last)
+        lo, hi, last = a, b, v
+    if lo >= 0:
+        _push(out, lo, hi, last)
+    return out
+
+
 class History:
     """The fields of every record of one stream, stored as what changed.
 

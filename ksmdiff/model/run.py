@@ -13,7 +13,8 @@ from ksmdiff.model.invariants import Violation, check
 from ksmdiff.model.machine import Machine
 from ksmdiff.model.state import PageSlot, Process, Region, ZERO_CONTENT
 from ksmdiff.observe import (ABSENT, ANY, PAGE_FIELDS, PRCTL_MERGE, History,
-                             IndexLabel, Record, changes, index_label,
+                             IndexLabel, Record, changes, index_label, runs_from_points,
+                             runs_in_order,
                              proc_abs_counter_key,
                              counter_key, page_key, page_name, proc_counter_key)
 from ksmdiff.scenario import ast as A
@@ -47,6 +48,34 @@ SETTLE_MAX_SCANS = 64
 # number << PAGE_KEY_SHIFT | its index (the validator keeps a scenario under 2**17 pages)
 PAGE_KEY_SHIFT = 20
 PAGE_KEY_INDEX = (1 << PAGE_KEY_SHIFT) - 1
+
+
+def _put_run(points: dict, col, lo: int, hi: int, v) -> None:
+    """Pages ``lo``..``hi`` of column ``col`` now read ``v`` (Interpreter.sync): the
+    column's runs [lo, hi, value] while they come in page order (a run is the pages of a
+    region that changed alike), else its points, index -> value (the later value wins:
+    a page that changed again)."""
+    got = points.get(col)
+    if got is None:
+        points[col] = [[lo, hi, v]]
+    elif type(got) is list:
+        last = got[-1]
+        if lo > last[1]:
+            if lo == last[1] + 1 and last[2] is v:
+                last[1] = hi
+            else:
+                got.append([lo, hi, v])
+            return
+        pts = {}
+        for a, b, w in got:
+            for i in range(a, b + 1):
+                pts[i] = w
+        for i in range(lo, hi + 1):
+            pts[i] = v
+        points[col] = pts
+    else:
+        for i in range(lo, hi + 1):
+            got[i] = v
 
 
 def _frames_of(targets, out: list) -> None:
@@ -357,8 +386,8 @@ class Interpreter:
             else:
                 self.sync(pages)
             note = "; ".join(m.notes[n_notes:])
-            points, counters = self.observe(faults)
-            view, delta = self.history.commit_points(points, counters, shared=True)
+            page_runs, counters = self.observe(faults)
+            view, delta = self.history.commit_runs(page_runs, counters, shared=True)
             self.records.append(Record(i, s.pos.line, view, note=note, delta=delta))
             if targets is None:
                 self.violations.extend(check(m, i, s.pos.line))
@@ -697,9 +726,10 @@ class Interpreter:
         changed = False
         text = self._text_by_id
         # what changed goes straight into the next record's points (observe): each
-        # changed field of a page, its new value; a field that changes again before the
-        # record is overwritten, one that changes back restates the record's value, which
-        # History.commit_points takes as no change
+        # changed field of a page, its new value, as runs of pages while they come in page
+        # order (_put_run); a field that changes again before the record is overwritten,
+        # one that changes back restates the record's value, which History.commit_runs
+        # takes as no change
         points = self._points
         columns = self._page_cols
         gone = self._GONE
@@ -711,13 +741,13 @@ class Interpreter:
             idx = key & PAGE_KEY_INDEX
             for c, a in zip(columns[key >> PAGE_KEY_SHIFT], was):
                 if a is not ABSENT:
-                    got = points.get(c)
-                    if got is None:
-                        got = points[c] = {}
-                    got[idx] = ABSENT
-        # (the region of the last changed page, and its change: the old and new fields
-        # and the points of the columns it changed with their new values)
-        kbase = cols = t_was = t_new = t_ops = None
+                    _put_run(points, c, idx, idx, ABSENT)
+        # (the region of the last changed page, and its change: the old and new fields,
+        # the columns it changed with their new values, and the run of pages that
+        # changed alike up to it, put into the points when the run ends)
+        kbase = cols = t_was = t_new = None
+        t_ops: list = []
+        t_lo = t_hi = -2
         own = self._own_fields_of
         by_label = self._fields_by_label
         sets = self._sets
@@ -810,34 +840,32 @@ class Interpreter:
                 changed = True
             cur[fkey] = new
             idx = fkey & PAGE_KEY_INDEX
-            if was is t_was and new is t_new and fkey - idx == kbase:
-                # (the last page's change, the pages of a region mostly changing alike:
-                # its points, made once)
-                for d, v in t_ops:
-                    d[idx] = v
+            alike = was is t_was and new is t_new and fkey - idx == kbase
+            if alike and idx == t_hi + 1:
+                t_hi = idx                  # (the run of pages changing alike goes on)
                 continue
-            if fkey - idx != kbase:
-                kbase = fkey - idx
-                cols = columns[kbase >> PAGE_KEY_SHIFT]
-            t_ops = []
-            for c, a, b in zip(cols, was, new):
-                if a is not b:
-                    d = points.get(c)
-                    if d is None:
-                        d = points[c] = {}
-                    d[idx] = b
-                    t_ops.append((d, b))
-            t_was, t_new = was, new
+            for c, v in t_ops:              # (the last run's pages, into the points)
+                _put_run(points, c, t_lo, t_hi, v)
+            if not alike:
+                if fkey - idx != kbase:
+                    kbase = fkey - idx
+                    cols = columns[kbase >> PAGE_KEY_SHIFT]
+                t_was, t_new = was, new
+                t_ops = [(c, b) for c, a, b in zip(cols, was, new) if a is not b]
+            t_lo = t_hi = idx
+        for c, v in t_ops:
+            _put_run(points, c, t_lo, t_hi, v)
         return changed
 
     def observe(self, faults: dict) -> tuple[dict, dict]:
         """The fields that changed since the last record (docs/run-record.md), as
-        (column -> {page index: value}, counter key -> value) for
-        :meth:`History.commit_points`: the fields of pages whose state changed, pages
+        (column -> runs (lo, hi, value), counter key -> value) for
+        :meth:`History.commit_runs`: the fields of pages whose state changed, pages
         that went (every field ABSENT), the faults of this step (and the last step's
-        going), counters that moved.  Reads the page states as the last :meth:`sync` left
-        them.  Per page by column, without building a key string per field: the history
-        makes each column's points runs (an unshared page's own label included)."""
+        going), counters that moved.  The page fields are what the syncs since the last
+        record put into the points (runs of pages that changed alike, or a column's
+        points where pages came out of order), merged as runs_from_points merges points
+        (an unshared page's own label included); without a key string per field."""
         points = self._points
         self._points = {}
         cur = self._cur
@@ -880,7 +908,13 @@ class Interpreter:
         for k in shown_c.keys() - counters.keys():
             delta[k] = ABSENT
         self._shown_counters = counters
-        return points, delta
+        page_runs = {}
+        for c, got in points.items():
+            if type(got) is list:
+                page_runs[c] = runs_in_order(got)
+            elif got:
+                page_runs[c] = runs_from_points(got)
+        return page_runs, delta
 
     def _index_label(self, proc: str, region: str) -> IndexLabel:
         """The frame value of a page whose frame's first page is the page of the same
