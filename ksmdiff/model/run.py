@@ -578,7 +578,8 @@ class Interpreter:
         first page (``_ffirst``), its label (``_flabel``, made when first asked)."""
         raw = self._raw                       # slot -> (state, page key, place, rank)
         fpages, ffirst, flabel = self._fpages, self._ffirst, self._flabel
-        moved: dict = {}                      # place -> slot whose state or place changed
+        moved: dict = {}                      # place -> raw (below) of a page whose state
+                                              # or place changed
         touched: dict = {}                    # frame -> the places it gained (lost: [])
         if pages is None:
             groups = [(p, r, r.pages) for p in self.m.live_procs() for r in p.regions.values()]
