@@ -16,7 +16,7 @@ from ksmdiff.observe import (ABSENT, ANY, PRCTL_MERGE, FieldsView, IndexLabel, R
                              counter_key,
                              page_key, proc_abs_counter_key, proc_counter_key)
 from ksmdiff.scenario import ast as A
-from ksmdiff.scenario.layout import layout_at
+from ksmdiff.scenario.layout import Layout, layout_at
 from ksmdiff.scenario.printer import format_statement
 from ksmdiff.status import ExpectStatus
 from ksmdiff.versions import KernelVersion, has_counter, has_proc_counter
@@ -203,12 +203,30 @@ def _page_count(scn: A.Scenario, upto: int, proc: str, region: str) -> int:
     return layout_at(scn, upto).npages(proc, region)
 
 
+class _Sizes:
+    """_page_count() for statements in order: one layout brought forward (layout_at
+    replays the scenario from its start for each expect, and a fill's replay costs its
+    pages)."""
+
+    def __init__(self, scn: A.Scenario):
+        self.scn, self.layout, self.at = scn, Layout.start(scn.initial), 0
+
+    def __call__(self, upto: int, proc: str, region: str) -> int:
+        if upto < self.at:
+            return _page_count(self.scn, upto, proc, region)
+        while self.at < upto:
+            self.layout.apply(self.scn.statements[self.at])
+            self.at += 1
+        return self.layout.npages(proc, region)
+
+
 def evaluate_expects(scn: A.Scenario, records: Sequence[Record],
                      version: KernelVersion) -> list[ExpectResult]:
     """Judge every expect of ``scn`` on ``records`` (one per action, in order)."""
     by_stmt = {r.stmt: r for r in records}
     results: list[ExpectResult] = []
     last: Record | None = None
+    page_count = _Sizes(scn)
     for i, s in enumerate(scn.statements):
         if not isinstance(s, A.EXPECT_TYPES):
             last = by_stmt.get(i, last)
@@ -255,7 +273,7 @@ def evaluate_expects(scn: A.Scenario, records: Sequence[Record],
             results.append(ExpectResult(i, line, text, HELD if ok else FAILED,
                                         f"{s.counter} {what} {_fmt(values)}"))
             continue
-        n = _page_count(scn, i, s.proc, s.target.region)
+        n = page_count(i, s.proc, s.target.region)
         idx = s.target.indices(n)
         names, reads_other = _reads(s.predicate)
         need = _kernel_may_omit(s.predicate)
@@ -265,7 +283,7 @@ def evaluate_expects(scn: A.Scenario, records: Sequence[Record],
         others: list[_PageView | None] = [None] * len(idx)
         if isinstance(s.predicate, A.SameFrame):
             other_proc, other_region = s.predicate.proc, s.predicate.target.region
-            m = _page_count(scn, i, other_proc, other_region)
+            m = page_count(i, other_proc, other_region)
             idx2 = s.predicate.target.indices(m)
             cols2: dict = {}
             if len(idx2) == 1:                  # (one page against each: one view of it)
