@@ -354,7 +354,6 @@ class Interpreter:
                          for slot in r.pages)
             else:
                 slots = (slot for _p, _r, slot in targets)
-                _frames_of(targets, frames)
             for slot in slots:
                 if slot.mapped:       # (_known_frame, inline)
                     pte = slot.pte
@@ -369,17 +368,28 @@ class Interpreter:
                 self._items = None              # the rmap_item counts: count again
             pages = None
             if targets is not None:
-                # (frames hash by identity: the first of each, in order)
-                frames = list(dict.fromkeys(f for f in frames if not f.zero))
+                # the pages the statement reaches: its targets and the pages of each
+                # frame they mapped before it, then after it (frames hash by identity;
+                # each counted once), as far as half the pages: what they map after it
+                # is looked at only if what they mapped before does not reach that far
                 reach, half = len(targets), len(self._raw) // 2
-                for f in frames:
+                counted: set = set()
+                for after in (False, True):
+                    if after:
+                        _frames_of(targets, frames)
+                    for f in frames:
+                        if reach > half:
+                            break
+                        if not f.zero and f not in counted:
+                            counted.add(f)
+                            reach += len(self._pages_of(f))
                     if reach > half:
                         break
-                    reach += len(self._pages_of(f))
                 if reach > half:
                     # (most pages: one walk over all of them costs less than the lookups)
                     targets = None
                 else:
+                    frames = list(dict.fromkeys(f for f in frames if not f.zero))
                     pages = self._with_sharers(targets, frames)
             if self._synced:
                 self._synced = False            # (the handler's own last sync holds)
@@ -393,7 +403,7 @@ class Interpreter:
                 self.violations.extend(check(m, i, s.pos.line))
             else:
                 self.violations.extend(check(m, i, s.pos.line, pages=pages, frames=frames,
-                                             sharers=(self._sharers, self._sharer_names)))
+                                             sharers=(self._pages_of, self._sharer_names)))
 
     @staticmethod
     def _note_possible_vma_merges(p: Process) -> None:
@@ -551,10 +561,6 @@ class Interpreter:
                     seen.add(slot)
                     out.append((p, r, slot))
         return out
-
-    def _sharers(self, f):
-        """The pages (as last synced) whose pte maps ``f``."""
-        return self._pages_of(f)
 
     def _sharer_names(self, f) -> list[str]:
         return [self._place_name(place) for place in self._pages_of(f)]
