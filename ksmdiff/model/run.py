@@ -580,8 +580,10 @@ class Interpreter:
 
         Frame labels as observe.FrameLabels keeps them (a frame is named by its first page
         in page order; only the moved pages and the pages of a frame whose first page
-        changed are relabelled), held here: the pages of each frame (``_fpages``), its
-        first page (``_ffirst``), its label (``_flabel``, made when first asked)."""
+        changed are relabelled), held here: each frame's first page (``_ffirst``), the
+        pages of a frame more than one page maps (``_fpages``; :meth:`_pages_of`), its
+        label (``_flabel``, made when first asked).  What changed goes into the next
+        record's points (:meth:`observe`)."""
         raw = self._raw                       # slot -> (state, page key, place, rank)
         fpages, ffirst, flabel = self._fpages, self._ffirst, self._flabel
         moved: dict = {}                      # place -> raw (below) of a page whose state
