@@ -409,8 +409,11 @@ def runs_from_points(points: Mapping[int, Any]) -> list:
     out: list = []
     lo = hi = -2
     last = None
-    for i in sorted(points):
-        v = points[i]
+    keys = list(points)
+    order = sorted(keys)
+    # (points mostly come in page order: then each is taken as it is, not looked up)
+    items = points.items() if order == keys else ((i, points[i]) for i in order)
+    for i, v in items:
         if i == hi + 1 and (v is last or _same(v, last)):
             hi = i                          # (the common case: one value goes on)
             continue
@@ -418,6 +421,25 @@ def runs_from_points(points: Mapping[int, Any]) -> list:
             _push(out, lo, hi, last)
         lo = hi = i
         last = v
+    if lo >= 0:
+        _push(out, lo, hi, last)
+    return out
+
+
+def runs_in_order(runs: Iterable[tuple[int, int, Any]]) -> list:
+    """Runs (lo, hi, value) of one column, ascending and disjoint, merged as
+    :func:`runs_from_points` merges the points they hold: what it gives for them, without
+    a point per page."""
+    out: list = []
+    lo = hi = -2
+    last = None
+    for a, b, v in runs:
+        if a == hi + 1 and (v is last or _same(v, last)):
+            hi = b                          # (as runs_from_points groups equal points)
+            continue
+        if lo >= 0:
+            _push(out, lo, hi, last)
+        lo, hi, last = a, b, v
     if lo >= 0:
         _push(out, lo, hi, last)
     return out

@@ -12,10 +12,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from ksmdiff.observe import (ABSENT, ANY, PRCTL_MERGE, FieldsView, Record, counter_key,
+from ksmdiff.observe import (ABSENT, ANY, PRCTL_MERGE, FieldsView, IndexLabel, Record,
+                             counter_key,
                              page_key, proc_abs_counter_key, proc_counter_key)
 from ksmdiff.scenario import ast as A
-from ksmdiff.scenario.layout import layout_at
+from ksmdiff.scenario.layout import Layout, layout_at
 from ksmdiff.scenario.printer import format_statement
 from ksmdiff.status import ExpectStatus
 from ksmdiff.versions import KernelVersion, has_counter, has_proc_counter
@@ -63,11 +64,13 @@ def _none(values: Any, pred) -> bool:
 
 
 class _PageView:
-    """The fields of one page in one record."""
+    """The fields of one page in one record.  ``cols``: a dict the views of one region's
+    pages in one record share, field name -> the column's runs (taken once for them)."""
 
-    def __init__(self, rec: Record | None, proc: str, region: str, index: int):
+    def __init__(self, rec: Record | None, proc: str, region: str, index: int,
+                 cols: dict | None = None):
         self.rec, self.proc, self.region, self.index = rec, proc, region, index
-        self._prefix = page_key(proc, region, index, "")   # (the page's keys but the field)
+        self._cols = {} if cols is None else cols
 
     def field(self, name: str) -> Any:
         if self.rec is None:
@@ -76,9 +79,12 @@ class _PageView:
         if isinstance(fields, FieldsView):
             # (the column's runs, without making and parsing a key: an expect over a
             # region reads every page of it)
-            v = fields.runs((f"{self.proc}/{self.region}", name)).at(self.index)
+            runs = self._cols.get(name)
+            if runs is None:
+                runs = self._cols[name] = fields.runs((f"{self.proc}/{self.region}", name))
+            v = runs.at(self.index)
             return None if v is ABSENT else v
-        return self.rec.get(self._prefix + name)
+        return self.rec.get(page_key(self.proc, self.region, self.index, name))
 
     @property
     def mapped(self) -> bool:
@@ -133,6 +139,53 @@ def _check_page(pred: A.Predicate, page: _PageView, other: _PageView | None,
     raise AssertionError(pred)
 
 
+def _reads(pred: A.Predicate) -> tuple[tuple[str, ...], bool]:
+    """The fields :func:`_check_page` reads of the page for ``pred``, and whether it reads
+    the other page's (``present`` and ``frame``, and its name).  It is a function of these
+    values alone (and of the predicate and its negation), so pages reading the same values
+    share one result (an expect over a region of one KSM page's sharers)."""
+    if isinstance(pred, A.Flag):
+        name = pred.name
+        if name == "unmapped":
+            return ("present",), False
+        return ("present", "frame" if name == "zero-page" else
+                "fault" if name in ("reused", "copied") else name), False
+    if isinstance(pred, A.Mapcount):
+        return ("present", "mapcount"), False
+    if isinstance(pred, A.HasContent):
+        return ("present", "content"), False
+    if isinstance(pred, A.SameFrame):
+        return ("present", "frame"), True
+    raise AssertionError(pred)
+
+
+def _columns(rec: Record | None, proc: str, region: str, names: Sequence[str],
+             idx: range) -> list[list]:
+    """Per field of ``names``, what :meth:`_PageView.field` gives for each page of ``idx``
+    (a range): from a FieldsView by the column's runs, a run's value repeated (an
+    IndexLabel made each page's label); else page by page."""
+    if rec is None:
+        return [[None] * len(idx) for _ in names]
+    fields = rec.fields
+    if not isinstance(fields, FieldsView) or not idx:
+        cols: dict = {}
+        return [[_PageView(rec, proc, region, j, cols).field(name) for j in idx]
+                for name in names]
+    out = []
+    for name in names:
+        vals: list = []
+        runs = fields.runs((f"{proc}/{region}", name))
+        for a, b, v in runs.segments(idx[0], idx[-1]):
+            if v is ABSENT:
+                vals += [None] * (b - a + 1)
+            elif type(v) is IndexLabel:
+                vals += [v.at(j) for j in range(a, b + 1)]
+            else:
+                vals += [v] * (b - a + 1)
+        out.append(vals)
+    return out
+
+
 def _kernel_may_omit(pred: A.Predicate) -> str | None:
     """The page field ``pred`` reads when a kernel may be unable to report it (KPF_KSM on a
     kernel that sets it for every anonymous page; PM_MMAP_EXCLUSIVE; kpagecount)."""
@@ -150,12 +203,30 @@ def _page_count(scn: A.Scenario, upto: int, proc: str, region: str) -> int:
     return layout_at(scn, upto).npages(proc, region)
 
 
+class _Sizes:
+    """_page_count() for statements in order: one layout brought forward (layout_at
+    replays the scenario from its start for each expect, and a fill's replay costs its
+    pages)."""
+
+    def __init__(self, scn: A.Scenario):
+        self.scn, self.layout, self.at = scn, Layout.start(scn.initial), 0
+
+    def __call__(self, upto: int, proc: str, region: str) -> int:
+        if upto < self.at:
+            return _page_count(self.scn, upto, proc, region)
+        while self.at < upto:
+            self.layout.apply(self.scn.statements[self.at])
+            self.at += 1
+        return self.layout.npages(proc, region)
+
+
 def evaluate_expects(scn: A.Scenario, records: Sequence[Record],
                      version: KernelVersion) -> list[ExpectResult]:
     """Judge every expect of ``scn`` on ``records`` (one per action, in order)."""
     by_stmt = {r.stmt: r for r in records}
     results: list[ExpectResult] = []
     last: Record | None = None
+    page_count = _Sizes(scn)
     for i, s in enumerate(scn.statements):
         if not isinstance(s, A.EXPECT_TYPES):
             last = by_stmt.get(i, last)
@@ -202,22 +273,32 @@ def evaluate_expects(scn: A.Scenario, records: Sequence[Record],
             results.append(ExpectResult(i, line, text, HELD if ok else FAILED,
                                         f"{s.counter} {what} {_fmt(values)}"))
             continue
-        n = _page_count(scn, i, s.proc, s.target.region)
-        idx = list(s.target.indices(n))
+        n = page_count(i, s.proc, s.target.region)
+        idx = s.target.indices(n)
+        names, reads_other = _reads(s.predicate)
+        need = _kernel_may_omit(s.predicate)
+        # the values each page reads, column by column (the expect's own key: _reads)
+        got_cols = _columns(last, s.proc, s.target.region,
+                            names + ((need,) if need else ()), idx)
         others: list[_PageView | None] = [None] * len(idx)
         if isinstance(s.predicate, A.SameFrame):
-            m = _page_count(scn, i, s.predicate.proc, s.predicate.target.region)
-            idx2 = list(s.predicate.target.indices(m))
+            other_proc, other_region = s.predicate.proc, s.predicate.target.region
+            m = page_count(i, other_proc, other_region)
+            idx2 = s.predicate.target.indices(m)
+            cols2: dict = {}
             if len(idx2) == 1:                  # (one page against each: one view of it)
-                others = [_PageView(last, s.predicate.proc, s.predicate.target.region,
-                                    idx2[0])] * len(idx)
+                others = [_PageView(last, other_proc, other_region, idx2[0], cols2)] * len(idx)
+                one = (others[0].field("present"), others[0].field("frame"), other_proc,
+                       other_region, idx2[0])
+                other_reads = [one] * len(idx)
             else:
-                others = [_PageView(last, s.predicate.proc, s.predicate.target.region, j)
-                          for j in idx2]
-        need = _kernel_may_omit(s.predicate)
-        if need and any(_PageView(last, s.proc, s.target.region, j).mapped
-                        and _PageView(last, s.proc, s.target.region, j).field(need) is None
-                        for j in idx):
+                others = [_PageView(last, other_proc, other_region, j, cols2) for j in idx2]
+                pres2, frame2 = _columns(last, other_proc, other_region,
+                                         ("present", "frame"), idx2)
+                other_reads = [(a, b, other_proc, other_region, j)
+                               for a, b, j in zip(pres2, frame2, idx2)]
+        if need and any(pres is not None and v is None
+                        for pres, v in zip(got_cols[0], got_cols[-1])):
             # a kernel that cannot report a field leaves it absent (never guessed): an
             # expect on it is not judged there, and the run's notes say why
             results.append(ExpectResult(i, line, text, SKIPPED,
@@ -225,12 +306,27 @@ def evaluate_expects(scn: A.Scenario, records: Sequence[Record],
             continue
         failures = []
         observed = []
+        done: dict = {}                         # what a page reads -> (holds, observed)
+        keys = list(zip(*got_cols[:len(names)]))
+        if reads_other:
+            keys = [a + b for a, b in zip(keys, other_reads)]
+        cols = {}
         for k, j in enumerate(idx):
-            page = _PageView(last, s.proc, s.target.region, j)
-            ok, seen = _check_page(s.predicate, page, others[k], s.negated)
-            observed.append(f"{page.name()}: {seen}")
+            key = keys[k]
+            try:
+                got = done.get(key)
+            except TypeError:                   # (a value that does not hash: not kept)
+                key = got = None
+            if got is None:
+                got = _check_page(s.predicate, _PageView(last, s.proc, s.target.region, j,
+                                                         cols), others[k], s.negated)
+                if key is not None:
+                    done[key] = got
+            ok, seen = got
+            name = f"{s.proc} {s.target.region}[{j}]"     # (_PageView.name())
+            observed.append(f"{name}: {seen}")
             if not ok:
-                failures.append(f"{page.name()}: {seen}")
+                failures.append(f"{name}: {seen}")
         if failures:
             results.append(ExpectResult(i, line, text, FAILED, "; ".join(failures)))
         else:

@@ -128,12 +128,14 @@ one process (``run.LOCAL_STATEMENTS``: fill, write, read, madvise, mprotect, mun
 mlock, uffd-wp ...) only those pages and the pages that map a frame they mapped before or
 after it are observed again and checked against the invariants; any other statement (fork,
 exit, exec, prctl, every ``ksm`` statement) observes and checks every page.  Frame labels
-follow observe.FrameLabels: a frame is labelled by its first page, so only pages whose
-frame moved, or whose frame's first page in page order changed, are relabelled.  The
-changed pages' fields are committed per column (one field of one region's pages) and
-made runs there (observe.History.commit_points): the record and its history cost runs of
-pages, though finding the changed pages still costs a step per page.  Python's
-cyclic collector is paused while a scenario runs (``ksmdiff.internal.gcpause``).
+follow observe.FrameLabels' rule, kept by the interpreter itself (``Interpreter.sync``):
+a frame is labelled by its first page, so only pages whose frame moved, or whose frame's
+first page in page order changed, are relabelled.  The pages that change alike, one after
+another in page order (a fill's pages, a KSM page's sharers), go into the record as runs of
+each column (one field of one region's pages) they change, committed as runs
+(observe.History.commit_runs): the record and its history cost runs of pages, though
+finding the changed pages still costs a step per page.  Python's cyclic collector is
+paused while a scenario runs (``ksmdiff.internal.gcpause``).
 
 Mutants (``MUTANTS``), all in 5.1-5.8's ``reuse_ksm_page``/``do_wp_page``:
 

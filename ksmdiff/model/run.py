@@ -12,8 +12,9 @@ from ksmdiff.model import memory as M
 from ksmdiff.model.invariants import Violation, check
 from ksmdiff.model.machine import Machine
 from ksmdiff.model.state import PageSlot, Process, Region, ZERO_CONTENT
-from ksmdiff.observe import (ABSENT, ANY, PAGE_FIELDS, PRCTL_MERGE, FrameLabels, History,
-                             IndexLabel, Record, changes, index_label,
+from ksmdiff.observe import (ABSENT, ANY, PAGE_FIELDS, PRCTL_MERGE, History,
+                             IndexLabel, Record, changes, index_label, runs_from_points,
+                             runs_in_order,
                              proc_abs_counter_key,
                              counter_key, page_key, page_name, proc_counter_key)
 from ksmdiff.scenario import ast as A
@@ -43,6 +44,38 @@ FAULT_STATEMENTS = (A.Fill, A.Write, A.ForceWrite, A.Read)
 ITEM_STATEMENTS = (A.Fill, A.Write, A.ForceWrite, A.Read, A.Pin, A.Unpin, A.Mlock,
                    A.Munlock, A.UffdWp, A.Mprotect)
 SETTLE_MAX_SCANS = 64
+# a page's key in the interpreter's observation (Interpreter._page_key): its region's
+# number << PAGE_KEY_SHIFT | its index (the validator keeps a scenario under 2**17 pages)
+PAGE_KEY_SHIFT = 20
+PAGE_KEY_INDEX = (1 << PAGE_KEY_SHIFT) - 1
+
+
+def _put_run(points: dict, col, lo: int, hi: int, v) -> None:
+    """Pages ``lo``..``hi`` of column ``col`` now read ``v`` (Interpreter.sync): the
+    column's runs [lo, hi, value] while they come in page order (a run is the pages of a
+    region that changed alike), else its points, index -> value (the later value wins:
+    a page that changed again)."""
+    got = points.get(col)
+    if got is None:
+        points[col] = [[lo, hi, v]]
+    elif type(got) is list:
+        last = got[-1]
+        if lo > last[1]:
+            if lo == last[1] + 1 and last[2] is v:
+                last[1] = hi
+            else:
+                got.append([lo, hi, v])
+            return
+        pts = {}
+        for a, b, w in got:
+            for i in range(a, b + 1):
+                pts[i] = w
+        for i in range(lo, hi + 1):
+            pts[i] = v
+        points[col] = pts
+    else:
+        for i in range(lo, hi + 1):
+            got[i] = v
 
 
 def _frames_of(targets, out: list) -> None:
@@ -217,14 +250,28 @@ class Interpreter:
         # the stream's fields, as changes (observe.History), and what the last record
         # showed: each page's state tuple (_page_states), the fault keys, the counters
         self.history = History()
-        self._labels = FrameLabels(self._place_name)   # (pages keyed by their place: _rank)
+        # frame labels (sync; as observe.FrameLabels keeps them), pages keyed by their
+        # place (_rank): frame -> {place: None} of the pages mapping it, frame -> its
+        # first page's place, frame -> its label (a page name; made when first asked);
+        # a frame one page maps, as most are, has its first page only (_pages_of)
+        self._fpages: dict = {}
+        self._ffirst: dict = {}
+        self._flabel: dict = {}
         self._slot_at: dict = {}            # place in page order -> (process, region, slot)
         self._raw: dict = {}                # slot -> its state with the frame itself,
                                             # its key, its place in page order, its
                                             # region's _rank (sync)
         self._ranks: dict = {}              # region -> (process, its page 0's place)
+        # pages keyed by their names as an int (_page_key): the region's names' number,
+        # shifted, plus the index (an int hashes at once, a tuple of names each time)
         self._cur: dict = {}                # page -> its fields (_page_fields) as last synced
-        self._dirty: dict = {}              # page -> its fields in the last record
+        self._points: dict = {}             # column -> {index: value}: the fields that
+                                            # changed since the last record (sync)
+        self._page_cols: list = []          # key base >> PAGE_KEY_SHIFT -> its columns
+                                            # but ``fault``
+        self._key_base: dict = {}           # (process name, region name) -> key base
+        self._key_names: list = []          # key base >> PAGE_KEY_SHIFT -> the names
+        self._own_labels: list = []         # ... -> _index_label() of the names
         self._items = None                  # the rmap_item counts (ksmd_gauges)
         self._synced = False                # a handler synced every page after its last
                                             # change to them (do_KsmSettle)
@@ -238,6 +285,7 @@ class Interpreter:
         self._text_by_id: dict = {}         # id(Content) -> (Content, its text) (sync)
         self._fields_of: dict = {}          # page state -> its fields (_page_fields)
         self._own_fields_of: dict = {}      # ... of a frame mapped once, but its label
+        self._fields_by_label: dict = {}    # (id(label), ...) -> (label, fields) (sync)
         self._faults_of: dict = {}          # fault outcome -> its field alone (_fault_set)
         self._plan = None                   # the counters this version shows (_counter_plan)
         self._proc_keys: dict = {}          # (process, counter) -> its two field keys
@@ -256,7 +304,7 @@ class Interpreter:
             m.ksm_churn = False
             n_notes = len(m.notes)
             touched: list[tuple[Process, Region, PageSlot]] = []
-            before = {}
+            before: list = []                   # each touched page's known frame before
             handler = getattr(self, "do_" + type(s).__name__)
             # a statement on pages of one process changes only those pages' ptes and the
             # frames they map before and after it: only those pages and the pages mapping
@@ -273,7 +321,9 @@ class Interpreter:
             if isinstance(s, FAULT_STATEMENTS):
                 touched = targets or []
                 for _p, _r, slot in touched:
-                    before[id(slot)] = self._known_frame(slot)
+                    pte = slot.pte              # (_known_frame, inline)
+                    before.append(pte.frame if pte.present else
+                                  pte.swap if pte.swap is not None else slot.last_frame)
             for _p, _r, slot in touched:
                 if slot.maybe_absent:
                     m.may_also(slot, "fresh")   # fork may not have copied its zero pte
@@ -281,23 +331,29 @@ class Interpreter:
             handler(s)
             faults = {}
             alternatives = m.fault_alternatives
-            for p, r, slot in touched:
-                after = slot.pte.frame if slot.pte.present else None
-                prev = before[id(slot)]
-                if prev is None:
-                    outcome = "fresh"
-                elif after is prev:
-                    outcome = "reused"
-                else:
-                    outcome = "copied"
-                also = alternatives.get(id(slot)) if alternatives else None
-                faults[(p.name, r.name, slot.index)] = self._fault_set(outcome, also)
+            if touched:
+                # (the targets are one region's pages: its names taken once)
+                p, r = touched[0][0], touched[0][1]
+                kbase = self._page_key(p.name, r.name)
+                fault_set = self._fault_set
+                for (tp, tr, slot), prev in zip(touched, before):
+                    pte = slot.pte
+                    if prev is None:
+                        outcome = "fresh"
+                    elif pte.present and pte.frame is prev:
+                        outcome = "reused"
+                    else:
+                        outcome = "copied"
+                    also = alternatives.get(id(slot)) if alternatives else None
+                    if tp is not p or tr is not r:
+                        p, r = tp, tr
+                        kbase = self._page_key(p.name, r.name)
+                    faults[kbase + slot.index] = fault_set(outcome, also)
             if targets is None:
                 slots = (slot for p in m.procs.values() for r in p.regions.values()
                          for slot in r.pages)
             else:
                 slots = (slot for _p, _r, slot in targets)
-                _frames_of(targets, frames)
             for slot in slots:
                 if slot.mapped:       # (_known_frame, inline)
                     pte = slot.pte
@@ -312,30 +368,42 @@ class Interpreter:
                 self._items = None              # the rmap_item counts: count again
             pages = None
             if targets is not None:
-                frames = list({id(f): f for f in frames if not f.zero}.values())
+                # the pages the statement reaches: its targets and the pages of each
+                # frame they mapped before it, then after it (frames hash by identity;
+                # each counted once), as far as half the pages: what they map after it
+                # is looked at only if what they mapped before does not reach that far
                 reach, half = len(targets), len(self._raw) // 2
-                for f in frames:
+                counted: set = set()
+                for after in (False, True):
+                    if after:
+                        _frames_of(targets, frames)
+                    for f in frames:
+                        if reach > half:
+                            break
+                        if not f.zero and f not in counted:
+                            counted.add(f)
+                            reach += len(self._pages_of(f))
                     if reach > half:
                         break
-                    reach += len(self._labels.pages_of(f))
                 if reach > half:
                     # (most pages: one walk over all of them costs less than the lookups)
                     targets = None
                 else:
+                    frames = list(dict.fromkeys(f for f in frames if not f.zero))
                     pages = self._with_sharers(targets, frames)
             if self._synced:
                 self._synced = False            # (the handler's own last sync holds)
             else:
                 self.sync(pages)
             note = "; ".join(m.notes[n_notes:])
-            points, counters = self.observe(faults)
-            view, delta = self.history.commit_points(points, counters, shared=True)
+            page_runs, counters = self.observe(faults)
+            view, delta = self.history.commit_runs(page_runs, counters, shared=True)
             self.records.append(Record(i, s.pos.line, view, note=note, delta=delta))
             if targets is None:
                 self.violations.extend(check(m, i, s.pos.line))
             else:
                 self.violations.extend(check(m, i, s.pos.line, pages=pages, frames=frames,
-                                             sharers=(self._sharers, self._sharer_names)))
+                                             sharers=(self._pages_of, self._sharer_names)))
 
     @staticmethod
     def _note_possible_vma_merges(p: Process) -> None:
@@ -458,7 +526,7 @@ class Interpreter:
 
     # -- incremental observation: each page's fields as of the last sync (``_cur``), the
     # frames' labels (observe.FrameLabels), and the pages whose state moved since the last
-    # record with the fields that record showed (``_dirty``)
+    # record, as points of the columns they changed (``_points``)
 
     def _rank(self, p: Process, r: Region) -> tuple:
         """(process, the place of the region's page 0 in canonical page order): processes
@@ -480,47 +548,65 @@ class Interpreter:
     def _with_sharers(self, targets: list, frames: list) -> list:
         """``targets`` and every page (as last synced) that maps one of ``frames``."""
         out = list(targets)
-        seen = {id(slot) for _p, _r, slot in targets}
+        seen = {slot for _p, _r, slot in targets}     # (slots and frames hash by identity)
         slot_at = self._slot_at
         done: set = set()
         for f in frames:
-            if f.zero or id(f) in done:
+            if f.zero or f in done:
                 continue
-            done.add(id(f))
-            for place in self._labels.pages_of(f):
+            done.add(f)
+            for place in self._pages_of(f):
                 p, r, slot = slot_at[place]
-                if id(slot) not in seen:
-                    seen.add(id(slot))
+                if slot not in seen:
+                    seen.add(slot)
                     out.append((p, r, slot))
         return out
 
-    def _sharers(self, f):
-        """The pages (as last synced) whose pte maps ``f``."""
-        return self._labels.pages_of(f)
-
     def _sharer_names(self, f) -> list[str]:
-        return [self._place_name(place) for place in self._labels.pages_of(f)]
+        return [self._place_name(place) for place in self._pages_of(f)]
+
+    def _pages_of(self, f):
+        """The places of the pages (as last synced) that map ``f``."""
+        got = self._fpages.get(f)
+        if got is not None:
+            return got
+        first = self._ffirst.get(f)
+        return () if first is None else (first,)
 
     def sync(self, pages: Optional[list] = None) -> bool:
         """Bring the pages' states up to date: ``pages`` (process, region, slot) that may
         have changed, or None for every page of every live process (and the pages that
-        went).  Returns whether any page's observable state changed."""
-        labels = self._labels
+        went).  Returns whether any page's observable state changed.
+
+        Frame labels as observe.FrameLabels keeps them (a frame is named by its first page
+        in page order; only the moved pages and the pages of a frame whose first page
+        changed are relabelled), held here: each frame's first page (``_ffirst``), the
+        pages of a frame more than one page maps (``_fpages``; :meth:`_pages_of`), its
+        label (``_flabel``, made when first asked).  What changed goes into the next
+        record's points (:meth:`observe`)."""
         raw = self._raw                       # slot -> (state, page key, place, rank)
-        moved: dict = {}                      # place -> slot whose state or place changed
+        fpages, ffirst, flabel = self._fpages, self._ffirst, self._flabel
+        moved: dict = {}                      # place -> raw (below) of a page whose state
+                                              # or place changed
+        touched: dict = {}                    # frame -> the places it gained (lost: [])
         if pages is None:
             groups = [(p, r, r.pages) for p in self.m.live_procs() for r in p.regions.values()]
         else:
             groups = [(p, r, [s]) for p, r, s in pages]
         rank = self._rank
         slot_at = self._slot_at
+        key_base = self._key_base
         visited = 0                           # pages synced (each is in raw afterwards)
+        st_f = st_last = None                 # the last frame mapped unswapped, its pages'
+                                              # state (no state changes in a sync)
         for p, r, slots in groups:
             rk = rank(p, r)
             base = rk[1]
-            pname, rname = p.name, r.name
             if not p.alive:
                 continue
+            kbase = key_base.get((p.name, r.name))
+            if kbase is None:
+                kbase = self._page_key(p.name, r.name)
             for s in slots:
                 if not s.mapped:
                     continue
@@ -528,29 +614,71 @@ class Interpreter:
                 pte = s.pte
                 if not pte.present:
                     st = (False, pte.swap is not None, None, None, None, None, False)
+                    f = None
                 else:
                     f = pte.frame
-                    if f.zero:
+                    if f is st_f and pte.swap is None:
+                        st = st_last           # (a frame's pages in a row: one state)
+                    elif f.zero:
                         st = (True, pte.swap is not None, f, False, 0, f.content,
                               s.maybe_absent)
+                        f = None
+                    elif pte.swap is None:
+                        st = st_last = (True, False, f, f.ksm, f.mapcount, f.content, False)
+                        st_f = f
                     else:
-                        st = (True, pte.swap is not None, f, f.ksm, f.mapcount, f.content,
-                              False)
+                        st = (True, True, f, f.ksm, f.mapcount, f.content, False)
                 old = raw.get(s)
                 if old is not None and old[0] == st and old[3] is rk:
                     continue               # (frames compare by identity; one rank a region)
                 lk = base + s.index
                 if old is None:
-                    fkey = (pname, rname, s.index)
+                    fkey = kbase + s.index
+                    was = was_lk = None
                 else:
-                    fkey = old[1]
-                    if old[2] != lk:
-                        labels.move(old[2], None)
-                        slot_at.pop(old[2], None)
-                raw[s] = (st, fkey, lk, rk)
-                slot_at[lk] = (p, r, s)
-                labels.move(lk, st[2] if st[0] and not st[2].zero else None)
-                moved[lk] = s
+                    fkey, was_lk = old[1], old[2]
+                    was = old[0]
+                    was = was[2] if was[0] and not was[2].zero else None
+                    if was_lk != lk:
+                        slot_at.pop(was_lk, None)
+                raw[s] = got = (st, fkey, lk, rk)
+                if old is None or old[3] is not rk:
+                    slot_at[lk] = (p, r, s)
+                moved[lk] = got
+                if was is f and was_lk == lk:
+                    continue               # (same frame, same place: no label moves)
+                if was is not None:
+                    ps = fpages.get(was)
+                    if ps is None:
+                        # (its only page: the frame goes now, as the touched frames' pass
+                        # below would take it out)
+                        del ffirst[was]
+                        flabel.pop(was, None)
+                    else:
+                        del ps[was_lk]
+                        if not ps:
+                            del fpages[was], ffirst[was]
+                            flabel.pop(was, None)
+                        elif was not in touched:
+                            touched[was] = []
+                if f is not None:
+                    ps = fpages.get(f)
+                    if ps is not None:
+                        ps[lk] = None
+                    else:
+                        one = ffirst.get(f)
+                        if one is None:
+                            # a frame no page mapped: this page is its first and only
+                            # one (a page of it that comes later in the batch makes it a
+                            # touched frame)
+                            ffirst[f] = lk
+                            continue
+                        fpages[f] = {one: None, lk: None}
+                    added = touched.get(f)
+                    if added is None:
+                        touched[f] = [lk]
+                    else:
+                        added.append(lk)
         if pages is None:
             # (every page synced is in raw: the others went, if raw holds more)
             if len(raw) == visited:
@@ -562,113 +690,215 @@ class Interpreter:
             gone = [s for p, r, s in pages if not (s.mapped and p.alive) and s in raw]
         gone_keys = []
         for s in gone:
-            _st, fkey, lk, _rk = raw.pop(s)
-            labels.move(lk, None)
-            slot_at.pop(lk, None)
+            st, fkey, lk, _rk = raw.pop(s)
+            if st[0] and not st[2].zero:
+                f = st[2]
+                ps = fpages.get(f)
+                if ps is not None:
+                    if ps.pop(lk, 0) is None and f not in touched:
+                        touched[f] = []
+                elif ffirst.get(f) == lk:      # (its only page)
+                    del ffirst[f]
+                    flabel.pop(f, None)
+            if slot_at.get(lk, (None, None, None))[2] is s:
+                slot_at.pop(lk)
             gone_keys.append(fkey)
-        relabelled = labels.labels()
-        cur, dirty = self._cur, self._dirty
+        # each touched frame's first page: a page before it came, or its first page went
+        # (then every page of the frame is relabelled)
+        others = []
+        for f, added in touched.items():
+            ps = fpages.get(f)
+            old = ffirst.get(f)
+            if ps is None and old is not None:
+                continue                    # (one page maps it, since it came again)
+            if not ps:
+                fpages.pop(f, None)
+                ffirst.pop(f, None)
+                flabel.pop(f, None)
+                continue
+            if old is not None and old in ps:
+                # (a page added and moved on again within the batch is not there)
+                new = min((pg for pg in added if pg in ps), default=old)
+                if new > old:
+                    new = old
+            else:
+                new = next(iter(ps)) if len(ps) == 1 else min(ps)
+            if new != old:
+                ffirst[f] = new
+                flabel.pop(f, None)
+                for lk in ps:
+                    if lk not in moved:
+                        got = slot_at.get(lk)
+                        if got is not None:
+                            others.append(got[2])
+        cur = self._cur
         changed = False
         text = self._text_by_id
-        for fkey in gone_keys:
-            old = cur.pop(fkey, None)
-            if old is not None:
-                dirty.setdefault(fkey, old)
-                changed = True
-        frame_label, first_of = labels.label_of_frame, labels.first_of_frame
-        fields = self._page_fields
+        # what changed goes straight into the next record's points (observe): each
+        # changed field of a page, its new value, as runs of pages while they come in page
+        # order (_put_run); a field that changes again before the record is overwritten,
+        # one that changes back restates the record's value, which History.commit_runs
+        # takes as no change
+        points = self._points
+        columns = self._page_cols
+        gone = self._GONE
+        for key in gone_keys:               # (every field the page had goes)
+            was = cur.pop(key, None)
+            if was is None:
+                continue
+            changed = True
+            idx = key & PAGE_KEY_INDEX
+            for c, a in zip(columns[key >> PAGE_KEY_SHIFT], was):
+                if a is not ABSENT:
+                    _put_run(points, c, idx, idx, ABSENT)
+        # (the region of the last changed page, and its change: the old and new fields,
+        # the columns it changed with their new values, and the run of pages that
+        # changed alike up to it, put into the points when the run ends)
+        kbase = cols = t_was = t_new = None
+        t_ops: list = []
+        t_lo = t_hi = -2
+        own = self._own_fields_of
+        by_label = self._fields_by_label
+        sets = self._sets
+        own_labels = self._own_labels
         last_c = last_text = None
-        # (the moved pages are among the relabelled ones when their frame changed)
-        others = []
-        for lk in relabelled:
-            if lk not in moved:
-                got = slot_at.get(lk)
-                if got is not None:
-                    others.append(got[2])
-        for s in itertools.chain(moved.values(), others):
-            got = raw.get(s)
+        # (the last page's label and state and its fields: the pages of a region mostly
+        # follow one another with one value, a KSM page's sharers or unshared pages)
+        last_lab = last_sw = last_ksm = last_mc = last_t = last_fields = None
+        same_st = same_first = same_index = same_fields = None
+        for got in itertools.chain(moved.values(), (raw.get(s) for s in others)):
             if got is None:
                 continue
             st, fkey, lk, _rk = got
-            if st[0]:
+            if st is same_st and lk != same_first and fkey & PAGE_KEY_INDEX != same_index:
+                # (another page of the frame the last page mapped, labelled as that one
+                # by the frame's first page: its fields)
+                new = same_fields
+            elif st[0]:
                 f, content = st[2], st[5]
                 if content is not last_c:       # (by identity: a page's content is shared
                     got = text.get(id(content))  # by its copies)
                     if got is None or got[0] is not content:
                         got = text[id(content)] = (content, str(content))
                     last_c, last_text = content, got[1]
+                mapcount = st[4]
                 if f.zero:
-                    lab = "Z"
+                    new = self._page_fields((True, st[1], "Z", st[3], mapcount, False,
+                                             last_text, st[6]))
                 else:
                     # a page that is its frame's first page, or maps the frame of the
                     # same page of another region (a forked child's COW page): its label
                     # follows its index (observe.IndexLabel), one value for a run of them
-                    first = first_of(f)
-                    at = slot_at.get(first) if first != lk else None
+                    first = ffirst[f]
+                    by_first = False
                     if first == lk:
-                        lab = self._index_label(fkey[0], fkey[1])
-                    elif at is not None and at[2].index == fkey[2]:
-                        lab = self._index_label(at[0].name, at[1].name)
+                        lab = own_labels[fkey >> PAGE_KEY_SHIFT]
                     else:
-                        lab = frame_label(f)
-                st = fields((True, st[1], lab, st[3], st[4], st[4] == 1 and not f.zero,
-                             last_text, st[6]))
+                        at = slot_at.get(first)
+                        if at is not None and at[2].index == fkey & PAGE_KEY_INDEX:
+                            lab = self._index_label(at[0].name, at[1].name)
+                        else:
+                            lab = flabel.get(f)
+                            if lab is None:
+                                lab = flabel[f] = self._place_name(first)
+                            by_first = True     # (the first page's name)
+                    if (lab is last_lab and st[1] is last_sw and st[3] is last_ksm
+                            and mapcount == last_mc and last_text is last_t):
+                        new = last_fields
+                    elif mapcount == 1 and type(lab) is not IndexLabel:
+                        # (_page_fields' own-frame case, inline)
+                        key = (st[1], st[3], True, last_text)
+                        base = own.get(key)
+                        if base is None:
+                            base = own[key] = self._make_page_fields(
+                                (True, st[1], lab, st[3], 1, True, last_text, False))
+                        fs = sets.get(("frame", lab))
+                        if fs is None:
+                            fs = sets[("frame", lab)] = frozenset([lab])
+                        new = (base[0], base[1], fs, base[3], base[4], base[5], base[6])
+                    else:
+                        # (one fields tuple per state; keyed by the label object itself:
+                        # labels are one object per value, a string or an interned
+                        # IndexLabel, which would hash through a Python call)
+                        key = (id(lab), st[1], st[3], mapcount, last_text)
+                        got = by_label.get(key)
+                        if got is None or got[0] is not lab:
+                            got = by_label[key] = (lab, self._page_fields(
+                                (True, st[1], lab, st[3], mapcount, mapcount == 1,
+                                 last_text, False)))
+                        new = got[1]
+                        last_lab, last_sw, last_ksm, last_mc, last_t, last_fields = (
+                            lab, st[1], st[3], mapcount, last_text, new)
+                    if by_first:
+                        same_st, same_first, same_fields = st, first, new
+                        same_index = -1 if at is None else at[2].index
             else:
-                st = fields((False, st[1], None, None, None, None, None, False))
-            old = cur.get(fkey)
-            if old != st:                   # (equal fields are mostly one tuple)
-                cur[fkey] = st
-                if fkey not in dirty:
-                    dirty[fkey] = old
+                new = self._page_fields((False, st[1], None, None, None, None, None, False))
+            was = cur.get(fkey)
+            if was is new:                  # (equal fields are mostly one tuple)
+                continue
+            if was is None:
+                was = gone
                 changed = True
+            elif not changed and was == new:
+                # (equal, not one tuple: a page's own frame label; the fields are
+                # compared by identity below, as values are shared, so equal ones
+                # that are not one object only restate what the record shows)
+                continue
+            else:
+                changed = True
+            cur[fkey] = new
+            idx = fkey & PAGE_KEY_INDEX
+            alike = was is t_was and new is t_new and fkey - idx == kbase
+            if alike and idx == t_hi + 1:
+                t_hi = idx                  # (the run of pages changing alike goes on)
+                continue
+            for c, v in t_ops:              # (the last run's pages, into the points)
+                _put_run(points, c, t_lo, t_hi, v)
+            if not alike:
+                if fkey - idx != kbase:
+                    kbase = fkey - idx
+                    cols = columns[kbase >> PAGE_KEY_SHIFT]
+                t_was, t_new = was, new
+                t_ops = [(c, b) for c, a, b in zip(cols, was, new) if a is not b]
+            t_lo = t_hi = idx
+        for c, v in t_ops:
+            _put_run(points, c, t_lo, t_hi, v)
         return changed
 
     def observe(self, faults: dict) -> tuple[dict, dict]:
         """The fields that changed since the last record (docs/run-record.md), as
-        (column -> {page index: value}, counter key -> value) for
-        :meth:`History.commit_points`: the fields of pages whose state changed, pages
+        (column -> runs (lo, hi, value), counter key -> value) for
+        :meth:`History.commit_runs`: the fields of pages whose state changed, pages
         that went (every field ABSENT), the faults of this step (and the last step's
-        going), counters that moved.  Reads the page states as the last :meth:`sync` left
-        them.  Per page by column, without building a key string per field: the history
-        makes each column's points runs (an unshared page's own label included)."""
-        points: dict = {}
+        going), counters that moved.  The page fields are what the syncs since the last
+        record put into the points (runs of pages that changed alike, or a column's
+        points where pages came out of order), merged as runs_from_points merges points
+        (an unshared page's own label included); without a key string per field."""
+        points = self._points
+        self._points = {}
         cur = self._cur
         columns = self._columns
-        gone = self._GONE
-        for key, was in self._dirty.items():
-            new = cur.get(key)
-            if was is new:                  # (a page whose fields changed back: no delta
-                continue                    # below either, each value is one shared set)
-            if new is None:
-                new = gone
-            elif was is None:
-                was = gone
-            cols = columns.get(key[:2])
-            if cols is None:
-                cols = self._page_columns(key[0], key[1])
-            idx = key[2]
-            for c, a, b in zip(cols, was, new):
-                if a is not b:
+        fault_pages: dict = {}              # fault column -> {index: None}
+        kbase = None
+        for key, outcomes in faults.items():
+            if key in cur:
+                idx = key & PAGE_KEY_INDEX
+                if key - idx != kbase:
+                    kbase = key - idx           # (one region's pages one after another)
+                    p, r = self._key_names[kbase >> PAGE_KEY_SHIFT]
+                    cols = columns.get((p, r))
+                    if cols is None:
+                        cols = self._page_columns(p, r)
+                    c = cols[-1]
+                    got = fault_pages.get(c)
+                    if got is None:
+                        got = fault_pages[c] = {}
                     pts = points.get(c)
                     if pts is None:
                         pts = points[c] = {}
-                    pts[idx] = b
-        self._dirty = {}
-        fault_pages: dict = {}              # fault column -> {index: None}
-        for key, outcomes in faults.items():
-            if key in cur:
-                cols = columns.get(key[:2])
-                if cols is None:
-                    cols = self._page_columns(key[0], key[1])
-                c = cols[-1]
-                got = fault_pages.get(c)
-                if got is None:
-                    got = fault_pages[c] = {}
-                got[key[2]] = None
-                pts = points.get(c)
-                if pts is None:
-                    pts = points[c] = {}
-                pts[key[2]] = outcomes
+                got[idx] = None
+                pts[idx] = outcomes
         for c, shown in self._shown_faults.items():
             now = fault_pages.get(c, {})
             for idx in shown:
@@ -687,7 +917,13 @@ class Interpreter:
         for k in shown_c.keys() - counters.keys():
             delta[k] = ABSENT
         self._shown_counters = counters
-        return points, delta
+        page_runs = {}
+        for c, got in points.items():
+            if type(got) is list:
+                page_runs[c] = runs_in_order(got)
+            elif got:
+                page_runs[c] = runs_from_points(got)
+        return page_runs, delta
 
     def _index_label(self, proc: str, region: str) -> IndexLabel:
         """The frame value of a page whose frame's first page is the page of the same
@@ -696,6 +932,19 @@ class Interpreter:
         got = self._index_labels.get((proc, region))
         if got is None:
             got = self._index_labels[(proc, region)] = index_label(f"{proc}/{region}", 0)
+        return got
+
+    def _page_key(self, proc: str, region: str) -> int:
+        """The key of page 0 of ``proc``'s region ``region`` (the key of page i: this
+        + i): one number per pair of names, so a page that goes and a page of the same
+        names that comes (exec, a re-mmap) are one page of the record, as their fields'
+        keys are."""
+        got = self._key_base.get((proc, region))
+        if got is None:
+            got = self._key_base[(proc, region)] = len(self._key_names) << PAGE_KEY_SHIFT
+            self._key_names.append((proc, region))
+            self._own_labels.append(self._index_label(proc, region))
+            self._page_cols.append(self._page_columns(proc, region)[:-1])
         return got
 
     def _page_columns(self, proc: str, region: str) -> tuple:
@@ -756,6 +1005,8 @@ class Interpreter:
     def fields(self, faults: dict) -> dict:
         """The whole state as a record shows it (for callers outside the run loop)."""
         out: dict = {}
+        faults = {(*self._key_names[k >> PAGE_KEY_SHIFT], k & PAGE_KEY_INDEX): v
+                  for k, v in faults.items()}
         for key, st in self._page_states().items():
             for name, v in zip(self._NAMES, self._page_fields(st)):
                 if v is not ABSENT:

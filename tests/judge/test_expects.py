@@ -145,3 +145,97 @@ def test_an_expect_on_a_field_the_kernel_left_absent_is_skipped_not_failed():
     recs = [Record(0, 3, dict(fields), OK), Record(1, 4, dict(fields), OK)]
     got = evaluate_expects(scn, recs, KernelVersion.parse("6.12"))
     assert [r.status for r in got] == ["failed", "held", "held"], got
+
+
+def _judged_page_by_page(scn, records, version) -> dict:
+    """The long way for the expects on pages: every page read through its own
+    expects._PageView and judged by expects._check_page alone.  stmt -> (status, reason)."""
+    from ksmdiff.judge import expects as E
+    from ksmdiff.scenario import ast as A
+    by_stmt = {r.stmt: r for r in records}
+    out, last = {}, None
+    for i, s in enumerate(scn.statements):
+        if not isinstance(s, A.EXPECT_TYPES):
+            last = by_stmt.get(i, last)
+            continue
+        if isinstance(s, (A.ExpectPrctl, A.ExpectCounter)) or last is None or (
+                s.versions is not None and not s.versions.contains(version)):
+            continue
+        idx = list(s.target.indices(E._page_count(scn, i, s.proc, s.target.region)))
+        others = [None] * len(idx)
+        if isinstance(s.predicate, A.SameFrame):
+            q = s.predicate
+            idx2 = list(q.target.indices(E._page_count(scn, i, q.proc, q.target.region)))
+            others = ([E._PageView(last, q.proc, q.target.region, j) for j in idx2]
+                      if len(idx2) > 1 else
+                      [E._PageView(last, q.proc, q.target.region, idx2[0])] * len(idx))
+        pages = [E._PageView(last, s.proc, s.target.region, j) for j in idx]
+        need = E._kernel_may_omit(s.predicate)
+        if need and any(p.mapped and p.field(need) is None for p in pages):
+            out[i] = (SKIPPED, f"'{need}' was not observable on this kernel")
+            continue
+        seen = [(p.name(),) + E._check_page(s.predicate, p, o, s.negated)
+                for p, o in zip(pages, others)]
+        bad = [f"{n}: {w}" for n, ok, w in seen if not ok]
+        out[i] = ((FAILED, "; ".join(bad)) if bad else
+                  (HELD, "; ".join(f"{n}: {w}" for n, _ok, w in seen)))
+    return out
+
+
+def test_pages_reading_the_same_values_share_one_judgement():
+    """evaluate_expects reads an expect's pages column by column from the record's runs
+    and judges a page once per distinct tuple of the values it reads, that result
+    standing for every page reading the same: the long way, every page read and judged
+    on its own, gives the same results, reasons included.  On the corpus on two
+    versions, on ksm01 (bench/bench_scale.py) at 64 pages per child, whose expects span
+    whole regions of one KSM page's sharers, and on a scenario whose expects read mixed
+    values."""
+    import sys
+    from pathlib import Path
+
+    from ksmdiff.model import run_model
+    from ksmdiff.scenario import find_scenarios, parse_file
+
+    root = Path(__file__).resolve().parents[2]
+    sys.path.insert(0, str(root / "bench"))
+    try:
+        from bench_scale import ksm01_scenario
+    finally:
+        sys.path.remove(str(root / "bench"))
+    scenarios = [parse_file(p) for p in find_scenarios([root / "corpora"])]
+    scenarios.append(parse(ksm01_scenario(64, 16), "ksm01.scenario"))
+    # pages of one expect reading different values (some of these expects fail)
+    scenarios.append(parse('''scenario "mixed"
+process A
+A: mmap buf 6
+A: fill buf 0x5a
+A: write buf[2] 0x01
+A: madvise buf mergeable
+ksm settle
+expect A buf same-frame A buf[0]
+expect A buf not same-frame A buf[2]
+expect A buf ksm
+expect A buf content 0x5a
+expect A buf mapcount 5
+expect A buf[1..3] not zero-page
+A: fork B
+A: write buf[4] 0x02
+expect B buf same-frame A buf
+expect B buf not same-frame A buf[1]
+expect A buf[3..5] copied
+A: fill buf[0..1] 0x5a
+expect A buf mapcount 1
+expect A buf not ksm
+''', "mixed.scenario"))
+    judged = 0
+    for scn in scenarios:
+        for v in (V54, V61):
+            run = run_model(scn, v)
+            if run.status != "ok":
+                continue
+            got = {r.stmt: (r.status, r.reason)
+                   for r in evaluate_expects(scn, run.records, v)}
+            want = _judged_page_by_page(scn, run.records, v)
+            assert {k: got[k] for k in want} == want, (scn.title, v)
+            judged += len(want)
+    assert judged > 100

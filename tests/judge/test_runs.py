@@ -10,7 +10,8 @@ import pytest
 
 from ksmdiff.observe import (ABSENT, ANY, History, IndexLabel, Record, Runs, column_of,
                              compress, differ, expand, index_label, parse_index_label,
-                             records_from_json, runs_from_json, runs_from_points)
+                             records_from_json, runs_from_json, runs_from_points,
+                             runs_in_order)
 
 T, F = frozenset([True]), frozenset([False])
 
@@ -111,6 +112,30 @@ def test_overlay_matches_pages_one_by_one():
             assert new.count == len(want)
             assert all(a[1] < b[0] for a, b in zip(new.runs, new.runs[1:]))
             state, runs = want, new
+
+
+def test_runs_in_order_merge_as_their_points_would():
+    """The model puts a record's changes as runs of pages that changed alike, in page
+    order (model/run.py _put_run); runs_in_order merges them into what runs_from_points
+    gives for the same points: a page's own label, a parent's page of the same index and
+    a KSM frame's first page, in runs split anywhere."""
+    rng = random.Random(5)
+    for _ in range(500):
+        pts: dict = {}
+        for i in sorted(rng.sample(range(80), rng.randrange(1, 60))):
+            pts[i] = random_frame(rng, "B/m", i)
+        runs, prev = [], None
+        for i, v in pts.items():
+            if prev is not None and prev[1] == i - 1 and prev[2] is v and rng.random() < 0.7:
+                prev[1] = i
+            else:
+                prev = [i, i, v]
+                runs.append(prev)
+        # (one value object for a run of one label, as the model shares them, or not)
+        for r in runs:
+            if rng.random() < 0.5 and r[2] is not ABSENT and not isinstance(r[2], IndexLabel):
+                r[2] = frozenset(r[2])
+        assert runs_in_order(runs) == runs_from_points(pts)
 
 
 def test_history_reads_as_whole_records_and_json_reads_back():

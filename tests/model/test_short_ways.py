@@ -269,3 +269,37 @@ def test_a_paged_out_page_is_still_checked_and_an_empty_one_is_not():
     pages[1].logical = Content(0x5a, 0x01)
     got = check(it.m, 0, 1)
     assert [v.prop for v in got] == ["isolation"] and "A/buf[1]" in got[0].detail
+
+
+def test_a_records_changes_put_as_runs_read_as_points():
+    """sync puts a record's changes as runs of pages while they come in page order and
+    turns a column into points (index -> value, the later value winning) when a run
+    comes out of order (model/run.py _put_run): either way the column reads what the
+    points put one by one would."""
+    import random
+
+    from ksmdiff.model.run import _put_run
+    from ksmdiff.observe import runs_from_points, runs_in_order
+
+    rng = random.Random(7)
+    values = [frozenset([v]) for v in ("a", "b", "c")]
+    for _ in range(400):
+        points: dict = {}
+        want: dict = {}
+        pos = rng.randrange(5)
+        for _put in range(rng.randrange(1, 12)):
+            if rng.random() < 0.2:
+                pos = rng.randrange(40)          # (out of order: a later sync, others)
+            lo = pos
+            hi = lo + rng.choice([0, 0, 1, 5])
+            v = rng.choice(values)
+            _put_run(points, "col", lo, hi, v)
+            for i in range(lo, hi + 1):
+                want[i] = v
+            pos = hi + 1 + rng.choice([0, 0, 0, 2])
+        got = points["col"]
+        if type(got) is list:
+            assert all(a[1] < b[0] for a, b in zip(got, got[1:]))
+            assert runs_in_order(got) == runs_from_points(want)
+        else:
+            assert got == want
