@@ -96,6 +96,11 @@ verified or inferred); the era of ``do_wp_page`` comes from the same table.  Amo
 * fork does not copy the ptes of a vma without an anon_vma (zero-page-only regions).
 * ``write_protect_page`` never takes a page that is already KSM (page_address_in_vma()
   needs page_anon_vma()), so a KSM page left without a stable node stays so.
+* MADV_PAGEOUT unmaps a KSM page only where ``rmap_walk_ksm`` finds it: through its stable
+  node's rmap_items, each in the vmas of its ``rmap_item->anon_vma``'s tree (its own vma,
+  and the vmas forked from it since); elsewhere the page stays mapped, in the swap cache.
+  Each region keeps its anon_vma and the chain fork gives it; the reuse of an anon_vma
+  that no vma uses any more (anon_vma_clone, 7a3ef208e662) is left out.
 * fork of KSM-placed zero ptes: counted in ``ksm_zero_pages`` from 6.18 and 6.12.54 (seen
   on the host's 6.18); elsewhere the global delta is ANY.
 * a stable node whose rmap_items have all gone (its page kept by a pin or the swap

@@ -258,11 +258,30 @@ def try_to_merge_one_page(m: Machine, slot: PageSlot, page: Frame,
     return err
 
 
+def rmap_walk_ksm_finds(page: Frame, slot: PageSlot) -> bool:
+    """all eras: rmap_walk_ksm() (try_to_unmap() of a KSM page) reaches the pte of ``slot``:
+    only through the page's stable node (none: nothing is found), and of each of its
+    rmap_items only the vmas in rmap_item->anon_vma's tree that cover rmap_item->address
+    (its own mm first, then other mms: "forked from the original since ksmd passed").  A
+    vma of another fork family, or a parent's vma under its child's item, is not found."""
+    node = page.stable_node
+    r = slot.region
+    if node is None or r is None:
+        return False
+    key = (r.seq, slot.index)
+    chain = r.av_chain
+    return any(it.key == key and it.anon_vma in chain for it in node.hlist)
+
+
 def try_to_merge_with_ksm_page(m: Machine, slot: PageSlot, item: RmapItem, page: Frame,
                                kpage: Optional[Frame]) -> int:
     if not slot.mapped or not slot.mergeable:  # find_mergeable_vma()
         return EFAULT
-    return try_to_merge_one_page(m, slot, page, kpage)
+    err = try_to_merge_one_page(m, slot, page, kpage)
+    if not err:
+        # all eras: rmap_item->anon_vma = vma->anon_vma (get_anon_vma)
+        item.anon_vma = slot.region.av if slot.region is not None else None
+    return err
 
 
 def try_to_merge_two_pages(m: Machine, slot: PageSlot, item: RmapItem, page: Frame,
@@ -637,6 +656,7 @@ def _merge_into_last_node(m: Machine, slot: PageSlot, item: RmapItem, page: Fram
     pte.writable = pte.dirty = False
     page.mapcount -= 1                         # page_remove_rmap
     m.put_page(page)                           # the pte's reference
+    item.anon_vma = slot.region.av if slot.region is not None else None
     item.head = node
     node.hlist[item] = None                    # hlist_add_head
     m.count("pages_sharing")                   # (the node had a sharer already)

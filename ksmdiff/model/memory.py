@@ -69,8 +69,12 @@ def free_swap_cache(m: Machine, page: Frame) -> None:
 def anon_vma_prepare(slot: PageSlot) -> None:
     """The vma gets an anon_vma with its first anonymous page (not with the zero page)."""
     slot.had_anon = True
-    if slot.region is not None:
-        slot.region.anon_vma = True
+    r = slot.region
+    if r is not None:
+        r.anon_vma = True
+        if r.av is None:
+            r.av = object()
+            r.av_chain = r.av_chain | {r.av}
 
 
 def handle_mm_fault(m: Machine, p: Process, slot: PageSlot, *, write: bool = False,
@@ -578,6 +582,12 @@ def madvise_pageout_page(m: Machine, slot: PageSlot) -> None:
     if not f.swapcache:
         f.swapcache = True                     # add_to_swap
         m.get_page(f)
+    if f.ksm:
+        from ksmdiff.model import ksm as K
+        if not K.rmap_walk_ksm_finds(f, slot):
+            # all eras: shrink_folio_list(): try_to_unmap() left the page mapped ->
+            # activate_locked; it stays in the swap cache (swap is not full here)
+            return
     # try_to_unmap_one(): the pte becomes a swap entry (exclusive if the page was AE)
     f.swap_refs += 1
     excl = f.anon_exclusive and m.has("anon_exclusive")

@@ -1209,6 +1209,12 @@ class Interpreter:
             cr = Region(name, r.seq, [PageSlot(i) for i in range(len(r.pages))],
                         node=r.node)           # dup_mmap(): vma_dup_policy()
             cr.anon_vma = r.anon_vma           # anon_vma_fork()
+            if r.av is not None:
+                # anon_vma_fork(): anon_vma_clone() links the child's vma to every anon_vma
+                # of the parent's, then a new anon_vma of its own (the reuse of an anon_vma
+                # no vma uses any more, 7a3ef208e662, is left out)
+                cr.av = object()
+                cr.av_chain = r.av_chain | {cr.av}
             cr.maybe_merged_anon_vma = r.maybe_merged_anon_vma
             cr.split = r.split
             child.regions[name] = cr

@@ -86,6 +86,9 @@ class RmapItem:
     head: Optional[StableNode] = None       # STABLE_FLAG
     unstable: bool = False                   # UNSTABLE_FLAG, in this scan's unstable tree
     tree_key: Optional[tuple] = None         # ... under this key: (nid, content)
+    # rmap_item->anon_vma: its vma's own anon_vma when it merged (Region.av); the only
+    # way rmap_walk_ksm() finds the vmas that map the KSM page
+    anon_vma: Optional[object] = None
     age: int = 0                             # >= 6.7 smart scan: rmap_age_t age (u8)
     remaining_skips: int = 0                 # >= 6.7 smart scan
 
@@ -138,6 +141,11 @@ class Region:
     # another region of the process has an anon_vma: this vma may have been merged with
     # it (adjacent anonymous vmas with equal flags merge), sharing its anon_vma
     maybe_merged_anon_vma: bool = False
+    # the vma's own anon_vma (an identity; None until its first anonymous page) and the
+    # anon_vmas its anon_vma_chain links it to (its own, and at fork the parent's chain):
+    # the vma is in the rmap tree of each of those
+    av: Optional[object] = None
+    av_chain: frozenset = frozenset()
     # the vma's mempolicy: MPOL_BIND to this node (``mmap R N node K``: mbind), copied at
     # fork (vma_dup_policy); None: the default policy, the local node
     node: Optional[int] = None

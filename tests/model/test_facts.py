@@ -179,3 +179,55 @@ def test_5_18_write_swapin_frees_the_swap_cache_at_page_count_two():
     # reused (a fresh swap-in read may also have come from a new frame: reclaim elsewhere)
     assert "reused" in last_of(it, "A/buf[0].fault")
     assert it.m.procs["A"].regions["buf"].pages[0].pte.writable
+
+
+# buf[1]'s frame, shared by A and B since the fork, becomes KSM in place through the
+# rmap_items of the one vma that is mergeable; then only A maps it
+RMAP_WALK = """A: mmap buf 2
+A: fill buf[0] 0x01
+A: fill buf[1] 0x01
+A: fork B
+{who}: madvise buf mergeable
+ksm settle
+B: fill buf[0] 0x02
+B: munmap buf[1]
+A: madvise buf[1] pageout
+"""
+
+
+@pytest.mark.parametrize("version", ["5.4", "6.18"])
+def test_pageout_finds_a_ksm_page_only_through_its_rmap_items_anon_vmas(version):
+    """rmap_walk_ksm() walks each rmap_item's anon_vma tree: A's pte under B's rmap_items
+    (B's own anon_vma, made at the fork) is not found, and the page stays mapped."""
+    r = run(RMAP_WALK.format(who="B"), version, requires="swap")
+    assert last(r, "A/buf[1].present") == {True}
+    assert last(r, "A/buf[1].ksm") == {True}
+    assert r.violations == ()
+
+
+@pytest.mark.parametrize("version", ["5.4", "6.18"])
+def test_pageout_finds_a_childs_pte_under_its_parents_rmap_item(version):
+    """B's vma is linked to A's anon_vma at the fork, so A's rmap_item finds B's pte."""
+    text = RMAP_WALK.format(who="A").replace(
+        "B: fill buf[0] 0x02\nB: munmap buf[1]\nA: madvise buf[1] pageout\n",
+        "A: fill buf[0] 0x02\nA: munmap buf[1]\nB: madvise buf[1] pageout\n")
+    r = run(text, version, requires="swap")
+    assert last(r, "B/buf[1].swapped") == {True}
+    assert r.violations == ()
+
+
+def test_a_ksm_page_without_a_stable_node_is_not_paged_out():
+    text = """A: mmap buf 2
+A: fill buf[1] 0x01
+A: write buf[1] 0x03
+A: fork B
+A: fill buf[0] 0x01
+A: pin buf[0]
+A: write buf[0] 0x03
+A: madvise buf mergeable
+ksm settle
+B: madvise buf[1] pageout
+"""
+    r = run(text, "6.18", requires="swap")
+    assert last(r, "B/buf[1].present") == {True}
+    assert last(r, "B/buf[1].ksm") == {True}
