@@ -1083,6 +1083,17 @@ def _sort_key(v: Any) -> tuple:
     return (type(v).__name__, str(v))
 
 
+def first_page_after(ps, old, added):
+    """A frame's first page after a batch of moves: ``ps`` the pages mapping it now, ``old``
+    its first page before (None: none), ``added`` the pages that came to it in the batch.
+    The old first page stays first unless a page before it came (a page added and moved on
+    again within the batch is not in ``ps``)."""
+    if old is not None and old in ps:
+        new = min((pg for pg in added if pg in ps), default=old)
+        return old if new > old else new
+    return min(ps)
+
+
 class FrameLabels:
     """Canonical frame labels (:func:`label_frames`) kept up to date from what moved, so
     that a record costs the pages whose frame or label moved, not every page.
@@ -1166,13 +1177,7 @@ class FrameLabels:
                 first.pop(f, None)
                 label.pop(f, None)
                 continue
-            if old is not None and old in ps:
-                # (a page added and moved on again within the batch is not there)
-                new = min((pg for pg in added if pg in ps), default=old)
-                if new > old:
-                    new = old
-            else:
-                new = min(ps)
+            new = first_page_after(ps, old, added)
             if new != old:
                 first[f] = new
                 label[f] = name(new)

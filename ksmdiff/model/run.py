@@ -12,7 +12,7 @@ from ksmdiff.model import memory as M
 from ksmdiff.model.invariants import Violation, check
 from ksmdiff.model.machine import Machine
 from ksmdiff.model.state import PageSlot, Process, Region, ZERO_CONTENT
-from ksmdiff.observe import (ABSENT, ANY, PAGE_FIELDS, PRCTL_MERGE, History,
+from ksmdiff.observe import (ABSENT, ANY, PAGE_FIELDS, PRCTL_MERGE, History, first_page_after,
                              IndexLabel, Record, changes, index_label, runs_from_points,
                              runs_in_order,
                              proc_abs_counter_key,
@@ -716,13 +716,7 @@ class Interpreter:
                 ffirst.pop(f, None)
                 flabel.pop(f, None)
                 continue
-            if old is not None and old in ps:
-                # (a page added and moved on again within the batch is not there)
-                new = min((pg for pg in added if pg in ps), default=old)
-                if new > old:
-                    new = old
-            else:
-                new = next(iter(ps)) if len(ps) == 1 else min(ps)
+            new = first_page_after(ps, old, added)
             if new != old:
                 ffirst[f] = new
                 flabel.pop(f, None)
