@@ -190,7 +190,6 @@ def kernel_cells(scenarios: Sequence[A.Scenario], version: KernelVersion, target
     the host kernel and the lab's kernels (whose re-runs happened in their VM).
     ``models[i]``: ``run_model(scenarios[i], version)`` made beforehand (a fuzz batch's, in
     a worker while the kernel ran); None: made here."""
-    from ksmdiff.model import run_model
     cells: list[CellResult] = []
     for i, scn in enumerate(scenarios):
         kernel_runs = [r[i] for r in runs]
@@ -198,8 +197,7 @@ def kernel_cells(scenarios: Sequence[A.Scenario], version: KernelVersion, target
         if models is not None:
             model = models[i]
         else:
-            with pure():
-                model = run_model(scn, version)
+            [model] = _models_of([scn], version)
         if first.status != OK or model.status != OK:
             status = first.status if first.status != OK else model.status
             reason = first.reason or model.reason

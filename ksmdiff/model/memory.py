@@ -71,7 +71,6 @@ def anon_vma_prepare(slot: PageSlot) -> None:
     slot.had_anon = True
     r = slot.region
     if r is not None:
-        r.anon_vma = True
         if r.av is None:
             r.av = object()
             r.av_chain = r.av_chain | {r.av}

@@ -1202,7 +1202,6 @@ class Interpreter:
         for name, r in parent.regions.items():
             cr = Region(name, r.seq, [PageSlot(i) for i in range(len(r.pages))],
                         node=r.node)           # dup_mmap(): vma_dup_policy()
-            cr.anon_vma = r.anon_vma           # anon_vma_fork()
             if r.av is not None:
                 # anon_vma_fork(): anon_vma_clone() links the child's vma to every anon_vma
                 # of the parent's, then a new anon_vma of its own (the reuse of an anon_vma

@@ -136,7 +136,6 @@ class Region:
     name: str
     seq: int                          # mmap sequence: the address order (see ksm.py)
     pages: list[PageSlot]
-    anon_vma: bool = False            # some page of the region had an anonymous page
     split: bool = False               # munmap/mprotect/madvise of part: maybe several vmas
     # another region of the process has an anon_vma: this vma may have been merged with
     # it (adjacent anonymous vmas with equal flags merge), sharing its anon_vma
@@ -149,6 +148,11 @@ class Region:
     # the vma's mempolicy: MPOL_BIND to this node (``mmap R N node K``: mbind), copied at
     # fork (vma_dup_policy); None: the default policy, the local node
     node: Optional[int] = None
+
+    @property
+    def anon_vma(self) -> bool:
+        """Some page of the region had an anonymous page (or its parent's, at fork)."""
+        return self.av is not None
 
     def __post_init__(self) -> None:
         for s in self.pages:

@@ -60,10 +60,20 @@ def test_a_scenario_beyond_4096_pages_runs_on_the_host(state_kept):
 def test_the_model_made_beside_the_kernel_run_judges_the_same(state_kept, monkeypatch):
     """A scenario this size has its model run made in a worker while the kernel runs it; the
     cell (expects, model records, mismatch) is the one the model made afterwards gives."""
+    import os
     from ksmdiff import session
     scn = parse(SCN, "scale.scenario")
     assert session._model_ahead_pays([scn])
+    here, made_by = os.getpid(), session._models_of
+
+    def in_the_worker(scns, version):
+        # the worker makes them; Ahead's fallback (the worker failed) would make them here
+        assert os.getpid() != here, "the model was made after the kernel run, not beside it"
+        return made_by(scns, version)
+
+    monkeypatch.setattr(session, "_models_of", in_the_worker)
     beside = session.run_host_cells([scn])[0]
+    monkeypatch.setattr(session, "_models_of", made_by)
     monkeypatch.setattr(session, "AHEAD_PAGE_STATEMENTS", float("inf"))
     after = session.run_host_cells([scn])[0]
     assert beside.status == after.status == OK, (beside.reason, after.reason)
